@@ -1,0 +1,159 @@
+/*
+ * log.c - logfmt lines on stderr.
+ *
+ * Callers write "text key=value ..."; the text before the first " key=" is
+ * quoted into msg="...", so every line is machine-readable while call sites
+ * stay short.  Every function preserves errno so it can sit in error paths.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const char	*log_procname = "taskerd";
+static enum log_level	 log_level = LOG_LVL_INFO;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+void
+log_init(const char *procname, enum log_level level)
+{
+	log_procname = procname;
+	log_level = level;
+}
+
+void
+log_setlevel(enum log_level level)
+{
+	log_level = level;
+}
+
+int
+log_parse_level(const char *s, enum log_level *out)
+{
+	size_t	i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	if (strcmp(s, "warning") == 0) {
+		*out = LOG_LVL_WARN;
+		return 0;
+	}
+	return -1;
+}
+
+/* Offset of the first " key=" in s (key: [a-z0-9_.]+), or strlen(s). */
+static size_t
+split_at_fields(const char *s)
+{
+	const char	*p, *k;
+
+	for (p = s; (p = strchr(p, ' ')) != NULL; p++) {
+		k = p + 1;
+		while (*k != '\0' && (islower((unsigned char)*k) ||
+		    isdigit((unsigned char)*k) || *k == '_' || *k == '.'))
+			k++;
+		if (k > p + 1 && *k == '=')
+			return (size_t)(p - s);
+	}
+	return strlen(s);
+}
+
+static void
+log_emit(enum log_level level, const char *suffix, const char *fmt,
+    va_list ap)
+{
+	char		 text[4096], line[4600], ts[32];
+	struct timeval	 tv;
+	struct tm	 tm;
+	size_t		 cut, i, o;
+	int		 n;
+
+	if (level < log_level)
+		return;
+	vsnprintf(text, sizeof(text), fmt, ap);
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+
+	cut = split_at_fields(text);
+	n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s proc=%s "
+	    "pid=%ld msg=\"", ts, (long)(tv.tv_usec / 1000),
+	    level_names[level], log_procname, (long)getpid());
+	o = n > 0 ? (size_t)n : 0;
+	for (i = 0; i < cut && o + 3 < sizeof(line); i++) {
+		if (text[i] == '"' || text[i] == '\\')
+			line[o++] = '\\';
+		line[o++] = text[i] == '\n' ? ' ' : text[i];
+	}
+	if (suffix != NULL)
+		o += (size_t)snprintf(line + o, sizeof(line) - o, ": %s",
+		    suffix);
+	if (o + 1 < sizeof(line))
+		line[o++] = '"';
+	snprintf(line + o, sizeof(line) - o, "%s\n", text + cut);
+	fputs(line, stderr);
+	fflush(stderr);
+}
+
+#define LOG_BODY(level, suffix) do {		\
+	int	saved = errno;			\
+	va_list	ap;				\
+	va_start(ap, fmt);			\
+	log_emit(level, suffix, fmt, ap);	\
+	va_end(ap);				\
+	errno = saved;				\
+} while (0)
+
+void
+log_debug(const char *fmt, ...)
+{
+	LOG_BODY(LOG_LVL_DEBUG, NULL);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	LOG_BODY(LOG_LVL_INFO, NULL);
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	LOG_BODY(LOG_LVL_WARN, NULL);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	const char *e = strerror(errno);
+
+	LOG_BODY(LOG_LVL_WARN, e);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	const char *e = strerror(errno);
+
+	LOG_BODY(LOG_LVL_ERROR, e);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	LOG_BODY(LOG_LVL_ERROR, NULL);
+	exit(1);
+}

@@ -1,0 +1,332 @@
+/*
+ * render.c - fill {{...}} placeholders in handler config from step input.
+ *
+ * Rendering never evaluates anything: a placeholder is a dotted path looked
+ * up in the scope (or env.NAME), and the text that replaces it is never
+ * scanned again, so a value taken from a task's context cannot inject
+ * further placeholders.  Every failure is reported with the path or offset
+ * involved, because the reason ends up in the step's error_message where an
+ * operator reads it.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "render.h"
+#include "xmalloc.h"
+
+#define RENDER_OPEN		"{{"
+#define RENDER_CLOSE		"}}"
+#define RENDER_ENV_PREFIX	"env."
+
+/* A growable string; always NUL-terminated once render_buf_put ran. */
+struct render_buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+};
+
+static void
+render_buf_put(struct render_buf *b, const char *s, size_t n)
+{
+	size_t	need;
+
+	need = b->len + n + 1;
+	if (need > b->cap) {
+		if (b->cap == 0)
+			b->cap = 64;
+		while (b->cap < need)
+			b->cap *= 2;
+		b->data = xreallocarray(b->data, b->cap, 1);
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void	render_err(char *, size_t, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+static void
+render_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+const json_t *
+render_lookup(const json_t *scope, const char *path)
+{
+	const json_t	*cur = scope;
+	const char	*p, *dot;
+	char		 key[256], *end;
+	size_t		 n;
+	unsigned long	 idx;
+
+	if (scope == NULL || path == NULL || *path == '\0')
+		return NULL;
+	for (p = path; cur != NULL; p = dot + 1) {
+		if ((dot = strchr(p, '.')) == NULL)
+			dot = p + strlen(p);
+		n = (size_t)(dot - p);
+		/* An empty component ("a..b", "a.") names nothing. */
+		if (n == 0 || n >= sizeof(key))
+			return NULL;
+		memcpy(key, p, n);
+		key[n] = '\0';
+		if (json_is_object(cur))
+			cur = json_object_get(cur, key);
+		else if (json_is_array(cur)) {
+			if (!isdigit((unsigned char)key[0]))
+				return NULL;
+			idx = strtoul(key, &end, 10);
+			if (*end != '\0')
+				return NULL;
+			cur = json_array_get(cur, idx);
+		} else
+			return NULL;
+		if (*dot == '\0')
+			break;
+	}
+	return cur;
+}
+
+/*
+ * Find the next placeholder in s at or after s.  Returns 1 and sets *start
+ * (offset of "{{"), *end (offset just past "}}"), and the trimmed path in
+ * path/pathlen; 0 when there is none; -1 with err set when malformed.
+ */
+static int
+render_next(const char *s, size_t *start, size_t *end, const char **path,
+    size_t *pathlen, char *err, size_t errlen)
+{
+	const char	*open, *close, *a, *b;
+
+	if ((open = strstr(s, RENDER_OPEN)) == NULL)
+		return 0;
+	if ((close = strstr(open + 2, RENDER_CLOSE)) == NULL) {
+		render_err(err, errlen, "unterminated placeholder at offset %zu",
+		    (size_t)(open - s));
+		return -1;
+	}
+	a = open + 2;
+	b = close;
+	while (a < b && isspace((unsigned char)*a))
+		a++;
+	while (b > a && isspace((unsigned char)b[-1]))
+		b--;
+	if (a == b) {
+		render_err(err, errlen, "empty placeholder at offset %zu",
+		    (size_t)(open - s));
+		return -1;
+	}
+	*start = (size_t)(open - s);
+	*end = (size_t)(close + 2 - s);
+	*path = a;
+	*pathlen = (size_t)(b - a);
+	return 1;
+}
+
+/*
+ * Resolve one path.  Returns a new reference (env values are new strings,
+ * scope values are deep copies so the caller may keep or change them), or
+ * NULL with err set.
+ */
+static json_t *
+render_resolve(const char *path, size_t pathlen, const json_t *scope,
+    char *err, size_t errlen)
+{
+	const json_t	*v;
+	const char	*env;
+	char		*p;
+	json_t		*out;
+	size_t		 plen = strlen(RENDER_ENV_PREFIX);
+
+	p = xstrndup(path, pathlen);
+	if (strncmp(p, RENDER_ENV_PREFIX, plen) == 0) {
+		if (p[plen] == '\0') {
+			render_err(err, errlen, "placeholder '%s' names no "
+			    "environment variable", p);
+			free(p);
+			return NULL;
+		}
+		if ((env = getenv(p + plen)) == NULL) {
+			render_err(err, errlen, "missing environment variable "
+			    "'%s'", p + plen);
+			free(p);
+			return NULL;
+		}
+		if ((out = json_string(env)) == NULL)
+			render_err(err, errlen, "environment variable '%s' is "
+			    "not valid UTF-8", p + plen);
+		free(p);
+		return out;
+	}
+	if ((v = render_lookup(scope, p)) == NULL) {
+		render_err(err, errlen, "missing path '%s'", p);
+		free(p);
+		return NULL;
+	}
+	free(p);
+	if ((out = json_deep_copy(v)) == NULL)
+		render_err(err, errlen, "out of memory copying value");
+	return out;
+}
+
+/* Keep RFC 3986 unreserved characters, percent-encode every other byte. */
+static void
+render_put_url(struct render_buf *b, const char *s, size_t n)
+{
+	static const char	 hex[] = "0123456789ABCDEF";
+	unsigned char		 c;
+	char			 enc[3];
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
+		    c == '~') {
+			render_buf_put(b, (const char *)&s[i], 1);
+			continue;
+		}
+		enc[0] = '%';
+		enc[1] = hex[c >> 4];
+		enc[2] = hex[c & 0x0f];
+		render_buf_put(b, enc, 3);
+	}
+}
+
+/* Append the text form of v: strings verbatim, anything else as JSON. */
+static void
+render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
+{
+	const char	*s;
+	char		*dump = NULL;
+	size_t		 n;
+
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		n = json_string_length(v);
+	} else {
+		dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		s = dump != NULL ? dump : "";
+		n = strlen(s);
+	}
+	if (mode == RENDER_URL)
+		render_put_url(b, s, n);
+	else
+		render_buf_put(b, s, n);
+	free(dump);
+}
+
+char *
+render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
+    char *err, size_t errlen)
+{
+	struct render_buf	 b = { NULL, 0, 0 };
+	const char		*s = tmpl, *path;
+	size_t			 start, end, pathlen;
+	json_t			*v;
+	int			 r;
+
+	render_buf_put(&b, "", 0);
+	for (;;) {
+		r = render_next(s, &start, &end, &path, &pathlen, err, errlen);
+		if (r == 0)
+			break;
+		if (r == -1)
+			goto fail;
+		if ((v = render_resolve(path, pathlen, scope, err,
+		    errlen)) == NULL)
+			goto fail;
+		render_buf_put(&b, s, start);
+		render_put_value(&b, v, mode);
+		json_decref(v);
+		s += end;
+	}
+	render_buf_put(&b, s, strlen(s));
+	return b.data;
+fail:
+	free(b.data);
+	return NULL;
+}
+
+/* A string that is exactly one placeholder becomes the value itself. */
+static json_t *
+render_json_string(const char *s, const json_t *scope, char *err,
+    size_t errlen)
+{
+	const char	*path;
+	size_t		 start, end, pathlen;
+	char		*text;
+	json_t		*out;
+	int		 r;
+
+	r = render_next(s, &start, &end, &path, &pathlen, err, errlen);
+	if (r == -1)
+		return NULL;
+	if (r == 0) {
+		if ((out = json_string(s)) == NULL)
+			render_err(err, errlen, "text is not valid UTF-8");
+		return out;
+	}
+	if (start == 0 && s[end] == '\0')
+		return render_resolve(path, pathlen, scope, err, errlen);
+	if ((text = render_string(s, scope, RENDER_TEXT, err, errlen)) == NULL)
+		return NULL;
+	if ((out = json_string(text)) == NULL)
+		render_err(err, errlen, "rendered text is not valid UTF-8");
+	free(text);
+	return out;
+}
+
+json_t *
+render_json(const json_t *tmpl, const json_t *scope, char *err,
+    size_t errlen)
+{
+	const char	*key;
+	json_t		*out, *item, *r;
+	size_t		 i;
+
+	if (tmpl == NULL) {
+		render_err(err, errlen, "nothing to render");
+		return NULL;
+	}
+	switch (json_typeof(tmpl)) {
+	case JSON_STRING:
+		return render_json_string(json_string_value(tmpl), scope, err,
+		    errlen);
+	case JSON_OBJECT:
+		out = json_object();
+		/* jansson's iteration macros take a non-const object. */
+		json_object_foreach((json_t *)tmpl, key, item) {
+			if ((r = render_json(item, scope, err, errlen)) ==
+			    NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_object_set_new(out, key, r);
+		}
+		return out;
+	case JSON_ARRAY:
+		out = json_array();
+		json_array_foreach(tmpl, i, item) {
+			if ((r = render_json(item, scope, err, errlen)) ==
+			    NULL) {
+				json_decref(out);
+				return NULL;
+			}
+			json_array_append_new(out, r);
+		}
+		return out;
+	default:
+		return json_deep_copy(tmpl);
+	}
+}

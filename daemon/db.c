@@ -1,0 +1,458 @@
+/*
+ * db.c - asynchronous libpq connections driven by libevent.
+ *
+ * Each connection is a small state machine: CONNECTING (PQconnectPoll until
+ * it says OK), IDLE, BUSY (one job in flight: its statements were sent in
+ * pipeline mode followed by one Sync), or DOWN (waiting for a reconnect
+ * timer).  The event for a connection is re-armed after every step because
+ * PQsocket() may change while connecting.  Jobs wait in one FIFO and go to
+ * the first idle connection, so statements from different jobs never
+ * interleave inside one pipeline.
+ */
+#include <sys/queue.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "xmalloc.h"
+
+enum conn_state {
+	CONN_DOWN,		/* broken or never started; reconnect timer set */
+	CONN_CONNECTING,	/* PQconnectPoll in progress */
+	CONN_IDLE,		/* usable, no job */
+	CONN_BUSY,		/* a job is in flight */
+};
+
+struct db_stmt {
+	char		*sql;
+	int		 nparams;
+	char	       **params;
+};
+
+struct db_job {
+	TAILQ_ENTRY(db_job) entry;
+	db_cb		 cb;
+	void		*arg;
+	struct db_stmt	 stmts[DB_MAX_STMTS];
+	int		 nstmts;
+	PGresult	*results[DB_MAX_STMTS];
+	int		 cur;		/* statement whose results are arriving */
+	bool		 got;		/* cur has produced a result */
+	char		*error;
+	char		*sqlstate;
+};
+
+struct db_conn {
+	int		 id;
+	enum conn_state	 state;
+	PGconn		*pg;
+	struct event	*ev;		/* socket readiness */
+	struct event	*retry;		/* reconnect timer */
+	int		 backoff_ms;
+	struct db_job	*job;
+};
+
+TAILQ_HEAD(db_jobq, db_job);
+
+static struct {
+	struct event_base *base;
+	char		*dsn;
+	struct db_conn	*conns;
+	int		 nconns;
+	struct db_jobq	 queue;
+	int		 nqueued;
+	bool		 stopping;
+} db;
+
+static void	conn_start(struct db_conn *);
+static void	conn_arm(struct db_conn *, short);
+static void	conn_fail(struct db_conn *, const char *);
+static void	conn_event(evutil_socket_t, short, void *);
+static void	db_dispatch(void);
+
+static void
+conn_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_start(arg);
+}
+
+static void
+conn_start(struct db_conn *c)
+{
+	if (c->pg != NULL)
+		PQfinish(c->pg);
+	c->pg = PQconnectStart(db.dsn);
+	if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	c->state = CONN_CONNECTING;
+	conn_arm(c, EV_WRITE);
+}
+
+/* (Re)arm the socket event; PQsocket() can change while connecting. */
+static void
+conn_arm(struct db_conn *c, short what)
+{
+	if (c->ev != NULL)
+		event_free(c->ev);
+	c->ev = event_new(db.base, PQsocket(c->pg), what, conn_event, c);
+	event_add(c->ev, NULL);
+}
+
+static void
+job_finish(struct db_job *job)
+{
+	int	i, j;
+
+	if (job->cb != NULL)
+		job->cb(job, job->arg);
+	for (i = 0; i < job->nstmts; i++) {
+		free(job->stmts[i].sql);
+		for (j = 0; j < job->stmts[i].nparams; j++)
+			free(job->stmts[i].params[j]);
+		free(job->stmts[i].params);
+		PQclear(job->results[i]);
+	}
+	free(job->error);
+	free(job->sqlstate);
+	free(job);
+}
+
+static void
+job_set_error(struct db_job *job, const char *msg, const char *sqlstate)
+{
+	size_t	len;
+
+	if (job->error != NULL)
+		return;
+	job->error = xstrdup(msg != NULL && *msg != '\0' ? msg : "error");
+	len = strlen(job->error);
+	while (len > 0 && job->error[len - 1] == '\n')
+		job->error[--len] = '\0';
+	if (sqlstate != NULL)
+		job->sqlstate = xstrdup(sqlstate);
+}
+
+static void
+conn_fail(struct db_conn *c, const char *why)
+{
+	struct db_job	*job = c->job;
+	struct timeval	 tv;
+
+	if (c->state != CONN_DOWN)
+		log_warnx("database connection lost conn=%d reason=\"%.200s\"",
+		    c->id, why);
+	c->state = CONN_DOWN;
+	c->job = NULL;
+	if (c->ev != NULL) {
+		event_free(c->ev);
+		c->ev = NULL;
+	}
+	if (c->pg != NULL) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	if (job != NULL) {
+		job_set_error(job, why, "08006");
+		job_finish(job);
+	}
+	if (db.stopping)
+		return;
+	c->backoff_ms = c->backoff_ms == 0 ? 100 :
+	    (c->backoff_ms >= 5000 ? 5000 : c->backoff_ms * 2);
+	tv.tv_sec = c->backoff_ms / 1000;
+	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
+	evtimer_add(c->retry, &tv);
+}
+
+static void
+conn_ready(struct db_conn *c)
+{
+	if (PQsetnonblocking(c->pg, 1) != 0 ||
+	    PQenterPipelineMode(c->pg) != 1) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	log_info("database connected conn=%d", c->id);
+	c->state = CONN_IDLE;
+	c->backoff_ms = 0;
+	conn_arm(c, EV_READ | EV_PERSIST);
+	db_dispatch();
+}
+
+/* Send one job's statements and the Sync; the flush may need EV_WRITE. */
+static void
+conn_send(struct db_conn *c, struct db_job *job)
+{
+	int	i, r;
+
+	c->job = job;
+	c->state = CONN_BUSY;
+	for (i = 0; i < job->nstmts; i++) {
+		if (!PQsendQueryParams(c->pg, job->stmts[i].sql,
+		    job->stmts[i].nparams, NULL,
+		    (const char *const *)job->stmts[i].params, NULL, NULL, 0)) {
+			conn_fail(c, PQerrorMessage(c->pg));
+			return;
+		}
+	}
+	if (!PQpipelineSync(c->pg)) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if ((r = PQflush(c->pg)) == -1) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	conn_arm(c, EV_READ | EV_PERSIST | (r == 1 ? EV_WRITE : 0));
+}
+
+/* Collect whatever results are complete; finish the job at its Sync. */
+static void
+conn_read(struct db_conn *c)
+{
+	struct db_job	*job;
+	PGresult	*res;
+
+	if (!PQconsumeInput(c->pg)) {
+		conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	while ((job = c->job) != NULL && !PQisBusy(c->pg)) {
+		res = PQgetResult(c->pg);
+		if (res == NULL) {
+			/* End of one statement's results. */
+			if (!job->got)
+				break;
+			job->cur++;
+			job->got = false;
+			continue;
+		}
+		switch (PQresultStatus(res)) {
+		case PGRES_PIPELINE_SYNC:
+			PQclear(res);
+			c->job = NULL;
+			c->state = CONN_IDLE;
+			job_finish(job);
+			continue;
+		case PGRES_COMMAND_OK:
+		case PGRES_TUPLES_OK:
+			break;
+		case PGRES_PIPELINE_ABORTED:
+			job_set_error(job, "statement skipped after an error",
+			    NULL);
+			break;
+		default:
+			job_set_error(job, PQresultErrorMessage(res),
+			    PQresultErrorField(res, PG_DIAG_SQLSTATE));
+			break;
+		}
+		if (job->cur < job->nstmts) {
+			PQclear(job->results[job->cur]);
+			job->results[job->cur] = res;
+		} else
+			PQclear(res);
+		job->got = true;
+	}
+	if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD)
+		conn_fail(c, PQerrorMessage(c->pg));
+	else if (c->state == CONN_IDLE)
+		db_dispatch();
+}
+
+static void
+conn_event(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn	*c = arg;
+	int		 r;
+
+	switch (c->state) {
+	case CONN_CONNECTING:
+		switch (PQconnectPoll(c->pg)) {
+		case PGRES_POLLING_READING:
+			conn_arm(c, EV_READ);
+			break;
+		case PGRES_POLLING_WRITING:
+			conn_arm(c, EV_WRITE);
+			break;
+		case PGRES_POLLING_OK:
+			conn_ready(c);
+			break;
+		default:
+			conn_fail(c, PQerrorMessage(c->pg));
+			break;
+		}
+		break;
+	case CONN_BUSY:
+		if (what & EV_WRITE) {
+			if ((r = PQflush(c->pg)) == -1) {
+				conn_fail(c, PQerrorMessage(c->pg));
+				return;
+			}
+			if (r == 0)
+				conn_arm(c, EV_READ | EV_PERSIST);
+		}
+		if (what & EV_READ)
+			conn_read(c);
+		break;
+	case CONN_IDLE:
+		/* Only a notice or a server-side close can arrive now. */
+		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD)
+			conn_fail(c, PQerrorMessage(c->pg));
+		break;
+	case CONN_DOWN:
+	default:
+		break;
+	}
+}
+
+static void
+db_dispatch(void)
+{
+	struct db_job	*job;
+	int		 i;
+
+	for (i = 0; i < db.nconns && !TAILQ_EMPTY(&db.queue); i++) {
+		if (db.conns[i].state != CONN_IDLE)
+			continue;
+		job = TAILQ_FIRST(&db.queue);
+		TAILQ_REMOVE(&db.queue, job, entry);
+		db.nqueued--;
+		conn_send(&db.conns[i], job);
+	}
+}
+
+void
+db_init(struct event_base *base, const char *dsn, int n)
+{
+	int	i;
+
+	db.base = base;
+	db.dsn = xstrdup(dsn);
+	db.nconns = n;
+	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
+	TAILQ_INIT(&db.queue);
+	for (i = 0; i < n; i++) {
+		db.conns[i].id = i;
+		db.conns[i].retry = evtimer_new(base, conn_retry_cb,
+		    &db.conns[i]);
+		conn_start(&db.conns[i]);
+	}
+}
+
+void
+db_shutdown(void)
+{
+	struct db_job	*job;
+	int		 i;
+
+	db.stopping = true;
+	for (i = 0; i < db.nconns; i++) {
+		conn_fail(&db.conns[i], "shutting down");
+		event_free(db.conns[i].retry);
+	}
+	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
+		TAILQ_REMOVE(&db.queue, job, entry);
+		job_set_error(job, "shutting down", "57P01");
+		job_finish(job);
+	}
+	free(db.conns);
+	free(db.dsn);
+	memset(&db, 0, sizeof(db));
+}
+
+int
+db_connected(void)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < db.nconns; i++)
+		if (db.conns[i].state == CONN_IDLE ||
+		    db.conns[i].state == CONN_BUSY)
+			n++;
+	return n;
+}
+
+int
+db_queued(void)
+{
+	return db.nqueued;
+}
+
+struct db_job *
+db_job_new(db_cb cb, void *arg)
+{
+	struct db_job	*job = xcalloc(1, sizeof(*job));
+
+	job->cb = cb;
+	job->arg = arg;
+	return job;
+}
+
+void
+db_job_add(struct db_job *job, const char *sql, int nparams,
+    const char *const *params)
+{
+	struct db_stmt	*s;
+	int		 i;
+
+	if (job->nstmts == DB_MAX_STMTS)
+		fatalx("db job has more than %d statements", DB_MAX_STMTS);
+	s = &job->stmts[job->nstmts++];
+	s->sql = xstrdup(sql);
+	s->nparams = nparams;
+	s->params = xcalloc((size_t)(nparams > 0 ? nparams : 1),
+	    sizeof(char *));
+	for (i = 0; i < nparams; i++)
+		s->params[i] = params[i] ? xstrdup(params[i]) : NULL;
+}
+
+void
+db_submit(struct db_job *job)
+{
+	if (db.stopping) {
+		job_set_error(job, "shutting down", "57P01");
+		job_finish(job);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&db.queue, job, entry);
+	db.nqueued++;
+	db_dispatch();
+}
+
+const char *
+db_job_error(const struct db_job *job)
+{
+	return job->error;
+}
+
+const char *
+db_job_sqlstate(const struct db_job *job)
+{
+	return job->sqlstate;
+}
+
+PGresult *
+db_job_result(const struct db_job *job, int i)
+{
+	if (job->error != NULL || i < 0 || i >= job->nstmts)
+		return NULL;
+	return job->results[i];
+}
+
+PGconn *
+db_connect_blocking(const char *dsn, char *err, size_t errlen)
+{
+	PGconn	*pg = PQconnectdb(dsn);
+
+	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+		snprintf(err, errlen, "%s", pg ? PQerrorMessage(pg) :
+		    "out of memory");
+		err[strcspn(err, "\n")] = '\0';
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}

@@ -1,0 +1,55 @@
+/*
+ * db.h - asynchronous PostgreSQL on the supervisor's event loop.
+ *
+ * Work is submitted as a job: a short list of statements that run in one
+ * pipeline ending in a single Sync, so the server runs them as one implicit
+ * transaction and answers in one round trip.  If any statement fails, the
+ * rest are skipped and nothing of the job is committed.  The job's callback
+ * runs on the loop once every result is in (or the job failed); the db
+ * module frees the job after the callback returns.
+ *
+ * The db module owns its connections and reconnects with backoff; a job that
+ * was on a connection when it broke fails with an error (it may or may not
+ * have committed: every caller's statements are written to be safe to
+ * repeat or to be found by the lease sweeper).
+ */
+#ifndef TASKERD_DB_H
+#define TASKERD_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include <event2/event.h>
+
+#define DB_MAX_STMTS	8
+
+struct db_job;
+typedef void (*db_cb)(struct db_job *, void *arg);
+
+/* Start the pool: n connections to dsn, connecting in the background. */
+void	 db_init(struct event_base *, const char *dsn, int n);
+void	 db_shutdown(void);
+/* Connections currently usable. */
+int	 db_connected(void);
+/* Jobs queued but not yet on a connection. */
+int	 db_queued(void);
+
+struct db_job *db_job_new(db_cb, void *arg);
+/* Add a statement; params are copied (NULL entries are SQL NULL). */
+void	 db_job_add(struct db_job *, const char *sql, int nparams,
+	    const char *const *params);
+/* Queue the job (ownership passes to the db module). */
+void	 db_submit(struct db_job *);
+
+/* In the callback: NULL when every statement succeeded, else the first
+ * error's text. */
+const char *db_job_error(const struct db_job *);
+/* In the callback: the SQLSTATE of the first error, or NULL. */
+const char *db_job_sqlstate(const struct db_job *);
+/* In the callback: the result of statement i (NULL on failure). */
+PGresult *db_job_result(const struct db_job *, int i);
+
+/* Blocking helpers for start-up work done before the loop runs (migrations,
+ * template registration) and never on a request path. */
+PGconn	*db_connect_blocking(const char *dsn, char *err, size_t errlen);
+
+#endif

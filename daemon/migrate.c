@@ -1,0 +1,162 @@
+/*
+ * migrate.c - bring the schema up to date and register templates.
+ *
+ * Runs before the event loop starts (or for --migrate), so it uses plain
+ * blocking libpq.  The advisory lock key is fixed: every taskerd node that
+ * shares a database serialises here, and the one that comes second finds
+ * nothing left to do.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrate.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define MIGRATE_LOCK_KEY	"7317280215"	/* "taskerd" in spirit */
+
+static int
+exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
+{
+	PGresult	*res = PQexec(pg, sql);
+	ExecStatusType	 st = PQresultStatus(res);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		err[strcspn(err, "\n")] = '\0';
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
+static int
+applied(PGconn *pg, int version, char *err, size_t errlen)
+{
+	char		 v[16];
+	const char	*params[1] = { v };
+	PGresult	*res;
+	int		 n;
+
+	snprintf(v, sizeof(v), "%d", version);
+	res = PQexecParams(pg, "SELECT 1 FROM taskerd_migrations "
+	    "WHERE version = $1", 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	PQclear(res);
+	return n > 0;
+}
+
+static int
+apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
+{
+	char		 v[16];
+	const char	*params[2] = { v, m->name };
+	PGresult	*res;
+
+	if (exec_ok(pg, "BEGIN", err, errlen) == -1)
+		return -1;
+	if (exec_ok(pg, m->sql, err, errlen) == -1)
+		goto fail;
+	snprintf(v, sizeof(v), "%d", m->version);
+	res = PQexecParams(pg, "INSERT INTO taskerd_migrations (version, name)"
+	    " VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		goto fail;
+	}
+	PQclear(res);
+	if (exec_ok(pg, "COMMIT", err, errlen) == -1)
+		goto fail;
+	log_info("migration applied version=%d name=%s", m->version, m->name);
+	return 0;
+fail:
+	PQclear(PQexec(pg, "ROLLBACK"));
+	return -1;
+}
+
+int
+migrate_run(PGconn *pg, char *err, size_t errlen)
+{
+	char	 why[512];
+	int	 i, r, n = 0;
+
+	if (exec_ok(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
+	    err, errlen) == -1)
+		return -1;
+	if (exec_ok(pg, "SET client_min_messages = warning", err,
+	    errlen) == -1 ||
+	    exec_ok(pg, "CREATE TABLE IF NOT EXISTS taskerd_migrations ("
+	    "version int PRIMARY KEY, name text NOT NULL, "
+	    "applied_at timestamptz NOT NULL DEFAULT now())", err,
+	    errlen) == -1) {
+		n = -1;
+		goto out;
+	}
+	for (i = 0; i < nmigrations; i++) {
+		if ((r = applied(pg, migrations[i].version, err, errlen)) == -1) {
+			n = -1;
+			goto out;
+		}
+		if (r == 1)
+			continue;
+		if (apply_one(pg, &migrations[i], why, sizeof(why)) == -1) {
+			snprintf(err, errlen, "migration %s: %s",
+			    migrations[i].name, why);
+			n = -1;
+			goto out;
+		}
+		n++;
+	}
+out:
+	PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
+	return n;
+}
+
+int
+migrate_register_templates(PGconn *pg, struct tmpl_registry *reg,
+    char *err, size_t errlen)
+{
+	static const char sql[] =
+	    "WITH ns AS (INSERT INTO namespaces (name) VALUES ($1) "
+	    "  ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+	    "  RETURNING id) "
+	    "INSERT INTO templates (namespace_id, name, version, definition) "
+	    "SELECT ns.id, $2, $3, $4::jsonb FROM ns "
+	    "ON CONFLICT (namespace_id, name, version) DO UPDATE "
+	    "  SET definition = EXCLUDED.definition, loaded_at = now() "
+	    "RETURNING id";
+	const char	*params[4];
+	PGresult	*res;
+	char		*def;
+	size_t		 i;
+
+	for (i = 0; i < reg->n; i++) {
+		struct tmpl *t = reg->items[i];
+
+		def = json_dumps(t->definition, JSON_COMPACT);
+		params[0] = t->namespace;
+		params[1] = t->name;
+		params[2] = t->version;
+		params[3] = def;
+		res = PQexecParams(pg, sql, 4, NULL, params, NULL, NULL, 0);
+		free(def);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(err, errlen, "registering template %s/%s: %s",
+			    t->namespace, t->name, PQresultErrorMessage(res));
+			err[strcspn(err, "\n")] = '\0';
+			PQclear(res);
+			return -1;
+		}
+		t->db_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+	}
+	return 0;
+}

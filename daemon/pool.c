@@ -1,0 +1,593 @@
+/*
+ * pool.c - taskerd-worker processes.
+ *
+ * Each worker is forked and exec'd with its end of a socketpair on
+ * PROTO_WORKER_FD, so it starts with a fresh address space: no libpq
+ * connection, no event base, no heap of ours.  The supervisor talks to it in
+ * msgpack frames over a bufferevent.  Whatever a handler does - crash, hang,
+ * leak, speak garbage - costs one worker: the supervisor reaps it, writes one
+ * obituary line, hands the step back to the scheduler as a retryable
+ * failure, and starts a replacement (slowly, if it keeps dying at start).
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "pool.h"
+#include "sched.h"
+#include "supervisor.h"
+#include "protocol.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define WORKER_KILL_GRACE_MS	2000	/* SIGTERM -> SIGKILL */
+#define WORKER_START_MIN_MS	100	/* first respawn delay after a bad start */
+#define WORKER_START_MAX_MS	30000
+#define WORKER_EXIT_CANNOT_START 2	/* the worker's "don't respawn me fast" */
+
+enum worker_state {
+	W_EMPTY,	/* no process: waiting for the respawn timer */
+	W_STARTING,	/* forked, waiting for HELLO */
+	W_IDLE,		/* handshake done, no step */
+	W_BUSY,		/* running w->claim */
+	W_EXITING,	/* killed or socket closed, waiting to be reaped */
+};
+
+static const char *const worker_state_names[] = {
+	"empty", "starting", "idle", "busy", "exiting"
+};
+
+struct worker {
+	int			 slot;
+	enum worker_state	 state;
+	pid_t			 pid;
+	struct bufferevent	*bev;
+	struct claim		*claim;		/* owned while busy/exiting */
+	struct event		*deadline;	/* step timeout, then kill grace */
+	struct event		*respawn;
+	bool			 timed_out;	/* the deadline fired */
+	bool			 said_hello;
+	int			 restarts;
+	int			 start_delay_ms;/* grows while starts fail */
+	time_t			 started_at;
+};
+
+static struct {
+	struct event_base	*base;
+	struct worker		*w;
+	int			 n;
+	char			*path;
+	size_t			 max_frame;
+	struct event		*sigchld;
+	bool			 stopping;
+} pool;
+
+static void	worker_spawn(struct worker *);
+static void	worker_kill(struct worker *, int sig, const char *why);
+
+static struct worker *
+worker_by_pid(pid_t pid)
+{
+	int	i;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i].pid == pid && pool.w[i].state != W_EMPTY)
+			return &pool.w[i];
+	return NULL;
+}
+
+static void
+worker_send(struct worker *w, struct proto_buf *buf)
+{
+	if (w->bev != NULL)
+		bufferevent_write(w->bev, buf->data, buf->len);
+	proto_buf_free(buf);
+}
+
+static void
+worker_close_socket(struct worker *w)
+{
+	if (w->bev != NULL) {
+		bufferevent_free(w->bev);
+		w->bev = NULL;
+	}
+}
+
+/* A peer that broke the protocol is dropped, never trusted again. */
+static void
+worker_protocol_error(struct worker *w, const char *why)
+{
+	log_warnx("worker protocol error pid=%d slot=%d reason=\"%s\"",
+	    (int)w->pid, w->slot, why);
+	worker_close_socket(w);
+	worker_kill(w, SIGKILL, "protocol error");
+}
+
+static void
+worker_handle(struct worker *w, struct proto_msg *m)
+{
+	struct claim	*c;
+
+	switch (m->type) {
+	case PROTO_HELLO:
+		if (w->state != W_STARTING) {
+			worker_protocol_error(w, "hello twice");
+			return;
+		}
+		if (m->u.hello.version != PROTO_VERSION) {
+			log_warnx("worker speaks another protocol pid=%d "
+			    "version=%u expected=%d", (int)w->pid,
+			    m->u.hello.version, PROTO_VERSION);
+			worker_close_socket(w);
+			worker_kill(w, SIGKILL, "version mismatch");
+			return;
+		}
+		w->said_hello = true;
+		w->start_delay_ms = 0;
+		w->state = W_IDLE;
+		log_debug("worker ready pid=%d slot=%d", (int)w->pid, w->slot);
+		supervisor_check_ready();
+		sched_worker_idle();
+		break;
+	case PROTO_PONG:
+		break;
+	case PROTO_STEP_OUTCOME:
+		c = w->claim;
+		if (w->state != W_BUSY || c == NULL ||
+		    m->u.outcome.step_id != c->step_id ||
+		    m->u.outcome.lease_token != c->lease_token) {
+			worker_protocol_error(w, "outcome for a step it was "
+			    "not running");
+			return;
+		}
+		event_del(w->deadline);
+		w->claim = NULL;
+		w->state = W_IDLE;
+		sched_outcome(c, &m->u.outcome);
+		sched_worker_idle();
+		break;
+	default:
+		worker_protocol_error(w, "unexpected message type");
+		break;
+	}
+}
+
+static void
+worker_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct worker		*w = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct proto_msg	 m;
+	unsigned char		*p;
+	size_t			 have, plen;
+	char			 err[256];
+	int			 r;
+
+	while (w->bev != NULL && (have = evbuffer_get_length(in)) >=
+	    PROTO_HEADER_LEN) {
+		p = evbuffer_pullup(in, PROTO_HEADER_LEN);
+		r = proto_frame_peek(p, PROTO_HEADER_LEN, pool.max_frame,
+		    &plen);
+		if (r == -1) {
+			worker_protocol_error(w, "bad frame length");
+			return;
+		}
+		if (have < PROTO_HEADER_LEN + plen)
+			return;
+		p = evbuffer_pullup(in, (ev_ssize_t)(PROTO_HEADER_LEN + plen));
+		if (proto_decode(p + PROTO_HEADER_LEN, plen, &m, err,
+		    sizeof(err)) == -1) {
+			worker_protocol_error(w, err);
+			return;
+		}
+		evbuffer_drain(in, PROTO_HEADER_LEN + plen);
+		worker_handle(w, &m);
+		proto_msg_clear(&m);
+	}
+}
+
+static void
+worker_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct worker	*w = arg;
+	struct timeval	 tv = { WORKER_KILL_GRACE_MS / 1000,
+	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
+
+	/* EOF or error: the process is on its way out and SIGCHLD will reap
+	 * it; one that closed its socket but lingers is killed after a grace. */
+	worker_close_socket(w);
+	if (w->state != W_EXITING && w->state != W_EMPTY) {
+		w->state = W_EXITING;
+		evtimer_add(w->deadline, &tv);
+	}
+}
+
+static void
+worker_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+	struct timeval	 tv = { WORKER_KILL_GRACE_MS / 1000,
+	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
+
+	if (w->state == W_BUSY) {
+		/* The step's own timeout: ask nicely, then insist. */
+		log_warnx("step timed out, stopping worker pid=%d slot=%d "
+		    "task_id=%lld step=%s attempt=%u timeout_ms=%u "
+		    "correlation_id=%s", (int)w->pid, w->slot,
+		    (long long)w->claim->task_id, w->claim->step_name,
+		    w->claim->attempt, w->claim->timeout_ms,
+		    w->claim->correlation_id);
+		w->timed_out = true;
+		worker_kill(w, SIGTERM, "step timeout");
+		evtimer_add(w->deadline, &tv);
+		return;
+	}
+	if (w->pid > 0)
+		worker_kill(w, SIGKILL, "did not exit");
+}
+
+static void
+worker_kill(struct worker *w, int sig, const char *why)
+{
+	if (w->pid <= 0)
+		return;
+	log_debug("signalling worker pid=%d slot=%d signal=%d reason=\"%s\"",
+	    (int)w->pid, w->slot, sig, why);
+	kill(w->pid, sig);
+	/* From here no outcome of this worker is accepted: the claim waits
+	 * for the reaper. */
+	if (w->state != W_EMPTY)
+		w->state = W_EXITING;
+}
+
+static void
+worker_respawn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker_spawn(arg);
+}
+
+static void
+worker_spawn(struct worker *w)
+{
+	int	 sp[2], devnull;
+	pid_t	 pid;
+	char	 frame[32];
+
+	if (pool.stopping)
+		return;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		log_warn("socketpair for worker slot=%d", w->slot);
+		goto retry;
+	}
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork worker slot=%d", w->slot);
+		close(sp[0]);
+		close(sp[1]);
+		goto retry;
+	case 0:
+		/* Child: only async-signal-safe calls until exec. */
+		if (dup2(sp[1], PROTO_WORKER_FD) == -1)
+			_exit(WORKER_EXIT_CANNOT_START);
+		if (sp[1] == PROTO_WORKER_FD)
+			fcntl(PROTO_WORKER_FD, F_SETFD, 0);
+		if ((devnull = open("/dev/null", O_RDWR)) != -1) {
+			dup2(devnull, STDIN_FILENO);
+			dup2(devnull, STDOUT_FILENO);
+		}
+		close_range(PROTO_WORKER_FD + 1, ~0U, 0);
+		{
+			sigset_t all;
+			sigemptyset(&all);
+			sigprocmask(SIG_SETMASK, &all, NULL);
+			signal(SIGPIPE, SIG_DFL);
+		}
+		snprintf(frame, sizeof(frame), "%zu", pool.max_frame);
+		setenv("TASKERD_MAX_FRAME", frame, 1);
+		execl(pool.path, "taskerd-worker", (char *)NULL);
+		_exit(WORKER_EXIT_CANNOT_START);
+	default:
+		break;
+	}
+	close(sp[1]);
+	evutil_make_socket_nonblocking(sp[0]);
+	w->pid = pid;
+	w->state = W_STARTING;
+	w->said_hello = false;
+	w->timed_out = false;
+	w->started_at = time(NULL);
+	w->bev = bufferevent_socket_new(pool.base, sp[0],
+	    BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(w->bev, worker_read_cb, NULL, worker_event_cb, w);
+	bufferevent_setwatermark(w->bev, EV_READ, 0,
+	    pool.max_frame + PROTO_HEADER_LEN);
+	bufferevent_enable(w->bev, EV_READ | EV_WRITE);
+	log_info("worker started pid=%d slot=%d", (int)pid, w->slot);
+	return;
+retry:
+	w->state = W_EMPTY;
+	{
+		struct timeval tv = { 1, 0 };
+		evtimer_add(w->respawn, &tv);
+	}
+}
+
+/* One line per death: who, how, and what it was doing. */
+static void
+worker_obituary(struct worker *w, int status)
+{
+	char		 how[64];
+	struct claim	*c = w->claim;
+
+	if (WIFSIGNALED(status)) {
+		const char *abbrev = sigabbrev_np(WTERMSIG(status));
+		snprintf(how, sizeof(how), "signal=SIG%s",
+		    abbrev ? abbrev : "UNKNOWN");
+	} else
+		snprintf(how, sizeof(how), "exit=%d", WEXITSTATUS(status));
+
+	if (c != NULL)
+		log_warnx("worker died pid=%d slot=%d %s step=%s task_id=%lld "
+		    "attempt=%u correlation_id=%s", (int)w->pid, w->slot, how,
+		    c->step_name, (long long)c->task_id, c->attempt,
+		    c->correlation_id);
+	else if (pool.stopping)
+		log_info("worker exited pid=%d slot=%d %s", (int)w->pid,
+		    w->slot, how);
+	else
+		log_warnx("worker died pid=%d slot=%d %s step=none",
+		    (int)w->pid, w->slot, how);
+}
+
+static void
+worker_reaped(struct worker *w, int status)
+{
+	struct claim	*c = w->claim;
+	struct timeval	 tv = { 0, 0 };
+	bool		 bad_start;
+
+	worker_obituary(w, status);
+	worker_close_socket(w);
+	event_del(w->deadline);
+	w->claim = NULL;
+	w->pid = 0;
+	w->state = W_EMPTY;
+
+	if (c != NULL && pool.stopping) {
+		/* Past the drain deadline: the lease stays with this node and
+		 * its next start fails the attempt (sched_init). */
+		claim_free(c);
+		c = NULL;
+	}
+	if (c != NULL) {
+		if (w->timed_out)
+			sched_fail(c, "timeout", "step exceeded its timeout; "
+			    "worker stopped");
+		else
+			sched_fail(c, "worker_died", "the worker running the "
+			    "step died");
+	}
+	if (pool.stopping)
+		return;
+
+	/* A worker that cannot even start is not respawned in a loop. */
+	bad_start = !w->said_hello || (WIFEXITED(status) &&
+	    WEXITSTATUS(status) == WORKER_EXIT_CANNOT_START);
+	if (bad_start) {
+		w->start_delay_ms = w->start_delay_ms == 0 ?
+		    WORKER_START_MIN_MS : w->start_delay_ms * 2;
+		if (w->start_delay_ms > WORKER_START_MAX_MS)
+			w->start_delay_ms = WORKER_START_MAX_MS;
+		log_warnx("worker cannot start slot=%d path=%s "
+		    "retry_in_ms=%d", w->slot, pool.path, w->start_delay_ms);
+		tv.tv_sec = w->start_delay_ms / 1000;
+		tv.tv_usec = (w->start_delay_ms % 1000) * 1000;
+	}
+	w->restarts++;
+	evtimer_add(w->respawn, &tv);
+	supervisor_check_ready();
+}
+
+static void
+pool_sigchld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker	*w;
+	pid_t		 pid;
+	int		 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if ((w = worker_by_pid(pid)) != NULL)
+			worker_reaped(w, status);
+		else
+			log_info("child reaped pid=%d status=%d", (int)pid,
+			    status);
+	}
+}
+
+void
+pool_init(struct event_base *base, int count, const char *path,
+    size_t max_frame)
+{
+	int	i;
+
+	pool.base = base;
+	pool.n = count;
+	pool.path = xstrdup(path);
+	pool.max_frame = max_frame;
+	pool.w = xcalloc((size_t)count, sizeof(*pool.w));
+	pool.sigchld = evsignal_new(base, SIGCHLD, pool_sigchld_cb, NULL);
+	evsignal_add(pool.sigchld, NULL);
+	for (i = 0; i < count; i++) {
+		pool.w[i].slot = i;
+		pool.w[i].deadline = evtimer_new(base, worker_deadline_cb,
+		    &pool.w[i]);
+		pool.w[i].respawn = evtimer_new(base, worker_respawn_cb,
+		    &pool.w[i]);
+		worker_spawn(&pool.w[i]);
+	}
+}
+
+void
+pool_shutdown(void)
+{
+	struct timespec	 deadline, now;
+	struct worker	*w;
+	pid_t		 pid;
+	int		 i, status, alive;
+
+	pool.stopping = true;
+	for (i = 0; i < pool.n; i++) {
+		w = &pool.w[i];
+		event_del(w->respawn);
+		worker_close_socket(w);	/* EOF tells an idle worker to exit */
+		if (w->pid > 0 && w->state == W_BUSY)
+			kill(w->pid, SIGTERM);
+	}
+	/* Reap with a bounded wait; stragglers get SIGKILL. */
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += WORKER_KILL_GRACE_MS / 1000;
+	for (;;) {
+		alive = 0;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+			if ((w = worker_by_pid(pid)) != NULL)
+				worker_reaped(w, status);
+		for (i = 0; i < pool.n; i++)
+			if (pool.w[i].pid > 0)
+				alive++;
+		if (alive == 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec ||
+		    (now.tv_sec == deadline.tv_sec &&
+		    now.tv_nsec >= deadline.tv_nsec)) {
+			for (i = 0; i < pool.n; i++)
+				if (pool.w[i].pid > 0)
+					kill(pool.w[i].pid, SIGKILL);
+			deadline.tv_sec += 10;
+		}
+		usleep(10000);
+	}
+	for (i = 0; i < pool.n; i++) {
+		event_free(pool.w[i].deadline);
+		event_free(pool.w[i].respawn);
+	}
+	event_free(pool.sigchld);
+	free(pool.w);
+	free(pool.path);
+	memset(&pool, 0, sizeof(pool));
+}
+
+int
+pool_idle(void)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i].state == W_IDLE)
+			n++;
+	return n;
+}
+
+int
+pool_up(void)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY)
+			n++;
+	return n;
+}
+
+void
+pool_dispatch(struct claim *c)
+{
+	struct proto_run_step	 run;
+	struct proto_buf	 buf;
+	struct worker		*w = NULL;
+	struct timeval		 tv;
+	char			*ikey;
+	int			 i;
+
+	for (i = 0; i < pool.n; i++) {
+		if (pool.w[i].state == W_IDLE) {
+			w = &pool.w[i];
+			break;
+		}
+	}
+	if (w == NULL)
+		fatalx("pool_dispatch with no idle worker");
+
+	xasprintf(&ikey, "%lld:%s", (long long)c->task_id, c->step_name);
+	memset(&run, 0, sizeof(run));
+	run.step_id = c->step_id;
+	run.task_id = c->task_id;
+	run.lease_token = c->lease_token;
+	run.attempt = c->attempt;
+	run.step_name = c->step_name;
+	run.handler = c->tstep->handler;
+	run.config = c->tstep->handler_config;
+	run.input = c->input;
+	run.timeout_ms = c->timeout_ms;
+	run.correlation_id = c->correlation_id;
+	run.idempotency_key = ikey;
+
+	proto_buf_init(&buf);
+	proto_encode_run_step(&buf, &run);
+	free(ikey);
+
+	w->claim = c;			/* the worker owns the claim now */
+	w->state = W_BUSY;
+	w->timed_out = false;
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	tv.tv_sec = c->timeout_ms / 1000;
+	tv.tv_usec = (c->timeout_ms % 1000) * 1000;
+	evtimer_add(w->deadline, &tv);
+	worker_send(w, &buf);
+	log_debug("step dispatched task_id=%lld step=%s attempt=%u "
+	    "worker_pid=%d correlation_id=%s", (long long)c->task_id,
+	    c->step_name, c->attempt, (int)w->pid, c->correlation_id);
+}
+
+json_t *
+pool_json(void)
+{
+	json_t		*arr = json_array(), *o;
+	struct worker	*w;
+	int		 i;
+
+	for (i = 0; i < pool.n; i++) {
+		w = &pool.w[i];
+		o = json_pack("{s:i, s:i, s:s, s:i, s:i}",
+		    "slot", w->slot, "pid", (json_int_t)w->pid,
+		    "state", worker_state_names[w->state],
+		    "restarts", w->restarts,
+		    "uptime_s", w->pid > 0 ?
+		    (json_int_t)(time(NULL) - w->started_at) : 0);
+		if (w->claim != NULL) {
+			json_object_set_new(o, "task_id",
+			    json_integer(w->claim->task_id));
+			json_object_set_new(o, "step",
+			    json_string(w->claim->step_name));
+			json_object_set_new(o, "attempt",
+			    json_integer(w->claim->attempt));
+		} else {
+			json_object_set_new(o, "task_id", json_null());
+			json_object_set_new(o, "step", json_null());
+			json_object_set_new(o, "attempt", json_null());
+		}
+		json_array_append_new(arr, o);
+	}
+	return json_pack("{s:o}", "workers", arr);
+}

@@ -1,0 +1,52 @@
+/*
+ * sched.h - the scheduler: finds ready steps set-wise, claims them with a
+ * lease, hands them to idle workers, and applies outcomes in batches.
+ */
+#ifndef TASKERD_SCHED_H
+#define TASKERD_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <jansson.h>
+
+#include "protocol.h"
+#include "template.h"
+
+/* One claimed attempt of one step. */
+struct claim {
+	int64_t			 step_id;
+	int64_t			 task_id;
+	int64_t			 lease_token;
+	uint32_t		 attempt;	/* this attempt's number */
+	int			 retry_limit;	/* total attempts */
+	bool			 retryable;
+	uint32_t		 timeout_ms;
+	char			*step_name;
+	char			*correlation_id;
+	const struct tmpl	*tmpl;		/* borrowed from the registry */
+	const struct tmpl_step	*tstep;
+	json_t			*input;		/* owned */
+	struct timespec		 started;	/* CLOCK_MONOTONIC at dispatch */
+	bool			 dispatched;	/* reached a worker */
+};
+
+void	sched_init(void);
+void	sched_shutdown(void);
+/* Something may have become ready (a task was created, a timer fired):
+ * claim as soon as a worker is idle. */
+void	sched_kick(void);
+/* A worker became idle: hand it a queued claim or claim more. */
+void	sched_worker_idle(void);
+/* True while claims are out or outcomes wait to be written. */
+bool	sched_busy(void);
+/* The outcome of a claim's attempt; takes ownership of the claim.  Strings
+ * and results in the outcome are copied. */
+void	sched_outcome(struct claim *, const struct proto_step_outcome *);
+/* An attempt that ended without an outcome from its handler. */
+void	sched_fail(struct claim *, const char *code, const char *message);
+void	claim_free(struct claim *);
+/* Steps claimed and not yet applied, for /health and STATUS=. */
+int	sched_inflight(void);
+
+#endif

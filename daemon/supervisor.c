@@ -1,0 +1,244 @@
+/*
+ * supervisor.c - taskerd, the supervisor process.
+ *
+ * What it does.  One libevent loop owns everything durable-adjacent: the
+ * HTTP listener (api.c), the PostgreSQL connections (db.c), the scheduler
+ * that decides what runs next (sched.c) and the worker processes that run
+ * it (pool.c).  Every state change of a task or step is a transaction in
+ * PostgreSQL before anything depends on it; the supervisor's memory is a
+ * cache of the database plus the claims its workers currently hold.
+ *
+ * What it must never do.  Block: no blocking libpq call, no DNS lookup, no
+ * service call, no sleep once the loop runs (start-up migration happens
+ * before it).  Run handler code: handlers run in taskerd-worker processes,
+ * so a crash, a hang or a leak costs one worker and one retryable attempt,
+ * never the supervisor.  Trust a worker: every frame is decoded strictly and
+ * an outcome must match the claim (step and lease token) the worker holds.
+ *
+ * Why it is safe to die at any moment.  Claims carry leases; outcomes are
+ * applied only while their lease token still matches; a restarted node
+ * first fails the attempts it held, and any node sweeps expired leases.  So
+ * a kill -9 of this process costs at most a repeat of the steps that were
+ * running - which is why every attempt carries an idempotency key.
+ */
+#include <sys/stat.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "api.h"
+#include "db.h"
+#include "migrate.h"
+#include "pool.h"
+#include "sched.h"
+#include "sdnotify.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define SUPERVISOR_DRAIN_MS	10000	/* SIGTERM: running steps may finish */
+#define SUPERVISOR_DB_WAIT_S	30	/* start-up: wait this long for the db */
+
+struct supervisor sv;
+
+static struct event	*ev_term, *ev_int, *ev_hup, *ev_drain;
+static struct timespec	 drain_deadline;
+
+const struct tmpl *
+supervisor_template(int64_t db_id)
+{
+	size_t	i;
+
+	for (i = 0; i < sv.templates->n; i++)
+		if (sv.templates->items[i]->db_id == db_id)
+			return sv.templates->items[i];
+	return NULL;
+}
+
+void
+supervisor_check_ready(void)
+{
+	if (sv.ready || sv.stopping)
+		return;
+	if (db_connected() == 0 || pool_up() < sv.conf->workers_count)
+		return;
+	sv.ready = true;
+	log_info("taskerd ready node=%s workers=%d listen=%s", sv.node_id,
+	    sv.conf->workers_count, sv.conf->http_listen);
+	sd_notify(0, "READY=1");
+}
+
+static bool
+drained(void)
+{
+	return !sched_busy() && db_queued() == 0;
+}
+
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timespec	now;
+	struct timeval	tv = { 0, 50000 };
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (drained() || now.tv_sec > drain_deadline.tv_sec ||
+	    (now.tv_sec == drain_deadline.tv_sec &&
+	    now.tv_nsec >= drain_deadline.tv_nsec)) {
+		if (!drained())
+			log_warnx("drain deadline passed; running steps will "
+			    "be retried after restart inflight=%d",
+			    sched_inflight());
+		event_base_loopexit(sv.base, NULL);
+		return;
+	}
+	evtimer_add(ev_drain, &tv);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval	tv = { 0, 0 };
+
+	if (sv.stopping) {
+		log_warnx("second stop signal; exiting now");
+		event_base_loopexit(sv.base, NULL);
+		return;
+	}
+	sd_notify(0, "STOPPING=1");
+	log_info("stopping signal=%d inflight=%d", (int)sig,
+	    sched_inflight());
+	sv.stopping = true;
+	api_stop_listening();
+	sched_shutdown();
+	clock_gettime(CLOCK_MONOTONIC, &drain_deadline);
+	drain_deadline.tv_sec += SUPERVISOR_DRAIN_MS / 1000;
+	ev_drain = evtimer_new(sv.base, drain_cb, NULL);
+	evtimer_add(ev_drain, &tv);
+}
+
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_warnx("SIGHUP: reloading is not supported yet; restart to load "
+	    "new templates");
+}
+
+/* The worker binary: configured, next to us (build tree), or installed. */
+static char *
+find_worker(const char *argv0)
+{
+	char	 self[PATH_MAX], *dir, *path;
+	ssize_t	 n;
+
+	if (sv.conf->workers_path != NULL)
+		return xstrdup(sv.conf->workers_path);
+	if (getenv("TASKERD_WORKER") != NULL)
+		return xstrdup(getenv("TASKERD_WORKER"));
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0) {
+		self[n] = '\0';
+		dir = dirname(self);
+		xasprintf(&path, "%s/taskerd-worker", dir);
+		if (access(path, X_OK) == 0)
+			return path;
+		free(path);
+	}
+	(void)argv0;
+	xasprintf(&path, "%s/taskerd-worker", TASKERD_LIBEXECDIR);
+	return path;
+}
+
+/* Migrate and register templates before the loop: nothing is served until
+ * the schema is right.  The database may still be starting: wait a while. */
+static void
+prepare_database(void)
+{
+	char	 err[1024];
+	PGconn	*pg = NULL;
+	int	 i, n;
+
+	for (i = 0; i < SUPERVISOR_DB_WAIT_S; i++) {
+		if ((pg = db_connect_blocking(sv.conf->database_dsn, err,
+		    sizeof(err))) != NULL)
+			break;
+		log_warnx("database not reachable, retrying error=\"%s\"",
+		    err);
+		sleep(1);
+	}
+	if (pg == NULL)
+		fatalx("database unreachable for %ds error=\"%s\"",
+		    SUPERVISOR_DB_WAIT_S, err);
+	if ((n = migrate_run(pg, err, sizeof(err))) == -1)
+		fatalx("migration failed error=\"%s\"", err);
+	if (migrate_register_templates(pg, sv.templates, err,
+	    sizeof(err)) == -1)
+		fatalx("%s", err);
+	PQfinish(pg);
+}
+
+int
+supervisor_run(struct config *conf, struct tmpl_registry *reg,
+    const char *argv0)
+{
+	char	err[512], host[256];
+
+	sv.conf = conf;
+	sv.templates = reg;
+	if (conf->database_dsn == NULL)
+		fatalx("no database.dsn in %s (the embedded database is not "
+		    "built yet)", conf->path ? conf->path : "the config");
+	if (conf->node_id != NULL)
+		sv.node_id = xstrdup(conf->node_id);
+	else {
+		if (gethostname(host, sizeof(host)) == -1)
+			strcpy(host, "localhost");
+		host[sizeof(host) - 1] = '\0';
+		xasprintf(&sv.node_id, "%s/%s", host, conf->http_listen);
+	}
+	sv.worker_path = find_worker(argv0);
+	if (access(sv.worker_path, X_OK) == -1)
+		fatal("worker binary %s", sv.worker_path);
+
+	prepare_database();
+
+	signal(SIGPIPE, SIG_IGN);
+	if ((sv.base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	ev_term = evsignal_new(sv.base, SIGTERM, stop_cb, NULL);
+	ev_int = evsignal_new(sv.base, SIGINT, stop_cb, NULL);
+	ev_hup = evsignal_new(sv.base, SIGHUP, hup_cb, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_hup, NULL);
+
+	db_init(sv.base, conf->database_dsn, conf->database_pool);
+	pool_init(sv.base, conf->workers_count, sv.worker_path,
+	    (size_t)conf->workers_max_frame);
+	sched_init();
+	if (api_init(sv.base, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	log_info("taskerd started node=%s templates=%zu worker=%s",
+	    sv.node_id, sv.templates->n, sv.worker_path);
+
+	event_base_dispatch(sv.base);
+
+	pool_shutdown();
+	db_shutdown();
+	api_free();
+	if (ev_drain != NULL)
+		event_free(ev_drain);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(sv.base);
+	tmpl_registry_free(sv.templates);
+	config_free(sv.conf);
+	free(sv.node_id);
+	free(sv.worker_path);
+	log_info("taskerd stopped");
+	return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * render.h - fill {{...}} placeholders in handler config from step input.
+ *
+ * A placeholder names a path in the scope object, e.g. {{context.user.email}}
+ * or {{steps.create_user_account.results.id}}; array elements by index
+ * ({{context.items.0}}).  A string that is exactly one placeholder is
+ * replaced by the value itself, keeping its JSON type; placeholders inside a
+ * longer string are interpolated as text (strings verbatim, other values as
+ * compact JSON).  In RENDER_URL mode interpolated text is percent-encoded
+ * (RFC 3986 unreserved characters kept).  {{env.NAME}} reads the worker's
+ * environment (for secrets in headers; never in results).
+ */
+#ifndef TASKERD_RENDER_H
+#define TASKERD_RENDER_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+enum render_mode { RENDER_TEXT, RENDER_URL };
+
+/* Render a whole JSON value (objects and arrays recursively, strings as
+ * above).  Returns a new value, or NULL with a reason in err when a
+ * placeholder names a missing path or is malformed. */
+json_t	*render_json(const json_t *tmpl, const json_t *scope,
+	    char *err, size_t errlen);
+
+/* Render one string as text (mode TEXT or URL).  Returns a malloc'd string
+ * or NULL with a reason in err. */
+char	*render_string(const char *tmpl, const json_t *scope,
+	    enum render_mode, char *err, size_t errlen);
+
+/* Look up a dotted path in scope; NULL when absent.  Borrowed reference. */
+const json_t *render_lookup(const json_t *scope, const char *path);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * template.h - workflow templates: loading from YAML, validation, registry.
+ *
+ * A template file is validated whole: unknown keys, missing names, duplicate
+ * step names, unknown dependencies and cycles are errors reported as
+ * "FILE:LINE: reason".  The registry is immutable once built; reload builds a
+ * new one and swaps it in only when every file loaded.
+ */
+#ifndef TASKERD_TEMPLATE_H
+#define TASKERD_TEMPLATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <jansson.h>
+#include "backoff.h"
+
+enum identity_strategy { IDENTITY_ALWAYS_UNIQUE, IDENTITY_STRICT,
+	IDENTITY_CALLER_PROVIDED };
+
+/* Defaults applied to keys a template leaves out. */
+struct tmpl_defaults {
+	int		retry_limit;	/* total attempts */
+	int64_t		timeout_ms;
+	struct backoff	backoff;
+};
+
+struct tmpl_step {
+	char		*name;
+	char		*description;		/* NULL when absent */
+	char		*handler;		/* "http", "noop", "exec", "plugin" */
+	char		*handler_class;		/* plugin symbol; NULL when absent */
+	char		*dependent_system;	/* NULL when absent */
+	char	       **deps;			/* names, as written */
+	size_t		 ndeps;
+	size_t		*dep_idx;		/* indexes into tmpl->steps */
+	bool		 retryable;
+	int		 retry_limit;		/* total attempts, >= 1 */
+	int64_t		 timeout_ms;
+	struct backoff	 backoff;
+	json_t		*handler_config;	/* object; {} when absent */
+	int		 line;			/* where the step starts */
+};
+
+struct tmpl {
+	char		*name;
+	char		*namespace;		/* "default" when absent */
+	char		*version;		/* "0.1.0" when absent */
+	char		*description;
+	char		*default_dependent_system;
+	enum identity_strategy identity;
+	json_t		*schema;		/* NULL when absent */
+	json_t		*definition;		/* the whole file as JSON */
+	struct tmpl_step *steps;		/* in file order */
+	size_t		 nsteps;
+	char		*path;
+	int64_t		 db_id;			/* set by the daemon; 0 until then */
+};
+
+/* Load and validate one file.  On error returns NULL and writes
+ * "PATH:LINE: reason" (the first problem found) into err. */
+struct tmpl *tmpl_load_file(const char *path, const struct tmpl_defaults *,
+	    char *err, size_t errlen);
+/* Same, from a buffer; name is used in messages in place of the path. */
+struct tmpl *tmpl_load_buffer(const char *name, const char *buf, size_t len,
+	    const struct tmpl_defaults *, char *err, size_t errlen);
+void	tmpl_free(struct tmpl *);
+
+/* Index of a step by name, or -1. */
+ssize_t	tmpl_step_index(const struct tmpl *, const char *name);
+
+/* A set of templates, normally one directory's *.yaml and *.yml files. */
+struct tmpl_registry {
+	struct tmpl	**items;
+	size_t		  n;
+};
+
+/*
+ * Load every *.yaml / *.yml in dir (sorted by file name).  Returns NULL if
+ * any file fails or two files declare the same namespace/name/version; every
+ * error line is appended to *errs (a newline-separated string the caller
+ * frees), so --check can report them all.
+ */
+struct tmpl_registry *tmpl_registry_load(const char *dir,
+	    const struct tmpl_defaults *, char **errs);
+void	tmpl_registry_free(struct tmpl_registry *);
+
+/* Find by namespace and name; version NULL picks the highest version
+ * (dotted numeric comparison). */
+struct tmpl *tmpl_registry_find(const struct tmpl_registry *,
+	    const char *namespace, const char *name, const char *version);
+
+/* Compare dotted versions numerically ("1.10.0" > "1.9.2"). */
+int	tmpl_version_cmp(const char *, const char *);
+
+const char *tmpl_identity_name(enum identity_strategy);
+
+#endif

@@ -1,0 +1,341 @@
+/* test_render.c - placeholder rendering (common/render.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "render.h"
+
+static json_t *
+scope_new(void)
+{
+	json_t		*s;
+	json_error_t	 e;
+
+	s = json_loads("{"
+	    "\"context\": {"
+	    "  \"user\": {\"email\": \"a b&c/d@example.com\", \"name\": "
+	    "    \"Zo\\u00eb\", \"age\": 42, \"admin\": true, "
+	    "    \"nick\": null, \"score\": 1.5},"
+	    "  \"items\": [\"zero\", {\"sku\": \"S-1\"}, [10, 20]],"
+	    "  \"plan\": {\"id\": \"pro\", \"seats\": 3}"
+	    "},"
+	    "\"steps\": {\"create_user\": {\"results\": {\"id\": 7,"
+	    "  \"tags\": [\"x\"]}}},"
+	    "\"attempt\": 2"
+	    "}", 0, &e);
+	if (s == NULL)
+		fail_msg("scope: %s", e.text);
+	return s;
+}
+
+static json_t *
+parse(const char *text)
+{
+	json_t		*v;
+	json_error_t	 e;
+
+	v = json_loads(text, JSON_DECODE_ANY, &e);
+	if (v == NULL)
+		fail_msg("parse %s: %s", text, e.text);
+	return v;
+}
+
+/* Render tmpl (JSON text) and compare with want (JSON text). */
+static void
+check_json(const char *tmpl, const char *want)
+{
+	json_t	*scope, *t, *w, *got;
+	char	 err[256] = "", *dump;
+
+	scope = scope_new();
+	t = parse(tmpl);
+	w = parse(want);
+	got = render_json(t, scope, err, sizeof(err));
+	if (got == NULL)
+		fail_msg("render %s: %s", tmpl, err);
+	if (!json_equal(got, w)) {
+		dump = json_dumps(got, JSON_ENCODE_ANY);
+		fail_msg("render %s: got %s want %s", tmpl, dump, want);
+	}
+	json_decref(got);
+	json_decref(w);
+	json_decref(t);
+	json_decref(scope);
+}
+
+static void
+check_string(const char *tmpl, enum render_mode mode, const char *want)
+{
+	json_t	*scope;
+	char	 err[256] = "", *got;
+
+	scope = scope_new();
+	got = render_string(tmpl, scope, mode, err, sizeof(err));
+	if (got == NULL)
+		fail_msg("render %s: %s", tmpl, err);
+	assert_string_equal(got, want);
+	free(got);
+	json_decref(scope);
+}
+
+/* Rendering must fail and the reason must contain needle. */
+static void
+check_error(const char *tmpl, const char *needle)
+{
+	json_t	*scope;
+	char	 err[256] = "", *got;
+	json_t	*t, *r;
+
+	scope = scope_new();
+	got = render_string(tmpl, scope, RENDER_TEXT, err, sizeof(err));
+	assert_null(got);
+	if (strstr(err, needle) == NULL)
+		fail_msg("render %s: error \"%s\" lacks \"%s\"", tmpl, err,
+		    needle);
+
+	/* The same through render_json, inside a nested value. */
+	err[0] = '\0';
+	t = json_pack("{s:[i,{s:s}]}", "a", 1, "b", tmpl);
+	r = render_json(t, scope, err, sizeof(err));
+	assert_null(r);
+	if (strstr(err, needle) == NULL)
+		fail_msg("render_json %s: error \"%s\" lacks \"%s\"", tmpl,
+		    err, needle);
+	json_decref(t);
+	json_decref(scope);
+}
+
+static void
+test_whole_value_types(void **state)
+{
+	(void)state;
+	check_json("\"{{context.plan}}\"", "{\"id\": \"pro\", \"seats\": 3}");
+	check_json("\"{{context.user.age}}\"", "42");
+	check_json("\"{{context.user.score}}\"", "1.5");
+	check_json("\"{{context.user.admin}}\"", "true");
+	check_json("\"{{context.user.nick}}\"", "null");
+	check_json("\"{{context.items}}\"",
+	    "[\"zero\", {\"sku\": \"S-1\"}, [10, 20]]");
+	check_json("\"{{steps.create_user.results.id}}\"", "7");
+	check_json("\"{{attempt}}\"", "2");
+	/* Spaces inside the braces do not change anything. */
+	check_json("\"{{  context.user.age\\t}}\"", "42");
+	check_json("\"{{ context.user.name }}\"", "\"Zo\\u00eb\"");
+}
+
+static void
+test_whole_value_is_a_copy(void **state)
+{
+	json_t	*scope, *t, *got;
+	char	 err[128];
+
+	(void)state;
+	scope = scope_new();
+	t = json_string("{{context.plan}}");
+	got = render_json(t, scope, err, sizeof(err));
+	assert_non_null(got);
+	/* Changing the rendered value must not reach back into the scope. */
+	json_object_set_new(got, "seats", json_integer(99));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+	    json_object_get(scope, "context"), "plan"), "seats")), 3);
+	json_decref(got);
+	json_decref(t);
+	json_decref(scope);
+}
+
+static void
+test_interpolation(void **state)
+{
+	(void)state;
+	check_string("Hello {{context.user.name}}!", RENDER_TEXT,
+	    "Hello Zo\xc3\xab!");
+	check_string("age={{context.user.age}} score={{context.user.score}}",
+	    RENDER_TEXT, "age=42 score=1.5");
+	check_string("{{context.user.admin}}/{{context.user.nick}}",
+	    RENDER_TEXT, "true/null");
+	check_string("plan: {{context.plan}}", RENDER_TEXT,
+	    "plan: {\"id\":\"pro\",\"seats\":3}");
+	check_string("{{attempt}}", RENDER_TEXT, "2");
+	check_string("{{context.user.age}}{{context.user.age}}", RENDER_TEXT,
+	    "4242");
+	check_json("\"id-{{steps.create_user.results.id}}\"", "\"id-7\"");
+	check_json("\" {{context.user.age}}\"", "\" 42\"");
+}
+
+static void
+test_url_mode(void **state)
+{
+	(void)state;
+	check_string("http://h/users?email={{context.user.email}}", RENDER_URL,
+	    "http://h/users?email=a%20b%26c%2Fd%40example.com");
+	check_string("http://h/u/{{context.user.name}}", RENDER_URL,
+	    "http://h/u/Zo%C3%AB");
+	/* Unreserved characters stay as they are. */
+	check_string("http://h/{{context.items.1.sku}}", RENDER_URL,
+	    "http://h/S-1");
+	check_string("http://h/{{context.user.age}}", RENDER_URL,
+	    "http://h/42");
+	/* Text mode leaves the same value alone. */
+	check_string("{{context.user.email}}", RENDER_TEXT,
+	    "a b&c/d@example.com");
+}
+
+static void
+test_url_mode_env(void **state)
+{
+	(void)state;
+	setenv("TASKERD_TEST_TOKEN", "a~b c", 1);
+	check_string("http://h/?t={{env.TASKERD_TEST_TOKEN}}", RENDER_URL,
+	    "http://h/?t=a~b%20c");
+	unsetenv("TASKERD_TEST_TOKEN");
+}
+
+static void
+test_nested(void **state)
+{
+	(void)state;
+	check_json("{\"user\": {\"email\": \"{{context.user.email}}\","
+	    " \"age\": \"{{context.user.age}}\"},"
+	    " \"list\": [\"{{context.items.0}}\", 5, null, false,"
+	    "   {\"deep\": [\"{{context.plan.seats}}\"]}],"
+	    " \"literal\": 3.25, \"plain\": \"no placeholders\"}",
+	    "{\"user\": {\"email\": \"a b&c/d@example.com\", \"age\": 42},"
+	    " \"list\": [\"zero\", 5, null, false, {\"deep\": [3]}],"
+	    " \"literal\": 3.25, \"plain\": \"no placeholders\"}");
+	check_json("[]", "[]");
+	check_json("{}", "{}");
+}
+
+static void
+test_array_index(void **state)
+{
+	(void)state;
+	check_json("\"{{context.items.0}}\"", "\"zero\"");
+	check_json("\"{{context.items.1.sku}}\"", "\"S-1\"");
+	check_json("\"{{context.items.2.1}}\"", "20");
+	check_json("\"{{steps.create_user.results.tags.0}}\"", "\"x\"");
+	check_error("{{context.items.3}}", "context.items.3");
+	check_error("{{context.items.x}}", "context.items.x");
+	check_error("{{context.items.-1}}", "context.items.-1");
+}
+
+static void
+test_lookup(void **state)
+{
+	json_t		*scope;
+	const json_t	*v;
+
+	(void)state;
+	scope = scope_new();
+	v = render_lookup(scope, "context.items.2.0");
+	assert_non_null(v);
+	assert_int_equal(json_integer_value(v), 10);
+	assert_null(render_lookup(scope, ""));
+	assert_null(render_lookup(scope, "context..user"));
+	assert_null(render_lookup(scope, "context.user."));
+	assert_null(render_lookup(scope, "context.user.age.more"));
+	assert_null(render_lookup(NULL, "context"));
+	/* A null value is present, not missing. */
+	v = render_lookup(scope, "context.user.nick");
+	assert_non_null(v);
+	assert_true(json_is_null(v));
+	json_decref(scope);
+}
+
+static void
+test_missing_path(void **state)
+{
+	(void)state;
+	check_error("{{context.user.phone}}", "context.user.phone");
+	check_error("x {{steps.nope.results.id}} y", "steps.nope.results.id");
+	check_error("{{ context.user.age.more }}", "context.user.age.more");
+	check_error("{{context.user.phone}}", "missing");
+}
+
+static void
+test_malformed(void **state)
+{
+	(void)state;
+	check_error("{{context.user.age", "unterminated");
+	check_error("a {{context.user.age}} b {{ c", "unterminated");
+	check_error("{{context.user.age}", "unterminated");
+	check_error("{{}}", "empty");
+	check_error("x {{   }} y", "empty");
+}
+
+static void
+test_env(void **state)
+{
+	(void)state;
+	setenv("TASKERD_TEST_SECRET", "s3cr3t", 1);
+	check_string("Bearer {{env.TASKERD_TEST_SECRET}}", RENDER_TEXT,
+	    "Bearer s3cr3t");
+	check_json("\"{{ env.TASKERD_TEST_SECRET }}\"", "\"s3cr3t\"");
+	unsetenv("TASKERD_TEST_SECRET");
+	check_error("Bearer {{env.TASKERD_TEST_SECRET}}",
+	    "TASKERD_TEST_SECRET");
+	check_error("{{env.TASKERD_TEST_SECRET}}", "environment");
+	check_error("{{env.}}", "environment");
+}
+
+static void
+test_untouched(void **state)
+{
+	(void)state;
+	check_string("", RENDER_TEXT, "");
+	check_string("plain text", RENDER_TEXT, "plain text");
+	check_string("a } b { c }} d", RENDER_TEXT, "a } b { c }} d");
+	/* Literal template text is not encoded in URL mode. */
+	check_string("http://h/a b?x=1&y=2", RENDER_URL,
+	    "http://h/a b?x=1&y=2");
+	check_json("\"plain\"", "\"plain\"");
+	check_json("17", "17");
+	check_json("null", "null");
+	check_json("true", "true");
+}
+
+static void
+test_no_rescan(void **state)
+{
+	json_t	*scope, *t, *got;
+	char	 err[128];
+
+	(void)state;
+	/* A value that looks like a placeholder stays text. */
+	scope = json_pack("{s:{s:s}}", "context", "evil", "{{env.HOME}}");
+	t = json_string("x{{context.evil}}");
+	got = render_json(t, scope, err, sizeof(err));
+	assert_non_null(got);
+	assert_string_equal(json_string_value(got), "x{{env.HOME}}");
+	json_decref(got);
+	json_decref(t);
+	json_decref(scope);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_whole_value_types),
+		cmocka_unit_test(test_whole_value_is_a_copy),
+		cmocka_unit_test(test_interpolation),
+		cmocka_unit_test(test_url_mode),
+		cmocka_unit_test(test_url_mode_env),
+		cmocka_unit_test(test_nested),
+		cmocka_unit_test(test_array_index),
+		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_missing_path),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_env),
+		cmocka_unit_test(test_untouched),
+		cmocka_unit_test(test_no_rescan),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

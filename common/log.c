@@ -88,8 +88,8 @@ log_emit(enum log_level level, const char *suffix, const char *fmt,
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
 	cut = split_at_fields(text);
-	n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s proc=%s "
-	    "pid=%ld msg=\"", ts, (long)(tv.tv_usec / 1000),
+	n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s proc=%s:%ld "
+	    "msg=\"", ts, (long)(tv.tv_usec / 1000),
 	    level_names[level], log_procname, (long)getpid());
 	o = n > 0 ? (size_t)n : 0;
 	for (i = 0; i < cut && o + 3 < sizeof(line); i++) {

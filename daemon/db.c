@@ -141,7 +141,7 @@ conn_fail(struct db_conn *c, const char *why)
 	struct db_job	*job = c->job;
 	struct timeval	 tv;
 
-	if (c->state != CONN_DOWN)
+	if (c->state != CONN_DOWN && !db.stopping)
 		log_warnx("database connection lost conn=%d reason=\"%.200s\"",
 		    c->id, why);
 	c->state = CONN_DOWN;

@@ -99,6 +99,10 @@ static void
 worker_close_socket(struct worker *w)
 {
 	if (w->bev != NULL) {
+		/* bufferevent_free() may close the fd only on a later loop
+		 * turn; shutting it down now gives the worker its EOF even
+		 * when the loop has already ended. */
+		shutdown(bufferevent_getfd(w->bev), SHUT_RDWR);
 		bufferevent_free(w->bev);
 		w->bev = NULL;
 	}
@@ -176,14 +180,15 @@ worker_read_cb(struct bufferevent *bev, void *arg)
 
 	while (w->bev != NULL && (have = evbuffer_get_length(in)) >=
 	    PROTO_HEADER_LEN) {
+		/* Only the header is made contiguous to peek at; the frame
+		 * is pulled up once it has fully arrived. */
 		p = evbuffer_pullup(in, PROTO_HEADER_LEN);
-		r = proto_frame_peek(p, PROTO_HEADER_LEN, pool.max_frame,
-		    &plen);
+		r = proto_frame_peek(p, have, pool.max_frame, &plen);
 		if (r == -1) {
 			worker_protocol_error(w, "bad frame length");
 			return;
 		}
-		if (have < PROTO_HEADER_LEN + plen)
+		if (r == 1)
 			return;
 		p = evbuffer_pullup(in, (ev_ssize_t)(PROTO_HEADER_LEN + plen));
 		if (proto_decode(p + PROTO_HEADER_LEN, plen, &m, err,

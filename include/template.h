@@ -9,6 +9,7 @@
 #ifndef TASKERD_TEMPLATE_H
 #define TASKERD_TEMPLATE_H
 
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>

@@ -1,0 +1,806 @@
+/*
+ * template.c - workflow templates: loading from YAML, validation, registry.
+ *
+ * A template is checked whole before anything uses it: keys and types by the
+ * key tables below (through yamltree), then the names and the graph.  Step
+ * order is file order; dep_idx points into it.  Tasker's keys are accepted
+ * so its templates load unchanged, but only those that mean something here
+ * are read.
+ */
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xmalloc.h"
+#include "yamltree.h"
+#include "template.h"
+
+struct tmpl_byname {
+	const char		*name;
+	size_t			 idx;
+};
+
+/* Loader state that does not belong in struct tmpl. */
+struct tmpl_parse {
+	struct yt_doc		*doc;
+	struct tmpl		*t;
+	yaml_node_t		*steps_node;	/* step_templates */
+	yaml_node_t		*named_node;	/* named_steps, or NULL */
+	int			**dep_lines;	/* per step, per dep */
+	struct tmpl_byname	*byname;	/* steps sorted by name */
+};
+
+static int	tmpl_key_identity(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
+static int	tmpl_key_steps(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
+static int	tmpl_key_named(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
+static int	tmpl_key_handler(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
+static int	tmpl_key_deps(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
+
+#define T(f)	offsetof(struct tmpl, f)
+#define S(f)	offsetof(struct tmpl_step, f)
+
+static const struct yt_key tmpl_keys[] = {
+	{ "name", YT_STRING, T(name), NULL, 0, 0, YT_REQUIRED, NULL,
+	    "unique with namespace_name and version" },
+	{ "namespace_name", YT_STRING, T(namespace), "default", 0, 0, 0, NULL,
+	    "groups templates; part of the API path" },
+	{ "version", YT_STRING, T(version), "0.1.0", 0, 0, 0, NULL,
+	    "dotted version, read as text (1.0 stays \"1.0\")" },
+	{ "description", YT_STRING, T(description), NULL, 0, 0, 0, NULL,
+	    "free text" },
+	{ "default_dependent_system", YT_STRING, T(default_dependent_system),
+	    NULL, 0, 0, 0, NULL, "service of steps that name none" },
+	{ "identity_strategy", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_identity,
+	    "strict, caller_provided or always_unique" },
+	{ "schema", YT_JSON, T(schema), NULL, 0, 0, 0, NULL,
+	    "JSON Schema of the task context" },
+	{ "step_templates", YT_FUNC, 0, NULL, 0, 0, YT_REQUIRED, tmpl_key_steps,
+	    "the steps, in order" },
+	{ "named_steps", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_named,
+	    "Tasker: if given, every step must be listed" },
+	/* Tasker's, with no meaning here; accepted so its files port over. */
+	{ "module_namespace", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	{ "task_handler_class", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	{ "environments", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	{ "custom_events", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	{ "concurrent", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	{ "handler_config", YT_IGNORE, 0, NULL, 0, 0, 0, NULL,
+	    "Tasker: task handler's config" },
+};
+
+/*
+ * Rows sharing a field are Tasker's spelling and ours of the same key; when
+ * both are given the later one in the file wins.  Defaults come from struct
+ * tmpl_defaults at load time, not from this table.
+ */
+static const struct yt_key step_keys[] = {
+	{ "name", YT_STRING, S(name), NULL, 0, 0, YT_REQUIRED, NULL,
+	    "unique in the template" },
+	{ "description", YT_STRING, S(description), NULL, 0, 0, 0, NULL,
+	    "free text" },
+	{ "handler", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_handler,
+	    "http, exec, plugin or noop" },
+	{ "handler_class", YT_STRING, S(handler_class), NULL, 0, 0, 0, NULL,
+	    "plugin symbol; implies handler: plugin" },
+	{ "dependent_system", YT_STRING, S(dependent_system), NULL, 0, 0, 0,
+	    NULL, "the service called" },
+	{ "depends_on_steps", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_deps,
+	    "parent step names" },
+	{ "depends_on_step", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_deps,
+	    "one parent step name" },
+	{ "default_retryable", YT_BOOL, S(retryable), NULL, 0, 0, 0, NULL,
+	    "Tasker's name for retryable" },
+	{ "retryable", YT_BOOL, S(retryable), NULL, 0, 0, 0, NULL,
+	    "whether failures are retried" },
+	{ "default_retry_limit", YT_INT, S(retry_limit), NULL, 1, INT_MAX, 0,
+	    NULL, "Tasker's name for retry_limit" },
+	{ "retry_limit", YT_INT, S(retry_limit), NULL, 1, INT_MAX, 0, NULL,
+	    "total attempts" },
+	{ "timeout", YT_DURATION, S(timeout_ms), NULL, 1, INT64_MAX, 0, NULL,
+	    "per attempt; a bare number is milliseconds" },
+	{ "backoff.base", YT_DURATION, S(backoff.base_ms), NULL, 0, INT64_MAX,
+	    0, NULL, "delay before attempt 2" },
+	{ "backoff.max", YT_DURATION, S(backoff.max_ms), NULL, 0, INT64_MAX,
+	    0, NULL, "cap on the delay" },
+	{ "backoff.jitter", YT_JITTER, S(backoff.jitter), NULL, 0, 0, 0, NULL,
+	    "full, equal or none" },
+	{ "handler_config", YT_JSON, S(handler_config), NULL, 0, 0, 0, NULL,
+	    "handler specific" },
+	{ "custom_events", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+};
+
+static const char *const tmpl_handlers[] = { "http", "exec", "plugin",
+	"noop" };
+
+static const char *const identity_names[] = {
+	[IDENTITY_ALWAYS_UNIQUE] = "always_unique",
+	[IDENTITY_STRICT] = "strict",
+	[IDENTITY_CALLER_PROVIDED] = "caller_provided",
+};
+
+const char *
+tmpl_identity_name(enum identity_strategy id)
+{
+	if ((size_t)id >= YT_NELEM(identity_names))
+		return "unknown";
+	return identity_names[id];
+}
+
+static int
+tmpl_key_identity(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	struct tmpl	*t = base;
+	char		*s;
+	size_t		 i;
+
+	(void)arg;
+	if (yt_string(doc, v, k->name, &s) == -1)
+		return -1;
+	for (i = 0; i < YT_NELEM(identity_names); i++) {
+		if (strcmp(s, identity_names[i]) == 0) {
+			t->identity = (enum identity_strategy)i;
+			free(s);
+			return 0;
+		}
+	}
+	yt_error(doc, v, "%s: invalid strategy '%s' (strict, caller_provided "
+	    "or always_unique)", k->name, s);
+	free(s);
+	return -1;
+}
+
+/* step_templates and named_steps are kept as nodes and read after the whole
+ * top level, since steps take defaults from keys that may come later. */
+static int
+tmpl_key_steps(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	struct tmpl_parse	*p = arg;
+
+	(void)base;
+	if (yt_expect(doc, v, YAML_SEQUENCE_NODE, k->name) == -1)
+		return -1;
+	if (yt_len(v) == 0)
+		return yt_error(doc, v, "%s: no steps", k->name);
+	p->steps_node = v;
+	return 0;
+}
+
+static int
+tmpl_key_named(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	struct tmpl_parse	*p = arg;
+	size_t			 i;
+
+	(void)base;
+	if (yt_expect(doc, v, YAML_SEQUENCE_NODE, k->name) == -1)
+		return -1;
+	for (i = 0; i < yt_len(v); i++)
+		if (yt_expect(doc, yt_item(doc, v, i), YAML_SCALAR_NODE,
+		    k->name) == -1)
+			return -1;
+	p->named_node = v;
+	return 0;
+}
+
+static int
+tmpl_key_handler(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	struct tmpl_step	*st = base;
+	char			*s;
+	size_t			 i;
+
+	(void)arg;
+	if (yt_string(doc, v, k->name, &s) == -1)
+		return -1;
+	for (i = 0; i < YT_NELEM(tmpl_handlers); i++) {
+		if (strcmp(s, tmpl_handlers[i]) == 0) {
+			free(st->handler);
+			st->handler = s;
+			return 0;
+		}
+	}
+	yt_error(doc, v, "%s: invalid handler '%s' (http, exec, plugin or "
+	    "noop)", k->name, s);
+	free(s);
+	return -1;
+}
+
+/* Both spellings add to one list; a parent named twice counts once. */
+static void
+tmpl_add_dep(struct tmpl_parse *p, struct tmpl_step *st, char *name, int line)
+{
+	size_t	i, idx = (size_t)(st - p->t->steps);
+
+	for (i = 0; i < st->ndeps; i++) {
+		if (strcmp(st->deps[i], name) == 0) {
+			free(name);
+			return;
+		}
+	}
+	st->deps = xreallocarray(st->deps, st->ndeps + 1, sizeof(*st->deps));
+	p->dep_lines[idx] = xreallocarray(p->dep_lines[idx], st->ndeps + 1,
+	    sizeof(**p->dep_lines));
+	st->deps[st->ndeps] = name;
+	p->dep_lines[idx][st->ndeps] = line;
+	st->ndeps++;
+}
+
+static int
+tmpl_key_deps(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	yaml_node_t	*item;
+	char		*s;
+	size_t		 i;
+
+	if (strcmp(k->name, "depends_on_step") == 0) {
+		if (yt_string(doc, v, k->name, &s) == -1)
+			return -1;
+		tmpl_add_dep(arg, base, s, yt_line(v));
+		return 0;
+	}
+	if (yt_expect(doc, v, YAML_SEQUENCE_NODE, k->name) == -1)
+		return -1;
+	for (i = 0; i < yt_len(v); i++) {
+		item = yt_item(doc, v, i);
+		if (yt_string(doc, item, k->name, &s) == -1)
+			return -1;
+		tmpl_add_dep(arg, base, s, yt_line(item));
+	}
+	return 0;
+}
+
+/* Line of a step's `name` value, the most precise place to point at. */
+static int
+tmpl_name_line(struct tmpl_parse *p, size_t i)
+{
+	yaml_node_t	*n;
+
+	n = yt_lookup(p->doc, yt_item(p->doc, p->steps_node, i), "name");
+	return n != NULL ? yt_line(n) : p->t->steps[i].line;
+}
+
+static int
+tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
+{
+	struct tmpl		*t = p->t;
+	struct tmpl_step	*st;
+	yaml_node_t		*item;
+	size_t			 i;
+
+	t->nsteps = yt_len(p->steps_node);
+	t->steps = xcalloc(t->nsteps, sizeof(*t->steps));
+	p->dep_lines = xcalloc(t->nsteps, sizeof(*p->dep_lines));
+	for (i = 0; i < t->nsteps; i++) {
+		st = &t->steps[i];
+		item = yt_item(p->doc, p->steps_node, i);
+		st->line = yt_line(item);
+		st->retryable = true;
+		st->retry_limit = defs->retry_limit;
+		st->timeout_ms = defs->timeout_ms;
+		st->backoff = defs->backoff;
+		if (yt_decode(p->doc, item, step_keys, YT_NELEM(step_keys), st,
+		    p, "step") == -1)
+			return -1;
+		if (st->handler == NULL)
+			st->handler = xstrdup(st->handler_class != NULL ?
+			    "plugin" : "http");
+		if (st->dependent_system == NULL &&
+		    t->default_dependent_system != NULL)
+			st->dependent_system =
+			    xstrdup(t->default_dependent_system);
+		if (st->handler_config == NULL)
+			st->handler_config = json_object();
+	}
+	return 0;
+}
+
+static int
+tmpl_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+tmpl_cmp_byname(const void *a, const void *b)
+{
+	const struct tmpl_byname	*x = a, *y = b;
+	int				 c;
+
+	if ((c = strcmp(x->name, y->name)) != 0)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int
+tmpl_cmp_name(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct tmpl_byname *)elem)->name);
+}
+
+static int
+tmpl_cmp_str(const void *key, const void *elem)
+{
+	return strcmp(key, *(const char *const *)elem);
+}
+
+/*
+ * Names are checked on a sorted copy, which tmpl_resolve then searches:
+ * duplicates become neighbours and lookups a bsearch, so a template of many
+ * steps costs n log n, not n squared.
+ */
+static int
+tmpl_check_names(struct tmpl_parse *p)
+{
+	struct tmpl	*t = p->t;
+	const char	**named;
+	size_t		 i, run = 0, dup = SIZE_MAX, first = 0, nnamed;
+	int		 rc = 0;
+
+	p->byname = xcalloc(t->nsteps, sizeof(*p->byname));
+	for (i = 0; i < t->nsteps; i++) {
+		p->byname[i].name = t->steps[i].name;
+		p->byname[i].idx = i;
+	}
+	qsort(p->byname, t->nsteps, sizeof(*p->byname), tmpl_cmp_byname);
+	/* Report the repeat that comes first in the file. */
+	for (i = 1; i < t->nsteps; i++) {
+		if (strcmp(p->byname[i].name, p->byname[i - 1].name) != 0) {
+			run = i;
+			continue;
+		}
+		if (dup == SIZE_MAX || p->byname[i].idx < dup) {
+			dup = p->byname[i].idx;
+			first = p->byname[run].idx;
+		}
+	}
+	if (dup != SIZE_MAX)
+		return yt_errorl(p->doc, tmpl_name_line(p, dup),
+		    "duplicate step name '%s' (first at line %d)",
+		    t->steps[dup].name, tmpl_name_line(p, first));
+
+	if (p->named_node == NULL)
+		return 0;
+	nnamed = yt_len(p->named_node);
+	named = xcalloc(nnamed, sizeof(*named));
+	for (i = 0; i < nnamed; i++)
+		named[i] = yt_text(yt_item(p->doc, p->named_node, i));
+	if (nnamed > 0)
+		qsort(named, nnamed, sizeof(*named), tmpl_cmp_names);
+	for (i = 0; i < t->nsteps && rc == 0; i++)
+		if (nnamed == 0 || bsearch(t->steps[i].name, named, nnamed,
+		    sizeof(*named), tmpl_cmp_str) == NULL)
+			rc = yt_errorl(p->doc, tmpl_name_line(p, i),
+			    "step '%s' is not listed in named_steps",
+			    t->steps[i].name);
+	free(named);
+	return rc;
+}
+
+static int
+tmpl_resolve(struct tmpl_parse *p)
+{
+	struct tmpl		*t = p->t;
+	struct tmpl_step	*st;
+	struct tmpl_byname	*found;
+	size_t			 i, k;
+
+	for (i = 0; i < t->nsteps; i++) {
+		st = &t->steps[i];
+		st->dep_idx = xcalloc(st->ndeps, sizeof(*st->dep_idx));
+		for (k = 0; k < st->ndeps; k++) {
+			found = bsearch(st->deps[k], p->byname, t->nsteps,
+			    sizeof(*p->byname), tmpl_cmp_name);
+			if (found == NULL)
+				return yt_errorl(p->doc, p->dep_lines[i][k],
+				    "step '%s' depends on unknown step '%s'",
+				    st->name, st->deps[k]);
+			if (found->idx == i)
+				return yt_errorl(p->doc, p->dep_lines[i][k],
+				    "step '%s' depends on itself", st->name);
+			st->dep_idx[k] = found->idx;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Depth-first search along dependencies, with an explicit stack so that a
+ * long chain cannot exhaust the C stack.  On a back edge the stack holds the
+ * cycle, each step depending on the next; it is printed the other way, in
+ * execution order, starting from the step that comes first in the file.
+ */
+static int
+tmpl_check_cycles(struct tmpl_parse *p)
+{
+	struct tmpl	*t = p->t;
+	enum { WHITE, GREY, BLACK } *color;
+	struct { size_t step, next; } *stack;
+	size_t		 sp, root, v, w, c, len, first, i, size, o;
+	char		*msg;
+	int		 rc = 0, line;
+
+	color = xcalloc(t->nsteps, sizeof(*color));
+	stack = xcalloc(t->nsteps, sizeof(*stack));
+	for (root = 0; root < t->nsteps && rc == 0; root++) {
+		if (color[root] != WHITE)
+			continue;
+		sp = 0;
+		stack[sp].step = root;
+		stack[sp++].next = 0;
+		color[root] = GREY;
+		while (sp > 0 && rc == 0) {
+			v = stack[sp - 1].step;
+			if (stack[sp - 1].next == t->steps[v].ndeps) {
+				color[v] = BLACK;
+				sp--;
+				continue;
+			}
+			w = t->steps[v].dep_idx[stack[sp - 1].next++];
+			if (color[w] == WHITE) {
+				color[w] = GREY;
+				stack[sp].step = w;
+				stack[sp++].next = 0;
+				continue;
+			}
+			if (color[w] == BLACK)
+				continue;
+			/* w is grey: stack[c..sp-1] is the cycle. */
+			for (c = 0; stack[c].step != w; c++)
+				;
+			len = sp - c;
+			for (first = c, i = c; i < sp; i++)
+				if (stack[i].step < stack[first].step)
+					first = i;
+			/* Sized first: a cycle may run through every step. */
+			for (size = sizeof("cycle:"), i = 0; i <= len; i++)
+				size += strlen(t->steps[stack[c + (first - c +
+				    len - i % len) % len].step].name) + 4;
+			msg = xmalloc(size);
+			o = (size_t)snprintf(msg, size, "cycle:");
+			for (i = 0; i <= len; i++) {
+				v = stack[c + (first - c + len - i % len) %
+				    len].step;
+				o += (size_t)snprintf(msg + o, size - o,
+				    "%s %s", i > 0 ? " ->" : "",
+				    t->steps[v].name);
+			}
+			line = tmpl_name_line(p, stack[first].step);
+			rc = yt_errorl(p->doc, line, "%s", msg);
+			free(msg);
+		}
+	}
+	free(stack);
+	free(color);
+	return rc;
+}
+
+static struct tmpl *
+tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
+{
+	struct tmpl_parse	 p;
+	struct tmpl		*t;
+	yaml_node_t		*root;
+	size_t			 i;
+	int			 rc = -1;
+
+	if ((root = yt_root(doc)) == NULL) {
+		yt_errorl(doc, 1, "empty template");
+		return NULL;
+	}
+	memset(&p, 0, sizeof(p));
+	p.doc = doc;
+	p.t = t = xcalloc(1, sizeof(*t));
+	t->path = xstrdup(yt_name(doc));
+	yt_defaults(tmpl_keys, YT_NELEM(tmpl_keys), t);
+
+	if (yt_decode(doc, root, tmpl_keys, YT_NELEM(tmpl_keys), t, &p,
+	    "template") == -1)
+		goto done;
+	/* Empty strings would make unaddressable or ambiguous templates. */
+	if (*t->name == '\0' || *t->namespace == '\0' || *t->version == '\0') {
+		yt_error(doc, root, "name, namespace_name and version must "
+		    "not be empty");
+		goto done;
+	}
+	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
+	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1)
+		goto done;
+	if ((t->definition = yt_json(doc, root)) == NULL)
+		goto done;
+	/* Keep the stored copy's version the text we index by: JSON would
+	 * otherwise read `version: 1.0` as the number 1.0. */
+	if (json_object_get(t->definition, "version") != NULL)
+		json_object_set_new(t->definition, "version",
+		    json_string(t->version));
+	rc = 0;
+done:
+	if (p.dep_lines != NULL) {
+		for (i = 0; i < t->nsteps; i++)
+			free(p.dep_lines[i]);
+		free(p.dep_lines);
+	}
+	free(p.byname);
+	if (rc == -1) {
+		tmpl_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+struct tmpl *
+tmpl_load_buffer(const char *name, const char *buf, size_t len,
+    const struct tmpl_defaults *defs, char *err, size_t errlen)
+{
+	struct yt_doc	*doc;
+	struct tmpl	*t;
+
+	if ((doc = yt_load_buffer(name, buf, len, err, errlen)) == NULL)
+		return NULL;
+	t = tmpl_parse_doc(doc, defs);
+	yt_free(doc);
+	return t;
+}
+
+struct tmpl *
+tmpl_load_file(const char *path, const struct tmpl_defaults *defs,
+    char *err, size_t errlen)
+{
+	struct yt_doc	*doc;
+	struct tmpl	*t;
+
+	if ((doc = yt_load_file(path, err, errlen)) == NULL)
+		return NULL;
+	t = tmpl_parse_doc(doc, defs);
+	yt_free(doc);
+	return t;
+}
+
+void
+tmpl_free(struct tmpl *t)
+{
+	struct tmpl_step	*st;
+	size_t			 i, k;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < t->nsteps; i++) {
+		st = &t->steps[i];
+		yt_release(step_keys, YT_NELEM(step_keys), st);
+		free(st->handler);
+		for (k = 0; k < st->ndeps; k++)
+			free(st->deps[k]);
+		free(st->deps);
+		free(st->dep_idx);
+	}
+	free(t->steps);
+	yt_release(tmpl_keys, YT_NELEM(tmpl_keys), t);
+	json_decref(t->definition);
+	free(t->path);
+	free(t);
+}
+
+ssize_t
+tmpl_step_index(const struct tmpl *t, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < t->nsteps; i++)
+		if (strcmp(t->steps[i].name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Registry. */
+
+static void
+tmpl_errs_add(char **errs, const char *line)
+{
+	char	*s;
+
+	if (errs == NULL)
+		return;
+	if (*errs == NULL) {
+		*errs = xstrdup(line);
+		return;
+	}
+	xasprintf(&s, "%s\n%s", *errs, line);
+	free(*errs);
+	*errs = s;
+}
+
+static int
+tmpl_is_yaml(const char *name)
+{
+	size_t	len = strlen(name);
+
+	/* Dot files are editor and VCS droppings, not templates. */
+	if (name[0] == '.')
+		return 0;
+	return (len > 5 && strcmp(name + len - 5, ".yaml") == 0) ||
+	    (len > 4 && strcmp(name + len - 4, ".yml") == 0);
+}
+
+struct tmpl_registry *
+tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
+    char **errs)
+{
+	struct tmpl_registry	*reg;
+	struct tmpl		*t, *o;
+	struct dirent		*de;
+	DIR			*d;
+	char			**names = NULL, *path, *line, err[1024];
+	size_t			 n = 0, i, j;
+	bool			 failed = false;
+
+	if ((d = opendir(dir)) == NULL) {
+		xasprintf(&line, "%s: cannot open directory: %s", dir,
+		    strerror(errno));
+		tmpl_errs_add(errs, line);
+		free(line);
+		return NULL;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!tmpl_is_yaml(de->d_name))
+			continue;
+		names = xreallocarray(names, n + 1, sizeof(*names));
+		names[n++] = xstrdup(de->d_name);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(names, n, sizeof(*names), tmpl_cmp_names);
+
+	reg = xcalloc(1, sizeof(*reg));
+	reg->items = xcalloc(n, sizeof(*reg->items));
+	for (i = 0; i < n; i++) {
+		xasprintf(&path, "%s%s%s", dir, dir[0] != '\0' &&
+		    dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
+		free(names[i]);
+		t = tmpl_load_file(path, defs, err, sizeof(err));
+		free(path);
+		if (t == NULL) {
+			tmpl_errs_add(errs, err);
+			failed = true;
+			continue;
+		}
+		for (j = 0; j < reg->n; j++) {
+			o = reg->items[j];
+			if (strcmp(o->namespace, t->namespace) == 0 &&
+			    strcmp(o->name, t->name) == 0 &&
+			    strcmp(o->version, t->version) == 0)
+				break;
+		}
+		if (j < reg->n) {
+			xasprintf(&line, "%s: template %s/%s version %s is "
+			    "already defined in %s", t->path, t->namespace,
+			    t->name, t->version, o->path);
+			tmpl_errs_add(errs, line);
+			free(line);
+			tmpl_free(t);
+			failed = true;
+			continue;
+		}
+		reg->items[reg->n++] = t;
+	}
+	free(names);
+	if (failed) {
+		tmpl_registry_free(reg);
+		return NULL;
+	}
+	return reg;
+}
+
+void
+tmpl_registry_free(struct tmpl_registry *reg)
+{
+	size_t	i;
+
+	if (reg == NULL)
+		return;
+	for (i = 0; i < reg->n; i++)
+		tmpl_free(reg->items[i]);
+	free(reg->items);
+	free(reg);
+}
+
+struct tmpl *
+tmpl_registry_find(const struct tmpl_registry *reg, const char *namespace,
+    const char *name, const char *version)
+{
+	struct tmpl	*t, *best = NULL;
+	size_t		 i;
+
+	if (namespace == NULL)
+		namespace = "default";
+	for (i = 0; i < reg->n; i++) {
+		t = reg->items[i];
+		if (strcmp(t->namespace, namespace) != 0 ||
+		    strcmp(t->name, name) != 0)
+			continue;
+		if (version != NULL) {
+			if (strcmp(t->version, version) == 0)
+				return t;
+			continue;
+		}
+		if (best == NULL || tmpl_version_cmp(t->version,
+		    best->version) > 0)
+			best = t;
+	}
+	return best;
+}
+
+static bool
+tmpl_all_digits(const char *s, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return len > 0;
+}
+
+/*
+ * Segment by segment: two numbers compare as numbers (by length once leading
+ * zeros are gone, so any length works), anything else as bytes.  A missing
+ * segment counts as "0": 1.0 equals 1.0.0.
+ */
+int
+tmpl_version_cmp(const char *a, const char *b)
+{
+	const char	*sa, *sb;
+	size_t		 la, lb;
+	int		 c;
+
+	while (*a != '\0' || *b != '\0') {
+		sa = *a != '\0' ? a : "0";
+		sb = *b != '\0' ? b : "0";
+		la = strcspn(sa, ".");
+		lb = strcspn(sb, ".");
+		if (tmpl_all_digits(sa, la) && tmpl_all_digits(sb, lb)) {
+			while (la > 1 && *sa == '0') {
+				sa++;
+				la--;
+			}
+			while (lb > 1 && *sb == '0') {
+				sb++;
+				lb--;
+			}
+			if (la != lb)
+				return la < lb ? -1 : 1;
+			c = memcmp(sa, sb, la);
+		} else {
+			c = memcmp(sa, sb, la < lb ? la : lb);
+			if (c == 0 && la != lb)
+				c = la < lb ? -1 : 1;
+		}
+		if (c != 0)
+			return c < 0 ? -1 : 1;
+		if (*a != '\0') {
+			a += strcspn(a, ".");
+			if (*a == '.')
+				a++;
+		}
+		if (*b != '\0') {
+			b += strcspn(b, ".");
+			if (*b == '.')
+				b++;
+		}
+	}
+	return 0;
+}

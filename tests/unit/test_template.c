@@ -1,0 +1,844 @@
+/*
+ * test_template.c - template loading, validation and the registry.
+ *
+ * Error tests compare the whole message, line included: the message is the
+ * interface an operator sees from `taskerd --check`.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "template.h"
+
+static const struct tmpl_defaults defs = {
+	.retry_limit = 3,
+	.timeout_ms = 30000,
+	.backoff = { .base_ms = 1000, .max_ms = 300000, .jitter = JITTER_FULL },
+};
+
+static struct tmpl *
+load(const char *yaml, char *err, size_t errlen)
+{
+	return tmpl_load_buffer("t.yaml", yaml, strlen(yaml), &defs, err,
+	    errlen);
+}
+
+static void
+expect_error(const char *yaml, const char *want)
+{
+	char		 err[1024];
+	struct tmpl	*t;
+
+	memset(err, 'X', sizeof(err));
+	err[sizeof(err) - 1] = '\0';
+	t = load(yaml, err, sizeof(err));
+	if (t != NULL) {
+		tmpl_free(t);
+		fail_msg("loaded, expected: %s", want);
+	}
+	assert_string_equal(err, want);
+}
+
+/* The seed's user registration workflow, written the way a Tasker user
+ * would port it: Tasker's keys mixed with ours. */
+static const char seed[] =
+	"name: user_registration\n"			/* 1 */
+	"namespace_name: blog_examples\n"
+	"version: 1.0\n"
+	"description: Orchestrated user registration\n"
+	"default_dependent_system: user_service\n"	/* 5 */
+	"identity_strategy: strict\n"
+	"task_handler_class: BlogExamples::UserRegistrationHandler\n"
+	"module_namespace: BlogExamples\n"
+	"schema:\n"
+	"  type: object\n"				/* 10 */
+	"  required: [user_info]\n"
+	"  properties:\n"
+	"    user_info:\n"
+	"      type: object\n"
+	"step_templates:\n"				/* 15 */
+	"  - name: validate_user_info\n"
+	"    handler: noop\n"
+	"    retry_limit: 2\n"
+	"    timeout: 5000\n"
+	"  - name: create_user_account\n"		/* 20 */
+	"    depends_on_step: validate_user_info\n"
+	"    handler_config:\n"
+	"      method: POST\n"
+	"      url: /users\n"
+	"      body: {email: \"{{context.user_info.email}}\", n: 1}\n" /* 25 */
+	"    timeout: 5s\n"
+	"    backoff: {base: 2s, max: 1m, jitter: equal}\n"
+	"  - name: setup_billing\n"
+	"    dependent_system: billing_service\n"
+	"    depends_on_steps: [create_user_account]\n"	/* 30 */
+	"    default_retry_limit: 5\n"
+	"    timeout: 15000\n"
+	"  - name: configure_preferences\n"
+	"    dependent_system: preferences_service\n"
+	"    depends_on_steps: [create_user_account]\n"	/* 35 */
+	"    default_retryable: false\n"
+	"  - name: send_welcome_sequence\n"
+	"    handler_class: notify_welcome\n"
+	"    depends_on_steps:\n"
+	"      - setup_billing\n"			/* 40 */
+	"      - configure_preferences\n"
+	"  - name: update_user_status\n"
+	"    depends_on_step: send_welcome_sequence\n"
+	"    custom_events: [{name: status_updated}]\n"
+	"custom_events:\n"				/* 45 */
+	"  - name: service_call_started\n";
+
+static void
+test_seed_loads(void **state)
+{
+	char			 err[1024];
+	struct tmpl		*t;
+	const struct tmpl_step	*s;
+	json_t			*hc;
+
+	(void)state;
+	t = load(seed, err, sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->name, "user_registration");
+	assert_string_equal(t->namespace, "blog_examples");
+	assert_string_equal(t->version, "1.0");
+	assert_string_equal(t->description, "Orchestrated user registration");
+	assert_string_equal(t->default_dependent_system, "user_service");
+	assert_int_equal(t->identity, IDENTITY_STRICT);
+	assert_string_equal(t->path, "t.yaml");
+	assert_int_equal(t->db_id, 0);
+	assert_non_null(t->schema);
+	assert_string_equal(json_string_value(json_object_get(t->schema,
+	    "type")), "object");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+	    t->schema, "required"), 0)), "user_info");
+
+	/* The stored definition is the whole file, version kept as text. */
+	assert_true(json_is_object(t->definition));
+	assert_string_equal(json_string_value(json_object_get(t->definition,
+	    "version")), "1.0");
+	assert_int_equal(json_array_size(json_object_get(t->definition,
+	    "step_templates")), 6);
+	assert_non_null(json_object_get(t->definition, "custom_events"));
+
+	assert_int_equal(t->nsteps, 6);
+	assert_string_equal(t->steps[0].name, "validate_user_info");
+	assert_string_equal(t->steps[1].name, "create_user_account");
+	assert_string_equal(t->steps[2].name, "setup_billing");
+	assert_string_equal(t->steps[3].name, "configure_preferences");
+	assert_string_equal(t->steps[4].name, "send_welcome_sequence");
+	assert_string_equal(t->steps[5].name, "update_user_status");
+
+	s = &t->steps[0];
+	assert_int_equal(s->line, 16);
+	assert_string_equal(s->handler, "noop");
+	assert_null(s->handler_class);
+	assert_null(s->description);
+	assert_string_equal(s->dependent_system, "user_service");
+	assert_int_equal(s->ndeps, 0);
+	assert_true(s->retryable);
+	assert_int_equal(s->retry_limit, 2);
+	assert_int_equal(s->timeout_ms, 5000);
+	assert_int_equal(s->backoff.base_ms, 1000);
+	assert_int_equal(s->backoff.max_ms, 300000);
+	assert_int_equal(s->backoff.jitter, JITTER_FULL);
+	assert_true(json_is_object(s->handler_config));
+	assert_int_equal(json_object_size(s->handler_config), 0);
+
+	s = &t->steps[1];
+	assert_int_equal(s->line, 20);
+	assert_string_equal(s->handler, "http");
+	assert_int_equal(s->ndeps, 1);
+	assert_string_equal(s->deps[0], "validate_user_info");
+	assert_int_equal(s->dep_idx[0], 0);
+	assert_int_equal(s->retry_limit, 3);
+	assert_int_equal(s->timeout_ms, 5000);
+	assert_int_equal(s->backoff.base_ms, 2000);
+	assert_int_equal(s->backoff.max_ms, 60000);
+	assert_int_equal(s->backoff.jitter, JITTER_EQUAL);
+	hc = s->handler_config;
+	assert_string_equal(json_string_value(json_object_get(hc, "method")),
+	    "POST");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+	    hc, "body"), "email")), "{{context.user_info.email}}");
+	assert_true(json_is_integer(json_object_get(json_object_get(hc, "body"),
+	    "n")));
+
+	s = &t->steps[2];
+	assert_string_equal(s->dependent_system, "billing_service");
+	assert_int_equal(s->ndeps, 1);
+	assert_int_equal(s->dep_idx[0], 1);
+	assert_int_equal(s->retry_limit, 5);
+	assert_int_equal(s->timeout_ms, 15000);
+
+	s = &t->steps[3];
+	assert_string_equal(s->dependent_system, "preferences_service");
+	assert_int_equal(s->dep_idx[0], 1);
+	assert_false(s->retryable);
+	assert_int_equal(s->timeout_ms, 30000);
+
+	s = &t->steps[4];
+	assert_string_equal(s->handler, "plugin");
+	assert_string_equal(s->handler_class, "notify_welcome");
+	assert_int_equal(s->ndeps, 2);
+	assert_string_equal(s->deps[0], "setup_billing");
+	assert_string_equal(s->deps[1], "configure_preferences");
+	assert_int_equal(s->dep_idx[0], 2);
+	assert_int_equal(s->dep_idx[1], 3);
+
+	s = &t->steps[5];
+	assert_int_equal(s->line, 42);
+	assert_int_equal(s->ndeps, 1);
+	assert_int_equal(s->dep_idx[0], 4);
+
+	assert_int_equal(tmpl_step_index(t, "setup_billing"), 2);
+	assert_int_equal(tmpl_step_index(t, "update_user_status"), 5);
+	assert_int_equal(tmpl_step_index(t, "nope"), -1);
+	tmpl_free(t);
+}
+
+/* Tasker's own example file shape, with the keys we only tolerate. */
+static void
+test_tasker_keys(void **state)
+{
+	static const char y[] =
+	    "---\n"
+	    "name: api_task/integration_yaml_example\n"
+	    "module_namespace: ApiTask\n"
+	    "task_handler_class: IntegrationYamlExample\n"
+	    "concurrent: true\n"
+	    "namespace_name: api_tests\n"
+	    "version: 0.1.0\n"
+	    "default_dependent_system: ecommerce_system\n"
+	    "named_steps:\n"
+	    "  - fetch_cart\n"
+	    "  - fetch_products\n"
+	    "  - validate_products\n"
+	    "step_templates:\n"
+	    "  - name: fetch_cart\n"
+	    "    description: Fetch cart details\n"
+	    "    handler_class: ApiTask::StepHandler::CartFetchStepHandler\n"
+	    "    default_retryable: true\n"
+	    "    default_retry_limit: 3\n"
+	    "    handler_config:\n"
+	    "      type: api\n"
+	    "      url: https://api.ecommerce.com/cart\n"
+	    "      params:\n"
+	    "        cart_id: 1\n"
+	    "  - name: fetch_products\n"
+	    "    handler_class: ApiTask::StepHandler::ProductsFetchStepHandler\n"
+	    "  - name: validate_products\n"
+	    "    depends_on_steps:\n"
+	    "      - fetch_products\n"
+	    "      - fetch_cart\n"
+	    "    depends_on_step: fetch_cart\n"
+	    "    handler_class: ApiTask::StepHandler::ProductsValidate\n"
+	    "    custom_events:\n"
+	    "      - name: validated\n"
+	    "environments:\n"
+	    "  development:\n"
+	    "    step_templates:\n"
+	    "      - name: fetch_cart\n"
+	    "        bogus_but_ignored: 1\n"
+	    "custom_events:\n"
+	    "  - name: service_call_started\n"
+	    "    description: Fired when calling external service\n"
+	    "handler_config:\n"
+	    "  monitoring: {critical_workflow: true}\n";
+	char		 err[1024];
+	struct tmpl	*t;
+
+	(void)state;
+	if ((t = load(y, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->name, "api_task/integration_yaml_example");
+	assert_string_equal(t->namespace, "api_tests");
+	assert_string_equal(t->version, "0.1.0");
+	assert_int_equal(t->identity, IDENTITY_ALWAYS_UNIQUE);
+	assert_null(t->schema);
+	assert_int_equal(t->nsteps, 3);
+	assert_string_equal(t->steps[0].handler, "plugin");
+	assert_string_equal(t->steps[0].handler_class,
+	    "ApiTask::StepHandler::CartFetchStepHandler");
+	assert_string_equal(t->steps[0].dependent_system, "ecommerce_system");
+	assert_string_equal(t->steps[0].description, "Fetch cart details");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(
+	    t->steps[0].handler_config, "params"), "cart_id")), 1);
+	/* Both dependency spellings merge; a repeated parent counts once. */
+	assert_int_equal(t->steps[2].ndeps, 2);
+	assert_string_equal(t->steps[2].deps[0], "fetch_products");
+	assert_string_equal(t->steps[2].deps[1], "fetch_cart");
+	assert_int_equal(t->steps[2].dep_idx[0], 1);
+	assert_int_equal(t->steps[2].dep_idx[1], 0);
+	tmpl_free(t);
+}
+
+static void
+test_defaults(void **state)
+{
+	static const char y[] =
+	    "name: minimal\n"
+	    "step_templates:\n"
+	    "  - name: only\n";
+	char		 err[1024];
+	struct tmpl	*t;
+
+	(void)state;
+	if ((t = load(y, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->namespace, "default");
+	assert_string_equal(t->version, "0.1.0");
+	assert_null(t->description);
+	assert_null(t->default_dependent_system);
+	assert_int_equal(t->identity, IDENTITY_ALWAYS_UNIQUE);
+	assert_null(t->schema);
+	assert_string_equal(t->steps[0].handler, "http");
+	assert_null(t->steps[0].dependent_system);
+	assert_true(t->steps[0].retryable);
+	assert_int_equal(t->steps[0].retry_limit, 3);
+	assert_int_equal(t->steps[0].timeout_ms, 30000);
+	assert_int_equal(t->steps[0].backoff.base_ms, 1000);
+	assert_int_equal(t->steps[0].backoff.max_ms, 300000);
+	assert_int_equal(t->steps[0].backoff.jitter, JITTER_FULL);
+	assert_int_equal(t->steps[0].ndeps, 0);
+	assert_int_equal(json_object_size(t->steps[0].handler_config), 0);
+	/* No version key in the file: the definition is left as written. */
+	assert_null(json_object_get(t->definition, "version"));
+	tmpl_free(t);
+}
+
+/* Scalars: unquoted ones are typed, quoted ones stay strings. */
+static void
+test_scalar_json(void **state)
+{
+	static const char y[] =
+	    "name: j\n"
+	    "version: \"2.0\"\n"
+	    "step_templates:\n"
+	    "  - name: s\n"
+	    "    handler_config: {a: \"true\", b: true, c: ~, d: \"1\", "
+	    "e: 1.5, f: 0x10, g: null, h: \"\", i: '~', k: -7, m: [1, \"2\"], "
+	    "n: 010, o: False, p: 1.0.0, q: NULL, r: Null, s: TRUE, t: nULL}\n";
+	char		 err[1024];
+	struct tmpl	*t;
+	json_t		*h;
+
+	(void)state;
+	if ((t = load(y, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->version, "2.0");
+	h = t->steps[0].handler_config;
+	assert_string_equal(json_string_value(json_object_get(h, "a")), "true");
+	assert_true(json_is_true(json_object_get(h, "b")));
+	assert_true(json_is_null(json_object_get(h, "c")));
+	assert_string_equal(json_string_value(json_object_get(h, "d")), "1");
+	assert_true(json_real_value(json_object_get(h, "e")) == 1.5);
+	assert_int_equal(json_integer_value(json_object_get(h, "f")), 16);
+	assert_true(json_is_null(json_object_get(h, "g")));
+	assert_string_equal(json_string_value(json_object_get(h, "h")), "");
+	assert_string_equal(json_string_value(json_object_get(h, "i")), "~");
+	assert_int_equal(json_integer_value(json_object_get(h, "k")), -7);
+	assert_int_equal(json_integer_value(json_array_get(json_object_get(h,
+	    "m"), 0)), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(h,
+	    "m"), 1)), "2");
+	assert_int_equal(json_integer_value(json_object_get(h, "n")), 10);
+	assert_true(json_is_false(json_object_get(h, "o")));
+	assert_string_equal(json_string_value(json_object_get(h, "p")),
+	    "1.0.0");
+	assert_true(json_is_null(json_object_get(h, "q")));
+	assert_true(json_is_null(json_object_get(h, "r")));
+	assert_true(json_is_true(json_object_get(h, "s")));
+	assert_string_equal(json_string_value(json_object_get(h, "t")),
+	    "nULL");
+	tmpl_free(t);
+}
+
+#define HEAD	"name: t\nstep_templates:\n"	/* lines 1-2 */
+
+static void
+test_err_unknown_keys(void **state)
+{
+	(void)state;
+	expect_error("name: t\nfoo: 1\nstep_templates:\n  - name: a\n",
+	    "t.yaml:2: unknown template key 'foo' (valid: name, "
+	    "namespace_name, version, description, default_dependent_system, "
+	    "identity_strategy, schema, step_templates, named_steps)");
+	expect_error(HEAD "  - name: a\n    retries: 3\n",
+	    "t.yaml:4: unknown step key 'retries' (valid: name, description, "
+	    "handler, handler_class, dependent_system, depends_on_steps, "
+	    "depends_on_step, default_retryable, retryable, "
+	    "default_retry_limit, retry_limit, timeout, backoff, "
+	    "handler_config)");
+	expect_error(HEAD "  - name: a\n    backoff:\n      base: 1s\n"
+	    "      bse: 2s\n",
+	    "t.yaml:6: unknown step key 'backoff.bse' (valid: base, max, "
+	    "jitter)");
+	/* A dotted key must not reach a nested row by a second spelling. */
+	expect_error(HEAD "  - name: a\n    backoff.base: 1s\n",
+	    "t.yaml:4: unknown step key 'backoff.base' (valid: name, "
+	    "description, handler, handler_class, dependent_system, "
+	    "depends_on_steps, depends_on_step, default_retryable, retryable, "
+	    "default_retry_limit, retry_limit, timeout, backoff, "
+	    "handler_config)");
+}
+
+static void
+test_err_types(void **state)
+{
+	(void)state;
+	expect_error("name: t\nstep_templates: foo\n",
+	    "t.yaml:2: step_templates: expected a sequence, got a string");
+	expect_error("name: [t]\nstep_templates:\n  - name: a\n",
+	    "t.yaml:1: name: expected a string, got a sequence");
+	expect_error(HEAD "  - just_a_name\n",
+	    "t.yaml:3: step: expected a mapping, got a string");
+	expect_error(HEAD "  - name: a\n    retryable: yes\n",
+	    "t.yaml:4: retryable: expected true or false, got 'yes'");
+	expect_error(HEAD "  - name: a\n    default_retryable: \"true\"\n",
+	    "t.yaml:4: default_retryable: expected true or false, got the "
+	    "quoted string 'true'");
+	expect_error(HEAD "  - name: a\n    retry_limit: \"3\"\n",
+	    "t.yaml:4: retry_limit: expected an integer, got the quoted "
+	    "string '3'");
+	expect_error(HEAD "  - name: a\n    retry_limit: three\n",
+	    "t.yaml:4: retry_limit: expected an integer, got 'three'");
+	expect_error(HEAD "  - name: a\n    handler_config: [1]\n",
+	    "t.yaml:4: handler_config: expected a mapping, got a sequence");
+	expect_error(HEAD "  - name: a\n    timeout: {s: 5}\n",
+	    "t.yaml:4: timeout: expected a duration, got a mapping");
+	expect_error(HEAD "  - name: a\n  - name: b\n    depends_on_steps: a\n",
+	    "t.yaml:5: depends_on_steps: expected a sequence, got a string");
+	expect_error(HEAD "  - name: a\n  - name: b\n"
+	    "    depends_on_steps: [[a]]\n",
+	    "t.yaml:5: depends_on_steps: expected a string, got a sequence");
+	expect_error("name: t\nschema: [1]\nstep_templates:\n  - name: a\n",
+	    "t.yaml:2: schema: expected a mapping, got a sequence");
+	expect_error("- name: t\n",
+	    "t.yaml:1: template: expected a mapping, got a sequence");
+	expect_error(HEAD "  - name: a\n    handler_config:\n"
+	    "      big: 99999999999999999999\n",
+	    "t.yaml:5: integer out of range: 99999999999999999999");
+}
+
+static void
+test_err_names(void **state)
+{
+	(void)state;
+	expect_error("description: x\nstep_templates:\n  - name: a\n",
+	    "t.yaml:1: template is missing 'name'");
+	expect_error("name: ~\nstep_templates:\n  - name: a\n",
+	    "t.yaml:1: template is missing 'name'");
+	expect_error("name: t\n",
+	    "t.yaml:1: template is missing 'step_templates'");
+	expect_error("name: t\nstep_templates: []\n",
+	    "t.yaml:2: step_templates: no steps");
+	expect_error(HEAD "  - name: a\n  - description: b\n",
+	    "t.yaml:4: step is missing 'name'");
+	expect_error(HEAD "  - name: a\n  - name: b\n  - handler: noop\n"
+	    "    name: a\n",
+	    "t.yaml:6: duplicate step name 'a' (first at line 3)");
+	/* Two repeats: the one met first in the file is reported. */
+	expect_error(HEAD "  - name: b\n  - name: a\n  - name: a\n"
+	    "  - name: b\n",
+	    "t.yaml:5: duplicate step name 'a' (first at line 4)");
+	expect_error("name: t\nversion: \"\"\nstep_templates:\n  - name: a\n",
+	    "t.yaml:1: name, namespace_name and version must not be empty");
+	expect_error("name: t\nnamed_steps: [a]\nstep_templates:\n"
+	    "  - name: a\n  - name: b\n",
+	    "t.yaml:5: step 'b' is not listed in named_steps");
+	expect_error("", "t.yaml:1: empty template");
+	expect_error("# nothing here\n", "t.yaml:1: empty template");
+}
+
+static void
+test_err_deps(void **state)
+{
+	(void)state;
+	expect_error(HEAD
+	    "  - name: a\n"
+	    "  - name: b\n"
+	    "    depends_on_steps:\n"
+	    "      - a\n"
+	    "      - zz\n",
+	    "t.yaml:7: step 'b' depends on unknown step 'zz'");
+	expect_error(HEAD "  - name: a\n  - name: b\n    depends_on_step: b\n",
+	    "t.yaml:5: step 'b' depends on itself");
+	/* Execution order, from the cycle's first step in the file. */
+	expect_error(HEAD
+	    "  - name: start\n"
+	    "  - name: a\n"
+	    "    depends_on_steps: [start, c]\n"
+	    "  - name: b\n"
+	    "    depends_on_step: a\n"
+	    "  - name: c\n"
+	    "    depends_on_step: b\n"
+	    "  - name: end\n"
+	    "    depends_on_step: c\n",
+	    "t.yaml:4: cycle: a -> b -> c -> a");
+	expect_error(HEAD
+	    "  - name: x\n"
+	    "    depends_on_step: y\n"
+	    "  - name: y\n"
+	    "    depends_on_step: x\n",
+	    "t.yaml:3: cycle: x -> y -> x");
+	/* The search enters the cycle at c, through start; the message
+	 * still begins at a, the cycle's first step in the file. */
+	expect_error(HEAD
+	    "  - name: start\n"
+	    "    depends_on_step: c\n"
+	    "  - name: a\n"
+	    "    depends_on_step: b\n"
+	    "  - name: b\n"
+	    "    depends_on_step: c\n"
+	    "  - name: c\n"
+	    "    depends_on_step: a\n",
+	    "t.yaml:5: cycle: a -> c -> b -> a");
+}
+
+static void
+test_err_values(void **state)
+{
+	(void)state;
+	expect_error(HEAD "  - name: a\n    retry_limit: 0\n",
+	    "t.yaml:4: retry_limit: must be at least 1");
+	expect_error(HEAD "  - name: a\n    default_retry_limit: -2\n",
+	    "t.yaml:4: default_retry_limit: must be at least 1");
+	expect_error(HEAD "  - name: a\n    retry_limit: 3000000000\n",
+	    "t.yaml:4: retry_limit: must be at most 2147483647");
+	expect_error(HEAD "  - name: a\n    timeout: 5 parsecs\n",
+	    "t.yaml:4: timeout: invalid duration '5 parsecs' (use 250ms, 5s, "
+	    "2m, 1h, 1d or a number of milliseconds)");
+	expect_error(HEAD "  - name: a\n    timeout: 0\n",
+	    "t.yaml:4: timeout: must be at least 1ms");
+	expect_error(HEAD "  - name: a\n    backoff: {base: 1x}\n",
+	    "t.yaml:4: backoff.base: invalid duration '1x' (use 250ms, 5s, "
+	    "2m, 1h, 1d or a number of milliseconds)");
+	expect_error(HEAD "  - name: a\n    backoff: {jitter: wild}\n",
+	    "t.yaml:4: backoff.jitter: invalid jitter 'wild' (full, equal or "
+	    "none)");
+	expect_error("name: t\nidentity_strategy: maybe\nstep_templates:\n"
+	    "  - name: a\n",
+	    "t.yaml:2: identity_strategy: invalid strategy 'maybe' (strict, "
+	    "caller_provided or always_unique)");
+	expect_error(HEAD "  - name: a\n    handler: grpc\n",
+	    "t.yaml:4: handler: invalid handler 'grpc' (http, exec, plugin or "
+	    "noop)");
+}
+
+static void
+test_err_yaml(void **state)
+{
+	(void)state;
+	expect_error("name: t\nname: u\nstep_templates:\n  - name: a\n",
+	    "t.yaml:2: duplicate key 'name' (first at line 1)");
+	expect_error(HEAD "  - name: a\n    handler_config: &cfg {x: 1}\n"
+	    "  - name: b\n    handler_config: *cfg\n",
+	    "t.yaml:4: anchors (&cfg) are not supported");
+	expect_error(HEAD "  - name: a\n    handler_config: *cfg\n",
+	    "t.yaml:4: aliases (*cfg) are not supported");
+	expect_error(HEAD "  - <<: {name: a}\n",
+	    "t.yaml:3: merge keys (<<) are not supported");
+	expect_error("name: !!str t\nstep_templates:\n  - name: a\n",
+	    "t.yaml:1: tags (tag:yaml.org,2002:str) are not supported");
+	expect_error("name: t\n---\nname: u\n",
+	    "t.yaml:2: only one YAML document per file");
+	expect_error(HEAD "  - name: a\n   bad: [\n",
+	    "t.yaml:4: did not find expected '-' indicator (while parsing a "
+	    "block collection at line 3)");
+	expect_error("name: t\n  x: 1\n",
+	    "t.yaml:2: mapping values are not allowed in this context");
+}
+
+static void
+test_version_cmp(void **state)
+{
+	(void)state;
+	assert_int_equal(tmpl_version_cmp("1.10.0", "1.9.2"), 1);
+	assert_int_equal(tmpl_version_cmp("1.9.2", "1.10.0"), -1);
+	assert_int_equal(tmpl_version_cmp("1.0.0", "1.0.0"), 0);
+	assert_int_equal(tmpl_version_cmp("1.0", "1.0.0"), 0);
+	assert_int_equal(tmpl_version_cmp("01.2", "1.2"), 0);
+	assert_int_equal(tmpl_version_cmp("2", "1.99.99"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.1", "1.0"), 1);
+	assert_int_equal(tmpl_version_cmp("1.123456789012345678901234567890",
+	    "1.99"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.beta", "1.0.alpha"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.rc", "1.0.rc1"), -1);
+	assert_int_equal(tmpl_version_cmp("", "0"), 0);
+}
+
+/* Registry tests work in a fresh directory each. */
+
+static char *
+mkdir_tmp(void)
+{
+	char	tmpl[] = "/tmp/test_template.XXXXXX";
+
+	if (mkdtemp(tmpl) == NULL)
+		fail_msg("mkdtemp: %s", strerror(errno));
+	return strdup(tmpl);
+}
+
+static void
+put(const char *dir, const char *name, const char *text)
+{
+	char	path[PATH_MAX];
+	FILE	*f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((f = fopen(path, "w")) == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+}
+
+static void
+rmdir_tmp(char *dir)
+{
+	char	cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fail_msg("cannot remove %s", dir);
+	free(dir);
+}
+
+static void
+test_registry_versions(void **state)
+{
+	struct tmpl_registry	*reg;
+	struct tmpl		*t;
+	char			*dir, *errs = NULL, want[PATH_MAX];
+
+	(void)state;
+	dir = mkdir_tmp();
+	put(dir, "b.yml", "name: reg\nnamespace_name: ns\nversion: 1.10.0\n"
+	    "step_templates:\n  - name: s\n");
+	put(dir, "a.yaml", "name: reg\nnamespace_name: ns\nversion: 1.9.2\n"
+	    "step_templates:\n  - name: s\n");
+	put(dir, "c.yaml", "name: reg\nversion: 9.0\n"
+	    "step_templates:\n  - name: s\n");
+	/* Not templates: skipped without a word. */
+	put(dir, "README.txt", "not yaml: [");
+	put(dir, ".#a.yaml", "not yaml: [");
+	put(dir, "yaml", "not yaml: [");
+
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	if (reg == NULL)
+		fail_msg("%s", errs);
+	assert_null(errs);
+	assert_int_equal(reg->n, 3);
+	snprintf(want, sizeof(want), "%s/a.yaml", dir);
+	assert_string_equal(reg->items[0]->path, want);
+	snprintf(want, sizeof(want), "%s/b.yml", dir);
+	assert_string_equal(reg->items[1]->path, want);
+
+	t = tmpl_registry_find(reg, "ns", "reg", NULL);
+	assert_non_null(t);
+	assert_string_equal(t->version, "1.10.0");
+	t = tmpl_registry_find(reg, "ns", "reg", "1.9.2");
+	assert_non_null(t);
+	assert_string_equal(t->version, "1.9.2");
+	assert_null(tmpl_registry_find(reg, "ns", "reg", "2.0"));
+	assert_null(tmpl_registry_find(reg, "ns", "other", NULL));
+	t = tmpl_registry_find(reg, "default", "reg", NULL);
+	assert_non_null(t);
+	assert_string_equal(t->version, "9.0");
+	assert_ptr_equal(tmpl_registry_find(reg, NULL, "reg", NULL), t);
+	tmpl_registry_free(reg);
+	rmdir_tmp(dir);
+}
+
+static void
+test_registry_duplicate(void **state)
+{
+	struct tmpl_registry	*reg;
+	char			*dir, *errs = NULL, want[2 * PATH_MAX];
+
+	(void)state;
+	dir = mkdir_tmp();
+	put(dir, "one.yaml", "name: dup\nversion: 1.0\n"
+	    "step_templates:\n  - name: s\n");
+	put(dir, "two.yaml", "name: dup\nversion: \"1.0\"\n"
+	    "step_templates:\n  - name: s\n");
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	assert_null(reg);
+	snprintf(want, sizeof(want), "%s/two.yaml: template default/dup "
+	    "version 1.0 is already defined in %s/one.yaml", dir, dir);
+	assert_non_null(errs);
+	assert_string_equal(errs, want);
+	free(errs);
+	rmdir_tmp(dir);
+}
+
+static void
+test_registry_errors(void **state)
+{
+	struct tmpl_registry	*reg;
+	char			*dir, *errs = NULL, want[3 * PATH_MAX];
+
+	(void)state;
+	dir = mkdir_tmp();
+	put(dir, "a.yaml", "name: a\nbogus: 1\nstep_templates:\n"
+	    "  - name: s\n");
+	put(dir, "b.yaml", "name: b\nstep_templates:\n  - name: s\n");
+	put(dir, "c.yml", "name: c\nstep_templates:\n  - name: s\n"
+	    "    depends_on_step: s\n");
+	put(dir, "d.yaml", "name: d\nstep_templates: [\n");
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	assert_null(reg);
+	assert_non_null(errs);
+	snprintf(want, sizeof(want),
+	    "%s/a.yaml:2: unknown template key 'bogus' (valid: name, "
+	    "namespace_name, version, description, default_dependent_system, "
+	    "identity_strategy, schema, step_templates, named_steps)\n"
+	    "%s/c.yml:4: step 's' depends on itself\n"
+	    "%s/d.yaml:3: did not find expected node content (while parsing "
+	    "a flow node at line 3)", dir, dir, dir);
+	assert_string_equal(errs, want);
+	free(errs);
+	rmdir_tmp(dir);
+}
+
+static void
+test_registry_missing_dir(void **state)
+{
+	char	*errs = NULL;
+
+	(void)state;
+	assert_null(tmpl_registry_load("/nonexistent/templates", &defs,
+	    &errs));
+	assert_string_equal(errs, "/nonexistent/templates: cannot open "
+	    "directory: No such file or directory");
+	free(errs);
+}
+
+static void
+test_registry_empty_dir(void **state)
+{
+	struct tmpl_registry	*reg;
+	char			*dir, *errs = NULL;
+
+	(void)state;
+	dir = mkdir_tmp();
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	assert_non_null(reg);
+	assert_null(errs);
+	assert_int_equal(reg->n, 0);
+	assert_null(tmpl_registry_find(reg, "default", "x", NULL));
+	tmpl_registry_free(reg);
+	rmdir_tmp(dir);
+}
+
+static void
+test_load_file(void **state)
+{
+	char		*dir, path[PATH_MAX], err[1024], want[PATH_MAX + 64];
+	struct tmpl	*t;
+
+	(void)state;
+	dir = mkdir_tmp();
+	put(dir, "seed.yaml", seed);
+	snprintf(path, sizeof(path), "%s/seed.yaml", dir);
+	t = tmpl_load_file(path, &defs, err, sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->path, path);
+	assert_int_equal(t->nsteps, 6);
+	tmpl_free(t);
+
+	snprintf(path, sizeof(path), "%s/missing.yaml", dir);
+	assert_null(tmpl_load_file(path, &defs, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s: cannot open: No such file or "
+	    "directory", path);
+	assert_string_equal(err, want);
+	rmdir_tmp(dir);
+}
+
+static void
+test_identity_name(void **state)
+{
+	(void)state;
+	assert_string_equal(tmpl_identity_name(IDENTITY_STRICT), "strict");
+	assert_string_equal(tmpl_identity_name(IDENTITY_CALLER_PROVIDED),
+	    "caller_provided");
+	assert_string_equal(tmpl_identity_name(IDENTITY_ALWAYS_UNIQUE),
+	    "always_unique");
+}
+
+/* A long chain must neither overflow the stack nor be reported as a cycle;
+ * closing it must be. */
+static void
+test_long_chain(void **state)
+{
+	enum { N = 20000 };
+	char		*y, *p, err[1024], want[2048];
+	struct tmpl	*t;
+	size_t		 i, cap = 64 + (size_t)N * 64;
+
+	(void)state;
+	p = y = malloc(cap);
+	p += sprintf(p, "name: chain\nstep_templates:\n");
+	for (i = 0; i < N; i++)
+		p += sprintf(p, "  - name: s%zu\n    depends_on_step: s%zu\n",
+		    i, (i + 1) % N);
+	assert_null(load(y, err, sizeof(err)));
+	/* The message is cut to the buffer, in execution order from s0. */
+	p = want;
+	p += sprintf(p, "t.yaml:3: cycle: s0");
+	for (i = N - 1; i > 0 && p < want + sizeof(err); i--)
+		p += sprintf(p, " -> s%zu", i);
+	want[sizeof(err) - 1] = '\0';
+	assert_string_equal(err, want);
+	/* Break the cycle: the last step depends on nothing. */
+	p = strrchr(y, '\n');
+	*p = '\0';
+	p = strrchr(y, '\n');
+	p[1] = '\0';
+	if ((t = load(y, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(t->nsteps, N);
+	assert_int_equal(t->steps[N - 2].dep_idx[0], N - 1);
+	tmpl_free(t);
+	free(y);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seed_loads),
+		cmocka_unit_test(test_tasker_keys),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_scalar_json),
+		cmocka_unit_test(test_err_unknown_keys),
+		cmocka_unit_test(test_err_types),
+		cmocka_unit_test(test_err_names),
+		cmocka_unit_test(test_err_deps),
+		cmocka_unit_test(test_err_values),
+		cmocka_unit_test(test_err_yaml),
+		cmocka_unit_test(test_version_cmp),
+		cmocka_unit_test(test_registry_versions),
+		cmocka_unit_test(test_registry_duplicate),
+		cmocka_unit_test(test_registry_errors),
+		cmocka_unit_test(test_registry_missing_dir),
+		cmocka_unit_test(test_registry_empty_dir),
+		cmocka_unit_test(test_load_file),
+		cmocka_unit_test(test_identity_name),
+		cmocka_unit_test(test_long_chain),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -813,3 +813,26 @@ proto_msg_clear(struct proto_msg *msg)
 	}
 	memset(msg, 0, sizeof(*msg));
 }
+
+int
+proto_json_depth(const json_t *v)
+{
+	const char	*key;
+	json_t		*item;
+	size_t		 i;
+	int		 d, max = 0;
+
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, key, item)
+			if ((d = proto_json_depth(item)) > max)
+				max = d;
+		return max + 1;
+	}
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			if ((d = proto_json_depth(item)) > max)
+				max = d;
+		return max + 1;
+	}
+	return 0;
+}

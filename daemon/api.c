@@ -31,6 +31,7 @@
 #include "api.h"
 #include "db.h"
 #include "pool.h"
+#include "protocol.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "log.h"
@@ -331,6 +332,11 @@ api_create_task(struct evhttp_request *req)
 	if (ctx != NULL && !json_is_object(ctx)) {
 		reply_error(req, 400, "invalid_request", "\"context\" must be "
 		    "a JSON object");
+		goto out;
+	}
+	if (ctx != NULL && proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
+		reply_error(req, 400, "invalid_request", "\"context\" is "
+		    "nested deeper than %d levels", PROTO_MAX_JSON_DEPTH);
 		goto out;
 	}
 	tags = json_object_get(body, "tags");

@@ -23,6 +23,13 @@
 #define PROTO_WORKER_FD		3		/* worker's end of the socketpair */
 #define PROTO_HEADER_LEN	4
 #define PROTO_DEFAULT_MAX_FRAME	(16u * 1024 * 1024)
+/*
+ * msgpack-c refuses data nested deeper than 32 levels, and a JSON value
+ * travels up to 5 levels down inside a RUN_STEP (message array, input,
+ * "steps", step name, "results").  So every JSON value taskerd accepts from
+ * outside - a task's context, a service's response - is capped here.
+ */
+#define PROTO_MAX_JSON_DEPTH	24
 
 enum proto_type {
 	/* worker -> supervisor, once, first: [100, version, pid] */
@@ -99,6 +106,9 @@ struct proto_msg {
 		struct proto_step_outcome outcome;
 	} u;
 };
+
+/* Nesting depth of a JSON value (a scalar is 0, [] and {} are 1). */
+int	proto_json_depth(const json_t *);
 
 /* A growable byte buffer holding one or more complete frames to send. */
 struct proto_buf {

@@ -32,9 +32,8 @@
 #define HTTP_MAX_RESPONSE	(8u * 1024 * 1024)
 #define HTTP_MAX_TEXT_RESULT	4096	/* non-JSON body kept as {"body"} */
 #define HTTP_MAX_ERR_BODY	512	/* body excerpt in error_message */
-/* Results travel inside the next steps' input, a few levels deeper, and the
- * protocol decoder refuses JSON nested deeper than 64: stay well below. */
-#define HTTP_MAX_RESULT_DEPTH	32
+/* Results travel inside the next steps' input: see PROTO_MAX_JSON_DEPTH. */
+#define HTTP_MAX_RESULT_DEPTH	PROTO_MAX_JSON_DEPTH
 #define HTTP_USER_AGENT		"taskerd-worker/0.1"
 
 enum http_conflict {
@@ -197,29 +196,6 @@ http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
 		r->retry_after[vlen] = '\0';
 	}
 	return n;
-}
-
-static int
-http_json_depth(const json_t *v, int limit)
-{
-	const char	*key;
-	json_t		*item;
-	size_t		 i;
-
-	if (limit < 0)
-		return -1;
-	if (json_is_object(v)) {
-		json_object_foreach((json_t *)v, key, item) {
-			if (http_json_depth(item, limit - 1) == -1)
-				return -1;
-		}
-	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item) {
-			if (http_json_depth(item, limit - 1) == -1)
-				return -1;
-		}
-	}
-	return 0;
 }
 
 /* RFC 9110 token characters, for methods and header names. */
@@ -569,7 +545,7 @@ http_success(const struct http_req *req, const struct http_resp *resp,
 		}
 	} else
 		results = doc;
-	if (http_json_depth(results, HTTP_MAX_RESULT_DEPTH) == -1) {
+	if (proto_json_depth(results) > HTTP_MAX_RESULT_DEPTH) {
 		json_decref(results);
 		outcome_fail(o, OUTCOME_PERMANENT, "response_too_deep",
 		    "response JSON is nested deeper than %d levels",

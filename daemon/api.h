@@ -11,4 +11,18 @@ void	api_stop_listening(void);
 /* Close everything (after the loop has ended). */
 void	api_free(void);
 
+/* Task endpoints (api_tasks.c), called by the router. */
+struct evhttp_request;
+void	api_create_task(struct evhttp_request *);
+void	api_list_tasks(struct evhttp_request *);
+void	api_get_task(struct evhttp_request *, const char *id);
+void	api_cancel_task(struct evhttp_request *, const char *id);
+void	api_task_transitions(struct evhttp_request *, const char *id);
+void	api_get_step(struct evhttp_request *, const char *id,
+	    const char *step);
+void	api_step_action(struct evhttp_request *, const char *id,
+	    const char *step);
+void	api_step_transitions(struct evhttp_request *, const char *id,
+	    const char *step);
+
 #endif

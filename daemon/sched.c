@@ -84,20 +84,26 @@ static const char sql_next_due[] =
  * current claim's outcome matches.  Completing a step releases its children.
  */
 static const char sql_apply[] =
-"WITH o AS ("
+"WITH o0 AS ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
 "    token bigint, status text, delay_ms bigint, results jsonb,"
 "    error jsonb, meta jsonb)),"
+/* A cancelled task's steps are not retried. */
+" o AS ("
+"  SELECT o0.*, CASE WHEN o0.status = 'waiting_for_retry'"
+"    AND t.status = 'cancelled' THEN 'cancelled' ELSE o0.status END AS final"
+"  FROM o0 JOIN steps s0 ON s0.id = o0.step_id"
+"  JOIN tasks t ON t.id = s0.task_id),"
 " u AS ("
-"  UPDATE steps s SET status = o.status, attempts = s.attempts + 1,"
-"    results = CASE WHEN o.status = 'complete' THEN o.results"
+"  UPDATE steps s SET status = o.final, attempts = s.attempts + 1,"
+"    results = CASE WHEN o.final = 'complete' THEN o.results"
 "      ELSE s.results END,"
 "    last_error = coalesce(o.error, s.last_error),"
-"    next_attempt_at = CASE WHEN o.status = 'waiting_for_retry'"
+"    next_attempt_at = CASE WHEN o.final = 'waiting_for_retry'"
 "      THEN clock_timestamp() + o.delay_ms * interval '1 millisecond'"
 "      ELSE s.next_attempt_at END,"
 "    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,"
-"    completed_at = CASE WHEN o.status IN ('complete', 'error')"
+"    completed_at = CASE WHEN o.final IN ('complete', 'error', 'cancelled')"
 "      THEN clock_timestamp() END,"
 "    updated_at = now()"
 "  FROM o WHERE s.id = o.step_id AND s.lease_token = o.token"
@@ -121,7 +127,7 @@ static const char sql_apply[] =
  * is complete or resolved; error when a step failed and nothing else can
  * run; in_progress otherwise.  Runs after sql_apply in the same transaction.
  */
-static const char sql_finalize[] =
+const char sched_sql_finalize[] =
 "WITH a AS ("
 "  SELECT s.task_id,"
 "    bool_and(s.status IN ('complete', 'resolved_manually')) AS done,"
@@ -590,7 +596,7 @@ sched_flush(void)
 	params[0] = outcomes;
 	db_job_add(job, sql_apply, 1, params);
 	params[0] = ids;
-	db_job_add(job, sql_finalize, 1, params);
+	db_job_add(job, sched_sql_finalize, 1, params);
 	free(outcomes);
 	free(ids);
 	sc.applying = true;

@@ -31,6 +31,9 @@ struct claim {
 	bool			 dispatched;	/* reached a worker */
 };
 
+/* Recompute the status of the tasks in $1 (bigint[]) from their steps. */
+extern const char sched_sql_finalize[];
+
 void	sched_init(void);
 void	sched_shutdown(void);
 /* Something may have become ready (a task was created, a timer fired):

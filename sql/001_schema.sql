@@ -58,6 +58,8 @@ CREATE TABLE steps (
 	remaining_parents int NOT NULL DEFAULT 0,
 	attempts	int NOT NULL DEFAULT 0,
 	retry_limit	int NOT NULL CHECK (retry_limit >= 1),
+	-- The template's attempt budget; an operator's retry grants it anew.
+	attempt_budget	int NOT NULL CHECK (attempt_budget >= 1),
 	retryable	boolean NOT NULL DEFAULT true,
 	next_attempt_at	timestamptz NOT NULL DEFAULT now(),
 	lease_owner	text,

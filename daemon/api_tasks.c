@@ -1,0 +1,835 @@
+/*
+ * api_tasks.c - the task endpoints: create, list, show, cancel, and the
+ * operator's actions on steps.
+ *
+ * Each request is one db job (one transaction, one round trip); the JSON
+ * shapes come from SQL functions (sql/002_api_views.sql) so the API and psql
+ * agree.  Nothing is half-created: a failed statement rolls the whole job
+ * back.
+ */
+#include <sys/queue.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "api.h"
+#include "db.h"
+#include "protocol.h"
+#include "reply.h"
+#include "sched.h"
+#include "supervisor.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define API_LIST_DEFAULT	50
+#define API_LIST_MAX		500
+
+static const char *const task_states[] = { "pending", "in_progress",
+	"complete", "error", "cancelled", "resolved_manually", NULL };
+
+static bool
+valid_state(const char *s)
+{
+	int	i;
+
+	for (i = 0; task_states[i] != NULL; i++)
+		if (strcmp(s, task_states[i]) == 0)
+			return true;
+	return false;
+}
+
+/* A caller's X-Correlation-ID is kept when it is short and plain. */
+static char *
+correlation_id(struct evhttp_request *req)
+{
+	const char	*in = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "X-Correlation-ID");
+	unsigned char	 rnd[16];
+	char		*out;
+	size_t		 i;
+
+	if (in != NULL && strlen(in) > 0 && strlen(in) <= 64) {
+		for (i = 0; in[i] != '\0'; i++)
+			if (!isalnum((unsigned char)in[i]) &&
+			    strchr("-_.:", in[i]) == NULL)
+				break;
+		if (in[i] == '\0')
+			return xstrdup(in);
+	}
+	arc4random_buf(rnd, sizeof(rnd));
+	out = xmalloc(33);
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+	return out;
+}
+
+/* ---- POST /v1/tasks --------------------------------------------------- */
+
+/*
+ * Create a task, its steps and edges in one statement.  $10 is the identity
+ * (NULL under always_unique): a second task with the same identity for the
+ * same template inserts nothing and the statement answers the existing one.
+ */
+static const char sql_create[] =
+"WITH h AS ("
+"  SELECT CASE $11::text"
+"    WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
+"      $2::jsonb::text, 'UTF8')), 'hex')"
+"    WHEN 'caller_provided' THEN 'key:' || $10"
+"    END AS hash),"
+" t AS ("
+"  INSERT INTO tasks (template_id, context, initiator, source_system,"
+"    reason, tags, correlation_id, identity_hash)"
+"  SELECT $1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, h.hash FROM h"
+"  ON CONFLICT (template_id, identity_hash)"
+"    WHERE identity_hash IS NOT NULL DO NOTHING"
+"  RETURNING *),"
+" s AS ("
+"  INSERT INTO steps (task_id, name, position, handler, retry_limit,"
+"    attempt_budget, retryable, timeout_ms, remaining_parents)"
+"  SELECT t.id, x.name, x.position, x.handler, x.retry_limit,"
+"    x.retry_limit, x.retryable, x.timeout_ms, x.nparents"
+"  FROM t, jsonb_to_recordset($8::jsonb) AS x(name text, position int,"
+"    handler text, retry_limit int, retryable boolean, timeout_ms int,"
+"    nparents int)"
+"  RETURNING id, task_id, name),"
+" e AS ("
+"  INSERT INTO step_edges (task_id, from_step_id, to_step_id)"
+"  SELECT p.task_id, p.id, c.id"
+"  FROM jsonb_to_recordset($9::jsonb) AS y(src text, dst text)"
+"  JOIN s p ON p.name = y.src JOIN s c ON c.name = y.dst),"
+" tt AS ("
+"  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
+"  SELECT t.id, NULL, 'pending', jsonb_strip_nulls(jsonb_build_object("
+"    'initiator', t.initiator, 'source_system', t.source_system,"
+"    'reason', t.reason)) FROM t)"
+"SELECT t.id, true, t.status FROM t "
+"UNION ALL "
+"SELECT x.id, false, x.status FROM tasks x, h"
+" WHERE NOT EXISTS (SELECT 1 FROM t) AND x.template_id = $1"
+"   AND x.identity_hash = h.hash";
+
+/* Only meaningful when the first statement created the task. */
+static const char sql_task_after_create[] =
+"SELECT taskerd_task_json(t, true)::text FROM tasks t"
+" WHERE t.id = currval(pg_get_serial_sequence('tasks', 'id'))";
+
+#define CREATE_NPARAMS	11
+
+struct create_req {
+	struct evhttp_request	*req;
+	char			*params[CREATE_NPARAMS];
+	int			 tries;
+};
+
+static void	create_submit(struct create_req *);
+
+static void
+create_req_free(struct create_req *cr)
+{
+	int	i;
+
+	for (i = 0; i < CREATE_NPARAMS; i++)
+		free(cr->params[i]);
+	free(cr);
+}
+
+static void
+create_done(struct db_job *job, void *arg)
+{
+	struct create_req	*cr = arg;
+	struct evhttp_request	*req = cr->req;
+	PGresult		*res;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(req, job);
+		goto done;
+	}
+	res = db_job_result(job, 0);
+	if (PQntuples(res) == 0) {
+		/* A concurrent creation with the same identity committed
+		 * after our snapshot: look again, once. */
+		if (cr->tries++ == 0) {
+			create_submit(cr);
+			return;
+		}
+		reply_error(req, 409, "duplicate_task", "a task with this "
+		    "identity is being created concurrently");
+		goto done;
+	}
+	if (PQgetvalue(res, 0, 1)[0] != 't') {
+		reply_json(req, 409, json_pack("{s:{s:s, s:s, s:I, s:s}}",
+		    "error", "code", "duplicate_task", "message", "a task with "
+		    "the same identity exists", "task_id",
+		    (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
+		    "status", PQgetvalue(res, 0, 2)));
+		goto done;
+	}
+	res = db_job_result(job, 1);
+	if (PQntuples(res) != 1) {
+		reply_error(req, 500, "internal", "task vanished after creation");
+		goto done;
+	}
+	reply_raw(req, 201, PQgetvalue(res, 0, 0),
+	    (size_t)PQgetlength(res, 0, 0));
+	sched_kick();
+done:
+	create_req_free(cr);
+}
+
+static void
+create_submit(struct create_req *cr)
+{
+	struct db_job	*job = db_job_new(create_done, cr);
+
+	db_job_add(job, sql_create, CREATE_NPARAMS,
+	    (const char *const *)cr->params);
+	db_job_add(job, sql_task_after_create, 0, NULL);
+	db_submit(job);
+}
+
+/* The template's steps and edges as the create statement wants them. */
+static void
+template_rows(const struct tmpl *t, char **steps, char **edges)
+{
+	json_t	*s = json_array(), *e = json_array();
+	size_t	 i, j;
+
+	for (i = 0; i < t->nsteps; i++) {
+		const struct tmpl_step *st = &t->steps[i];
+
+		json_array_append_new(s, json_pack("{s:s, s:i, s:s, s:i, s:b, "
+		    "s:I, s:i}", "name", st->name, "position", (int)i,
+		    "handler", st->handler, "retry_limit", st->retry_limit,
+		    "retryable", st->retryable,
+		    "timeout_ms", (json_int_t)st->timeout_ms,
+		    "nparents", (int)st->ndeps));
+		for (j = 0; j < st->ndeps; j++)
+			json_array_append_new(e, json_pack("{s:s, s:s}",
+			    "src", t->steps[st->dep_idx[j]].name,
+			    "dst", st->name));
+	}
+	*steps = json_dumps(s, JSON_COMPACT);
+	*edges = json_dumps(e, JSON_COMPACT);
+	json_decref(s);
+	json_decref(e);
+}
+
+void
+api_create_task(struct evhttp_request *req)
+{
+	static const char *const known[] = { "name", "namespace", "version",
+	    "context", "initiator", "source_system", "reason", "tags",
+	    "idempotency_key", NULL };
+	json_t		*body, *ctx, *tags, *v;
+	const char	*name, *ns, *version, *initiator, *source, *reason;
+	const char	*ikey, *key;
+	const struct tmpl *t;
+	struct create_req *cr;
+	int		 i;
+
+	if ((body = read_body(req)) == NULL)
+		return;
+	if (!json_is_object(body)) {
+		reply_error(req, 400, "invalid_request", "the body must be a "
+		    "JSON object");
+		goto out;
+	}
+	json_object_foreach(body, key, v) {
+		for (i = 0; known[i] != NULL; i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (known[i] == NULL) {
+			reply_error(req, 400, "invalid_request", "unknown "
+			    "field \"%s\"", key);
+			goto out;
+		}
+	}
+	if (opt_string(req, body, "name", &name) == -1 ||
+	    opt_string(req, body, "namespace", &ns) == -1 ||
+	    opt_string(req, body, "version", &version) == -1 ||
+	    opt_string(req, body, "initiator", &initiator) == -1 ||
+	    opt_string(req, body, "source_system", &source) == -1 ||
+	    opt_string(req, body, "reason", &reason) == -1 ||
+	    opt_string(req, body, "idempotency_key", &ikey) == -1)
+		goto out;
+	if (name == NULL || *name == '\0') {
+		reply_error(req, 400, "invalid_request", "\"name\" (the "
+		    "template's name) is required");
+		goto out;
+	}
+	if (ns == NULL)
+		ns = "default";
+	ctx = json_object_get(body, "context");
+	if (ctx != NULL && !json_is_object(ctx)) {
+		reply_error(req, 400, "invalid_request", "\"context\" must be "
+		    "a JSON object");
+		goto out;
+	}
+	if (ctx != NULL && proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
+		reply_error(req, 400, "invalid_request", "\"context\" is "
+		    "nested deeper than %d levels", PROTO_MAX_JSON_DEPTH);
+		goto out;
+	}
+	tags = json_object_get(body, "tags");
+	if (tags != NULL && !json_is_array(tags) && !json_is_object(tags)) {
+		reply_error(req, 400, "invalid_request", "\"tags\" must be an "
+		    "array or an object");
+		goto out;
+	}
+	if ((t = tmpl_registry_find(sv.templates, ns, name, version)) ==
+	    NULL) {
+		reply_error(req, 404, "unknown_template", "no template "
+		    "%s/%s%s%s", ns, name, version ? "@" : "",
+		    version ? version : "");
+		goto out;
+	}
+
+	if (t->identity == IDENTITY_CALLER_PROVIDED && ikey == NULL) {
+		reply_error(req, 422, "idempotency_key_required", "template "
+		    "%s/%s uses caller_provided identity: \"idempotency_key\" "
+		    "is required", t->namespace, t->name);
+		goto out;
+	}
+
+	cr = xcalloc(1, sizeof(*cr));
+	cr->req = req;
+	xasprintf(&cr->params[0], "%lld", (long long)t->db_id);
+	cr->params[1] = ctx ? json_dumps(ctx, JSON_COMPACT) : xstrdup("{}");
+	cr->params[2] = initiator ? xstrdup(initiator) : NULL;
+	cr->params[3] = source ? xstrdup(source) : NULL;
+	cr->params[4] = reason ? xstrdup(reason) : NULL;
+	cr->params[5] = tags ? json_dumps(tags, JSON_COMPACT) : xstrdup("[]");
+	cr->params[6] = correlation_id(req);
+	template_rows(t, &cr->params[7], &cr->params[8]);
+	cr->params[9] = ikey ? xstrdup(ikey) : NULL;
+	cr->params[10] = xstrdup(tmpl_identity_name(t->identity));
+	create_submit(cr);
+out:
+	json_decref(body);
+}
+
+/* ---- GET /v1/tasks, /v1/tasks/{id} ------------------------------------ */
+
+static const char sql_list[] =
+"SELECT taskerd_task_json(t, false)::text, t.id FROM tasks t"
+" JOIN templates tp ON tp.id = t.template_id"
+" JOIN namespaces n ON n.id = tp.namespace_id"
+" WHERE ($1::text IS NULL OR t.status = $1)"
+"   AND ($2::text IS NULL OR n.name = $2)"
+"   AND ($3::text IS NULL OR tp.name = $3)"
+"   AND ($4::bigint IS NULL OR t.id < $4)"
+" ORDER BY t.id DESC LIMIT $5";
+
+struct list_req {
+	struct evhttp_request	*req;
+	int			 limit;
+};
+
+static void
+list_done(struct db_job *job, void *arg)
+{
+	struct list_req	*lr = arg;
+	struct evbuffer	*buf;
+	PGresult	*res;
+	int		 i, n;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(lr->req, job);
+		free(lr);
+		return;
+	}
+	res = db_job_result(job, 0);
+	n = PQntuples(res);
+	buf = evbuffer_new();
+	evbuffer_add_printf(buf, "{\"tasks\":[");
+	for (i = 0; i < n && i < lr->limit; i++)
+		evbuffer_add_printf(buf, "%s%s", i ? "," : "",
+		    PQgetvalue(res, i, 0));
+	/* One row more than asked was fetched: it says a next page exists. */
+	if (n > lr->limit)
+		evbuffer_add_printf(buf, "],\"next_cursor\":\"%s\"}",
+		    PQgetvalue(res, lr->limit - 1, 1));
+	else
+		evbuffer_add_printf(buf, "],\"next_cursor\":null}");
+	reply_raw(lr->req, 200, (const char *)evbuffer_pullup(buf, -1),
+	    evbuffer_get_length(buf));
+	evbuffer_free(buf);
+	free(lr);
+}
+
+void
+api_list_tasks(struct evhttp_request *req)
+{
+	struct evkeyvalq	 q;
+	const char		*query, *status, *ns, *name, *cursor, *lim;
+	const char		*params[5];
+	struct list_req		*lr;
+	struct db_job		*job;
+	char			 limit[24];
+	int64_t			 n;
+
+	TAILQ_INIT(&q);
+	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL && evhttp_parse_query_str(query, &q) == -1) {
+		reply_error(req, 400, "invalid_request", "malformed query "
+		    "string");
+		return;
+	}
+	status = evhttp_find_header(&q, "status");
+	ns = evhttp_find_header(&q, "namespace");
+	name = evhttp_find_header(&q, "name");
+	cursor = evhttp_find_header(&q, "cursor");
+	lim = evhttp_find_header(&q, "limit");
+	n = API_LIST_DEFAULT;
+	if (status != NULL && !valid_state(status)) {
+		reply_error(req, 400, "invalid_request", "unknown status "
+		    "\"%s\"", status);
+		goto out;
+	}
+	if (lim != NULL && (parse_id(lim, &n) == -1 || n > API_LIST_MAX)) {
+		reply_error(req, 400, "invalid_request", "limit must be an "
+		    "integer from 1 to %d", API_LIST_MAX);
+		goto out;
+	}
+	if (cursor != NULL && parse_id(cursor, &(int64_t){0}) == -1) {
+		reply_error(req, 400, "invalid_request", "malformed cursor");
+		goto out;
+	}
+	snprintf(limit, sizeof(limit), "%lld", (long long)n + 1);
+	params[0] = status;
+	params[1] = ns;
+	params[2] = name;
+	params[3] = cursor;
+	params[4] = limit;
+	lr = xcalloc(1, sizeof(*lr));
+	lr->req = req;
+	lr->limit = (int)n;
+	job = db_job_new(list_done, lr);
+	db_job_add(job, sql_list, 5, params);
+	db_submit(job);
+out:
+	evhttp_clear_headers(&q);
+}
+
+static void
+get_task_done(struct db_job *job, void *arg)
+{
+	struct evhttp_request	*req = arg;
+	PGresult		*res;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(req, job);
+		return;
+	}
+	res = db_job_result(job, 0);
+	if (PQntuples(res) == 0) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	reply_raw(req, 200, PQgetvalue(res, 0, 0),
+	    (size_t)PQgetlength(res, 0, 0));
+}
+
+void
+api_get_task(struct evhttp_request *req, const char *idstr)
+{
+	struct db_job	*job;
+	const char	*params[1] = { idstr };
+	int64_t		 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	job = db_job_new(get_task_done, req);
+	db_job_add(job, "SELECT taskerd_task_json(t, true)::text FROM tasks t"
+	    " WHERE t.id = $1", 1, params);
+	db_submit(job);
+}
+
+/* ---- operator actions ------------------------------------------------- */
+
+/*
+ * Who asked and why, for the transition's metadata.  The actor is the
+ * caller's word for now ("actor" in the body); with bearer tokens it will
+ * be the token's name.
+ */
+static json_t *
+action_meta(const char *action, json_t *body)
+{
+	json_t	*actor = json_object_get(body, "actor");
+	json_t	*reason = json_object_get(body, "reason");
+
+	return json_pack("{s:s, s:s, s:s?}", "action", action,
+	    "actor", json_is_string(actor) ? json_string_value(actor) :
+	    "anonymous",
+	    "reason", json_is_string(reason) ? json_string_value(reason) :
+	    NULL);
+}
+
+/* Cancel: what has not started never will; what runs is not retried. */
+static const char sql_cancel[] =
+"WITH t0 AS (SELECT id, status FROM tasks WHERE id = $1 FOR UPDATE),"
+" tu AS ("
+"  UPDATE tasks t SET status = 'cancelled', updated_at = now(),"
+"    completed_at = clock_timestamp()"
+"  FROM t0 WHERE t.id = t0.id"
+"    AND t0.status IN ('pending', 'in_progress', 'error')"
+"  RETURNING t.id, t0.status AS old),"
+" tt AS ("
+"  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
+"  SELECT id, old, 'cancelled', $2::jsonb FROM tu),"
+" s0 AS ("
+"  SELECT s.id, s.task_id, s.status FROM steps s JOIN tu ON tu.id = s.task_id"
+"  WHERE s.status IN ('pending', 'enqueued', 'waiting_for_retry')"
+"  FOR UPDATE OF s),"
+" su AS ("
+"  UPDATE steps s SET status = 'cancelled', updated_at = now(),"
+"    completed_at = clock_timestamp(), lease_owner = NULL,"
+"    lease_token = NULL, lease_expires_at = NULL"
+"  FROM s0 WHERE s.id = s0.id RETURNING s.id, s.task_id, s0.status AS old),"
+" st AS ("
+"  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
+"    metadata)"
+"  SELECT id, task_id, old, 'cancelled', $2::jsonb FROM su)"
+"SELECT t0.status, (SELECT count(*) FROM tu) FROM t0";
+
+static const char sql_task_json[] =
+"SELECT taskerd_task_json(t, true)::text FROM tasks t WHERE t.id = $1";
+
+/* One action's answer: statement 0 says (old status, applied count),
+ * statement `show` has the JSON to return. */
+struct action_req {
+	struct evhttp_request	*req;
+	const char		*what;		/* "task" or "step" */
+	int			 show;
+};
+
+static void
+action_done(struct db_job *job, void *arg)
+{
+	struct action_req	*ar = arg;
+	struct evhttp_request	*req = ar->req;
+	PGresult		*res;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(req, job);
+		goto done;
+	}
+	res = db_job_result(job, 0);
+	if (PQntuples(res) == 0) {
+		reply_error(req, 404, "not_found", "no such %s", ar->what);
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
+		reply_error(req, 409, "invalid_state", "the %s is %s; the "
+		    "action does not apply", ar->what,
+		    PQgetvalue(res, 0, PQnfields(res) > 2 ? 2 : 0));
+		goto done;
+	}
+	res = db_job_result(job, ar->show);
+	reply_raw(req, 200, PQgetvalue(res, 0, 0),
+	    (size_t)PQgetlength(res, 0, 0));
+	sched_kick();
+done:
+	free(ar);
+}
+
+void
+api_cancel_task(struct evhttp_request *req, const char *idstr)
+{
+	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
+	struct action_req	*ar;
+	struct db_job		*job;
+	json_t			*body = NULL, *meta;
+	const char		*params[2];
+	char			*metas;
+	int64_t			 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	/* The body is optional: {"reason": "...", "actor": "..."}. */
+	if (evbuffer_get_length(in) > 0) {
+		if ((body = read_body(req)) == NULL)
+			return;
+		if (!json_is_object(body)) {
+			reply_error(req, 400, "invalid_request", "the body must "
+			    "be a JSON object");
+			json_decref(body);
+			return;
+		}
+	}
+	meta = action_meta("cancel", body);
+	metas = json_dumps(meta, JSON_COMPACT);
+	params[0] = idstr;
+	params[1] = metas;
+	ar = xcalloc(1, sizeof(*ar));
+	ar->req = req;
+	ar->what = "task";
+	ar->show = 1;
+	job = db_job_new(action_done, ar);
+	db_job_add(job, sql_cancel, 2, params);
+	db_job_add(job, sql_task_json, 1, params);
+	db_submit(job);
+	log_info("task cancel requested task_id=%s", idstr);
+	free(metas);
+	json_decref(meta);
+	json_decref(body);
+}
+
+/*
+ * An operator's action on one step ($1 task, $2 step name, $3 new status,
+ * $4 results, $5 allowed current states, $6 metadata).  A retried step gets
+ * its whole attempt budget again; completing or resolving releases the
+ * children.
+ */
+static const char sql_step_action[] =
+"WITH s0 AS ("
+"  SELECT s.id, s.task_id, s.status, t.status AS task_status"
+"  FROM steps s JOIN tasks t ON t.id = s.task_id"
+"  WHERE s.task_id = $1 AND s.name = $2 FOR UPDATE OF s),"
+" u AS ("
+"  UPDATE steps s SET status = $3,"
+"    retry_limit = CASE WHEN $3 = 'waiting_for_retry'"
+"      THEN s.attempts + s.attempt_budget ELSE s.retry_limit END,"
+"    next_attempt_at = clock_timestamp(),"
+"    results = CASE WHEN $3 = 'complete' THEN $4::jsonb ELSE s.results END,"
+"    completed_at = CASE WHEN $3 IN ('complete', 'resolved_manually')"
+"      THEN clock_timestamp() END,"
+"    updated_at = now()"
+"  FROM s0 WHERE s.id = s0.id AND s0.status = ANY($5::text[])"
+"    AND s0.task_status IN ('pending', 'in_progress', 'error')"
+"  RETURNING s.id, s.task_id, s0.status AS old, s.status),"
+" st AS ("
+"  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
+"    metadata)"
+"  SELECT id, task_id, old, status, $6::jsonb FROM u),"
+" k AS ("
+"  UPDATE steps c SET remaining_parents = c.remaining_parents - 1,"
+"    updated_at = now()"
+"  FROM step_edges e, u"
+"  WHERE e.from_step_id = u.id AND c.id = e.to_step_id"
+"    AND u.status IN ('complete', 'resolved_manually'))"
+"SELECT s0.status, (SELECT count(*) FROM u),"
+"  CASE WHEN s0.task_status IN ('pending', 'in_progress', 'error')"
+"    THEN s0.status ELSE 'in a ' || s0.task_status || ' task' END"
+" FROM s0";
+
+static const char sql_step_json[] =
+"SELECT taskerd_step_json(s)::text FROM steps s"
+" WHERE s.task_id = $1 AND s.name = $2";
+
+void
+api_step_action(struct evhttp_request *req, const char *idstr,
+    const char *step)
+{
+	struct action_req	*ar;
+	struct db_job		*job;
+	json_t			*body, *results, *meta;
+	const char		*action, *status, *allowed, *params[6];
+	char			 ids[32], *metas, *rs = NULL;
+	int64_t			 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	if ((body = read_body(req)) == NULL)
+		return;
+	if (!json_is_object(body) ||
+	    !json_is_string(json_object_get(body, "action"))) {
+		reply_error(req, 400, "invalid_request", "the body must be "
+		    "{\"action\": \"retry\" | \"resolve_manually\" | "
+		    "\"complete_manually\", \"reason\": ...}");
+		goto out;
+	}
+	if (!json_is_string(json_object_get(body, "reason")) ||
+	    json_string_length(json_object_get(body, "reason")) == 0) {
+		reply_error(req, 400, "invalid_request", "\"reason\" is "
+		    "required: the audit history records why");
+		goto out;
+	}
+	action = json_string_value(json_object_get(body, "action"));
+	results = json_object_get(body, "results");
+	if (strcmp(action, "retry") == 0) {
+		status = "waiting_for_retry";
+		allowed = "{error}";
+	} else if (strcmp(action, "resolve_manually") == 0) {
+		status = "resolved_manually";
+		allowed = "{error,pending,waiting_for_retry}";
+	} else if (strcmp(action, "complete_manually") == 0) {
+		status = "complete";
+		allowed = "{error,pending,waiting_for_retry}";
+		if (results != NULL && !json_is_object(results)) {
+			reply_error(req, 400, "invalid_request", "\"results\" "
+			    "must be a JSON object");
+			goto out;
+		}
+		rs = json_dumps(results ? results : json_object(),
+		    JSON_COMPACT);
+	} else {
+		reply_error(req, 400, "invalid_request", "unknown action "
+		    "\"%s\"", action);
+		goto out;
+	}
+
+	snprintf(ids, sizeof(ids), "{%lld}", (long long)id);
+	meta = action_meta(action, body);
+	metas = json_dumps(meta, JSON_COMPACT);
+	json_decref(meta);
+	params[0] = idstr;
+	params[1] = step;
+	params[2] = status;
+	params[3] = rs;
+	params[4] = allowed;
+	params[5] = metas;
+
+	ar = xcalloc(1, sizeof(*ar));
+	ar->req = req;
+	ar->what = "step";
+	ar->show = 2;
+	job = db_job_new(action_done, ar);
+	db_job_add(job, sql_step_action, 6, params);
+	params[0] = ids;
+	db_job_add(job, sched_sql_finalize, 1, params);
+	params[0] = idstr;
+	db_job_add(job, sql_step_json, 2, params);
+	db_submit(job);
+	log_info("step action requested task_id=%s step=%s action=%s",
+	    idstr, step, action);
+	free(metas);
+out:
+	free(rs);
+	json_decref(body);
+}
+
+/* ---- reading steps and history ----------------------------------------- */
+
+static const char sql_step_transitions[] =
+"SELECT coalesce(jsonb_agg(jsonb_build_object('from_state', tr.from_state,"
+"  'to_state', tr.to_state, 'metadata', tr.metadata,"
+"  'created_at', tr.created_at) ORDER BY tr.id), '[]')::text,"
+"  count(s.id)"
+" FROM steps s LEFT JOIN step_transitions tr ON tr.step_id = s.id"
+" WHERE s.task_id = $1 AND s.name = $2";
+
+static const char sql_task_transitions[] =
+"SELECT coalesce((SELECT jsonb_agg(x.j ORDER BY x.at, x.id) FROM ("
+"  SELECT jsonb_build_object('scope', 'task', 'step', NULL,"
+"    'from_state', tr.from_state, 'to_state', tr.to_state,"
+"    'metadata', tr.metadata, 'created_at', tr.created_at) AS j,"
+"    tr.created_at AS at, tr.id FROM task_transitions tr"
+"  WHERE tr.task_id = t.id"
+"  UNION ALL"
+"  SELECT jsonb_build_object('scope', 'step', 'step', s.name,"
+"    'from_state', tr.from_state, 'to_state', tr.to_state,"
+"    'metadata', tr.metadata, 'created_at', tr.created_at),"
+"    tr.created_at, tr.id FROM step_transitions tr"
+"  JOIN steps s ON s.id = tr.step_id WHERE tr.task_id = t.id) x),"
+"  '[]')::text FROM tasks t WHERE t.id = $1";
+
+/* A read whose statement returns one JSON text, or no row for 404. */
+struct read_req {
+	struct evhttp_request	*req;
+	const char		*wrap;	/* NULL, or the member to wrap it in */
+	const char		*what;
+};
+
+static void
+read_done(struct db_job *job, void *arg)
+{
+	struct read_req		*rr = arg;
+	PGresult		*res;
+	struct evbuffer		*buf;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(rr->req, job);
+		goto done;
+	}
+	res = db_job_result(job, 0);
+	/* A second column, when present, counts the parent rows found. */
+	if (PQntuples(res) == 0 || (PQnfields(res) > 1 &&
+	    strcmp(PQgetvalue(res, 0, 1), "0") == 0)) {
+		reply_error(rr->req, 404, "not_found", "no such %s", rr->what);
+		goto done;
+	}
+	if (rr->wrap == NULL) {
+		reply_raw(rr->req, 200, PQgetvalue(res, 0, 0),
+		    (size_t)PQgetlength(res, 0, 0));
+		goto done;
+	}
+	buf = evbuffer_new();
+	evbuffer_add_printf(buf, "{\"%s\":%s}", rr->wrap,
+	    PQgetvalue(res, 0, 0));
+	reply_raw(rr->req, 200, (const char *)evbuffer_pullup(buf, -1),
+	    evbuffer_get_length(buf));
+	evbuffer_free(buf);
+done:
+	free(rr);
+}
+
+static void
+read_submit(struct evhttp_request *req, const char *sql, int n,
+    const char *const *params, const char *wrap, const char *what)
+{
+	struct read_req	*rr = xcalloc(1, sizeof(*rr));
+	struct db_job	*job;
+
+	rr->req = req;
+	rr->wrap = wrap;
+	rr->what = what;
+	job = db_job_new(read_done, rr);
+	db_job_add(job, sql, n, params);
+	db_submit(job);
+}
+
+void
+api_get_step(struct evhttp_request *req, const char *idstr,
+    const char *step)
+{
+	const char	*params[2] = { idstr, step };
+	int64_t		 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	read_submit(req, sql_step_json, 2, params, NULL, "step");
+}
+
+void
+api_step_transitions(struct evhttp_request *req, const char *idstr,
+    const char *step)
+{
+	const char	*params[2] = { idstr, step };
+	int64_t		 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	read_submit(req, sql_step_transitions, 2, params, "transitions",
+	    "step");
+}
+
+void
+api_task_transitions(struct evhttp_request *req, const char *idstr)
+{
+	const char	*params[1] = { idstr };
+	int64_t		 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	read_submit(req, sql_task_transitions, 1, params, "transitions",
+	    "task");
+}

@@ -1,0 +1,135 @@
+/*
+ * reply.c - JSON answers and request-body parsing shared by the API files.
+ *
+ * Every error is {"error": {"code", "message"}} with a 4xx/5xx status, so a
+ * client (and tasker-ctl) handles failures one way.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "reply.h"
+#include "supervisor.h"
+#include "log.h"
+#include "xmalloc.h"
+
+void
+reply_raw(struct evhttp_request *req, int status, const char *json,
+    size_t len)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	struct evbuffer		*buf = evbuffer_new();
+
+	evhttp_add_header(h, "Content-Type", "application/json");
+	evbuffer_add(buf, json, len);
+	evbuffer_add(buf, "\n", 1);
+	evhttp_send_reply(req, status, NULL, buf);
+	evbuffer_free(buf);
+}
+
+void
+reply_json(struct evhttp_request *req, int status, json_t *body)
+{
+	char	*s = json_dumps(body, JSON_COMPACT);
+
+	reply_raw(req, status, s, strlen(s));
+	free(s);
+	json_decref(body);
+}
+
+void
+reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *fmt, ...)
+{
+	char	 msg[512];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error",
+	    "code", code, "message", msg));
+}
+
+/* A database job failed: say so honestly and suggest when to come back. */
+void
+reply_db_error(struct evhttp_request *req, struct db_job *job)
+{
+	const char	*state = db_job_sqlstate(job);
+
+	if (state != NULL && strncmp(state, "08", 2) == 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		reply_error(req, 503, "database_unavailable",
+		    "the database is unavailable; try again shortly");
+		return;
+	}
+	log_warnx("api database error sqlstate=%s error=\"%s\"",
+	    state ? state : "none", db_job_error(job));
+	reply_error(req, 500, "internal", "database error (%s)",
+	    state ? state : "unknown");
+}
+
+int
+parse_id(const char *s, int64_t *id)
+{
+	char	*end;
+	size_t	 i, n = strlen(s);
+
+	if (n == 0 || n > 18)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+	*id = strtoll(s, &end, 10);
+	return *id > 0 ? 0 : -1;
+}
+
+/* The request body as JSON; on failure the reply has been sent. */
+json_t *
+read_body(struct evhttp_request *req)
+{
+	struct evbuffer	*in = evhttp_request_get_input_buffer(req);
+	size_t		 len = evbuffer_get_length(in);
+	json_error_t	 jerr;
+	json_t		*j;
+
+	if ((int64_t)len > sv.conf->http_max_body) {
+		reply_error(req, 413, "body_too_large", "request body is %zu "
+		    "bytes; the limit is %lld", len,
+		    (long long)sv.conf->http_max_body);
+		return NULL;
+	}
+	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+	    JSON_REJECT_DUPLICATES, &jerr);
+	if (j == NULL) {
+		reply_error(req, 400, "bad_json", "malformed JSON at line %d "
+		    "column %d: %s", jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	return j;
+}
+
+/* An optional string field; -1 (reply sent) when present but not one. */
+int
+opt_string(struct evhttp_request *req, json_t *body, const char *key,
+    const char **out)
+{
+	json_t	*v = json_object_get(body, key);
+
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v)) {
+		reply_error(req, 400, "invalid_request", "\"%s\" must be a "
+		    "string", key);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}

@@ -1,0 +1,29 @@
+/* reply.h - JSON replies and request helpers for the HTTP API. */
+#ifndef TASKERD_REPLY_H
+#define TASKERD_REPLY_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <event2/http.h>
+
+#include "db.h"
+
+void	 reply_raw(struct evhttp_request *, int status, const char *json,
+	    size_t len);
+/* Takes the reference to body. */
+void	 reply_json(struct evhttp_request *, int status, json_t *body);
+void	 reply_error(struct evhttp_request *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* A failed db job: 503 with Retry-After when the database is away, else
+ * 500 (logged). */
+void	 reply_db_error(struct evhttp_request *, struct db_job *);
+
+/* The body as JSON; NULL when the reply (413/400) has been sent. */
+json_t	*read_body(struct evhttp_request *);
+/* An optional string member; -1 when present but not a string (400 sent). */
+int	 opt_string(struct evhttp_request *, json_t *body, const char *key,
+	    const char **out);
+/* A positive decimal id of at most 18 digits; -1 otherwise. */
+int	 parse_id(const char *, int64_t *);
+
+#endif

@@ -20,6 +20,7 @@
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "template.h"
+#include "schema.h"
 
 struct tmpl_byname {
 	const char		*name;
@@ -46,6 +47,8 @@ static int	tmpl_key_handler(struct yt_doc *, const struct yt_key *,
 		    yaml_node_t *, void *, void *);
 static int	tmpl_key_deps(struct yt_doc *, const struct yt_key *,
 		    yaml_node_t *, void *, void *);
+static int	tmpl_key_schema(struct yt_doc *, const struct yt_key *,
+		    yaml_node_t *, void *, void *);
 
 #define T(f)	offsetof(struct tmpl, f)
 #define S(f)	offsetof(struct tmpl_step, f)
@@ -63,8 +66,8 @@ static const struct yt_key tmpl_keys[] = {
 	    NULL, 0, 0, 0, NULL, "service of steps that name none" },
 	{ "identity_strategy", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_identity,
 	    "strict, caller_provided or always_unique" },
-	{ "schema", YT_JSON, T(schema), NULL, 0, 0, 0, NULL,
-	    "JSON Schema of the task context" },
+	{ "schema", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_schema,
+	    "JSON Schema of the task context (see schema.h)" },
 	{ "step_templates", YT_FUNC, 0, NULL, 0, 0, YT_REQUIRED, tmpl_key_steps,
 	    "the steps, in order" },
 	{ "named_steps", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_named,
@@ -159,6 +162,25 @@ tmpl_key_identity(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
 	    "or always_unique)", k->name, s);
 	free(s);
 	return -1;
+}
+
+/* The context schema is checked at load, so a task never meets a schema
+ * the validator does not understand. */
+static int
+tmpl_key_schema(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
+    void *base, void *arg)
+{
+	struct tmpl	*t = base;
+	char		 why[512];
+
+	(void)arg;
+	if (yt_expect(doc, v, YAML_MAPPING_NODE, k->name) == -1)
+		return -1;
+	if ((t->schema = yt_json(doc, v)) == NULL)
+		return -1;
+	if (schema_check(t->schema, why, sizeof(why)) == -1)
+		return yt_error(doc, v, "%s: %s", k->name, why);
+	return 0;
 }
 
 /* step_templates and named_steps are kept as nodes and read after the whole

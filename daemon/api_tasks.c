@@ -21,6 +21,7 @@
 #include "db.h"
 #include "protocol.h"
 #include "reply.h"
+#include "schema.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "log.h"
@@ -231,6 +232,7 @@ api_create_task(struct evhttp_request *req)
 	const char	*ikey, *key;
 	const struct tmpl *t;
 	struct create_req *cr;
+	json_t		*viol;
 	int		 i;
 
 	if ((body = read_body(req)) == NULL)
@@ -290,6 +292,22 @@ api_create_task(struct evhttp_request *req)
 		goto out;
 	}
 
+	if (t->schema != NULL) {
+		/* Defaults are inserted into the context that is stored. */
+		if (ctx == NULL) {
+			ctx = json_object();
+			json_object_set_new(body, "context", ctx);
+		}
+		viol = schema_validate(t->schema, ctx);
+		if (json_array_size(viol) > 0) {
+			reply_json(req, 422, json_pack("{s:{s:s, s:s, s:o}}",
+			    "error", "code", "invalid_context", "message",
+			    "the context does not match the template's schema",
+			    "violations", viol));
+			goto out;
+		}
+		json_decref(viol);
+	}
 	if (t->identity == IDENTITY_CALLER_PROVIDED && ikey == NULL) {
 		reply_error(req, 422, "idempotency_key_required", "template "
 		    "%s/%s uses caller_provided identity: \"idempotency_key\" "

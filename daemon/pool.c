@@ -57,7 +57,10 @@ struct worker {
 	struct event		*deadline;	/* step timeout, then kill grace */
 	struct event		*respawn;
 	bool			 timed_out;	/* the deadline fired */
+	bool			 unresponsive;	/* stopped answering pings */
 	bool			 said_hello;
+	struct timespec		 last_heard;	/* any frame, or the spawn */
+	uint64_t		 ping_seq;
 	int			 restarts;
 	int			 start_delay_ms;/* grows while starts fail */
 	time_t			 started_at;
@@ -69,7 +72,10 @@ static struct {
 	int			 n;
 	char			*path;
 	size_t			 max_frame;
+	int64_t			 ping_interval_ms;
+	int64_t			 ping_timeout_ms;
 	struct event		*sigchld;
+	struct event		*ping;
 	bool			 stopping;
 } pool;
 
@@ -197,6 +203,7 @@ worker_read_cb(struct bufferevent *bev, void *arg)
 			return;
 		}
 		evbuffer_drain(in, PROTO_HEADER_LEN + plen);
+		clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 		worker_handle(w, &m);
 		proto_msg_clear(&m);
 	}
@@ -311,7 +318,9 @@ worker_spawn(struct worker *w)
 	w->state = W_STARTING;
 	w->said_hello = false;
 	w->timed_out = false;
+	w->unresponsive = false;
 	w->started_at = time(NULL);
+	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 	w->bev = bufferevent_socket_new(pool.base, sp[0],
 	    BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(w->bev, worker_read_cb, NULL, worker_event_cb, w);
@@ -379,6 +388,9 @@ worker_reaped(struct worker *w, int status)
 		if (w->timed_out)
 			sched_fail(c, "timeout", "step exceeded its timeout; "
 			    "worker stopped");
+		else if (w->unresponsive)
+			sched_fail(c, "worker_unresponsive", "the worker running "
+			    "the step stopped answering pings");
 		else
 			sched_fail(c, "worker_died", "the worker running the "
 			    "step died");
@@ -404,6 +416,52 @@ worker_reaped(struct worker *w, int status)
 	supervisor_check_ready();
 }
 
+static int64_t
+ms_since(const struct timespec *t)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
+	    (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/*
+ * Liveness: every worker, idle or busy, answers pings (a busy one from its
+ * main thread while the handler runs).  One that stays silent - stopped,
+ * wedged, or never finishing its start - is killed and replaced; the step
+ * it held fails as retryable.
+ */
+static void
+pool_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker		*w;
+	struct proto_buf	 buf;
+	int			 i;
+
+	for (i = 0; i < pool.n; i++) {
+		w = &pool.w[i];
+		if (w->state != W_STARTING && w->state != W_IDLE &&
+		    w->state != W_BUSY)
+			continue;
+		if (ms_since(&w->last_heard) > pool.ping_timeout_ms) {
+			log_warnx("worker not answering, killing pid=%d slot=%d "
+			    "silent_ms=%lld step=%s", (int)w->pid, w->slot,
+			    (long long)ms_since(&w->last_heard),
+			    w->claim ? w->claim->step_name : "none");
+			w->unresponsive = true;
+			worker_close_socket(w);
+			worker_kill(w, SIGKILL, "unresponsive");
+			continue;
+		}
+		if (w->state == W_STARTING)
+			continue;
+		proto_buf_init(&buf);
+		proto_encode_ping(&buf, PROTO_PING, ++w->ping_seq);
+		worker_send(w, &buf);
+	}
+}
+
 static void
 pool_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -422,17 +480,24 @@ pool_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 
 void
 pool_init(struct event_base *base, int count, const char *path,
-    size_t max_frame)
+    size_t max_frame, int64_t ping_interval_ms, int64_t ping_timeout_ms)
 {
-	int	i;
+	struct timeval	tv;
+	int		i;
 
 	pool.base = base;
 	pool.n = count;
 	pool.path = xstrdup(path);
 	pool.max_frame = max_frame;
 	pool.w = xcalloc((size_t)count, sizeof(*pool.w));
+	pool.ping_interval_ms = ping_interval_ms;
+	pool.ping_timeout_ms = ping_timeout_ms;
 	pool.sigchld = evsignal_new(base, SIGCHLD, pool_sigchld_cb, NULL);
 	evsignal_add(pool.sigchld, NULL);
+	pool.ping = event_new(base, -1, EV_PERSIST, pool_ping_cb, NULL);
+	tv.tv_sec = ping_interval_ms / 1000;
+	tv.tv_usec = (ping_interval_ms % 1000) * 1000;
+	event_add(pool.ping, &tv);
 	for (i = 0; i < count; i++) {
 		pool.w[i].slot = i;
 		pool.w[i].deadline = evtimer_new(base, worker_deadline_cb,
@@ -452,6 +517,7 @@ pool_shutdown(void)
 	int		 i, status, alive;
 
 	pool.stopping = true;
+	event_free(pool.ping);
 	for (i = 0; i < pool.n; i++) {
 		w = &pool.w[i];
 		event_del(w->respawn);

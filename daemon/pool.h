@@ -10,13 +10,15 @@
 #define TASKERD_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <event2/event.h>
 
 struct claim;
 
 void	 pool_init(struct event_base *, int count, const char *path,
-	    size_t max_frame);
+	    size_t max_frame, int64_t ping_interval_ms,
+	    int64_t ping_timeout_ms);
 /* Stop every worker (SIGTERM) and reap them; claims are handed back. */
 void	 pool_shutdown(void);
 /* Workers ready for a step. */

@@ -217,7 +217,8 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	db_init(sv.base, conf->database_dsn, conf->database_pool);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
-	    (size_t)conf->workers_max_frame);
+	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
+	    conf->workers_ping_timeout_ms);
 	sched_init();
 	if (api_init(sv.base, err, sizeof(err)) == -1)
 		fatalx("%s", err);

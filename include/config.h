@@ -44,6 +44,8 @@ struct config {
 	int		 workers_count;
 	char		*workers_path;		/* taskerd-worker binary */
 	int64_t		 workers_max_frame;	/* bytes */
+	int64_t		 workers_ping_interval_ms;
+	int64_t		 workers_ping_timeout_ms;
 
 	char		*templates_dir;
 

@@ -1057,6 +1057,50 @@ test_names(void **state)
 	    "unknown");
 }
 
+/* The depth cap that keeps every accepted value encodable (msgpack-c
+ * refuses more than 32 levels): a value at the cap still round-trips inside
+ * a RUN_STEP's input at its deepest position. */
+static void
+test_json_depth(void **state)
+{
+	json_t			*v = json_integer(1), *input;
+	struct proto_run_step	 run;
+	struct proto_buf	 buf;
+	struct proto_msg	 m;
+	size_t			 plen;
+	char			 err[256];
+	int			 i;
+
+	(void)state;
+	assert_int_equal(proto_json_depth(v), 0);
+	for (i = 0; i < PROTO_MAX_JSON_DEPTH; i++)
+		v = i % 2 ? json_pack("[o]", v) : json_pack("{s:o}", "k", v);
+	assert_int_equal(proto_json_depth(v), PROTO_MAX_JSON_DEPTH);
+	input = json_pack("{s:[]}", "a");
+	assert_int_equal(proto_json_depth(input), 2);
+	json_decref(input);
+
+	input = json_pack("{s:{}, s:{s:{s:o}}, s:i}", "context", "steps",
+	    "a", "results", v, "attempt", 1);
+	memset(&run, 0, sizeof(run));
+	run.step_id = run.task_id = run.lease_token = 1;
+	run.attempt = 1;
+	run.step_name = run.handler = run.correlation_id =
+	    run.idempotency_key = "x";
+	run.config = json_null();
+	run.input = input;
+	proto_buf_init(&buf);
+	proto_encode_run_step(&buf, &run);
+	assert_int_equal(proto_frame_peek(buf.data, buf.len,
+	    PROTO_DEFAULT_MAX_FRAME, &plen), 0);
+	assert_int_equal(proto_decode(buf.data + PROTO_HEADER_LEN, plen, &m,
+	    err, sizeof(err)), 0);
+	assert_true(json_equal(m.u.run.input, input));
+	proto_msg_clear(&m);
+	proto_buf_free(&buf);
+	json_decref(input);
+}
+
 int
 main(void)
 {
@@ -1081,6 +1125,7 @@ main(void)
 		cmocka_unit_test(test_every_byte_flip),
 		cmocka_unit_test(test_msg_clear_is_idempotent),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_json_depth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,14 +34,17 @@
 enum proto_type {
 	/* worker -> supervisor, once, first: [100, version, pid] */
 	PROTO_HELLO		= 100,
-	/* supervisor -> worker: [101, seq] */
+	/* supervisor -> worker: [101, seq]; answered at once, even while a
+	 * step runs (a PONG proves the process lives, not that the step
+	 * progresses: the step deadline covers that) */
 	PROTO_PING		= 101,
 	/* worker -> supervisor: [102, seq] */
 	PROTO_PONG		= 102,
 	/* supervisor -> worker: [200, step_id, task_id, lease_token, attempt,
 	 *   step_name, handler, config, input, timeout_ms, correlation_id,
 	 *   idempotency_key]; config and input are JSON values encoded as
-	 *   native msgpack (map/array/str/int/float/bool/nil). */
+	 *   native msgpack (map/array/str/int/float/bool/nil).  One step at a
+	 *   time: the next RUN_STEP only after the STEP_OUTCOME. */
 	PROTO_RUN_STEP		= 200,
 	/* worker -> supervisor: [201, step_id, lease_token, outcome, results,
 	 *   error_code, error_message, http_status, retry_after_ms,

@@ -3,30 +3,46 @@
  *
  * The supervisor forks and execs this program with its end of a socketpair
  * on PROTO_WORKER_FD; stdin is /dev/null and stderr is the supervisor's.
- * The worker is deliberately simple and blocking: read a frame, run the
- * handler, write the answer.  All the cleverness (deadlines, retries,
- * fencing) is the supervisor's, which is why a handler that hangs or
- * crashes here costs one worker and never the daemon.
+ * All the cleverness (deadlines, retries, fencing) is the supervisor's,
+ * which is why a handler that hangs or crashes here costs one worker and
+ * never the daemon.
  *
- * A PING that arrives while a step runs is answered when the step is done;
- * the supervisor knows the worker is busy and judges it by the step's
- * deadline, not by the heartbeat.
+ * Two threads, so that the heartbeat means something while a step runs:
+ *
+ *  - the main thread owns the socket.  It polls it and an eventfd, reads and
+ *    decodes every frame, answers PING at once (idle or busy), hands a
+ *    RUN_STEP to a new handler thread, and, when that thread says it is
+ *    done, joins it and writes the STEP_OUTCOME.  It is the only thread that
+ *    ever reads or writes the socket.
+ *  - the handler thread runs one handler call, fills the outcome and bumps
+ *    the eventfd; it never touches the socket.  There is at most one, so a
+ *    handler (and the http handler's one curl handle) is never entered by
+ *    two threads at once.
+ *
+ * A PONG therefore proves the process is scheduled and its loop alive, not
+ * that the handler makes progress: a stopped or wholly deadlocked worker
+ * stops answering, a slow step does not; the step's deadline, enforced by
+ * the supervisor, covers a handler that never returns.
  *
  * Exit status tells the supervisor what happened:
- *   0  the supervisor closed the socket (normal shutdown)
+ *   0  the supervisor closed the socket (normal shutdown), even mid-step
  *   1  an unexpected system error (fatal())
  *   2  cannot start (bad environment, handler init failed): do not respawn
  *      in a loop
- *   3  the supervisor sent something that is not the protocol
+ *   3  the supervisor sent something that is not the protocol (including
+ *      a RUN_STEP while a step is still running)
  *
  * Nothing is written to stdout: it is not ours.
  */
 #include <sys/types.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +68,41 @@ struct worker_inbuf {
 	size_t		 cap;
 };
 
-static size_t	worker_max_frame = PROTO_DEFAULT_MAX_FRAME;
+/*
+ * The step in flight.  From worker_step_start() until worker_step_finish()
+ * has joined the handler thread, that thread writes o and h->run() reads
+ * msg; meanwhile the main thread may read msg's ids for a log line but
+ * touches o, and frees anything, only after pthread_join(), which orders
+ * the thread's writes before those reads.  busy and thread are the main
+ * thread's alone.
+ */
+struct worker_step {
+	int				 busy;
+	pthread_t			 thread;
+	const struct handler		*h;
+	struct proto_msg		 msg;	/* the RUN_STEP; owned */
+	struct proto_step_outcome	 o;
+};
+
+static size_t			worker_max_frame = PROTO_DEFAULT_MAX_FRAME;
+static struct worker_step	worker_step;
+/* Bumped by the handler thread when its step is done. */
+static int			worker_done_fd = -1;
+
+/*
+ * Leave now, from the main thread.  While a step runs the handler thread may
+ * be deep in libcurl or OpenSSL; exit() would run their atexit cleanups
+ * under its feet (and a crash there would turn our status into a signal), so
+ * a busy worker leaves with _exit().  Nothing is lost: stdout is unused and
+ * every log line is flushed as it is written.
+ */
+static void __attribute__((noreturn))
+worker_exit(int status)
+{
+	if (worker_step.busy)
+		_exit(status);
+	exit(status);
+}
 
 static void
 worker_log_setup(void)
@@ -106,7 +156,7 @@ worker_write_all(const unsigned char *buf, size_t len)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET) {
 				log_info("supervisor went away");
-				exit(WORKER_EXIT_EOF);
+				worker_exit(WORKER_EXIT_EOF);
 			}
 			fatal("write to supervisor");
 		}
@@ -138,72 +188,155 @@ worker_outcome_clear(struct proto_step_outcome *o)
 	memset(o, 0, sizeof(*o));
 }
 
-static void
-worker_run_step(const struct proto_run_step *run, struct proto_buf *pb)
+/* The handler thread: run one handler call, then wake the main thread. */
+static void *
+worker_step_thread(void *arg)
 {
-	struct proto_step_outcome	 o;
-	const struct handler		*h;
-	struct timespec			 t0, t1;
+	struct worker_step	*st = arg;
+	struct timespec		 t0, t1;
+	uint64_t		 one = 1;
 
-	memset(&o, 0, sizeof(o));
-	o.retry_after_ms = -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st->h->run(&st->msg.u.run, &st->o);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	st->o.duration_us = worker_elapsed_us(&t0, &t1);
+
+	while (write(worker_done_fd, &one, sizeof(one)) == -1) {
+		if (errno != EINTR)
+			fatal("write to eventfd");
+	}
+	return NULL;
+}
+
+/* Answer the step and become idle.  The handler thread, if there was one,
+ * has been joined. */
+static void
+worker_step_send(struct worker_step *st, struct proto_buf *pb)
+{
+	const struct proto_run_step	*run = &st->msg.u.run;
+	struct proto_step_outcome	*o = &st->o;
+
+	/* The handler fills the verdict; identity and timing are ours so a
+	 * handler cannot get the fencing token wrong. */
+	o->step_id = run->step_id;
+	o->lease_token = run->lease_token;
+
+	if (o->outcome == OUTCOME_SUCCESS)
+		log_debug("step done step_id=%" PRId64 " task_id=%" PRId64
+		    " step=%s outcome=%s http_status=%d duration_us=%" PRId64
+		    " correlation_id=%s", run->step_id, run->task_id,
+		    run->step_name, proto_outcome_name(o->outcome),
+		    (int)o->http_status, o->duration_us, run->correlation_id);
+	else
+		log_info("step failed step_id=%" PRId64 " task_id=%" PRId64
+		    " step=%s outcome=%s error_code=%s http_status=%d "
+		    "duration_us=%" PRId64 " correlation_id=%s",
+		    run->step_id, run->task_id, run->step_name,
+		    proto_outcome_name(o->outcome),
+		    o->error_code != NULL ? o->error_code : "-",
+		    (int)o->http_status, o->duration_us, run->correlation_id);
+
+	proto_encode_outcome(pb, o);
+	worker_outcome_clear(o);
+	proto_msg_clear(&st->msg);
+	st->h = NULL;
+	st->busy = 0;
+	worker_send(pb);
+}
+
+/* Start the RUN_STEP in msg on a handler thread; takes msg. */
+static void
+worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
+{
+	struct worker_step		*st = &worker_step;
+	const struct proto_run_step	*run;
+	int				 rc;
+
+	if (st->busy) {
+		log_warnx("protocol error: RUN_STEP while a step runs "
+		    "step_id=%" PRId64 " running_step_id=%" PRId64
+		    " correlation_id=%s", msg->u.run.step_id,
+		    st->msg.u.run.step_id, st->msg.u.run.correlation_id);
+		worker_exit(WORKER_EXIT_PROTOCOL);
+	}
+
+	/* Ownership of the message's strings and JSON moves to the step. */
+	st->msg = *msg;
+	memset(msg, 0, sizeof(*msg));
+	run = &st->msg.u.run;
+	memset(&st->o, 0, sizeof(st->o));
+	st->o.retry_after_ms = -1;
 
 	log_debug("step start step_id=%" PRId64 " task_id=%" PRId64
 	    " step=%s handler=%s attempt=%u correlation_id=%s",
 	    run->step_id, run->task_id, run->step_name, run->handler,
 	    run->attempt, run->correlation_id);
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((h = handler_find(run->handler)) == NULL)
-		outcome_fail(&o, OUTCOME_PERMANENT, "unknown_handler",
+	if ((st->h = handler_find(run->handler)) == NULL) {
+		outcome_fail(&st->o, OUTCOME_PERMANENT, "unknown_handler",
 		    "no handler named '%s' in this worker", run->handler);
-	else
-		h->run(run, &o);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-
-	/* The handler fills the verdict; identity and timing are ours so a
-	 * handler cannot get the fencing token wrong. */
-	o.step_id = run->step_id;
-	o.lease_token = run->lease_token;
-	o.duration_us = worker_elapsed_us(&t0, &t1);
-
-	if (o.outcome == OUTCOME_SUCCESS)
-		log_debug("step done step_id=%" PRId64 " task_id=%" PRId64
-		    " step=%s outcome=%s http_status=%d duration_us=%" PRId64
-		    " correlation_id=%s", run->step_id, run->task_id,
-		    run->step_name, proto_outcome_name(o.outcome),
-		    (int)o.http_status, o.duration_us, run->correlation_id);
-	else
-		log_info("step failed step_id=%" PRId64 " task_id=%" PRId64
-		    " step=%s outcome=%s error_code=%s http_status=%d "
-		    "duration_us=%" PRId64 " correlation_id=%s",
-		    run->step_id, run->task_id, run->step_name,
-		    proto_outcome_name(o.outcome),
-		    o.error_code != NULL ? o.error_code : "-",
-		    (int)o.http_status, o.duration_us, run->correlation_id);
-
-	proto_encode_outcome(pb, &o);
-	worker_outcome_clear(&o);
-	worker_send(pb);
+		worker_step_send(st, pb);
+		return;
+	}
+	/* Not a crash of the step: a later attempt, maybe on a fresh worker,
+	 * may well get its thread. */
+	if ((rc = pthread_create(&st->thread, NULL, worker_step_thread,
+	    st)) != 0) {
+		errno = rc;
+		log_warn("cannot start handler thread step_id=%" PRId64
+		    " task_id=%" PRId64 " correlation_id=%s", run->step_id,
+		    run->task_id, run->correlation_id);
+		outcome_fail(&st->o, OUTCOME_RETRYABLE, "worker_thread",
+		    "worker cannot start a handler thread: %s", strerror(rc));
+		worker_step_send(st, pb);
+		return;
+	}
+	st->busy = 1;
 }
 
-/* Handle one decoded message from the supervisor. */
+/* The handler thread bumped the eventfd: collect it and answer. */
+static void
+worker_step_finish(struct proto_buf *pb)
+{
+	struct worker_step	*st = &worker_step;
+	uint64_t		 n;
+	int			 rc;
+
+	if (read(worker_done_fd, &n, sizeof(n)) == -1) {
+		if (errno == EINTR || errno == EAGAIN)
+			return;
+		fatal("read from eventfd");
+	}
+	if (!st->busy)
+		fatalx("handler thread done but no step runs");
+	if ((rc = pthread_join(st->thread, NULL)) != 0) {
+		errno = rc;
+		fatal("pthread_join");
+	}
+	worker_step_send(st, pb);
+}
+
+/* Handle one decoded message from the supervisor; takes msg (clears it or
+ * hands it to the step). */
 static void
 worker_dispatch(struct proto_msg *msg, struct proto_buf *pb)
 {
 	switch (msg->type) {
 	case PROTO_PING:
+		/* Answered even mid-step: that is what tells the supervisor
+		 * a busy worker is alive. */
 		proto_encode_ping(pb, PROTO_PONG, msg->u.ping.seq);
+		proto_msg_clear(msg);
 		worker_send(pb);
 		break;
 	case PROTO_RUN_STEP:
-		worker_run_step(&msg->u.run, pb);
+		worker_step_start(msg, pb);
 		break;
 	default:
 		/* HELLO, PONG, STEP_OUTCOME only flow the other way. */
 		log_warnx("protocol error: unexpected message type=%s(%d)",
 		    proto_type_name(msg->type), (int)msg->type);
-		exit(WORKER_EXIT_PROTOCOL);
+		worker_exit(WORKER_EXIT_PROTOCOL);
 	}
 }
 
@@ -224,16 +357,15 @@ worker_process(struct worker_inbuf *in, struct proto_buf *pb)
 		if (r == -1) {
 			log_warnx("protocol error: bad frame length "
 			    "max_frame=%zu", worker_max_frame);
-			exit(WORKER_EXIT_PROTOCOL);
+			worker_exit(WORKER_EXIT_PROTOCOL);
 		}
 		if (proto_decode(in->data + off + PROTO_HEADER_LEN, plen, &msg,
 		    err, sizeof(err)) == -1) {
 			log_warnx("protocol error: cannot decode frame "
 			    "reason=\"%s\"", err);
-			exit(WORKER_EXIT_PROTOCOL);
+			worker_exit(WORKER_EXIT_PROTOCOL);
 		}
 		worker_dispatch(&msg, pb);
-		proto_msg_clear(&msg);
 		off += PROTO_HEADER_LEN + plen;
 	}
 	if (off > 0) {
@@ -273,11 +405,45 @@ worker_read(struct worker_inbuf *in)
 	return (size_t)n;
 }
 
+/*
+ * Serve the socket until the supervisor closes it.  Returns at EOF, with a
+ * step possibly still running.
+ */
+static void
+worker_loop(struct worker_inbuf *in, struct proto_buf *pb)
+{
+	struct pollfd	pfd[2];
+
+	pfd[0].fd = PROTO_WORKER_FD;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = worker_done_fd;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll");
+		}
+		if ((pfd[0].revents | pfd[1].revents) & POLLNVAL)
+			fatalx("poll: descriptor not open");
+		/* The outcome first: the supervisor sends the next RUN_STEP
+		 * only once it has it, so nothing read below can be that. */
+		if (pfd[1].revents & POLLIN)
+			worker_step_finish(pb);
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (worker_read(in) == 0)
+				return;
+			worker_process(in, pb);
+		}
+	}
+}
+
 int
 main(int argc, char *argv[])
 {
 	struct worker_inbuf	 in = { NULL, 0, 0 };
 	struct proto_buf	 pb;
+	const struct proto_run_step *run;
 	struct proto_hello	 hello;
 	struct stat		 st;
 	int			 flags;
@@ -305,6 +471,8 @@ main(int argc, char *argv[])
 	 * socket open past this worker's death. */
 	if ((flags = fcntl(PROTO_WORKER_FD, F_GETFD)) != -1)
 		(void)fcntl(PROTO_WORKER_FD, F_SETFD, flags | FD_CLOEXEC);
+	if ((worker_done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
+		fatal("eventfd");
 
 	proto_buf_init(&pb);
 	hello.version = PROTO_VERSION;
@@ -314,9 +482,17 @@ main(int argc, char *argv[])
 	log_debug("worker ready version=%d max_frame=%zu", PROTO_VERSION,
 	    worker_max_frame);
 
-	while (worker_read(&in) > 0)
-		worker_process(&in, &pb);
+	worker_loop(&in, &pb);
 
+	if (worker_step.busy) {
+		run = &worker_step.msg.u.run;
+		/* Waiting would only delay the supervisor, which fails the
+		 * step's lease itself. */
+		log_info("supervisor closed the socket mid-step, exiting "
+		    "step_id=%" PRId64 " task_id=%" PRId64 " correlation_id=%s",
+		    run->step_id, run->task_id, run->correlation_id);
+		worker_exit(WORKER_EXIT_EOF);
+	}
 	if (in.len > 0)
 		log_warnx("supervisor closed mid-frame pending_bytes=%zu",
 		    in.len);
@@ -324,5 +500,6 @@ main(int argc, char *argv[])
 		log_debug("supervisor closed the socket, exiting");
 	free(in.data);
 	proto_buf_free(&pb);
+	close(worker_done_fd);
 	return WORKER_EXIT_EOF;
 }

@@ -92,17 +92,26 @@ log_emit(enum log_level level, const char *suffix, const char *fmt,
 	    "msg=\"", ts, (long)(tv.tv_usec / 1000),
 	    level_names[level], log_procname, (long)getpid());
 	o = n > 0 ? (size_t)n : 0;
+	/* One event, one line: control characters (a libpq message's
+	 * newlines and tabs, say) become spaces everywhere in the line. */
+	for (i = 0; text[i] != '\0'; i++)
+		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+			text[i] = ' ';
 	for (i = 0; i < cut && o + 3 < sizeof(line); i++) {
 		if (text[i] == '"' || text[i] == '\\')
 			line[o++] = '\\';
-		line[o++] = text[i] == '\n' ? ' ' : text[i];
+		line[o++] = text[i];
 	}
-	if (suffix != NULL)
+	if (suffix != NULL && o < sizeof(line))
 		o += (size_t)snprintf(line + o, sizeof(line) - o, ": %s",
 		    suffix);
+	if (o >= sizeof(line) - 1)
+		o = sizeof(line) - 2;
 	if (o + 1 < sizeof(line))
 		line[o++] = '"';
 	snprintf(line + o, sizeof(line) - o, "%s\n", text + cut);
+	if (strlen(line) == sizeof(line) - 1)
+		line[sizeof(line) - 2] = '\n';	/* truncated: still one line */
 	fputs(line, stderr);
 	fflush(stderr);
 }

@@ -13,9 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
+
+#define DB_QUEUE_MAX_S	10	/* longest wait for a connection */
 
 enum conn_state {
 	CONN_DOWN,		/* broken or never started; reconnect timer set */
@@ -38,6 +42,7 @@ struct db_job {
 	int		 nstmts;
 	PGresult	*results[DB_MAX_STMTS];
 	int		 cur;		/* statement whose results are arriving */
+	struct timespec	 queued;	/* when it was submitted */
 	bool		 got;		/* cur has produced a result */
 	char		*error;
 	char		*sqlstate;
@@ -62,6 +67,7 @@ static struct {
 	int		 nconns;
 	struct db_jobq	 queue;
 	int		 nqueued;
+	struct event	*queue_timer;
 	bool		 stopping;
 } db;
 
@@ -70,6 +76,8 @@ static void	conn_arm(struct db_conn *, short);
 static void	conn_fail(struct db_conn *, const char *);
 static void	conn_event(evutil_socket_t, short, void *);
 static void	db_dispatch(void);
+static void	db_fail_queue(const char *why);
+static bool	db_all_down(void);
 
 static void
 conn_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -160,6 +168,10 @@ conn_fail(struct db_conn *c, const char *why)
 	}
 	if (db.stopping)
 		return;
+	/* With no connection left, queued work fails now rather than hanging
+	 * its HTTP client until the database returns. */
+	if (db_all_down())
+		db_fail_queue("the database is unavailable");
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
 	    (c->backoff_ms >= 5000 ? 5000 : c->backoff_ms * 2);
 	tv.tv_sec = c->backoff_ms / 1000;
@@ -324,6 +336,49 @@ db_dispatch(void)
 	}
 }
 
+static bool
+db_all_down(void)
+{
+	int	i;
+
+	for (i = 0; i < db.nconns; i++)
+		if (db.conns[i].state != CONN_DOWN)
+			return false;
+	return true;
+}
+
+static void
+db_fail_queue(const char *why)
+{
+	struct db_job	*job;
+
+	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
+		TAILQ_REMOVE(&db.queue, job, entry);
+		db.nqueued--;
+		job_set_error(job, why, "08006");
+		job_finish(job);
+	}
+}
+
+/* Jobs may not wait for a connection longer than this (a connect that
+ * hangs on an unreachable host, say). */
+static void
+db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_job	*job;
+	struct timespec	 now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	while ((job = TAILQ_FIRST(&db.queue)) != NULL &&
+	    now.tv_sec - job->queued.tv_sec >= DB_QUEUE_MAX_S) {
+		TAILQ_REMOVE(&db.queue, job, entry);
+		db.nqueued--;
+		job_set_error(job, "no database connection became available",
+		    "08006");
+		job_finish(job);
+	}
+}
+
 void
 db_init(struct event_base *base, const char *dsn, int n)
 {
@@ -334,6 +389,12 @@ db_init(struct event_base *base, const char *dsn, int n)
 	db.nconns = n;
 	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
 	TAILQ_INIT(&db.queue);
+	db.queue_timer = event_new(base, -1, EV_PERSIST, db_queue_timer_cb,
+	    NULL);
+	{
+		struct timeval tv = { 1, 0 };
+		event_add(db.queue_timer, &tv);
+	}
 	for (i = 0; i < n; i++) {
 		db.conns[i].id = i;
 		db.conns[i].retry = evtimer_new(base, conn_retry_cb,
@@ -349,6 +410,7 @@ db_shutdown(void)
 	int		 i;
 
 	db.stopping = true;
+	event_free(db.queue_timer);
 	for (i = 0; i < db.nconns; i++) {
 		conn_fail(&db.conns[i], "shutting down");
 		event_free(db.conns[i].retry);
@@ -412,11 +474,14 @@ db_job_add(struct db_job *job, const char *sql, int nparams,
 void
 db_submit(struct db_job *job)
 {
-	if (db.stopping) {
-		job_set_error(job, "shutting down", "57P01");
+	if (db.stopping || db_all_down()) {
+		job_set_error(job, db.stopping ? "shutting down" :
+		    "the database is unavailable", db.stopping ? "57P01" :
+		    "08006");
 		job_finish(job);
 		return;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &job->queued);
 	TAILQ_INSERT_TAIL(&db.queue, job, entry);
 	db.nqueued++;
 	db_dispatch();

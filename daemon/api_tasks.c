@@ -734,7 +734,8 @@ out:
 static const char sql_step_transitions[] =
 "SELECT coalesce(jsonb_agg(jsonb_build_object('from_state', tr.from_state,"
 "  'to_state', tr.to_state, 'metadata', tr.metadata,"
-"  'created_at', tr.created_at) ORDER BY tr.id), '[]')::text,"
+"  'created_at', tr.created_at) ORDER BY tr.id)"
+"  FILTER (WHERE tr.id IS NOT NULL), '[]')::text,"
 "  count(s.id)"
 " FROM steps s LEFT JOIN step_transitions tr ON tr.step_id = s.id"
 " WHERE s.task_id = $1 AND s.name = $2";

@@ -1,0 +1,65 @@
+"""Fixtures for the integration tests; the machinery is in harness.py.
+
+pg        (session) a throwaway PostgreSQL cluster, stopped and removed at the
+          end even on failure or Ctrl-C.
+taskerd   (function) factory: taskerd(templates={...}, config={...},
+          workers=2) -> a running harness.Taskerd with a fresh database.
+service   (function) a programmable HTTP server playing the microservices.
+"""
+
+import signal
+
+import pytest
+
+import harness
+
+
+def pytest_configure(config):
+    # A SIGTERM to the test run should clean up like Ctrl-C does (fixture
+    # finalizers and atexit), not leave a postmaster and taskerds behind.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        def on_term(signum, frame):
+            raise KeyboardInterrupt("SIGTERM")
+        signal.signal(signal.SIGTERM, on_term)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    cluster = harness.PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def taskerd(pg, request):
+    factory = harness.TaskerdFactory(pg)
+    request.node._taskerd_instances = factory.instances
+    try:
+        yield factory
+    finally:
+        # A failed test's directories (config, templates, log) are kept.
+        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
+
+
+@pytest.fixture
+def service():
+    svc = harness.Service()
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    item._taskerd_failed = True
+    for t in getattr(item, "_taskerd_instances", []):
+        rep.sections.append(("%s log, last 200 lines (kept in %s)" % (t.name, t.logfile),
+                             t.log_tail(200) or "(empty)"))

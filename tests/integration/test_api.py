@@ -1,0 +1,228 @@
+"""The HTTP API as a client sees it: tasks, listing, filters, pagination,
+templates, workers, health."""
+
+import datetime
+import urllib.parse
+
+import harness
+
+CHAIN = """\
+name: api_chain
+namespace_name: it
+version: 1.0.0
+description: three noop steps
+step_templates:
+  - name: one
+    handler: noop
+    handler_config: { results: { x: 1 } }
+  - name: two
+    handler: noop
+    depends_on_step: one
+    handler_config: { sleep_ms: 10, results: { y: "two" } }
+  - name: three
+    handler: noop
+    depends_on_steps: [one, two]
+    handler_config: { results: { z: [1, 2] } }
+"""
+
+FAILING = """\
+name: api_failing
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: doomed
+    handler: noop
+    default_retry_limit: 3
+    handler_config: { fail: permanent }
+"""
+
+TASK_KEYS = {"task_id", "namespace", "name", "version", "status", "context",
+             "initiator", "source_system", "reason", "tags", "created_at",
+             "updated_at", "completed_at"}
+STEP_KEYS = {"name", "status", "handler", "depends_on", "attempts", "retry_limit",
+             "retryable", "next_attempt_at", "started_at", "completed_at",
+             "results", "last_error"}
+TASK_STATES = {"pending", "in_progress", "complete", "error", "cancelled",
+               "resolved_manually"}
+
+
+def iso(ts):
+    """Parse an ISO-8601 timestamp (with 'Z' or an offset)."""
+    assert isinstance(ts, str), ts
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def list_tasks(t, **params):
+    q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+    r = t.get("/v1/tasks" + ("?" + q if q else ""))
+    assert r.status == 200, (params, r.status, r.body)
+    assert set(r.body) >= {"tasks", "next_cursor"}, r.body
+    assert r.body["next_cursor"] is None or isinstance(r.body["next_cursor"], str)
+    return r.body
+
+
+def test_create_get_and_list(taskerd, pg):
+    t = taskerd(templates={"chain.yaml": CHAIN, "failing.yaml": FAILING})
+    r = t.post("/v1/tasks", json={
+        "name": "api_chain", "namespace": "it", "context": {"order_id": 7},
+        "initiator": "pytest", "source_system": "tests", "reason": "api test",
+        "tags": ["a", "b"]})
+    assert r.status == 201, (r.status, r.body)
+    assert r.headers.get("Content-Type", "").startswith("application/json")
+    created = r.body
+    assert TASK_KEYS <= set(created), sorted(TASK_KEYS - set(created))
+    tid = created["task_id"]
+    assert isinstance(tid, int) and tid > 0
+    assert (created["name"], created["namespace"], created["version"]) == \
+        ("api_chain", "it", "1.0.0")
+    assert created["context"] == {"order_id": 7}
+    assert (created["initiator"], created["source_system"], created["reason"]) == \
+        ("pytest", "tests", "api test")
+    assert created["tags"] == ["a", "b"]
+    assert created["status"] in TASK_STATES
+    iso(created["created_at"])
+    assert sorted(s["name"] for s in created["steps"]) == ["one", "three", "two"]
+    deps = {s["name"]: sorted(s["depends_on"]) for s in created["steps"]}
+    assert deps == {"one": [], "two": ["one"], "three": ["one", "two"]}
+
+    task = t.wait_task(tid)
+    assert task["status"] == "complete", task
+    assert iso(task["completed_at"]) >= iso(task["created_at"])
+    steps = harness.steps_by_name(task)
+    for s in steps.values():
+        assert STEP_KEYS <= set(s), sorted(STEP_KEYS - set(s))
+        assert (s["status"], s["attempts"], s["handler"], s["last_error"]) == \
+            ("complete", 1, "noop", None), s
+        assert s["retry_limit"] >= 1
+        iso(s["started_at"])
+        iso(s["completed_at"])
+    assert steps["one"]["results"] == {"x": 1}
+    assert steps["two"]["results"] == {"y": "two"}
+    assert steps["three"]["results"] == {"z": [1, 2]}
+
+    # The durable record agrees.
+    row = pg.json(t.db, "select status, context from tasks where id = %d" % tid)
+    assert row == [{"status": "complete", "context": {"order_id": 7}}]
+    ttrans = pg.json(t.db, "select from_state, to_state from task_transitions "
+                           "where task_id = %d order by id" % tid)
+    assert ttrans and ttrans[-1]["to_state"] == "complete", ttrans
+
+    # A task that fails permanently: no retries, the error is visible.
+    failed = t.create_task("api_failing", {"order_id": 8}, namespace="it")
+    ftask = t.wait_task(failed["task_id"])
+    assert ftask["status"] == "error", ftask
+    doomed = ftask["steps"][0]
+    assert (doomed["status"], doomed["attempts"]) == ("error", 1), doomed
+    err = doomed["last_error"]
+    assert isinstance(err, dict) and err.get("code") and err.get("message"), doomed
+
+    # Listing: summaries without steps, filters.
+    everything = list_tasks(t)["tasks"]
+    assert sorted(x["task_id"] for x in everything) == sorted([tid, failed["task_id"]])
+    for x in everything:
+        assert "steps" not in x, x
+        assert TASK_KEYS <= set(x)
+    ids = lambda **p: sorted(x["task_id"] for x in list_tasks(t, **p)["tasks"])
+    assert ids(status="complete") == [tid]
+    assert ids(status="error") == [failed["task_id"]]
+    assert ids(status="pending") == []
+    assert ids(name="api_failing") == [failed["task_id"]]
+    assert ids(name="api_chain", status="complete") == [tid]
+    assert ids(namespace="it") == sorted([tid, failed["task_id"]])
+    assert ids(namespace="elsewhere") == []
+
+    # GET one task again: same steps as when it finished.
+    assert t.task(tid)["steps"] == task["steps"]
+
+
+def test_pagination_returns_every_task_once(taskerd):
+    t = taskerd(templates={"chain.yaml": CHAIN})
+    created = [t.create_task("api_chain", {"i": i}, namespace="it")["task_id"]
+               for i in range(7)]
+    assert len(set(created)) == 7
+    seen, pages, cursor = [], 0, None
+    while True:
+        page = list_tasks(t, limit=3, cursor=cursor)
+        pages += 1
+        assert len(page["tasks"]) <= 3, page
+        seen += [x["task_id"] for x in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert pages < 10, "pagination does not end: %r" % seen
+    assert sorted(seen) == sorted(created), "duplicates or gaps: %r" % seen
+    assert pages in (3, 4), pages
+    # Filters and pagination together.
+    for x in created:
+        t.wait_task(x)
+    seen, cursor = [], None
+    for _ in range(10):
+        page = list_tasks(t, limit=2, cursor=cursor, status="complete", name="api_chain")
+        seen += [x["task_id"] for x in page["tasks"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(created)
+
+
+def test_templates_listed(taskerd):
+    t = taskerd(templates={"chain.yaml": CHAIN, "failing.yaml": FAILING})
+    r = t.get("/v1/templates")
+    assert r.status == 200, r
+    by = {(x["namespace"], x["name"]): x for x in r.body["templates"]}
+    assert set(by) == {("it", "api_chain"), ("it", "api_failing")}
+    chain = by[("it", "api_chain")]
+    assert chain["version"] == "1.0.0"
+    assert chain["description"] == "three noop steps"
+    assert chain["identity_strategy"] == "always_unique"
+    assert [(s["name"], s["handler"], sorted(s["depends_on"])) for s in chain["steps"]] == [
+        ("one", "noop", []), ("two", "noop", ["one"]), ("three", "noop", ["one", "two"])]
+
+    r = t.get("/v1/templates/it/api_chain")
+    assert r.status == 200, r
+    assert (r.body["namespace"], r.body["name"], r.body["version"]) == ("it", "api_chain", "1.0.0")
+    assert [s["name"] for s in r.body["steps"]] == ["one", "two", "three"]
+    harness.assert_json_error(t.get("/v1/templates/it/no_such"), 404)
+
+
+def test_highest_version_is_the_default(taskerd):
+    v9 = CHAIN.replace("version: 1.0.0", "version: 1.9.0")
+    v10 = CHAIN.replace("version: 1.0.0", "version: 1.10.0").replace(
+        "{ x: 1 }", "{ x: 10 }")
+    t = taskerd(templates={"chain_v9.yaml": v9, "chain_v10.yaml": v10})
+    versions = sorted(x["version"] for x in t.get("/v1/templates").body["templates"])
+    assert versions == ["1.10.0", "1.9.0"]
+    latest = t.create_task("api_chain", {}, namespace="it")
+    assert latest["version"] == "1.10.0"
+    pinned = t.create_task("api_chain", {}, namespace="it", version="1.9.0")
+    assert pinned["version"] == "1.9.0"
+    assert harness.steps_by_name(t.wait_task(latest["task_id"]))["one"]["results"] == {"x": 10}
+    assert harness.steps_by_name(t.wait_task(pinned["task_id"]))["one"]["results"] == {"x": 1}
+
+
+def test_health_and_workers(taskerd):
+    t = taskerd(templates={"chain.yaml": CHAIN}, workers=3)
+    r = t.get("/health/live")
+    assert (r.status, r.body) == (200, {"status": "ok"})
+    r = t.get("/health/ready")
+    assert r.status == 200 and r.body["status"] == "ready", r
+    def all_idle():
+        ws = t.workers()
+        return ws if ws and all(w["state"] == "idle" for w in ws) else None
+    workers = harness.wait_until(all_idle, 10, message="idle workers")
+    assert len(workers) == 3, workers
+    assert len({w["slot"] for w in workers}) == 3
+    for w in workers:
+        assert {"slot", "pid", "state", "task_id", "step", "attempt", "restarts"} <= set(w)
+        assert harness.proc_ppid(w["pid"]) == t.pid, w
+        assert (w["task_id"], w["step"]) == (None, None), w
+
+
+def test_sigterm_stops_daemon_and_workers(taskerd):
+    t = taskerd(templates={"chain.yaml": CHAIN})
+    pids = [w["pid"] for w in t.workers()]
+    assert pids
+    code = t.stop()
+    assert code == 0, "taskerd exited %s on SIGTERM\n%s" % (code, t.log_tail(40))
+    assert not t.orphans, "workers %s outlived taskerd" % t.orphans
+    assert not any(harness.proc_alive(p) for p in pids)

@@ -1,0 +1,136 @@
+"""Bad requests get a clear 4xx JSON error and leave no rows behind."""
+
+import http.client
+import json
+
+import pytest
+
+import harness
+
+TEMPLATE = """\
+name: orders
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: reserve
+    handler: noop
+  - name: charge
+    handler: noop
+    depends_on_step: reserve
+"""
+
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(pg):
+    factory = harness.TaskerdFactory(pg)
+    try:
+        yield factory(templates={"orders.yaml": TEMPLATE},
+                      config={"http.max_body": "64KiB"})
+    finally:
+        factory.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def _show_log_on_failure(request, server):
+    request.node._taskerd_instances = [server]
+
+
+def assert_no_rows(t):
+    counts = harness.row_counts(t.pg, t.db)
+    assert counts == dict.fromkeys(counts, 0), "rows were written: %r" % counts
+
+
+def big_valid_json(size):
+    body = {"name": "orders", "namespace": "it", "context": {"pad": ""}}
+    body["context"]["pad"] = "x" * (size - len(json.dumps(body)))
+    data = json.dumps(body).encode()
+    assert len(data) == size
+    return data
+
+
+GOOD = {"name": "orders", "namespace": "it", "context": {"id": 1}}
+
+CASES = [
+    # id, request kwargs, status, error code (None: any code)
+    ("malformed_json", {"data": '{"name": "orders", "namespace": "it", "context": {'},
+     400, "bad_json"),
+    ("not_json", {"data": "name=orders&namespace=it"}, 400, "bad_json"),
+    ("empty_body", {"data": ""}, 400, None),
+    ("top_level_array", {"json": [GOOD]}, 400, None),
+    ("unknown_template", {"json": dict(GOOD, name="no_such_template")},
+     404, "unknown_template"),
+    ("unknown_namespace", {"json": dict(GOOD, namespace="elsewhere")},
+     404, "unknown_template"),
+    ("unknown_version", {"json": dict(GOOD, version="9.9.9")}, 404, "unknown_template"),
+    ("context_list", {"json": dict(GOOD, context=[1, 2])}, 400, "invalid_request"),
+    ("context_string", {"json": dict(GOOD, context="id=1")}, 400, "invalid_request"),
+    ("missing_name", {"json": {"namespace": "it", "context": {}}}, 400, "invalid_request"),
+    ("name_not_string", {"json": dict(GOOD, name=42)}, 400, "invalid_request"),
+    ("body_over_limit", {"data": big_valid_json(100 * 1024)}, 413, "body_too_large"),
+]
+
+
+@pytest.mark.parametrize("kwargs,status,code",
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_task_request(server, kwargs, status, code):
+    r = server.post("/v1/tasks", **kwargs)
+    harness.assert_json_error(r, status, code)
+    assert_no_rows(server)
+    # The daemon is still fine afterwards.
+    assert server.get("/health/live").status == 200
+
+
+def test_chunked_body_over_limit(server):
+    """The limit holds without a Content-Length too."""
+    data = big_valid_json(100 * 1024)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        try:
+            conn.request("POST", "/v1/tasks",
+                         body=(data[i:i + 8192] for i in range(0, len(data), 8192)),
+                         headers={"Content-Type": "application/json"},
+                         encode_chunked=True)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        resp = conn.getresponse()
+        raw = resp.read()
+        r = harness.Response(resp.status, json.loads(raw) if raw.strip().startswith(b"{")
+                             else raw.decode(errors="replace"), resp.headers)
+    finally:
+        conn.close()
+    harness.assert_json_error(r, 413, "body_too_large")
+    assert_no_rows(server)
+
+
+def test_body_just_under_limit_is_read(server):
+    """A body below max_body is parsed (here: an unknown template, so still
+    nothing is written) rather than refused as too large."""
+    body = {"name": "no_such_template", "namespace": "it", "context": {"pad": ""}}
+    body["context"]["pad"] = "x" * (MAX_BODY - 1024 - len(json.dumps(body)))
+    r = server.post("/v1/tasks", json=body)
+    harness.assert_json_error(r, 404, "unknown_template")
+    assert_no_rows(server)
+
+
+@pytest.mark.parametrize("path,code", [
+    ("/v1/tasks/999999", "not_found"),
+    ("/v1/tasks/abc", None),
+    ("/v1/no_such_route", None),
+    ("/nothing/here", None),
+])
+def test_not_found_is_json(server, path, code):
+    r = server.get(path)
+    harness.assert_json_error(r, 404, code)
+    assert_no_rows(server)
+
+
+def test_valid_request_does_write(taskerd):
+    """The control: the same template and shape, valid, creates the rows."""
+    t = taskerd(templates={"orders.yaml": TEMPLATE})
+    task = t.create_task("orders", {"id": 1}, namespace="it")
+    t.wait_task(task["task_id"])
+    counts = harness.row_counts(t.pg, t.db)
+    assert counts["tasks"] == 1 and counts["steps"] == 2 and counts["step_edges"] == 1
+    assert counts["task_transitions"] >= 1 and counts["step_transitions"] >= 2, counts

@@ -1,0 +1,214 @@
+"""`taskerd -c FILE --check`: validate config and templates, no database.
+
+Each broken template must be reported on stderr as "FILE:LINE: reason" with
+the line of the offending step (or key) in the file we wrote.
+"""
+
+import os
+import re
+
+import pytest
+
+import harness
+
+VALID = """\
+name: valid_flow
+namespace_name: it
+version: 1.0.0
+description: two steps
+step_templates:
+  - name: fetch
+    handler: noop
+  - name: store
+    handler: noop
+    depends_on_step: fetch
+"""
+
+CYCLE = """\
+name: cyclic
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: start
+    handler: noop
+  - name: a
+    handler: noop
+    depends_on_steps: [start, c]
+  - name: b
+    handler: noop
+    depends_on_step: a
+  - name: c
+    handler: noop
+    depends_on_step: b
+  - name: finish
+    handler: noop
+    depends_on_step: start
+"""
+
+UNKNOWN_DEP = """\
+name: dangling
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: fetch
+    handler: noop
+  - name: store
+    handler: noop
+    depends_on_steps:
+      - fetch
+      - missing_step
+  - name: notify
+    handler: noop
+    depends_on_step: fetch
+"""
+
+DUPLICATE = """\
+name: twice
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: fetch
+    handler: noop
+  - name: store
+    handler: noop
+    depends_on_step: fetch
+  - name: fetch
+    handler: noop
+  - name: notify
+    handler: noop
+"""
+
+UNKNOWN_KEY = """\
+name: typo
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: fetch
+    handler: noop
+    default_retry_limt: 3
+  - name: store
+    handler: noop
+    depends_on_step: fetch
+"""
+
+# The daemon must not try to reach this.
+NO_DB = "host=/nonexistent/taskerd-check-no-db port=5432 dbname=none user=nobody"
+
+
+def step_lines(text, name, occurrence=1):
+    """1-based line numbers of the block of step `name` (its n-th
+    occurrence): from its "- name:" line to the line before the next step."""
+    lines = text.splitlines()
+    starts = [i for i, l in enumerate(lines) if re.match(r"\s*- name: *%s\s*$" % name, l)]
+    start = starts[occurrence - 1]
+    indent = lines[start].index("-")
+    end = start + 1
+    while end < len(lines) and not (lines[end][:indent + 1].strip() == "-"
+                                    or (lines[end].strip() and
+                                        len(lines[end]) - len(lines[end].lstrip()) < indent)):
+        end += 1
+    return set(range(start + 1, end + 1))
+
+
+def line_of(text, needle):
+    for i, l in enumerate(text.splitlines(), 1):
+        if needle in l:
+            return i
+    raise ValueError(needle)
+
+
+def config_for(tmp_path, templates_dir):
+    return {
+        "database": {"dsn": NO_DB},
+        "http": {"listen": "127.0.0.1:%d" % harness.free_port()},
+        "workers": {"count": 2, "path": harness.worker_bin()},
+        "templates": {"dir": str(templates_dir)},
+        "state_dir": str(tmp_path / "state"),
+        "log": {"level": "info"},
+    }
+
+
+def check(tmp_path, templates, config_text=None):
+    tdir = tmp_path / "templates"
+    harness.write_templates(str(tdir), templates)
+    cfg_path = tmp_path / "taskerd.yaml"
+    cfg_path.write_text(config_text if config_text is not None
+                        else harness.to_yaml(config_for(tmp_path, tdir)) + "\n")
+    r = harness.run_cli(["-c", str(cfg_path), "--check"], timeout=20)
+    return r, tdir, cfg_path
+
+
+def errors_for(stderr, path):
+    """(line, reason) for every "FILE:LINE: reason" naming path."""
+    found = []
+    for m in re.finditer(r"(\S+):(\d+): (.+)", stderr):
+        fname = m.group(1)
+        if os.path.basename(fname) == os.path.basename(str(path)) and \
+                os.path.exists(fname) and os.path.samefile(fname, str(path)):
+            found.append((int(m.group(2)), m.group(3)))
+    return found
+
+
+UNKNOWN_WORDS = ("unknown", "undefined", "no such", "not found", "does not exist",
+                 "not defined", "missing")
+
+CASES = [
+    # id, file text, acceptable lines, words (all) in the reason, any-of words
+    ("cycle", CYCLE, step_lines(CYCLE, "a") | step_lines(CYCLE, "b") | step_lines(CYCLE, "c"),
+     ["cycle"], None),
+    ("unknown_dependency", UNKNOWN_DEP, step_lines(UNKNOWN_DEP, "store"),
+     ["missing_step"], UNKNOWN_WORDS),
+    ("duplicate_step", DUPLICATE, step_lines(DUPLICATE, "fetch", occurrence=2),
+     ["duplicate", "fetch"], None),
+    ("unknown_key", UNKNOWN_KEY, {line_of(UNKNOWN_KEY, "default_retry_limt")},
+     ["default_retry_limt"], ("unknown", "unexpected", "not allowed", "invalid")),
+]
+
+
+@pytest.mark.parametrize("text,lines,words,any_words",
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_check_rejects_template(tmp_path, text, lines, words, any_words):
+    r, tdir, _ = check(tmp_path, {"valid.yaml": VALID, "broken.yaml": text})
+    assert r.returncode != 0, "exit 0 for a broken template\n" + r.stderr
+    errs = errors_for(r.stderr, tdir / "broken.yaml")
+    assert errs, "stderr does not name broken.yaml as FILE:LINE: reason:\n" + r.stderr
+    line, reason = errs[0]
+    assert line in lines, "line %d, expected one of %s: %s\n%s" % (
+        line, sorted(lines), reason, r.stderr)
+    for w in words:
+        assert w in reason.lower(), "%r not in reason %r" % (w, reason)
+    if any_words:
+        assert any(w in reason.lower() for w in any_words), reason
+    assert not errors_for(r.stderr, tdir / "valid.yaml"), r.stderr
+
+
+def test_check_reports_every_broken_file(tmp_path):
+    files = {"valid.yaml": VALID}
+    files.update({"%s.yaml" % c[0]: c[1] for c in CASES})
+    r, tdir, _ = check(tmp_path, files)
+    assert r.returncode != 0
+    for c in CASES:
+        assert errors_for(r.stderr, tdir / ("%s.yaml" % c[0])), \
+            "%s.yaml not reported:\n%s" % (c[0], r.stderr)
+    assert not errors_for(r.stderr, tdir / "valid.yaml"), r.stderr
+
+
+def test_check_accepts_valid_directory_without_database(tmp_path):
+    r, _, _ = check(tmp_path, {"valid.yaml": VALID,
+                               "other.yml": VALID.replace("valid_flow", "other_flow")})
+    assert r.returncode == 0, "exit %d\nstdout:\n%s\nstderr:\n%s" % (
+        r.returncode, r.stdout, r.stderr)
+
+
+def test_check_rejects_unknown_config_key(tmp_path):
+    tdir = tmp_path / "templates"
+    cfg = config_for(tmp_path, tdir)
+    cfg["http"]["bogus_setting"] = 1
+    text = harness.to_yaml(cfg) + "\n"
+    r, _, cfg_path = check(tmp_path, {"valid.yaml": VALID}, config_text=text)
+    assert r.returncode != 0, r.stderr
+    errs = errors_for(r.stderr, cfg_path)
+    assert errs, "stderr does not name the config file:\n" + r.stderr
+    line, reason = errs[0]
+    assert line == line_of(text, "bogus_setting"), (line, reason, text)
+    assert "bogus_setting" in reason, reason

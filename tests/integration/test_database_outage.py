@@ -1,0 +1,114 @@
+"""The database goes away and comes back.
+
+taskerd must stay alive and say it is not ready (503) while PostgreSQL is
+down, answer API calls with a JSON 5xx rather than hang, reconnect when the
+server is back, and still stop promptly on SIGTERM while the database is
+down.  Uses a cluster of its own, since it stops it.
+"""
+
+import re
+import socket
+
+import pytest
+
+import harness
+
+TEMPLATE = """\
+name: outage
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: one
+    handler: noop
+  - name: two
+    handler: noop
+    depends_on_step: one
+"""
+
+
+@pytest.fixture
+def own_pg():
+    cluster = harness.PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def outage_taskerd(own_pg, request):
+    factory = harness.TaskerdFactory(own_pg)
+    request.node._taskerd_instances = factory.instances
+    try:
+        yield factory(templates={"outage.yaml": TEMPLATE})
+    finally:
+        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
+
+
+def answer_within(seconds, what, call, *args, **kwargs):
+    try:
+        return call(*args, timeout=seconds, **kwargs)
+    except (TimeoutError, socket.timeout):
+        pytest.fail("%s got no answer within %ds while the database was down"
+                    % (what, seconds))
+
+
+def ready_status(t):
+    r = t.get("/health/ready", timeout=5)
+    return r.status
+
+
+def test_database_down_and_back(own_pg, outage_taskerd):
+    t = outage_taskerd
+    first = t.create_task("outage", {"n": 1}, namespace="it")
+    assert t.wait_task(first["task_id"])["status"] == "complete"
+
+    own_pg.pause()
+    r = t.get("/health/live", timeout=5)
+    assert (r.status, r.body) == (200, {"status": "ok"})
+    harness.wait_until(lambda: ready_status(t) == 503, 10,
+                       message="/health/ready to answer 503 with the database down")
+    r = t.get("/health/ready", timeout=5)
+    assert r.status == 503 and isinstance(r.body, dict), r
+
+    # Calls that need the database fail fast and clearly (a client that
+    # gave up must not find its task created later).
+    r = answer_within(12, "POST /v1/tasks", t.post, "/v1/tasks", json={
+        "name": "outage", "namespace": "it", "context": {"n": 2}})
+    assert 500 <= r.status < 600, (r.status, r.body)
+    harness.assert_json_error(r, r.status)
+    r = answer_within(12, "GET /v1/tasks/{id}", t.get, "/v1/tasks/%d" % first["task_id"])
+    assert 500 <= r.status < 600, (r.status, r.body)
+    harness.assert_json_error(r, r.status)
+
+    own_pg.resume()
+    harness.wait_until(lambda: ready_status(t) == 200, 20,
+                       message="/health/ready back to 200 after the database returned")
+    again = t.create_task("outage", {"n": 3}, namespace="it")
+    assert t.wait_task(again["task_id"])["status"] == "complete"
+    # The task refused during the outage was not created.
+    assert sorted(x["task_id"] for x in t.get("/v1/tasks").body["tasks"]) == \
+        sorted([first["task_id"], again["task_id"]])
+
+
+def test_sigterm_while_database_is_down(own_pg, outage_taskerd):
+    t = outage_taskerd
+    own_pg.pause()
+    harness.wait_until(lambda: ready_status(t) == 503, 10,
+                       message="/health/ready to notice the database is down")
+    code = t.stop(timeout=10)
+    assert code == 0, "taskerd exit %s after SIGTERM with the database down" % code
+
+
+def test_log_stays_logfmt_through_an_outage(own_pg, outage_taskerd):
+    """One event per line, even when libpq's messages span several lines."""
+    t = outage_taskerd
+    own_pg.pause()
+    harness.wait_until(lambda: ready_status(t) == 503, 10,
+                       message="/health/ready to notice the database is down")
+    own_pg.resume()
+    harness.wait_until(lambda: ready_status(t) == 200, 20,
+                       message="/health/ready back to 200 after the database returned")
+    bad = [l for l in t.log().splitlines() if not re.match(r"ts=\S+ level=\w+ ", l)]
+    assert not bad, "log lines that are not logfmt events:\n" + "\n".join(bad[:10])

@@ -1,0 +1,69 @@
+"""How an http step reads a service's answer (DESIGN.md "HTTP outcome
+classes"): 2xx success, 5xx/503 retryable (Retry-After honoured), 4xx such
+as 422 permanent."""
+
+
+TEMPLATE = """\
+name: {name}
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    default_retry_limit: {limit}
+    backoff: {{ base: 100ms, max: 200ms }}
+    handler_config:
+      method: POST
+      url: "{url}"
+      body: {{ id: "{{{{context.id}}}}" }}
+"""
+
+
+def templates(service):
+    return {
+        "%s.yaml" % name: TEMPLATE.format(name=name, limit=limit,
+                                          url=service.url + "/" + name)
+        for name, limit in (("flaky", 3), ("rejects", 3), ("broken", 2))
+    }
+
+
+def test_retryable_permanent_and_exhausted(taskerd, service):
+    calls = {"n": 0}
+
+    def flaky(req):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return 503, {"error": "busy"}, {"Retry-After": "1"}
+        return 200, {"ok": True}
+    service.route("POST", "/flaky", flaky)
+    service.route("POST", "/rejects", status=422, body={"error": "invalid email"})
+    service.route("POST", "/broken", status=500, body={"error": "boom"})
+
+    t = taskerd(templates=templates(service))
+    flaky_id = t.create_task("flaky", {"id": 1}, namespace="it")["task_id"]
+    rejects_id = t.create_task("rejects", {"id": 2}, namespace="it")["task_id"]
+    broken_id = t.create_task("broken", {"id": 3}, namespace="it")["task_id"]
+
+    # 503 then 200: retried once, no sooner than Retry-After said.
+    task = t.wait_task(flaky_id, timeout=20)
+    step = task["steps"][0]
+    assert (task["status"], step["status"], step["attempts"]) == ("complete", "complete", 2), task
+    assert step["results"] == {"ok": True}
+    first, second = service.requests_for("/flaky")
+    assert first.json == {"id": 1}
+    assert second.t - first.t_end >= 0.9, "retried %.3fs after Retry-After: 1" % (
+        second.t - first.t_end)
+
+    # 422: permanent at once, the answer's status in last_error.
+    task = t.wait_task(rejects_id, timeout=20)
+    step = task["steps"][0]
+    assert (task["status"], step["status"], step["attempts"]) == ("error", "error", 1), task
+    assert step["last_error"]["http_status"] == 422, step
+    assert len(service.requests_for("/rejects")) == 1
+
+    # 500 every time: retried until retry_limit (2 attempts), then error.
+    task = t.wait_task(broken_id, timeout=20)
+    step = task["steps"][0]
+    assert (task["status"], step["status"], step["attempts"]) == ("error", "error", 2), task
+    assert step["last_error"]["http_status"] == 500, step
+    assert len(service.requests_for("/broken")) == 2

@@ -34,6 +34,7 @@
 #include "reply.h"
 #include "protocol.h"
 #include "sched.h"
+#include "services.h"
 #include "supervisor.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -229,6 +230,12 @@ api_route(struct evhttp_request *req, void *arg)
 			return;
 		}
 		goto notfound;
+	}
+	if (strcmp(seg[1], "services") == 0 && n == 2) {
+		if (m != EVHTTP_REQ_GET)
+			goto method;
+		reply_json(req, 200, services_json());
+		return;
 	}
 	if (strcmp(seg[1], "workers") == 0 && n == 2) {
 		if (m != EVHTTP_REQ_GET)

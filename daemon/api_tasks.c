@@ -91,13 +91,13 @@ static const char sql_create[] =
 "    WHERE identity_hash IS NOT NULL DO NOTHING"
 "  RETURNING *),"
 " s AS ("
-"  INSERT INTO steps (task_id, name, position, handler, retry_limit,"
-"    attempt_budget, retryable, timeout_ms, remaining_parents)"
-"  SELECT t.id, x.name, x.position, x.handler, x.retry_limit,"
+"  INSERT INTO steps (task_id, name, position, handler, service,"
+"    retry_limit, attempt_budget, retryable, timeout_ms, remaining_parents)"
+"  SELECT t.id, x.name, x.position, x.handler, x.service, x.retry_limit,"
 "    x.retry_limit, x.retryable, x.timeout_ms, x.nparents"
 "  FROM t, jsonb_to_recordset($8::jsonb) AS x(name text, position int,"
-"    handler text, retry_limit int, retryable boolean, timeout_ms int,"
-"    nparents int)"
+"    handler text, service text, retry_limit int, retryable boolean,"
+"    timeout_ms int, nparents int)"
 "  RETURNING id, task_id, name),"
 " e AS ("
 "  INSERT INTO step_edges (task_id, from_step_id, to_step_id)"
@@ -204,9 +204,10 @@ template_rows(const struct tmpl *t, char **steps, char **edges)
 	for (i = 0; i < t->nsteps; i++) {
 		const struct tmpl_step *st = &t->steps[i];
 
-		json_array_append_new(s, json_pack("{s:s, s:i, s:s, s:i, s:b, "
-		    "s:I, s:i}", "name", st->name, "position", (int)i,
-		    "handler", st->handler, "retry_limit", st->retry_limit,
+		json_array_append_new(s, json_pack("{s:s, s:i, s:s, s:s?, s:i, "
+		    "s:b, s:I, s:i}", "name", st->name, "position", (int)i,
+		    "handler", st->handler, "service", st->dependent_system,
+		    "retry_limit", st->retry_limit,
 		    "retryable", st->retryable,
 		    "timeout_ms", (json_int_t)st->timeout_ms,
 		    "nparents", (int)st->ndeps));

@@ -23,6 +23,7 @@
 #include "sched.h"
 #include "db.h"
 #include "pool.h"
+#include "services.h"
 #include "supervisor.h"
 #include "backoff.h"
 #include "log.h"
@@ -33,12 +34,14 @@
 #define SCHED_RETRY_APPLY_MS	500	/* database trouble: try the batch again */
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
 
-/* Claim every ready step up to $1, leased to node $2 for timeout + $3 ms. */
+/* Claim every ready step up to $1, leased to node $2 for timeout + $3 ms,
+ * except steps of the services in $4 (breaker open or at their limit). */
 static const char sql_claim[] =
 "WITH c AS ("
 "  SELECT s.id, s.status AS old FROM steps s"
 "  WHERE s.status IN ('pending', 'waiting_for_retry')"
 "    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
+"    AND (s.service IS NULL OR s.service <> ALL($4::text[]))"
 "  ORDER BY s.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
 " u AS ("
 "  UPDATE steps s SET status = 'in_progress', lease_owner = $2,"
@@ -303,19 +306,71 @@ claim_from_row(PGresult *res, int row)
 	return c;
 }
 
+static const char *
+claim_service(const struct claim *c)
+{
+	return c->tstep != NULL ? c->tstep->dependent_system : NULL;
+}
+
+/* Hand back claims without counting an attempt (their service's breaker
+ * opened, or this node is stopping); ownership of the claims ends here. */
+static void
+sched_release(struct claim **claims, size_t n)
+{
+	struct db_job	*job;
+	json_t		*arr;
+	const char	*params[1];
+	char		*s;
+	size_t		 i;
+
+	if (n == 0)
+		return;
+	arr = json_array();
+	for (i = 0; i < n; i++) {
+		json_array_append_new(arr, json_pack("{s:I, s:I}",
+		    "step_id", (json_int_t)claims[i]->step_id,
+		    "token", (json_int_t)claims[i]->lease_token));
+		claim_free(claims[i]);
+	}
+	s = json_dumps(arr, JSON_COMPACT);
+	params[0] = s;
+	job = db_job_new(NULL, NULL);
+	db_job_add(job, sql_release, 1, params);
+	db_submit(job);
+	free(s);
+	json_decref(arr);
+}
+
+/* Give queued claims to idle workers, as their services allow. */
 static void
 sched_dispatch_queued(void)
 {
-	struct claim_entry	*e;
+	struct claim_entry	*e, *next;
+	struct claim		*release[64];
+	size_t			 nrelease = 0;
+	const char		*service;
 
-	while (pool_idle() > 0 && (e = TAILQ_FIRST(&sc.queue)) != NULL) {
+	for (e = TAILQ_FIRST(&sc.queue); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, entry);
+		service = claim_service(e->claim);
+		if (services_open(service) && nrelease < 64) {
+			TAILQ_REMOVE(&sc.queue, e, entry);
+			sc.nqueued--;
+			release[nrelease++] = e->claim;
+			free(e);
+			continue;
+		}
+		if (pool_idle() == 0 || !services_may_dispatch(service))
+			continue;
 		TAILQ_REMOVE(&sc.queue, e, entry);
 		sc.nqueued--;
 		sc.ndispatched++;
 		e->claim->dispatched = true;
+		services_started(service);
 		pool_dispatch(e->claim);	/* the pool owns it now */
 		free(e);
 	}
+	sched_release(release, nrelease);
 }
 
 static void
@@ -347,6 +402,9 @@ sched_claim_done(struct db_job *job, void *arg)
 		    "context", ctx ? ctx : json_object(),
 		    "steps", steps ? steps : json_object(),
 		    "attempt", (json_int_t)c->attempt);
+		if (c->tstep != NULL && c->tstep->dependent_system != NULL)
+			json_object_set_new(c->input, "service",
+			    services_input(c->tstep->dependent_system));
 		if (c->tstep == NULL) {
 			/* The template was removed or renamed since the task
 			 * was created: nothing can run this step. */
@@ -381,15 +439,21 @@ sched_claim_done(struct db_job *job, void *arg)
 static void
 sched_run(void)
 {
-	struct db_job	*job;
-	char		 limit[16], grace[24];
-	const char	*params[3];
-	int		 want;
+	struct db_job		*job;
+	struct claim_entry	*e;
+	char			 limit[16], grace[24], *blocked;
+	const char		*params[4];
+	int			 want;
 
 	sched_dispatch_queued();
 	if (sv.stopping || !sc.recovered || sc.claiming || !sc.want)
 		return;
-	want = pool_idle() - sc.nqueued;
+	/* Claims waiting for their service's capacity do not hold back
+	 * work for other services. */
+	want = pool_idle();
+	TAILQ_FOREACH(e, &sc.queue, entry)
+		if (services_may_dispatch(claim_service(e->claim)))
+			want--;
 	if (want <= 0 || db_connected() == 0)
 		return;
 	if (want > sv.conf->scheduler_batch)
@@ -398,11 +462,14 @@ sched_run(void)
 	snprintf(limit, sizeof(limit), "%d", want);
 	snprintf(grace, sizeof(grace), "%lld",
 	    (long long)sv.conf->lease_grace_ms);
+	blocked = services_blocked();
 	params[0] = limit;
 	params[1] = sv.node_id;
 	params[2] = grace;
+	params[3] = blocked;
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
-	db_job_add(job, sql_claim, 3, params);
+	db_job_add(job, sql_claim, 4, params);
+	free(blocked);
 	db_job_add(job, sql_next_due, 0, NULL);
 	sc.claiming = true;
 	sc.want = false;
@@ -448,8 +515,10 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	int64_t		 delay = 0;
 	char		 key[24];
 
-	if (c->dispatched)
+	if (c->dispatched) {
 		sc.ndispatched--;
+		services_finished(claim_service(c), o);
+	}
 	if (strcmp(status, "waiting_for_retry") == 0) {
 		delay = backoff_delay_ms(b, c->attempt, o->retry_after_ms,
 		    rnd01());
@@ -685,29 +754,18 @@ void
 sched_shutdown(void)
 {
 	struct claim_entry	*e;
-	struct db_job		*job;
-	json_t			*arr = json_array();
-	const char		*params[1];
-	char			*s;
+	struct claim		**claims;
+	size_t			 n = 0;
 
+	claims = xcalloc((size_t)sc.nqueued + 1, sizeof(*claims));
 	while ((e = TAILQ_FIRST(&sc.queue)) != NULL) {
 		TAILQ_REMOVE(&sc.queue, e, entry);
-		json_array_append_new(arr, json_pack("{s:I, s:I}",
-		    "step_id", (json_int_t)e->claim->step_id,
-		    "token", (json_int_t)e->claim->lease_token));
-		claim_free(e->claim);
+		claims[n++] = e->claim;
 		free(e);
 	}
 	sc.nqueued = 0;
-	if (json_array_size(arr) > 0) {
-		s = json_dumps(arr, JSON_COMPACT);
-		params[0] = s;
-		job = db_job_new(NULL, NULL);
-		db_job_add(job, sql_release, 1, params);
-		free(s);
-		db_submit(job);
-	}
-	json_decref(arr);
+	sched_release(claims, n);
+	free(claims);
 }
 
 /* True while outcomes wait to be written (shutdown waits for this). */

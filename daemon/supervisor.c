@@ -37,6 +37,7 @@
 #include "migrate.h"
 #include "pool.h"
 #include "sched.h"
+#include "services.h"
 #include "sdnotify.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -219,6 +220,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
 	    conf->workers_ping_timeout_ms);
+	services_init();
 	sched_init();
 	if (api_init(sv.base, err, sizeof(err)) == -1)
 		fatalx("%s", err);
@@ -229,6 +231,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	pool_shutdown();
 	db_shutdown();
+	services_shutdown();
 	api_free();
 	if (ev_drain != NULL)
 		event_free(ev_drain);

@@ -49,6 +49,7 @@ CREATE TABLE steps (
 	name		text NOT NULL,
 	position	int NOT NULL,		-- order in the template
 	handler		text NOT NULL,
+	service		text,			-- dependent_system, if any
 	status		text NOT NULL DEFAULT 'pending' CHECK (status IN
 			    ('pending', 'enqueued', 'in_progress',
 			     'waiting_for_retry', 'complete', 'error',

@@ -11,6 +11,7 @@ LANGUAGE sql STABLE AS $$
 		'name', s.name,
 		'status', s.status,
 		'handler', s.handler,
+		'service', s.service,
 		'depends_on', coalesce((SELECT jsonb_agg(p.name ORDER BY p.position)
 			FROM step_edges e JOIN steps p ON p.id = e.from_step_id
 			WHERE e.to_step_id = s.id), '[]'::jsonb),

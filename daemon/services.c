@@ -1,0 +1,309 @@
+/*
+ * services.c - concurrency limits and circuit breakers per service.
+ *
+ * Breaker states (one transition function, breaker_set):
+ *   CLOSED     calls flow; consecutive failures are counted
+ *   OPEN       no calls: the service's steps wait in the database without
+ *              spending attempts until the cooldown ends
+ *   HALF_OPEN  one probe call decides: success closes, failure reopens
+ * A failure here is what says the service is unwell - a 5xx, a timeout, a
+ * refused connection - not a 4xx, which is the caller's problem and proves
+ * the service answers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "services.h"
+#include "sched.h"
+#include "supervisor.h"
+#include "log.h"
+#include "xmalloc.h"
+
+enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
+
+static const char *const breaker_names[] = { "closed", "open", "half_open" };
+
+struct service {
+	char			*name;
+	const struct service_config *conf;	/* NULL: not configured */
+	enum breaker_state	 state;
+	int			 inflight;
+	int			 consecutive_failures;
+	bool			 probing;	/* the half-open probe is out */
+	time_t			 opened_at;
+	time_t			 reopens_at;
+	struct event		*cooldown;
+	long long		 calls, failures, opened;
+};
+
+static struct {
+	struct service	*s;
+	size_t		 n;
+} svc;
+
+static struct service *
+service_find(const char *name)
+{
+	size_t	i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < svc.n; i++)
+		if (strcmp(svc.s[i].name, name) == 0)
+			return &svc.s[i];
+	return NULL;
+}
+
+static void
+breaker_cooldown_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct service *
+service_add(const char *name)
+{
+	struct service	*s;
+
+	if ((s = service_find(name)) != NULL)
+		return s;
+	svc.s = xreallocarray(svc.s, svc.n + 1, sizeof(*svc.s));
+	s = &svc.s[svc.n++];
+	memset(s, 0, sizeof(*s));
+	s->name = xstrdup(name);
+	s->conf = config_service(sv.conf, name);
+	return s;
+}
+
+static void
+breaker_set(struct service *s, enum breaker_state to)
+{
+	struct timeval	tv;
+
+	if (s->state == to)
+		return;
+	switch (to) {
+	case BREAKER_OPEN:
+		s->opened_at = time(NULL);
+		s->reopens_at = s->opened_at +
+		    (time_t)((s->conf->breaker_cooldown_ms + 999) / 1000);
+		s->opened++;
+		tv.tv_sec = s->conf->breaker_cooldown_ms / 1000;
+		tv.tv_usec = (s->conf->breaker_cooldown_ms % 1000) * 1000;
+		evtimer_add(s->cooldown, &tv);
+		log_warnx("circuit opened service=%s consecutive_failures=%d "
+		    "cooldown_ms=%lld", s->name, s->consecutive_failures,
+		    (long long)s->conf->breaker_cooldown_ms);
+		break;
+	case BREAKER_HALF_OPEN:
+		log_info("circuit half-open, probing service=%s", s->name);
+		s->probing = false;
+		break;
+	case BREAKER_CLOSED:
+		log_info("circuit closed service=%s", s->name);
+		s->consecutive_failures = 0;
+		break;
+	default:
+		fatalx("breaker_set: bad state %d", (int)to);
+	}
+	s->state = to;
+}
+
+static void
+breaker_cooldown_cb(evutil_socket_t fd, short what, void *arg)
+{
+	breaker_set(arg, BREAKER_HALF_OPEN);
+	sched_kick();
+}
+
+void
+services_init(void)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < sv.conf->nservices; i++)
+		service_add(sv.conf->services[i].name);
+	/* Services templates name without configuring them are listed too. */
+	for (i = 0; i < sv.templates->n; i++)
+		for (j = 0; j < sv.templates->items[i]->nsteps; j++)
+			if (sv.templates->items[i]->steps[j].dependent_system)
+				service_add(sv.templates->items[i]->steps[j].
+				    dependent_system);
+	for (i = 0; i < svc.n; i++)
+		svc.s[i].cooldown = evtimer_new(sv.base, breaker_cooldown_cb,
+		    &svc.s[i]);
+}
+
+void
+services_shutdown(void)
+{
+	size_t	i;
+
+	for (i = 0; i < svc.n; i++) {
+		event_free(svc.s[i].cooldown);
+		free(svc.s[i].name);
+	}
+	free(svc.s);
+	memset(&svc, 0, sizeof(svc));
+}
+
+static bool
+service_blocked(const struct service *s)
+{
+	if (s->state == BREAKER_OPEN)
+		return true;
+	if (s->state == BREAKER_HALF_OPEN && (s->probing || s->inflight > 0))
+		return true;
+	return s->conf != NULL && s->conf->concurrency > 0 &&
+	    s->inflight >= s->conf->concurrency;
+}
+
+bool
+services_may_dispatch(const char *name)
+{
+	struct service	*s = service_find(name);
+
+	return s == NULL || !service_blocked(s);
+}
+
+bool
+services_open(const char *name)
+{
+	struct service	*s = service_find(name);
+
+	return s != NULL && s->state == BREAKER_OPEN;
+}
+
+void
+services_started(const char *name)
+{
+	struct service	*s = service_find(name);
+
+	if (s == NULL)
+		return;
+	s->inflight++;
+	s->calls++;
+	if (s->state == BREAKER_HALF_OPEN)
+		s->probing = true;
+}
+
+/* Does this outcome say the service itself is unwell? */
+static bool
+service_failure(const struct proto_step_outcome *o)
+{
+	if (o->outcome != OUTCOME_RETRYABLE)
+		return false;
+	return o->http_status == 0 || o->http_status >= 500;
+}
+
+void
+services_finished(const char *name, const struct proto_step_outcome *o)
+{
+	struct service	*s = service_find(name);
+	bool		 failed;
+	int		 threshold;
+
+	if (s == NULL)
+		return;
+	if (s->inflight > 0)
+		s->inflight--;
+	failed = service_failure(o);
+	if (failed)
+		s->failures++;
+	threshold = s->conf != NULL ? s->conf->breaker_failures : 0;
+	if (threshold <= 0)
+		return;
+	if (!failed) {
+		s->consecutive_failures = 0;
+		if (s->state == BREAKER_HALF_OPEN)
+			breaker_set(s, BREAKER_CLOSED);
+		return;
+	}
+	s->consecutive_failures++;
+	if (s->state == BREAKER_HALF_OPEN ||
+	    (s->state == BREAKER_CLOSED &&
+	    s->consecutive_failures >= threshold))
+		breaker_set(s, BREAKER_OPEN);
+}
+
+char *
+services_blocked(void)
+{
+	char	*out, *p;
+	size_t	 i, len = 3;
+
+	for (i = 0; i < svc.n; i++)
+		if (service_blocked(&svc.s[i]))
+			len += strlen(svc.s[i].name) * 2 + 4;
+	out = p = xmalloc(len);
+	*p++ = '{';
+	for (i = 0; i < svc.n; i++) {
+		const char *c;
+
+		if (!service_blocked(&svc.s[i]))
+			continue;
+		if (p != out + 1)
+			*p++ = ',';
+		/* Quoted array element: names are config keys, but be
+		 * exact about quotes and backslashes anyway. */
+		*p++ = '"';
+		for (c = svc.s[i].name; *c != '\0'; c++) {
+			if (*c == '"' || *c == '\\')
+				*p++ = '\\';
+			*p++ = *c;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return out;
+}
+
+json_t *
+services_input(const char *name)
+{
+	const struct service_config *c;
+	json_t		*o;
+
+	if (name == NULL)
+		return NULL;
+	o = json_pack("{s:s}", "name", name);
+	if ((c = config_service(sv.conf, name)) != NULL) {
+		if (c->base_url != NULL)
+			json_object_set_new(o, "base_url",
+			    json_string(c->base_url));
+		if (c->timeout_ms > 0)
+			json_object_set_new(o, "timeout_ms",
+			    json_integer(c->timeout_ms));
+	}
+	return o;
+}
+
+json_t *
+services_json(void)
+{
+	json_t			*arr = json_array(), *o;
+	const struct service	*s;
+	size_t			 i;
+
+	for (i = 0; i < svc.n; i++) {
+		s = &svc.s[i];
+		o = json_pack("{s:s, s:s?, s:s, s:i, s:i, s:i, s:I, s:I, s:I}",
+		    "name", s->name,
+		    "base_url", s->conf ? s->conf->base_url : NULL,
+		    "breaker", breaker_names[s->state],
+		    "inflight", s->inflight,
+		    "concurrency", s->conf ? s->conf->concurrency : 0,
+		    "consecutive_failures", s->consecutive_failures,
+		    "calls", (json_int_t)s->calls,
+		    "failures", (json_int_t)s->failures,
+		    "times_opened", (json_int_t)s->opened);
+		if (s->state == BREAKER_OPEN)
+			json_object_set_new(o, "reopens_in_s", json_integer(
+			    s->reopens_at > time(NULL) ?
+			    s->reopens_at - time(NULL) : 0));
+		json_array_append_new(arr, o);
+	}
+	return json_pack("{s:o}", "services", arr);
+}

@@ -1,0 +1,34 @@
+/*
+ * services.h - per-service protection: a concurrency limit across all
+ * workers and a circuit breaker, from services.<name> in the config.
+ *
+ * The scheduler asks before it claims (blocked services' steps stay in the
+ * database, spending no attempts) and before it dispatches; it reports each
+ * attempt's start and end.  State is this node's own view.
+ */
+#ifndef TASKERD_SERVICES_H
+#define TASKERD_SERVICES_H
+
+#include <stdbool.h>
+#include <jansson.h>
+
+#include "protocol.h"
+
+void	 services_init(void);
+void	 services_shutdown(void);
+/* May an attempt on this service start now?  NULL: no service. */
+bool	 services_may_dispatch(const char *name);
+/* Is the service's breaker open (its steps should wait)? */
+bool	 services_open(const char *name);
+void	 services_started(const char *name);
+void	 services_finished(const char *name, const struct proto_step_outcome *);
+/* Services whose steps must not be claimed now, as a PostgreSQL text[]
+ * literal (malloc'd; "{}" when none). */
+char	*services_blocked(void);
+/* The service's settings for the worker: {"name", "base_url"?,
+ * "timeout_ms"?}, or NULL when name is NULL. */
+json_t	*services_input(const char *name);
+/* {"services": [...]} for GET /v1/services. */
+json_t	*services_json(void);
+
+#endif

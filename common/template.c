@@ -72,6 +72,16 @@ static const struct yt_key tmpl_keys[] = {
 	    "the steps, in order" },
 	{ "named_steps", YT_FUNC, 0, NULL, 0, 0, 0, tmpl_key_named,
 	    "Tasker: if given, every step must be listed" },
+	{ "routes.create.path", YT_STRING, T(route_create), NULL, 0, 0, 0,
+	    NULL, "POST here creates a task of this template" },
+	{ "routes.create.context_from", YT_STRING, T(route_context_from),
+	    NULL, 0, 0, 0, NULL, "the body member that is the context" },
+	{ "routes.status.path", YT_STRING, T(route_status), NULL, 0, 0, 0,
+	    NULL, "GET here, ending in {task_id}: progress" },
+	{ "routes.results.path", YT_STRING, T(route_results), NULL, 0, 0, 0,
+	    NULL, "GET here, ending in {task_id}: the results" },
+	{ "routes.results.body", YT_JSON, T(route_results_body), NULL, 0, 0, 0,
+	    NULL, "the results answer, rendered from {context, steps, task}" },
 	/* Tasker's, with no meaning here; accepted so its files port over. */
 	{ "module_namespace", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
 	{ "task_handler_class", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
@@ -512,6 +522,52 @@ tmpl_check_cycles(struct tmpl_parse *p)
 	return rc;
 }
 
+#define ROUTE_ID	"/{task_id}"
+
+/* A route path is absolute, outside the API's own namespaces, and (for
+ * status and results) ends in the task id segment. */
+static int
+tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
+    const char *path, bool with_id, const char *what)
+{
+	size_t	len;
+
+	if (path == NULL)
+		return 0;
+	len = strlen(path);
+	if (path[0] != '/' || strncmp(path, "/v1/", 4) == 0 ||
+	    strncmp(path, "/health/", 8) == 0 || strcmp(path, "/metrics") == 0)
+		return yt_error(p->doc, root, "routes.%s.path: \"%s\" must "
+		    "start with / and stay outside /v1, /health and /metrics",
+		    what, path);
+	if (with_id && (len <= strlen(ROUTE_ID) ||
+	    strcmp(path + len - strlen(ROUTE_ID), ROUTE_ID) != 0 ||
+	    strchr(path, '{') != path + len - strlen(ROUTE_ID) + 1))
+		return yt_error(p->doc, root, "routes.%s.path: \"%s\" must "
+		    "end in /{task_id}", what, path);
+	if (!with_id && strchr(path, '{') != NULL)
+		return yt_error(p->doc, root, "routes.%s.path: \"%s\" takes "
+		    "no placeholder", what, path);
+	return 0;
+}
+
+static int
+tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
+{
+	struct tmpl	*t = p->t;
+
+	if (tmpl_check_route(p, root, t->route_create, false, "create") ==
+	    -1 || tmpl_check_route(p, root, t->route_status, true,
+	    "status") == -1 || tmpl_check_route(p, root, t->route_results,
+	    true, "results") == -1)
+		return -1;
+	if (t->route_results_body != NULL && t->route_results == NULL)
+		return yt_error(p->doc, root, "routes.results.body needs "
+		    "routes.results.path");
+	return 0;
+}
+
+
 static struct tmpl *
 tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 {
@@ -541,7 +597,8 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 		goto done;
 	}
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
-	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1)
+	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1 ||
+	    tmpl_check_routes(&p, root) == -1)
 		goto done;
 	if ((t->definition = yt_json(doc, root)) == NULL)
 		goto done;
@@ -658,6 +715,80 @@ tmpl_is_yaml(const char *name)
 	    (len > 4 && strcmp(name + len - 4, ".yml") == 0);
 }
 
+static bool
+route_eq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* Another template publishing one of t's routes (versions of one template
+ * may share them: the highest version serves). */
+static struct tmpl *
+tmpl_route_clash(struct tmpl_registry *reg, const struct tmpl *t)
+{
+	struct tmpl	*o;
+	size_t		 i;
+
+	for (i = 0; i < reg->n; i++) {
+		o = reg->items[i];
+		if (strcmp(o->namespace, t->namespace) == 0 &&
+		    strcmp(o->name, t->name) == 0)
+			continue;
+		if (route_eq(o->route_create, t->route_create) ||
+		    route_eq(o->route_status, t->route_status) ||
+		    route_eq(o->route_results, t->route_results))
+			return o;
+	}
+	return NULL;
+}
+
+static const char *
+route_of(const struct tmpl *t, enum tmpl_route kind)
+{
+	switch (kind) {
+	case ROUTE_CREATE:
+		return t->route_create;
+	case ROUTE_STATUS:
+		return t->route_status;
+	case ROUTE_RESULTS:
+		return t->route_results;
+	default:
+		return NULL;
+	}
+}
+
+struct tmpl *
+tmpl_registry_route(const struct tmpl_registry *reg, enum tmpl_route kind,
+    const char *path, const char **id)
+{
+	struct tmpl	*t, *best = NULL;
+	const char	*r;
+	size_t		 i, plen;
+
+	for (i = 0; i < reg->n; i++) {
+		t = reg->items[i];
+		if ((r = route_of(t, kind)) == NULL)
+			continue;
+		if (kind == ROUTE_CREATE) {
+			if (strcmp(r, path) != 0)
+				continue;
+		} else {
+			/* ".../{task_id}": the prefix, then one segment. */
+			plen = strlen(r) - strlen("{task_id}");
+			if (strncmp(r, path, plen) != 0 ||
+			    path[plen] == '\0' ||
+			    strchr(path + plen, '/') != NULL)
+				continue;
+			if (id != NULL)
+				*id = path + plen;
+		}
+		if (best == NULL || tmpl_version_cmp(t->version,
+		    best->version) > 0)
+			best = t;
+	}
+	return best;
+}
+
 struct tmpl_registry *
 tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
     char **errs)
@@ -706,6 +837,16 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 			    strcmp(o->name, t->name) == 0 &&
 			    strcmp(o->version, t->version) == 0)
 				break;
+		}
+		if (j == reg->n && (o = tmpl_route_clash(reg, t)) != NULL) {
+			xasprintf(&line, "%s: a route of template %s/%s is "
+			    "already published by %s", t->path, t->namespace,
+			    t->name, o->path);
+			tmpl_errs_add(errs, line);
+			free(line);
+			tmpl_free(t);
+			failed = true;
+			continue;
 		}
 		if (j < reg->n) {
 			xasprintf(&line, "%s: template %s/%s version %s is "

@@ -145,6 +145,32 @@ split_path(const char *path, char seg[][128], int max)
 	return n;
 }
 
+/* Paths outside /v1 and /health belong to templates' routes. */
+static void
+api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
+    const char *path)
+{
+	const struct tmpl	*t;
+	const char		*id;
+
+	if (m == EVHTTP_REQ_POST && (t = tmpl_registry_route(sv.templates,
+	    ROUTE_CREATE, path, NULL)) != NULL) {
+		api_route_create(req, t);
+		return;
+	}
+	if (m == EVHTTP_REQ_GET && (t = tmpl_registry_route(sv.templates,
+	    ROUTE_STATUS, path, &id)) != NULL) {
+		api_route_status(req, t, id);
+		return;
+	}
+	if (m == EVHTTP_REQ_GET && (t = tmpl_registry_route(sv.templates,
+	    ROUTE_RESULTS, path, &id)) != NULL) {
+		api_route_results(req, t, id);
+		return;
+	}
+	reply_error(req, 404, "not_found", "no such resource");
+}
+
 static void
 api_route(struct evhttp_request *req, void *arg)
 {
@@ -172,7 +198,11 @@ api_route(struct evhttp_request *req, void *arg)
 		}
 		goto notfound;
 	}
-	if (n < 2 || strcmp(seg[0], "v1") != 0)
+	if (n < 1 || strcmp(seg[0], "v1") != 0) {
+		api_template_route(req, m, path);
+		return;
+	}
+	if (n < 2)
 		goto notfound;
 
 	if (strcmp(seg[1], "tasks") == 0) {

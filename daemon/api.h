@@ -3,6 +3,9 @@
 #define TASKERD_API_H
 
 #include <event2/event.h>
+#include <jansson.h>
+
+#include "template.h"
 
 /* Bind http.listen and start serving.  Returns 0, or -1 with a reason. */
 int	api_init(struct event_base *, char *err, size_t errlen);
@@ -13,6 +16,19 @@ void	api_free(void);
 
 /* Task endpoints (api_tasks.c), called by the router. */
 struct evhttp_request;
+
+/* What creating a task takes, whichever way the request came. */
+struct task_request {
+	const struct tmpl	*t;
+	json_t			*ctx;		/* borrowed; NULL: {} */
+	json_t			*tags;		/* borrowed; NULL: [] */
+	const char		*initiator;
+	const char		*source_system;
+	const char		*reason;
+	const char		*ikey;
+};
+void	task_create(struct evhttp_request *, const struct task_request *,
+	    const struct tmpl *route);
 void	api_create_task(struct evhttp_request *);
 void	api_list_tasks(struct evhttp_request *);
 void	api_get_task(struct evhttp_request *, const char *id);
@@ -24,5 +40,12 @@ void	api_step_action(struct evhttp_request *, const char *id,
 	    const char *step);
 void	api_step_transitions(struct evhttp_request *, const char *id,
 	    const char *step);
+
+/* Routes published by templates (api_routes.c). */
+void	api_route_create(struct evhttp_request *, const struct tmpl *);
+void	api_route_status(struct evhttp_request *, const struct tmpl *,
+	    const char *id);
+void	api_route_results(struct evhttp_request *, const struct tmpl *,
+	    const char *id);
 
 #endif

@@ -124,9 +124,32 @@ static const char sql_task_after_create[] =
 
 struct create_req {
 	struct evhttp_request	*req;
+	const struct tmpl	*route;	/* answer as this template's route */
 	char			*params[CREATE_NPARAMS];
 	int			 tries;
 };
+
+/* An error in the caller's dialect: the API's {"error": {code, message}}
+ * or a template route's {"success": false, "error", "details"}. */
+static void
+create_error(struct evhttp_request *req, const struct tmpl *route,
+    int status, const char *code, const char *message, json_t *details)
+{
+	json_t	*body;
+
+	if (route != NULL)
+		body = json_pack("{s:b, s:s, s:s, s:o}", "success", 0,
+		    "error", message, "code", code,
+		    "details", details ? details : json_null());
+	else {
+		body = json_pack("{s:{s:s, s:s}}", "error", "code", code,
+		    "message", message);
+		if (details != NULL)
+			json_object_update_new(json_object_get(body, "error"),
+			    details);
+	}
+	reply_json(req, status, body);
+}
 
 static void	create_submit(struct create_req *);
 
@@ -146,6 +169,7 @@ create_done(struct db_job *job, void *arg)
 	struct create_req	*cr = arg;
 	struct evhttp_request	*req = cr->req;
 	PGresult		*res;
+	int64_t			 id;
 
 	if (db_job_error(job) != NULL) {
 		reply_db_error(req, job);
@@ -159,16 +183,30 @@ create_done(struct db_job *job, void *arg)
 			create_submit(cr);
 			return;
 		}
-		reply_error(req, 409, "duplicate_task", "a task with this "
-		    "identity is being created concurrently");
+		create_error(req, cr->route, 409, "duplicate_task", "a task "
+		    "with this identity is being created concurrently", NULL);
 		goto done;
 	}
+	id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	if (PQgetvalue(res, 0, 1)[0] != 't') {
-		reply_json(req, 409, json_pack("{s:{s:s, s:s, s:I, s:s}}",
-		    "error", "code", "duplicate_task", "message", "a task with "
-		    "the same identity exists", "task_id",
-		    (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-		    "status", PQgetvalue(res, 0, 2)));
+		create_error(req, cr->route, 409, "duplicate_task", "a task "
+		    "with the same identity exists", json_pack("{s:I, s:s}",
+		    "task_id", (json_int_t)id, "status", PQgetvalue(res, 0, 2)));
+		goto done;
+	}
+	sched_kick();
+	if (cr->route != NULL) {
+		char *monitor = NULL;
+
+		if (cr->route->route_status != NULL)
+			xasprintf(&monitor, "%.*s%lld",
+			    (int)(strlen(cr->route->route_status) -
+			    strlen("{task_id}")), cr->route->route_status,
+			    (long long)id);
+		reply_json(req, 201, json_pack("{s:b, s:I, s:s, s:s?}",
+		    "success", 1, "task_id", (json_int_t)id, "status",
+		    PQgetvalue(res, 0, 2), "monitor_url", monitor));
+		free(monitor);
 		goto done;
 	}
 	res = db_job_result(job, 1);
@@ -178,7 +216,6 @@ create_done(struct db_job *job, void *arg)
 	}
 	reply_raw(req, 201, PQgetvalue(res, 0, 0),
 	    (size_t)PQgetlength(res, 0, 0));
-	sched_kick();
 done:
 	create_req_free(cr);
 }
@@ -222,6 +259,66 @@ template_rows(const struct tmpl *t, char **steps, char **edges)
 	json_decref(e);
 }
 
+/*
+ * Create a task of tr->t: the checks every way in shares (depth, schema
+ * with defaults, identity), then one db job.  route: answer in that
+ * template route's dialect; NULL: the API's.
+ */
+void
+task_create(struct evhttp_request *req, const struct task_request *tr,
+    const struct tmpl *route)
+{
+	const struct tmpl	*t = tr->t;
+	struct create_req	*cr;
+	json_t			*ctx, *viol;
+	char			 msg[128];
+
+	ctx = tr->ctx != NULL ? json_incref(tr->ctx) : json_object();
+	if (proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
+		snprintf(msg, sizeof(msg), "the context is nested deeper than "
+		    "%d levels", PROTO_MAX_JSON_DEPTH);
+		create_error(req, route, route ? 422 : 400, route ?
+		    "invalid_context" : "invalid_request", msg, NULL);
+		goto out;
+	}
+	if (t->schema != NULL) {
+		/* Defaults are inserted into the context that is stored. */
+		viol = schema_validate(t->schema, ctx);
+		if (json_array_size(viol) > 0) {
+			create_error(req, route, 422, "invalid_context",
+			    "the context does not match the template's schema",
+			    route ? viol : json_pack("{s:o}", "violations",
+			    viol));
+			goto out;
+		}
+		json_decref(viol);
+	}
+	if (t->identity == IDENTITY_CALLER_PROVIDED && tr->ikey == NULL) {
+		create_error(req, route, 422, "idempotency_key_required",
+		    "this template uses caller_provided identity: an "
+		    "idempotency_key is required", NULL);
+		goto out;
+	}
+
+	cr = xcalloc(1, sizeof(*cr));
+	cr->req = req;
+	cr->route = route;
+	xasprintf(&cr->params[0], "%lld", (long long)t->db_id);
+	cr->params[1] = json_dumps(ctx, JSON_COMPACT);
+	cr->params[2] = tr->initiator ? xstrdup(tr->initiator) : NULL;
+	cr->params[3] = tr->source_system ? xstrdup(tr->source_system) : NULL;
+	cr->params[4] = tr->reason ? xstrdup(tr->reason) : NULL;
+	cr->params[5] = tr->tags ? json_dumps(tr->tags, JSON_COMPACT) :
+	    xstrdup("[]");
+	cr->params[6] = correlation_id(req);
+	template_rows(t, &cr->params[7], &cr->params[8]);
+	cr->params[9] = tr->ikey ? xstrdup(tr->ikey) : NULL;
+	cr->params[10] = xstrdup(tmpl_identity_name(t->identity));
+	create_submit(cr);
+out:
+	json_decref(ctx);
+}
+
 void
 api_create_task(struct evhttp_request *req)
 {
@@ -232,8 +329,7 @@ api_create_task(struct evhttp_request *req)
 	const char	*name, *ns, *version, *initiator, *source, *reason;
 	const char	*ikey, *key;
 	const struct tmpl *t;
-	struct create_req *cr;
-	json_t		*viol;
+	struct task_request tr;
 	int		 i;
 
 	if ((body = read_body(req)) == NULL)
@@ -274,11 +370,6 @@ api_create_task(struct evhttp_request *req)
 		    "a JSON object");
 		goto out;
 	}
-	if (ctx != NULL && proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
-		reply_error(req, 400, "invalid_request", "\"context\" is "
-		    "nested deeper than %d levels", PROTO_MAX_JSON_DEPTH);
-		goto out;
-	}
 	tags = json_object_get(body, "tags");
 	if (tags != NULL && !json_is_array(tags) && !json_is_object(tags)) {
 		reply_error(req, 400, "invalid_request", "\"tags\" must be an "
@@ -293,42 +384,15 @@ api_create_task(struct evhttp_request *req)
 		goto out;
 	}
 
-	if (t->schema != NULL) {
-		/* Defaults are inserted into the context that is stored. */
-		if (ctx == NULL) {
-			ctx = json_object();
-			json_object_set_new(body, "context", ctx);
-		}
-		viol = schema_validate(t->schema, ctx);
-		if (json_array_size(viol) > 0) {
-			reply_json(req, 422, json_pack("{s:{s:s, s:s, s:o}}",
-			    "error", "code", "invalid_context", "message",
-			    "the context does not match the template's schema",
-			    "violations", viol));
-			goto out;
-		}
-		json_decref(viol);
-	}
-	if (t->identity == IDENTITY_CALLER_PROVIDED && ikey == NULL) {
-		reply_error(req, 422, "idempotency_key_required", "template "
-		    "%s/%s uses caller_provided identity: \"idempotency_key\" "
-		    "is required", t->namespace, t->name);
-		goto out;
-	}
-
-	cr = xcalloc(1, sizeof(*cr));
-	cr->req = req;
-	xasprintf(&cr->params[0], "%lld", (long long)t->db_id);
-	cr->params[1] = ctx ? json_dumps(ctx, JSON_COMPACT) : xstrdup("{}");
-	cr->params[2] = initiator ? xstrdup(initiator) : NULL;
-	cr->params[3] = source ? xstrdup(source) : NULL;
-	cr->params[4] = reason ? xstrdup(reason) : NULL;
-	cr->params[5] = tags ? json_dumps(tags, JSON_COMPACT) : xstrdup("[]");
-	cr->params[6] = correlation_id(req);
-	template_rows(t, &cr->params[7], &cr->params[8]);
-	cr->params[9] = ikey ? xstrdup(ikey) : NULL;
-	cr->params[10] = xstrdup(tmpl_identity_name(t->identity));
-	create_submit(cr);
+	memset(&tr, 0, sizeof(tr));
+	tr.t = t;
+	tr.ctx = ctx;
+	tr.tags = tags;
+	tr.initiator = initiator;
+	tr.source_system = source;
+	tr.reason = reason;
+	tr.ikey = ikey;
+	task_create(req, &tr, NULL);
 out:
 	json_decref(body);
 }

@@ -52,6 +52,14 @@ struct tmpl {
 	enum identity_strategy identity;
 	json_t		*schema;		/* NULL when absent */
 	json_t		*definition;		/* the whole file as JSON */
+	/* Routes the template publishes beside /v1 (NULL: none). */
+	char		*route_create;		/* POST path */
+	char		*route_context_from;	/* body member holding the
+						 * context; NULL: whole body */
+	char		*route_status;		/* GET ".../{task_id}" */
+	char		*route_results;		/* GET ".../{task_id}" */
+	json_t		*route_results_body;	/* rendered against {context,
+						 * steps, task} once complete */
 	struct tmpl_step *steps;		/* in file order */
 	size_t		 nsteps;
 	char		*path;
@@ -90,6 +98,12 @@ void	tmpl_registry_free(struct tmpl_registry *);
  * (dotted numeric comparison). */
 struct tmpl *tmpl_registry_find(const struct tmpl_registry *,
 	    const char *namespace, const char *name, const char *version);
+
+/* The template whose route of this kind matches path, with the {task_id}
+ * segment in *id (status/results); NULL when none. */
+enum tmpl_route { ROUTE_CREATE, ROUTE_STATUS, ROUTE_RESULTS };
+struct tmpl *tmpl_registry_route(const struct tmpl_registry *,
+	    enum tmpl_route, const char *path, const char **id);
 
 /* Compare dotted versions numerically ("1.10.0" > "1.9.2"). */
 int	tmpl_version_cmp(const char *, const char *);

@@ -1,0 +1,209 @@
+/*
+ * api_routes.c - routes a template publishes beside /v1, so an application
+ * keeps the endpoints it had (the seed's POST /user_onboarding,
+ * GET /user_onboarding/status/{id}, GET /user_onboarding/results/{id}).
+ *
+ * They speak the application's dialect - {"success": ..., "error": ...,
+ * "details": ...} - and are thin: creation goes through the same checks as
+ * POST /v1/tasks, reads are one statement each.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "api.h"
+#include "db.h"
+#include "render.h"
+#include "reply.h"
+#include "supervisor.h"
+#include "log.h"
+#include "xmalloc.h"
+
+static void
+route_error(struct evhttp_request *req, int status, const char *message,
+    json_t *details)
+{
+	reply_json(req, status, json_pack("{s:b, s:s, s:o}", "success", 0,
+	    "error", message, "details", details ? details : json_null()));
+}
+
+void
+api_route_create(struct evhttp_request *req, const struct tmpl *t)
+{
+	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
+	struct task_request	 tr;
+	json_t			*body, *ctx;
+	json_error_t		 jerr;
+	size_t			 len = evbuffer_get_length(in);
+
+	if ((int64_t)len > sv.conf->http_max_body) {
+		route_error(req, 413, "request body too large", json_pack(
+		    "{s:I}", "limit", (json_int_t)sv.conf->http_max_body));
+		return;
+	}
+	body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+	    JSON_REJECT_DUPLICATES, &jerr);
+	if (body == NULL) {
+		route_error(req, 400, "malformed JSON", json_pack("{s:s, s:i, "
+		    "s:i}", "reason", jerr.text, "line", jerr.line, "column",
+		    jerr.column));
+		return;
+	}
+	ctx = t->route_context_from != NULL ?
+	    json_object_get(body, t->route_context_from) : body;
+	if (!json_is_object(ctx)) {
+		route_error(req, 422, "invalid data", json_pack("[{s:s, s:s}]",
+		    "path", t->route_context_from ? t->route_context_from : "$",
+		    "message", "must be a JSON object"));
+		json_decref(body);
+		return;
+	}
+	memset(&tr, 0, sizeof(tr));
+	tr.t = t;
+	tr.ctx = ctx;
+	tr.source_system = "route";
+	tr.initiator = t->route_create;
+	task_create(req, &tr, t);
+	json_decref(body);
+}
+
+/* The task must be one of this template's (any version). */
+#define ROUTE_TASK_WHERE \
+	" FROM tasks t JOIN templates tp ON tp.id = t.template_id" \
+	" JOIN namespaces n ON n.id = tp.namespace_id" \
+	" WHERE t.id = $1 AND n.name = $2 AND tp.name = $3"
+
+static const char sql_route_status[] =
+"SELECT jsonb_build_object('task_id', t.id, 'status', t.status,"
+"  'started_at', t.created_at, 'completed_at', t.completed_at,"
+"  'total_duration_ms', round(extract(epoch FROM"
+"    t.completed_at - t.created_at) * 1000),"
+"  'steps', (SELECT jsonb_agg(jsonb_build_object('name', s.name,"
+"    'service', s.service, 'status', s.status, 'attempts', s.attempts,"
+"    'started_at', s.started_at, 'completed_at', s.completed_at,"
+"    'duration_ms', round(extract(epoch FROM"
+"      s.completed_at - s.started_at) * 1000)) ORDER BY s.position)"
+"    FROM steps s WHERE s.task_id = t.id))::text"
+ROUTE_TASK_WHERE;
+
+static const char sql_route_results[] =
+"SELECT t.status, t.context::text,"
+"  (SELECT coalesce(jsonb_object_agg(s.name, jsonb_build_object("
+"     'results', s.results, 'status', s.status)), '{}')"
+"   FROM steps s WHERE s.task_id = t.id)::text,"
+"  (SELECT coalesce(jsonb_agg(DISTINCT s.service), '[]') FROM steps s"
+"   WHERE s.task_id = t.id AND s.service IS NOT NULL"
+"     AND s.status IN ('complete', 'resolved_manually'))::text"
+ROUTE_TASK_WHERE;
+
+struct route_req {
+	struct evhttp_request	*req;
+	const struct tmpl	*t;
+	char			 id[24];
+};
+
+static void
+route_status_done(struct db_job *job, void *arg)
+{
+	struct route_req	*rr = arg;
+	PGresult		*res;
+
+	if (db_job_error(job) != NULL)
+		reply_db_error(rr->req, job);
+	else if (PQntuples(res = db_job_result(job, 0)) == 0)
+		route_error(rr->req, 404, "task not found", NULL);
+	else
+		reply_raw(rr->req, 200, PQgetvalue(res, 0, 0),
+		    (size_t)PQgetlength(res, 0, 0));
+	free(rr);
+}
+
+static void
+route_results_done(struct db_job *job, void *arg)
+{
+	struct route_req	*rr = arg;
+	PGresult		*res;
+	json_t			*scope, *out;
+	char			 err[256];
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(rr->req, job);
+		goto done;
+	}
+	res = db_job_result(job, 0);
+	if (PQntuples(res) == 0) {
+		route_error(rr->req, 404, "task not found", NULL);
+		goto done;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "complete") != 0) {
+		route_error(rr->req, 409, "task is not complete yet",
+		    json_pack("{s:s, s:s}", "task_id", rr->id, "status",
+		    PQgetvalue(res, 0, 0)));
+		goto done;
+	}
+	if (rr->t->route_results_body == NULL) {
+		reply_raw(rr->req, 200, PQgetvalue(res, 0, 2),
+		    (size_t)PQgetlength(res, 0, 2));
+		goto done;
+	}
+	scope = json_pack("{s:o, s:o, s:{s:s, s:s, s:o}}",
+	    "context", json_loads(PQgetvalue(res, 0, 1), 0, NULL),
+	    "steps", json_loads(PQgetvalue(res, 0, 2), 0, NULL),
+	    "task", "id", rr->id, "status", PQgetvalue(res, 0, 0),
+	    "services", json_loads(PQgetvalue(res, 0, 3), 0, NULL));
+	out = scope ? render_json(rr->t->route_results_body, scope, err,
+	    sizeof(err)) : NULL;
+	if (out == NULL) {
+		log_warnx("results route cannot render template=%s/%s "
+		    "task_id=%s reason=\"%s\"", rr->t->namespace, rr->t->name,
+		    rr->id, scope ? err : "bad row");
+		route_error(rr->req, 500, "results cannot be rendered",
+		    json_pack("{s:s}", "reason", scope ? err : "bad row"));
+	} else
+		reply_json(rr->req, 200, out);
+	json_decref(scope);
+done:
+	free(rr);
+}
+
+static void
+route_read(struct evhttp_request *req, const struct tmpl *t,
+    const char *id, const char *sql, db_cb cb)
+{
+	struct route_req	*rr;
+	struct db_job		*job;
+	const char		*params[3];
+	int64_t			 n;
+
+	if (parse_id(id, &n) == -1) {
+		route_error(req, 404, "task not found", NULL);
+		return;
+	}
+	rr = xcalloc(1, sizeof(*rr));
+	rr->req = req;
+	rr->t = t;
+	snprintf(rr->id, sizeof(rr->id), "%lld", (long long)n);
+	params[0] = rr->id;
+	params[1] = t->namespace;
+	params[2] = t->name;
+	job = db_job_new(cb, rr);
+	db_job_add(job, sql, 3, params);
+	db_submit(job);
+}
+
+void
+api_route_status(struct evhttp_request *req, const struct tmpl *t,
+    const char *id)
+{
+	route_read(req, t, id, sql_route_status, route_status_done);
+}
+
+void
+api_route_results(struct evhttp_request *req, const struct tmpl *t,
+    const char *id)
+{
+	route_read(req, t, id, sql_route_results, route_results_done);
+}

@@ -374,7 +374,7 @@ test_err_unknown_keys(void **state)
 	expect_error("name: t\nfoo: 1\nstep_templates:\n  - name: a\n",
 	    "t.yaml:2: unknown template key 'foo' (valid: name, "
 	    "namespace_name, version, description, default_dependent_system, "
-	    "identity_strategy, schema, step_templates, named_steps)");
+	    "identity_strategy, schema, step_templates, named_steps, routes)");
 	expect_error(HEAD "  - name: a\n    retries: 3\n",
 	    "t.yaml:4: unknown step key 'retries' (valid: name, description, "
 	    "handler, handler_class, dependent_system, depends_on_steps, "
@@ -703,7 +703,7 @@ test_registry_errors(void **state)
 	snprintf(want, sizeof(want),
 	    "%s/a.yaml:2: unknown template key 'bogus' (valid: name, "
 	    "namespace_name, version, description, default_dependent_system, "
-	    "identity_strategy, schema, step_templates, named_steps)\n"
+	    "identity_strategy, schema, step_templates, named_steps, routes)\n"
 	    "%s/c.yml:4: step 's' depends on itself\n"
 	    "%s/d.yaml:3: did not find expected node content (while parsing "
 	    "a flow node at line 3)", dir, dir, dir);
@@ -815,6 +815,61 @@ test_long_chain(void **state)
 	free(y);
 }
 
+#define ROUTES_HEAD "name: onb\nstep_templates:\n  - name: a\n"
+
+static void
+test_routes(void **state)
+{
+	struct tmpl_registry	 reg;
+	struct tmpl		*t, *items[1];
+	const char		*id = NULL;
+	char			 err[512];
+
+	(void)state;
+	t = load(ROUTES_HEAD "routes:\n"
+	    "  create: {path: /user_onboarding, context_from: user_onboarding}\n"
+	    "  status: {path: \"/user_onboarding/status/{task_id}\"}\n"
+	    "  results:\n"
+	    "    path: \"/user_onboarding/results/{task_id}\"\n"
+	    "    body: {user_id: \"{{steps.a.results.id}}\"}\n", err,
+	    sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->route_create, "/user_onboarding");
+	assert_string_equal(t->route_context_from, "user_onboarding");
+	assert_non_null(json_object_get(t->route_results_body, "user_id"));
+
+	items[0] = t;
+	reg.items = items;
+	reg.n = 1;
+	assert_ptr_equal(tmpl_registry_route(&reg, ROUTE_CREATE,
+	    "/user_onboarding", NULL), t);
+	assert_null(tmpl_registry_route(&reg, ROUTE_CREATE,
+	    "/user_onboarding/x", NULL));
+	assert_ptr_equal(tmpl_registry_route(&reg, ROUTE_STATUS,
+	    "/user_onboarding/status/42", &id), t);
+	assert_string_equal(id, "42");
+	assert_null(tmpl_registry_route(&reg, ROUTE_STATUS,
+	    "/user_onboarding/status/", &id));
+	assert_null(tmpl_registry_route(&reg, ROUTE_STATUS,
+	    "/user_onboarding/status/4/2", &id));
+	assert_null(tmpl_registry_route(&reg, ROUTE_RESULTS,
+	    "/user_onboarding/status/42", &id));
+	tmpl_free(t);
+
+	expect_error(ROUTES_HEAD "routes:\n  create: {path: /v1/tasks}\n",
+	    "t.yaml:1: routes.create.path: \"/v1/tasks\" must start with / "
+	    "and stay outside /v1, /health and /metrics");
+	expect_error(ROUTES_HEAD "routes:\n  status: {path: \"/s/{id}\"}\n",
+	    "t.yaml:1: routes.status.path: \"/s/{id}\" must end in "
+	    "/{task_id}");
+	expect_error(ROUTES_HEAD "routes:\n  create: {path: \"/a/{task_id}\"}\n",
+	    "t.yaml:1: routes.create.path: \"/a/{task_id}\" takes no "
+	    "placeholder");
+	expect_error(ROUTES_HEAD "routes:\n  results: {body: {a: 1}}\n",
+	    "t.yaml:1: routes.results.body needs routes.results.path");
+}
+
 int
 main(void)
 {
@@ -838,6 +893,7 @@ main(void)
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_identity_name),
 		cmocka_unit_test(test_long_chain),
+		cmocka_unit_test(test_routes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

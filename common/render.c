@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "render.h"
@@ -148,8 +149,11 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 	char		*p;
 	json_t		*out;
 	size_t		 plen = strlen(RENDER_ENV_PREFIX);
+	bool		 optional;
 
-	p = xstrndup(path, pathlen);
+	/* "path?" is optional: a missing value is null, not an error. */
+	optional = pathlen > 1 && path[pathlen - 1] == '?';
+	p = xstrndup(path, optional ? pathlen - 1 : pathlen);
 	if (strncmp(p, RENDER_ENV_PREFIX, plen) == 0) {
 		if (p[plen] == '\0') {
 			render_err(err, errlen, "placeholder '%s' names no "
@@ -157,7 +161,11 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 			free(p);
 			return NULL;
 		}
-		if ((env = getenv(p + plen)) == NULL) {
+		if ((env = getenv(p + plen)) == NULL && optional) {
+			free(p);
+			return json_null();
+		}
+		if (env == NULL) {
 			render_err(err, errlen, "missing environment variable "
 			    "'%s'", p + plen);
 			free(p);
@@ -169,7 +177,11 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 		free(p);
 		return out;
 	}
-	if ((v = render_lookup(scope, p)) == NULL) {
+	if ((v = render_lookup(scope, p)) == NULL && optional) {
+		free(p);
+		return json_null();
+	}
+	if (v == NULL) {
 		render_err(err, errlen, "missing path '%s'", p);
 		free(p);
 		return NULL;
@@ -258,6 +270,29 @@ fail:
 	return NULL;
 }
 
+/* Is s exactly one optional placeholder ("{{path?}}") whose value is
+ * missing?  Such an object member is left out rather than sent as null. */
+static bool
+render_absent(const char *s, const json_t *scope)
+{
+	const char	*path;
+	size_t		 start, end, pathlen;
+	char		*p;
+	bool		 absent;
+
+	if (render_next(s, &start, &end, &path, &pathlen, NULL, 0) != 1 ||
+	    start != 0 || s[end] != '\0' || pathlen < 2 ||
+	    path[pathlen - 1] != '?')
+		return false;
+	p = xstrndup(path, pathlen - 1);
+	if (strncmp(p, RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0)
+		absent = getenv(p + strlen(RENDER_ENV_PREFIX)) == NULL;
+	else
+		absent = render_lookup(scope, p) == NULL;
+	free(p);
+	return absent;
+}
+
 /* A string that is exactly one placeholder becomes the value itself. */
 static json_t *
 render_json_string(const char *s, const json_t *scope, char *err,
@@ -307,6 +342,9 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 		out = json_object();
 		/* jansson's iteration macros take a non-const object. */
 		json_object_foreach((json_t *)tmpl, key, item) {
+			if (json_is_string(item) &&
+			    render_absent(json_string_value(item), scope))
+				continue;
 			if ((r = render_json(item, scope, err, errlen)) ==
 			    NULL) {
 				json_decref(out);

@@ -8,7 +8,9 @@
  * longer string are interpolated as text (strings verbatim, other values as
  * compact JSON).  In RENDER_URL mode interpolated text is percent-encoded
  * (RFC 3986 unreserved characters kept).  {{env.NAME}} reads the worker's
- * environment (for secrets in headers; never in results).
+ * environment (for secrets in headers; never in results).  A path ending
+ * in '?' is optional: when missing it renders as null, and an object member
+ * that is exactly such a placeholder is left out altogether.
  */
 #ifndef TASKERD_RENDER_H
 #define TASKERD_RENDER_H

@@ -318,6 +318,43 @@ test_no_rescan(void **state)
 	json_decref(scope);
 }
 
+static void
+test_optional_paths(void **state)
+{
+	json_t	*scope, *tmpl, *out;
+	char	 err[256];
+
+	(void)state;
+	scope = json_pack("{s:{s:s}}", "context", "plan", "free");
+	tmpl = json_pack("{s:s, s:s, s:[s]}", "plan", "{{context.plan}}",
+	    "method", "{{ context.method? }}", "list", "{{context.gone?}}");
+	out = render_json(tmpl, scope, err, sizeof(err));
+	assert_non_null(out);
+	/* The absent member is left out; in an array it stays as null. */
+	assert_string_equal(json_string_value(json_object_get(out, "plan")),
+	    "free");
+	assert_null(json_object_get(out, "method"));
+	assert_true(json_is_null(json_array_get(json_object_get(out, "list"),
+	    0)));
+	json_decref(out);
+	json_decref(tmpl);
+
+	/* Without the '?', the same path is an error. */
+	tmpl = json_pack("{s:s}", "method", "{{context.method}}");
+	assert_null(render_json(tmpl, scope, err, sizeof(err)));
+	assert_string_equal(err, "missing path 'context.method'");
+	json_decref(tmpl);
+
+	/* A present optional value is used as usual. */
+	tmpl = json_pack("{s:s}", "plan", "{{context.plan?}}");
+	out = render_json(tmpl, scope, err, sizeof(err));
+	assert_string_equal(json_string_value(json_object_get(out, "plan")),
+	    "free");
+	json_decref(out);
+	json_decref(tmpl);
+	json_decref(scope);
+}
+
 int
 main(void)
 {
@@ -335,6 +372,7 @@ main(void)
 		cmocka_unit_test(test_env),
 		cmocka_unit_test(test_untouched),
 		cmocka_unit_test(test_no_rescan),
+		cmocka_unit_test(test_optional_paths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

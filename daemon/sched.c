@@ -536,7 +536,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		if (o->retry_after_ms >= 0)
 			json_object_set_new(meta, "retry_after_ms",
 			    json_integer(o->retry_after_ms));
-		if (delay > 0)
+		if (strcmp(status, "waiting_for_retry") == 0)
 			json_object_set_new(meta, "delay_ms",
 			    json_integer(delay));
 		log_info("step attempt failed task_id=%lld step=%s attempt=%u "
@@ -574,6 +574,13 @@ sched_fail(struct claim *c, const char *code, const char *message)
 	o.error_code = (char *)code;
 	o.error_message = (char *)message;
 	o.retry_after_ms = -1;
+	if (c->dispatched) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		o.duration_us = (now.tv_sec - c->started.tv_sec) * 1000000 +
+		    (now.tv_nsec - c->started.tv_nsec) / 1000;
+	}
 	sched_outcome(c, &o);
 }
 

@@ -1,0 +1,313 @@
+"""Task identity and context validation (issue 3, acceptance 6 and 7).
+
+identity_strategy per template:
+  strict           a second task with the same context (whatever the key
+                   order) answers 409 duplicate_task with the first task's
+                   id and status; another context makes a new task.
+  caller_provided  "idempotency_key" is required (422 without); the same
+                   key again answers 409 with the first task's id.
+  always_unique    (the default) duplicates are separate tasks.
+
+schema: a context that violates the template's JSON Schema answers 422
+invalid_context listing every violation with its JSON path, and writes
+nothing; defaults are inserted into the stored context.
+"""
+
+import json
+
+import harness
+
+NS = "ident"
+
+
+def tmpl(name, strategy=None, schema=None):
+    text = "name: %s\nnamespace_name: %s\nversion: 1.0.0\n" % (name, NS)
+    if strategy:
+        text += "identity_strategy: %s\n" % strategy
+    if schema is not None:
+        # JSON is YAML: the schema goes in as one flow mapping.
+        text += "schema: %s\n" % json.dumps(schema)
+    text += """\
+step_templates:
+  - name: only
+    handler: noop
+    handler_config: { results: { done: true } }
+"""
+    return text
+
+
+def post_raw(t, text):
+    return t.post("/v1/tasks", data=text)
+
+
+def task_rows(t):
+    return int(t.pg.scalar(t.db, "select count(*) from tasks"))
+
+
+def assert_duplicate(r, first):
+    """r is the 409 for a duplicate of task `first` (a task object)."""
+    err = harness.assert_json_error(r, 409, "duplicate_task")
+    assert err.get("task_id") == first["task_id"], err
+    assert err.get("status") == first["status"], (err, first["status"])
+    return err
+
+
+def test_strict_identity(taskerd):
+    t = taskerd(templates={"orders.yaml": tmpl("orders", "strict"),
+                           "invoices.yaml": tmpl("invoices", "strict")})
+    r = post_raw(t, '{"name": "orders", "namespace": "%s", "context": '
+                    '{"customer": 7, "order": {"sku": "A-1", "qty": 2}}}' % NS)
+    assert r.status == 201, (r.status, r.body)
+    first = r.body
+    first = t.wait_task(first["task_id"], timeout=20)
+    assert first["status"] == "complete", first
+
+    # The same context, keys in another order at both levels: a duplicate.
+    r = post_raw(t, '{"namespace": "%s", "context": {"order": {"qty": 2, '
+                    '"sku": "A-1"}, "customer": 7}, "name": "orders"}' % NS)
+    assert_duplicate(r, first)
+    # Fields that are not the context do not make it new.
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"customer": 7, "order": {
+                                      "sku": "A-1", "qty": 2}},
+                                  "initiator": "someone else",
+                                  "reason": "again"})
+    assert_duplicate(r, first)
+    assert task_rows(t) == 1
+
+    # The duplicate answer carries the status the first task has now.
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"customer": 8}})
+    assert r.status == 201, (r.status, r.body)
+    second = r.body
+    assert second["task_id"] != first["task_id"]
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"customer": 8}})
+    err = harness.assert_json_error(r, 409, "duplicate_task")
+    assert err["task_id"] == second["task_id"], err
+    assert err["status"] in ("pending", "in_progress", "complete"), err
+    second = t.wait_task(second["task_id"], timeout=20)
+    assert second["status"] == "complete", second
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"customer": 8}})
+    assert_duplicate(r, second)
+
+    # A value that differs only in type is another context.
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"customer": "8"}})
+    assert r.status == 201, (r.status, r.body)
+    # Identity is per template: the same context for another one is new.
+    r = t.post("/v1/tasks", json={"name": "invoices", "namespace": NS,
+                                  "context": {"customer": 8}})
+    assert r.status == 201, (r.status, r.body)
+    assert task_rows(t) == 4
+
+
+def test_caller_provided_identity(taskerd):
+    t = taskerd(templates={"payments.yaml": tmpl("payments",
+                                                 "caller_provided")})
+    before = harness.row_counts(t.pg, t.db)
+    r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
+                                  "context": {"amount": 10}})
+    harness.assert_json_error(r, 422, "idempotency_key_required")
+    assert harness.row_counts(t.pg, t.db) == before, "a refused task left rows"
+
+    r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
+                                  "context": {"amount": 10},
+                                  "idempotency_key": "pay-1"})
+    assert r.status == 201, (r.status, r.body)
+    first = t.wait_task(r.body["task_id"], timeout=20)
+
+    # The same key is the same task, whatever the context says.
+    for ctx in ({"amount": 10}, {"amount": 99}):
+        r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
+                                      "context": ctx,
+                                      "idempotency_key": "pay-1"})
+        assert_duplicate(r, first)
+    r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
+                                  "context": {"amount": 10},
+                                  "idempotency_key": "pay-2"})
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["task_id"] != first["task_id"]
+    assert task_rows(t) == 2
+
+
+def test_always_unique_is_the_default(taskerd):
+    t = taskerd(templates={"pings.yaml": tmpl("pings"),
+                           "pongs.yaml": tmpl("pongs", "always_unique")})
+    ids = set()
+    for name in ("pings", "pongs"):
+        for _ in range(2):
+            r = t.post("/v1/tasks", json={"name": name, "namespace": NS,
+                                          "context": {"same": True}})
+            assert r.status == 201, (name, r.status, r.body)
+            ids.add(r.body["task_id"])
+    assert len(ids) == 4, ids
+    assert task_rows(t) == 4
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["email", "plan"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "plan": {"enum": ["free", "pro"]},
+        "seats": {"type": "integer", "minimum": 1, "maximum": 100,
+                  "default": 1},
+        "name": {"type": "string", "minLength": 2, "pattern": "^[A-Z]"},
+        "tags": {"type": "array", "maxItems": 3,
+                 "items": {"type": "string", "maxLength": 5}},
+        "region": {"type": "string", "default": "eu"},
+    },
+}
+
+
+def test_schema_violations_are_all_listed_and_nothing_is_written(taskerd):
+    t = taskerd(templates={"signup.yaml": tmpl("signup", schema=SCHEMA)})
+    before = harness.row_counts(t.pg, t.db)
+
+    bad = {"email": "not-an-address", "seats": 500, "name": "x",
+           "tags": ["ok", "much-too-long"], "shoe_size": 44}
+    r = t.post("/v1/tasks", json={"name": "signup", "namespace": NS,
+                                  "context": bad})
+    err = harness.assert_json_error(r, 422, "invalid_context")
+    viol = err.get("violations")
+    assert isinstance(viol, list) and viol, err
+    for v in viol:
+        assert isinstance(v.get("path"), str) and v["path"].startswith("$"), v
+        assert isinstance(v.get("message"), str) and v["message"], v
+    paths = [v["path"] for v in viol]
+    expected = {
+        "$.plan",           # required, missing
+        "$.email",          # format email
+        "$.seats",          # maximum
+        "$.name",           # minLength and pattern
+        "$.tags[1]",        # maxLength of an item
+        "$.shoe_size",      # additionalProperties
+    }
+    assert expected <= set(paths), "violations %s miss %s" % (
+        json.dumps(viol, indent=1), sorted(expected - set(paths)))
+    # minLength and pattern are two violations of $.name.
+    assert paths.count("$.name") == 2, viol
+    assert harness.row_counts(t.pg, t.db) == before, \
+        "a refused task left rows"
+
+    # A wrong type at the top and in an array.
+    r = t.post("/v1/tasks", json={"name": "signup", "namespace": NS,
+                                  "context": {"email": "a@example.com",
+                                              "plan": "gold", "seats": "2",
+                                              "tags": [1, "a", "b", "c"]}})
+    err = harness.assert_json_error(r, 422, "invalid_context")
+    paths = sorted(v["path"] for v in err["violations"])
+    assert {"$.plan", "$.seats", "$.tags", "$.tags[0]"} <= set(paths), \
+        err["violations"]
+    assert harness.row_counts(t.pg, t.db) == before
+
+
+def test_schema_defaults_are_stored(taskerd):
+    t = taskerd(templates={"signup.yaml": tmpl("signup", schema=SCHEMA)})
+    r = t.post("/v1/tasks", json={"name": "signup", "namespace": NS,
+                                  "context": {"email": "ann@example.com",
+                                              "plan": "pro", "seats": 3}})
+    assert r.status == 201, (r.status, r.body)
+    tid = r.body["task_id"]
+    want = {"email": "ann@example.com", "plan": "pro", "seats": 3,
+            "region": "eu"}
+    assert r.body["context"] == want, r.body
+    assert t.task(tid)["context"] == want
+    stored = json.loads(t.pg.scalar(t.db, "select context::text from tasks "
+                                          "where id = %d" % tid))
+    assert stored == want, stored
+
+    # An absent property with a default gets it; a present one is kept.
+    r = t.post("/v1/tasks", json={"name": "signup", "namespace": NS,
+                                  "context": {"email": "bob@example.com",
+                                              "plan": "free"}})
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["context"] == {"email": "bob@example.com", "plan": "free",
+                                 "seats": 1, "region": "eu"}, r.body
+    assert t.wait_task(r.body["task_id"], timeout=20)["status"] == "complete"
+
+
+def test_strict_identity_under_concurrent_creation(taskerd):
+    """Eight clients create the same task at once: one task, one 201, and
+    every other answer is a 409 naming it."""
+    import threading
+    t = taskerd(templates={"orders.yaml": tmpl("orders", "strict")})
+    body = {"name": "orders", "namespace": NS, "context": {"race": 1}}
+    answers = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def client():
+        go.wait()
+        r = t.post("/v1/tasks", json=body)
+        with lock:
+            answers.append(r)
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for th in threads:
+        th.start()
+    go.set()
+    for th in threads:
+        th.join(30)
+    assert len(answers) == 8
+    created = [r for r in answers if r.status == 201]
+    assert len(created) == 1, [(r.status, r.body) for r in answers]
+    tid = created[0].body["task_id"]
+    for r in answers:
+        if r.status != 201:
+            err = harness.assert_json_error(r, 409, "duplicate_task")
+            assert err["task_id"] == tid, err
+    assert task_rows(t) == 1
+
+
+NESTED = {
+    "type": "object",
+    "required": ["user", "version"],
+    "properties": {
+        "version": {"const": 2},
+        "callback": {"type": "string", "format": "uri"},
+        "when": {"type": "string", "format": "date-time"},
+        "user": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "age": {"type": "integer", "minimum": 18},
+            },
+        },
+        "items": {"type": "array", "minItems": 2,
+                  "items": {"type": "object", "required": ["sku"]}},
+    },
+}
+
+
+def test_schema_nested_paths_and_more_keywords(taskerd):
+    t = taskerd(templates={"nested.yaml": tmpl("nested", schema=NESTED)})
+    before = harness.row_counts(t.pg, t.db)
+    bad = {"version": 3, "callback": "not a uri", "when": "yesterday",
+           "user": {"age": 12, "admin": True}, "items": [{"qty": 1}]}
+    r = t.post("/v1/tasks", json={"name": "nested", "namespace": NS,
+                                  "context": bad})
+    err = harness.assert_json_error(r, 422, "invalid_context")
+    paths = [v["path"] for v in err["violations"]]
+    expected = ["$.version", "$.callback", "$.when", "$.user.name",
+                "$.user.age", "$.user.admin", "$.items", "$.items[0].sku"]
+    assert sorted(set(paths)) == sorted(expected), err["violations"]
+    assert len(paths) == len(expected), err["violations"]
+    assert harness.row_counts(t.pg, t.db) == before
+
+    good = {"version": 2, "callback": "https://example.com/hook",
+            "when": "2024-05-01T12:00:00Z", "user": {"name": "Ann", "age": 30},
+            "items": [{"sku": "a"}, {"sku": "b"}]}
+    r = t.post("/v1/tasks", json={"name": "nested", "namespace": NS,
+                                  "context": good})
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["context"] == good, r.body
+    # A context that is not an object at all.
+    r = t.post("/v1/tasks", json={"name": "nested", "namespace": NS,
+                                  "context": []})
+    assert r.status in (400, 422), (r.status, r.body)
+    assert task_rows(t) == 1

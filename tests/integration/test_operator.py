@@ -1,0 +1,435 @@
+"""Operator actions (issue 3, acceptance 8).
+
+DELETE /v1/tasks/{id}                 cancel: what has not started never
+                                      will; what runs is not retried.
+PATCH /v1/tasks/{id}/steps/{step}     retry | resolve_manually |
+                                      complete_manually, with a reason.
+
+Each one is checked through what a user sees: the answer, the task and
+step states afterwards, the requests the services received, and the audit
+history (the step's transitions carry {"action", "actor", "reason"}).
+"""
+
+import threading
+import time
+
+import harness
+
+NS = "ops"
+
+
+def step_transitions(t, task_id, step):
+    r = t.get("/v1/tasks/%s/steps/%s/transitions" % (task_id, step))
+    assert r.status == 200, (r.status, r.body)
+    return r.body["transitions"]
+
+
+def task_transitions(t, task_id):
+    r = t.get("/v1/tasks/%s/transitions" % task_id)
+    assert r.status == 200, (r.status, r.body)
+    return r.body["transitions"]
+
+
+def pairs(transitions):
+    return [(x["from_state"], x["to_state"]) for x in transitions]
+
+
+def patch_step(t, task_id, step, body):
+    return t.patch("/v1/tasks/%s/steps/%s" % (task_id, step), json=body)
+
+
+def step(t, task_id, name):
+    r = t.get("/v1/tasks/%s/steps/%s" % (task_id, name))
+    assert r.status == 200, (r.status, r.body)
+    return r.body
+
+
+def counted(answers):
+    """Route handler answering answers[i] to call i (the last repeats);
+    an answer may be a function of the request."""
+    lock = threading.Lock()
+    n = {"calls": 0}
+
+    def handler(req):
+        with lock:
+            i = n["calls"]
+            n["calls"] += 1
+        a = answers[min(i, len(answers) - 1)]
+        return a(req) if callable(a) else a
+    return handler
+
+
+def http_step(name, url, limit=3, backoff="{ base: 200ms, max: 1s, jitter: none }",
+              deps=(), body=None, timeout="10s"):
+    text = """\
+  - name: {name}
+    handler: http
+    default_retry_limit: {limit}
+    timeout: {timeout}
+    backoff: {backoff}
+""".format(name=name, limit=limit, backoff=backoff, timeout=timeout)
+    if deps:
+        text += "    depends_on_steps: [%s]\n" % ", ".join(deps)
+    text += "    handler_config:\n      method: POST\n      url: \"%s\"\n" % url
+    text += "      body: %s\n" % (body or "{ task: x }")
+    return text
+
+
+def noop_step(name, deps=(), config=None):
+    text = "  - name: %s\n    handler: noop\n" % name
+    if deps:
+        text += "    depends_on_steps: [%s]\n" % ", ".join(deps)
+    if config:
+        text += "    handler_config: %s\n" % config
+    return text
+
+
+def template(name, *steps):
+    return ("name: %s\nnamespace_name: %s\nversion: 1.0.0\nstep_templates:\n"
+            % (name, NS)) + "".join(steps)
+
+
+def test_cancel(taskerd, service):
+    def slow(status, body):
+        def fn(req):
+            time.sleep(2)
+            return status, body
+        return fn
+    # doomed: running at cancel time, then fails retryably -> cancelled.
+    # lucky: running at cancel time, then succeeds -> complete.
+    # waiter: waiting_for_retry (a 10 s backoff) at cancel time.
+    service.route("POST", "/doomed", counted([slow(500, {"error": "late"})]))
+    service.route("POST", "/lucky", counted([slow(200, {"ok": True})]))
+    service.route("POST", "/waiter", status=503, body={"error": "busy"})
+    service.route("POST", "/child", status=200, body={"ok": True})
+    t = taskerd(workers=3, templates={"cancelme.yaml": template(
+        "cancelme",
+        http_step("doomed", service.url + "/doomed"),
+        http_step("lucky", service.url + "/lucky"),
+        http_step("waiter", service.url + "/waiter",
+                  backoff="{ base: 10s, max: 10s, jitter: none }"),
+        http_step("child", service.url + "/child", deps=("doomed",)),
+        http_step("grandchild", service.url + "/child", deps=("child",)),
+        http_step("lucky_child", service.url + "/child", deps=("lucky",)),
+    )})
+    tid = t.create_task("cancelme", {}, namespace=NS)["task_id"]
+    service.wait_requests("/doomed", 1, timeout=10)
+    service.wait_requests("/lucky", 1, timeout=10)
+    harness.wait_until(lambda: step(t, tid, "waiter")["status"] ==
+                       "waiting_for_retry", 10, message="waiter waiting")
+    assert step(t, tid, "doomed")["status"] == "in_progress"
+
+    r = t.request("DELETE", "/v1/tasks/%s" % tid,
+                  json={"reason": "customer withdrew the order",
+                        "actor": "ops-alice"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["status"] == "cancelled", r.body
+    st = harness.steps_by_name(r.body)
+    assert st["doomed"]["status"] == "in_progress", st["doomed"]
+    assert st["lucky"]["status"] == "in_progress", st["lucky"]
+    for name in ("waiter", "child", "grandchild", "lucky_child"):
+        assert st[name]["status"] == "cancelled", st[name]
+        assert st[name]["next_attempt_at"] is None, st[name]
+
+    # The running attempts finish; neither is retried, nothing else runs.
+    def settled():
+        s = harness.steps_by_name(t.task(tid))
+        return s if s["doomed"]["status"] != "in_progress" and \
+            s["lucky"]["status"] != "in_progress" else None
+    s = harness.wait_until(settled, 10, message="the running steps to end")
+    time.sleep(1.0)     # well past doomed's 200 ms backoff
+    task = t.task(tid)
+    s = harness.steps_by_name(task)
+    assert task["status"] == "cancelled", task
+    assert (s["doomed"]["status"], s["doomed"]["attempts"]) == \
+        ("cancelled", 1), s["doomed"]
+    assert s["doomed"]["last_error"]["http_status"] == 500, s["doomed"]
+    assert (s["lucky"]["status"], s["lucky"]["attempts"]) == \
+        ("complete", 1), s["lucky"]
+    assert (s["waiter"]["status"], s["waiter"]["attempts"]) == \
+        ("cancelled", 1), s["waiter"]
+    for name in ("child", "grandchild", "lucky_child"):
+        assert (s[name]["status"], s[name]["attempts"]) == \
+            ("cancelled", 0), s[name]
+    assert len(service.requests_for("/doomed")) == 1, service.requests
+    assert len(service.requests_for("/lucky")) == 1, service.requests
+    assert len(service.requests_for("/waiter")) == 1, service.requests
+    assert service.requests_for("/child") == [], service.requests
+
+    # The history says who cancelled and why.
+    want = {"action": "cancel", "actor": "ops-alice",
+            "reason": "customer withdrew the order"}
+    for name, frm in (("waiter", "waiting_for_retry"), ("child", "pending"),
+                      ("grandchild", "pending"), ("lucky_child", "pending")):
+        tr = step_transitions(t, tid, name)
+        assert tr[-1]["from_state"] == frm and tr[-1]["to_state"] == "cancelled", tr
+        assert tr[-1]["metadata"] == want, tr[-1]
+    tr = step_transitions(t, tid, "doomed")
+    assert pairs(tr) == [("pending", "in_progress"),
+                         ("in_progress", "cancelled")], tr
+    assert tr[-1]["metadata"]["error"]["http_status"] == 500, tr[-1]
+    task_tr = [x for x in task_transitions(t, tid) if x["scope"] == "task"]
+    assert (task_tr[-1]["from_state"], task_tr[-1]["to_state"]) == \
+        ("in_progress", "cancelled"), task_tr
+    assert task_tr[-1]["metadata"] == want, task_tr[-1]
+
+    # Once is enough.
+    r = t.request("DELETE", "/v1/tasks/%s" % tid, json={"reason": "again"})
+    harness.assert_json_error(r, 409, "invalid_state")
+    r = t.delete("/v1/tasks/%s" % tid)
+    harness.assert_json_error(r, 409, "invalid_state")
+    r = patch_step(t, tid, "child", {"action": "complete_manually",
+                                     "reason": "too late"})
+    harness.assert_json_error(r, 409, "invalid_state")
+    r = t.delete("/v1/tasks/987654")
+    harness.assert_json_error(r, 404)
+    assert t.task(tid)["status"] == "cancelled"
+
+
+def test_retry_an_error_step(taskerd, service):
+    service.route("POST", "/flaky", counted([
+        (500, {"error": "down 1"}), (500, {"error": "down 2"}),
+        (200, {"ok": True, "call": 3})]))
+    service.route("POST", "/next", status=200, body={"ok": True})
+    t = taskerd(templates={"retryme.yaml": template(
+        "retryme",
+        http_step("flaky", service.url + "/flaky", limit=2),
+        http_step("next", service.url + "/next", deps=("flaky",)),
+    )})
+    tid = t.create_task("retryme", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    s = harness.steps_by_name(task)
+    assert task["status"] == "error", task
+    assert (s["flaky"]["status"], s["flaky"]["attempts"],
+            s["flaky"]["retry_limit"]) == ("error", 2, 2), s["flaky"]
+
+    r = patch_step(t, tid, "flaky", {"action": "retry", "actor": "ops-bob",
+                                     "reason": "the service is fixed"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["name"] == "flaky", r.body
+    assert r.body["status"] in ("waiting_for_retry", "in_progress",
+                                "complete"), r.body
+    # A fresh budget: the template's 2 attempts on top of the 2 used.
+    assert r.body["retry_limit"] == 4, r.body
+    assert r.body["attempts"] >= 2, r.body
+
+    task = t.wait_task(tid, timeout=20)
+    s = harness.steps_by_name(task)
+    assert task["status"] == "complete", task
+    assert (s["flaky"]["status"], s["flaky"]["attempts"],
+            s["flaky"]["retry_limit"]) == ("complete", 3, 4), s["flaky"]
+    assert s["flaky"]["results"] == {"ok": True, "call": 3}, s["flaky"]
+    assert s["next"]["status"] == "complete", s["next"]
+    assert len(service.requests_for("/flaky")) == 3
+    assert len(service.requests_for("/next")) == 1
+
+    tr = step_transitions(t, tid, "flaky")
+    assert pairs(tr) == [
+        ("pending", "in_progress"), ("in_progress", "waiting_for_retry"),
+        ("waiting_for_retry", "in_progress"), ("in_progress", "error"),
+        ("error", "waiting_for_retry"),
+        ("waiting_for_retry", "in_progress"), ("in_progress", "complete"),
+    ], pairs(tr)
+    assert tr[4]["metadata"] == {"action": "retry", "actor": "ops-bob",
+                                 "reason": "the service is fixed"}, tr[4]
+    assert tr[5]["metadata"]["attempt"] == 3, tr[5]
+    task_tr = [(x["from_state"], x["to_state"]) for x in
+               task_transitions(t, tid) if x["scope"] == "task"]
+    assert task_tr == [(None, "pending"), ("pending", "in_progress"),
+                       ("in_progress", "error"), ("error", "in_progress"),
+                       ("in_progress", "complete")], task_tr
+
+    # Retry applies to an error step only.
+    r = patch_step(t, tid, "flaky", {"action": "retry", "reason": "again"})
+    harness.assert_json_error(r, 409, "invalid_state")
+
+
+def test_retry_puts_the_task_back_in_progress(taskerd, service):
+    """Right after the retry, before the new attempt ends, the task is
+    in_progress again (not error)."""
+    service.route("POST", "/slowfix", counted([
+        (500, {"error": "down"}),
+        lambda req: (time.sleep(1.5), (200, {"ok": True}))[1]]))
+    t = taskerd(templates={"slowfix.yaml": template(
+        "slowfix", http_step("fix", service.url + "/slowfix", limit=1))})
+    tid = t.create_task("slowfix", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "error", task
+    r = patch_step(t, tid, "fix", {"action": "retry", "reason": "try again"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["retry_limit"] == 2, r.body
+    service.wait_requests("/slowfix", 2, timeout=10)
+    task = t.task(tid)
+    assert task["status"] == "in_progress", task
+    assert task["steps"][0]["status"] == "in_progress", task
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "complete", task
+    assert task["steps"][0]["attempts"] == 2, task
+
+
+def test_resolve_manually_releases_dependents(taskerd, service):
+    service.route("POST", "/reject", status=400, body={"error": "bad input"})
+    service.route("POST", "/next", status=200, body={"ok": True})
+    t = taskerd(templates={"resolveme.yaml": template(
+        "resolveme",
+        http_step("broken", service.url + "/reject"),
+        http_step("next", service.url + "/next", deps=("broken",)),
+        noop_step("last", deps=("next",)),
+    )})
+    tid = t.create_task("resolveme", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "error", task
+    assert harness.steps_by_name(task)["next"]["status"] == "pending"
+    assert service.requests_for("/next") == []
+
+    r = patch_step(t, tid, "broken", {"action": "resolve_manually",
+                                      "reason": "fixed by hand in the CRM"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["status"] == "resolved_manually", r.body
+
+    task = t.wait_task(tid, timeout=20)
+    s = harness.steps_by_name(task)
+    assert task["status"] == "complete", task
+    assert s["broken"]["status"] == "resolved_manually", s["broken"]
+    assert s["broken"]["attempts"] == 1, s["broken"]
+    assert s["next"]["status"] == "complete", s["next"]
+    assert s["last"]["status"] == "complete", s["last"]
+    assert len(service.requests_for("/next")) == 1
+    assert len(service.requests_for("/reject")) == 1
+
+    tr = step_transitions(t, tid, "broken")
+    assert pairs(tr)[-1] == ("error", "resolved_manually"), tr
+    assert tr[-1]["metadata"] == {"action": "resolve_manually",
+                                  "actor": "anonymous",
+                                  "reason": "fixed by hand in the CRM"}, tr[-1]
+
+    r = patch_step(t, tid, "broken", {"action": "resolve_manually",
+                                      "reason": "twice"})
+    harness.assert_json_error(r, 409, "invalid_state")
+
+
+def test_complete_manually_results_reach_dependents(taskerd, service):
+    service.route("POST", "/issue", status=404, body={"error": "no such user"})
+    service.route("POST", "/use", status=200, body={"used": True})
+    t = taskerd(templates={"completeme.yaml": template(
+        "completeme",
+        http_step("issue_token", service.url + "/issue"),
+        http_step("use_token", service.url + "/use", deps=("issue_token",),
+                  body='{ token: "{{steps.issue_token.results.token}}", '
+                       'n: "{{steps.issue_token.results.n}}" }'),
+    )})
+    tid = t.create_task("completeme", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "error", task
+
+    r = patch_step(t, tid, "issue_token", {
+        "action": "complete_manually", "actor": "ops-carol",
+        "reason": "issued the token by hand",
+        "results": {"token": "tok-42", "n": 7}})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["status"] == "complete", r.body
+    assert r.body["results"] == {"token": "tok-42", "n": 7}, r.body
+
+    task = t.wait_task(tid, timeout=20)
+    s = harness.steps_by_name(task)
+    assert task["status"] == "complete", task
+    assert s["issue_token"]["results"] == {"token": "tok-42", "n": 7}
+    assert s["use_token"]["status"] == "complete", s["use_token"]
+    (use,) = service.requests_for("/use")
+    assert use.json is not None and use.json.get("token") == "tok-42", use.json
+    assert str(use.json.get("n")) == "7", use.json
+
+    tr = step_transitions(t, tid, "issue_token")
+    assert pairs(tr)[-1] == ("error", "complete"), tr
+    assert tr[-1]["metadata"] == {"action": "complete_manually",
+                                  "actor": "ops-carol",
+                                  "reason": "issued the token by hand"}, tr[-1]
+
+
+def test_complete_manually_a_waiting_step(taskerd, service):
+    """A step waiting for its retry can be completed by hand: it is not
+    attempted again and its dependents run."""
+    service.route("POST", "/busy", status=503, body={"error": "busy"})
+    service.route("POST", "/next", status=200, body={"ok": True})
+    t = taskerd(templates={"waitme.yaml": template(
+        "waitme",
+        http_step("busy", service.url + "/busy",
+                  backoff="{ base: 10s, max: 10s, jitter: none }"),
+        http_step("next", service.url + "/next", deps=("busy",)),
+    )})
+    tid = t.create_task("waitme", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: step(t, tid, "busy")["status"] ==
+                       "waiting_for_retry", 10, message="busy waiting")
+    r = patch_step(t, tid, "busy", {"action": "complete_manually",
+                                    "reason": "done elsewhere"})
+    assert r.status == 200, (r.status, r.body)
+    assert (r.body["status"], r.body["results"]) == ("complete", {}), r.body
+    assert r.body["next_attempt_at"] is None, r.body
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "complete", task
+    assert len(service.requests_for("/busy")) == 1
+    assert len(service.requests_for("/next")) == 1
+    tr = step_transitions(t, tid, "busy")
+    assert pairs(tr)[-1] == ("waiting_for_retry", "complete"), tr
+    assert tr[-1]["metadata"]["reason"] == "done elsewhere", tr[-1]
+
+
+def test_bad_actions(taskerd):
+    t = taskerd(templates={"badacts.yaml": template(
+        "badacts",
+        noop_step("first", config="{ fail: permanent }"),
+        noop_step("second", deps=("first",)),
+    )})
+    tid = t.create_task("badacts", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "error", task
+    before = harness.row_counts(t.pg, t.db)
+
+    cases = [
+        ({"action": "retry"}, 400),                          # no reason
+        ({"action": "retry", "reason": ""}, 400),            # empty reason
+        ({"action": "retry", "reason": 42}, 400),            # not a string
+        ({"reason": "why not"}, 400),                        # no action
+        ({"action": "explode", "reason": "why not"}, 400),   # unknown action
+        ({"action": "complete_manually", "reason": "r",
+          "results": "not an object"}, 400),
+    ]
+    for body, status in cases:
+        r = patch_step(t, tid, "first", body)
+        harness.assert_json_error(r, status, "invalid_request")
+    r = t.patch("/v1/tasks/%s/steps/first" % tid, data="{not json")
+    harness.assert_json_error(r, 400)
+    r = patch_step(t, tid, "nosuch", {"action": "retry", "reason": "r"})
+    harness.assert_json_error(r, 404, "not_found")
+    r = patch_step(t, 987654, "first", {"action": "retry", "reason": "r"})
+    harness.assert_json_error(r, 404, "not_found")
+    # second is pending: nothing to retry.
+    r = patch_step(t, tid, "second", {"action": "retry", "reason": "r"})
+    harness.assert_json_error(r, 409, "invalid_state")
+    assert harness.row_counts(t.pg, t.db) == before, "a refused action wrote"
+    task = t.task(tid)
+    assert [x["status"] for x in task["steps"]] == ["error", "pending"], task
+    assert task["status"] == "error", task
+
+    # Resolving the pending child of an error step is allowed; the task
+    # stays error while its failed step is not dealt with.
+    r = patch_step(t, tid, "second", {"action": "resolve_manually",
+                                      "reason": "not needed"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["status"] == "resolved_manually", r.body
+    assert t.task(tid)["status"] == "error"
+    r = patch_step(t, tid, "first", {"action": "resolve_manually",
+                                     "reason": "not needed either"})
+    assert r.status == 200, (r.status, r.body)
+    task = t.wait_task(tid, timeout=10)
+    assert task["status"] == "complete", task
+    assert [x["status"] for x in task["steps"]] == \
+        ["resolved_manually", "resolved_manually"], task
+    # A finished task takes no more actions.
+    for name in ("first", "second"):
+        for action in ("retry", "resolve_manually", "complete_manually"):
+            r = patch_step(t, tid, name, {"action": action, "reason": "r"})
+            harness.assert_json_error(r, 409, "invalid_state")
+    r = t.delete("/v1/tasks/%s" % tid)
+    harness.assert_json_error(r, 409, "invalid_state")
+    assert t.task(tid)["status"] == "complete"

@@ -1,14 +1,21 @@
 /*
- * handler_http.c - the declarative HTTP call: one libcurl request per step.
+ * handler_http.c - the declarative HTTP call: one libcurl request per step,
+ * and at most one more (a lookup) when a rule asks for it.
  *
  * One easy handle lives for the whole worker and is curl_easy_reset() before
- * every step: reset clears the options but keeps the connection cache, so a
- * worker calling the same service step after step reuses its connection.
+ * every request: reset clears the options but keeps the connection cache, so
+ * a worker calling the same service step after step reuses its connection.
  *
  * Everything that varies per attempt comes from the RUN_STEP: the config is
- * rendered against the step input ({"context", "steps", "attempt"}) and
- * env.NAME.  Nothing here decides about retries beyond classifying the
- * answer; the supervisor owns the retry policy.
+ * rendered against the step input ({"context", "steps", "attempt",
+ * "service"}) and env.NAME.  Nothing here decides about retries beyond
+ * classifying the answer; the supervisor owns the retry policy.  What a
+ * status means, and how a response becomes results, is http_rules.c's:
+ * this file sends requests and reports.
+ *
+ * The whole config is checked and every template in it rendered before the
+ * first request leaves, so a template error fails the first attempt before
+ * any side effect instead of after a POST that already created something.
  *
  * Text that leaves the worker (results, error messages) may come from any
  * service, so it is cut to size and made valid UTF-8 without NUL bytes:
@@ -24,6 +31,7 @@
 #include <curl/curl.h>
 
 #include "handler.h"
+#include "http_rules.h"
 #include "httpclass.h"
 #include "log.h"
 #include "render.h"
@@ -32,15 +40,8 @@
 #define HTTP_MAX_RESPONSE	(8u * 1024 * 1024)
 #define HTTP_MAX_TEXT_RESULT	4096	/* non-JSON body kept as {"body"} */
 #define HTTP_MAX_ERR_BODY	512	/* body excerpt in error_message */
-/* Results travel inside the next steps' input: see PROTO_MAX_JSON_DEPTH. */
-#define HTTP_MAX_RESULT_DEPTH	PROTO_MAX_JSON_DEPTH
 #define HTTP_USER_AGENT		"taskerd-worker/0.1"
-
-enum http_conflict {
-	HTTP_CONFLICT_PERMANENT,
-	HTTP_CONFLICT_RETRYABLE,
-	HTTP_CONFLICT_SUCCESS,
-};
+#define HTTP_DEADLINE_MARGIN_MS	1000	/* see http_req_build */
 
 /* The response as it arrives. */
 struct http_resp {
@@ -57,9 +58,7 @@ struct http_req {
 	char			*url;
 	char			*body;		/* NULL: no body */
 	struct curl_slist	*headers;
-	long			 timeout_ms;
-	enum http_conflict	 conflict;
-	const json_t		*extract;	/* results map or NULL */
+	long			 timeout_ms;	/* 0: none */
 };
 
 static int	http_init(void);
@@ -198,20 +197,6 @@ http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* RFC 9110 token characters, for methods and header names. */
-static int
-http_is_token(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++) {
-		if (!isalnum((unsigned char)*s) &&
-		    strchr("!#$%&'*+-.^_`|~", *s) == NULL)
-			return 0;
-	}
-	return 1;
-}
-
 static void
 http_header_add(struct http_req *req, const char *name, const char *value)
 {
@@ -255,33 +240,26 @@ http_cfg_has_header(const json_t *hdrs, const char *name)
 }
 
 /*
- * Build the request from config and step.  Returns 0, or -1 with the
- * outcome already set (bad config or render error; both permanent: the
- * same input would fail the same way on every attempt).
+ * Build one request from spec (the handler_config itself, or one of its
+ * lookups; where is "" or "on_status.409.lookup." for messages).  The config
+ * passed http_rules_check().  Returns 0, or -1 with the outcome already set
+ * (bad config or render error; both permanent: the same input would fail
+ * the same way on every attempt).  req is freeable either way.
  */
 static int
-http_req_build(const struct proto_run_step *run, struct http_req *req,
-    struct proto_step_outcome *o)
+http_req_build(const struct proto_run_step *run,
+    const struct http_service *svc, const json_t *spec, const char *where,
+    struct http_req *req, struct proto_step_outcome *o)
 {
-	const json_t	*cfg = run->config, *v, *hdrs;
-	const char	*key, *s;
+	const json_t	*v, *hdrs;
+	const char	*key;
 	json_t		*item, *body;
 	struct curl_slist *l;
-	char		 err[512], *val, *m;
+	char		 err[512], *val, *url, *m;
+	int64_t		 timeout;
 
 	memset(req, 0, sizeof(*req));
-	if (!json_is_object(cfg)) {
-		outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-		    "http handler_config must be an object");
-		return -1;
-	}
-
-	if ((v = json_object_get(cfg, "method")) != NULL) {
-		if (!json_is_string(v) || !http_is_token(json_string_value(v))) {
-			outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-			    "http method must be a method name");
-			return -1;
-		}
+	if ((v = json_object_get(spec, "method")) != NULL) {
 		/* Templates ported from Tasker write "post" as often as
 		 * "POST"; the standard methods are all upper case. */
 		req->method = xstrdup(json_string_value(v));
@@ -290,75 +268,36 @@ http_req_build(const struct proto_run_step *run, struct http_req *req,
 	} else
 		req->method = xstrdup("GET");
 
-	if ((s = json_string_value(json_object_get(cfg, "url"))) == NULL) {
-		outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-		    "http url is required and must be a string");
+	if ((url = render_string(json_string_value(json_object_get(spec,
+	    "url")), run->input, RENDER_URL, err, sizeof(err))) == NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, "render_error", "%surl: %s",
+		    where, err);
 		return -1;
 	}
-	if ((req->url = render_string(s, run->input, RENDER_URL, err,
-	    sizeof(err))) == NULL) {
-		outcome_fail(o, OUTCOME_PERMANENT, "render_error", "url: %s",
-		    err);
-		return -1;
-	}
-	if (strncasecmp(req->url, "http://", 7) != 0 &&
-	    strncasecmp(req->url, "https://", 8) != 0) {
-		outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-		    "http url must be absolute http:// or https://");
+	req->url = http_rules_url(url, svc, err, sizeof(err));
+	free(url);
+	if (req->url == NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, "bad_config", "%surl: %s",
+		    where, err);
 		return -1;
 	}
 
-	req->timeout_ms = (long)run->timeout_ms;
-	if ((v = json_object_get(cfg, "timeout")) != NULL) {
-		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
-		    json_integer_value(v) > 86400000) {
-			outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-			    "http timeout must be milliseconds in (0, 1 day]");
-			return -1;
-		}
-		req->timeout_ms = (long)json_integer_value(v);
-	}
-
-	req->conflict = HTTP_CONFLICT_PERMANENT;
-	if ((v = json_object_get(cfg, "conflict")) != NULL) {
-		s = json_string_value(v);
-		if (s != NULL && strcmp(s, "permanent") == 0)
-			req->conflict = HTTP_CONFLICT_PERMANENT;
-		else if (s != NULL && strcmp(s, "retryable") == 0)
-			req->conflict = HTTP_CONFLICT_RETRYABLE;
-		else if (s != NULL && strcmp(s, "success") == 0)
-			req->conflict = HTTP_CONFLICT_SUCCESS;
-		else {
-			outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-			    "http conflict must be \"retryable\", "
-			    "\"permanent\" or \"success\"");
-			return -1;
-		}
-	}
-
-	if ((v = json_object_get(cfg, "results")) != NULL) {
-		if (!json_is_object(v)) {
-			outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-			    "http results must map names to paths");
-			return -1;
-		}
-		json_object_foreach((json_t *)v, key, item) {
-			if (!json_is_string(item)) {
-				outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-				    "http results.%s must be a path string",
-				    key);
-				return -1;
-			}
-		}
-		req->extract = v;
-	}
+	/* The step's timeout is the supervisor's to enforce (it stops the
+	 * worker at the deadline): curl waits a little longer so the two never
+	 * race.  An explicit config timeout serves its lookups too, and the
+	 * service's wins when shorter; those are the request's own limits. */
+	timeout = run->timeout_ms > 0 ? (int64_t)run->timeout_ms +
+	    HTTP_DEADLINE_MARGIN_MS : 0;
+	if ((v = json_object_get(run->config, "timeout")) != NULL)
+		timeout = json_integer_value(v);
+	req->timeout_ms = (long)http_rules_timeout_ms(timeout, svc);
 
 	/* A JSON null body is the same as none: nothing to send. */
-	if ((v = json_object_get(cfg, "body")) != NULL && !json_is_null(v)) {
+	if ((v = json_object_get(spec, "body")) != NULL && !json_is_null(v)) {
 		if ((body = render_json(v, run->input, err,
 		    sizeof(err))) == NULL) {
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-			    "body: %s", err);
+			    "%sbody: %s", where, err);
 			return -1;
 		}
 		req->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -371,12 +310,7 @@ http_req_build(const struct proto_run_step *run, struct http_req *req,
 	 * Our defaults first, unless the template overrides them; the two
 	 * keys that make at-least-once safe and traceable are always ours.
 	 */
-	hdrs = json_object_get(cfg, "headers");
-	if (hdrs != NULL && !json_is_object(hdrs)) {
-		outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-		    "http headers must map names to strings");
-		return -1;
-	}
+	hdrs = json_object_get(spec, "headers");
 	if (!http_cfg_has_header(hdrs, "Accept"))
 		http_header_add(req, "Accept", "application/json");
 	if (!http_cfg_has_header(hdrs, "User-Agent"))
@@ -399,12 +333,6 @@ http_req_build(const struct proto_run_step *run, struct http_req *req,
 	if (hdrs == NULL)
 		return 0;
 	json_object_foreach((json_t *)hdrs, key, item) {
-		if (!http_is_token(key) || !json_is_string(item)) {
-			outcome_fail(o, OUTCOME_PERMANENT, "bad_config",
-			    "http header '%s' must be a token mapped to a "
-			    "string", key);
-			return -1;
-		}
 		if (strcasecmp(key, "Idempotency-Key") == 0 ||
 		    strcasecmp(key, "X-Correlation-ID") == 0 ||
 		    strcasecmp(key, "Expect") == 0)
@@ -412,19 +340,47 @@ http_req_build(const struct proto_run_step *run, struct http_req *req,
 		if ((val = render_string(json_string_value(item), run->input,
 		    RENDER_TEXT, err, sizeof(err))) == NULL) {
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-			    "header %s: %s", key, err);
+			    "%sheader %s: %s", where, key, err);
 			return -1;
 		}
 		/* A context value must not be able to add headers. */
 		if (strpbrk(val, "\r\n") != NULL) {
 			free(val);
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-			    "header %s: rendered value contains a line break",
-			    key);
+			    "%sheader %s: rendered value contains a line "
+			    "break", where, key);
 			return -1;
 		}
 		http_header_add(req, key, val);
 		free(val);
+	}
+	return 0;
+}
+
+/*
+ * Build every lookup request once and drop it, so a template error in a
+ * lookup shows on the first attempt, before the first request is sent.
+ */
+static int
+http_lookups_check(const struct proto_run_step *run,
+    const struct http_service *svc, struct proto_step_outcome *o)
+{
+	struct http_req	 lreq;
+	const json_t	*lk;
+	const char	*key;
+	json_t		*rule;
+	char		 where[64];
+	int		 r;
+
+	json_object_foreach(json_object_get(run->config, "on_status"), key,
+	    rule) {
+		if ((lk = json_object_get(rule, "lookup")) == NULL)
+			continue;
+		snprintf(where, sizeof(where), "on_status.%s.lookup.", key);
+		r = http_req_build(run, svc, lk, where, &lreq, o);
+		http_req_free(&lreq);
+		if (r == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -501,144 +457,263 @@ http_body_results(const struct http_resp *resp)
 	return j;
 }
 
-/* Apply the results map to the parsed body.  NULL with the missing path
- * in err when a field is absent. */
-static json_t *
-http_extract(const json_t *extract, const json_t *doc, char *err,
-    size_t errlen)
-{
-	const json_t	*v;
-	const char	*key, *path;
-	json_t		*out, *item;
-
-	out = json_object();
-	json_object_foreach((json_t *)extract, key, item) {
-		path = json_string_value(item);
-		/* "" names the whole document. */
-		v = *path == '\0' ? doc : render_lookup(doc, path);
-		if (v == NULL) {
-			snprintf(err, errlen, "response has no '%s' for "
-			    "results.%s", path, key);
-			json_decref(out);
-			return NULL;
-		}
-		json_object_set_new(out, key, json_deep_copy(v));
-	}
-	return out;
-}
-
+/* A transport failure; pfx says which request ("" or "lookup after ..."). */
 static void
-http_success(const struct http_req *req, const struct http_resp *resp,
+http_curl_fail(CURLcode rc, const char *errbuf, const char *pfx,
     struct proto_step_outcome *o)
-{
-	json_t	*doc, *results;
-	char	 err[512];
-
-	doc = http_body_results(resp);
-	if (req->extract != NULL) {
-		results = http_extract(req->extract, doc, err, sizeof(err));
-		json_decref(doc);
-		if (results == NULL) {
-			outcome_fail(o, OUTCOME_PERMANENT, "extract_error",
-			    "%s", err);
-			return;
-		}
-	} else
-		results = doc;
-	if (proto_json_depth(results) > HTTP_MAX_RESULT_DEPTH) {
-		json_decref(results);
-		outcome_fail(o, OUTCOME_PERMANENT, "response_too_deep",
-		    "response JSON is nested deeper than %d levels",
-		    HTTP_MAX_RESULT_DEPTH);
-		return;
-	}
-	outcome_success(o, results);
-}
-
-static void
-http_curl_fail(CURLcode rc, const char *errbuf, struct proto_step_outcome *o)
 {
 	const char	*why = *errbuf != '\0' ? errbuf : curl_easy_strerror(rc);
 
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
-		outcome_fail(o, OUTCOME_RETRYABLE, "timeout", "%s", why);
+		outcome_fail(o, OUTCOME_RETRYABLE, "timeout", "%s%s", pfx, why);
 		break;
 	case CURLE_COULDNT_RESOLVE_PROXY:
 	case CURLE_COULDNT_RESOLVE_HOST:
 	case CURLE_COULDNT_CONNECT:
-		outcome_fail(o, OUTCOME_RETRYABLE, "connect_error", "%s", why);
+		outcome_fail(o, OUTCOME_RETRYABLE, "connect_error", "%s%s", pfx,
+		    why);
 		break;
 	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:
 		/* The rendered URL itself is wrong: no retry can fix it. */
-		outcome_fail(o, OUTCOME_PERMANENT, "bad_url", "%s", why);
+		outcome_fail(o, OUTCOME_PERMANENT, "bad_url", "%s%s", pfx, why);
 		break;
 	default:
-		outcome_fail(o, OUTCOME_RETRYABLE, "curl_error", "%s", why);
+		outcome_fail(o, OUTCOME_RETRYABLE, "curl_error", "%s%s", pfx,
+		    why);
 		free(o->error_code);
 		xasprintf(&o->error_code, "curl_%d", (int)rc);
 		break;
 	}
 }
 
+/*
+ * Send req and wait for the whole answer.  Returns 0 with *status, or -1
+ * with the outcome set (transport failure, oversized answer).
+ */
+static int
+http_perform(struct http_req *req, struct http_resp *resp, long *status,
+    const char *pfx, struct proto_step_outcome *o)
+{
+	char		 errbuf[CURL_ERROR_SIZE];
+	CURLcode	 rc;
+
+	errbuf[0] = '\0';
+	*status = 0;
+	if (http_setup(req, resp, errbuf) == -1) {
+		outcome_fail(o, OUTCOME_PERMANENT, "curl_setup",
+		    "%slibcurl refused an option", pfx);
+		return -1;
+	}
+	rc = curl_easy_perform(http_curl);
+	curl_easy_getinfo(http_curl, CURLINFO_RESPONSE_CODE, status);
+	/* errbuf dies with this frame: curl must not keep pointing at it. */
+	curl_easy_setopt(http_curl, CURLOPT_ERRORBUFFER, NULL);
+	if (resp->too_large) {
+		o->http_status = (int32_t)*status;
+		outcome_fail(o, OUTCOME_PERMANENT, "response_too_large",
+		    "%sresponse body exceeds %u bytes", pfx, HTTP_MAX_RESPONSE);
+		return -1;
+	}
+	if (rc != CURLE_OK) {
+		http_curl_fail(rc, errbuf, pfx, o);
+		return -1;
+	}
+	return 0;
+}
+
+/* A status that fails the step: code is "<prefix>_<status>", and the
+ * message quotes the start of the body. */
+static void
+http_fail_status(struct proto_step_outcome *o, enum proto_outcome cls,
+    const char *prefix, const char *pfx, long status,
+    const struct http_req *req, const struct http_resp *resp)
+{
+	char	excerpt[HTTP_MAX_ERR_BODY + 1];
+
+	http_clean_text(resp->body != NULL ? resp->body : "", resp->len,
+	    HTTP_MAX_ERR_BODY, excerpt);
+	outcome_fail(o, cls, "http", "%sHTTP %ld from %s: %s", pfx, status,
+	    req->method, excerpt);
+	free(o->error_code);
+	xasprintf(&o->error_code, "%s_%ld", prefix, status);
+	o->http_status = (int32_t)status;
+	if (cls == OUTCOME_RETRYABLE && (status == 429 || status == 503) &&
+	    resp->retry_after[0] != '\0')
+		o->retry_after_ms = httpclass_retry_after_ms(resp->retry_after,
+		    time(NULL));
+}
+
+/* Success: results from doc (consumed) by the rule's map and set. */
+static void
+http_succeed(const struct proto_run_step *run, const struct http_rule *rule,
+    json_t *doc, const char *pfx, struct proto_step_outcome *o)
+{
+	const char	*code = "extract_error";
+	json_t		*results;
+	char		 err[512];
+
+	if ((results = http_rules_results(doc, rule->results, rule->set,
+	    run->input, &code, err, sizeof(err))) == NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, code, "%s%s", pfx, err);
+		return;
+	}
+	outcome_success(o, results);
+}
+
+static int64_t
+http_elapsed_ms(const struct timespec *t0)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t0->tv_sec) * 1000 +
+	    (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * The answer was `status` and its rule says: ask again.  The lookup carries
+ * the same Idempotency-Key and X-Correlation-ID, and gets what is left of
+ * the step's time.  http_status stays the first answer's unless the lookup
+ * itself fails with a status (a 5xx there must count against the service).
+ */
+static void
+http_lookup(const struct proto_run_step *run, const struct http_service *svc,
+    const struct http_rule *rule, const struct http_req *req, long status,
+    const struct timespec *t0, struct proto_step_outcome *o)
+{
+	struct http_req		 lreq;
+	struct http_resp	 lresp;
+	json_t			*doc;
+	char			 where[64], pfx[64], err[512];
+	long			 lstatus;
+	int64_t			 left;
+
+	memset(&lresp, 0, sizeof(lresp));
+	snprintf(where, sizeof(where), "on_status.%s.lookup.", rule->key);
+	snprintf(pfx, sizeof(pfx), "lookup after HTTP %ld: ", status);
+	if (http_req_build(run, svc, rule->lookup, where, &lreq, o) == -1)
+		goto done;
+	if (run->timeout_ms > 0) {
+		left = (int64_t)run->timeout_ms - http_elapsed_ms(t0);
+		if (left <= 0) {
+			outcome_fail(o, OUTCOME_RETRYABLE, "timeout", "%sno "
+			    "time left of the step's %u ms", pfx,
+			    run->timeout_ms);
+			goto done;
+		}
+		if (left < lreq.timeout_ms)
+			lreq.timeout_ms = (long)left;
+	}
+	log_debug("http lookup step_id=%lld task_id=%lld correlation_id=%s "
+	    "status=%ld method=%s url=\"%s\"", (long long)run->step_id,
+	    (long long)run->task_id, run->correlation_id, status,
+	    lreq.method, lreq.url);
+
+	if (http_perform(&lreq, &lresp, &lstatus, pfx, o) == -1)
+		goto done;
+	if (lstatus < 200 || lstatus > 299) {
+		http_fail_status(o, httpclass_status(lstatus, 0), "lookup_http",
+		    pfx, lstatus, &lreq, &lresp);
+		goto done;
+	}
+	doc = http_body_results(&lresp);
+	switch (http_rules_match(json_object_get(rule->lookup, "match"), doc,
+	    run->input, err, sizeof(err))) {
+	case 1:
+		http_succeed(run, rule, doc, pfx, o);
+		break;
+	case 0:
+		json_decref(doc);
+		outcome_fail(o, OUTCOME_PERMANENT, "conflict_mismatch",
+		    "HTTP %ld from %s, and the lookup %s found a different "
+		    "record: %s", status, req->method, lreq.method, err);
+		break;
+	default:
+		json_decref(doc);
+		outcome_fail(o, OUTCOME_PERMANENT, "render_error",
+		    "on_status.%s.lookup.%s", rule->key, err);
+		break;
+	}
+done:
+	http_req_free(&lreq);
+	free(lresp.body);
+}
+
+static const char *
+http_action_name(enum http_action a)
+{
+	switch (a) {
+	case HTTP_ACT_SUCCESS:
+		return "success";
+	case HTTP_ACT_RETRYABLE:
+		return "retryable";
+	case HTTP_ACT_PERMANENT:
+		return "permanent";
+	case HTTP_ACT_LOOKUP:
+		return "lookup";
+	}
+	return "?";
+}
+
 static void
 http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 {
+	struct http_service	 svc;
 	struct http_req		 req;
 	struct http_resp	 resp;
-	char			 errbuf[CURL_ERROR_SIZE];
-	char			 excerpt[HTTP_MAX_ERR_BODY + 1];
-	enum proto_outcome	 cls;
-	CURLcode		 rc;
-	long			 status = 0;
+	struct http_rule	 rule;
+	struct timespec		 t0;
+	char			 err[512];
+	long			 status;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(&req, 0, sizeof(req));
 	memset(&resp, 0, sizeof(resp));
-	errbuf[0] = '\0';
-	if (http_req_build(run, &req, o) == -1)
-		goto done;
-	if (http_setup(&req, &resp, errbuf) == -1) {
-		outcome_fail(o, OUTCOME_PERMANENT, "curl_setup",
-		    "libcurl refused an option");
+	if (http_rules_check(run->config, err, sizeof(err)) == -1 ||
+	    http_rules_service(run->input, &svc, err, sizeof(err)) == -1) {
+		outcome_fail(o, OUTCOME_PERMANENT, "bad_config", "%s", err);
 		goto done;
 	}
+	if (http_req_build(run, &svc, run->config, "", &req, o) == -1)
+		goto done;
+	if (http_rules_render_check(run->config, run->input, err,
+	    sizeof(err)) == -1) {
+		outcome_fail(o, OUTCOME_PERMANENT, "render_error", "%s", err);
+		goto done;
+	}
+	if (http_lookups_check(run, &svc, o) == -1)
+		goto done;
 	log_debug("http request step_id=%lld task_id=%lld correlation_id=%s "
 	    "method=%s url=\"%s\"", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, req.method, req.url);
 
-	rc = curl_easy_perform(http_curl);
-	curl_easy_getinfo(http_curl, CURLINFO_RESPONSE_CODE, &status);
-	if (resp.too_large) {
-		o->http_status = (int32_t)status;
-		outcome_fail(o, OUTCOME_PERMANENT, "response_too_large",
-		    "response body exceeds %u bytes", HTTP_MAX_RESPONSE);
+	if (http_perform(&req, &resp, &status, "", o) == -1)
 		goto done;
-	}
-	if (rc != CURLE_OK) {
-		http_curl_fail(rc, errbuf, o);
-		goto done;
-	}
-
 	o->http_status = (int32_t)status;
-	if (status == 409 && req.conflict == HTTP_CONFLICT_SUCCESS)
-		cls = OUTCOME_SUCCESS;
-	else
-		cls = httpclass_status(status,
-		    req.conflict == HTTP_CONFLICT_RETRYABLE);
-	if (cls == OUTCOME_SUCCESS) {
-		http_success(&req, &resp, o);
-		goto done;
+	http_rules_decide(run->config, status, &rule);
+	log_debug("http answer step_id=%lld task_id=%lld correlation_id=%s "
+	    "status=%ld rule=%s action=%s", (long long)run->step_id,
+	    (long long)run->task_id, run->correlation_id, status,
+	    rule.key != NULL ? rule.key : "classes",
+	    http_action_name(rule.action));
+	switch (rule.action) {
+	case HTTP_ACT_SUCCESS:
+		http_succeed(run, &rule, http_body_results(&resp), "", o);
+		break;
+	case HTTP_ACT_RETRYABLE:
+		http_fail_status(o, OUTCOME_RETRYABLE, "http", "", status, &req,
+		    &resp);
+		break;
+	case HTTP_ACT_PERMANENT:
+		http_fail_status(o, OUTCOME_PERMANENT, "http", "", status, &req,
+		    &resp);
+		break;
+	case HTTP_ACT_LOOKUP:
+		http_lookup(run, &svc, &rule, &req, status, &t0, o);
+		break;
 	}
-
-	http_clean_text(resp.body != NULL ? resp.body : "", resp.len,
-	    HTTP_MAX_ERR_BODY, excerpt);
-	outcome_fail(o, cls, "http", "HTTP %ld from %s: %s", status,
-	    req.method, excerpt);
-	free(o->error_code);
-	xasprintf(&o->error_code, "http_%ld", status);
-	if ((status == 429 || status == 503) && resp.retry_after[0] != '\0')
-		o->retry_after_ms = httpclass_retry_after_ms(resp.retry_after,
-		    time(NULL));
 done:
 	http_req_free(&req);
 	free(resp.body);

@@ -500,42 +500,6 @@ out:
 	evhttp_clear_headers(&q);
 }
 
-static void
-get_task_done(struct db_job *job, void *arg)
-{
-	struct evhttp_request	*req = arg;
-	PGresult		*res;
-
-	if (db_job_error(job) != NULL) {
-		reply_db_error(req, job);
-		return;
-	}
-	res = db_job_result(job, 0);
-	if (PQntuples(res) == 0) {
-		reply_error(req, 404, "not_found", "no such task");
-		return;
-	}
-	reply_raw(req, 200, PQgetvalue(res, 0, 0),
-	    (size_t)PQgetlength(res, 0, 0));
-}
-
-void
-api_get_task(struct evhttp_request *req, const char *idstr)
-{
-	struct db_job	*job;
-	const char	*params[1] = { idstr };
-	int64_t		 id;
-
-	if (parse_id(idstr, &id) == -1) {
-		reply_error(req, 404, "not_found", "no such task");
-		return;
-	}
-	job = db_job_new(get_task_done, req);
-	db_job_add(job, "SELECT taskerd_task_json(t, true)::text FROM tasks t"
-	    " WHERE t.id = $1", 1, params);
-	db_submit(job);
-}
-
 /* ---- operator actions ------------------------------------------------- */
 
 /*
@@ -860,13 +824,20 @@ done:
 	free(rr);
 }
 
+/* params[0] is the task id from the path: anything but digits is a 404. */
 static void
 read_submit(struct evhttp_request *req, const char *sql, int n,
     const char *const *params, const char *wrap, const char *what)
 {
-	struct read_req	*rr = xcalloc(1, sizeof(*rr));
+	struct read_req	*rr;
 	struct db_job	*job;
+	int64_t		 id;
 
+	if (parse_id(params[0], &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	rr = xcalloc(1, sizeof(*rr));
 	rr->req = req;
 	rr->wrap = wrap;
 	rr->what = what;
@@ -880,12 +851,7 @@ api_get_step(struct evhttp_request *req, const char *idstr,
     const char *step)
 {
 	const char	*params[2] = { idstr, step };
-	int64_t		 id;
 
-	if (parse_id(idstr, &id) == -1) {
-		reply_error(req, 404, "not_found", "no such task");
-		return;
-	}
 	read_submit(req, sql_step_json, 2, params, NULL, "step");
 }
 
@@ -894,12 +860,7 @@ api_step_transitions(struct evhttp_request *req, const char *idstr,
     const char *step)
 {
 	const char	*params[2] = { idstr, step };
-	int64_t		 id;
 
-	if (parse_id(idstr, &id) == -1) {
-		reply_error(req, 404, "not_found", "no such task");
-		return;
-	}
 	read_submit(req, sql_step_transitions, 2, params, "transitions",
 	    "step");
 }
@@ -908,12 +869,15 @@ void
 api_task_transitions(struct evhttp_request *req, const char *idstr)
 {
 	const char	*params[1] = { idstr };
-	int64_t		 id;
 
-	if (parse_id(idstr, &id) == -1) {
-		reply_error(req, 404, "not_found", "no such task");
-		return;
-	}
 	read_submit(req, sql_task_transitions, 1, params, "transitions",
 	    "task");
+}
+
+void
+api_get_task(struct evhttp_request *req, const char *idstr)
+{
+	const char	*params[1] = { idstr };
+
+	read_submit(req, sql_task_json, 1, params, NULL, "task");
 }

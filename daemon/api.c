@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -35,12 +36,117 @@
 #include "protocol.h"
 #include "sched.h"
 #include "services.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "log.h"
 #include "xmalloc.h"
 
 static struct evhttp	*http;
 static struct evhttp_bound_socket *bound;	/* the listener */
+
+/* Requests being answered: when each started and its route, for the
+ * latency histogram.  Every request is answered (database jobs fail rather
+ * than hang), and the answer removes its entry. */
+struct pending {
+	TAILQ_ENTRY(pending)	 entry;
+	struct evhttp_request	*req;
+	const char		*route;
+	struct timespec		 start;
+};
+static TAILQ_HEAD(, pending) pendings = TAILQ_HEAD_INITIALIZER(pendings);
+
+void
+api_answered(struct evhttp_request *req, int status)
+{
+	struct pending	*p;
+	struct timespec	 now;
+	char		 code[8];
+
+	TAILQ_FOREACH(p, &pendings, entry)
+		if (p->req == req)
+			break;
+	if (p == NULL)
+		return;
+	TAILQ_REMOVE(&pendings, p, entry);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	snprintf(code, sizeof(code), "%d", status);
+	metrics_inc(M_API_REQUESTS, 1, p->route, code);
+	metrics_observe(M_API_DURATION, (double)(now.tv_sec -
+	    p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9,
+	    p->route, NULL);
+	free(p);
+}
+
+/* A bounded label for a path: ids and names from the path are not labels. */
+static const char *
+route_label(char seg[][128], int n)
+{
+	if (n == 2 && strcmp(seg[0], "health") == 0)
+		return strcmp(seg[1], "live") == 0 ? "/health/live" :
+		    "/health/ready";
+	if (n == 1 && strcmp(seg[0], "metrics") == 0)
+		return "/metrics";
+	if (n < 2 || strcmp(seg[0], "v1") != 0)
+		return "template_route";
+	if (strcmp(seg[1], "tasks") == 0) {
+		switch (n) {
+		case 2:
+			return "/v1/tasks";
+		case 3:
+			return "/v1/tasks/{id}";
+		case 4:
+			return "/v1/tasks/{id}/transitions";
+		case 5:
+			return "/v1/tasks/{id}/steps/{step}";
+		default:
+			return "/v1/tasks/{id}/steps/{step}/transitions";
+		}
+	}
+	if (strcmp(seg[1], "templates") == 0)
+		return n == 2 ? "/v1/templates" : "/v1/templates/{ns}/{name}";
+	if (strcmp(seg[1], "workers") == 0)
+		return "/v1/workers";
+	if (strcmp(seg[1], "services") == 0)
+		return "/v1/services";
+	return "other";
+}
+
+static void
+metrics_done(struct db_job *job, void *arg)
+{
+	struct evhttp_request	*req = arg;
+	struct evbuffer		*buf = evbuffer_new();
+	PGresult		*res;
+	int			 i;
+
+	/* The task gauge is read now, whole; without the database it is
+	 * left out rather than stale. */
+	metrics_clear(M_TASKS);
+	if ((res = db_job_result(job, 0)) != NULL)
+		for (i = 0; i < PQntuples(res); i++)
+			metrics_set(M_TASKS, strtod(PQgetvalue(res, i, 1),
+			    NULL), PQgetvalue(res, i, 0), NULL);
+	metrics_set(M_SCHED_QUEUED, sched_queued(), NULL, NULL);
+	metrics_set(M_SCHED_INFLIGHT, sched_inflight(), NULL, NULL);
+	metrics_set(M_WORKERS_UP, pool_up(), NULL, NULL);
+	services_metrics();
+	metrics_render(buf);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4");
+	api_answered(req, 200);
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
+static void
+api_metrics(struct evhttp_request *req)
+{
+	struct db_job	*job = db_job_new(metrics_done, req);
+
+	db_job_add(job, "SELECT status, count(*) FROM tasks GROUP BY status",
+	    0, NULL);
+	db_submit(job);
+}
 
 /* ---- templates, workers, health ---------------------------------------- */
 
@@ -177,12 +283,25 @@ api_route(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type	 m = evhttp_request_get_command(req);
 	const char		*path;
 	char			 seg[6][128];
+	struct pending		*pend;
 	int			 n;
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL || (n = split_path(path, seg, 6)) == -1)
 		goto notfound;
 	log_debug("api request method=%d path=%s", (int)m, path);
+	pend = xcalloc(1, sizeof(*pend));
+	pend->req = req;
+	pend->route = route_label(seg, n);
+	clock_gettime(CLOCK_MONOTONIC, &pend->start);
+	TAILQ_INSERT_TAIL(&pendings, pend, entry);
+
+	if (n == 1 && strcmp(seg[0], "metrics") == 0) {
+		if (m != EVHTTP_REQ_GET)
+			goto method;
+		api_metrics(req);
+		return;
+	}
 
 	if (n == 2 && strcmp(seg[0], "health") == 0) {
 		if (m != EVHTTP_REQ_GET)

@@ -14,6 +14,11 @@ void	api_stop_listening(void);
 /* Close everything (after the loop has ended). */
 void	api_free(void);
 
+/* Every answer passes here (reply.c): the request's latency and status
+ * go to the metrics. */
+struct evhttp_request;
+void	api_answered(struct evhttp_request *, int status);
+
 /* Task endpoints (api_tasks.c), called by the router. */
 struct evhttp_request;
 

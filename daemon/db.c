@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "metrics.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -43,6 +44,7 @@ struct db_job {
 	PGresult	*results[DB_MAX_STMTS];
 	int		 cur;		/* statement whose results are arriving */
 	struct timespec	 queued;	/* when it was submitted */
+	struct timespec	 sent;		/* when it went to a connection */
 	bool		 got;		/* cur has produced a result */
 	char		*error;
 	char		*sqlstate;
@@ -202,6 +204,7 @@ conn_send(struct db_conn *c, struct db_job *job)
 
 	c->job = job;
 	c->state = CONN_BUSY;
+	clock_gettime(CLOCK_MONOTONIC, &job->sent);
 	for (i = 0; i < job->nstmts; i++) {
 		if (!PQsendQueryParams(c->pg, job->stmts[i].sql,
 		    job->stmts[i].nparams, NULL,
@@ -219,6 +222,17 @@ conn_send(struct db_conn *c, struct db_job *job)
 		return;
 	}
 	conn_arm(c, EV_READ | EV_PERSIST | (r == 1 ? EV_WRITE : 0));
+}
+
+static void
+db_observe(const struct db_job *job)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	metrics_observe(M_DB_ROUNDTRIP, (double)(now.tv_sec -
+	    job->sent.tv_sec) + (now.tv_nsec - job->sent.tv_nsec) / 1e9,
+	    NULL, NULL);
 }
 
 /* Collect whatever results are complete; finish the job at its Sync. */
@@ -245,6 +259,7 @@ conn_read(struct db_conn *c)
 		switch (PQresultStatus(res)) {
 		case PGRES_PIPELINE_SYNC:
 			PQclear(res);
+			db_observe(job);
 			c->job = NULL;
 			c->state = CONN_IDLE;
 			job_finish(job);

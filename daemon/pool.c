@@ -26,6 +26,7 @@
 
 #include "pool.h"
 #include "sched.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "protocol.h"
 #include "log.h"
@@ -372,6 +373,18 @@ worker_reaped(struct worker *w, int status)
 	bool		 bad_start;
 
 	worker_obituary(w, status);
+	if (!pool.stopping) {
+		char reason[32];
+
+		if (WIFSIGNALED(status)) {
+			const char *a = sigabbrev_np(WTERMSIG(status));
+			snprintf(reason, sizeof(reason), "SIG%s",
+			    a ? a : "UNKNOWN");
+		} else
+			snprintf(reason, sizeof(reason), "exit_%d",
+			    WEXITSTATUS(status));
+		metrics_inc(M_WORKER_DEATHS, 1, reason, NULL);
+	}
 	worker_close_socket(w);
 	event_del(w->deadline);
 	w->claim = NULL;
@@ -412,6 +425,7 @@ worker_reaped(struct worker *w, int status)
 		tv.tv_usec = (w->start_delay_ms % 1000) * 1000;
 	}
 	w->restarts++;
+	metrics_inc(M_WORKER_RESTARTS, 1, NULL, NULL);
 	evtimer_add(w->respawn, &tv);
 	supervisor_check_ready();
 }

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
+#include "api.h"
 #include "reply.h"
 #include "supervisor.h"
 #include "log.h"
@@ -25,6 +26,7 @@ reply_raw(struct evhttp_request *req, int status, const char *json,
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 	struct evbuffer		*buf = evbuffer_new();
 
+	api_answered(req, status);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evbuffer_add(buf, json, len);
 	evbuffer_add(buf, "\n", 1);

@@ -24,6 +24,7 @@
 #include "db.h"
 #include "pool.h"
 #include "services.h"
+#include "metrics.h"
 #include "supervisor.h"
 #include "backoff.h"
 #include "log.h"
@@ -227,6 +228,12 @@ claim_free(struct claim *c)
 }
 
 int
+sched_queued(void)
+{
+	return sc.nqueued;
+}
+
+int
 sched_inflight(void)
 {
 	return sc.nqueued + sc.ndispatched;
@@ -307,6 +314,12 @@ claim_from_row(PGresult *res, int row)
 }
 
 static const char *
+claim_template(const struct claim *c)
+{
+	return c->tmpl != NULL ? c->tmpl->name : "unknown";
+}
+
+static const char *
 claim_service(const struct claim *c)
 {
 	return c->tstep != NULL ? c->tstep->dependent_system : NULL;
@@ -367,6 +380,8 @@ sched_dispatch_queued(void)
 		sc.ndispatched++;
 		e->claim->dispatched = true;
 		services_started(service);
+		metrics_inc(M_STEPS_STARTED, 1, claim_template(e->claim),
+		    e->claim->step_name);
 		pool_dispatch(e->claim);	/* the pool owns it now */
 		free(e);
 	}
@@ -518,7 +533,15 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	if (c->dispatched) {
 		sc.ndispatched--;
 		services_finished(claim_service(c), o);
+		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
+		    claim_template(c), c->step_name);
 	}
+	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
+	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
+	    1, claim_template(c), c->step_name);
+	if (o->error_code != NULL && strcmp(o->error_code, "timeout") == 0)
+		metrics_inc(M_STEPS_TIMED_OUT, 1, claim_template(c),
+		    c->step_name);
 	if (strcmp(status, "waiting_for_retry") == 0) {
 		delay = backoff_delay_ms(b, c->attempt, o->retry_after_ms,
 		    rnd01());

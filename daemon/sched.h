@@ -51,5 +51,7 @@ void	sched_fail(struct claim *, const char *code, const char *message);
 void	claim_free(struct claim *);
 /* Steps claimed and not yet applied, for /health and STATUS=. */
 int	sched_inflight(void);
+/* Claimed steps waiting for a worker. */
+int	sched_queued(void);
 
 #endif

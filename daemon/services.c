@@ -18,6 +18,7 @@
 #include <event2/event.h>
 
 #include "services.h"
+#include "metrics.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "log.h"
@@ -306,4 +307,17 @@ services_json(void)
 		json_array_append_new(arr, o);
 	}
 	return json_pack("{s:o}", "services", arr);
+}
+
+void
+services_metrics(void)
+{
+	size_t	i;
+
+	for (i = 0; i < svc.n; i++) {
+		metrics_set(M_BREAKER_STATE, svc.s[i].state, svc.s[i].name,
+		    NULL);
+		metrics_set(M_SERVICE_INFLIGHT, svc.s[i].inflight,
+		    svc.s[i].name, NULL);
+	}
 }

@@ -28,6 +28,8 @@ char	*services_blocked(void);
 /* The service's settings for the worker: {"name", "base_url"?,
  * "timeout_ms"?}, or NULL when name is NULL. */
 json_t	*services_input(const char *name);
+/* Set the breaker and in-flight gauges (at scrape time). */
+void	 services_metrics(void);
 /* {"services": [...]} for GET /v1/services. */
 json_t	*services_json(void);
 

@@ -37,6 +37,7 @@
 #include "migrate.h"
 #include "pool.h"
 #include "sched.h"
+#include "metrics.h"
 #include "services.h"
 #include "sdnotify.h"
 #include "log.h"
@@ -232,6 +233,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	pool_shutdown();
 	db_shutdown();
 	services_shutdown();
+	metrics_free();
 	api_free();
 	if (ev_drain != NULL)
 		event_free(ev_drain);

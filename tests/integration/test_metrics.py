@@ -1,0 +1,143 @@
+"""GET /metrics: valid Prometheus text, and counters that move as tasks run
+and workers die."""
+
+import math
+import os
+import re
+import signal
+
+import harness
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE = re.compile(r"^(%s)(\{(.*)\})? (\S+)$" % NAME)
+LABEL = re.compile(r'(%s)="((?:[^"\\]|\\.)*)"(,|$)' % r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def parse(text):
+    """A strict reader of the text exposition format: every line is a HELP,
+    a TYPE or a sample of a declared family; histograms are cumulative and
+    end in +Inf == _count.  Returns {(name, frozenset(labels)): value}."""
+    types, samples = {}, {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram"), line
+            assert name not in types, "TYPE twice: " + name
+            types[name] = kind
+            continue
+        m = SAMPLE.match(line)
+        assert m, "not a sample: %r" % line
+        name, labels = m.group(1), {}
+        if m.group(3):
+            rest = m.group(3)
+            while rest:
+                lm = LABEL.match(rest)
+                assert lm, "bad labels in %r" % line
+                labels[lm.group(1)] = lm.group(2)
+                rest = rest[lm.end():]
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in types or family in types, "undeclared: " + line
+        value = float(m.group(4))
+        assert not math.isnan(value)
+        key = (name, frozenset(labels.items()))
+        assert key not in samples, "duplicate sample: " + line
+        samples[key] = value
+    for (name, labels), count in samples.items():
+        if not name.endswith("_count") or types.get(name[:-6]) != "histogram":
+            continue
+        base = dict(labels)
+        buckets = sorted(
+            (float(dict(l)["le"]), v) for (n, l), v in samples.items()
+            if n == name[:-6] + "_bucket"
+            and {k: x for k, x in l if k != "le"} == base)
+        values = [v for _, v in buckets]
+        assert values == sorted(values), "buckets not cumulative: " + name
+        assert buckets[-1][0] == math.inf and buckets[-1][1] == count
+    return samples
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+SLOW = """
+name: metered
+step_templates:
+  - name: first
+    handler: noop
+  - name: slow
+    handler: noop
+    depends_on_step: first
+    retry_limit: 2
+    handler_config: { sleep_ms: 1500 }
+"""
+
+
+def scrape(t):
+    r = t.get("/metrics")
+    assert r.status == 200
+    assert r.headers.get("Content-Type", "").startswith("text/plain")
+    return parse(r.body if isinstance(r.body, str) else r.body.decode())
+
+
+def test_metrics_parse_and_move(taskerd):
+    t = taskerd(templates={"metered.yaml": SLOW}, workers=2)
+    before = scrape(t)
+    assert value(before, "taskerd_steps_started_total",
+                 template="metered", step="first") == 0
+
+    task = t.create_task("metered", {})
+    tid = task["task_id"]
+
+    # Kill the worker running the slow step: one death by SIGKILL, one
+    # restart, and the step is retried.
+    def busy_on_slow():
+        for w in t.workers():
+            if w.get("step") == "slow" and w.get("pid"):
+                return w["pid"]
+        return None
+    pid = harness.wait_until(busy_on_slow, 15, message="slow step running")
+    assert harness.proc_ppid(pid) == t.pid
+    os.kill(pid, signal.SIGKILL)
+    done = t.wait_task(tid, timeout=30)
+    assert done["status"] == "complete"
+
+    after = scrape(t)
+    assert value(after, "taskerd_steps_started_total",
+                 template="metered", step="first") == 1
+    assert value(after, "taskerd_steps_started_total",
+                 template="metered", step="slow") == 2
+    assert value(after, "taskerd_steps_completed_total",
+                 template="metered", step="slow") == 1
+    assert value(after, "taskerd_steps_retried_total",
+                 template="metered", step="slow") == 1
+    assert value(after, "taskerd_step_duration_seconds_count",
+                 template="metered", step="slow") == 2
+    assert value(after, "taskerd_worker_deaths_total", reason="SIGKILL") == 1
+    assert value(after, "taskerd_worker_restarts_total") >= 1
+    assert value(after, "taskerd_tasks", state="complete") == 1
+    assert value(after, "taskerd_workers_up") == 2
+    # The API counts itself: the task was created once with 201.
+    assert value(after, "taskerd_api_requests_total",
+                 route="/v1/tasks", status="201") == 1
+    assert value(after, "taskerd_api_requests_total",
+                 route="/v1/tasks/{id}", status="200") >= 1
+    assert value(after, "taskerd_db_roundtrip_seconds_count") > \
+        value(before, "taskerd_db_roundtrip_seconds_count")
+
+
+def test_parser_rejects_bad_exposition():
+    # The checker itself must be able to fail.
+    for bad in ["x 1\n",                                   # undeclared
+                "# TYPE x counter\nx{a=\"1} 1\n",          # broken label
+                "# TYPE x counter\nx 1\nx 2\n",            # duplicate
+                "# TYPE h histogram\nh_bucket{le=\"1\"} 2\n"
+                "h_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 1\n"]:
+        try:
+            parse(bad)
+        except AssertionError:
+            continue
+        raise AssertionError("accepted: %r" % bad)

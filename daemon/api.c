@@ -95,7 +95,9 @@ route_label(char seg[][128], int n)
 		case 3:
 			return "/v1/tasks/{id}";
 		case 4:
-			return "/v1/tasks/{id}/transitions";
+			return strcmp(seg[3], "diagram") == 0 ?
+			    "/v1/tasks/{id}/diagram" :
+			    "/v1/tasks/{id}/transitions";
 		case 5:
 			return "/v1/tasks/{id}/steps/{step}";
 		default:
@@ -347,6 +349,12 @@ api_route(struct evhttp_request *req, void *arg)
 			if (m != EVHTTP_REQ_GET)
 				goto method;
 			api_task_transitions(req, seg[2]);
+			return;
+		}
+		if (n == 4 && strcmp(seg[3], "diagram") == 0) {
+			if (m != EVHTTP_REQ_GET)
+				goto method;
+			api_task_diagram(req, seg[2]);
 			return;
 		}
 		if (n == 5 && strcmp(seg[3], "steps") == 0) {

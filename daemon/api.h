@@ -39,6 +39,7 @@ void	api_list_tasks(struct evhttp_request *);
 void	api_get_task(struct evhttp_request *, const char *id);
 void	api_cancel_task(struct evhttp_request *, const char *id);
 void	api_task_transitions(struct evhttp_request *, const char *id);
+void	api_task_diagram(struct evhttp_request *, const char *id);
 void	api_get_step(struct evhttp_request *, const char *id,
 	    const char *step);
 void	api_step_action(struct evhttp_request *, const char *id,

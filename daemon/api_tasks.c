@@ -789,6 +789,7 @@ struct read_req {
 	struct evhttp_request	*req;
 	const char		*wrap;	/* NULL, or the member to wrap it in */
 	const char		*what;
+	char			 id[24];
 };
 
 static void
@@ -880,4 +881,103 @@ api_get_task(struct evhttp_request *req, const char *idstr)
 	const char	*params[1] = { idstr };
 
 	read_submit(req, sql_task_json, 1, params, NULL, "task");
+}
+
+/* ---- the DAG as Mermaid ------------------------------------------------ */
+
+static const char sql_diagram[] =
+"SELECT s.position, s.name, s.status, s.attempts,"
+"  coalesce((SELECT string_agg(p.position::text, ',' ORDER BY p.position)"
+"   FROM step_edges e JOIN steps p ON p.id = e.from_step_id"
+"   WHERE e.to_step_id = s.id), '')"
+" FROM steps s WHERE s.task_id = $1 ORDER BY s.position";
+
+/* Mermaid labels are quoted; a quote inside becomes its entity. */
+static void
+mermaid_label(struct evbuffer *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			evbuffer_add_printf(b, "#quot;");
+		else if (*s == '\n')
+			evbuffer_add(b, " ", 1);
+		else
+			evbuffer_add(b, s, 1);
+	}
+}
+
+static void
+diagram_done(struct db_job *job, void *arg)
+{
+	static const char *const classes =
+	    "  classDef pending fill:#eeeeee,stroke:#999999\n"
+	    "  classDef in_progress fill:#cce5ff,stroke:#3377cc\n"
+	    "  classDef enqueued fill:#cce5ff,stroke:#3377cc\n"
+	    "  classDef waiting_for_retry fill:#fff3cd,stroke:#cc9900\n"
+	    "  classDef complete fill:#d4edda,stroke:#339955\n"
+	    "  classDef resolved_manually fill:#d4edda,stroke:#339955\n"
+	    "  classDef error fill:#f8d7da,stroke:#cc3344\n"
+	    "  classDef cancelled fill:#e2e3e5,stroke:#666666\n";
+	struct read_req	*rr = arg;
+	struct evbuffer	*b;
+	PGresult	*res;
+	json_t		*out;
+	char		*parents, *p, *tok, *text;
+	int		 i, n;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(rr->req, job);
+		goto done;
+	}
+	res = db_job_result(job, 0);
+	if ((n = PQntuples(res)) == 0) {
+		reply_error(rr->req, 404, "not_found", "no such task");
+		goto done;
+	}
+	b = evbuffer_new();
+	evbuffer_add_printf(b, "graph TD\n");
+	for (i = 0; i < n; i++) {
+		evbuffer_add_printf(b, "  s%s[\"", PQgetvalue(res, i, 0));
+		mermaid_label(b, PQgetvalue(res, i, 1));
+		evbuffer_add_printf(b, "<br/>%s (%s)\"]:::%s\n",
+		    PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+		    PQgetvalue(res, i, 2));
+	}
+	for (i = 0; i < n; i++) {
+		parents = xstrdup(PQgetvalue(res, i, 4));
+		for (p = parents; (tok = strsep(&p, ",")) != NULL;)
+			if (*tok != '\0')
+				evbuffer_add_printf(b, "  s%s --> s%s\n", tok,
+				    PQgetvalue(res, i, 0));
+		free(parents);
+	}
+	evbuffer_add_printf(b, "%s", classes);
+	text = xstrndup((const char *)evbuffer_pullup(b, -1),
+	    evbuffer_get_length(b));
+	evbuffer_free(b);
+	out = json_pack("{s:s, s:s}", "task_id", rr->id, "mermaid", text);
+	free(text);
+	reply_json(rr->req, 200, out);
+done:
+	free(rr);
+}
+
+void
+api_task_diagram(struct evhttp_request *req, const char *idstr)
+{
+	struct read_req	*rr;
+	struct db_job	*job;
+	const char	*params[1] = { idstr };
+	int64_t		 id;
+
+	if (parse_id(idstr, &id) == -1) {
+		reply_error(req, 404, "not_found", "no such task");
+		return;
+	}
+	rr = xcalloc(1, sizeof(*rr));
+	rr->req = req;
+	snprintf(rr->id, sizeof(rr->id), "%lld", (long long)id);
+	job = db_job_new(diagram_done, rr);
+	db_job_add(job, sql_diagram, 1, params);
+	db_submit(job);
 }

@@ -15,10 +15,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autoconf.h"
 #include "log.h"
+
+#ifdef HAVE_SYSTEMD
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#endif
 
 static const char	*log_procname = "taskerd";
 static enum log_level	 log_level = LOG_LVL_INFO;
+static int		 log_journal;	/* stderr is the journal's stream */
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -27,6 +36,7 @@ log_init(const char *procname, enum log_level level)
 {
 	log_procname = procname;
 	log_level = level;
+	log_journal = log_stderr_is_journal();
 }
 
 void
@@ -70,6 +80,91 @@ split_at_fields(const char *s)
 	return strlen(s);
 }
 
+/*
+ * Under systemd, stderr is a stream to the journal and JOURNAL_STREAM names
+ * it ("DEV:INODE"); then each event is sent as a journal entry whose
+ * key=value pairs become fields (TASK_ID=, STEP=, ...), so `journalctl
+ * TASK_ID=42` finds a task's whole story.
+ */
+#ifdef HAVE_SYSTEMD
+int
+log_stderr_is_journal(void)
+{
+	const char		*js = getenv("JOURNAL_STREAM");
+	struct stat		 st;
+	unsigned long long	 dev, ino;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &st) == -1)
+		return 0;
+	return (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+}
+
+/* fields: "key=value key2=\"quoted value\" ..." as log_emit keeps them. */
+static void
+log_journal_send(enum log_level level, const char *msg, const char *fields)
+{
+	static const int	 prio[] = { 7, 6, 4, 3 };
+	struct iovec		 iov[34];
+	char			 message[4200], buf[34][512];
+	const char		*p = fields, *k, *v;
+	size_t			 n = 0, kl, i, j;
+
+	/* buf[0] stays unused: the message has its own, larger buffer. */
+	snprintf(message, sizeof(message), "MESSAGE=%s", msg);
+	n++;
+	snprintf(buf[n], sizeof(buf[n]), "PRIORITY=%d", prio[level]);
+	n++;
+	snprintf(buf[n], sizeof(buf[n]), "SYSLOG_IDENTIFIER=%s",
+	    log_procname);
+	n++;
+	while (*p != '\0' && n < sizeof(buf) / sizeof(buf[0])) {
+		while (*p == ' ')
+			p++;
+		k = p;
+		while (*p != '\0' && *p != '=' && *p != ' ')
+			p++;
+		if (*p != '=')
+			break;
+		kl = (size_t)(p - k);
+		p++;
+		j = 0;
+		for (i = 0; i < kl && j < 60; i++)
+			buf[n][j++] = k[i] == '.' ? '_' :
+			    (char)toupper((unsigned char)k[i]);
+		buf[n][j++] = '=';
+		if (*p == '"') {
+			for (v = p + 1; *v != '\0' && *v != '"'; v++) {
+				if (*v == '\\' && v[1] != '\0')
+					v++;
+				if (j < sizeof(buf[n]) - 1)
+					buf[n][j++] = *v;
+			}
+			p = *v == '"' ? v + 1 : v;
+		} else {
+			for (v = p; *v != '\0' && *v != ' '; v++)
+				if (j < sizeof(buf[n]) - 1)
+					buf[n][j++] = *v;
+			p = v;
+		}
+		buf[n][j] = '\0';
+		n++;
+	}
+	for (j = 0; j < n; j++) {
+		iov[j].iov_base = j == 0 ? message : buf[j];
+		iov[j].iov_len = strlen(iov[j].iov_base);
+	}
+	sd_journal_sendv(iov, (int)n);
+}
+#else
+int
+log_stderr_is_journal(void)
+{
+	return 0;
+}
+#endif
+
 static void
 log_emit(enum log_level level, const char *suffix, const char *fmt,
     va_list ap)
@@ -88,6 +183,16 @@ log_emit(enum log_level level, const char *suffix, const char *fmt,
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 
 	cut = split_at_fields(text);
+#ifdef HAVE_SYSTEMD
+	if (log_journal) {
+		char msg[4096];
+
+		snprintf(msg, sizeof(msg), "%.*s%s%s", (int)cut, text,
+		    suffix ? ": " : "", suffix ? suffix : "");
+		log_journal_send(level, msg, text + cut);
+		return;
+	}
+#endif
 	n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s proc=%s:%ld "
 	    "msg=\"", ts, (long)(tv.tv_usec / 1000),
 	    level_names[level], log_procname, (long)getpid());

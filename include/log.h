@@ -11,7 +11,10 @@
 
 enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 
+/* Also decides where lines go: the journal, with each key=value as a
+ * field, when stderr is the journal's stream; logfmt on stderr otherwise. */
 void	log_init(const char *procname, enum log_level);
+int	log_stderr_is_journal(void);
 void	log_setlevel(enum log_level);
 int	log_parse_level(const char *, enum log_level *);
 

@@ -140,7 +140,8 @@ route_results_done(struct db_job *job, void *arg)
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "complete") != 0) {
 		route_error(rr->req, 409, "task is not complete yet",
-		    json_pack("{s:s, s:s}", "task_id", rr->id, "status",
+		    json_pack("{s:I, s:s}", "task_id",
+		    (json_int_t)strtoll(rr->id, NULL, 10), "status",
 		    PQgetvalue(res, 0, 0)));
 		goto done;
 	}

@@ -83,15 +83,16 @@ static const char sql_next_due[] =
 " WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0";
 
 /*
- * Apply a batch of outcomes ($1: [{step_id, token, status, delay_ms,
- * results, error, meta}]).  The lease token fences stale attempts: only the
+ * Apply a batch of outcomes ($1: [{step_id, token, status, free, delay_ms,
+ * results, error, meta}]; free: a breaker probe that grants its attempt
+ * back).  The lease token fences stale attempts: only the
  * current claim's outcome matches.  Completing a step releases its children.
  */
 static const char sql_apply[] =
 "WITH o0 AS ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
-"    token bigint, status text, delay_ms bigint, results jsonb,"
-"    error jsonb, meta jsonb)),"
+"    token bigint, status text, free boolean, delay_ms bigint,"
+"    results jsonb, error jsonb, meta jsonb)),"
 /* A cancelled task's steps are not retried. */
 " o AS ("
 "  SELECT o0.*, CASE WHEN o0.status = 'waiting_for_retry'"
@@ -100,6 +101,7 @@ static const char sql_apply[] =
 "  JOIN tasks t ON t.id = s0.task_id),"
 " u AS ("
 "  UPDATE steps s SET status = o.final, attempts = s.attempts + 1,"
+"    retry_limit = s.retry_limit + CASE WHEN o.free THEN 1 ELSE 0 END,"
 "    results = CASE WHEN o.final = 'complete' THEN o.results"
 "      ELSE s.results END,"
 "    last_error = coalesce(o.error, s.last_error),"
@@ -525,17 +527,21 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 {
 	const struct backoff *b = c->tstep ? &c->tstep->backoff :
 	    &sv.conf->step_defaults.backoff;
-	const char	*status = outcome_status(c, o);
+	const char	*status;
 	json_t		*rec, *meta, *err = json_null();
 	int64_t		 delay = 0;
+	bool		 probe = false;
 	char		 key[24];
 
 	if (c->dispatched) {
 		sc.ndispatched--;
-		services_finished(claim_service(c), o);
+		probe = services_finished(claim_service(c), o);
 		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
 		    claim_template(c), c->step_name);
 	}
+	/* A failed breaker probe is recorded as an attempt but grants one
+	 * more: waiting for a service to come back spends no budget. */
+	status = probe ? "waiting_for_retry" : outcome_status(c, o);
 	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
 	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
 	    1, claim_template(c), c->step_name);
@@ -569,10 +575,13 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		    o->error_code ? o->error_code : "error", status,
 		    (long long)delay, c->correlation_id);
 	}
-	rec = json_pack("{s:I, s:I, s:s, s:I, s:O, s:o, s:o}",
+	if (probe)
+		json_object_set_new(meta, "breaker_probe", json_true());
+	rec = json_pack("{s:I, s:I, s:s, s:b, s:I, s:O, s:o, s:o}",
 	    "step_id", (json_int_t)c->step_id,
 	    "token", (json_int_t)c->lease_token,
 	    "status", status,
+	    "free", probe,
 	    "delay_ms", (json_int_t)delay,
 	    "results", o->results && o->outcome == OUTCOME_SUCCESS ?
 	    o->results : json_null(),

@@ -198,15 +198,15 @@ service_failure(const struct proto_step_outcome *o)
 	return o->http_status == 0 || o->http_status >= 500;
 }
 
-void
+bool
 services_finished(const char *name, const struct proto_step_outcome *o)
 {
 	struct service	*s = service_find(name);
-	bool		 failed;
+	bool		 failed, probe;
 	int		 threshold;
 
 	if (s == NULL)
-		return;
+		return false;
 	if (s->inflight > 0)
 		s->inflight--;
 	failed = service_failure(o);
@@ -214,18 +214,22 @@ services_finished(const char *name, const struct proto_step_outcome *o)
 		s->failures++;
 	threshold = s->conf != NULL ? s->conf->breaker_failures : 0;
 	if (threshold <= 0)
-		return;
+		return false;
+	probe = s->state == BREAKER_HALF_OPEN && s->probing;
 	if (!failed) {
 		s->consecutive_failures = 0;
 		if (s->state == BREAKER_HALF_OPEN)
 			breaker_set(s, BREAKER_CLOSED);
-		return;
+		return false;
 	}
 	s->consecutive_failures++;
 	if (s->state == BREAKER_HALF_OPEN ||
 	    (s->state == BREAKER_CLOSED &&
 	    s->consecutive_failures >= threshold))
 		breaker_set(s, BREAKER_OPEN);
+	/* The probe asked on the step's behalf whether the service is back;
+	 * its "no" is the breaker's, not the step's. */
+	return probe;
 }
 
 char *

@@ -21,7 +21,9 @@ bool	 services_may_dispatch(const char *name);
 /* Is the service's breaker open (its steps should wait)? */
 bool	 services_open(const char *name);
 void	 services_started(const char *name);
-void	 services_finished(const char *name, const struct proto_step_outcome *);
+/* Returns true when the attempt was the half-open breaker's probe and it
+ * failed: that attempt must not spend the step's budget. */
+bool	 services_finished(const char *name, const struct proto_step_outcome *);
 /* Services whose steps must not be claimed now, as a PostgreSQL text[]
  * literal (malloc'd; "{}" when none). */
 char	*services_blocked(void);

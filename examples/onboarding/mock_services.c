@@ -83,6 +83,7 @@ struct service {
 	json_t		*idem;		/* "METHOD path key" ->
 					 * {request, status, reply} */
 	struct evhttp	*http;
+	json_t		*draws;		/* idempotency key -> calls drawn */
 };
 
 static struct service services[SVC_COUNT] = {
@@ -1022,6 +1023,7 @@ state_init(void)
 		services[i].faults = services[i].initial;
 		services[i].rng = opt.seed + i * 0x632be59bd9b4e019ULL;
 		services[i].idem = json_object();
+		services[i].draws = json_object();
 	}
 }
 
@@ -1040,8 +1042,10 @@ state_free(void)
 	free(notify_db.v);
 	calls_clear();
 	free(calls);
-	for (i = 0; i < SVC_COUNT; i++)
+	for (i = 0; i < SVC_COUNT; i++) {
 		json_decref(services[i].idem);
+		json_decref(services[i].draws);
+	}
 }
 
 /* ---- faults and the admin routes ---------------------------------------- */
@@ -1295,6 +1299,32 @@ call_read_body(struct call *c, const struct route *r)
 	return true;
 }
 
+/*
+ * A call's failure draw.  The nth call carrying an Idempotency-Key draws
+ * from (seed, service, key, n), so which attempts of a step fail depends
+ * only on the seed - not on how concurrent tasks interleave - and a test
+ * with a fixed seed sees the same failures every run.  Calls without a key
+ * draw from the service's stream.
+ */
+static double
+fault_draw(struct call *c)
+{
+	struct service	*svc = c->svc;
+	json_int_t	 n;
+	uint64_t	 st;
+	const char	*k;
+
+	if (c->idem_key == NULL)
+		return rng_uniform(&svc->rng);
+	n = json_integer_value(json_object_get(svc->draws, c->idem_key));
+	json_object_set_new(svc->draws, c->idem_key, json_integer(n + 1));
+	st = opt.seed ^ ((uint64_t)svc->id << 56);
+	for (k = c->idem_key; *k != '\0'; k++)
+		st = (st ^ (unsigned char)*k) * 0x100000001b3ULL;
+	st ^= (uint64_t)n * 0x9e3779b97f4a7c15ULL;
+	return rng_uniform(&st);
+}
+
 /* Decides the answer (see the top of the file for the order). */
 static void
 call_handle(struct call *c)
@@ -1309,7 +1339,7 @@ call_handle(struct call *c)
 		return;
 	}
 	if (!c->admin && f->failure_rate > 0 &&
-	    rng_uniform(&c->svc->rng) < f->failure_rate) {
+	    fault_draw(c) < f->failure_rate) {
 		c->fault = "injected";
 		if (f->status == 429)
 			c->retry_after = 1;

@@ -16,6 +16,7 @@
 #include <sys/queue.h>
 #include <sys/un.h>
 #include <ctype.h>
+#include <strings.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@
 #include "protocol.h"
 #include "sched.h"
 #include "services.h"
+#include "sha256.h"
 #include "metrics.h"
 #include "supervisor.h"
 #include "log.h"
@@ -253,6 +255,76 @@ split_path(const char *path, char seg[][128], int max)
 	return n;
 }
 
+/* The name of the token that authorised the request being routed, for
+ * audit metadata; NULL when the API is open.  Handlers read it before they
+ * return to the loop, so one variable serves. */
+static const char *api_actor;
+
+const char *
+api_current_actor(void)
+{
+	return api_actor;
+}
+
+/*
+ * Bearer tokens: the configured SHA-256 of each token is compared with the
+ * presented token's hash, in constant time and against every token, so
+ * neither timing nor early exits tell which bytes or which token matched.
+ * Reads need `read`, creating and cancelling `write`, an operator's step
+ * actions `admin`; admin implies write, write implies read.  With no
+ * tokens configured the API is open.  Returns false when it has answered.
+ */
+static bool
+api_authorize(struct evhttp_request *req, enum evhttp_cmd_type m,
+    char seg[][128], int n)
+{
+	const char		*h, *tok;
+	unsigned char		 d[SHA256_LEN];
+	const struct auth_token	*match = NULL;
+	unsigned		 need, have;
+	size_t			 i;
+
+	api_actor = NULL;
+	if (sv.conf->ntokens == 0)
+		return true;
+	h = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	tok = h != NULL && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+	if (tok != NULL) {
+		sha256(tok, strlen(tok), d);
+		for (i = 0; i < sv.conf->ntokens; i++)
+			if (sha256_equal(d, sv.conf->tokens[i].sha256) &&
+			    match == NULL)
+				match = &sv.conf->tokens[i];
+	}
+	if (match == NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "WWW-Authenticate", "Bearer realm=\"taskerd\"");
+		reply_error(req, 401, "unauthorized", tok == NULL ?
+		    "a bearer token is required" : "unknown bearer token");
+		return false;
+	}
+	if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+		need = SCOPE_READ;
+	else if (m == EVHTTP_REQ_PATCH && n == 5 && strcmp(seg[0], "v1") == 0)
+		need = SCOPE_ADMIN;
+	else
+		need = SCOPE_WRITE;
+	have = match->scopes;
+	if (have & SCOPE_ADMIN)
+		have |= SCOPE_WRITE;
+	if (have & SCOPE_WRITE)
+		have |= SCOPE_READ;
+	if ((have & need) == 0) {
+		reply_error(req, 403, "forbidden", "token \"%s\" lacks the "
+		    "\"%s\" scope", match->name, need == SCOPE_READ ? "read" :
+		    need == SCOPE_WRITE ? "write" : "admin");
+		return false;
+	}
+	api_actor = match->name;
+	return true;
+}
+
 /* Paths outside /v1 and /health belong to templates' routes. */
 static void
 api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
@@ -297,6 +369,10 @@ api_route(struct evhttp_request *req, void *arg)
 	pend->route = route_label(seg, n);
 	clock_gettime(CLOCK_MONOTONIC, &pend->start);
 	TAILQ_INSERT_TAIL(&pendings, pend, entry);
+
+	if (!(n == 2 && strcmp(seg[0], "health") == 0) && !api_authorize(req,
+	    m, seg, n))
+		return;
 
 	if (n == 1 && strcmp(seg[0], "metrics") == 0) {
 		if (m != EVHTTP_REQ_GET)

@@ -19,6 +19,10 @@ void	api_free(void);
 struct evhttp_request;
 void	api_answered(struct evhttp_request *, int status);
 
+/* The authorising token's name for the request being handled, or NULL
+ * when the API is open (no tokens configured). */
+const char *api_current_actor(void);
+
 /* Task endpoints (api_tasks.c), called by the router. */
 struct evhttp_request;
 

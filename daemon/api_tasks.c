@@ -510,12 +510,17 @@ out:
 static json_t *
 action_meta(const char *action, json_t *body)
 {
-	json_t	*actor = json_object_get(body, "actor");
-	json_t	*reason = json_object_get(body, "reason");
+	json_t		*actor = json_object_get(body, "actor");
+	json_t		*reason = json_object_get(body, "reason");
+	const char	*token = api_current_actor();
 
-	return json_pack("{s:s, s:s, s:s?}", "action", action,
-	    "actor", json_is_string(actor) ? json_string_value(actor) :
-	    "anonymous",
+	/* With tokens configured, who acted is the token, whatever the body
+	 * says; the body's actor is kept beside it as the caller's word. */
+	return json_pack("{s:s, s:s, s:s?, s:s?}", "action", action,
+	    "actor", token != NULL ? token : json_is_string(actor) ?
+	    json_string_value(actor) : "anonymous",
+	    "on_behalf_of", token != NULL && json_is_string(actor) ?
+	    json_string_value(actor) : NULL,
 	    "reason", json_is_string(reason) ? json_string_value(reason) :
 	    NULL);
 }

@@ -46,6 +46,8 @@ static const struct yt_key config_keys[] = {
 	    "worker processes" },
 	{ "workers.path", YT_STRING, C(workers_path), NULL, 0, 0, 0, NULL,
 	    "taskerd-worker binary; unset: the installed one" },
+	{ "workers.user", YT_STRING, C(workers_user), NULL, 0, 0, 0, NULL,
+	    "when started as root, workers run as this user" },
 	{ "workers.ping_interval", YT_DURATION, C(workers_ping_interval_ms),
 	    "5s", 100, INT32_MAX, 0, NULL,
 	    "how often each worker is pinged, busy or idle" },

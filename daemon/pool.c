@@ -12,6 +12,9 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -74,6 +77,9 @@ static struct {
 	char			*path;
 	size_t			 max_frame;
 	int64_t			 ping_interval_ms;
+	bool			 drop;		/* switch workers to uid/gid */
+	uid_t			 uid;
+	gid_t			 gid;
 	int64_t			 ping_timeout_ms;
 	struct event		*sigchld;
 	struct event		*ping;
@@ -306,6 +312,17 @@ worker_spawn(struct worker *w)
 			sigprocmask(SIG_SETMASK, &all, NULL);
 			signal(SIGPIPE, SIG_DFL);
 		}
+		/* Handlers never run with the supervisor's privileges, nor
+		 * gain any through exec. */
+		if (pool.drop && (setgroups(1, &pool.gid) == -1 ||
+		    setgid(pool.gid) == -1 || setuid(pool.uid) == -1))
+			_exit(WORKER_EXIT_CANNOT_START);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+			_exit(WORKER_EXIT_CANNOT_START);
+		/* systemd's notification socket is the supervisor's alone. */
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("WATCHDOG_USEC");
+		unsetenv("WATCHDOG_PID");
 		snprintf(frame, sizeof(frame), "%zu", pool.max_frame);
 		setenv("TASKERD_MAX_FRAME", frame, 1);
 		execl(pool.path, "taskerd-worker", (char *)NULL);
@@ -494,10 +511,24 @@ pool_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 
 void
 pool_init(struct event_base *base, int count, const char *path,
-    size_t max_frame, int64_t ping_interval_ms, int64_t ping_timeout_ms)
+    size_t max_frame, int64_t ping_interval_ms, int64_t ping_timeout_ms,
+    const char *user)
 {
-	struct timeval	tv;
-	int		i;
+	struct timeval	 tv;
+	struct passwd	*pw;
+	int		 i;
+
+	if (user != NULL && geteuid() == 0) {
+		/* Looked up now: getpwnam is not safe between fork and exec. */
+		if ((pw = getpwnam(user)) == NULL)
+			fatalx("workers.user: no such user \"%s\"", user);
+		pool.drop = true;
+		pool.uid = pw->pw_uid;
+		pool.gid = pw->pw_gid;
+		log_info("workers run as user=%s uid=%d gid=%d", user,
+		    (int)pool.uid, (int)pool.gid);
+	} else if (user != NULL)
+		log_warnx("workers.user=%s ignored: not started as root", user);
 
 	pool.base = base;
 	pool.n = count;

@@ -18,7 +18,7 @@ struct claim;
 
 void	 pool_init(struct event_base *, int count, const char *path,
 	    size_t max_frame, int64_t ping_interval_ms,
-	    int64_t ping_timeout_ms);
+	    int64_t ping_timeout_ms, const char *user);
 /* Stop every worker (SIGTERM) and reap them; claims are handed back. */
 void	 pool_shutdown(void);
 /* Workers ready for a step. */

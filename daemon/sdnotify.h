@@ -12,6 +12,7 @@
 #else
 #define sd_notify(unset, state)		0
 #define sd_notifyf(unset, ...)		0
+#define sd_watchdog_enabled(unset, usec) 0
 #endif
 
 #endif

@@ -48,7 +48,7 @@
 
 struct supervisor sv;
 
-static struct event	*ev_term, *ev_int, *ev_hup, *ev_drain;
+static struct event	*ev_term, *ev_int, *ev_hup, *ev_drain, *ev_status;
 static struct timespec	 drain_deadline;
 
 const struct tmpl *
@@ -73,6 +73,39 @@ supervisor_check_ready(void)
 	log_info("taskerd ready node=%s workers=%d listen=%s", sv.node_id,
 	    sv.conf->workers_count, sv.conf->http_listen);
 	sd_notify(0, "READY=1");
+}
+
+/*
+ * Every few seconds: STATUS= with live counters, and the watchdog ping -
+ * sent only while the loop turns (this callback runs) and the database
+ * answers, so systemd restarts a node that is wedged or cut off.
+ */
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t	usec;
+
+	sd_notifyf(0, "STATUS=workers %d/%d up, %d steps running, %d "
+	    "queued, database %s", pool_up(), sv.conf->workers_count,
+	    sched_inflight() - sched_queued(), sched_queued(),
+	    db_connected() > 0 ? "ok" : "unavailable");
+	if (sd_watchdog_enabled(0, &usec) > 0 && db_connected() > 0)
+		sd_notify(0, "WATCHDOG=1");
+}
+
+static void
+status_start(void)
+{
+	struct timeval	tv = { 5, 0 };
+	uint64_t	usec;
+
+	/* Half the watchdog interval, as sd_watchdog_enabled(3) advises. */
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec / 2 < 5000000) {
+		tv.tv_sec = (time_t)(usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(usec / 2 % 1000000);
+	}
+	ev_status = event_new(sv.base, -1, EV_PERSIST, status_cb, NULL);
+	event_add(ev_status, &tv);
 }
 
 static bool
@@ -220,11 +253,12 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	db_init(sv.base, conf->database_dsn, conf->database_pool);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
-	    conf->workers_ping_timeout_ms);
+	    conf->workers_ping_timeout_ms, conf->workers_user);
 	services_init();
 	sched_init();
 	if (api_init(sv.base, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	status_start();
 	log_info("taskerd started node=%s templates=%zu worker=%s",
 	    sv.node_id, sv.templates->n, sv.worker_path);
 
@@ -237,6 +271,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	api_free();
 	if (ev_drain != NULL)
 		event_free(ev_drain);
+	event_free(ev_status);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);

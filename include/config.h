@@ -43,6 +43,7 @@ struct config {
 
 	int		 workers_count;
 	char		*workers_path;		/* taskerd-worker binary */
+	char		*workers_user;		/* NULL: the supervisor's */
 	int64_t		 workers_max_frame;	/* bytes */
 	int64_t		 workers_ping_interval_ms;
 	int64_t		 workers_ping_timeout_ms;

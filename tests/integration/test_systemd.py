@@ -1,0 +1,133 @@
+"""Running as a system service: sd_notify (READY, STATUS, WATCHDOG,
+STOPPING), graceful SIGTERM with running steps, and unprivileged workers."""
+
+import os
+import signal
+import socket
+import tempfile
+import time
+
+import pytest
+
+import harness
+
+SLOW = """
+name: slow
+step_templates:
+  - name: work
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+  - name: after
+    handler: noop
+    depends_on_step: work
+"""
+
+
+@pytest.fixture
+def notify_socket():
+    d = tempfile.mkdtemp(prefix="taskerd-notify-")
+    path = os.path.join(d, "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.1)
+    try:
+        yield s, path
+    finally:
+        s.close()
+        os.unlink(path)
+        os.rmdir(d)
+
+
+def messages(sock, seconds):
+    """Datagrams received within `seconds`, with their arrival times."""
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(4096).decode()
+        except socket.timeout:
+            continue
+        out.append((time.monotonic(), data))
+    return out
+
+
+def test_notify_ready_watchdog_stopping(taskerd, notify_socket, monkeypatch):
+    sock, path = notify_socket
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"}
+    base = harness.clean_env
+    monkeypatch.setattr(harness, "clean_env",
+                        lambda extra=None: base(dict(env, **(extra or {}))))
+    t = taskerd(templates={"slow.yaml": SLOW}, start=False)
+    t.start()
+    got = messages(sock, 2.0)
+    texts = [m for _, m in got]
+    assert "READY=1" in texts, texts
+    # READY=1 comes once, before any watchdog ping; when it was sent the
+    # listener was bound (we could ask /health/ready right after start()).
+    assert texts.count("READY=1") == 1
+    # WATCHDOG=1 every half interval (300 ms): several within 2 s.
+    pings = [at for at, m in got if m == "WATCHDOG=1"]
+    assert len(pings) >= 4, texts
+    assert any(m.startswith("STATUS=workers 2/2 up") for m in texts), texts
+    # Workers never see the notification socket.
+    for pid in harness.proc_children(t.pid):
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            assert b"NOTIFY_SOCKET=" not in f.read()
+
+    t.proc.send_signal(signal.SIGTERM)
+    got = messages(sock, 1.0)
+    assert "STOPPING=1" in [m for _, m in got]
+    assert t.proc.wait(10) == 0
+
+
+def test_sigterm_lets_running_steps_finish(taskerd, pg):
+    t = taskerd(templates={"slow.yaml": SLOW}, workers=2)
+    ids = [t.create_task("slow", {})["task_id"] for _ in range(4)]
+    harness.wait_until(lambda: sum(1 for w in t.workers()
+                                   if w["state"] == "busy") == 2,
+                       10, message="two steps running")
+    started = time.monotonic()
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(15) == 0
+    assert time.monotonic() - started < 12
+    t._stopped = True
+    t.stop()
+
+    # The two running steps finished during the drain; nothing is left
+    # claimed (in progress) in the database.
+    rows = pg.json(t.db, "select name, status, attempts from steps "
+                   "where name = 'work' order by id")
+    assert sum(1 for r in rows if r["status"] == "complete") >= 2, rows
+    assert all(r["attempts"] <= 1 for r in rows), rows
+    assert pg.scalar(t.db, "select count(*) from steps where status = "
+                     "'in_progress'") == "0"
+
+    # Started again on the same database, every task completes, and no
+    # step ever had two attempts running at once.
+    t._stopped = False
+    t.start()
+    for tid in ids:
+        assert t.wait_task(tid, timeout=30)["status"] == "complete"
+    hist = pg.json(t.db, "select step_id, to_state from step_transitions "
+                   "order by id")
+    running = set()
+    for h in hist:
+        if h["to_state"] == "in_progress":
+            assert h["step_id"] not in running, "overlapping attempts"
+            running.add(h["step_id"])
+        else:
+            running.discard(h["step_id"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_workers_run_as_configured_user(taskerd):
+    t = taskerd(templates={"slow.yaml": SLOW},
+                config={"workers": {"user": "nobody"}})
+    pids = harness.proc_children(t.pid)
+    assert pids
+    for pid in pids:
+        with open("/proc/%d/status" % pid) as f:
+            status = dict(line.split(":", 1) for line in f if ":" in line)
+        assert status["Uid"].split()[1] == "65534"     # effective uid
+        assert status["NoNewPrivs"].strip() == "1"
+    tid = t.create_task("slow", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"

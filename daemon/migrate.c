@@ -120,43 +120,92 @@ out:
 	return n;
 }
 
+/*
+ * Upsert every template of a registry in one statement ($1: [{i, ns, name,
+ * version, definition}]), answering (i, id) rows.  Used blocking at start
+ * and as a db job on reload.
+ */
+const char migrate_templates_sql[] =
+"WITH x AS ("
+"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(i int, ns text,"
+"    name text, version text, definition jsonb)),"
+" ns AS ("
+"  INSERT INTO namespaces (name) SELECT DISTINCT ns FROM x"
+"  ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
+"  RETURNING id, name),"
+" t AS ("
+"  INSERT INTO templates (namespace_id, name, version, definition)"
+"  SELECT ns.id, x.name, x.version, x.definition"
+"  FROM x JOIN ns ON ns.name = x.ns"
+"  ON CONFLICT (namespace_id, name, version) DO UPDATE"
+"    SET definition = EXCLUDED.definition, loaded_at = now()"
+"  RETURNING id, namespace_id, name, version)"
+"SELECT x.i, t.id FROM x JOIN ns ON ns.name = x.ns"
+"  JOIN t ON t.namespace_id = ns.id AND t.name = x.name"
+"    AND t.version = x.version";
+
+char *
+migrate_templates_param(const struct tmpl_registry *reg)
+{
+	json_t	*arr = json_array();
+	char	*s;
+	size_t	 i;
+
+	for (i = 0; i < reg->n; i++) {
+		const struct tmpl *t = reg->items[i];
+
+		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s, s:O}",
+		    "i", (int)i, "ns", t->namespace, "name", t->name,
+		    "version", t->version, "definition", t->definition));
+	}
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+int
+migrate_templates_apply(struct tmpl_registry *reg, PGresult *res)
+{
+	size_t	i, n = 0;
+	int	r;
+
+	for (r = 0; r < PQntuples(res); r++) {
+		i = (size_t)strtoul(PQgetvalue(res, r, 0), NULL, 10);
+		if (i < reg->n) {
+			reg->items[i]->db_id = strtoll(PQgetvalue(res, r, 1),
+			    NULL, 10);
+			n++;
+		}
+	}
+	return n == reg->n ? 0 : -1;
+}
+
 int
 migrate_register_templates(PGconn *pg, struct tmpl_registry *reg,
     char *err, size_t errlen)
 {
-	static const char sql[] =
-	    "WITH ns AS (INSERT INTO namespaces (name) VALUES ($1) "
-	    "  ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-	    "  RETURNING id) "
-	    "INSERT INTO templates (namespace_id, name, version, definition) "
-	    "SELECT ns.id, $2, $3, $4::jsonb FROM ns "
-	    "ON CONFLICT (namespace_id, name, version) DO UPDATE "
-	    "  SET definition = EXCLUDED.definition, loaded_at = now() "
-	    "RETURNING id";
-	const char	*params[4];
+	const char	*params[1];
 	PGresult	*res;
-	char		*def;
-	size_t		 i;
+	char		*json;
+	int		 rc;
 
-	for (i = 0; i < reg->n; i++) {
-		struct tmpl *t = reg->items[i];
-
-		def = json_dumps(t->definition, JSON_COMPACT);
-		params[0] = t->namespace;
-		params[1] = t->name;
-		params[2] = t->version;
-		params[3] = def;
-		res = PQexecParams(pg, sql, 4, NULL, params, NULL, NULL, 0);
-		free(def);
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			snprintf(err, errlen, "registering template %s/%s: %s",
-			    t->namespace, t->name, PQresultErrorMessage(res));
-			err[strcspn(err, "\n")] = '\0';
-			PQclear(res);
-			return -1;
-		}
-		t->db_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if (reg->n == 0)
+		return 0;
+	json = migrate_templates_param(reg);
+	params[0] = json;
+	res = PQexecParams(pg, migrate_templates_sql, 1, NULL, params, NULL,
+	    NULL, 0);
+	free(json);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "registering templates: %s",
+		    PQresultErrorMessage(res));
+		err[strcspn(err, "\n")] = '\0';
 		PQclear(res);
+		return -1;
 	}
-	return 0;
+	rc = migrate_templates_apply(reg, res);
+	PQclear(res);
+	if (rc == -1)
+		snprintf(err, errlen, "registering templates: ids missing");
+	return rc;
 }

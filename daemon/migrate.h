@@ -25,8 +25,15 @@ int	migrate_run(PGconn *, char *err, size_t errlen);
 
 /*
  * Upsert every template of the registry (namespace, name, version,
- * definition) and set each one's db_id.  Blocking: start-up only.
+ * definition) and set each one's db_id.  Blocking: start-up only; a reload
+ * runs the same statement as a db job with the two helpers below.
  */
+extern const char migrate_templates_sql[];
+/* The statement's $1 for reg (malloc'd JSON). */
+char	*migrate_templates_param(const struct tmpl_registry *);
+/* Set db_ids from the statement's rows; -1 when one is missing. */
+int	 migrate_templates_apply(struct tmpl_registry *, PGresult *);
+
 int	migrate_register_templates(PGconn *, struct tmpl_registry *,
 	    char *err, size_t errlen);
 

@@ -156,11 +156,80 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 	evtimer_add(ev_drain, &tv);
 }
 
+/*
+ * Registries replaced by a reload stay allocated until exit: claims in
+ * flight point into them (tmpl, tstep), and a reload is rare enough that
+ * keeping a few old registries is cheaper than counting references.
+ */
+static struct tmpl_registry	**retired;
+static size_t			  nretired;
+static bool			  reloading;
+
+static void
+reload_done(struct db_job *job, void *arg)
+{
+	struct tmpl_registry	*reg = arg;
+
+	reloading = false;
+	if (db_job_error(job) != NULL ||
+	    migrate_templates_apply(reg, db_job_result(job, 0)) == -1) {
+		log_warnx("reload failed, keeping the loaded templates "
+		    "error=\"%s\"", db_job_error(job) ? db_job_error(job) :
+		    "template ids missing");
+		tmpl_registry_free(reg);
+	} else {
+		retired = xreallocarray(retired, nretired + 1,
+		    sizeof(*retired));
+		retired[nretired++] = sv.templates;
+		sv.templates = reg;
+		log_info("templates reloaded templates=%zu", reg->n);
+	}
+	sd_notify(0, "READY=1");
+}
+
+/* SIGHUP: validate the config and every template, then swap the templates
+ * in; anything broken is reported and the old ones stay in force.  Other
+ * settings (listen address, workers, database) need a restart. */
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	log_warnx("SIGHUP: reloading is not supported yet; restart to load "
-	    "new templates");
+	struct config		*conf;
+	struct tmpl_registry	*reg;
+	struct db_job		*job;
+	const char		*params[1];
+	char			 err[1024], *errs = NULL, *line, *p, *json;
+
+	if (reloading || sv.stopping)
+		return;
+	sd_notify(0, "RELOADING=1");
+	log_info("reloading config=%s", sv.conf->path);
+	if ((conf = config_load(sv.conf->path, err, sizeof(err))) == NULL) {
+		log_warnx("reload refused, keeping the loaded templates "
+		    "reason=\"%s\"", err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	log_setlevel(conf->log_level);
+	reg = tmpl_registry_load(conf->templates_dir, &conf->step_defaults,
+	    &errs);
+	config_free(conf);
+	if (reg == NULL) {
+		for (p = errs; p != NULL && (line = strsep(&p, "\n")) != NULL;)
+			if (*line != '\0')
+				log_warnx("reload refused, keeping the loaded "
+				    "templates reason=\"%s\"", line);
+		free(errs);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	free(errs);
+	json = migrate_templates_param(reg);
+	params[0] = json;
+	job = db_job_new(reload_done, reg);
+	db_job_add(job, migrate_templates_sql, 1, params);
+	reloading = true;
+	db_submit(job);
+	free(json);
 }
 
 /* The worker binary: configured, next to us (build tree), or installed. */
@@ -277,6 +346,9 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	event_free(ev_hup);
 	event_base_free(sv.base);
 	tmpl_registry_free(sv.templates);
+	while (nretired > 0)
+		tmpl_registry_free(retired[--nretired]);
+	free(retired);
 	config_free(sv.conf);
 	free(sv.node_id);
 	free(sv.worker_path);

@@ -1,0 +1,66 @@
+"""SIGHUP re-reads the templates: a broken file is reported and the old
+templates stay in force; a good one is served at once."""
+
+import os
+import signal
+
+import harness
+
+FIRST = """
+name: first
+step_templates:
+  - name: a
+    handler: noop
+"""
+
+SECOND = """
+name: second
+step_templates:
+  - name: a
+    handler: noop
+  - name: b
+    handler: noop
+    depends_on_step: a
+"""
+
+BROKEN = """
+name: broken
+step_templates:
+  - name: a
+    handler: noop
+    depends_on_step: nowhere
+"""
+
+
+def names(t):
+    return sorted(x["name"] for x in t.get("/v1/templates").body["templates"])
+
+
+def test_sighup_reload(taskerd):
+    t = taskerd(templates={"first.yaml": FIRST})
+    tdir = t.config["templates"]["dir"]
+    assert names(t) == ["first"]
+
+    with open(os.path.join(tdir, "second.yaml"), "w") as f:
+        f.write(SECOND)
+    with open(os.path.join(tdir, "broken.yaml"), "w") as f:
+        f.write(BROKEN)
+    os.kill(t.pid, signal.SIGHUP)
+    line = harness.wait_until(
+        lambda: t.log_lines(r'msg="reload refused'), 10,
+        message="the refused reload in the log")
+    assert any("broken.yaml:6:" in l and "nowhere" in l for l in line), line
+    assert names(t) == ["first"]
+    assert t.post("/v1/tasks", json={"name": "second", "context": {}}) \
+        .status == 404
+
+    os.unlink(os.path.join(tdir, "broken.yaml"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: names(t) == ["first", "second"], 10,
+                       message="second template served")
+    tid = t.create_task("second", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    # A task of the first template still runs too.
+    tid = t.create_task("first", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.running

@@ -28,6 +28,7 @@
 #include <event2/bufferevent.h>
 
 #include "pool.h"
+#include "embedpg.h"
 #include "sched.h"
 #include "metrics.h"
 #include "supervisor.h"
@@ -503,7 +504,7 @@ pool_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((w = worker_by_pid(pid)) != NULL)
 			worker_reaped(w, status);
-		else
+		else if (!embedpg_reaped(pid, status))
 			log_info("child reaped pid=%d status=%d", (int)pid,
 			    status);
 	}

@@ -34,6 +34,7 @@
 #include "supervisor.h"
 #include "api.h"
 #include "db.h"
+#include "embedpg.h"
 #include "migrate.h"
 #include "pool.h"
 #include "sched.h"
@@ -292,9 +293,11 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	sv.conf = conf;
 	sv.templates = reg;
+	/* systemd's StateDirectory= wins over the configured state_dir. */
 	if (conf->database_dsn == NULL)
-		fatalx("no database.dsn in %s (the embedded database is not "
-		    "built yet)", conf->path ? conf->path : "the config");
+		conf->database_dsn = embedpg_start(
+		    getenv("STATE_DIRECTORY") != NULL ?
+		    getenv("STATE_DIRECTORY") : conf->state_dir);
 	if (conf->node_id != NULL)
 		sv.node_id = xstrdup(conf->node_id);
 	else {
@@ -319,6 +322,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
 
+	embedpg_watch(sv.base);
 	db_init(sv.base, conf->database_dsn, conf->database_pool);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
@@ -335,6 +339,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	pool_shutdown();
 	db_shutdown();
+	embedpg_stop();
 	services_shutdown();
 	metrics_free();
 	api_free();

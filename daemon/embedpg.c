@@ -1,0 +1,287 @@
+/*
+ * embedpg.c - a private PostgreSQL for taskerd's default configuration.
+ *
+ * The cluster lives in state_dir/pgdata and listens on a Unix socket in
+ * state_dir only (no TCP).  PostgreSQL refuses to run as root, so when
+ * taskerd runs as root the cluster belongs to an unprivileged user: the
+ * `postgres` system user of Debian's packages if there is one, else
+ * `nobody`.  The server is our child: SIGCHLD tells us when it dies, and it
+ * is restarted with a growing delay; taskerd's database connections
+ * reconnect by themselves meanwhile.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "embedpg.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define EMBEDPG_PORT		"5432"	/* only names the socket file */
+#define EMBEDPG_WAIT_S		60
+#define EMBEDPG_RESTART_MAX_MS	10000
+
+static struct {
+	char		*bindir;
+	char		*datadir;
+	char		*sockdir;
+	char		*dsn;
+	pid_t		 pid;
+	bool		 drop;		/* run as uid/gid below */
+	uid_t		 uid;
+	gid_t		 gid;
+	int		 delay_ms;
+	struct event	*restart;
+	bool		 stopping;
+} pg;
+
+/* The newest /usr/lib/postgresql/N/bin with a postgres binary. */
+static char *
+find_bindir(void)
+{
+	DIR		*d;
+	struct dirent	*e;
+	char		*best = NULL, *path;
+	long		 v, bestv = -1;
+
+	if ((d = opendir("/usr/lib/postgresql")) == NULL)
+		fatal("embedded database: /usr/lib/postgresql (is the "
+		    "postgresql package installed?)");
+	while ((e = readdir(d)) != NULL) {
+		v = strtol(e->d_name, NULL, 10);
+		if (v <= bestv)
+			continue;
+		xasprintf(&path, "/usr/lib/postgresql/%s/bin", e->d_name);
+		if (access(path, X_OK) == 0) {
+			free(best);
+			best = path;
+			bestv = v;
+		} else
+			free(path);
+	}
+	closedir(d);
+	if (best == NULL)
+		fatalx("embedded database: no PostgreSQL server under "
+		    "/usr/lib/postgresql");
+	return best;
+}
+
+/* Run argv (as the cluster's owner) and wait; returns its exit status. */
+static int
+run(char *const argv[], const char *logfile)
+{
+	pid_t	pid;
+	int	status, fd;
+
+	switch ((pid = fork())) {
+	case -1:
+		fatal("fork");
+	case 0:
+		if (pg.drop && (setgroups(1, &pg.gid) == -1 ||
+		    setgid(pg.gid) == -1 || setuid(pg.uid) == -1))
+			_exit(126);
+		if ((fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0600)) !=
+		    -1) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	default:
+		break;
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			fatal("waitpid");
+	return status;
+}
+
+static void
+mkdir_owned(const char *path)
+{
+	if (mkdir(path, 0700) == -1 && errno != EEXIST)
+		fatal("embedded database: mkdir %s", path);
+	if (pg.drop && chown(path, pg.uid, pg.gid) == -1)
+		fatal("embedded database: chown %s", path);
+}
+
+static pid_t
+spawn_server(void)
+{
+	char	*log, *postgres;
+	pid_t	 pid;
+	int	 fd;
+
+	xasprintf(&postgres, "%s/postgres", pg.bindir);
+	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
+	switch ((pid = fork())) {
+	case -1:
+		fatal("fork");
+	case 0:
+		if (pg.drop && (setgroups(1, &pg.gid) == -1 ||
+		    setgid(pg.gid) == -1 || setuid(pg.uid) == -1))
+			_exit(126);
+		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		/* Its own process group: a Ctrl-C meant for taskerd must not
+		 * reach the server before taskerd has drained. */
+		setpgid(0, 0);
+		/* jit=off: the unit's MemoryDenyWriteExecute forbids it. */
+		execl(postgres, "postgres", "-D", pg.datadir, "-p",
+		    EMBEDPG_PORT, "-c", "listen_addresses=", "-c", "jit=off",
+		    "-k", pg.sockdir, (char *)NULL);
+		_exit(127);
+	default:
+		break;
+	}
+	free(postgres);
+	free(log);
+	log_info("embedded database started pid=%d datadir=%s", (int)pid,
+	    pg.datadir);
+	return pid;
+}
+
+char *
+embedpg_start(const char *state_dir)
+{
+	struct passwd	*pw;
+	char		*initdb, *log, *versionfile;
+	char		 version[256];
+	PGconn		*c;
+	int		 i, status;
+
+	pg.bindir = find_bindir();
+	if (geteuid() == 0) {
+		if ((pw = getpwnam("postgres")) == NULL &&
+		    (pw = getpwnam("nobody")) == NULL)
+			fatalx("embedded database: no unprivileged user");
+		pg.drop = true;
+		pg.uid = pw->pw_uid;
+		pg.gid = pw->pw_gid;
+	}
+	if (mkdir(state_dir, 0755) == -1 && errno != EEXIST)
+		fatal("embedded database: mkdir %s", state_dir);
+	xasprintf(&pg.sockdir, "%s/pg", state_dir);
+	xasprintf(&pg.datadir, "%s/pg/data", state_dir);
+	mkdir_owned(pg.sockdir);
+	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
+
+	xasprintf(&versionfile, "%s/PG_VERSION", pg.datadir);
+	if (access(versionfile, F_OK) == -1) {
+		char *argv[] = { NULL, "-D", pg.datadir, "-U", "postgres",
+		    "--auth=trust", "-E", "UTF8", "--no-instructions", NULL };
+
+		/* trust is safe: the server listens on no TCP port, and its
+		 * socket is in a directory only its owner (and root) enter. */
+		xasprintf(&initdb, "%s/initdb", pg.bindir);
+		argv[0] = initdb;
+		log_info("embedded database: creating a cluster datadir=%s",
+		    pg.datadir);
+		status = run(argv, log);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fatalx("embedded database: initdb failed (see %s)", log);
+		free(initdb);
+	}
+	free(versionfile);
+	free(log);
+
+	pg.pid = spawn_server();
+	xasprintf(&pg.dsn, "host=%s port=%s dbname=postgres user=postgres",
+	    pg.sockdir, EMBEDPG_PORT);
+	for (i = 0; i < EMBEDPG_WAIT_S * 10; i++) {
+		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
+			fatalx("embedded database exited at start (see "
+			    "%s/postgresql.log)", pg.sockdir);
+		c = PQconnectdb(pg.dsn);
+		if (PQstatus(c) == CONNECTION_OK) {
+			snprintf(version, sizeof(version), "%d",
+			    PQserverVersion(c));
+			PQfinish(c);
+			log_info("embedded database ready socket=%s version=%s",
+			    pg.sockdir, version);
+			return xstrdup(pg.dsn);
+		}
+		PQfinish(c);
+		usleep(100000);
+	}
+	fatalx("embedded database not ready after %ds (see "
+	    "%s/postgresql.log)", EMBEDPG_WAIT_S, pg.sockdir);
+}
+
+static void
+restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (!pg.stopping)
+		pg.pid = spawn_server();
+}
+
+void
+embedpg_watch(struct event_base *base)
+{
+	pg.restart = evtimer_new(base, restart_cb, NULL);
+}
+
+bool
+embedpg_reaped(pid_t pid, int status)
+{
+	struct timeval	tv;
+
+	if (pg.pid == 0 || pid != pg.pid)
+		return false;
+	pg.pid = 0;
+	if (pg.stopping)
+		return true;
+	pg.delay_ms = pg.delay_ms == 0 ? 250 : pg.delay_ms * 2;
+	if (pg.delay_ms > EMBEDPG_RESTART_MAX_MS)
+		pg.delay_ms = EMBEDPG_RESTART_MAX_MS;
+	log_warnx("embedded database died status=%d restart_in_ms=%d", status,
+	    pg.delay_ms);
+	tv.tv_sec = pg.delay_ms / 1000;
+	tv.tv_usec = (pg.delay_ms % 1000) * 1000;
+	evtimer_add(pg.restart, &tv);
+	return true;
+}
+
+void
+embedpg_stop(void)
+{
+	int	status, i;
+
+	pg.stopping = true;
+	if (pg.restart != NULL)
+		event_free(pg.restart);
+	pg.restart = NULL;
+	if (pg.pid > 0) {
+		/* SIGINT: fast shutdown - sessions end, data is safe. */
+		kill(pg.pid, SIGINT);
+		for (i = 0; i < 300; i++) {
+			if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
+				break;
+			usleep(100000);
+		}
+		if (i == 300) {
+			kill(pg.pid, SIGQUIT);
+			waitpid(pg.pid, &status, 0);
+		}
+		log_info("embedded database stopped");
+	}
+	pg.pid = 0;
+	free(pg.bindir);
+	free(pg.datadir);
+	free(pg.sockdir);
+	free(pg.dsn);
+}

@@ -1,0 +1,230 @@
+"""`make install DESTDIR=...`: what lands where, and the installed systemd
+unit passes `systemd-analyze verify` (issue 6, acceptance 1).
+
+The tree in harness.REPO must be configured and built (tests/run does it).
+The install directories are read from its Makefile, so the checks hold for
+whatever --prefix/--sysconfdir/--with-systemdsystemunitdir it was configured
+with.  `systemd-analyze verify` runs offline: it needs the systemd package,
+not a running systemd.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness
+
+REPO = harness.REPO
+UNIT = "taskerd.service"
+DIRS = ("prefix", "bindir", "libexecdir", "sysconfdir", "pkgdatadir",
+        "systemdsystemunitdir")
+
+
+def make(*args, timeout=300, stdin=None):
+    return subprocess.run(["make", "-C", str(REPO), "--no-print-directory"]
+                          + list(args), input=stdin,
+                          env=harness.clean_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def make_vars(names):
+    """The configured values of Makefile variables, fully expanded."""
+    rules = "".join("_taskerd_print_%s:\n\t@echo '%s=$(%s)'\n" % (n, n, n)
+                    for n in names)
+    r = make("-s", "-f", "Makefile", "-f", "-",
+             *("_taskerd_print_" + n for n in names), stdin=rules)
+    if r.returncode != 0:
+        raise harness.HarnessError("cannot read the Makefile's variables:\n"
+                                   + r.stdout + r.stderr)
+    return dict(line.split("=", 1) for line in r.stdout.splitlines()
+                if "=" in line)
+
+
+def under(destdir, path):
+    """PATH (absolute, as configured) inside DESTDIR."""
+    assert os.path.isabs(path), path
+    return Path(str(destdir) + path)
+
+
+def unit_settings(text):
+    """{(section, key): [values...]} of a unit file (comments dropped)."""
+    out, section = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.setdefault((section, key.strip()), []).append(value.strip())
+    return out
+
+
+def analyze_verify(unit_path):
+    """Run `systemd-analyze verify` on one unit file; return (returncode,
+    the output lines about that unit).  systemd-analyze exits 0 even for
+    unknown keys and unparsable values (it logs "..., ignoring"), so every
+    line it prints about our unit counts as a failure."""
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.fail("systemd-analyze is not installed (Debian package "
+                    "`systemd`; it runs offline, no systemd as PID 1 needed)")
+    r = subprocess.run([exe, "verify", "--man=no", str(unit_path)],
+                       env=harness.clean_env({"SYSTEMD_LOG_COLOR": "0"}),
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    name = os.path.basename(str(unit_path))
+    lines = [l for l in (r.stdout + r.stderr).splitlines()
+             if str(unit_path) in l or name in l]
+    return r.returncode, lines, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """`make install DESTDIR=<tmp>` once for this module."""
+    if not (REPO / "Makefile").is_file():
+        raise harness.HarnessError("%s is not configured (run ./autogen.sh "
+                                   "&& ./configure && make)" % REPO)
+    dirs = make_vars(DIRS)
+    destdir = tmp_path_factory.mktemp("destdir")
+    r = make("install", "DESTDIR=%s" % destdir)
+    assert r.returncode == 0, "make install failed:\n" + harness.tail(
+        r.stdout + r.stderr)
+    return destdir, dirs
+
+
+def test_install_places_files(installed):
+    destdir, d = installed
+    for prog in (under(destdir, d["bindir"] + "/taskerd"),
+                 under(destdir, d["libexecdir"] + "/taskerd-worker")):
+        assert prog.is_file() and os.access(prog, os.X_OK), prog
+    # Only taskerd is on PATH; the worker is an implementation detail.
+    assert not under(destdir, d["bindir"] + "/taskerd-worker").exists()
+
+    conf = under(destdir, d["sysconfdir"] + "/taskerd/taskerd.yaml")
+    assert conf.read_text() == (REPO / "etc/taskerd.yaml").read_text()
+    tmpl = under(destdir, d["sysconfdir"] + "/taskerd/templates/hello_world.yaml")
+    assert tmpl.read_text() == (REPO / "etc/templates/hello_world.yaml").read_text()
+
+    example = under(destdir, d["pkgdatadir"] + "/examples/onboarding")
+    for rel in ("templates/user_onboarding.yaml", "services.yaml", "README.md"):
+        assert (example / rel).read_text() == (
+            REPO / "examples/onboarding" / rel).read_text(), rel
+
+    sqldir = under(destdir, d["pkgdatadir"] + "/sql")
+    want = sorted(p.name for p in (REPO / "sql").glob("*.sql"))
+    assert want and sorted(p.name for p in sqldir.glob("*.sql")) == want
+
+    if d["systemdsystemunitdir"]:
+        assert under(destdir, d["systemdsystemunitdir"] + "/" + UNIT).is_file()
+
+
+def test_installed_config_and_templates_check(installed):
+    """The example config, read from where it was installed, finds the
+    installed template directory next to it and validates."""
+    destdir, d = installed
+    conf = under(destdir, d["sysconfdir"] + "/taskerd/taskerd.yaml")
+    r = subprocess.run([str(under(destdir, d["bindir"] + "/taskerd")),
+                        "-c", str(conf), "--check"],
+                       env=harness.clean_env(), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 template(s)" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def installed_unit(installed):
+    destdir, d = installed
+    if not d["systemdsystemunitdir"]:
+        pytest.skip("configured --without-systemdsystemunitdir")
+    return under(destdir, d["systemdsystemunitdir"] + "/" + UNIT)
+
+
+def test_unit_follows_configured_paths(installed):
+    _, d = installed
+    text = installed_unit(installed).read_text()
+    assert not re.search(r"@[a-z_]+@", text), "unsubstituted @dir@ in the unit"
+    s = unit_settings(text)
+    assert s[("Service", "ExecStart")] == [
+        "%s/taskerd -c %s/taskerd/taskerd.yaml" % (d["bindir"], d["sysconfdir"])]
+
+
+def test_unit_settings(installed):
+    s = unit_settings(installed_unit(installed).read_text())
+
+    def one(key, section="Service"):
+        v = s.get((section, key))
+        assert v and len(v) == 1, "%s= in [%s]: %r" % (key, section, v)
+        return v[0]
+
+    want = {
+        "Type": "notify", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "WatchdogSec": "30s", "Restart": "on-failure", "KillMode": "mixed",
+        "TimeoutStopSec": "30s", "User": "taskerd", "Group": "taskerd",
+        "StateDirectory": "taskerd", "ConfigurationDirectory": "taskerd",
+        "RuntimeDirectory": "taskerd", "CapabilityBoundingSet": "",
+        "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
+        "PrivateDevices": "yes", "NoNewPrivileges": "yes",
+        "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes",
+        "ProtectKernelLogs": "yes", "ProtectControlGroups": "yes",
+        "ProtectClock": "yes", "ProtectHostname": "yes",
+        "RestrictNamespaces": "yes", "RestrictRealtime": "yes",
+        "RestrictSUIDSGID": "yes", "LockPersonality": "yes",
+        "MemoryDenyWriteExecute": "yes",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter": "@system-service",
+        "SystemCallArchitectures": "native",
+    }
+    for key, value in want.items():
+        assert one(key) == value, key
+    assert one("WantedBy", "Install") == "multi-user.target"
+    # The supervisor must still be able to exec libexecdir/taskerd-worker.
+    for key in ("NoExecPaths", "ExecPaths", "InaccessiblePaths",
+                "TemporaryFileSystem", "RootDirectory", "RootImage"):
+        assert ("Service", key) not in s, key
+
+
+@pytest.fixture
+def verifiable_unit(installed, tmp_path):
+    """A copy of the installed unit whose ExecStart names the DESTDIR
+    binary: verify checks that the executable exists, and the configured
+    path (e.g. /usr/local/bin/taskerd) is not installed on this machine."""
+    destdir, d = installed
+    text = installed_unit(installed).read_text()
+    real = d["bindir"] + "/taskerd"
+    assert text.count("ExecStart=%s " % real) == 1
+    text = text.replace("ExecStart=%s " % real,
+                        "ExecStart=%s " % under(destdir, real))
+    path = tmp_path / UNIT
+    path.write_text(text)
+    return path
+
+
+def test_systemd_analyze_verify(verifiable_unit):
+    rc, lines, out = analyze_verify(verifiable_unit)
+    assert rc == 0 and not lines, out
+
+
+def test_systemd_analyze_verify_check_is_strict(verifiable_unit):
+    """The check above would notice a misspelt key or a bad value: those
+    are only warnings to systemd-analyze (exit status 0)."""
+    text = verifiable_unit.read_text().replace(
+        "[Service]\n", "[Service]\nProtectSystm=strict\nProtectHome=maybe\n", 1)
+    verifiable_unit.write_text(text)
+    rc, lines, out = analyze_verify(verifiable_unit)
+    assert any("ProtectSystm" in l for l in lines), out
+    assert any("maybe" in l or "ProtectHome" in l for l in lines), out
+
+
+def test_uninstall_removes_every_file(installed, tmp_path):
+    destdir = tmp_path / "destdir"
+    r = make("install", "DESTDIR=%s" % destdir)
+    assert r.returncode == 0, harness.tail(r.stdout + r.stderr)
+    r = make("uninstall", "DESTDIR=%s" % destdir)
+    assert r.returncode == 0, harness.tail(r.stdout + r.stderr)
+    left = [str(p) for p in destdir.rglob("*") if not p.is_dir()]
+    assert left == []

@@ -668,6 +668,7 @@ tmpl_free(struct tmpl *t)
 		free(st->dep_idx);
 	}
 	free(t->steps);
+	json_decref(t->schema);	/* read by tmpl_key_schema, not the table */
 	yt_release(tmpl_keys, YT_NELEM(tmpl_keys), t);
 	json_decref(t->definition);
 	free(t->path);

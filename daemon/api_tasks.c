@@ -516,7 +516,7 @@ action_meta(const char *action, json_t *body)
 
 	/* With tokens configured, who acted is the token, whatever the body
 	 * says; the body's actor is kept beside it as the caller's word. */
-	return json_pack("{s:s, s:s, s:s?, s:s?}", "action", action,
+	return json_pack("{s:s, s:s, s:s*, s:s?}", "action", action,
 	    "actor", token != NULL ? token : json_is_string(actor) ?
 	    json_string_value(actor) : "anonymous",
 	    "on_behalf_of", token != NULL && json_is_string(actor) ?

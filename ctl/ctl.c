@@ -11,6 +11,7 @@
  * type `tasker-ctl task show 5 --json` as often as the other order.  A
  * usage error exits 2 before any request is made.
  */
+#include <sys/stat.h>
 #include <errno.h>
 #include <langinfo.h>
 #include <locale.h>
@@ -591,6 +592,61 @@ parse_command_line(int argc, char **argv, struct ctl_args *a)
 	return P_OK;
 }
 
+/*
+ * The config file keeps a token out of shell history and process lists:
+ * $TASKER_CTL_CONFIG, else $XDG_CONFIG_HOME/tasker-ctl/config, else
+ * ~/.config/tasker-ctl/config; lines "url = ..." and "token = ...", '#'
+ * comments.  A missing file is fine; a file others may read is refused
+ * when it holds a token.
+ */
+static void
+ctl_read_config(void)
+{
+	static char	 url[1024], token[1024];
+	const char	*home, *xdg, *env = getenv("TASKER_CTL_CONFIG");
+	char		 path[1024], line[1200], *k, *v, *e;
+	struct stat	 st;
+	FILE		*f;
+
+	if (env != NULL)
+		snprintf(path, sizeof(path), "%s", env);
+	else if ((xdg = getenv("XDG_CONFIG_HOME")) != NULL && *xdg != '\0')
+		snprintf(path, sizeof(path), "%s/tasker-ctl/config", xdg);
+	else if ((home = getenv("HOME")) != NULL)
+		snprintf(path, sizeof(path), "%s/.config/tasker-ctl/config",
+		    home);
+	else
+		return;
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if ((e = strchr(line, '#')) != NULL)
+			*e = '\0';
+		if ((v = strchr(line, '=')) == NULL)
+			continue;
+		*v++ = '\0';
+		k = line + strspn(line, " \t");
+		k[strcspn(k, " \t")] = '\0';
+		v += strspn(v, " \t");
+		v[strcspn(v, " \t\r\n")] = '\0';
+		if (strcmp(k, "url") == 0)
+			ctl.url = strncpy(url, v, sizeof(url) - 1);
+		else if (strcmp(k, "token") == 0) {
+			if (fstat(fileno(f), &st) == 0 &&
+			    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+				fprintf(stderr, "tasker-ctl: %s holds a token and "
+				    "others may read it (chmod 600); ignored\n",
+				    path);
+				continue;
+			}
+			ctl.token = strncpy(token, v, sizeof(token) - 1);
+		} else
+			fprintf(stderr, "tasker-ctl: %s: unknown key \"%s\"\n",
+			    path, k);
+	}
+	fclose(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -602,8 +658,12 @@ main(int argc, char **argv)
 	setlocale(LC_ALL, "");
 	log_init("tasker-ctl", LOG_LVL_WARN);
 	ctl.utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
-	ctl.url = getenv("TASKER_URL");
-	ctl.token = getenv("TASKER_TOKEN");
+	/* Precedence: options, then the environment, then the file. */
+	ctl_read_config();
+	if (getenv("TASKER_URL") != NULL)
+		ctl.url = getenv("TASKER_URL");
+	if (getenv("TASKER_TOKEN") != NULL)
+		ctl.token = getenv("TASKER_TOKEN");
 	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
 		printf("tasker-ctl %s\n", PACKAGE_VERSION);
 		return 0;

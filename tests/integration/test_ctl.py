@@ -40,6 +40,8 @@ def ctl_env(extra=None):
     for k in ("TASKER_URL", "TASKER_TOKEN", "TASKER_CTL_NOW", "NO_COLOR",
               "TERM"):
         env.pop(k, None)
+    # Hermetic: never a config file of whoever runs the tests.
+    env["TASKER_CTL_CONFIG"] = "/nonexistent/tasker-ctl.conf"
     env.update(extra or {})
     return env
 
@@ -871,3 +873,25 @@ def test_colours_only_on_a_terminal(taskerd):
     assert rc == 0, out
     assert out.startswith("\r[") and "2/2 steps done" in out, repr(out)
     assert out.endswith("\n") and out.count("\n") == 1, repr(out)
+
+
+def test_config_file_url_and_token(taskerd, tmp_path):
+    import hashlib
+    token = "cfg-5e2a91"
+    t = taskerd(config={"auth": {"tokens": [{
+        "name": "from-file", "scopes": ["read"],
+        "sha256": hashlib.sha256(token.encode()).hexdigest()}]}})
+    conf = tmp_path / "config"
+    conf.write_text("# tasker-ctl\nurl = %s\ntoken = %s\n" % (t.url, token))
+    os.chmod(str(conf), 0o600)
+    env = {"TASKER_CTL_CONFIG": str(conf)}
+    # No --url and no TASKER_* variables: both come from the file.
+    r = ctl("--json", "tasks", "list", env=env)
+    assert r.returncode == 0, r.stderr
+    # The environment wins over the file.
+    r = ctl("tasks", "list", env=dict(env, TASKER_TOKEN="wrong"))
+    assert r.returncode == 1 and "unauthorized" in r.stderr
+    # A token in a file others can read is refused, not used.
+    os.chmod(str(conf), 0o644)
+    r = ctl("tasks", "list", env=env)
+    assert r.returncode == 1 and "chmod 600" in r.stderr

@@ -84,7 +84,7 @@ supervisor_check_ready(void)
 static void
 status_cb(evutil_socket_t fd, short what, void *arg)
 {
-	uint64_t	usec;
+	uint64_t	usec = 0;
 
 	sd_notifyf(0, "STATUS=workers %d/%d up, %d steps running, %d "
 	    "queued, database %s", pool_up(), sv.conf->workers_count,
@@ -98,7 +98,7 @@ static void
 status_start(void)
 {
 	struct timeval	tv = { 5, 0 };
-	uint64_t	usec;
+	uint64_t	usec = 0;
 
 	/* Half the watchdog interval, as sd_watchdog_enabled(3) advises. */
 	if (sd_watchdog_enabled(0, &usec) > 0 && usec / 2 < 5000000) {

@@ -895,3 +895,25 @@ def test_config_file_url_and_token(taskerd, tmp_path):
     os.chmod(str(conf), 0o644)
     r = ctl("tasks", "list", env=env)
     assert r.returncode == 1 and "chmod 600" in r.stderr
+
+
+def test_killed_worker_shows_in_workers(taskerd):
+    import signal
+    t = taskerd(workers=2)
+    before = {w["slot"]: w for w in ctl_json(t, "workers")["workers"]}
+    victim = before[0]["pid"]
+    assert harness.proc_ppid(victim) == t.pid
+    os.kill(victim, signal.SIGKILL)
+    def replaced():
+        ws = {w["slot"]: w for w in ctl_json(t, "workers")["workers"]}
+        return ws if ws[0]["pid"] not in (0, victim) \
+            and ws[0]["state"] == "idle" else None
+    after = harness.wait_until(replaced, 10, message="slot 0 replaced")
+    assert after[0]["restarts"] == before[0]["restarts"] + 1
+    assert after[1]["restarts"] == before[1]["restarts"]
+    # The human table shows the same: SLOT PID STATE ... RESTARTS.
+    out = ok(ctl("workers", url=t.url))
+    assert out.splitlines()[0].split()[-1] == "RESTARTS", out
+    row = [l.split() for l in out.splitlines() if l.split()[:1] == ["0"]]
+    assert row and row[0][1] == str(after[0]["pid"]), out
+    assert row[0][-1] == str(after[0]["restarts"]), out

@@ -116,9 +116,11 @@ static const char sql_create[] =
 "   AND x.identity_hash = h.hash";
 
 /* Only meaningful when the first statement created the task. */
+/* currval() is volatile: as a subquery it is evaluated once and the
+ * primary key serves, instead of a scan of every task. */
 static const char sql_task_after_create[] =
 "SELECT taskerd_task_json(t, true)::text FROM tasks t"
-" WHERE t.id = currval(pg_get_serial_sequence('tasks', 'id'))";
+" WHERE t.id = (SELECT currval(pg_get_serial_sequence('tasks', 'id')))";
 
 #define CREATE_NPARAMS	11
 

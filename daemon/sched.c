@@ -76,11 +76,13 @@ static const char sql_claim[] =
 "     AND p.status IN ('complete', 'resolved_manually'))::text "
 "FROM u JOIN tasks t ON t.id = u.task_id";
 
-/* Milliseconds until the next step is due (<= 0: due now; NULL: none). */
+/* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
+ * none); steps of blocked services ($1) wait for their breaker instead. */
 static const char sql_next_due[] =
 "SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp())"
 "  * 1000)::bigint FROM steps"
-" WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0";
+" WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0"
+"   AND (service IS NULL OR service <> ALL($1::text[]))";
 
 /*
  * Apply a batch of outcomes ($1: [{step_id, token, status, free, delay_ms,
@@ -486,8 +488,8 @@ sched_run(void)
 	params[3] = blocked;
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
 	db_job_add(job, sql_claim, 4, params);
-	free(blocked);
-	db_job_add(job, sql_next_due, 0, NULL);
+	db_job_add(job, sql_next_due, 1, params + 3);
+	free(blocked);		/* db_job_add copied it */
 	sc.claiming = true;
 	sc.want = false;
 	db_submit(job);

@@ -121,8 +121,11 @@ def test_stopped_busy_worker_is_killed_replaced_and_step_retried(taskerd, servic
     assert t_dead - t_stop <= 1.2 + 2.5, \
         "killed only %.3fs after it stopped" % (t_dead - t_stop)
     assert "slot=%d" % victim["slot"] in line[0], line
-    assert t.log_lines(r'msg="worker died" pid=%d .*signal=SIGKILL step=slow '
-                       r'task_id=%d attempt=1' % (vpid, tid)), t.log_tail(40)
+    # The obituary follows the reaping (SIGCHLD) by a moment: wait for it.
+    harness.wait_until(
+        lambda: t.log_lines(r'msg="worker died" pid=%d .*signal=SIGKILL '
+                            r'step=slow task_id=%d attempt=1' % (vpid, tid)),
+        5, message="the obituary of the killed worker")
 
     # Replaced: the pool is full again, without the stopped one.
     ws = harness.wait_until(lambda: pool_full(t, exclude=(vpid,)), 10,

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "log.h"
@@ -391,7 +392,10 @@ json_same(const json_t *a, const json_t *b, int depth)
 		if (json_object_size(a) != json_object_size(b))
 			return 0;
 		json_object_foreach((json_t *)a, key, va) {
-			if (!json_same(va, json_object_get(b, key), depth + 1))
+			const json_t *vb = json_object_get(b, key);
+
+			/* Same size, other keys: not the same object. */
+			if (vb == NULL || !json_same(va, vb, depth + 1))
 				return 0;
 		}
 		return 1;
@@ -854,6 +858,105 @@ chk_enum(struct schema_chk *c, const json_t *v, int depth)
  * ECMA 262 pattern would load and then match the wrong strings.  Refuse
  * every backslash before a letter or digit instead: \w, \s and back
  * references are not portable POSIX either. */
+#define SCHEMA_MAX_PATTERN	1024
+#define SCHEMA_MAX_REPEAT	100	/* bound of {m,n} */
+
+/*
+ * glibc's regcomp expands repetition while compiling: stacked quantifiers
+ * (a++++...) double its tree each time and large or nested {m,n} bounds
+ * multiply it, so a pattern of a few dozen bytes can take gigabytes.  Such
+ * patterns mean nothing a context check needs: refuse a quantifier right
+ * after another one, bounds over SCHEMA_MAX_REPEAT, and a bounded
+ * repetition applied to a group that already holds one.
+ */
+static int
+pattern_too_costly(const char *p, char *why, size_t whylen)
+{
+	const char	*q;
+	bool		 after_quant = false, in_bracket = false;
+	int		 depth = 0, i;
+	bool		 bounded[64] = { false };
+	long		 n;
+	char		*end;
+
+	for (q = p; *q != '\0'; q++) {
+		if (in_bracket) {
+			if (*q == ']')
+				in_bracket = false;
+			continue;
+		}
+		switch (*q) {
+		case '\\':
+			if (q[1] != '\0')
+				q++;
+			after_quant = false;
+			continue;
+		case '[':
+			in_bracket = true;
+			if (q[1] == ']')
+				q++;
+			after_quant = false;
+			continue;
+		case '(':
+			if (depth + 1 >= (int)(sizeof(bounded) /
+			    sizeof(bounded[0]))) {
+				snprintf(why, whylen, "pattern nests groups "
+				    "too deeply");
+				return 1;
+			}
+			bounded[++depth] = false;
+			after_quant = false;
+			continue;
+		case ')':
+			if (depth > 0)
+				depth--;
+			/* The group's bounded repetitions belong to the
+			 * enclosing group too. */
+			if (bounded[depth + 1])
+				bounded[depth] = true;
+			if (q[1] == '{' && bounded[depth + 1]) {
+				snprintf(why, whylen, "pattern repeats a group "
+				    "that holds a bounded repetition");
+				return 1;
+			}
+			after_quant = false;
+			continue;
+		case '*':
+		case '+':
+		case '?':
+		case '{':
+			if (after_quant) {
+				snprintf(why, whylen, "pattern stacks "
+				    "quantifiers (as in a++)");
+				return 1;
+			}
+			if (*q == '{') {
+				for (i = 0; i < 2; i++) {
+					n = strtol(q + 1, &end, 10);
+					if (end != q + 1 && n > SCHEMA_MAX_REPEAT) {
+						snprintf(why, whylen, "pattern "
+						    "repeats more than %d times",
+						    SCHEMA_MAX_REPEAT);
+						return 1;
+					}
+					if (*end != ',')
+						break;
+					q = end;
+				}
+				if ((q = strchr(q, '}')) == NULL)
+					return 0;	/* regcomp says why */
+				bounded[depth] = true;
+			}
+			after_quant = true;
+			continue;
+		default:
+			after_quant = false;
+			continue;
+		}
+	}
+	return 0;
+}
+
 static int
 chk_pattern(struct schema_chk *c, const json_t *v, int depth)
 {
@@ -870,6 +973,15 @@ chk_pattern(struct schema_chk *c, const json_t *v, int depth)
 	p = json_string_value(v);
 	if (strlen(p) != json_string_length(v)) {
 		chk_fail(c, "pattern contains a NUL character");
+		return -1;
+	}
+	if (strlen(p) > SCHEMA_MAX_PATTERN) {
+		chk_fail(c, "pattern longer than %d characters",
+		    SCHEMA_MAX_PATTERN);
+		return -1;
+	}
+	if (pattern_too_costly(p, why, sizeof(why))) {
+		chk_fail(c, "%s", why);
 		return -1;
 	}
 	for (; *p != '\0'; p++) {

@@ -746,6 +746,62 @@ test_null_arguments(void **state)
 	json_decref(inst);
 }
 
+/* Found by fuzz_schema: objects of one size with other keys. */
+static void
+test_const_enum_objects_with_other_keys(void **state)
+{
+	json_t	*schema, *inst, *viol;
+	char	 err[256];
+
+	(void)state;
+	schema = json_loads("{\"const\": {\"a\": 1}}", 0, NULL);
+	inst = json_loads("{\"b\": 1}", 0, NULL);
+	assert_int_equal(schema_check(schema, err, sizeof(err)), 0);
+	viol = schema_validate(schema, inst);
+	assert_int_equal(json_array_size(viol), 1);
+	json_decref(viol);
+	json_decref(schema);
+	schema = json_loads("{\"enum\": [{\"a\": 1}]}", 0, NULL);
+	viol = schema_validate(schema, inst);
+	assert_int_equal(json_array_size(viol), 1);
+	json_decref(viol);
+	json_decref(schema);
+	/* A default that is an object with other keys than the const's. */
+	schema = json_loads("{\"const\": {\"a\": 1}, \"default\": "
+	    "{\"b\": 1}}", 0, NULL);
+	assert_int_equal(schema_check(schema, err, sizeof(err)), -1);
+	json_decref(schema);
+	json_decref(inst);
+}
+
+/* Found by fuzz_schema: patterns whose compilation explodes. */
+static void
+test_costly_patterns_refused(void **state)
+{
+	static const char *const bad[] = { "a+++++++++++++++++++++", "a*?",
+	    "(a{0,255}){0,255}", "a{101}", "a{1,500}", "(x(a{2}))*{3}",
+	    "((a{2})){2}" };
+	static const char *const good[] = { "^[a-z]+$", "a{2,100}", "(ab)+",
+	    "[+*]+", "\\++", "(a|b){3}" };
+	json_t	*schema;
+	char	 err[256];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		schema = json_pack("{s:s}", "pattern", bad[i]);
+		if (schema_check(schema, err, sizeof(err)) != -1)
+			fail_msg("accepted costly pattern %s", bad[i]);
+		json_decref(schema);
+	}
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		schema = json_pack("{s:s}", "pattern", good[i]);
+		if (schema_check(schema, err, sizeof(err)) != 0)
+			fail_msg("refused %s: %s", good[i], err);
+		json_decref(schema);
+	}
+}
+
 int
 main(void)
 {
@@ -772,6 +828,8 @@ main(void)
 		cmocka_unit_test(test_format_date_time),
 		cmocka_unit_test(test_format_other),
 		cmocka_unit_test(test_null_arguments),
+		cmocka_unit_test(test_const_enum_objects_with_other_keys),
+		cmocka_unit_test(test_costly_patterns_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

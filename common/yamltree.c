@@ -772,60 +772,6 @@ yt_string(struct yt_doc *doc, const yaml_node_t *n, const char *what,
 	return 0;
 }
 
-int
-yt_int(struct yt_doc *doc, const yaml_node_t *n, const char *what,
-    int64_t min, int64_t max, int64_t *out)
-{
-	char	why[256];
-
-	if (yt_scalar(doc, n, what, "an integer") == -1)
-		return -1;
-	if (yt_conv_int(yt_text(n), yt_plain(n), min, max, out, why,
-	    sizeof(why)) == -1)
-		return yt_error(doc, n, "%s: %s", what, why);
-	return 0;
-}
-
-int
-yt_bool(struct yt_doc *doc, const yaml_node_t *n, const char *what,
-    bool *out)
-{
-	char	why[256];
-
-	if (yt_scalar(doc, n, what, "true or false") == -1)
-		return -1;
-	if (yt_conv_bool(yt_text(n), yt_plain(n), out, why, sizeof(why)) == -1)
-		return yt_error(doc, n, "%s: %s", what, why);
-	return 0;
-}
-
-int
-yt_duration(struct yt_doc *doc, const yaml_node_t *n, const char *what,
-    int64_t min, int64_t max, int64_t *out)
-{
-	char	why[256];
-
-	if (yt_scalar(doc, n, what, "a duration") == -1)
-		return -1;
-	if (yt_conv_duration(yt_text(n), min, max, out, why,
-	    sizeof(why)) == -1)
-		return yt_error(doc, n, "%s: %s", what, why);
-	return 0;
-}
-
-int
-yt_size(struct yt_doc *doc, const yaml_node_t *n, const char *what,
-    int64_t min, int64_t max, int64_t *out)
-{
-	char	why[256];
-
-	if (yt_scalar(doc, n, what, "a size") == -1)
-		return -1;
-	if (yt_conv_size(yt_text(n), min, max, out, why, sizeof(why)) == -1)
-		return yt_error(doc, n, "%s: %s", what, why);
-	return 0;
-}
-
 /* Depth is bounded by the prescan (YT_MAX_DEPTH), so recursion is safe. */
 json_t *
 yt_json(struct yt_doc *doc, const yaml_node_t *n)

@@ -77,22 +77,13 @@ yaml_node_t	*yt_lookup(struct yt_doc *, const yaml_node_t *map,
 
 /*
  * Typed reads.  Each returns 0, or records "WHAT: reason" at the node and
- * returns -1.  yt_string accepts any non-null scalar (its text); yt_int and
- * yt_bool need an unquoted scalar; yt_duration and yt_size take a string
- * such as "5s" or "1MiB", and a bare integer (milliseconds, bytes).
+ * returns -1.  yt_string accepts any non-null scalar (its text).  Numbers,
+ * booleans, durations and sizes are read through key tables (yt_decode).
  */
 int		 yt_expect(struct yt_doc *, const yaml_node_t *,
 		    yaml_node_type_t, const char *what);
 int		 yt_string(struct yt_doc *, const yaml_node_t *,
 		    const char *what, char **);
-int		 yt_int(struct yt_doc *, const yaml_node_t *, const char *what,
-		    int64_t min, int64_t max, int64_t *);
-int		 yt_bool(struct yt_doc *, const yaml_node_t *, const char *what,
-		    bool *);
-int		 yt_duration(struct yt_doc *, const yaml_node_t *,
-		    const char *what, int64_t min, int64_t max, int64_t *);
-int		 yt_size(struct yt_doc *, const yaml_node_t *, const char *what,
-		    int64_t min, int64_t max, int64_t *);
 
 /* Any node as JSON (scalars resolved as above).  NULL and an error only for
  * an integer that does not fit in 64 bits. */

@@ -224,6 +224,10 @@ step_templates:
     victim = harness.wait_until(lambda: busy_worker(t, tid, "nap", 1), 5,
                                 message="a worker busy on attempt 1")
     vpid = victim["pid"]
+    # Stop it only once its call is in the service: stopped earlier, the
+    # retry would make the first (slow) call instead.
+    harness.wait_until(lambda: calls["n"] >= 1, 5,
+                       message="attempt 1's call at the service")
     os.kill(vpid, signal.SIGSTOP)
     try:
         task = t.wait_task(tid, timeout=20)

@@ -190,6 +190,23 @@ client_print_raw(const struct client_resp *r)
 }
 
 int
+client_show(const char *path, void (*render)(const json_t *, const void *),
+    const void *arg)
+{
+	struct client_resp	r;
+	int			rc;
+
+	if ((rc = client_call("GET", path, NULL, &r)) != 0)
+		return rc;
+	if (ctl.json)
+		client_print_raw(&r);
+	else
+		render(r.json, arg);
+	client_resp_free(&r);
+	return 0;
+}
+
+int
 client_report(const struct client_resp *r)
 {
 	const json_t	*err = json_object_get(r->json, "error");

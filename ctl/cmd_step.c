@@ -160,41 +160,34 @@ show_step(const char *task, const json_t *s)
 	free(text);
 }
 
+static void
+render_step(const json_t *step, const void *task_id)
+{
+	show_step(task_id, step);
+}
+
 int
 cmd_step_show(struct ctl_args *a)
 {
-	struct client_resp r;
-	char		*path = step_path(a->pos[0], a->pos[1], "");
-	int		 rc;
+	char	*path = step_path(a->pos[0], a->pos[1], "");
+	int	 rc = client_show(path, render_step, a->pos[0]);
 
-	rc = client_call("GET", path, NULL, &r);
 	free(path);
-	if (rc != 0)
-		return rc;
-	if (ctl.json)
-		client_print_raw(&r);
-	else
-		show_step(a->pos[0], r.json);
-	client_resp_free(&r);
-	return 0;
+	return rc;
+}
+
+static void
+render_step_history(const json_t *answer, const void *unused)
+{
+	cmd_print_history(json_object_get(answer, "transitions"), false);
 }
 
 int
 cmd_step_history(struct ctl_args *a)
 {
-	struct client_resp r;
-	char		*path = step_path(a->pos[0], a->pos[1], "/transitions");
-	int		 rc;
+	char	*path = step_path(a->pos[0], a->pos[1], "/transitions");
+	int	 rc = client_show(path, render_step_history, NULL);
 
-	rc = client_call("GET", path, NULL, &r);
 	free(path);
-	if (rc != 0)
-		return rc;
-	if (ctl.json)
-		client_print_raw(&r);
-	else
-		cmd_print_history(json_object_get(r.json, "transitions"),
-		    false);
-	client_resp_free(&r);
-	return 0;
+	return rc;
 }

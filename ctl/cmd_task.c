@@ -305,23 +305,20 @@ show_task(const json_t *task)
 	dag_print(stdout, steps, 6, hdr, show_step_cells, &now);
 }
 
+static void
+render_task(const json_t *task, const void *unused)
+{
+	show_task(task);
+}
+
 int
 cmd_task_show(struct ctl_args *a)
 {
-	struct client_resp r;
-	char		*path = task_path(a->pos[0], "");
-	int		 rc;
+	char	*path = task_path(a->pos[0], "");
+	int	 rc = client_show(path, render_task, NULL);
 
-	rc = client_call("GET", path, NULL, &r);
 	free(path);
-	if (rc != 0)
-		return rc;
-	if (ctl.json)
-		client_print_raw(&r);
-	else
-		show_task(r.json);
-	client_resp_free(&r);
-	return 0;
+	return rc;
 }
 
 /* ---- task create ---------------------------------------------------------- */
@@ -575,21 +572,18 @@ cmd_task_cancel(struct ctl_args *a)
 	return 0;
 }
 
+static void
+render_task_history(const json_t *answer, const void *unused)
+{
+	cmd_print_history(json_object_get(answer, "transitions"), true);
+}
+
 int
 cmd_task_history(struct ctl_args *a)
 {
-	struct client_resp r;
-	char		*path = task_path(a->pos[0], "/transitions");
-	int		 rc;
+	char	*path = task_path(a->pos[0], "/transitions");
+	int	 rc = client_show(path, render_task_history, NULL);
 
-	rc = client_call("GET", path, NULL, &r);
 	free(path);
-	if (rc != 0)
-		return rc;
-	if (ctl.json)
-		client_print_raw(&r);
-	else
-		cmd_print_history(json_object_get(r.json, "transitions"), true);
-	client_resp_free(&r);
-	return 0;
+	return rc;
 }

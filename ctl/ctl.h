@@ -123,6 +123,10 @@ int	 client_report(const struct client_resp *);
 void	 client_resp_free(struct client_resp *);
 /* The answer's body as is, newline-terminated, on stdout. */
 void	 client_print_raw(const struct client_resp *);
+/* GET path: with --json print the answer as it came, else render it.
+ * Returns an exit code. */
+int	 client_show(const char *path,
+	    void (*render)(const json_t *, const void *), const void *arg);
 /* A path segment or query value, percent-encoded (caller frees). */
 char	*client_escape(const char *);
 

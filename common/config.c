@@ -60,8 +60,11 @@ static const struct yt_key config_keys[] = {
 	    NULL, "template directory, relative to this file's directory" },
 	{ "scheduler.batch", YT_INT, C(scheduler_batch), "256", 1, 10000, 0,
 	    NULL, "most steps claimed in one query" },
-	{ "scheduler.lease_grace", YT_DURATION, C(lease_grace_ms), "30s", 0,
-	    INT64_MAX, 0, NULL, "a claim's lease is the step timeout plus this" },
+	{ "scheduler.prefetch", YT_INT, C(scheduler_prefetch), "64", 0, 10000,
+	    0, NULL, "steps claimed ahead of a free worker" },
+	{ "scheduler.lease", YT_DURATION, C(node_lease_ms), "10s", 1000,
+	    3600000, 0, NULL, "a node's claims outlive its last heartbeat by "
+	    "this" },
 	{ "steps.retry_limit", YT_INT, C(step_defaults.retry_limit), "3", 1,
 	    INT_MAX, 0, NULL, "total attempts of a step that sets none" },
 	{ "steps.timeout", YT_DURATION, C(step_defaults.timeout_ms), "30s", 1,

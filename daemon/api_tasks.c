@@ -527,7 +527,8 @@ action_meta(const char *action, json_t *body)
 	    NULL);
 }
 
-/* Cancel: what has not started never will; what runs is not retried. */
+/* Cancel: what no node has claimed never runs; a claimed attempt ('enqueued'
+ * or 'in_progress') belongs to its node, finishes, and is not retried. */
 static const char sql_cancel[] =
 "WITH t0 AS (SELECT id, status FROM tasks WHERE id = $1 FOR UPDATE),"
 " tu AS ("
@@ -541,12 +542,11 @@ static const char sql_cancel[] =
 "  SELECT id, old, 'cancelled', $2::jsonb FROM tu),"
 " s0 AS ("
 "  SELECT s.id, s.task_id, s.status FROM steps s JOIN tu ON tu.id = s.task_id"
-"  WHERE s.status IN ('pending', 'enqueued', 'waiting_for_retry')"
+"  WHERE s.status IN ('pending', 'waiting_for_retry')"
 "  FOR UPDATE OF s),"
 " su AS ("
 "  UPDATE steps s SET status = 'cancelled', updated_at = now(),"
-"    completed_at = clock_timestamp(), lease_owner = NULL,"
-"    lease_token = NULL, lease_expires_at = NULL"
+"    completed_at = clock_timestamp()"
 "  FROM s0 WHERE s.id = s0.id RETURNING s.id, s.task_id, s0.status AS old),"
 " st AS ("
 "  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"

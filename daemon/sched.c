@@ -3,16 +3,21 @@
  *
  * Readiness lives in the database (steps.remaining_parents and
  * next_attempt_at behind one partial index), so one statement finds and
- * claims every ready step up to the number of idle workers, whatever the
- * number of tasks.  Outcomes are not written one by one: they accumulate
- * while the previous batch is being applied, and each batch is one
- * transaction that records the attempts, fences stale leases, releases the
- * children and finalises the tasks.  When it commits the scheduler claims
- * again at once, so a child starts one round trip after its parent's
- * outcome is durable - never before, and without a poll interval.
+ * claims ready steps set-wise, whatever the number of tasks.  A node claims
+ * a little more than its workers run (the prefetch), so a worker that
+ * finishes starts its next step without waiting for the database.
+ *
+ * Outcomes are not written one by one: they accumulate while the previous
+ * batch is being applied, and each batch is one transaction that records
+ * the attempts, fences stale leases, releases the children, finalises the
+ * tasks and claims the released children for this node.  So a child is
+ * claimed in the very commit that makes its parent's outcome durable, and
+ * starts as soon as that commit returns - never before, and without a
+ * claim round trip or a poll interval.
  *
  * Timers only wake the scheduler for work that becomes due later (a retry's
- * next_attempt_at) and as a slow backstop for work created by other nodes.
+ * next_attempt_at), to write 'in_progress' for steps that run long enough
+ * to be watched, and as a slow backstop for work created by other nodes.
  */
 #include <sys/queue.h>
 #include <inttypes.h>
@@ -25,56 +30,66 @@
 #include "pool.h"
 #include "services.h"
 #include "metrics.h"
+#include "node.h"
 #include "supervisor.h"
 #include "backoff.h"
 #include "log.h"
 #include "xmalloc.h"
 
 #define SCHED_BACKSTOP_MS	5000	/* claim anyway, for other nodes' work */
-#define SCHED_SWEEP_MS		5000	/* look for expired leases */
 #define SCHED_RETRY_APPLY_MS	500	/* database trouble: try the batch again */
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
+#define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
+#define SCHED_SWEEP_LOCK	"7354001" /* advisory lock: one sweeper */
 
-/* Claim every ready step up to $1, leased to node $2 for timeout + $3 ms,
- * except steps of the services in $4 (breaker open or at their limit). */
+/*
+ * Claiming.  A claim makes a ready step this node's ('enqueued', with the
+ * node as lease_owner and a fresh lease token) and answers what a worker
+ * needs: the task's context and the results of its completed steps.  Two
+ * statements share the part after the choice of rows ($1 limit, $2 node,
+ * $3 services whose steps must wait):
+ *  - the general claim takes the oldest ready steps of any task;
+ *  - the children's claim, in the same transaction as a batch of outcomes,
+ *    takes the steps those outcomes just released ($4: completed steps),
+ *    so a child is claimed the moment its parent's outcome commits.
+ * A claim writes no transition: the audit trail records when an attempt
+ * started (below), not when a node reserved it.
+ */
+#define SQL_CLAIM_TAIL \
+" u AS (" \
+"  UPDATE steps s SET status = 'enqueued', lease_owner = $2," \
+"    lease_token = nextval('step_lease_tokens'), updated_at = now()" \
+"  FROM c WHERE s.id = c.id" \
+"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit," \
+"    s.retryable, s.timeout_ms, s.lease_token)" \
+"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable," \
+"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id," \
+"  t.context::text," \
+"  (SELECT coalesce(jsonb_object_agg(p.name," \
+"     jsonb_build_object('results', p.results)), '{}')" \
+"   FROM steps p WHERE p.task_id = u.task_id" \
+"     AND p.status IN ('complete', 'resolved_manually'))::text " \
+"FROM u JOIN tasks t ON t.id = u.task_id"
+
+#define SQL_CLAIMABLE \
+"  s.remaining_parents = 0 AND s.next_attempt_at <= now()" \
+"  AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
+
 static const char sql_claim[] =
 "WITH c AS ("
-"  SELECT s.id, s.status AS old FROM steps s"
-"  WHERE s.status IN ('pending', 'waiting_for_retry')"
-"    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
-"    AND (s.service IS NULL OR s.service <> ALL($4::text[]))"
+"  SELECT s.id FROM steps s"
+"  WHERE s.status IN ('pending', 'waiting_for_retry') AND" SQL_CLAIMABLE
 "  ORDER BY s.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-" u AS ("
-"  UPDATE steps s SET status = 'in_progress', lease_owner = $2,"
-"    lease_token = nextval('step_lease_tokens'),"
-"    lease_expires_at = clock_timestamp()"
-"      + (s.timeout_ms + $3::bigint) * interval '1 millisecond',"
-"    started_at = coalesce(s.started_at, clock_timestamp()),"
-"    updated_at = now()"
-"  FROM c WHERE s.id = c.id"
-"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
-"    s.retryable, s.timeout_ms, s.lease_token, c.old),"
-" st AS ("
-"  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
-"    metadata)"
-"  SELECT u.id, u.task_id, u.old, 'in_progress',"
-"    jsonb_build_object('attempt', u.attempts + 1, 'node', $2::text)"
-"  FROM u),"
-" tk AS ("
-"  UPDATE tasks t SET status = 'in_progress', updated_at = now()"
-"  WHERE t.id IN (SELECT task_id FROM u) AND t.status = 'pending'"
-"  RETURNING t.id),"
-" tt AS ("
-"  INSERT INTO task_transitions (task_id, from_state, to_state)"
-"  SELECT id, 'pending', 'in_progress' FROM tk)"
-"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
-"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id,"
-"  t.context::text,"
-"  (SELECT coalesce(jsonb_object_agg(p.name,"
-"     jsonb_build_object('results', p.results)), '{}')"
-"   FROM steps p WHERE p.task_id = u.task_id"
-"     AND p.status IN ('complete', 'resolved_manually'))::text "
-"FROM u JOIN tasks t ON t.id = u.task_id";
+SQL_CLAIM_TAIL;
+
+static const char sql_claim_children[] =
+"WITH c AS ("
+"  SELECT s.id FROM steps s"
+"  WHERE s.id IN (SELECT e.to_step_id FROM step_edges e"
+"                 WHERE e.from_step_id = ANY($4::bigint[]))"
+"    AND s.status = 'pending' AND" SQL_CLAIMABLE
+"  ORDER BY s.id LIMIT $1 FOR UPDATE SKIP LOCKED),"
+SQL_CLAIM_TAIL;
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
  * none); steps of blocked services ($1) wait for their breaker instead. */
@@ -85,24 +100,34 @@ static const char sql_next_due[] =
 "   AND (service IS NULL OR service <> ALL($1::text[]))";
 
 /*
- * Apply a batch of outcomes ($1: [{step_id, token, status, free, delay_ms,
- * results, error, meta}]; free: a breaker probe that grants its attempt
- * back).  The lease token fences stale attempts: only the
- * current claim's outcome matches.  Completing a step releases its children.
+ * Apply a batch of records ($1: [{step_id, token, status, free, delay_ms,
+ * results, error, meta, started, smeta}]).  A record is an outcome (status
+ * complete, waiting_for_retry or error; free: a breaker probe that grants
+ * its attempt back) or a start mark (status in_progress).  started is when
+ * a worker took the step (epoch seconds): a step that was still 'enqueued'
+ * gets its 'in_progress' transition at that time, so a short step costs one
+ * row update, not two.  The transition comes from the state before the
+ * claim (pending for a first attempt, waiting_for_retry after that).  The
+ * lease token fences stale attempts: only the current claim's records
+ * match.  Completing a step releases its children.
  */
 static const char sql_apply[] =
 "WITH o0 AS ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
 "    token bigint, status text, free boolean, delay_ms bigint,"
-"    results jsonb, error jsonb, meta jsonb)),"
+"    results jsonb, error jsonb, meta jsonb, started float8, smeta jsonb)),"
 /* A cancelled task's steps are not retried. */
 " o AS ("
-"  SELECT o0.*, CASE WHEN o0.status = 'waiting_for_retry'"
-"    AND t.status = 'cancelled' THEN 'cancelled' ELSE o0.status END AS final"
+"  SELECT o0.*, s0.status AS old, CASE WHEN s0.attempts = 0 THEN 'pending'"
+"      ELSE 'waiting_for_retry' END AS before,"
+"    CASE WHEN o0.status = 'waiting_for_retry' AND t.status = 'cancelled'"
+"      THEN 'cancelled' ELSE o0.status END AS final"
 "  FROM o0 JOIN steps s0 ON s0.id = o0.step_id"
 "  JOIN tasks t ON t.id = s0.task_id),"
 " u AS ("
-"  UPDATE steps s SET status = o.final, attempts = s.attempts + 1,"
+"  UPDATE steps s SET status = o.final,"
+"    attempts = s.attempts + CASE WHEN o.final = 'in_progress' THEN 0"
+"      ELSE 1 END,"
 "    retry_limit = s.retry_limit + CASE WHEN o.free THEN 1 ELSE 0 END,"
 "    results = CASE WHEN o.final = 'complete' THEN o.results"
 "      ELSE s.results END,"
@@ -110,17 +135,27 @@ static const char sql_apply[] =
 "    next_attempt_at = CASE WHEN o.final = 'waiting_for_retry'"
 "      THEN clock_timestamp() + o.delay_ms * interval '1 millisecond'"
 "      ELSE s.next_attempt_at END,"
-"    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,"
+"    lease_owner = CASE WHEN o.final = 'in_progress' THEN s.lease_owner END,"
+"    lease_token = CASE WHEN o.final = 'in_progress' THEN s.lease_token END,"
+"    started_at = coalesce(s.started_at, to_timestamp(o.started)),"
 "    completed_at = CASE WHEN o.final IN ('complete', 'error', 'cancelled')"
 "      THEN clock_timestamp() END,"
 "    updated_at = now()"
 "  FROM o WHERE s.id = o.step_id AND s.lease_token = o.token"
-"    AND s.status = 'in_progress'"
-"  RETURNING s.id, s.task_id, s.status, o.meta),"
+"    AND s.status IN ('enqueued', 'in_progress')"
+"  RETURNING s.id, s.task_id, s.status, o.old, o.before, o.meta, o.started,"
+"    o.smeta),"
 " st AS ("
 "  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
-"    metadata)"
-"  SELECT u.id, u.task_id, 'in_progress', u.status, u.meta FROM u),"
+"    metadata, created_at)"
+"  SELECT u.id, u.task_id, u.before, 'in_progress', u.smeta,"
+"    to_timestamp(u.started) FROM u"
+"  WHERE u.old = 'enqueued' AND u.started IS NOT NULL"
+"  UNION ALL"
+"  SELECT u.id, u.task_id, CASE WHEN u.old = 'in_progress'"
+"    OR u.started IS NOT NULL THEN 'in_progress' ELSE u.before END,"
+"    u.status, u.meta, clock_timestamp() FROM u"
+"  WHERE u.status <> 'in_progress'),"
 " k AS ("
 "  UPDATE steps c SET remaining_parents = c.remaining_parents - x.n,"
 "    updated_at = now()"
@@ -158,57 +193,66 @@ const char sched_sql_finalize[] =
 "INSERT INTO task_transitions (task_id, from_state, to_state)"
 "SELECT id, old, new FROM u";
 
-/* Claims whose lease ran out (or, at start, that this node held before it
- * restarted): they get a synthesized failure through the normal path. */
+/*
+ * Claims whose node is gone: at start, the ones this node ($1) held before
+ * it restarted ($2 true); otherwise those of nodes whose lease ran out,
+ * under an advisory lock so one node sweeps at a time.  The sweeper takes
+ * each claim over (a new token fences the old holder) and then fails the
+ * attempt through the normal path.
+ */
 static const char sql_expired[] =
-"SELECT s.id, s.task_id, s.name, s.attempts, s.retry_limit, s.retryable,"
-"  s.timeout_ms, s.lease_token, t.template_id, t.correlation_id"
-" FROM steps s JOIN tasks t ON t.id = s.task_id"
-" WHERE s.status IN ('enqueued', 'in_progress')"
-"   AND (s.lease_expires_at < clock_timestamp()"
-"        OR ($2::boolean AND s.lease_owner = $1))"
-" ORDER BY s.lease_expires_at LIMIT 1000";
-
-/* Hand back claims that never reached a worker (shutdown). */
-static const char sql_release[] =
-"WITH o AS ("
-"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
-"    token bigint)),"
+"WITH lk AS (SELECT $2::boolean OR pg_try_advisory_xact_lock("
+    SCHED_SWEEP_LOCK ") AS ok),"
+" x AS ("
+"  SELECT s.id, s.lease_owner AS owner FROM steps s"
+"  WHERE s.status IN ('enqueued', 'in_progress') AND (SELECT ok FROM lk)"
+"    AND CASE WHEN $2::boolean THEN s.lease_owner = $1"
+"      ELSE s.lease_owner <> $1 AND NOT EXISTS (SELECT 1 FROM nodes n"
+"        WHERE n.id = s.lease_owner AND n.lease_expires_at > now()) END"
+"  LIMIT 1000 FOR UPDATE SKIP LOCKED),"
 " u AS ("
-"  UPDATE steps s SET status = CASE WHEN s.attempts = 0 THEN 'pending'"
-"      ELSE 'waiting_for_retry' END,"
-"    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,"
-"    updated_at = now()"
-"  FROM o WHERE s.id = o.step_id AND s.lease_token = o.token"
-"    AND s.status = 'in_progress'"
-"  RETURNING s.id, s.task_id, s.status)"
-"INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
-"  metadata)"
-"SELECT id, task_id, 'in_progress', status, '{\"released\": true}'"
-" FROM u";
+"  UPDATE steps s SET lease_owner = $1,"
+"    lease_token = nextval('step_lease_tokens')"
+"  FROM x WHERE s.id = x.id"
+"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
+"    s.retryable, s.timeout_ms, s.lease_token, x.owner)"
+"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
+"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id, u.owner"
+" FROM u JOIN tasks t ON t.id = u.task_id";
 
-TAILQ_HEAD(claimq, claim_entry);
-struct claim_entry {
-	TAILQ_ENTRY(claim_entry) entry;
-	struct claim		*claim;
-};
+/* Hand back claims that never reached a worker (shutdown, a breaker that
+ * opened, a lapsed node lease).  Nothing happened that the audit trail
+ * should show: the claim wrote no transition. */
+static const char sql_release[] =
+"UPDATE steps s SET status = CASE WHEN s.attempts = 0 THEN 'pending'"
+"    ELSE 'waiting_for_retry' END,"
+"  lease_owner = NULL, lease_token = NULL, updated_at = now()"
+" FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint, token bigint)"
+" WHERE s.id = o.step_id AND s.lease_token = o.token"
+"   AND s.status = 'enqueued'";
+
+TAILQ_HEAD(claimq, claim);
 
 static struct {
-	bool		 want;		/* steps may be ready: claim */
-	bool		 claiming;	/* a claim job is in flight */
+	bool		 want;		/* ready steps may be left unclaimed */
+	bool		 need_due;	/* ask when the next step is due */
+	bool		 claiming;	/* a general claim is in flight */
 	bool		 applying;	/* an apply job is in flight */
 	bool		 sweeping;
 	bool		 recovered;	/* start-up recovery done */
 	struct claimq	 queue;		/* claimed, waiting for a worker */
 	int		 nqueued;
+	struct claimq	 unmarked;	/* running, 'in_progress' not written */
 	int		 ndispatched;	/* claims held by workers */
-	json_t		*batch;		/* outcomes not yet sent */
+	int		 reserved;	/* limits of claims in flight */
+	json_t		*batch;		/* {"step_id": record} not yet sent */
 	json_t		*batch_tasks;	/* {"task_id": true} of the batch */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
 	struct event	*sweep;
 	struct event	*retry_apply;
+	struct event	*mark;
 } sc;
 
 static void	sched_run(void);
@@ -252,6 +296,13 @@ ms_to_tv(int64_t ms, struct timeval *tv)
 	tv->tv_usec = (ms % 1000) * 1000;
 }
 
+static int64_t
+ms_since(const struct timespec *then, const struct timespec *now)
+{
+	return (now->tv_sec - then->tv_sec) * 1000 +
+	    (now->tv_nsec - then->tv_nsec) / 1000000;
+}
+
 /* Make sure the scheduler wakes within ms (keeps an earlier wake-up). */
 static void
 sched_wake_in(int64_t ms)
@@ -275,9 +326,12 @@ sched_wake_in(int64_t ms)
 	evtimer_add(sc.wake, &tv);
 }
 
+/* A retry is due: claim, and learn when the next one is (the database's
+ * next_attempt_at was set a moment after this timer). */
 static void
 sched_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
+	sc.need_due = true;
 	sched_kick();
 }
 
@@ -288,10 +342,11 @@ sched_backstop_cb(evutil_socket_t fd, short what, void *arg)
 
 	ms_to_tv(SCHED_BACKSTOP_MS, &tv);
 	evtimer_add(sc.backstop, &tv);
+	sc.need_due = true;
 	sched_kick();
 }
 
-/* Fill the identity and retry fields common to claims and expired rows:
+/* Fill the identity and retry fields common to claims and swept rows:
  * id, task_id, name, attempts, retry_limit, retryable, timeout_ms,
  * lease_token, template_id, correlation_id. */
 static struct claim *
@@ -329,8 +384,36 @@ claim_service(const struct claim *c)
 	return c->tstep != NULL ? c->tstep->dependent_system : NULL;
 }
 
+/*
+ * How many more steps this node may claim.  It holds its running steps
+ * plus a prefetch, so a worker that finishes finds its next step without a
+ * round trip.  Claims waiting for their service's capacity do not count:
+ * they must not hold back work for other services (their service's steps
+ * are not claimed meanwhile).  The general claim fills only half the
+ * prefetch, so the children of running steps always find room: a task that
+ * has started finishes before new ones start, which keeps dispatch latency
+ * low under a burst of creations.
+ */
+static int
+sched_room(bool children)
+{
+	struct claim	*c;
+	int		 held = sc.ndispatched + sc.reserved;
+	int		 cap = sv.conf->workers_count;
+
+	TAILQ_FOREACH(c, &sc.queue, entry)
+		if (services_may_dispatch(claim_service(c)))
+			held++;
+	cap += children ? sv.conf->scheduler_prefetch :
+	    sv.conf->scheduler_prefetch / 2;
+	if (cap - held > sv.conf->scheduler_batch)
+		return sv.conf->scheduler_batch;
+	return cap - held;
+}
+
 /* Hand back claims without counting an attempt (their service's breaker
- * opened, or this node is stopping); ownership of the claims ends here. */
+ * opened, this node is stopping or its lease lapsed); ownership of the
+ * claims ends here. */
 static void
 sched_release(struct claim **claims, size_t n)
 {
@@ -358,61 +441,119 @@ sched_release(struct claim **claims, size_t n)
 	json_decref(arr);
 }
 
+static void
+sched_mark_arm(void)
+{
+	struct claim	*c = TAILQ_FIRST(&sc.unmarked);
+	struct timespec	 now;
+	struct timeval	 tv;
+
+	if (c == NULL || evtimer_pending(sc.mark, NULL))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms_to_tv(SCHED_MARK_MS - ms_since(&c->started, &now) + 1, &tv);
+	evtimer_add(sc.mark, &tv);
+}
+
+/* Put a record in the next batch; a later record of the same step (its
+ * outcome after its start mark) replaces the earlier one. */
+static void
+batch_put(const struct claim *c, json_t *rec)
+{
+	char	key[24];
+
+	snprintf(key, sizeof(key), "%lld", (long long)c->step_id);
+	json_object_set_new(sc.batch, key, rec);
+	snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
+	json_object_set_new(sc.batch_tasks, key, json_true());
+}
+
+/* The start of an attempt: when a worker took it, and who. */
+static void
+start_fields(const struct claim *c, json_t *rec)
+{
+	json_object_set_new(rec, "started", json_real(
+	    (double)c->started_wall.tv_sec +
+	    (double)c->started_wall.tv_nsec / 1e9));
+	json_object_set_new(rec, "smeta", json_pack("{s:i, s:s}",
+	    "attempt", (json_int_t)c->attempt, "node", sv.node_id));
+}
+
+/*
+ * Steps that have run for SCHED_MARK_MS get their 'in_progress' written
+ * with the next batch.  Shorter ones never need it: their outcome carries
+ * the start, and both transitions are written at once.
+ */
+static void
+sched_mark_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct claim	*c;
+	struct timespec	 now;
+	json_t		*rec;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	while ((c = TAILQ_FIRST(&sc.unmarked)) != NULL &&
+	    ms_since(&c->started, &now) >= SCHED_MARK_MS) {
+		TAILQ_REMOVE(&sc.unmarked, c, entry);
+		c->marked = true;
+		rec = json_pack("{s:I, s:I, s:s}",
+		    "step_id", (json_int_t)c->step_id,
+		    "token", (json_int_t)c->lease_token,
+		    "status", "in_progress");
+		start_fields(c, rec);
+		batch_put(c, rec);
+	}
+	sched_mark_arm();
+	sched_flush();
+}
+
 /* Give queued claims to idle workers, as their services allow. */
 static void
 sched_dispatch_queued(void)
 {
-	struct claim_entry	*e, *next;
-	struct claim		*release[64];
-	size_t			 nrelease = 0;
-	const char		*service;
+	struct claim	*c, *next;
+	struct claim	*release[64];
+	size_t		 nrelease = 0;
+	const char	*service;
 
-	for (e = TAILQ_FIRST(&sc.queue); e != NULL; e = next) {
-		next = TAILQ_NEXT(e, entry);
-		service = claim_service(e->claim);
+	if (!node_lease_ok())
+		return;		/* the claims may be another node's by now */
+	for (c = TAILQ_FIRST(&sc.queue); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		service = claim_service(c);
 		if (services_open(service) && nrelease < 64) {
-			TAILQ_REMOVE(&sc.queue, e, entry);
+			TAILQ_REMOVE(&sc.queue, c, entry);
 			sc.nqueued--;
-			release[nrelease++] = e->claim;
-			free(e);
+			release[nrelease++] = c;
 			continue;
 		}
 		if (pool_idle() == 0 || !services_may_dispatch(service))
 			continue;
-		TAILQ_REMOVE(&sc.queue, e, entry);
+		TAILQ_REMOVE(&sc.queue, c, entry);
 		sc.nqueued--;
 		sc.ndispatched++;
-		e->claim->dispatched = true;
+		c->dispatched = true;
+		clock_gettime(CLOCK_MONOTONIC, &c->started);
+		clock_gettime(CLOCK_REALTIME, &c->started_wall);
+		TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
 		services_started(service);
-		metrics_inc(M_STEPS_STARTED, 1, claim_template(e->claim),
-		    e->claim->step_name);
-		pool_dispatch(e->claim);	/* the pool owns it now */
-		free(e);
+		metrics_inc(M_STEPS_STARTED, 1, claim_template(c),
+		    c->step_name);
+		pool_dispatch(c);	/* the pool holds it until the outcome */
 	}
+	sched_mark_arm();
 	sched_release(release, nrelease);
 }
 
-static void
-sched_claim_done(struct db_job *job, void *arg)
+/* Queue the claims of a claim statement's rows (SQL_CLAIM_TAIL); children
+ * go first: finishing started tasks comes before starting new ones. */
+static int
+sched_enqueue(PGresult *res, bool first)
 {
-	int		 asked = (int)(intptr_t)arg;
-	PGresult	*res, *due;
-	struct claim	*c;
-	struct claim_entry *e;
+	struct claim	*c, *last = NULL;
 	json_t		*ctx, *steps;
-	int		 i, n = 0;
-	int64_t		 next_ms = -1;
-	bool		 have_next = false;
+	int		 i, n = PQntuples(res);
 
-	sc.claiming = false;
-	if (db_job_error(job) != NULL) {
-		log_warnx("claim failed error=\"%s\"", db_job_error(job));
-		sc.want = true;
-		sched_wake_in(SCHED_RETRY_APPLY_MS);
-		return;
-	}
-	res = db_job_result(job, 0);
-	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		c = claim_from_row(res, i);
 		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
@@ -435,22 +576,42 @@ sched_claim_done(struct db_job *job, void *arg)
 			    "is not loaded on this node");
 			continue;
 		}
-		e = xcalloc(1, sizeof(*e));
-		e->claim = c;
-		TAILQ_INSERT_TAIL(&sc.queue, e, entry);
+		if (!first)
+			TAILQ_INSERT_TAIL(&sc.queue, c, entry);
+		else if (last == NULL)
+			TAILQ_INSERT_HEAD(&sc.queue, c, entry);
+		else
+			TAILQ_INSERT_AFTER(&sc.queue, last, c, entry);
+		last = c;
 		sc.nqueued++;
 	}
+	return n;
+}
+
+static void
+sched_claim_done(struct db_job *job, void *arg)
+{
+	int		 asked = (int)(intptr_t)arg;
+	PGresult	*due;
+	int64_t		 next_ms;
+	int		 n;
+
+	sc.claiming = false;
+	sc.reserved -= asked;
+	if (db_job_error(job) != NULL) {
+		log_warnx("claim failed error=\"%s\"", db_job_error(job));
+		sc.want = true;
+		sched_wake_in(SCHED_RETRY_APPLY_MS);
+		return;
+	}
+	n = sched_enqueue(db_job_result(job, 0), false);
+	if (n == asked)
+		sc.want = true;		/* there may be more */
 	due = db_job_result(job, 1);
 	if (due != NULL && PQntuples(due) == 1 && !PQgetisnull(due, 0, 0)) {
 		next_ms = strtoll(PQgetvalue(due, 0, 0), NULL, 10);
-		have_next = true;
+		sched_wake_in(next_ms > 0 ? next_ms : SCHED_CONTENDED_MS);
 	}
-	if (n == asked)
-		sc.want = true;		/* there may be more */
-	else if (have_next && next_ms <= 0)
-		sched_wake_in(SCHED_CONTENDED_MS);
-	if (have_next && next_ms > 0)
-		sched_wake_in(next_ms);
 	sched_run();
 }
 
@@ -458,40 +619,33 @@ sched_claim_done(struct db_job *job, void *arg)
 static void
 sched_run(void)
 {
-	struct db_job		*job;
-	struct claim_entry	*e;
-	char			 limit[16], grace[24], *blocked;
-	const char		*params[4];
-	int			 want;
+	struct db_job	*job;
+	char		 limit[16], *blocked;
+	const char	*params[3];
+	int		 want;
 
 	sched_dispatch_queued();
-	if (sv.stopping || !sc.recovered || sc.claiming || !sc.want)
+	if (sv.stopping || !sc.recovered || sc.claiming || !sc.want ||
+	    !node_lease_ok())
 		return;
-	/* Claims waiting for their service's capacity do not hold back
-	 * work for other services. */
-	want = pool_idle();
-	TAILQ_FOREACH(e, &sc.queue, entry)
-		if (services_may_dispatch(claim_service(e->claim)))
-			want--;
+	want = sched_room(false);
 	if (want <= 0 || db_connected() == 0)
 		return;
-	if (want > sv.conf->scheduler_batch)
-		want = sv.conf->scheduler_batch;
 
 	snprintf(limit, sizeof(limit), "%d", want);
-	snprintf(grace, sizeof(grace), "%lld",
-	    (long long)sv.conf->lease_grace_ms);
 	blocked = services_blocked();
 	params[0] = limit;
 	params[1] = sv.node_id;
-	params[2] = grace;
-	params[3] = blocked;
+	params[2] = blocked;
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
-	db_job_add(job, sql_claim, 4, params);
-	db_job_add(job, sql_next_due, 1, params + 3);
+	db_job_add(job, sql_claim, 3, params);
+	if (sc.need_due)
+		db_job_add(job, sql_next_due, 1, params + 2);
 	free(blocked);		/* db_job_add copied it */
 	sc.claiming = true;
 	sc.want = false;
+	sc.need_due = false;
+	sc.reserved += want;
 	db_submit(job);
 }
 
@@ -533,10 +687,11 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	json_t		*rec, *meta, *err = json_null();
 	int64_t		 delay = 0;
 	bool		 probe = false;
-	char		 key[24];
 
 	if (c->dispatched) {
 		sc.ndispatched--;
+		if (!c->marked)
+			TAILQ_REMOVE(&sc.unmarked, c, entry);
 		probe = services_finished(claim_service(c), o);
 		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
 		    claim_template(c), c->step_name);
@@ -589,9 +744,9 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	    o->results : json_null(),
 	    "error", err,
 	    "meta", meta);
-	json_array_append_new(sc.batch, rec);
-	snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
-	json_object_set_new(sc.batch_tasks, key, json_true());
+	if (c->dispatched)
+		start_fields(c, rec);
+	batch_put(c, rec);
 	claim_free(c);
 	sched_flush();
 }
@@ -618,49 +773,69 @@ sched_fail(struct claim *c, const char *code, const char *message)
 	sched_outcome(c, &o);
 }
 
+/* A batch in flight: its records (by step id), its tasks, and how many
+ * children its transaction may claim. */
+struct sent {
+	json_t	*recs;
+	json_t	*tasks;
+	int	 limit;
+};
+
 static void
 sched_apply_done(struct db_job *job, void *arg)
 {
-	json_t		*sent = arg, *tasks = json_object_get(sent, "tasks");
-	json_t		*recs = json_object_get(sent, "outcomes"), *rec;
+	struct sent	*sent = arg;
 	PGresult	*res;
-	size_t		 i;
 	const char	*k;
 	json_t		*v;
-	int		 r, nres;
+	int		 r, nres, n;
 	struct timeval	 tv;
 
 	sc.applying = false;
+	sc.reserved -= sent->limit;
 	if (db_job_error(job) != NULL) {
 		/* Put the batch back: applying it again is safe, the lease
-		 * token check makes a second application a no-op. */
+		 * token check makes a second application a no-op.  A record
+		 * that arrived since (an outcome after its start mark) is
+		 * newer and stays. */
 		log_warnx("applying outcomes failed count=%zu error=\"%s\"",
-		    json_array_size(recs), db_job_error(job));
-		json_array_extend(sc.batch, recs);
-		json_object_foreach(tasks, k, v)
-			json_object_set(sc.batch_tasks, k, v);
-		json_decref(sent);
+		    json_object_size(sent->recs), db_job_error(job));
+		json_object_foreach(sent->recs, k, v)
+			if (json_object_get(sc.batch, k) == NULL)
+				json_object_set(sc.batch, k, v);
+		json_object_update(sc.batch_tasks, sent->tasks);
 		ms_to_tv(SCHED_RETRY_APPLY_MS, &tv);
 		evtimer_add(sc.retry_apply, &tv);
-		return;
+		goto done;
 	}
 	res = db_job_result(job, 0);
 	nres = PQntuples(res);
-	json_array_foreach(recs, i, rec) {
-		json_int_t id = json_integer_value(json_object_get(rec,
-		    "step_id"));
+	json_object_foreach(sent->recs, k, v) {
 		bool found = false;
 
 		for (r = 0; r < nres && !found; r++)
-			found = strtoll(PQgetvalue(res, r, 0), NULL, 10) == id;
+			found = strcmp(PQgetvalue(res, r, 0), k) == 0;
 		if (!found)
-			log_warnx("stale outcome discarded step_id=%lld "
-			    "lease_token=%lld", (long long)id,
-			    (long long)json_integer_value(json_object_get(rec,
-			    "token")));
+			log_warnx("stale outcome discarded step_id=%s "
+			    "lease_token=%lld status=%s", k,
+			    (long long)json_integer_value(json_object_get(v,
+			    "token")), json_string_value(json_object_get(v,
+			    "status")));
 	}
-	json_decref(sent);
-	sc.want = true;
+	if (sent->limit > 0) {
+		n = sched_enqueue(db_job_result(job, 2), true);
+		if (n == sent->limit)
+			sc.want = true;	/* more children may be ready */
+	} else {
+		json_object_foreach(sent->recs, k, v)
+			if (strcmp(json_string_value(json_object_get(v,
+			    "status")), "complete") == 0)
+				sc.want = true;	/* children left unclaimed */
+	}
+done:
+	json_decref(sent->recs);
+	json_decref(sent->tasks);
+	free(sent);
 	sched_run();
 	sched_flush();
 }
@@ -671,44 +846,86 @@ sched_retry_apply_cb(evutil_socket_t fd, short what, void *arg)
 	sched_flush();
 }
 
-/* Send the accumulated outcomes as one transaction, if none is in flight. */
+/* "{1,2,3}": a PostgreSQL array literal of the keys (ids) of an object,
+ * or of those whose record says status complete. */
+static char *
+id_array(json_t *obj, bool completed)
+{
+	const char	*k;
+	json_t		*v;
+	size_t		 len = 3;
+	char		*ids, *p;
+
+	json_object_foreach(obj, k, v)
+		len += strlen(k) + 1;
+	ids = p = xmalloc(len);
+	*p++ = '{';
+	json_object_foreach(obj, k, v) {
+		if (completed && strcmp(json_string_value(json_object_get(v,
+		    "status")), "complete") != 0)
+			continue;
+		p += sprintf(p, "%s%s", p == ids + 1 ? "" : ",", k);
+	}
+	*p++ = '}';
+	*p = '\0';
+	return ids;
+}
+
+/*
+ * Send the accumulated records as one transaction, if none is in flight:
+ * apply them, finalise their tasks and, as room allows, claim the children
+ * they released - all in one round trip.
+ */
 static void
 sched_flush(void)
 {
 	struct db_job	*job;
-	json_t		*sent;
-	char		*outcomes, *ids, *p;
+	struct sent	*sent;
+	json_t		*arr, *v;
 	const char	*k;
-	json_t		*v;
-	size_t		 len;
-	const char	*params[1];
+	char		*outcomes, *tasks, *done, limit[16], *blocked;
+	const char	*params[4];
+	int		 room;
 
-	if (sc.applying || json_array_size(sc.batch) == 0 ||
+	if (sc.applying || json_object_size(sc.batch) == 0 ||
 	    evtimer_pending(sc.retry_apply, NULL))
 		return;
-	sent = json_pack("{s:o, s:o}", "outcomes", sc.batch,
-	    "tasks", sc.batch_tasks);
-	sc.batch = json_array();
+	sent = xcalloc(1, sizeof(*sent));
+	sent->recs = sc.batch;
+	sent->tasks = sc.batch_tasks;
+	sc.batch = json_object();
 	sc.batch_tasks = json_object();
 
-	outcomes = json_dumps(json_object_get(sent, "outcomes"), JSON_COMPACT);
-	len = 3;
-	json_object_foreach(json_object_get(sent, "tasks"), k, v)
-		len += strlen(k) + 1;
-	ids = p = xmalloc(len);
-	*p++ = '{';
-	json_object_foreach(json_object_get(sent, "tasks"), k, v)
-		p += sprintf(p, "%s%s", p == ids + 1 ? "" : ",", k);
-	*p++ = '}';
-	*p = '\0';
+	arr = json_array();
+	json_object_foreach(sent->recs, k, v)
+		json_array_append(arr, v);
+	outcomes = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	tasks = id_array(sent->tasks, false);
+	done = id_array(sent->recs, true);
 
 	job = db_job_new(sched_apply_done, sent);
 	params[0] = outcomes;
 	db_job_add(job, sql_apply, 1, params);
-	params[0] = ids;
+	params[0] = tasks;
 	db_job_add(job, sched_sql_finalize, 1, params);
+	room = sched_room(true);
+	if (strcmp(done, "{}") != 0 && room > 0 && !sv.stopping &&
+	    node_lease_ok()) {
+		snprintf(limit, sizeof(limit), "%d", room);
+		blocked = services_blocked();
+		params[0] = limit;
+		params[1] = sv.node_id;
+		params[2] = blocked;
+		params[3] = done;
+		db_job_add(job, sql_claim_children, 4, params);
+		free(blocked);
+		sent->limit = room;
+		sc.reserved += room;
+	}
 	free(outcomes);
-	free(ids);
+	free(tasks);
+	free(done);
 	sc.applying = true;
 	db_submit(job);
 }
@@ -730,13 +947,13 @@ sched_expired_done(struct db_job *job, void *arg)
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		c = claim_from_row(res, i);
-		log_warnx("lease expired, attempt abandoned task_id=%lld "
-		    "step=%s attempt=%u correlation_id=%s",
+		log_warnx("claim of a lost node taken over, attempt abandoned "
+		    "task_id=%lld step=%s attempt=%u node=%s correlation_id=%s",
 		    (long long)c->task_id, c->step_name, c->attempt,
-		    c->correlation_id);
-		sched_fail(c, startup ? "node_restarted" : "lease_expired",
+		    PQgetvalue(res, i, 10), c->correlation_id);
+		sched_fail(c, startup ? "node_restarted" : "node_lost",
 		    startup ? "the node running the attempt restarted" :
-		    "the attempt's lease expired before an outcome arrived");
+		    "the node running the attempt stopped renewing its lease");
 	}
 	if (startup) {
 		sc.recovered = true;
@@ -763,7 +980,7 @@ sched_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval	tv;
 
-	ms_to_tv(SCHED_SWEEP_MS, &tv);
+	ms_to_tv(sv.conf->node_lease_ms / 2, &tv);
 	evtimer_add(sc.sweep, &tv);
 	sched_sweep(!sc.recovered);
 }
@@ -774,45 +991,65 @@ sched_init(void)
 	struct timeval	tv;
 
 	TAILQ_INIT(&sc.queue);
-	sc.batch = json_array();
+	TAILQ_INIT(&sc.unmarked);
+	sc.batch = json_object();
 	sc.batch_tasks = json_object();
 	sc.want = true;
+	sc.need_due = true;
 	sc.wake = evtimer_new(sv.base, sched_wake_cb, NULL);
 	sc.backstop = evtimer_new(sv.base, sched_backstop_cb, NULL);
 	sc.sweep = evtimer_new(sv.base, sched_sweep_cb, NULL);
 	sc.retry_apply = evtimer_new(sv.base, sched_retry_apply_cb, NULL);
+	sc.mark = evtimer_new(sv.base, sched_mark_cb, NULL);
 	ms_to_tv(SCHED_BACKSTOP_MS, &tv);
 	evtimer_add(sc.backstop, &tv);
-	ms_to_tv(SCHED_SWEEP_MS, &tv);
+	ms_to_tv(sv.conf->node_lease_ms / 2, &tv);
 	evtimer_add(sc.sweep, &tv);
 	/* Attempts this node held before it restarted are over: fail them
-	 * now instead of waiting for their leases to run out. */
+	 * now instead of waiting for a lease to run out. */
 	sched_sweep(true);
 }
 
-/* Stop claiming; hand back what never reached a worker. */
-void
-sched_shutdown(void)
+/* Hand back every claim still waiting for a worker. */
+static void
+sched_release_queue(void)
 {
-	struct claim_entry	*e;
-	struct claim		**claims;
-	size_t			 n = 0;
+	struct claim	*c, **claims;
+	size_t		 n = 0;
 
 	claims = xcalloc((size_t)sc.nqueued + 1, sizeof(*claims));
-	while ((e = TAILQ_FIRST(&sc.queue)) != NULL) {
-		TAILQ_REMOVE(&sc.queue, e, entry);
-		claims[n++] = e->claim;
-		free(e);
+	while ((c = TAILQ_FIRST(&sc.queue)) != NULL) {
+		TAILQ_REMOVE(&sc.queue, c, entry);
+		claims[n++] = c;
 	}
 	sc.nqueued = 0;
 	sched_release(claims, n);
 	free(claims);
 }
 
+/* Stop claiming; hand back what never reached a worker. */
+void
+sched_shutdown(void)
+{
+	sched_release_queue();
+}
+
+/*
+ * The node's lease lapsed and was renewed: another node may have taken
+ * over the claims queued here meanwhile.  Hand them back (the token makes
+ * this a no-op for the ones taken over) and claim afresh.
+ */
+void
+sched_lease_regained(void)
+{
+	sched_release_queue();
+	sched_kick();
+}
+
 /* True while outcomes wait to be written (shutdown waits for this). */
 bool
 sched_busy(void)
 {
-	return sc.applying || json_array_size(sc.batch) > 0 ||
+	return sc.applying || json_object_size(sc.batch) > 0 ||
 	    sc.ndispatched > 0;
 }

@@ -1,10 +1,12 @@
 /*
- * sched.h - the scheduler: finds ready steps set-wise, claims them with a
- * lease, hands them to idle workers, and applies outcomes in batches.
+ * sched.h - the scheduler: claims ready steps set-wise for this node, hands
+ * them to idle workers, and applies outcomes in batches that also claim the
+ * children they release.
  */
 #ifndef TASKERD_SCHED_H
 #define TASKERD_SCHED_H
 
+#include <sys/queue.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -28,7 +30,11 @@ struct claim {
 	const struct tmpl_step	*tstep;
 	json_t			*input;		/* owned */
 	struct timespec		 started;	/* CLOCK_MONOTONIC at dispatch */
+	struct timespec		 started_wall;	/* the same, for the audit */
 	bool			 dispatched;	/* reached a worker */
+	bool			 marked;	/* its 'in_progress' is written */
+	TAILQ_ENTRY(claim)	 entry;		/* the queue, or running and
+						 * not yet marked */
 };
 
 /* Recompute the status of the tasks in $1 (bigint[]) from their steps. */
@@ -49,6 +55,9 @@ void	sched_outcome(struct claim *, const struct proto_step_outcome *);
 /* An attempt that ended without an outcome from its handler. */
 void	sched_fail(struct claim *, const char *code, const char *message);
 void	claim_free(struct claim *);
+/* This node's lease was renewed after it lapsed: hand back queued claims
+ * (another node may have taken them over) and claim afresh. */
+void	sched_lease_regained(void);
 /* Steps claimed and not yet applied, for /health and STATUS=. */
 int	sched_inflight(void);
 /* Claimed steps waiting for a worker. */

@@ -15,9 +15,11 @@
  * never the supervisor.  Trust a worker: every frame is decoded strictly and
  * an outcome must match the claim (step and lease token) the worker holds.
  *
- * Why it is safe to die at any moment.  Claims carry leases; outcomes are
- * applied only while their lease token still matches; a restarted node
- * first fails the attempts it held, and any node sweeps expired leases.  So
+ * Why it is safe to die at any moment.  Claims belong to a node whose
+ * heartbeat renews its lease (node.c); outcomes are applied only while
+ * their lease token still matches; a restarted node first fails the
+ * attempts it held, and any node takes over the claims of a node whose
+ * lease ran out.  So
  * a kill -9 of this process costs at most a repeat of the steps that were
  * running - which is why every attempt carries an idempotency key.
  */
@@ -36,6 +38,7 @@
 #include "db.h"
 #include "embedpg.h"
 #include "migrate.h"
+#include "node.h"
 #include "pool.h"
 #include "sched.h"
 #include "metrics.h"
@@ -328,6 +331,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
 	    conf->workers_ping_timeout_ms, conf->workers_user);
 	services_init();
+	node_init();
 	sched_init();
 	if (api_init(sv.base, err, sizeof(err)) == -1)
 		fatalx("%s", err);

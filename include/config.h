@@ -51,7 +51,8 @@ struct config {
 	char		*templates_dir;
 
 	int		 scheduler_batch;	/* max steps per claim */
-	int64_t		 lease_grace_ms;	/* lease = timeout + grace */
+	int		 scheduler_prefetch;	/* claims beyond running steps */
+	int64_t		 node_lease_ms;		/* claims outlive heartbeats */
 
 	struct tmpl_defaults step_defaults;	/* steps.retry_limit, ... */
 

@@ -426,13 +426,16 @@ def test_task_show_golden(taskerd, service):
                      "golden-test", url=t.url))
         tid = int(out)
         # Frozen: a and b done, c held by the service, d and e waiting.
+        # (A running step shows 'in_progress' once it has run ~100 ms;
+        # before, it is still 'enqueued'.)
         service.wait_requests("/hold", 1, timeout=15)
 
         def frozen():
             task = t.task(tid)
             s = harness.steps_by_name(task)
-            return task if s["b"]["status"] == "complete" else None
-        task = harness.wait_until(frozen, 15, message="b complete")
+            return task if s["b"]["status"] == "complete" and \
+                s["c"]["status"] == "in_progress" else None
+        task = harness.wait_until(frozen, 15, message="b complete, c running")
         s = harness.steps_by_name(task)
         assert [s[n]["status"] for n in "abcde"] == [
             "complete", "complete", "in_progress", "pending", "pending"], s

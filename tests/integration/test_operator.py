@@ -117,7 +117,10 @@ def test_cancel(taskerd, service):
     service.wait_requests("/lucky", 1, timeout=10)
     harness.wait_until(lambda: step(t, tid, "waiter")["status"] ==
                        "waiting_for_retry", 10, message="waiter waiting")
-    assert step(t, tid, "doomed")["status"] == "in_progress"
+    # A running step shows in_progress once it has run ~100 ms.
+    for name in ("doomed", "lucky"):
+        harness.wait_until(lambda: step(t, tid, name)["status"] ==
+                           "in_progress", 10, message=name + " in_progress")
 
     r = t.request("DELETE", "/v1/tasks/%s" % tid,
                   json={"reason": "customer withdrew the order",
@@ -261,7 +264,9 @@ def test_retry_puts_the_task_back_in_progress(taskerd, service):
     service.wait_requests("/slowfix", 2, timeout=10)
     task = t.task(tid)
     assert task["status"] == "in_progress", task
-    assert task["steps"][0]["status"] == "in_progress", task
+    assert task["steps"][0]["status"] in ("enqueued", "in_progress"), task
+    harness.wait_until(lambda: t.task(tid)["steps"][0]["status"] ==
+                       "in_progress", 1, message="the attempt in_progress")
     task = t.wait_task(tid, timeout=20)
     assert task["status"] == "complete", task
     assert task["steps"][0]["attempts"] == 2, task

@@ -59,7 +59,8 @@ check_defaults(const struct config *cfg)
 	assert_null(cfg->workers_path);
 	assert_int_equal(cfg->workers_max_frame, 16 << 20);
 	assert_int_equal(cfg->scheduler_batch, 256);
-	assert_int_equal(cfg->lease_grace_ms, 30000);
+	assert_int_equal(cfg->node_lease_ms, 10000);
+	assert_int_equal(cfg->scheduler_prefetch, 64);
 	assert_int_equal(cfg->step_defaults.retry_limit, 3);
 	assert_int_equal(cfg->step_defaults.timeout_ms, 30000);
 	assert_int_equal(cfg->step_defaults.backoff.base_ms, 1000);
@@ -122,7 +123,7 @@ static const char every_key[] =
 	"  dir: /srv/templates\n"
 	"scheduler:\n"
 	"  batch: 1000\n"
-	"  lease_grace: 45s\n"
+	"  lease: 45s\n"
 	"steps:\n"
 	"  retry_limit: 5\n"
 	"  timeout: 2500\n"
@@ -180,7 +181,7 @@ test_every_key(void **state)
 	assert_int_equal(cfg->workers_max_frame, 64 << 20);
 	assert_string_equal(cfg->templates_dir, "/srv/templates");
 	assert_int_equal(cfg->scheduler_batch, 1000);
-	assert_int_equal(cfg->lease_grace_ms, 45000);
+	assert_int_equal(cfg->node_lease_ms, 45000);
 	assert_int_equal(cfg->step_defaults.retry_limit, 5);
 	assert_int_equal(cfg->step_defaults.timeout_ms, 2500);
 	assert_int_equal(cfg->step_defaults.backoff.base_ms, 250);
@@ -301,8 +302,8 @@ test_bad_values(void **state)
 	expect_error("http:\n  timeout: 30 s\n",
 	    NAME ":2: http.timeout: invalid duration '30 s' (use 250ms, 5s, "
 	    "2m, 1h, 1d or a number of milliseconds)");
-	expect_error("scheduler:\n  lease_grace: -1s\n",
-	    NAME ":2: scheduler.lease_grace: invalid duration '-1s' (use "
+	expect_error("scheduler:\n  lease: -1s\n",
+	    NAME ":2: scheduler.lease: invalid duration '-1s' (use "
 	    "250ms, 5s, 2m, 1h, 1d or a number of milliseconds)");
 	expect_error("workers:\n  count: 0\n",
 	    NAME ":2: workers.count: must be between 1 and 1024");

@@ -2,10 +2,10 @@
  * api_tasks.c - the task endpoints: create, list, show, cancel, and the
  * operator's actions on steps.
  *
- * Each request is one db job (one transaction, one round trip); the JSON
- * shapes come from SQL functions (sql/002_api_views.sql) so the API and psql
- * agree.  Nothing is half-created: a failed statement rolls the whole job
- * back.
+ * Each request is one db job (one transaction, one round trip), except
+ * creations, which travel in batches (create.c); the JSON shapes come from
+ * SQL functions (sql/002_api_views.sql) so the API and psql agree.  Nothing
+ * is half-created: a failed statement rolls the whole job back.
  */
 #include <sys/queue.h>
 #include <ctype.h>
@@ -18,6 +18,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "api.h"
+#include "create.h"
 #include "db.h"
 #include "protocol.h"
 #include "reply.h"
@@ -72,208 +73,17 @@ correlation_id(struct evhttp_request *req)
 /* ---- POST /v1/tasks --------------------------------------------------- */
 
 /*
- * Create a task, its steps and edges in one statement.  $10 is the identity
- * (NULL under always_unique): a second task with the same identity for the
- * same template inserts nothing and the statement answers the existing one.
- */
-static const char sql_create[] =
-"WITH h AS ("
-"  SELECT CASE $11::text"
-"    WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
-"      $2::jsonb::text, 'UTF8')), 'hex')"
-"    WHEN 'caller_provided' THEN 'key:' || $10"
-"    END AS hash),"
-" t AS ("
-"  INSERT INTO tasks (template_id, context, initiator, source_system,"
-"    reason, tags, correlation_id, identity_hash)"
-"  SELECT $1, $2::jsonb, $3, $4, $5, $6::jsonb, $7, h.hash FROM h"
-"  ON CONFLICT (template_id, identity_hash)"
-"    WHERE identity_hash IS NOT NULL DO NOTHING"
-"  RETURNING *),"
-" s AS ("
-"  INSERT INTO steps (task_id, name, position, handler, service,"
-"    retry_limit, attempt_budget, retryable, timeout_ms, remaining_parents)"
-"  SELECT t.id, x.name, x.position, x.handler, x.service, x.retry_limit,"
-"    x.retry_limit, x.retryable, x.timeout_ms, x.nparents"
-"  FROM t, jsonb_to_recordset($8::jsonb) AS x(name text, position int,"
-"    handler text, service text, retry_limit int, retryable boolean,"
-"    timeout_ms int, nparents int)"
-"  RETURNING id, task_id, name),"
-" e AS ("
-"  INSERT INTO step_edges (task_id, from_step_id, to_step_id)"
-"  SELECT p.task_id, p.id, c.id"
-"  FROM jsonb_to_recordset($9::jsonb) AS y(src text, dst text)"
-"  JOIN s p ON p.name = y.src JOIN s c ON c.name = y.dst),"
-" tt AS ("
-"  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
-"  SELECT t.id, NULL, 'pending', jsonb_strip_nulls(jsonb_build_object("
-"    'initiator', t.initiator, 'source_system', t.source_system,"
-"    'reason', t.reason)) FROM t)"
-"SELECT t.id, true, t.status FROM t "
-"UNION ALL "
-"SELECT x.id, false, x.status FROM tasks x, h"
-" WHERE NOT EXISTS (SELECT 1 FROM t) AND x.template_id = $1"
-"   AND x.identity_hash = h.hash";
-
-/* Only meaningful when the first statement created the task. */
-/* currval() is volatile: as a subquery it is evaluated once and the
- * primary key serves, instead of a scan of every task. */
-static const char sql_task_after_create[] =
-"SELECT taskerd_task_json(t, true)::text FROM tasks t"
-" WHERE t.id = (SELECT currval(pg_get_serial_sequence('tasks', 'id')))";
-
-#define CREATE_NPARAMS	11
-
-struct create_req {
-	struct evhttp_request	*req;
-	const struct tmpl	*route;	/* answer as this template's route */
-	char			*params[CREATE_NPARAMS];
-	int			 tries;
-};
-
-/* An error in the caller's dialect: the API's {"error": {code, message}}
- * or a template route's {"success": false, "error", "details"}. */
-static void
-create_error(struct evhttp_request *req, const struct tmpl *route,
-    int status, const char *code, const char *message, json_t *details)
-{
-	json_t	*body;
-
-	if (route != NULL)
-		body = json_pack("{s:b, s:s, s:s, s:o}", "success", 0,
-		    "error", message, "code", code,
-		    "details", details ? details : json_null());
-	else {
-		body = json_pack("{s:{s:s, s:s}}", "error", "code", code,
-		    "message", message);
-		if (details != NULL)
-			json_object_update_new(json_object_get(body, "error"),
-			    details);
-	}
-	reply_json(req, status, body);
-}
-
-static void	create_submit(struct create_req *);
-
-static void
-create_req_free(struct create_req *cr)
-{
-	int	i;
-
-	for (i = 0; i < CREATE_NPARAMS; i++)
-		free(cr->params[i]);
-	free(cr);
-}
-
-static void
-create_done(struct db_job *job, void *arg)
-{
-	struct create_req	*cr = arg;
-	struct evhttp_request	*req = cr->req;
-	PGresult		*res;
-	int64_t			 id;
-
-	if (db_job_error(job) != NULL) {
-		reply_db_error(req, job);
-		goto done;
-	}
-	res = db_job_result(job, 0);
-	if (PQntuples(res) == 0) {
-		/* A concurrent creation with the same identity committed
-		 * after our snapshot: look again, once. */
-		if (cr->tries++ == 0) {
-			create_submit(cr);
-			return;
-		}
-		create_error(req, cr->route, 409, "duplicate_task", "a task "
-		    "with this identity is being created concurrently", NULL);
-		goto done;
-	}
-	id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (PQgetvalue(res, 0, 1)[0] != 't') {
-		create_error(req, cr->route, 409, "duplicate_task", "a task "
-		    "with the same identity exists", json_pack("{s:I, s:s}",
-		    "task_id", (json_int_t)id, "status", PQgetvalue(res, 0, 2)));
-		goto done;
-	}
-	sched_kick();
-	if (cr->route != NULL) {
-		char *monitor = NULL;
-
-		if (cr->route->route_status != NULL)
-			xasprintf(&monitor, "%.*s%lld",
-			    (int)(strlen(cr->route->route_status) -
-			    strlen("{task_id}")), cr->route->route_status,
-			    (long long)id);
-		reply_json(req, 201, json_pack("{s:b, s:I, s:s, s:s?}",
-		    "success", 1, "task_id", (json_int_t)id, "status",
-		    PQgetvalue(res, 0, 2), "monitor_url", monitor));
-		free(monitor);
-		goto done;
-	}
-	res = db_job_result(job, 1);
-	if (PQntuples(res) != 1) {
-		reply_error(req, 500, "internal", "task vanished after creation");
-		goto done;
-	}
-	reply_raw(req, 201, PQgetvalue(res, 0, 0),
-	    (size_t)PQgetlength(res, 0, 0));
-done:
-	create_req_free(cr);
-}
-
-static void
-create_submit(struct create_req *cr)
-{
-	struct db_job	*job = db_job_new(create_done, cr);
-
-	db_job_add(job, sql_create, CREATE_NPARAMS,
-	    (const char *const *)cr->params);
-	db_job_add(job, sql_task_after_create, 0, NULL);
-	db_submit(job);
-}
-
-/* The template's steps and edges as the create statement wants them. */
-static void
-template_rows(const struct tmpl *t, char **steps, char **edges)
-{
-	json_t	*s = json_array(), *e = json_array();
-	size_t	 i, j;
-
-	for (i = 0; i < t->nsteps; i++) {
-		const struct tmpl_step *st = &t->steps[i];
-
-		json_array_append_new(s, json_pack("{s:s, s:i, s:s, s:s?, s:i, "
-		    "s:b, s:I, s:i}", "name", st->name, "position", (int)i,
-		    "handler", st->handler, "service", st->dependent_system,
-		    "retry_limit", st->retry_limit,
-		    "retryable", st->retryable,
-		    "timeout_ms", (json_int_t)st->timeout_ms,
-		    "nparents", (int)st->ndeps));
-		for (j = 0; j < st->ndeps; j++)
-			json_array_append_new(e, json_pack("{s:s, s:s}",
-			    "src", t->steps[st->dep_idx[j]].name,
-			    "dst", st->name));
-	}
-	*steps = json_dumps(s, JSON_COMPACT);
-	*edges = json_dumps(e, JSON_COMPACT);
-	json_decref(s);
-	json_decref(e);
-}
-
-/*
  * Create a task of tr->t: the checks every way in shares (depth, schema
- * with defaults, identity), then one db job.  route: answer in that
- * template route's dialect; NULL: the API's.
+ * with defaults, identity), then the next batch of creations (create.c).
+ * route: answer in that template route's dialect; NULL: the API's.
  */
 void
 task_create(struct evhttp_request *req, const struct task_request *tr,
     const struct tmpl *route)
 {
 	const struct tmpl	*t = tr->t;
-	struct create_req	*cr;
 	json_t			*ctx, *viol;
-	char			 msg[128];
+	char			 msg[128], *cid;
 
 	ctx = tr->ctx != NULL ? json_incref(tr->ctx) : json_object();
 	if (proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
@@ -302,21 +112,16 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 		goto out;
 	}
 
-	cr = xcalloc(1, sizeof(*cr));
-	cr->req = req;
-	cr->route = route;
-	xasprintf(&cr->params[0], "%lld", (long long)t->db_id);
-	cr->params[1] = json_dumps(ctx, JSON_COMPACT);
-	cr->params[2] = tr->initiator ? xstrdup(tr->initiator) : NULL;
-	cr->params[3] = tr->source_system ? xstrdup(tr->source_system) : NULL;
-	cr->params[4] = tr->reason ? xstrdup(tr->reason) : NULL;
-	cr->params[5] = tr->tags ? json_dumps(tr->tags, JSON_COMPACT) :
-	    xstrdup("[]");
-	cr->params[6] = correlation_id(req);
-	template_rows(t, &cr->params[7], &cr->params[8]);
-	cr->params[9] = tr->ikey ? xstrdup(tr->ikey) : NULL;
-	cr->params[10] = xstrdup(tmpl_identity_name(t->identity));
-	create_submit(cr);
+	cid = correlation_id(req);
+	create_submit(req, t, route, json_pack("{s:I, s:O, s:s?, s:s?, s:s?, "
+	    "s:o, s:s, s:s?, s:s}",
+	    "template_id", (json_int_t)t->db_id, "context", ctx,
+	    "initiator", tr->initiator, "source_system", tr->source_system,
+	    "reason", tr->reason,
+	    "tags", tr->tags != NULL ? json_incref(tr->tags) : json_array(),
+	    "correlation_id", cid, "ikey", tr->ikey,
+	    "identity", tmpl_identity_name(t->identity)));
+	free(cid);
 out:
 	json_decref(ctx);
 }
@@ -773,7 +578,8 @@ static const char sql_step_transitions[] =
 "  'created_at', tr.created_at) ORDER BY tr.id)"
 "  FILTER (WHERE tr.id IS NOT NULL), '[]')::text,"
 "  count(s.id)"
-" FROM steps s LEFT JOIN step_transitions tr ON tr.step_id = s.id"
+" FROM steps s LEFT JOIN step_transitions tr ON tr.task_id = s.task_id"
+"   AND tr.step_id = s.id"
 " WHERE s.task_id = $1 AND s.name = $2";
 
 static const char sql_task_transitions[] =

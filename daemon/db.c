@@ -8,12 +8,21 @@
  * PQsocket() may change while connecting.  Jobs wait in one FIFO and go to
  * the first idle connection, so statements from different jobs never
  * interleave inside one pipeline.
+ *
+ * Statements are prepared: the first time a connection sends a statement
+ * text, a Prepare goes ahead of it in the same pipeline, and from then on
+ * the connection only executes it.  Planning our larger statements cost
+ * about as much as running them.  Every statement taskerd sends is one of
+ * its compiled-in texts, so the set of names stays small; a reconnect
+ * starts with none prepared.
  */
 #include <sys/queue.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <time.h>
+
+#include <jansson.h>
 
 #include "db.h"
 #include "metrics.h"
@@ -31,6 +40,8 @@ enum conn_state {
 
 struct db_stmt {
 	char		*sql;
+	int		 reg;		/* index in the statement registry */
+	bool		 prep;		/* a Prepare was sent ahead of it */
 	int		 nparams;
 	char	       **params;
 };
@@ -46,6 +57,7 @@ struct db_job {
 	struct timespec	 queued;	/* when it was submitted */
 	struct timespec	 sent;		/* when it went to a connection */
 	bool		 got;		/* cur has produced a result */
+	bool		 inprep;	/* the results are cur's Prepare's */
 	char		*error;
 	char		*sqlstate;
 };
@@ -58,6 +70,10 @@ struct db_conn {
 	struct event	*retry;		/* reconnect timer */
 	int		 backoff_ms;
 	struct db_job	*job;
+	/* Per registered statement: 0 not prepared, 1 prepared, 2 its
+	 * Prepare is in flight. */
+	unsigned char	*prepared;
+	int		 nprepared;
 };
 
 TAILQ_HEAD(db_jobq, db_job);
@@ -65,12 +81,14 @@ TAILQ_HEAD(db_jobq, db_job);
 static struct {
 	struct event_base *base;
 	char		*dsn;
+	char		*options;	/* the DSN's and DB_SESSION_OPTIONS */
 	struct db_conn	*conns;
 	int		 nconns;
 	struct db_jobq	 queue;
 	int		 nqueued;
 	struct event	*queue_timer;
 	bool		 stopping;
+	json_t		*registry;	/* statement text -> index */
 } db;
 
 static void	conn_start(struct db_conn *);
@@ -87,17 +105,33 @@ conn_retry_cb(evutil_socket_t fd, short what, void *arg)
 	conn_start(arg);
 }
 
+/*
+ * Session settings for taskerd's own connections (appended to any options
+ * the DSN sets).  Every statement taskerd sends reads rows by key, and its
+ * prepared statements keep the generic plan made when they were first
+ * planned - on a new database, when the steps table was a page or two and
+ * a sequential scan looked cheapest.  Kept as the table grows, such a plan
+ * cost more than all the rest of a batch.  Without sequential scans the
+ * planner keeps to the indexes; without JIT, the huge costs it then puts
+ * on the odd unavoidable scan do not trigger a compilation.
+ */
+#define DB_SESSION_OPTIONS	"-c enable_seqscan=off -c jit=off"
+
 static void
 conn_start(struct db_conn *c)
 {
+	const char	*keys[] = { "dbname", "options", NULL };
+	const char	*vals[] = { db.dsn, db.options, NULL };
+
 	if (c->pg != NULL)
 		PQfinish(c->pg);
-	c->pg = PQconnectStart(db.dsn);
+	c->pg = PQconnectStartParams(keys, vals, 1);
 	if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
 		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
 	c->state = CONN_CONNECTING;
+	memset(c->prepared, 0, (size_t)c->nprepared);
 	conn_arm(c, EV_WRITE);
 }
 
@@ -168,6 +202,7 @@ conn_fail(struct db_conn *c, const char *why)
 		job_set_error(job, why, "08006");
 		job_finish(job);
 	}
+	memset(c->prepared, 0, (size_t)c->nprepared);
 	if (db.stopping)
 		return;
 	/* With no connection left, queued work fails now rather than hanging
@@ -196,23 +231,43 @@ conn_ready(struct db_conn *c)
 	db_dispatch();
 }
 
-/* Send one job's statements and the Sync; the flush may need EV_WRITE. */
+/* Send one job's statements (each preceded by its Prepare the first time
+ * this connection sees it) and the Sync; the flush may need EV_WRITE. */
 static void
 conn_send(struct db_conn *c, struct db_job *job)
 {
-	int	i, r;
+	struct db_stmt	*st;
+	char		 name[16];
+	int		 i, r;
 
 	c->job = job;
 	c->state = CONN_BUSY;
 	clock_gettime(CLOCK_MONOTONIC, &job->sent);
+	if (c->nprepared < (int)json_object_size(db.registry)) {
+		r = (int)json_object_size(db.registry);
+		c->prepared = xreallocarray(c->prepared, (size_t)r, 1);
+		memset(c->prepared + c->nprepared, 0,
+		    (size_t)(r - c->nprepared));
+		c->nprepared = r;
+	}
 	for (i = 0; i < job->nstmts; i++) {
-		if (!PQsendQueryParams(c->pg, job->stmts[i].sql,
-		    job->stmts[i].nparams, NULL,
-		    (const char *const *)job->stmts[i].params, NULL, NULL, 0)) {
+		st = &job->stmts[i];
+		snprintf(name, sizeof(name), "t%d", st->reg);
+		if ((st->prep = c->prepared[st->reg] == 0)) {
+			c->prepared[st->reg] = 2;
+			if (!PQsendPrepare(c->pg, name, st->sql, st->nparams,
+			    NULL)) {
+				conn_fail(c, PQerrorMessage(c->pg));
+				return;
+			}
+		}
+		if (!PQsendQueryPrepared(c->pg, name, st->nparams,
+		    (const char *const *)st->params, NULL, NULL, 0)) {
 			conn_fail(c, PQerrorMessage(c->pg));
 			return;
 		}
 	}
+	job->inprep = job->nstmts > 0 && job->stmts[0].prep;
 	if (!PQpipelineSync(c->pg)) {
 		conn_fail(c, PQerrorMessage(c->pg));
 		return;
@@ -235,6 +290,17 @@ db_observe(const struct db_job *job)
 	    NULL, NULL);
 }
 
+/* Prepares of this job still in flight at its Sync did not happen. */
+static void
+conn_prepared_settle(struct db_conn *c, struct db_job *job)
+{
+	int	i;
+
+	for (i = 0; i < job->nstmts; i++)
+		if (job->stmts[i].prep && c->prepared[job->stmts[i].reg] == 2)
+			c->prepared[job->stmts[i].reg] = 0;
+}
+
 /* Collect whatever results are complete; finish the job at its Sync. */
 static void
 conn_read(struct db_conn *c)
@@ -249,21 +315,44 @@ conn_read(struct db_conn *c)
 	while ((job = c->job) != NULL && !PQisBusy(c->pg)) {
 		res = PQgetResult(c->pg);
 		if (res == NULL) {
-			/* End of one statement's results. */
+			/* End of one command's results: a Prepare's, then
+			 * its statement's. */
 			if (!job->got)
 				break;
-			job->cur++;
 			job->got = false;
+			if (job->inprep) {
+				job->inprep = false;
+				continue;
+			}
+			job->cur++;
+			job->inprep = job->cur < job->nstmts &&
+			    job->stmts[job->cur].prep;
 			continue;
 		}
-		switch (PQresultStatus(res)) {
-		case PGRES_PIPELINE_SYNC:
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);
 			db_observe(job);
+			/* A Prepare that did not succeed (an error, or skipped
+			 * after one) is sent again next time. */
+			conn_prepared_settle(c, job);
 			c->job = NULL;
 			c->state = CONN_IDLE;
 			job_finish(job);
 			continue;
+		}
+		if (job->inprep) {
+			if (PQresultStatus(res) == PGRES_COMMAND_OK)
+				c->prepared[job->stmts[job->cur].reg] = 1;
+			else
+				job_set_error(job, PQresultStatus(res) ==
+				    PGRES_PIPELINE_ABORTED ? "statement skipped "
+				    "after an error" : PQresultErrorMessage(res),
+				    PQresultErrorField(res, PG_DIAG_SQLSTATE));
+			PQclear(res);
+			job->got = true;
+			continue;
+		}
+		switch (PQresultStatus(res)) {
 		case PGRES_COMMAND_OK:
 		case PGRES_TUPLES_OK:
 			break;
@@ -397,10 +486,23 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 void
 db_init(struct event_base *base, const char *dsn, int n)
 {
-	int	i;
+	PQconninfoOption	*info, *o;
+	int			 i;
 
 	db.base = base;
 	db.dsn = xstrdup(dsn);
+	db.options = xstrdup(DB_SESSION_OPTIONS);
+	if ((info = PQconninfoParse(dsn, NULL)) != NULL) {
+		for (o = info; o->keyword != NULL; o++)
+			if (strcmp(o->keyword, "options") == 0 &&
+			    o->val != NULL && *o->val != '\0') {
+				free(db.options);
+				xasprintf(&db.options, "%s %s", o->val,
+				    DB_SESSION_OPTIONS);
+			}
+		PQconninfoFree(info);
+	}
+	db.registry = json_object();
 	db.nconns = n;
 	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
 	TAILQ_INIT(&db.queue);
@@ -429,6 +531,7 @@ db_shutdown(void)
 	for (i = 0; i < db.nconns; i++) {
 		conn_fail(&db.conns[i], "shutting down");
 		event_free(db.conns[i].retry);
+		free(db.conns[i].prepared);
 	}
 	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
 		TAILQ_REMOVE(&db.queue, job, entry);
@@ -437,6 +540,8 @@ db_shutdown(void)
 	}
 	free(db.conns);
 	free(db.dsn);
+	free(db.options);
+	json_decref(db.registry);
 	memset(&db, 0, sizeof(db));
 }
 
@@ -473,12 +578,18 @@ db_job_add(struct db_job *job, const char *sql, int nparams,
     const char *const *params)
 {
 	struct db_stmt	*s;
+	json_t		*reg;
 	int		 i;
 
 	if (job->nstmts == DB_MAX_STMTS)
 		fatalx("db job has more than %d statements", DB_MAX_STMTS);
 	s = &job->stmts[job->nstmts++];
 	s->sql = xstrdup(sql);
+	if ((reg = json_object_get(db.registry, sql)) == NULL) {
+		reg = json_integer((json_int_t)json_object_size(db.registry));
+		json_object_set_new(db.registry, sql, reg);
+	}
+	s->reg = (int)json_integer_value(reg);
 	s->nparams = nparams;
 	s->params = xcalloc((size_t)(nparams > 0 ? nparams : 1),
 	    sizeof(char *));

@@ -45,51 +45,38 @@
 /*
  * Claiming.  A claim makes a ready step this node's ('enqueued', with the
  * node as lease_owner and a fresh lease token) and answers what a worker
- * needs: the task's context and the results of its completed steps.  Two
- * statements share the part after the choice of rows ($1 limit, $2 node,
- * $3 services whose steps must wait):
- *  - the general claim takes the oldest ready steps of any task;
- *  - the children's claim, in the same transaction as a batch of outcomes,
- *    takes the steps those outcomes just released ($4: completed steps),
- *    so a child is claimed the moment its parent's outcome commits.
+ * needs: the task's context and the results of its completed steps
+ * (columns 0-11, as claim_from_row and sched_enqueue read them).  Steps are
+ * claimed two ways:
+ *  - the general claim takes the oldest ready steps of any task ($1
+ *    limit, $2 node, $3 services whose steps must wait);
+ *  - the transaction that applies a batch of outcomes claims the children
+ *    it releases (sql_apply), so a child is claimed the moment its
+ *    parent's outcome commits.
  * A claim writes no transition: the audit trail records when an attempt
  * started (below), not when a node reserved it.
  */
-#define SQL_CLAIM_TAIL \
-" u AS (" \
-"  UPDATE steps s SET status = 'enqueued', lease_owner = $2," \
-"    lease_token = nextval('step_lease_tokens'), updated_at = now()" \
-"  FROM c WHERE s.id = c.id" \
-"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit," \
-"    s.retryable, s.timeout_ms, s.lease_token)" \
-"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable," \
-"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id," \
-"  t.context::text," \
-"  (SELECT coalesce(jsonb_object_agg(p.name," \
-"     jsonb_build_object('results', p.results)), '{}')" \
-"   FROM steps p WHERE p.task_id = u.task_id" \
-"     AND p.status IN ('complete', 'resolved_manually'))::text " \
-"FROM u JOIN tasks t ON t.id = u.task_id"
-
-#define SQL_CLAIMABLE \
-"  s.remaining_parents = 0 AND s.next_attempt_at <= now()" \
-"  AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
-
 static const char sql_claim[] =
 "WITH c AS ("
 "  SELECT s.id FROM steps s"
-"  WHERE s.status IN ('pending', 'waiting_for_retry') AND" SQL_CLAIMABLE
+"  WHERE s.status IN ('pending', 'waiting_for_retry')"
+"    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
+"    AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
 "  ORDER BY s.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-SQL_CLAIM_TAIL;
-
-static const char sql_claim_children[] =
-"WITH c AS ("
-"  SELECT s.id FROM steps s"
-"  WHERE s.id IN (SELECT e.to_step_id FROM step_edges e"
-"                 WHERE e.from_step_id = ANY($4::bigint[]))"
-"    AND s.status = 'pending' AND" SQL_CLAIMABLE
-"  ORDER BY s.id LIMIT $1 FOR UPDATE SKIP LOCKED),"
-SQL_CLAIM_TAIL;
+" u AS ("
+"  UPDATE steps s SET status = 'enqueued', lease_owner = $2,"
+"    lease_token = nextval('step_lease_tokens'), updated_at = now()"
+"  FROM c WHERE s.id = c.id"
+"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
+"    s.retryable, s.timeout_ms, s.lease_token)"
+"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
+"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id,"
+"  t.context::text,"
+"  (SELECT coalesce(jsonb_object_agg(p.name,"
+"     jsonb_build_object('results', p.results)), '{}')"
+"   FROM steps p WHERE p.task_id = u.task_id"
+"     AND p.status IN ('complete', 'resolved_manually'))::text "
+"FROM u JOIN tasks t ON t.id = u.task_id";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
  * none); steps of blocked services ($1) wait for their breaker instead. */
@@ -109,20 +96,37 @@ static const char sql_next_due[] =
  * row update, not two.  The transition comes from the state before the
  * claim (pending for a first attempt, waiting_for_retry after that).  The
  * lease token fences stale attempts: only the current claim's records
- * match.  Completing a step releases its children.
+ * match (an applied outcome clears the token).
+ *
+ * Completing a step releases its children; in the same update, up to $4
+ * children that became ready are claimed for this node ($2; $3: services
+ * whose steps must wait).  The readiness test runs on the row being
+ * updated, so a child another transaction changed meanwhile (a cancel, a
+ * parent completed elsewhere) is left to the general claim.
+ *
+ * Every lookup goes through a primary key (a lateral lookup whose LIMIT
+ * keeps the planner from turning it into a join, or "id = ANY(ARRAY(...))"
+ * for the rows an UPDATE changes), whatever the planner's
+ * statistics say: they lag behind a burst of new tasks, and a plan that
+ * scans the steps table per batch is what made batches slow.
+ *
+ * Rows: applied records (column 12: their step id), then claimed
+ * children (columns 0-11; column 11: the results of the task's steps
+ * completed before this batch - the batch's own are added by the caller).
  */
 static const char sql_apply[] =
-"WITH o0 AS ("
+"WITH o0 AS MATERIALIZED ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
 "    token bigint, status text, free boolean, delay_ms bigint,"
 "    results jsonb, error jsonb, meta jsonb, started float8, smeta jsonb)),"
 /* A cancelled task's steps are not retried. */
-" o AS ("
+" o AS MATERIALIZED ("
 "  SELECT o0.*, s0.status AS old, CASE WHEN s0.attempts = 0 THEN 'pending'"
 "      ELSE 'waiting_for_retry' END AS before,"
 "    CASE WHEN o0.status = 'waiting_for_retry' AND t.status = 'cancelled'"
 "      THEN 'cancelled' ELSE o0.status END AS final"
-"  FROM o0 JOIN steps s0 ON s0.id = o0.step_id"
+"  FROM o0 CROSS JOIN LATERAL (SELECT * FROM steps s0"
+"    WHERE s0.id = o0.step_id AND s0.lease_token = o0.token LIMIT 1) s0"
 "  JOIN tasks t ON t.id = s0.task_id),"
 " u AS ("
 "  UPDATE steps s SET status = o.final,"
@@ -141,8 +145,8 @@ static const char sql_apply[] =
 "    completed_at = CASE WHEN o.final IN ('complete', 'error', 'cancelled')"
 "      THEN clock_timestamp() END,"
 "    updated_at = now()"
-"  FROM o WHERE s.id = o.step_id AND s.lease_token = o.token"
-"    AND s.status IN ('enqueued', 'in_progress')"
+"  FROM o WHERE s.id = ANY(ARRAY(SELECT step_id FROM o))"
+"    AND s.id = o.step_id AND s.lease_token = o.token"
 "  RETURNING s.id, s.task_id, s.status, o.old, o.before, o.meta, o.started,"
 "    o.smeta),"
 " st AS ("
@@ -156,14 +160,46 @@ static const char sql_apply[] =
 "    OR u.started IS NOT NULL THEN 'in_progress' ELSE u.before END,"
 "    u.status, u.meta, clock_timestamp() FROM u"
 "  WHERE u.status <> 'in_progress'),"
+/* The released children, how many of their parents completed here, and
+ * which of them to claim (as the snapshot sees them). */
+" r AS MATERIALIZED ("
+"  SELECT e.to_step_id AS id, count(*) AS n FROM u"
+"  CROSS JOIN LATERAL (SELECT to_step_id FROM step_edges e"
+"    WHERE e.from_step_id = u.id) e"
+"  WHERE u.status = 'complete' GROUP BY e.to_step_id),"
+" x AS ("
+"  SELECT r.id, r.n, row_number() OVER (ORDER BY c0.ready DESC, r.id)"
+"      <= $4 AND c0.ready AS pick"
+"  FROM r CROSS JOIN LATERAL (SELECT c0.remaining_parents = r.n"
+"      AND c0.status = 'pending' AND c0.next_attempt_at <= now()"
+"      AND (c0.service IS NULL OR c0.service <> ALL($3::text[])) AS ready"
+"    FROM steps c0 WHERE c0.id = r.id LIMIT 1) c0),"
 " k AS ("
 "  UPDATE steps c SET remaining_parents = c.remaining_parents - x.n,"
+"    status = CASE WHEN x.pick AND c.status = 'pending'"
+"      AND c.remaining_parents = x.n THEN 'enqueued' ELSE c.status END,"
+"    lease_owner = CASE WHEN x.pick AND c.status = 'pending'"
+"      AND c.remaining_parents = x.n THEN $2 ELSE c.lease_owner END,"
+"    lease_token = CASE WHEN x.pick AND c.status = 'pending'"
+"      AND c.remaining_parents = x.n THEN nextval('step_lease_tokens')"
+"      ELSE c.lease_token END,"
 "    updated_at = now()"
-"  FROM (SELECT e.to_step_id, count(*) AS n FROM step_edges e"
-"        JOIN u ON u.id = e.from_step_id WHERE u.status = 'complete'"
-"        GROUP BY e.to_step_id) x"
-"  WHERE c.id = x.to_step_id)"
-"SELECT u.id FROM u";
+"  FROM x WHERE c.id = ANY(ARRAY(SELECT id FROM r)) AND c.id = x.id"
+"  RETURNING c.id, c.task_id, c.name, c.attempts, c.retry_limit,"
+"    c.retryable, c.timeout_ms, c.lease_token,"
+"    x.pick AND c.status = 'enqueued' AND c.lease_owner = $2 AS claimed) "
+"SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::int, NULL::int,"
+"  NULL::boolean, NULL::int, NULL::bigint, NULL::bigint, NULL::text,"
+"  NULL::text, NULL::text, u.id FROM u "
+"UNION ALL "
+"SELECT k.id, k.task_id, k.name, k.attempts, k.retry_limit, k.retryable,"
+"  k.timeout_ms, k.lease_token, t.template_id, t.correlation_id,"
+"  t.context::text,"
+"  (SELECT coalesce(jsonb_object_agg(p.name,"
+"     jsonb_build_object('results', p.results)), '{}')"
+"   FROM steps p WHERE p.task_id = k.task_id"
+"     AND p.status IN ('complete', 'resolved_manually'))::text, NULL"
+" FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed";
 
 /*
  * Finalise tasks ($1: bigint[]) from their steps: complete when every step
@@ -171,19 +207,21 @@ static const char sql_apply[] =
  * run; in_progress otherwise.  Runs after sql_apply in the same transaction.
  */
 const char sched_sql_finalize[] =
-"WITH a AS ("
-"  SELECT s.task_id,"
+"WITH a AS MATERIALIZED ("
+"  SELECT i.id AS task_id, a.* FROM unnest($1::bigint[]) AS i(id)"
+"  CROSS JOIN LATERAL (SELECT"
 "    bool_and(s.status IN ('complete', 'resolved_manually')) AS done,"
 "    bool_or(s.status = 'error') AS failed,"
 "    bool_or(s.status IN ('enqueued', 'in_progress', 'waiting_for_retry')"
 "      OR (s.status = 'pending' AND s.remaining_parents = 0)) AS live"
-"  FROM steps s WHERE s.task_id = ANY($1::bigint[]) GROUP BY s.task_id),"
+"    FROM steps s WHERE s.task_id = i.id) a),"
 " n AS ("
 "  SELECT t.id, t.status AS old,"
 "    CASE WHEN a.done THEN 'complete'"
 "         WHEN a.failed AND NOT a.live THEN 'error'"
 "         ELSE 'in_progress' END AS new"
-"  FROM tasks t JOIN a ON a.task_id = t.id"
+"  FROM a CROSS JOIN LATERAL (SELECT * FROM tasks t"
+"    WHERE t.id = a.task_id LIMIT 1) t"
 "  WHERE t.status IN ('pending', 'in_progress', 'error')),"
 " u AS ("
 "  UPDATE tasks t SET status = n.new, updated_at = now(),"
@@ -456,12 +494,15 @@ sched_mark_arm(void)
 }
 
 /* Put a record in the next batch; a later record of the same step (its
- * outcome after its start mark) replaces the earlier one. */
+ * outcome after its start mark) replaces the earlier one.  The task and
+ * step name are for us (sched_apply_done), the database ignores them. */
 static void
 batch_put(const struct claim *c, json_t *rec)
 {
 	char	key[24];
 
+	json_object_set_new(rec, "task_id", json_integer(c->task_id));
+	json_object_set_new(rec, "name", json_string(c->step_name));
 	snprintf(key, sizeof(key), "%lld", (long long)c->step_id);
 	json_object_set_new(sc.batch, key, rec);
 	snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
@@ -545,19 +586,29 @@ sched_dispatch_queued(void)
 	sched_release(release, nrelease);
 }
 
-/* Queue the claims of a claim statement's rows (SQL_CLAIM_TAIL); children
- * go first: finishing started tasks comes before starting new ones. */
+/* Queue the claims in a statement's rows (columns 0-11 as sql_claim's;
+ * rows with a NULL first column are not claims).  done: results to add,
+ * {"task_id": {"step": {"results": ...}}}, of steps whose completion the
+ * statement itself wrote (its snapshot does not show them).  Children go
+ * first: finishing started tasks comes before starting new ones. */
 static int
-sched_enqueue(PGresult *res, bool first)
+sched_enqueue(PGresult *res, bool first, json_t *done)
 {
 	struct claim	*c, *last = NULL;
 	json_t		*ctx, *steps;
-	int		 i, n = PQntuples(res);
+	char		 key[24];
+	int		 i, n = 0;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < PQntuples(res); i++) {
+		if (PQgetisnull(res, i, 0))
+			continue;
+		n++;
 		c = claim_from_row(res, i);
 		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
 		steps = json_loads(PQgetvalue(res, i, 11), 0, NULL);
+		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
+		if (steps != NULL && done != NULL)
+			json_object_update(steps, json_object_get(done, key));
 		c->input = json_pack("{s:o, s:o, s:i}",
 		    "context", ctx ? ctx : json_object(),
 		    "steps", steps ? steps : json_object(),
@@ -604,7 +655,7 @@ sched_claim_done(struct db_job *job, void *arg)
 		sched_wake_in(SCHED_RETRY_APPLY_MS);
 		return;
 	}
-	n = sched_enqueue(db_job_result(job, 0), false);
+	n = sched_enqueue(db_job_result(job, 0), false, NULL);
 	if (n == asked)
 		sc.want = true;		/* there may be more */
 	due = db_job_result(job, 1);
@@ -647,6 +698,33 @@ sched_run(void)
 	sc.need_due = false;
 	sc.reserved += want;
 	db_submit(job);
+}
+
+int
+sched_claims_reserve(int most)
+{
+	int	room;
+
+	if (sv.stopping || !sc.recovered || !node_lease_ok())
+		return 0;
+	if ((room = sched_room(false)) > most)
+		room = most;
+	if (room <= 0)
+		return 0;
+	sc.reserved += room;
+	return room;
+}
+
+int
+sched_claims_taken(PGresult *res, int reserved)
+{
+	int	n = 0;
+
+	sc.reserved -= reserved;
+	if (res != NULL)
+		n = sched_enqueue(res, false, NULL);
+	sched_run();
+	return n;
 }
 
 void
@@ -787,8 +865,9 @@ sched_apply_done(struct db_job *job, void *arg)
 	struct sent	*sent = arg;
 	PGresult	*res;
 	const char	*k;
-	json_t		*v;
-	int		 r, nres, n;
+	json_t		*v, *t, *applied, *completed;
+	char		 key[24];
+	int		 r, n;
 	struct timeval	 tv;
 
 	sc.applying = false;
@@ -808,30 +887,42 @@ sched_apply_done(struct db_job *job, void *arg)
 		evtimer_add(sc.retry_apply, &tv);
 		goto done;
 	}
+	/* Which records applied; the results of the steps they completed
+	 * go into the input of the children claimed with them. */
 	res = db_job_result(job, 0);
-	nres = PQntuples(res);
-	json_object_foreach(sent->recs, k, v) {
-		bool found = false;
-
-		for (r = 0; r < nres && !found; r++)
-			found = strcmp(PQgetvalue(res, r, 0), k) == 0;
-		if (!found)
+	applied = json_object();
+	completed = json_object();
+	for (r = 0; r < PQntuples(res); r++) {
+		if (PQgetisnull(res, r, 12))
+			continue;
+		k = PQgetvalue(res, r, 12);
+		json_object_set_new(applied, k, json_true());
+		v = json_object_get(sent->recs, k);
+		if (v == NULL || strcmp(json_string_value(json_object_get(v,
+		    "status")), "complete") != 0)
+			continue;
+		snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(
+		    json_object_get(v, "task_id")));
+		if ((t = json_object_get(completed, key)) == NULL)
+			json_object_set_new(completed, key,
+			    t = json_object());
+		json_object_set_new(t, json_string_value(json_object_get(v,
+		    "name")), json_pack("{s:O}", "results",
+		    json_object_get(v, "results")));
+	}
+	json_object_foreach(sent->recs, k, v)
+		if (json_object_get(applied, k) == NULL)
 			log_warnx("stale outcome discarded step_id=%s "
 			    "lease_token=%lld status=%s", k,
 			    (long long)json_integer_value(json_object_get(v,
 			    "token")), json_string_value(json_object_get(v,
 			    "status")));
-	}
-	if (sent->limit > 0) {
-		n = sched_enqueue(db_job_result(job, 2), true);
-		if (n == sent->limit)
-			sc.want = true;	/* more children may be ready */
-	} else {
-		json_object_foreach(sent->recs, k, v)
-			if (strcmp(json_string_value(json_object_get(v,
-			    "status")), "complete") == 0)
-				sc.want = true;	/* children left unclaimed */
-	}
+	n = sched_enqueue(res, true, completed);
+	/* Children left unclaimed (no room): the general claim takes them. */
+	if (n == sent->limit && json_object_size(completed) > 0)
+		sc.want = true;
+	json_decref(applied);
+	json_decref(completed);
 done:
 	json_decref(sent->recs);
 	json_decref(sent->tasks);
@@ -846,10 +937,9 @@ sched_retry_apply_cb(evutil_socket_t fd, short what, void *arg)
 	sched_flush();
 }
 
-/* "{1,2,3}": a PostgreSQL array literal of the keys (ids) of an object,
- * or of those whose record says status complete. */
+/* "{1,2,3}": a PostgreSQL array literal of the keys (ids) of an object. */
 static char *
-id_array(json_t *obj, bool completed)
+id_array(json_t *obj)
 {
 	const char	*k;
 	json_t		*v;
@@ -860,12 +950,8 @@ id_array(json_t *obj, bool completed)
 		len += strlen(k) + 1;
 	ids = p = xmalloc(len);
 	*p++ = '{';
-	json_object_foreach(obj, k, v) {
-		if (completed && strcmp(json_string_value(json_object_get(v,
-		    "status")), "complete") != 0)
-			continue;
+	json_object_foreach(obj, k, v)
 		p += sprintf(p, "%s%s", p == ids + 1 ? "" : ",", k);
-	}
 	*p++ = '}';
 	*p = '\0';
 	return ids;
@@ -883,7 +969,7 @@ sched_flush(void)
 	struct sent	*sent;
 	json_t		*arr, *v;
 	const char	*k;
-	char		*outcomes, *tasks, *done, limit[16], *blocked;
+	char		*outcomes, *tasks, limit[16], *blocked;
 	const char	*params[4];
 	int		 room;
 
@@ -901,31 +987,27 @@ sched_flush(void)
 		json_array_append(arr, v);
 	outcomes = json_dumps(arr, JSON_COMPACT);
 	json_decref(arr);
-	tasks = id_array(sent->tasks, false);
-	done = id_array(sent->recs, true);
+	tasks = id_array(sent->tasks);
 
+	/* Room for the children this batch releases. */
+	room = 0;
+	if (!sv.stopping && node_lease_ok() && (room = sched_room(true)) < 0)
+		room = 0;
+	snprintf(limit, sizeof(limit), "%d", room);
+	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);
 	params[0] = outcomes;
-	db_job_add(job, sql_apply, 1, params);
+	params[1] = sv.node_id;
+	params[2] = blocked;
+	params[3] = limit;
+	db_job_add(job, sql_apply, 4, params);
 	params[0] = tasks;
 	db_job_add(job, sched_sql_finalize, 1, params);
-	room = sched_room(true);
-	if (strcmp(done, "{}") != 0 && room > 0 && !sv.stopping &&
-	    node_lease_ok()) {
-		snprintf(limit, sizeof(limit), "%d", room);
-		blocked = services_blocked();
-		params[0] = limit;
-		params[1] = sv.node_id;
-		params[2] = blocked;
-		params[3] = done;
-		db_job_add(job, sql_claim_children, 4, params);
-		free(blocked);
-		sent->limit = room;
-		sc.reserved += room;
-	}
+	free(blocked);
+	sent->limit = room;
+	sc.reserved += room;
 	free(outcomes);
 	free(tasks);
-	free(done);
 	sc.applying = true;
 	db_submit(job);
 }

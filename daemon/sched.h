@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "protocol.h"
 #include "template.h"
@@ -55,6 +56,11 @@ void	sched_outcome(struct claim *, const struct proto_step_outcome *);
 /* An attempt that ended without an outcome from its handler. */
 void	sched_fail(struct claim *, const char *code, const char *message);
 void	claim_free(struct claim *);
+/* Claims made by another statement (task creation): reserve room for at
+ * most `most` of them, then hand over its rows (NULL: it failed) and the
+ * reservation; returns how many were claimed. */
+int	sched_claims_reserve(int most);
+int	sched_claims_taken(PGresult *, int reserved);
 /* This node's lease was renewed after it lapsed: hand back queued claims
  * (another node may have taken them over) and claim afresh. */
 void	sched_lease_regained(void);

@@ -1,0 +1,505 @@
+/*
+ * create.c - task creation, in batches.
+ *
+ * A task costs a handful of row inserts (the task, its steps and edges, a
+ * transition); a transaction per task would cost a commit - a WAL flush -
+ * per task as well.  So creations that arrive while a batch is being
+ * written wait for the next one, and each batch is one statement in one
+ * transaction: under load, hundreds of tasks share a commit; alone, a
+ * creation goes out at once.  The same statement claims the tasks' first
+ * steps for this node as far as it has room, so they start as soon as the
+ * commit returns.
+ *
+ * Each request keeps its own answer: 201 with the task, or 409 with the
+ * task of the same identity (created earlier, concurrently, or earlier in
+ * the same batch).  A batch that fails for another reason than a lost
+ * connection is retried one task per batch, so one bad row cannot fail the
+ * requests it happened to travel with.
+ */
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/http.h>
+
+#include "create.h"
+#include "db.h"
+#include "reply.h"
+#include "sched.h"
+#include "services.h"
+#include "supervisor.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define CREATE_BATCH_MAX	500	/* tasks in one statement */
+#define CREATE_INFLIGHT_MAX	2	/* batches being written at once */
+
+/*
+ * $1: the tasks [{ord, template_id, context, initiator, source_system,
+ * reason, tags, correlation_id, ikey, identity}]; $2: the steps of their
+ * templates [{template_id, name, position, handler, service, retry_limit,
+ * retryable, timeout_ms, nparents}]; $3: the edges [{template_id, src,
+ * dst}]; $4: how many first steps to claim; $5: this node; $6: services
+ * whose steps must wait (not claimed).
+ *
+ * Task ids are drawn before the insert so the answer can be matched to
+ * each request; an insert skipped by ON CONFLICT (same identity) leaves a
+ * gap in the sequence, as a rolled back one would.
+ *
+ * Rows: claims first (columns 0-11 as sched.c's claims, NULL on task
+ * rows), then per request: ord, task id, created, status, created_at (JSON),
+ * step ids and statuses in template order.
+ */
+static const char sql_create[] =
+"WITH x AS ("
+"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord int,"
+"    template_id bigint, context jsonb, initiator text, source_system text,"
+"    reason text, tags jsonb, correlation_id text, ikey text,"
+"    identity text)),"
+" h AS ("
+"  SELECT x.*, nextval(pg_get_serial_sequence('tasks', 'id')) AS id,"
+"    CASE x.identity"
+"      WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
+"        x.context::text, 'UTF8')), 'hex')"
+"      WHEN 'caller_provided' THEN 'key:' || x.ikey END AS hash"
+"  FROM x),"
+" t AS ("
+"  INSERT INTO tasks (id, template_id, context, initiator, source_system,"
+"    reason, tags, correlation_id, identity_hash)"
+"  SELECT id, template_id, context, initiator, source_system, reason,"
+"    coalesce(tags, '[]'), correlation_id, hash FROM h ORDER BY ord"
+"  ON CONFLICT (template_id, identity_hash)"
+"    WHERE identity_hash IS NOT NULL DO NOTHING"
+"  RETURNING *),"
+" y AS ("
+"  SELECT * FROM jsonb_to_recordset($2::jsonb) AS y(template_id bigint,"
+"    name text, position int, handler text, service text,"
+"    retry_limit int, retryable boolean, timeout_ms int, nparents int)),"
+" sr AS ("
+"  SELECT t.id AS task_id, y.*, y.nparents = 0 AND (y.service IS NULL"
+"      OR y.service <> ALL($6::text[])) AS first"
+"  FROM t JOIN y ON y.template_id = t.template_id),"
+" sn AS ("
+"  SELECT sr.*, sr.first AND row_number() OVER (PARTITION BY sr.first"
+"      ORDER BY sr.task_id, sr.position) <= $4 AS claim FROM sr),"
+" s AS ("
+"  INSERT INTO steps (task_id, name, position, handler, service,"
+"    retry_limit, attempt_budget, retryable, timeout_ms, remaining_parents,"
+"    status, lease_owner, lease_token)"
+"  SELECT task_id, name, position, handler, service, retry_limit,"
+"    retry_limit, retryable, timeout_ms, nparents,"
+"    CASE WHEN claim THEN 'enqueued' ELSE 'pending' END,"
+"    CASE WHEN claim THEN $5 END,"
+"    CASE WHEN claim THEN nextval('step_lease_tokens') END FROM sn"
+"  RETURNING id, task_id, name, position, status, attempts, retry_limit,"
+"    retryable, timeout_ms, lease_token),"
+" z AS ("
+"  SELECT * FROM jsonb_to_recordset($3::jsonb) AS z(template_id bigint,"
+"    src text, dst text)),"
+" e AS ("
+"  INSERT INTO step_edges (task_id, from_step_id, to_step_id)"
+"  SELECT t.id, p.id, c.id FROM t JOIN z ON z.template_id = t.template_id"
+"  JOIN s p ON p.task_id = t.id AND p.name = z.src"
+"  JOIN s c ON c.task_id = t.id AND c.name = z.dst),"
+" tt AS ("
+"  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
+"  SELECT t.id, NULL, 'pending', jsonb_strip_nulls(jsonb_build_object("
+"    'initiator', t.initiator, 'source_system', t.source_system,"
+"    'reason', t.reason)) FROM t),"
+" sa AS ("
+"  SELECT task_id, array_agg(id ORDER BY position) AS ids,"
+"    array_agg(status ORDER BY position) AS statuses FROM s"
+"  GROUP BY task_id) "
+"SELECT s.id, s.task_id, s.name, s.attempts, s.retry_limit, s.retryable,"
+"  s.timeout_ms, s.lease_token, t.template_id, t.correlation_id,"
+"  t.context::text, '{}', NULL::int, NULL::bigint, NULL::boolean,"
+"  NULL::text, NULL::text, NULL::text, NULL::text"
+" FROM s JOIN t ON t.id = s.task_id WHERE s.status = 'enqueued' "
+"UNION ALL "
+"SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+"  NULL, h.ord, coalesce(t.id, d.id), t.id IS NOT NULL,"
+"  coalesce(t.status, d.status), to_jsonb(t.created_at)::text,"
+"  sa.ids::text, sa.statuses::text"
+" FROM h LEFT JOIN t ON t.id = h.id"
+" LEFT JOIN sa ON sa.task_id = t.id"
+" LEFT JOIN LATERAL ("
+"   SELECT o.id, o.status FROM tasks o WHERE t.id IS NULL"
+"     AND o.template_id = h.template_id AND o.identity_hash = h.hash"
+"   UNION ALL"
+"   SELECT o.id, o.status FROM t o WHERE t.id IS NULL"
+"     AND o.template_id = h.template_id AND o.identity_hash = h.hash"
+"   LIMIT 1) d ON true";
+
+#define COL_ORD		12	/* first column of a request's row */
+
+struct create_req {
+	TAILQ_ENTRY(create_req)	 entry;
+	struct evhttp_request	*req;
+	const struct tmpl	*t;
+	const struct tmpl	*route;	/* answer as this template's route */
+	json_t			*rec;	/* the task's row in $1 */
+	int			 tries;
+	bool			 alone;	/* its batch failed: one per batch */
+};
+TAILQ_HEAD(create_q, create_req);
+
+struct batch {
+	struct create_q		 reqs;
+	int			 n;
+	int			 reserved;	/* first steps it may claim */
+};
+
+static struct {
+	struct create_q	 waiting;
+	int		 nwaiting;
+	int		 inflight;
+} cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0 };
+
+static void	create_flush(void);
+
+/* Steps of a template that depend on nothing: a new task's first steps. */
+static int
+nroots(const struct tmpl *t)
+{
+	size_t	i;
+	int	n = 0;
+
+	for (i = 0; i < t->nsteps; i++)
+		if (t->steps[i].ndeps == 0)
+			n++;
+	return n;
+}
+
+static void
+create_req_free(struct create_req *cr)
+{
+	json_decref(cr->rec);
+	free(cr);
+}
+
+void
+create_error(struct evhttp_request *req, const struct tmpl *route,
+    int status, const char *code, const char *message, json_t *details)
+{
+	json_t	*body;
+
+	if (route != NULL)
+		body = json_pack("{s:b, s:s, s:s, s:o}", "success", 0,
+		    "error", message, "code", code,
+		    "details", details ? details : json_null());
+	else {
+		body = json_pack("{s:{s:s, s:s}}", "error", "code", code,
+		    "message", message);
+		if (details != NULL)
+			json_object_update_new(json_object_get(body, "error"),
+			    details);
+	}
+	reply_json(req, status, body);
+}
+
+/* "{1,2}" or "{enqueued,pending}": a one-dimensional array's elements. */
+static json_t *
+pg_array(const char *s, bool ints)
+{
+	json_t	*arr = json_array();
+	char	*copy, *p, *tok, *save = NULL;
+
+	if (s == NULL || *s != '{')
+		return arr;
+	copy = xstrdup(s + 1);
+	if ((p = strrchr(copy, '}')) != NULL)
+		*p = '\0';
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save))
+		json_array_append_new(arr, ints ?
+		    json_integer(strtoll(tok, NULL, 10)) : json_string(tok));
+	free(copy);
+	return arr;
+}
+
+/* The created task as GET /v1/tasks/{id} shows it (taskerd_task_json),
+ * built from what the request sent and the statement answered. */
+static json_t *
+task_json(const struct create_req *cr, int64_t id, PGresult *res, int row)
+{
+	const struct tmpl	*t = cr->t;
+	json_t			*created, *ids, *statuses, *steps, *deps;
+	json_t			*rec = cr->rec, *task;
+	const char		*status;
+	size_t			 i, j;
+
+	if ((created = json_loads(PQgetvalue(res, row, COL_ORD + 4),
+	    JSON_DECODE_ANY, NULL)) == NULL)
+		created = json_null();
+	ids = pg_array(PQgetvalue(res, row, COL_ORD + 5), true);
+	statuses = pg_array(PQgetvalue(res, row, COL_ORD + 6), false);
+	steps = json_array();
+	for (i = 0; i < t->nsteps; i++) {
+		const struct tmpl_step *st = &t->steps[i];
+
+		status = json_string_value(json_array_get(statuses, i));
+		if (status == NULL)
+			status = "pending";
+		deps = json_array();
+		for (j = 0; j < st->ndeps; j++)
+			json_array_append_new(deps,
+			    json_string(t->steps[st->dep_idx[j]].name));
+		json_array_append_new(steps, json_pack("{s:O, s:s, s:s, s:s, "
+		    "s:s?, s:o, s:i, s:i, s:b, s:I, s:O, s:n, s:n, s:n, s:n}",
+		    "step_id", json_array_get(ids, i),
+		    "name", st->name, "status", status,
+		    "handler", st->handler, "service", st->dependent_system,
+		    "depends_on", deps, "attempts", 0,
+		    "retry_limit", st->retry_limit,
+		    "retryable", st->retryable,
+		    "timeout_ms", (json_int_t)st->timeout_ms,
+		    "next_attempt_at", strcmp(status, "pending") == 0 ?
+		    created : json_null(),
+		    "started_at", "completed_at", "results", "last_error"));
+	}
+	json_decref(ids);
+	json_decref(statuses);
+	task = json_pack("{s:I, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, "
+	    "s:O, s:O, s:O, s:O, s:n, s:o}",
+	    "task_id", (json_int_t)id, "namespace", t->namespace,
+	    "name", t->name, "version", t->version,
+	    "status", PQgetvalue(res, row, COL_ORD + 3),
+	    "context", json_object_get(rec, "context"),
+	    "initiator", json_object_get(rec, "initiator"),
+	    "source_system", json_object_get(rec, "source_system"),
+	    "reason", json_object_get(rec, "reason"),
+	    "tags", json_object_get(rec, "tags"),
+	    "correlation_id", json_object_get(rec, "correlation_id"),
+	    "created_at", created, "updated_at", created,
+	    "completed_at", "steps", steps);
+	json_decref(created);
+	return task;
+}
+
+/* Answer one request from its row of the statement's result. */
+static void
+create_answer(struct create_req *cr, PGresult *res, int row)
+{
+	struct evhttp_request	*req = cr->req;
+	const char		*status;
+	char			*monitor = NULL;
+	int64_t			 id;
+
+	if (PQgetisnull(res, row, COL_ORD + 1)) {
+		/* A concurrent creation with the same identity committed
+		 * after our snapshot: look again, once. */
+		if (cr->tries++ == 0) {
+			TAILQ_INSERT_TAIL(&cq.waiting, cr, entry);
+			cq.nwaiting++;
+			return;
+		}
+		create_error(req, cr->route, 409, "duplicate_task", "a task "
+		    "with this identity is being created concurrently", NULL);
+		goto done;
+	}
+	id = strtoll(PQgetvalue(res, row, COL_ORD + 1), NULL, 10);
+	status = PQgetvalue(res, row, COL_ORD + 3);
+	if (PQgetvalue(res, row, COL_ORD + 2)[0] != 't') {
+		create_error(req, cr->route, 409, "duplicate_task", "a task "
+		    "with the same identity exists", json_pack("{s:I, s:s}",
+		    "task_id", (json_int_t)id, "status", status));
+		goto done;
+	}
+	if (cr->route != NULL) {
+		if (cr->route->route_status != NULL)
+			xasprintf(&monitor, "%.*s%lld",
+			    (int)(strlen(cr->route->route_status) -
+			    strlen("{task_id}")), cr->route->route_status,
+			    (long long)id);
+		reply_json(req, 201, json_pack("{s:b, s:I, s:s, s:s?}",
+		    "success", 1, "task_id", (json_int_t)id, "status", status,
+		    "monitor_url", monitor));
+		free(monitor);
+	} else
+		reply_json(req, 201, task_json(cr, id, res, row));
+done:
+	create_req_free(cr);
+}
+
+static void
+create_done(struct db_job *job, void *arg)
+{
+	struct batch		*b = arg;
+	struct create_req	*cr;
+	PGresult		*res;
+	const char		*state = db_job_sqlstate(job);
+	int			 i, n, ord, claimed, roots = 0;
+
+	cq.inflight--;
+	if (db_job_error(job) != NULL) {
+		sched_claims_taken(NULL, b->reserved);
+		if (b->n > 1 && (state == NULL || strncmp(state, "08", 2) != 0)) {
+			/* Not the connection: perhaps one task's row.  Try
+			 * them one by one so the others are not held back. */
+			log_warnx("task batch failed, retrying one by one "
+			    "count=%d sqlstate=%s error=\"%s\"", b->n,
+			    state ? state : "none", db_job_error(job));
+			while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
+				TAILQ_REMOVE(&b->reqs, cr, entry);
+				cr->alone = true;
+				TAILQ_INSERT_TAIL(&cq.waiting, cr, entry);
+				cq.nwaiting++;
+			}
+		} else {
+			while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
+				TAILQ_REMOVE(&b->reqs, cr, entry);
+				reply_db_error(cr->req, job);
+				create_req_free(cr);
+			}
+		}
+		goto out;
+	}
+	res = db_job_result(job, 0);
+	n = PQntuples(res);
+	/* The claims first: their steps can start while we answer. */
+	claimed = sched_claims_taken(res, b->reserved);
+	for (i = 0; i < n; i++) {
+		if (PQgetisnull(res, i, COL_ORD))
+			continue;
+		ord = atoi(PQgetvalue(res, i, COL_ORD));
+		TAILQ_FOREACH(cr, &b->reqs, entry)
+			if (json_integer_value(json_object_get(cr->rec,
+			    "ord")) == ord)
+				break;
+		if (cr == NULL)
+			continue;
+		TAILQ_REMOVE(&b->reqs, cr, entry);
+		if (PQgetvalue(res, i, COL_ORD + 2)[0] == 't')
+			roots += nroots(cr->t);
+		create_answer(cr, res, i);
+	}
+	while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
+		TAILQ_REMOVE(&b->reqs, cr, entry);
+		reply_error(cr->req, 500, "internal", "no answer for the task "
+		    "in its batch");
+		create_req_free(cr);
+	}
+	/* First steps that found no room (or whose service must wait) are
+	 * left to the general claim. */
+	if (roots > claimed)
+		sched_kick();
+out:
+	free(b);
+	create_flush();
+}
+
+/* The steps and edges of the batch's templates, for $2 and $3. */
+static void
+template_rows(struct batch *b, char **steps, char **edges)
+{
+	json_t			*s = json_array(), *e = json_array();
+	json_t			*seen = json_object();
+	struct create_req	*cr;
+	const struct tmpl	*t;
+	char			 key[24];
+	size_t			 i, j;
+
+	TAILQ_FOREACH(cr, &b->reqs, entry) {
+		t = cr->t;
+		snprintf(key, sizeof(key), "%lld", (long long)t->db_id);
+		if (json_object_get(seen, key) != NULL)
+			continue;
+		json_object_set_new(seen, key, json_true());
+		for (i = 0; i < t->nsteps; i++) {
+			const struct tmpl_step *st = &t->steps[i];
+
+			json_array_append_new(s, json_pack("{s:I, s:s, s:i, "
+			    "s:s, s:s?, s:i, s:b, s:I, s:i}",
+			    "template_id", (json_int_t)t->db_id,
+			    "name", st->name, "position", (int)i,
+			    "handler", st->handler,
+			    "service", st->dependent_system,
+			    "retry_limit", st->retry_limit,
+			    "retryable", st->retryable,
+			    "timeout_ms", (json_int_t)st->timeout_ms,
+			    "nparents", (int)st->ndeps));
+			for (j = 0; j < st->ndeps; j++)
+				json_array_append_new(e, json_pack("{s:I, "
+				    "s:s, s:s}", "template_id",
+				    (json_int_t)t->db_id,
+				    "src", t->steps[st->dep_idx[j]].name,
+				    "dst", st->name));
+		}
+	}
+	*steps = json_dumps(s, JSON_COMPACT);
+	*edges = json_dumps(e, JSON_COMPACT);
+	json_decref(s);
+	json_decref(e);
+	json_decref(seen);
+}
+
+/* Send what waits as one batch, if fewer than CREATE_INFLIGHT_MAX are
+ * being written.  A request that failed in a batch goes alone. */
+static void
+create_flush(void)
+{
+	struct batch		*b;
+	struct create_req	*cr;
+	struct db_job		*job;
+	json_t			*tasks;
+	char			*p1, *p2, *p3, *blocked, room[16];
+	const char		*params[6];
+	int			 ord = 0, roots;
+
+	while (cq.nwaiting > 0 && cq.inflight < CREATE_INFLIGHT_MAX) {
+		b = xcalloc(1, sizeof(*b));
+		TAILQ_INIT(&b->reqs);
+		tasks = json_array();
+		roots = 0;
+		while ((cr = TAILQ_FIRST(&cq.waiting)) != NULL &&
+		    b->n < CREATE_BATCH_MAX) {
+			if (cr->alone && b->n > 0)
+				break;
+			TAILQ_REMOVE(&cq.waiting, cr, entry);
+			cq.nwaiting--;
+			json_object_set_new(cr->rec, "ord", json_integer(ord++));
+			json_array_append(tasks, cr->rec);
+			TAILQ_INSERT_TAIL(&b->reqs, cr, entry);
+			b->n++;
+			roots += nroots(cr->t);
+			if (cr->alone)
+				break;
+		}
+		p1 = json_dumps(tasks, JSON_COMPACT);
+		json_decref(tasks);
+		template_rows(b, &p2, &p3);
+		b->reserved = sched_claims_reserve(roots);
+		snprintf(room, sizeof(room), "%d", b->reserved);
+		blocked = services_blocked();
+		params[0] = p1;
+		params[1] = p2;
+		params[2] = p3;
+		params[3] = room;
+		params[4] = sv.node_id;
+		params[5] = blocked;
+		job = db_job_new(create_done, b);
+		db_job_add(job, sql_create, 6, params);
+		free(p1);
+		free(p2);
+		free(p3);
+		free(blocked);
+		cq.inflight++;
+		db_submit(job);
+	}
+}
+
+void
+create_submit(struct evhttp_request *req, const struct tmpl *t,
+    const struct tmpl *route, json_t *rec)
+{
+	struct create_req	*cr = xcalloc(1, sizeof(*cr));
+
+	cr->req = req;
+	cr->t = t;
+	cr->route = route;
+	cr->rec = rec;
+	TAILQ_INSERT_TAIL(&cq.waiting, cr, entry);
+	cq.nwaiting++;
+	create_flush();
+}

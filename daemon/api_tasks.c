@@ -362,11 +362,12 @@ static const char sql_cancel[] =
 static const char sql_task_json[] =
 "SELECT taskerd_task_json(t, true)::text FROM tasks t WHERE t.id = $1";
 
-/* One action's answer: statement 0 says (old status, applied count),
- * statement `show` has the JSON to return. */
+/* One action's answer: statement `first` says (old status, applied
+ * count), statement `show` has the JSON to return. */
 struct action_req {
 	struct evhttp_request	*req;
 	const char		*what;		/* "task" or "step" */
+	int			 first;
 	int			 show;
 };
 
@@ -381,7 +382,7 @@ action_done(struct db_job *job, void *arg)
 		reply_db_error(req, job);
 		goto done;
 	}
-	res = db_job_result(job, 0);
+	res = db_job_result(job, ar->first);
 	if (PQntuples(res) == 0) {
 		reply_error(req, 404, "not_found", "no such %s", ar->what);
 		goto done;
@@ -408,7 +409,7 @@ api_cancel_task(struct evhttp_request *req, const char *idstr)
 	struct db_job		*job;
 	json_t			*body = NULL, *meta;
 	const char		*params[2];
-	char			*metas;
+	char			*metas, ids[32];
 	int64_t			 id;
 
 	if (parse_id(idstr, &id) == -1) {
@@ -428,13 +429,18 @@ api_cancel_task(struct evhttp_request *req, const char *idstr)
 	}
 	meta = action_meta("cancel", body);
 	metas = json_dumps(meta, JSON_COMPACT);
-	params[0] = idstr;
-	params[1] = metas;
+	snprintf(ids, sizeof(ids), "{%lld}", (long long)id);
 	ar = xcalloc(1, sizeof(*ar));
 	ar->req = req;
 	ar->what = "task";
-	ar->show = 1;
+	ar->first = 1;
+	ar->show = 2;
 	job = db_job_new(action_done, ar);
+	/* In line with the scheduler's batches: they lock the task first. */
+	params[0] = ids;
+	db_job_add(job, sched_sql_lock_tasks, 1, params);
+	params[0] = idstr;
+	params[1] = metas;
 	db_job_add(job, sql_cancel, 2, params);
 	db_job_add(job, sql_task_json, 1, params);
 	db_submit(job);
@@ -554,8 +560,12 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 	ar = xcalloc(1, sizeof(*ar));
 	ar->req = req;
 	ar->what = "step";
-	ar->show = 2;
+	ar->first = 1;
+	ar->show = 3;
 	job = db_job_new(action_done, ar);
+	params[0] = ids;
+	db_job_add(job, sched_sql_lock_tasks, 1, params);
+	params[0] = idstr;
 	db_job_add(job, sql_step_action, 6, params);
 	params[0] = ids;
 	db_job_add(job, sched_sql_finalize, 1, params);

@@ -40,7 +40,7 @@
 #define SCHED_RETRY_APPLY_MS	500	/* database trouble: try the batch again */
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
 #define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
-#define SCHED_SWEEP_LOCK	"7354001" /* advisory lock: one sweeper */
+#define SCHED_SWEEP_LOCK	"7354"	/* advisory lock (7354, 1): one sweeper */
 
 /*
  * Claiming.  A claim makes a ready step this node's ('enqueued', with the
@@ -204,7 +204,11 @@ static const char sql_apply[] =
 /*
  * Finalise tasks ($1: bigint[]) from their steps: complete when every step
  * is complete or resolved; error when a step failed and nothing else can
- * run; in_progress otherwise.  Runs after sql_apply in the same transaction.
+ * run; in_progress otherwise.  Runs after sql_apply in the same transaction,
+ * which began with sched_sql_lock_tasks: two transactions finishing the
+ * last two steps of a task (on two nodes, say) must not each see the other
+ * step unfinished and leave the task in_progress for ever.  A task whose
+ * status changed meanwhile (a cancel) is left alone.
  */
 const char sched_sql_finalize[] =
 "WITH a AS MATERIALIZED ("
@@ -226,10 +230,19 @@ const char sched_sql_finalize[] =
 " u AS ("
 "  UPDATE tasks t SET status = n.new, updated_at = now(),"
 "    completed_at = CASE WHEN n.new = 'complete' THEN clock_timestamp() END"
-"  FROM n WHERE t.id = n.id AND n.old <> n.new"
+"  FROM n WHERE t.id = n.id AND n.old <> n.new AND t.status = n.old"
 "  RETURNING t.id, n.old, n.new)"
 "INSERT INTO task_transitions (task_id, from_state, to_state)"
 "SELECT id, old, new FROM u";
+
+/* Serialise the transactions that finalise the same tasks ($1: bigint[]):
+ * transaction-scoped advisory locks on the task ids (the 64-bit key space;
+ * the sweeper's lock uses the two-key one), taken in id order so two
+ * batches never wait for each other in a circle.  The statements after it
+ * see what the previous holder committed. */
+const char sched_sql_lock_tasks[] =
+"SELECT count(pg_advisory_xact_lock(id)) FROM"
+" (SELECT DISTINCT unnest($1::bigint[]) AS id ORDER BY 1) x";
 
 /*
  * Claims whose node is gone: at start, the ones this node ($1) held before
@@ -240,7 +253,7 @@ const char sched_sql_finalize[] =
  */
 static const char sql_expired[] =
 "WITH lk AS (SELECT $2::boolean OR pg_try_advisory_xact_lock("
-    SCHED_SWEEP_LOCK ") AS ok),"
+    SCHED_SWEEP_LOCK ", 1) AS ok),"
 " x AS ("
 "  SELECT s.id, s.lease_owner AS owner FROM steps s"
 "  WHERE s.status IN ('enqueued', 'in_progress') AND (SELECT ok FROM lk)"
@@ -889,7 +902,7 @@ sched_apply_done(struct db_job *job, void *arg)
 	}
 	/* Which records applied; the results of the steps they completed
 	 * go into the input of the children claimed with them. */
-	res = db_job_result(job, 0);
+	res = db_job_result(job, 1);
 	applied = json_object();
 	completed = json_object();
 	for (r = 0; r < PQntuples(res); r++) {
@@ -959,8 +972,8 @@ id_array(json_t *obj)
 
 /*
  * Send the accumulated records as one transaction, if none is in flight:
- * apply them, finalise their tasks and, as room allows, claim the children
- * they released - all in one round trip.
+ * lock their tasks, apply them, claim the children they released as room
+ * allows, and finalise the tasks - in one round trip.
  */
 static void
 sched_flush(void)
@@ -996,6 +1009,8 @@ sched_flush(void)
 	snprintf(limit, sizeof(limit), "%d", room);
 	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);
+	params[0] = tasks;
+	db_job_add(job, sched_sql_lock_tasks, 1, params);
 	params[0] = outcomes;
 	params[1] = sv.node_id;
 	params[2] = blocked;

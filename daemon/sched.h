@@ -38,8 +38,10 @@ struct claim {
 						 * not yet marked */
 };
 
-/* Recompute the status of the tasks in $1 (bigint[]) from their steps. */
+/* Recompute the status of the tasks in $1 (bigint[]) from their steps;
+ * the transaction must have run sched_sql_lock_tasks on them first. */
 extern const char sched_sql_finalize[];
+extern const char sched_sql_lock_tasks[];
 
 void	sched_init(void);
 void	sched_shutdown(void);

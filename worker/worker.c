@@ -11,13 +11,14 @@
  *
  *  - the main thread owns the socket.  It polls it and an eventfd, reads and
  *    decodes every frame, answers PING at once (idle or busy), hands a
- *    RUN_STEP to a new handler thread, and, when that thread says it is
- *    done, joins it and writes the STEP_OUTCOME.  It is the only thread that
- *    ever reads or writes the socket.
- *  - the handler thread runs one handler call, fills the outcome and bumps
- *    the eventfd; it never touches the socket.  There is at most one, so a
- *    handler (and the http handler's one curl handle) is never entered by
- *    two threads at once.
+ *    RUN_STEP to the handler thread, and, when that thread says it is done,
+ *    writes the STEP_OUTCOME.  It is the only thread that ever reads or
+ *    writes the socket.
+ *  - the handler thread waits for a step, runs one handler call, fills the
+ *    outcome and bumps the eventfd; it never touches the socket.  There is
+ *    one, started with the first step and kept (a thread per step cost more
+ *    than a short step itself), so a handler (and the http handler's one
+ *    curl handle) is never entered by two threads at once.
  *
  * A PONG therefore proves the process is scheduled and its loop alive, not
  * that the handler makes progress: a stopped or wholly deadlocked worker
@@ -70,22 +71,30 @@ struct worker_inbuf {
 
 /*
  * The step in flight.  From worker_step_start() until worker_step_finish()
- * has joined the handler thread, that thread writes o and h->run() reads
- * msg; meanwhile the main thread may read msg's ids for a log line but
- * touches o, and frees anything, only after pthread_join(), which orders
- * the thread's writes before those reads.  busy and thread are the main
- * thread's alone.
+ * has seen done under the mutex, the handler thread writes o and h->run()
+ * reads msg; meanwhile the main thread may read msg's ids for a log line
+ * but touches o, and frees anything, only after that, which orders the
+ * thread's writes before those reads.  go and done are shared under mu;
+ * busy and started are the main thread's alone.
  */
 struct worker_step {
 	int				 busy;
+	int				 started;	/* the thread runs */
 	pthread_t			 thread;
+	pthread_mutex_t			 mu;
+	pthread_cond_t			 cv;
+	int				 go;	/* a step waits to run */
+	int				 done;	/* and has run */
 	const struct handler		*h;
 	struct proto_msg		 msg;	/* the RUN_STEP; owned */
 	struct proto_step_outcome	 o;
 };
 
 static size_t			worker_max_frame = PROTO_DEFAULT_MAX_FRAME;
-static struct worker_step	worker_step;
+static struct worker_step	worker_step = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+};
 /* Bumped by the handler thread when its step is done. */
 static int			worker_done_fd = -1;
 
@@ -188,7 +197,8 @@ worker_outcome_clear(struct proto_step_outcome *o)
 	memset(o, 0, sizeof(*o));
 }
 
-/* The handler thread: run one handler call, then wake the main thread. */
+/* The handler thread: for each step, run one handler call, then wake the
+ * main thread. */
 static void *
 worker_step_thread(void *arg)
 {
@@ -196,20 +206,31 @@ worker_step_thread(void *arg)
 	struct timespec		 t0, t1;
 	uint64_t		 one = 1;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	st->h->run(&st->msg.u.run, &st->o);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	st->o.duration_us = worker_elapsed_us(&t0, &t1);
+	for (;;) {
+		pthread_mutex_lock(&st->mu);
+		while (!st->go)
+			pthread_cond_wait(&st->cv, &st->mu);
+		st->go = 0;
+		pthread_mutex_unlock(&st->mu);
 
-	while (write(worker_done_fd, &one, sizeof(one)) == -1) {
-		if (errno != EINTR)
-			fatal("write to eventfd");
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		st->h->run(&st->msg.u.run, &st->o);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		st->o.duration_us = worker_elapsed_us(&t0, &t1);
+
+		pthread_mutex_lock(&st->mu);
+		st->done = 1;
+		pthread_mutex_unlock(&st->mu);
+		while (write(worker_done_fd, &one, sizeof(one)) == -1) {
+			if (errno != EINTR)
+				fatal("write to eventfd");
+		}
 	}
 	return NULL;
 }
 
-/* Answer the step and become idle.  The handler thread, if there was one,
- * has been joined. */
+/* Answer the step and become idle.  The handler thread, if it ran the
+ * step, is done with it. */
 static void
 worker_step_send(struct worker_step *st, struct proto_buf *pb)
 {
@@ -280,8 +301,8 @@ worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 	}
 	/* Not a crash of the step: a later attempt, maybe on a fresh worker,
 	 * may well get its thread. */
-	if ((rc = pthread_create(&st->thread, NULL, worker_step_thread,
-	    st)) != 0) {
+	if (!st->started && (rc = pthread_create(&st->thread, NULL,
+	    worker_step_thread, st)) != 0) {
 		errno = rc;
 		log_warn("cannot start handler thread step_id=%" PRId64
 		    " task_id=%" PRId64 " correlation_id=%s", run->step_id,
@@ -291,7 +312,13 @@ worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 		worker_step_send(st, pb);
 		return;
 	}
+	st->started = 1;
 	st->busy = 1;
+	pthread_mutex_lock(&st->mu);
+	st->done = 0;
+	st->go = 1;
+	pthread_cond_signal(&st->cv);
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* The handler thread bumped the eventfd: collect it and answer. */
@@ -300,19 +327,18 @@ worker_step_finish(struct proto_buf *pb)
 {
 	struct worker_step	*st = &worker_step;
 	uint64_t		 n;
-	int			 rc;
+	int			 done;
 
 	if (read(worker_done_fd, &n, sizeof(n)) == -1) {
 		if (errno == EINTR || errno == EAGAIN)
 			return;
 		fatal("read from eventfd");
 	}
-	if (!st->busy)
+	pthread_mutex_lock(&st->mu);
+	done = st->done;
+	pthread_mutex_unlock(&st->mu);
+	if (!st->busy || !done)
 		fatalx("handler thread done but no step runs");
-	if ((rc = pthread_join(st->thread, NULL)) != 0) {
-		errno = rc;
-		fatal("pthread_join");
-	}
 	worker_step_send(st, pb);
 }
 

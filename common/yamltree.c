@@ -943,7 +943,9 @@ yt_walk_map(struct yt_walk *w, const yaml_node_t *map, const char *prefix)
 	for (i = 0; i < yt_len(map) && rc == 0; i++) {
 		k = yt_key(w->doc, map, i);
 		v = yt_value(w->doc, map, i);
-		key = yt_text(k);
+		/* Non-scalar keys were refused before the walk. */
+		if ((key = yt_text(k)) == NULL)
+			continue;
 		if (prefix != NULL)
 			xasprintf(&path, "%s.%s", prefix, key);
 		else

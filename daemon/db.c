@@ -131,7 +131,8 @@ conn_start(struct db_conn *c)
 		return;
 	}
 	c->state = CONN_CONNECTING;
-	memset(c->prepared, 0, (size_t)c->nprepared);
+	if (c->nprepared > 0)
+		memset(c->prepared, 0, (size_t)c->nprepared);
 	conn_arm(c, EV_WRITE);
 }
 
@@ -202,7 +203,8 @@ conn_fail(struct db_conn *c, const char *why)
 		job_set_error(job, why, "08006");
 		job_finish(job);
 	}
-	memset(c->prepared, 0, (size_t)c->nprepared);
+	if (c->nprepared > 0)
+		memset(c->prepared, 0, (size_t)c->nprepared);
 	if (db.stopping)
 		return;
 	/* With no connection left, queued work fails now rather than hanging

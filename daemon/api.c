@@ -112,6 +112,8 @@ route_label(char seg[][128], int n)
 		return "/v1/workers";
 	if (strcmp(seg[1], "services") == 0)
 		return "/v1/services";
+	if (strcmp(seg[1], "nodes") == 0)
+		return "/v1/nodes";
 	return "other";
 }
 
@@ -207,6 +209,42 @@ api_get_template(struct evhttp_request *req, const char *ns,
 		return;
 	}
 	reply_json(req, 200, template_json(t, true));
+}
+
+/* The nodes sharing the database: who holds claims, whose lease ran out. */
+static const char sql_nodes[] =
+"SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(jsonb_build_object("
+"  'node_id', n.id, 'host', n.host, 'pid', n.pid, 'version', n.version,"
+"  'started_at', n.started_at, 'heartbeat_at', n.heartbeat_at,"
+"  'lease_expires_at', n.lease_expires_at,"
+"  'alive', n.lease_expires_at > now(), 'this_node', n.id = $1,"
+"  'claimed_steps', (SELECT count(*) FROM steps s"
+"    WHERE s.lease_owner = n.id AND s.status IN ('enqueued', 'in_progress')))"
+"  ORDER BY n.id), '[]'))::text FROM nodes n";
+
+static void
+nodes_done(struct db_job *job, void *arg)
+{
+	struct evhttp_request	*req = arg;
+	PGresult		*res;
+
+	if (db_job_error(job) != NULL) {
+		reply_db_error(req, job);
+		return;
+	}
+	res = db_job_result(job, 0);
+	reply_raw(req, 200, PQgetvalue(res, 0, 0),
+	    (size_t)PQgetlength(res, 0, 0));
+}
+
+static void
+api_list_nodes(struct evhttp_request *req)
+{
+	struct db_job	*job = db_job_new(nodes_done, req);
+	const char	*params[1] = { sv.node_id };
+
+	db_job_add(job, sql_nodes, 1, params);
+	db_submit(job);
 }
 
 static void
@@ -474,6 +512,12 @@ api_route(struct evhttp_request *req, void *arg)
 		if (m != EVHTTP_REQ_GET)
 			goto method;
 		reply_json(req, 200, pool_json());
+		return;
+	}
+	if (strcmp(seg[1], "nodes") == 0 && n == 2) {
+		if (m != EVHTTP_REQ_GET)
+			goto method;
+		api_list_nodes(req);
 		return;
 	}
 notfound:

@@ -218,6 +218,48 @@ def test_health_and_workers(taskerd):
         assert (w["task_id"], w["step"]) == (None, None), w
 
 
+SLOW = """\
+name: api_slow
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: nap
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+"""
+
+
+def test_nodes(taskerd):
+    """GET /v1/nodes: this node, alive, its lease renewed, and the steps it
+    holds."""
+    t = taskerd(templates={"slow.yaml": SLOW}, workers=1,
+                config={"scheduler.lease": "3s"})
+
+    def me():
+        r = t.get("/v1/nodes")
+        assert r.status == 200, (r.status, r.body)
+        mine = [n for n in r.body["nodes"] if n["this_node"]]
+        return mine[0] if mine else None
+    node = harness.wait_until(me, 10, message="this node's row")
+    assert node["node_id"] == t.config["node_id"], node
+    assert node["alive"] is True and node["pid"] == t.pid, node
+    assert iso(node["lease_expires_at"]) > iso(node["heartbeat_at"]), node
+    first_beat = iso(node["heartbeat_at"])
+
+    tid = t.create_task("api_slow", {}, namespace="it")["task_id"]
+    held = harness.wait_until(
+        lambda: (lambda n: n if n["claimed_steps"] == 1 else None)(me()), 10,
+        message="the running step counted as this node's claim")
+    # The heartbeat renews the lease every third of it.
+    assert iso(held["heartbeat_at"]) > first_beat or harness.wait_until(
+        lambda: iso(me()["heartbeat_at"]) > first_beat, 5,
+        message="a renewed heartbeat")
+    t.wait_task(tid, timeout=20)
+    assert me()["claimed_steps"] == 0
+    r = t.post("/v1/nodes", json={})
+    harness.assert_json_error(r, 405, "method_not_allowed")
+
+
 def test_sigterm_stops_daemon_and_workers(taskerd):
     t = taskerd(templates={"chain.yaml": CHAIN})
     pids = [w["pid"] for w in t.workers()]

@@ -2,13 +2,19 @@
  * loadgen - the HTTP/1.1 client of `make bench` (tests/bench/run).
  *
  *   loadgen -u http://HOST:PORT/PATH -c CONNS (-n COUNT | -d SECONDS)
- *       -b BODYFILE [-H 'Name: value']...
+ *       [-r RATE] -b BODYFILE [-H 'Name: value']...
  *
  * CONNS threads each hold one blocking keep-alive connection and POST the
  * same body in a closed loop until COUNT requests were sent in all or
  * SECONDS passed, whichever comes first.  It is C so that the figures
  * measure taskerd rather than the client: on a two-core machine a Python
  * client used up one core by itself.
+ *
+ * With -r, request i (from 0, across all threads) leaves no earlier than
+ * i / RATE seconds after the start: a steady load rather than the most the
+ * server takes.  A thread that fell behind sends at once, so a slow server
+ * is caught up on only as fast as CONNS connections allow; latency is
+ * still timed from the send, not from the request's slot.
  *
  * A request whose answer did not arrive whole is a transport error and is
  * never sent again, because a POST may have been applied; the connection is
@@ -58,6 +64,9 @@ static size_t			 requestlen;
 static unsigned long		 count;		/* 0: no limit */
 static atomic_ulong		 issued;
 static double			 deadline;	/* 0: none */
+static double			 rate;		/* requests/s; 0: no limit */
+static double			 start;		/* when the threads began */
+static atomic_ulong		 slots;		/* requests paced so far */
 
 /* The first error of the run, kept whole; read once the threads ended. */
 static pthread_mutex_t		 errlock = PTHREAD_MUTEX_INITIALIZER;
@@ -133,6 +142,24 @@ conn_fail(struct conn *c, const char *fmt, ...)
 	note_error(msg, strlen(msg));
 	conn_close(c);
 	return -1;
+}
+
+/* Waits for the next request's slot under -r; 0 when the run is over. */
+static int
+pace(void)
+{
+	struct timespec	 ts;
+	double		 at;
+
+	at = start + atomic_fetch_add(&slots, 1) / rate;
+	if (deadline != 0 && at >= deadline)
+		return 0;
+	ts.tv_sec = (time_t)at;
+	ts.tv_nsec = (long)((at - ts.tv_sec) * 1e9);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	    EINTR)
+		;
+	return 1;
 }
 
 static int
@@ -296,6 +323,8 @@ conn_run(void *arg)
 			break;
 		if (count != 0 && atomic_fetch_add(&issued, 1) >= count)
 			break;
+		if (rate != 0 && !pace())
+			break;
 		c->sent++;
 		if (c->fd == -1 && (c->fd = conn_open((struct sockaddr *)&addr,
 		    addrlen)) == -1) {
@@ -359,7 +388,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: loadgen -u http://HOST[:PORT]/PATH -c conns "
 	    "(-n count | -d seconds)\n"
-	    "               -b bodyfile [-H 'Name: value']...\n");
+	    "               [-r rate] -b bodyfile [-H 'Name: value']...\n");
 	exit(2);
 }
 
@@ -372,13 +401,13 @@ main(int argc, char *argv[])
 	char		*url = NULL, *bodyfile = NULL, *authority, *host, *port;
 	char		*path, *body = NULL, *ep, **hdr;
 	size_t		 blen = 0, nlat = 0, i, k, nhdr = 0;
-	double		*lat, seconds = 0, start, wall;
+	double		*lat, seconds = 0, wall;
 	unsigned long	 nconns = 0, sent = 0, terr = 0, ok = 0, st[NSTATUS];
 	int		 ch, fd = -1, e, sep = 0;
 
 	if ((hdr = calloc(argc, sizeof(*hdr))) == NULL)
 		die("out of memory");
-	while ((ch = getopt(argc, argv, "b:c:d:H:n:u:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:d:H:n:r:u:")) != -1) {
 		switch (ch) {
 		case 'b':
 			bodyfile = optarg;
@@ -399,6 +428,11 @@ main(int argc, char *argv[])
 			break;
 		case 'n':
 			count = number(optarg, ULONG_MAX, "-n");
+			break;
+		case 'r':
+			rate = strtod(optarg, &ep);
+			if (*ep != '\0' || !(rate > 0 && rate < 1e9))
+				die("-r %s: want a positive rate", optarg);
 			break;
 		case 'u':
 			url = optarg;

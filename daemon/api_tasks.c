@@ -19,6 +19,7 @@
 
 #include "api.h"
 #include "create.h"
+#include "node.h"
 #include "db.h"
 #include "protocol.h"
 #include "reply.h"
@@ -397,6 +398,7 @@ action_done(struct db_job *job, void *arg)
 	reply_raw(req, 200, PQgetvalue(res, 0, 0),
 	    (size_t)PQgetlength(res, 0, 0));
 	sched_kick();
+	node_hint();
 done:
 	free(ar);
 }

@@ -29,6 +29,7 @@
 #include "sched.h"
 #include "services.h"
 #include "supervisor.h"
+#include "node.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -382,8 +383,10 @@ create_done(struct db_job *job, void *arg)
 	}
 	/* First steps that found no room (or whose service must wait) are
 	 * left to the general claim. */
-	if (roots > claimed)
+	if (roots > claimed) {
 		sched_kick();
+		node_hint();
+	}
 out:
 	free(b);
 	create_flush();

@@ -89,6 +89,8 @@ static struct {
 	struct event	*queue_timer;
 	bool		 stopping;
 	json_t		*registry;	/* statement text -> index */
+	char		*channel;	/* LISTENed to on connection 0 */
+	db_notify_cb	 notify_cb;
 } db;
 
 static void	conn_start(struct db_conn *);
@@ -96,6 +98,7 @@ static void	conn_arm(struct db_conn *, short);
 static void	conn_fail(struct db_conn *, const char *);
 static void	conn_event(evutil_socket_t, short, void *);
 static void	db_dispatch(void);
+static void	conn_send(struct db_conn *, struct db_job *);
 static void	db_fail_queue(const char *why);
 static bool	db_all_down(void);
 
@@ -117,6 +120,16 @@ conn_retry_cb(evutil_socket_t fd, short what, void *arg)
  */
 #define DB_SESSION_OPTIONS	"-c enable_seqscan=off -c jit=off"
 
+/* The server's notices (and errors on an idle connection, such as its
+ * termination) as log events, not libpq's raw lines on stderr. */
+static void
+conn_notice(void *arg, const char *message)
+{
+	struct db_conn	*c = arg;
+
+	log_info("database notice conn=%d message=\"%.300s\"", c->id, message);
+}
+
 static void
 conn_start(struct db_conn *c)
 {
@@ -130,6 +143,7 @@ conn_start(struct db_conn *c)
 		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(c->pg, conn_notice, c);
 	c->state = CONN_CONNECTING;
 	if (c->nprepared > 0)
 		memset(c->prepared, 0, (size_t)c->nprepared);
@@ -230,7 +244,40 @@ conn_ready(struct db_conn *c)
 	c->state = CONN_IDLE;
 	c->backoff_ms = 0;
 	conn_arm(c, EV_READ | EV_PERSIST);
+	if (c->id == 0 && db.channel != NULL) {
+		/* One listening session is enough; its own first job. */
+		struct db_job	*job = db_job_new(NULL, NULL);
+		char		*sql;
+
+		xasprintf(&sql, "LISTEN %s", db.channel);
+		db_job_add(job, sql, 0, NULL);
+		free(sql);
+		clock_gettime(CLOCK_MONOTONIC, &job->queued);
+		conn_send(c, job);
+		return;
+	}
 	db_dispatch();
+}
+
+/* Hand over the notifications that arrived with the last input. */
+static void
+conn_notifies(struct db_conn *c)
+{
+	PGnotify	*n;
+
+	while (c->pg != NULL && (n = PQnotifies(c->pg)) != NULL) {
+		if (db.notify_cb != NULL)
+			db.notify_cb(n->extra);
+		PQfreemem(n);
+	}
+}
+
+void
+db_listen(const char *channel, db_notify_cb cb)
+{
+	free(db.channel);
+	db.channel = xstrdup(channel);
+	db.notify_cb = cb;
 }
 
 /* Send one job's statements (each preceded by its Prepare the first time
@@ -314,6 +361,7 @@ conn_read(struct db_conn *c)
 		conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
+	conn_notifies(c);
 	while ((job = c->job) != NULL && !PQisBusy(c->pg)) {
 		res = PQgetResult(c->pg);
 		if (res == NULL) {
@@ -416,9 +464,12 @@ conn_event(evutil_socket_t fd, short what, void *arg)
 			conn_read(c);
 		break;
 	case CONN_IDLE:
-		/* Only a notice or a server-side close can arrive now. */
+		/* Only a notification, a notice or a server-side close can
+		 * arrive now. */
 		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD)
 			conn_fail(c, PQerrorMessage(c->pg));
+		else
+			conn_notifies(c);
 		break;
 	case CONN_DOWN:
 	default:
@@ -543,6 +594,7 @@ db_shutdown(void)
 	free(db.conns);
 	free(db.dsn);
 	free(db.options);
+	free(db.channel);
 	json_decref(db.registry);
 	memset(&db, 0, sizeof(db));
 }

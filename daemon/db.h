@@ -50,6 +50,11 @@ PGresult *db_job_result(const struct db_job *, int i);
 
 /* Blocking helpers for start-up work done before the loop runs (migrations,
  * template registration) and never on a request path. */
+/* LISTEN to channel (on one connection, from its next connect on) and
+ * call cb with each notification's payload. */
+typedef void (*db_notify_cb)(const char *payload);
+void	 db_listen(const char *channel, db_notify_cb cb);
+
 PGconn	*db_connect_blocking(const char *dsn, char *err, size_t errlen);
 
 #endif

@@ -13,8 +13,16 @@
  * and when a renewal gets through again it hands them back and claims
  * afresh.  Steps already running finish; their outcomes are fenced by the
  * lease token if their claims were taken over.
+ *
+ * Hints.  A node that leaves ready work unclaimed (no room for a batch's
+ * first steps or children, claims handed back, an operator's retry) tells
+ * the others with a NOTIFY, at most one per NODE_HINT_MS and never from
+ * the transactions that carry steps' outcomes; a node that hears another's
+ * hint claims at once.  Lost hints cost only time: every node also claims
+ * on a timer.
  */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +33,9 @@
 #include "supervisor.h"
 #include "log.h"
 
+#define NODE_HINT_CHANNEL	"taskerd_work"
+#define NODE_HINT_MS		100
+
 static const char sql_beat[] =
 "INSERT INTO nodes (id, host, pid, version, lease_expires_at)"
 " VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond')"
@@ -34,8 +45,13 @@ static const char sql_beat[] =
 "   started_at = CASE WHEN $6::boolean THEN now()"
 "     ELSE nodes.started_at END";
 
+static const char sql_hint[] =
+"SELECT pg_notify('" NODE_HINT_CHANNEL "', $1)";
+
 static struct {
 	struct event	*timer;
+	struct event	*hint;		/* a debounced hint waits */
+	struct timespec	 hinted;	/* when the last one was sent */
 	struct timespec	 valid_until;	/* CLOCK_MONOTONIC */
 	bool		 beating;	/* a renewal is in flight */
 	bool		 started;	/* the first renewal got through */
@@ -135,9 +151,52 @@ beat(evutil_socket_t fd, short what, void *arg)
 	db_submit(job);
 }
 
+static void
+hint_send(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_job	*job = db_job_new(NULL, NULL);
+	const char	*params[1] = { sv.node_id };
+
+	clock_gettime(CLOCK_MONOTONIC, &nd.hinted);
+	db_job_add(job, sql_hint, 1, params);
+	db_submit(job);
+}
+
+void
+node_hint(void)
+{
+	struct timespec	now, next;
+	struct timeval	tv;
+	int64_t		ms;
+
+	if (evtimer_pending(nd.hint, NULL))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	next = nd.hinted;
+	ts_add_ms(&next, NODE_HINT_MS);
+	if (!ts_before(&now, &next)) {
+		hint_send(-1, 0, NULL);
+		return;
+	}
+	ms = (next.tv_sec - now.tv_sec) * 1000 +
+	    (next.tv_nsec - now.tv_nsec) / 1000000 + 1;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = ms % 1000 * 1000;
+	evtimer_add(nd.hint, &tv);
+}
+
+static void
+hint_heard(const char *payload)
+{
+	if (payload == NULL || strcmp(payload, sv.node_id) != 0)
+		sched_kick();
+}
+
 void
 node_init(void)
 {
 	nd.timer = evtimer_new(sv.base, beat, NULL);
+	nd.hint = evtimer_new(sv.base, hint_send, NULL);
+	db_listen(NODE_HINT_CHANNEL, hint_heard);
 	beat(-1, 0, NULL);
 }

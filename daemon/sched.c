@@ -488,6 +488,7 @@ sched_release(struct claim **claims, size_t n)
 	job = db_job_new(NULL, NULL);
 	db_job_add(job, sql_release, 1, params);
 	db_submit(job);
+	node_hint();
 	free(s);
 	json_decref(arr);
 }
@@ -669,8 +670,10 @@ sched_claim_done(struct db_job *job, void *arg)
 		return;
 	}
 	n = sched_enqueue(db_job_result(job, 0), false, NULL);
-	if (n == asked)
+	if (n == asked) {
 		sc.want = true;		/* there may be more */
+		node_hint();		/* for nodes with room */
+	}
 	due = db_job_result(job, 1);
 	if (due != NULL && PQntuples(due) == 1 && !PQgetisnull(due, 0, 0)) {
 		next_ms = strtoll(PQgetvalue(due, 0, 0), NULL, 10);
@@ -931,9 +934,12 @@ sched_apply_done(struct db_job *job, void *arg)
 			    "token")), json_string_value(json_object_get(v,
 			    "status")));
 	n = sched_enqueue(res, true, completed);
-	/* Children left unclaimed (no room): the general claim takes them. */
-	if (n == sent->limit && json_object_size(completed) > 0)
+	/* Children left unclaimed (no room): the general claim takes them,
+	 * here or on a node with room. */
+	if (n == sent->limit && json_object_size(completed) > 0) {
 		sc.want = true;
+		node_hint();
+	}
 	json_decref(applied);
 	json_decref(completed);
 done:

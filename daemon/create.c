@@ -335,7 +335,7 @@ create_done(struct db_job *job, void *arg)
 	cq.inflight--;
 	if (db_job_error(job) != NULL) {
 		sched_claims_taken(NULL, b->reserved);
-		if (b->n > 1 && (state == NULL || strncmp(state, "08", 2) != 0)) {
+		if (b->n > 1 && !db_unavailable(state)) {
 			/* Not the connection: perhaps one task's row.  Try
 			 * them one by one so the others are not held back. */
 			log_warnx("task batch failed, retrying one by one "

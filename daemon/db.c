@@ -272,6 +272,17 @@ conn_notifies(struct db_conn *c)
 	}
 }
 
+bool
+db_unavailable(const char *state)
+{
+	/* Class 08 (connection) and the server going away under the query:
+	 * 57P01 terminated (pg_terminate_backend, shutdown), 57P02 crash of
+	 * another backend, 57P03 still starting up. */
+	return state != NULL && (strncmp(state, "08", 2) == 0 ||
+	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+	    strcmp(state, "57P03") == 0);
+}
+
 void
 db_listen(const char *channel, db_notify_cb cb)
 {

@@ -45,6 +45,9 @@ void	 db_submit(struct db_job *);
 const char *db_job_error(const struct db_job *);
 /* In the callback: the SQLSTATE of the first error, or NULL. */
 const char *db_job_sqlstate(const struct db_job *);
+/* True for a SQLSTATE that says the database went away (or is not back
+ * yet), not that the statement was wrong: worth a retry later. */
+bool	 db_unavailable(const char *sqlstate);
 /* In the callback: the result of statement i (NULL on failure). */
 PGresult *db_job_result(const struct db_job *, int i);
 

@@ -64,7 +64,7 @@ reply_db_error(struct evhttp_request *req, struct db_job *job)
 {
 	const char	*state = db_job_sqlstate(job);
 
-	if (state != NULL && strncmp(state, "08", 2) == 0) {
+	if (db_unavailable(state)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", "1");
 		reply_error(req, 503, "database_unavailable",

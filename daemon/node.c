@@ -10,9 +10,11 @@
  * from the moment it was sent, which is never later than the database's
  * now() that sets the row's expiry.  Once that view has run out the node
  * starts none of the steps it queued - another node may already run them -
- * and when a renewal gets through again it hands them back and claims
- * afresh.  Steps already running finish; their outcomes are fenced by the
- * lease token if their claims were taken over.
+ * and stops the steps its workers run, at the moment its own view of the
+ * lease runs out, which is before any other node can take the claims over
+ * (as long as the nodes' clocks agree to well within a lease).  When a
+ * renewal gets through again it hands the queued claims back and claims
+ * afresh.
  *
  * Hints.  A node that leaves ready work unclaimed (no room for a batch's
  * first steps or children, claims handed back, an operator's retry) tells
@@ -29,6 +31,7 @@
 #include "autoconf.h"
 #include "node.h"
 #include "db.h"
+#include "pool.h"
 #include "sched.h"
 #include "supervisor.h"
 #include "log.h"
@@ -48,8 +51,11 @@ static const char sql_beat[] =
 static const char sql_hint[] =
 "SELECT pg_notify('" NODE_HINT_CHANNEL "', $1)";
 
+static void	expiry_arm(void);
+
 static struct {
 	struct event	*timer;
+	struct event	*expiry;	/* the lease runs out unless renewed */
 	struct event	*hint;		/* a debounced hint waits */
 	struct timespec	 hinted;	/* when the last one was sent */
 	struct timespec	 valid_until;	/* CLOCK_MONOTONIC */
@@ -85,6 +91,35 @@ node_lease_ok(void)
 	return nd.started && ts_before(&now, &nd.valid_until);
 }
 
+/* The lease ran out without a renewal: nothing may run here any more. */
+static void
+expiry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (node_lease_ok()) {		/* renewed meanwhile */
+		expiry_arm();
+		return;
+	}
+	log_warnx("node lease lapsed node=%s", sv.node_id);
+	pool_abandon_running();
+}
+
+static void
+expiry_arm(void)
+{
+	struct timespec	now;
+	struct timeval	tv;
+	int64_t		ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (nd.valid_until.tv_sec - now.tv_sec) * 1000 +
+	    (nd.valid_until.tv_nsec - now.tv_nsec) / 1000000 + 1;
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = ms % 1000 * 1000;
+	evtimer_add(nd.expiry, &tv);
+}
+
 static void
 beat_done(struct db_job *job, void *arg)
 {
@@ -106,6 +141,7 @@ beat_done(struct db_job *job, void *arg)
 	ts_add_ms(&nd.valid_until, sv.conf->node_lease_ms);
 	nd.started = true;
 	free(sent);
+	expiry_arm();
 	if (!was_ok && !first) {
 		log_warnx("node lease renewed after it lapsed, claiming afresh "
 		    "node=%s", sv.node_id);
@@ -196,6 +232,7 @@ void
 node_init(void)
 {
 	nd.timer = evtimer_new(sv.base, beat, NULL);
+	nd.expiry = evtimer_new(sv.base, expiry_cb, NULL);
 	nd.hint = evtimer_new(sv.base, hint_send, NULL);
 	db_listen(NODE_HINT_CHANNEL, hint_heard);
 	beat(-1, 0, NULL);

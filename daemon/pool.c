@@ -63,6 +63,7 @@ struct worker {
 	struct event		*respawn;
 	bool			 timed_out;	/* the deadline fired */
 	bool			 unresponsive;	/* stopped answering pings */
+	bool			 abandoned;	/* the node's lease lapsed */
 	bool			 said_hello;
 	struct timespec		 last_heard;	/* any frame, or the spawn */
 	uint64_t		 ping_seq;
@@ -338,6 +339,7 @@ worker_spawn(struct worker *w)
 	w->said_hello = false;
 	w->timed_out = false;
 	w->unresponsive = false;
+	w->abandoned = false;
 	w->started_at = time(NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 	w->bev = bufferevent_socket_new(pool.base, sp[0],
@@ -422,6 +424,9 @@ worker_reaped(struct worker *w, int status)
 		else if (w->unresponsive)
 			sched_fail(c, "worker_unresponsive", "the worker running "
 			    "the step stopped answering pings");
+		else if (w->abandoned)
+			sched_fail(c, "node_lease_lapsed", "this node lost its "
+			    "lease while the step ran; another node may run it");
 		else
 			sched_fail(c, "worker_died", "the worker running the "
 			    "step died");
@@ -675,6 +680,31 @@ pool_dispatch(struct claim *c)
 	log_debug("step dispatched task_id=%lld step=%s attempt=%u "
 	    "worker_pid=%d correlation_id=%s", (long long)c->task_id,
 	    c->step_name, c->attempt, (int)w->pid, c->correlation_id);
+}
+
+/*
+ * This node's lease lapsed: another node may take its claims over and run
+ * them again, so no step may go on running here.  Busy workers are killed
+ * (and replaced as after any death); their attempts end as failures whose
+ * outcomes the lease token fences if the claims were taken over.
+ */
+void
+pool_abandon_running(void)
+{
+	struct worker	*w;
+	int		 i;
+
+	for (i = 0; i < pool.n; i++) {
+		w = &pool.w[i];
+		if (w->state != W_BUSY || w->claim == NULL || w->abandoned)
+			continue;
+		w->abandoned = true;
+		log_warnx("node lease lapsed, stopping the step it ran pid=%d "
+		    "task_id=%lld step=%s correlation_id=%s", (int)w->pid,
+		    (long long)w->claim->task_id, w->claim->step_name,
+		    w->claim->correlation_id);
+		worker_kill(w, SIGKILL, "node lease lapsed");
+	}
 }
 
 json_t *

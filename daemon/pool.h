@@ -31,4 +31,7 @@ void	 pool_dispatch(struct claim *);
 /* {"workers": [...]} for the API. */
 json_t	*pool_json(void);
 
+/* This node's lease lapsed: kill the workers that run steps. */
+void	pool_abandon_running(void);
+
 #endif

@@ -25,6 +25,9 @@
  * waits on a timer.  That is the nasty case for a client - it times out
  * although the call took effect - and the one idempotency keys exist for.
  * The loop never sleeps, so a slow service never slows the others.
+ * A black hole is the other way round: the request is read and held
+ * before step 2, nothing happens and nothing is answered until the fault
+ * is lifted (then a 503, to a client that may be long gone).
  *
  * Every answer is serialised when it is decided, so a delayed reply shows
  * the state of that moment, whatever happens meanwhile.
@@ -46,6 +49,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -69,6 +73,7 @@ struct faults {
 	double	 failure_rate;	/* 0..1: chance of answering `status` */
 	int	 latency_ms;	/* added to every answer but /_admin ones */
 	bool	 outage;	/* 503 to everything but /_admin */
+	bool	 blackhole;	/* hold every call but /_admin, unanswered */
 	int	 status;	/* what an injected failure answers */
 };
 
@@ -114,13 +119,20 @@ struct call {
 	int			 retry_after;	/* seconds; 0: no header */
 	char			*allow;		/* for a 405 */
 	bool			 replayed;	/* from the idempotency cache */
-	const char		*fault;		/* "outage", "injected", NULL */
+	const char		*fault;		/* "outage", "injected",
+						 * "blackhole", NULL */
 
 	struct event		*delay;		/* the latency fault's timer */
-	TAILQ_ENTRY(call)	 entry;		/* in `delayed` meanwhile */
+	struct event		*watch;		/* the client hanging up */
+	int64_t			 gone_ms;	/* when it did, after start;
+						 * -1: still there */
+	TAILQ_ENTRY(call)	 entry;		/* in `delayed` or `held`
+						 * meanwhile */
 };
 
 static TAILQ_HEAD(, call) delayed = TAILQ_HEAD_INITIALIZER(delayed);
+/* Calls swallowed by a black hole, until it is lifted. */
+static TAILQ_HEAD(, call) held = TAILQ_HEAD_INITIALIZER(held);
 
 /* The call log, a ring: what tests read back through /_admin/calls. */
 struct call_rec {
@@ -180,6 +192,7 @@ static void	admin_clear_faults(struct call *);
 static void	admin_get_calls(struct call *);
 static void	admin_clear_calls(struct call *);
 static void	admin_reset(struct call *);
+static void	blackhole_release(const struct service *);
 
 static const struct route routes[] = {
 	{ ON_USER, EVHTTP_REQ_POST, "/users/validate", R_BODY, user_validate },
@@ -1055,9 +1068,10 @@ faults_json(const struct service *svc)
 {
 	const struct faults	*f = &svc->faults;
 
-	return json_pack("{s:s, s:f, s:i, s:b, s:i}", "service", svc->name,
-	    "failure_rate", f->failure_rate, "latency_ms", f->latency_ms,
-	    "outage", f->outage, "status", f->status);
+	return json_pack("{s:s, s:f, s:i, s:b, s:b, s:i}", "service",
+	    svc->name, "failure_rate", f->failure_rate, "latency_ms",
+	    f->latency_ms, "outage", f->outage, "blackhole", f->blackhole,
+	    "status", f->status);
 }
 
 /* Applies the keys present in `in` to *f, all or none: on a problem *f is
@@ -1091,6 +1105,11 @@ faults_update(struct faults *f, json_t *in, json_t *problems)
 			    (json_integer_value(v) == 0 ||
 			    json_integer_value(v) == 1))
 				n.outage = json_integer_value(v) == 1;
+			else
+				problem(problems, k, "must be true or false");
+		} else if (strcmp(k, "blackhole") == 0) {
+			if (json_is_boolean(v))
+				n.blackhole = json_is_true(v);
 			else
 				problem(problems, k, "must be true or false");
 		} else if (strcmp(k, "status") == 0) {
@@ -1129,8 +1148,10 @@ admin_set_faults(struct call *c)
 	}
 	json_decref(problems);
 	log_info("faults set service=%s failure_rate=%g latency_ms=%d "
-	    "outage=%d status=%d", c->svc->name, f->failure_rate,
-	    f->latency_ms, f->outage, f->status);
+	    "outage=%d blackhole=%d status=%d", c->svc->name, f->failure_rate,
+	    f->latency_ms, f->outage, f->blackhole, f->status);
+	if (!f->blackhole)
+		blackhole_release(c->svc);
 	reply(c, 200, faults_json(c->svc));
 }
 
@@ -1140,6 +1161,7 @@ admin_clear_faults(struct call *c)
 	memset(&c->svc->faults, 0, sizeof(c->svc->faults));
 	c->svc->faults.status = 503;
 	log_info("faults cleared service=%s", c->svc->name);
+	blackhole_release(c->svc);
 	reply(c, 200, faults_json(c->svc));
 }
 
@@ -1186,6 +1208,7 @@ admin_clear_calls(struct call *c)
 static void
 admin_reset(struct call *c)
 {
+	blackhole_release(NULL);
 	state_free();
 	state_init();
 	log_info("state reset");
@@ -1386,6 +1409,7 @@ call_new(struct service *svc, struct evhttp_request *req)
 		c->idem_key = xstrdup(h);
 	c->admin = strncmp(c->path, "/_admin", 7) == 0 &&
 	    (c->path[7] == '\0' || c->path[7] == '/');
+	c->gone_ms = -1;
 	return c;
 }
 
@@ -1394,6 +1418,8 @@ call_free(struct call *c)
 {
 	if (c->delay != NULL)
 		event_free(c->delay);
+	if (c->watch != NULL)
+		event_free(c->watch);
 	evhttp_clear_headers(&c->query);
 	json_decref(c->body);
 	free(c->path);
@@ -1408,20 +1434,23 @@ static void
 call_log(const struct call *c)
 {
 	struct timespec	now;
-	char		path[256], cid[160], key[160];
+	char		path[256], cid[160], key[160], gone[40] = "";
 	double		ms;
 
+	if (c->gone_ms >= 0)
+		snprintf(gone, sizeof(gone), " client_gone_ms=%lld",
+		    (long long)c->gone_ms);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (double)(now.tv_sec - c->start.tv_sec) * 1e3 +
 	    (double)(now.tv_nsec - c->start.tv_nsec) / 1e6;
 	log_info("request service=%s method=%s path=%s status=%d "
-	    "correlation_id=%s idempotency_key=%s duration_ms=%.1f%s%s%s",
+	    "correlation_id=%s idempotency_key=%s duration_ms=%.1f%s%s%s%s",
 	    c->svc->name, method_name(c->method),
 	    logfmt_value(path, sizeof(path), c->path), c->status,
 	    logfmt_value(cid, sizeof(cid), c->correlation_id),
 	    logfmt_value(key, sizeof(key), c->idem_key), ms,
 	    c->fault != NULL ? " fault=" : "", c->fault != NULL ? c->fault : "",
-	    c->replayed ? " replayed=true" : "");
+	    c->replayed ? " replayed=true" : "", gone);
 }
 
 /* Sends the decided answer and frees the call.  evhttp owns the request
@@ -1433,6 +1462,11 @@ call_finish(struct call *c)
 	struct evbuffer		*buf = evbuffer_new();
 	char			 n[16];
 
+	/* The connection's socket is evhttp's again once we reply. */
+	if (c->watch != NULL) {
+		event_free(c->watch);
+		c->watch = NULL;
+	}
 	out = evhttp_request_get_output_headers(c->req);
 	if (buf == NULL)
 		fatal("evbuffer_new");
@@ -1467,6 +1501,68 @@ call_delay_cb(evutil_socket_t fd, short events, void *arg)
 	call_finish(c);
 }
 
+/*
+ * While a call waits (latency, black hole), notice its client hanging up:
+ * evhttp reads nothing more from a connection whose request is being
+ * answered, so we peek at the socket ourselves.  The log line then says
+ * when the client went, which is when its attempt really ended.
+ */
+static void
+call_watch_cb(evutil_socket_t fd, short events, void *arg)
+{
+	struct call	*c = arg;
+	struct timespec	 now;
+	char		 b;
+	ssize_t		 n;
+
+	(void)events;
+	n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
+		event_add(c->watch, NULL);
+		return;
+	}
+	if (n <= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		c->gone_ms = (int64_t)(now.tv_sec - c->start.tv_sec) * 1000 +
+		    (now.tv_nsec - c->start.tv_nsec) / 1000000;
+	}
+	/* Else the client sent more (a pipelined request): stop looking. */
+}
+
+static void
+call_watch(struct call *c)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+	struct bufferevent	*bev;
+	evutil_socket_t		 fd;
+
+	if (evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (fd = bufferevent_getfd(bev)) == -1)
+		return;
+	if ((c->watch = event_new(base, fd, EV_READ, call_watch_cb, c)) ==
+	    NULL)
+		fatalx("event_new failed");
+	event_add(c->watch, NULL);
+}
+
+/* Answer (503) the calls a black hole holds, of one service or of all. */
+static void
+blackhole_release(const struct service *svc)
+{
+	struct call	*c, *next;
+
+	for (c = TAILQ_FIRST(&held); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (svc != NULL && c->svc != svc)
+			continue;
+		TAILQ_REMOVE(&held, c, entry);
+		reply_error(c, 503, json_pack("{s:s}", "service",
+		    c->svc->name), "black hole lifted");
+		call_finish(c);
+	}
+}
+
 static void
 service_request_cb(struct evhttp_request *req, void *arg)
 {
@@ -1475,6 +1571,20 @@ service_request_cb(struct evhttp_request *req, void *arg)
 	int		 ms = svc->faults.latency_ms;
 	struct timeval	 tv;
 
+	if (!c->admin && svc->faults.blackhole) {
+		char	path[256], cid[160], key[160];
+
+		c->fault = "blackhole";
+		log_info("request held by a black hole service=%s method=%s "
+		    "path=%s correlation_id=%s idempotency_key=%s",
+		    svc->name, method_name(c->method),
+		    logfmt_value(path, sizeof(path), c->path),
+		    logfmt_value(cid, sizeof(cid), c->correlation_id),
+		    logfmt_value(key, sizeof(key), c->idem_key));
+		TAILQ_INSERT_TAIL(&held, c, entry);
+		call_watch(c);
+		return;
+	}
 	call_handle(c);
 	if (c->admin || ms == 0) {
 		call_finish(c);
@@ -1486,6 +1596,7 @@ service_request_cb(struct evhttp_request *req, void *arg)
 		fatalx("evtimer_new failed");
 	TAILQ_INSERT_TAIL(&delayed, c, entry);
 	evtimer_add(c->delay, &tv);
+	call_watch(c);
 }
 
 /* ---- process ------------------------------------------------------------ */
@@ -1623,7 +1734,7 @@ usage(void)
 	    "[--seed N]\n"
 	    "\t[--rate N] [--rate-window SECONDS] [--log-level LEVEL]\n"
 	    "Ports default to 3001, 3002, 3003; 0 picks a free one.\n"
-	    "Fault keys: failure_rate, latency_ms, outage, status.\n");
+	    "Fault keys: failure_rate, latency_ms, outage, blackhole, status.\n");
 	exit(2);
 }
 
@@ -1729,8 +1840,10 @@ main(int argc, char *argv[])
 
 	event_base_dispatch(base);
 
-	/* Answers still waiting on a latency fault go out now; evhttp_free
-	 * then closes every connection and frees its requests. */
+	/* Answers still waiting on a latency fault or a black hole go out
+	 * now; evhttp_free then closes every connection and frees its
+	 * requests. */
+	blackhole_release(NULL);
 	while ((c = TAILQ_FIRST(&delayed)) != NULL) {
 		TAILQ_REMOVE(&delayed, c, entry);
 		call_finish(c);

@@ -269,8 +269,11 @@ class PgCluster:
 
     _seq = 0
 
-    def __init__(self):
+    def __init__(self, settings=None):
+        """settings: postgresql.conf values that replace or add to the
+        harness's (e.g. {"synchronous_commit": "on"})."""
         self.bindir = find_pg_bindir()
+        self.settings = dict(settings or {})
         self.as_root = os.geteuid() == 0
         # As root the server runs as `postgres`, which must be able to reach
         # the directory: use /tmp (world-searchable), not a private $TMPDIR.
@@ -324,6 +327,7 @@ class PgCluster:
             "log_min_messages": "warning",
             "log_line_prefix": "'%m [%p] %d '",
         }
+        settings.update(self.settings)
         # Written by the server user: the file belongs to it.
         text = "".join("%s = %s\n" % kv for kv in settings.items())
         with open(conf, "a") as f:
@@ -352,6 +356,30 @@ class PgCluster:
         if r.returncode != 0:
             raise HarnessError("pg_ctl stop failed:\n" + r.stdout)
         self.running = False
+
+    def restart_immediate(self, down_s=0):
+        """Crash and restart: `pg_ctl restart -m immediate` (every backend
+        dies at once, the server recovers from its WAL); with down_s, an
+        immediate stop, down_s seconds down, then a start.  Commits that
+        were only asynchronous may be lost: a cluster that is crashed on
+        purpose wants synchronous_commit "on" (PgCluster(settings=...)).
+        Returns time.monotonic() when the new server accepts connections."""
+        old = self.postmaster_pid()
+        pg_ctl = [os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir,
+                  "-l", self.logfile, "-m", "immediate", "-w", "-t", "60"]
+        r = self._run_server(pg_ctl + ["stop" if down_s else "restart"],
+                             timeout=90)
+        if r.returncode != 0:
+            raise HarnessError("pg_ctl failed:\n%s\n--- server log:\n%s"
+                               % (r.stdout, tail(read_text(self.logfile), 40)))
+        if old is not None and proc_alive(old):
+            raise HarnessError("postmaster %d survived an immediate stop" % old)
+        if down_s:
+            self.running = False
+            time.sleep(down_s)      # the outage itself
+            self.resume()
+        self.running = True
+        return time.monotonic()
 
     def postmaster_pid(self):
         try:
@@ -552,6 +580,19 @@ class Taskerd:
             self._logf.close()
         return self.returncode
 
+    def kill(self):
+        """SIGKILL the supervisor, as a crash would, and wait for it.  Its
+        workers are left alone (what they do then is for the test to
+        see); stop() later kills the ones that outlive it.  start() may
+        run the node again (same node_id, config and port).  Returns the
+        pids of its workers at the moment of the kill."""
+        workers = self.workers_pids()
+        self.proc.kill()
+        self.proc.wait()
+        self.returncode = self.proc.returncode
+        self._logf.close()
+        return workers
+
     def _reap_orphans(self):
         """Workers this taskerd started that outlived it, killed by pid."""
         wpath = os.path.realpath(worker_bin())
@@ -673,30 +714,37 @@ class TaskerdFactory:
         atexit.register(self.cleanup)
 
     def base_config(self, workdir, db, workers):
+        node_id = "test-%s" % os.path.basename(workdir)[-6:]
         return {
-            "database": {"dsn": self.pg.dsn(db), "pool": 4},
+            # application_name: a node's backends in pg_stat_activity.
+            "database": {"dsn": "%s application_name=%s"
+                         % (self.pg.dsn(db), node_id), "pool": 4},
             "http": {"listen": "127.0.0.1:%d" % free_port()},
             "workers": {"count": workers, "path": worker_bin()},
             "templates": {"dir": os.path.join(workdir, "templates")},
             # Short backoff so retries in tests take milliseconds, not minutes.
             "steps": {"backoff": {"base": "100ms", "max": "1s"}},
             "state_dir": os.path.join(workdir, "state"),
-            "node_id": "test-%s" % os.path.basename(workdir)[-6:],
+            "node_id": node_id,
             "log": {"level": "debug"},
         }
 
     def __call__(self, templates=None, config=None, workers=2, start=True,
-                 ready_timeout=20.0):
+                 ready_timeout=20.0, db=None):
         """Make (and by default start) a taskerd with a fresh database.
 
         templates: {filename: yaml_text} written to its templates dir.
         config:    overrides merged into the generated config (dotted keys
                    allowed; harness.DELETE removes a key).
+        db:        an existing database (another instance's .db) to share
+                   instead of a fresh one: a second node of one cluster.
+                   Each node has its own node_id, directory and port.
         """
         workdir = tempfile.mkdtemp(prefix="taskerd-it-")
         self._dirs.append(workdir)
         os.makedirs(os.path.join(workdir, "state"))
-        db = self.pg.createdb()
+        if db is None:
+            db = self.pg.createdb()
         cfg = merge_config(self.base_config(workdir, db, workers), config)
         write_templates(cfg.get("templates", {}).get("dir",
                         os.path.join(workdir, "templates")), templates)
@@ -745,7 +793,31 @@ class ServiceRequest:
         self.t = time.monotonic()       # arrival
         self.wall = time.time()
         self.t_end = None               # when the answer went out (monotonic)
+        self.t_gone = None              # when the client hung up, if seen
         self.status = None
+        self.sock = None                # the connection (wait_or_gone)
+
+    def wait_or_gone(self, seconds):
+        """Sleep up to seconds, as a slow service would, but notice the
+        client hanging up meanwhile (then set t_gone and return True at
+        once).  A handler that uses this tells when a call was really in
+        progress: its client may be a worker that was killed."""
+        import select
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                r, _, _ = select.select([self.sock], [], [], min(left, 0.05))
+                if r:
+                    if not self.sock.recv(1, socket.MSG_PEEK):
+                        self.t_gone = time.monotonic()
+                        return True
+                    time.sleep(min(left, 0.05))     # more bytes: not EOF
+            except (OSError, ValueError):
+                self.t_gone = time.monotonic()
+                return True
 
     def __repr__(self):
         return "<%s %s #%d>" % (self.method, self.raw_path, self.seq)
@@ -795,6 +867,7 @@ class Service:
                 with service.lock:
                     req = ServiceRequest(len(service.requests), self.command,
                                          self.path, self.headers, body)
+                    req.sock = self.connection
                     service.requests.append(req)
                     handler = service.routes.get((self.command, req.path))
                 if handler is None:
@@ -912,3 +985,108 @@ def step_transitions(pg, db, task_id):
 def row_counts(pg, db, tables=("tasks", "steps", "step_edges",
                                "task_transitions", "step_transitions")):
     return {t: int(pg.scalar(db, "select count(*) from %s" % t)) for t in tables}
+
+
+# ---------------------------------------------------------------------------
+# Attempts, from the audit trail (step_transitions)
+#
+# An attempt starts with its 'in_progress' transition (created_at: when a
+# worker took the step; metadata {attempt, node}) and ends with the next
+# transition that carries an outcome (metadata {attempt, outcome, error}).
+# An attempt that never reached a worker, or was taken over before its
+# start was written (a lost node's claim), has an end and no start.
+
+def attempt_history(pg, db, where="true"):
+    """{step_id: {"task_id", "name", "status", "attempts": {n: attempt}}}
+    where attempt is {"start", "end" (epoch microseconds or None),
+    "node", "outcome", "code" (the error code), "to" (state after it),
+    "starts", "ends" (how many transitions claimed to start or end it)}.
+    where: an SQL condition on steps s (e.g. "s.task_id = 7")."""
+    rows = pg.json(db, """
+        select st.step_id, s.task_id, s.name, s.status, st.from_state,
+               st.to_state, st.metadata,
+               (extract(epoch from st.created_at) * 1000000)::bigint as us
+          from steps s join step_transitions st on st.step_id = s.id
+         where %s
+         order by st.step_id, st.id""" % where)
+    steps = {}
+    for r in rows:
+        st = steps.setdefault(r["step_id"], {
+            "task_id": r["task_id"], "name": r["name"],
+            "status": r["status"], "attempts": {}})
+        md = r["metadata"] or {}
+        n = md.get("attempt")
+        if not isinstance(n, int):
+            continue        # operator actions, cancellation
+        a = st["attempts"].setdefault(n, {
+            "start": None, "end": None, "node": None, "outcome": None,
+            "code": None, "to": None, "starts": 0, "ends": 0})
+        if r["to_state"] == "in_progress":
+            a["starts"] += 1
+            a["start"] = r["us"] if a["start"] is None else a["start"]
+            a["node"] = md.get("node")
+        elif "outcome" in md:
+            a["ends"] += 1
+            if a["end"] is None:
+                a["end"] = r["us"]
+                a["outcome"] = md.get("outcome")
+                a["to"] = r["to_state"]
+                err = md.get("error")
+                a["code"] = err.get("code") if isinstance(err, dict) else None
+    return steps
+
+
+def attempt_anomalies(history, tolerance_us=500):
+    """What the audit trail must never show, as a list of strings:
+    two attempts of one step whose intervals overlap; an attempt started
+    or ended twice (an outcome applied from a stale claim); an attempt
+    that never ended; more than one successful attempt of a step."""
+    out = []
+    for sid, st in sorted(history.items()):
+        label = "step %d (%s, task %d)" % (sid, st["name"], st["task_id"])
+        atts = st["attempts"]
+        for n, a in sorted(atts.items()):
+            if a["starts"] > 1 or a["ends"] > 1:
+                out.append("%s attempt %d started %d and ended %d times"
+                           % (label, n, a["starts"], a["ends"]))
+            if a["end"] is None:
+                out.append("%s attempt %d never ended" % (label, n))
+        ok = [n for n, a in atts.items() if a["to"] == "complete"]
+        if len(ok) > 1:
+            out.append("%s has %d successful attempts %s"
+                       % (label, len(ok), sorted(ok)))
+        spans = sorted((a["start"] if a["start"] is not None else a["end"],
+                        a["end"], n) for n, a in atts.items()
+                       if a["end"] is not None)
+        for i in range(len(spans)):
+            for j in range(i + 1, len(spans)):
+                s1, e1, n1 = spans[i]
+                s2, e2, n2 = spans[j]
+                if s2 < e1 - tolerance_us:
+                    out.append("%s attempts %d and %d overlap: [%d, %d] "
+                               "and [%d, %d] (us)" % (label, n1, n2, s1,
+                                                      e1, s2, e2))
+    return out
+
+
+def call_overlaps(calls, tolerance_s=0.0005):
+    """Calls that ran at the same time with the same idempotency key.
+    calls: iterable of (key, start, end, what) with times in seconds and
+    key None for calls without one.  Returns a list of strings."""
+    by_key = {}
+    for key, start, end, what in calls:
+        if key:
+            by_key.setdefault(key, []).append((start, end, what))
+    out = []
+    for key, spans in sorted(by_key.items()):
+        spans.sort(key=lambda x: (x[0], x[1]))
+        longest = spans[0]         # of the calls so far, the last to end
+        for s2, e2, w2 in spans[1:]:
+            s1, e1, w1 = longest
+            if s2 < e1 - tolerance_s:
+                out.append("two calls with Idempotency-Key %s at once: %s "
+                           "[%.3f, %.3f] and %s [%.3f, %.3f]"
+                           % (key, w1, s1, e1, w2, s2, e2))
+            if e2 > e1:
+                longest = (s2, e2, w2)
+    return out

@@ -195,11 +195,14 @@ job_set_error(struct db_job *job, const char *msg, const char *sqlstate)
 }
 
 static void
-conn_fail(struct db_conn *c, const char *why)
+conn_fail(struct db_conn *c, const char *reason)
 {
 	struct db_job	*job = c->job;
 	struct timeval	 tv;
+	char		 why[256];
 
+	/* reason is often PQerrorMessage(c->pg), which PQfinish frees. */
+	snprintf(why, sizeof(why), "%s", reason);
 	if (c->state != CONN_DOWN && !db.stopping)
 		log_warnx("database connection lost conn=%d reason=\"%.200s\"",
 		    c->id, why);

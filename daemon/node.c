@@ -1,5 +1,5 @@
 /*
- * node.c - this node's heartbeat.
+ * node.c - this node among others: its heartbeat and lease, and hints.
  *
  * Claims belong to a node (steps.lease_owner) and stay valid while the
  * node's row in `nodes` has its lease in the future; when it has run out,

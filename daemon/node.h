@@ -1,4 +1,4 @@
-/* node.h - this node's heartbeat and the lease on its claims (node.c). */
+/* node.h - this node among others: its lease on its claims, and hints. */
 #ifndef TASKERD_NODE_H
 #define TASKERD_NODE_H
 

@@ -914,6 +914,13 @@ sched_apply_done(struct db_job *job, void *arg)
 		k = PQgetvalue(res, r, 12);
 		json_object_set_new(applied, k, json_true());
 		v = json_object_get(sent->recs, k);
+		/* The retry is due delay_ms after this commit: the wake-up
+		 * armed with the outcome may have come before the commit and
+		 * found nothing to claim. */
+		if (v != NULL && strcmp(json_string_value(json_object_get(v,
+		    "status")), "waiting_for_retry") == 0)
+			sched_wake_in(json_integer_value(json_object_get(v,
+			    "delay_ms")));
 		if (v == NULL || strcmp(json_string_value(json_object_get(v,
 		    "status")), "complete") != 0)
 			continue;

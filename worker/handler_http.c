@@ -540,9 +540,16 @@ http_fail_status(struct proto_step_outcome *o, enum proto_outcome cls,
 	xasprintf(&o->error_code, "%s_%ld", prefix, status);
 	o->http_status = (int32_t)status;
 	if (cls == OUTCOME_RETRYABLE && (status == 429 || status == 503) &&
-	    resp->retry_after[0] != '\0')
+	    resp->retry_after[0] != '\0') {
+		struct timespec now;
+
+		/* Not time(): it reads a clock that lags up to a tick behind,
+		 * so across a second boundary a date came out a second
+		 * further away than it is. */
+		clock_gettime(CLOCK_REALTIME, &now);
 		o->retry_after_ms = httpclass_retry_after_ms(resp->retry_after,
-		    time(NULL));
+		    now.tv_sec);
+	}
 }
 
 /* Success: results from doc (consumed) by the rule's map and set. */

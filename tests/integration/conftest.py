@@ -7,11 +7,34 @@ taskerd   (function) factory: taskerd(templates={...}, config={...},
 service   (function) a programmable HTTP server playing the microservices.
 """
 
+import contextlib
 import signal
 
 import pytest
 
 import harness
+
+
+@contextlib.contextmanager
+def running_cluster(**settings):
+    """A throwaway PostgreSQL for a fixture; settings as PgCluster's."""
+    cluster = harness.PgCluster(settings=settings or None)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def taskerd_factory(pg, request):
+    """A TaskerdFactory on pg; a failed test's directories are kept."""
+    factory = harness.TaskerdFactory(pg)
+    request.node._taskerd_instances = factory.instances
+    try:
+        yield factory
+    finally:
+        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 
 
 def pytest_configure(config):
@@ -25,23 +48,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def pg():
-    cluster = harness.PgCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def taskerd(pg, request):
-    factory = harness.TaskerdFactory(pg)
-    request.node._taskerd_instances = factory.instances
-    try:
+    with taskerd_factory(pg, request) as factory:
         yield factory
-    finally:
-        # A failed test's directories (config, templates, log) are kept.
-        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import socket
 import pytest
 
 import harness
+from conftest import running_cluster, taskerd_factory
 
 TEMPLATE = """\
 name: outage
@@ -28,22 +29,14 @@ step_templates:
 
 @pytest.fixture
 def own_pg():
-    cluster = harness.PgCluster()
-    try:
-        cluster.start()
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def outage_taskerd(own_pg, request):
-    factory = harness.TaskerdFactory(own_pg)
-    request.node._taskerd_instances = factory.instances
-    try:
+    with taskerd_factory(own_pg, request) as factory:
         yield factory(templates={"outage.yaml": TEMPLATE})
-    finally:
-        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 
 
 def answer_within(seconds, what, call, *args, **kwargs):

@@ -34,6 +34,7 @@ import time
 import pytest
 
 import harness
+from conftest import running_cluster, taskerd_factory
 
 LEASE_S = 2.0
 STEP_S = 0.3            # each step's call to the service
@@ -303,23 +304,14 @@ def test_sigkill_one_node_mid_load(taskerd, service, pg):
 def crash_pg():
     # synchronous_commit on: a crash must not lose what taskerd was told
     # is committed (off, as the shared cluster runs, it may).
-    cluster = harness.PgCluster(settings={"synchronous_commit": "on",
-                                          "fsync": "off"})
-    try:
-        cluster.start()
+    with running_cluster(synchronous_commit="on", fsync="off") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
 def crash_taskerd(crash_pg, request):
-    factory = harness.TaskerdFactory(crash_pg)
-    request.node._taskerd_instances = factory.instances
-    try:
+    with taskerd_factory(crash_pg, request) as factory:
         yield factory
-    finally:
-        factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 
 
 @pytest.mark.parametrize("down_s", [0, 2.5], ids=["restart", "down-2.5s"])

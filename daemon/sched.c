@@ -121,7 +121,8 @@ static const char sql_apply[] =
 "    results jsonb, error jsonb, meta jsonb, started float8, smeta jsonb)),"
 /* A cancelled task's steps are not retried. */
 " o AS MATERIALIZED ("
-"  SELECT o0.*, s0.status AS old, CASE WHEN s0.attempts = 0 THEN 'pending'"
+"  SELECT o0.*, s0.task_id, t.status AS task_status, s0.status AS old,"
+"    CASE WHEN s0.attempts = 0 THEN 'pending'"
 "      ELSE 'waiting_for_retry' END AS before,"
 "    CASE WHEN o0.status = 'waiting_for_retry' AND t.status = 'cancelled'"
 "      THEN 'cancelled' ELSE o0.status END AS final"
@@ -187,7 +188,23 @@ static const char sql_apply[] =
 "  FROM x WHERE c.id = ANY(ARRAY(SELECT id FROM r)) AND c.id = x.id"
 "  RETURNING c.id, c.task_id, c.name, c.attempts, c.retry_limit,"
 "    c.retryable, c.timeout_ms, c.lease_token,"
-"    x.pick AND c.status = 'enqueued' AND c.lease_owner = $2 AS claimed) "
+"    x.pick AND c.status = 'enqueued' AND c.lease_owner = $2 AS claimed,"
+"    c.remaining_parents = 0 AND c.status IN ('pending', 'enqueued')"
+"      AS live),"
+/* The tasks sched_sql_finalize must look at, for the statement after this
+ * one in the same transaction (a transaction-local setting: that statement
+ * must see this one's rows, so it cannot be a part of it): the ones that
+ * start here, and the ones that may end here.  A task can only end with a
+ * batch that completed or failed one of its steps and made none of its
+ * steps ready; any other batch leaves it a live step. */
+" f AS MATERIALIZED ("
+"  SELECT set_config('taskerd.finalize', coalesce(array_agg(DISTINCT"
+"      f.task_id)::text, '{}'), true) AS v FROM ("
+"    SELECT o.task_id FROM o WHERE o.task_status = 'pending'"
+"    UNION ALL"
+"    SELECT u.task_id FROM u"
+"    WHERE u.status IN ('complete', 'error', 'cancelled')"
+"      AND u.task_id <> ALL(ARRAY(SELECT task_id FROM k WHERE live))) f) "
 "SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::int, NULL::int,"
 "  NULL::boolean, NULL::int, NULL::bigint, NULL::bigint, NULL::text,"
 "  NULL::text, NULL::text, u.id FROM u "
@@ -199,7 +216,10 @@ static const char sql_apply[] =
 "     jsonb_build_object('results', p.results)), '{}')"
 "   FROM steps p WHERE p.task_id = k.task_id"
 "     AND p.status IN ('complete', 'resolved_manually'))::text, NULL"
-" FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed";
+" FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
+"UNION ALL "
+"SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+"  NULL, NULL FROM f WHERE f.v IS NULL";
 
 /*
  * Finalise tasks ($1: bigint[]) from their steps: complete when every step
@@ -212,7 +232,9 @@ static const char sql_apply[] =
  */
 const char sched_sql_finalize[] =
 "WITH a AS MATERIALIZED ("
-"  SELECT i.id AS task_id, a.* FROM unnest($1::bigint[]) AS i(id)"
+"  SELECT i.id AS task_id, a.* FROM unnest(coalesce($1::bigint[],"
+"      nullif(current_setting('taskerd.finalize', true), '')::bigint[]))"
+"    AS i(id)"
 "  CROSS JOIN LATERAL (SELECT"
 "    bool_and(s.status IN ('complete', 'resolved_manually')) AS done,"
 "    bool_or(s.status = 'error') AS failed,"
@@ -1029,7 +1051,7 @@ sched_flush(void)
 	params[2] = blocked;
 	params[3] = limit;
 	db_job_add(job, sql_apply, 4, params);
-	params[0] = tasks;
+	params[0] = NULL;
 	db_job_add(job, sched_sql_finalize, 1, params);
 	free(blocked);
 	sent->limit = room;

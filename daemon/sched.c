@@ -743,7 +743,9 @@ sched_claims_reserve(int most)
 {
 	int	room;
 
-	if (sv.stopping || !sc.recovered || !node_lease_ok())
+	/* Older ready steps may be waiting for room (sc.want): they go
+	 * first, by age, through the general claim; new tasks wait. */
+	if (sv.stopping || !sc.recovered || !node_lease_ok() || sc.want)
 		return 0;
 	if ((room = sched_room(false)) > most)
 		room = most;

@@ -307,6 +307,32 @@ tmpl_name_line(struct tmpl_parse *p, size_t i)
 	return n != NULL ? yt_line(n) : p->t->steps[i].line;
 }
 
+
+/*
+ * Whether a step's handler may read other steps' results from its input,
+ * so that a step that cannot is not sent them (the claim would otherwise
+ * gather every completed step's results of its task).  noop never reads
+ * its input; an http step reads results only through {{steps...}}
+ * placeholders, so a config whose text never says "steps" cannot; any
+ * other handler may.
+ */
+static bool
+tmpl_reads_results(const struct tmpl_step *st)
+{
+	char	*text;
+	bool	 reads;
+
+	if (strcmp(st->handler, "noop") == 0)
+		return false;
+	if (strcmp(st->handler, "http") != 0)
+		return true;
+	if ((text = json_dumps(st->handler_config, JSON_COMPACT)) == NULL)
+		return true;
+	reads = strstr(text, "steps") != NULL;
+	free(text);
+	return reads;
+}
+
 static int
 tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 {
@@ -338,6 +364,7 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 			    xstrdup(t->default_dependent_system);
 		if (st->handler_config == NULL)
 			st->handler_config = json_object();
+		st->reads_results = tmpl_reads_results(st);
 	}
 	return 0;
 }

@@ -46,10 +46,12 @@
  * Claiming.  A claim makes a ready step this node's ('enqueued', with the
  * node as lease_owner and a fresh lease token) and answers what a worker
  * needs: the task's context and the results of its completed steps
- * (columns 0-11, as claim_from_row and sched_enqueue read them).  Steps are
+ * (columns 0-11, as claim_from_row and sched_enqueue read them) - the
+ * results only for steps whose handler may read them (the readers, a
+ * jsonb {"template_id": [step names]}: see results_readers).  Steps are
  * claimed two ways:
  *  - the general claim takes the oldest ready steps of any task ($1
- *    limit, $2 node, $3 services whose steps must wait);
+ *    limit, $2 node, $3 services whose steps must wait, $4 readers);
  *  - the transaction that applies a batch of outcomes claims the children
  *    it releases (sql_apply), so a child is claimed the moment its
  *    parent's outcome commits.
@@ -72,10 +74,12 @@ static const char sql_claim[] =
 "SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
 "  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id,"
 "  t.context::text,"
-"  (SELECT coalesce(jsonb_object_agg(p.name,"
+"  CASE WHEN coalesce(($4::jsonb -> t.template_id::text) ? u.name, false)"
+"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"
 "     jsonb_build_object('results', p.results)), '{}')"
 "   FROM steps p WHERE p.task_id = u.task_id"
-"     AND p.status IN ('complete', 'resolved_manually'))::text "
+"     AND p.status IN ('complete', 'resolved_manually'))::text"
+"  ELSE '{}' END "
 "FROM u JOIN tasks t ON t.id = u.task_id";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
@@ -100,7 +104,7 @@ static const char sql_next_due[] =
  *
  * Completing a step releases its children; in the same update, up to $4
  * children that became ready are claimed for this node ($2; $3: services
- * whose steps must wait).  The readiness test runs on the row being
+ * whose steps must wait; $5: the readers of results, as for sql_claim).  The readiness test runs on the row being
  * updated, so a child another transaction changed meanwhile (a cancel, a
  * parent completed elsewhere) is left to the general claim.
  *
@@ -112,7 +116,8 @@ static const char sql_next_due[] =
  *
  * Rows: applied records (column 12: their step id), then claimed
  * children (columns 0-11; column 11: the results of the task's steps
- * completed before this batch - the batch's own are added by the caller).
+ * completed before this batch - the batch's own are added by the caller -
+ * or {} for a step that does not read them).
  */
 static const char sql_apply[] =
 "WITH o0 AS MATERIALIZED ("
@@ -212,10 +217,12 @@ static const char sql_apply[] =
 "SELECT k.id, k.task_id, k.name, k.attempts, k.retry_limit, k.retryable,"
 "  k.timeout_ms, k.lease_token, t.template_id, t.correlation_id,"
 "  t.context::text,"
-"  (SELECT coalesce(jsonb_object_agg(p.name,"
+"  CASE WHEN coalesce(($5::jsonb -> t.template_id::text) ? k.name, false)"
+"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"
 "     jsonb_build_object('results', p.results)), '{}')"
 "   FROM steps p WHERE p.task_id = k.task_id"
-"     AND p.status IN ('complete', 'resolved_manually'))::text, NULL"
+"     AND p.status IN ('complete', 'resolved_manually'))::text"
+"  ELSE '{}' END, NULL"
 " FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
 "UNION ALL "
 "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
@@ -326,10 +333,46 @@ static struct {
 	struct event	*sweep;
 	struct event	*retry_apply;
 	struct event	*mark;
+	const struct tmpl_registry *readers_of;	/* registry readers is for */
+	char		*readers;
 } sc;
 
 static void	sched_run(void);
 static void	sched_flush(void);
+
+/*
+ * The steps whose handler may read other steps' results, as the claims'
+ * readers parameter: {"template_id": [step names]}.  Built once per
+ * template registry (a reload replaces the registry, and never frees the
+ * old one while the daemon runs, so the pointer identifies it).
+ */
+static const char *
+results_readers(void)
+{
+	const struct tmpl	*t;
+	json_t			*obj, *names;
+	char			 key[24];
+	size_t			 i, j;
+
+	if (sc.readers != NULL && sc.readers_of == sv.templates)
+		return sc.readers;
+	obj = json_object();
+	for (i = 0; i < sv.templates->n; i++) {
+		t = sv.templates->items[i];
+		names = json_array();
+		for (j = 0; j < t->nsteps; j++)
+			if (t->steps[j].reads_results)
+				json_array_append_new(names,
+				    json_string(t->steps[j].name));
+		snprintf(key, sizeof(key), "%lld", (long long)t->db_id);
+		json_object_set_new(obj, key, names);
+	}
+	free(sc.readers);
+	sc.readers = json_dumps(obj, JSON_COMPACT);
+	sc.readers_of = sv.templates;
+	json_decref(obj);
+	return sc.readers;
+}
 
 static double
 rnd01(void)
@@ -643,7 +686,8 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
 		steps = json_loads(PQgetvalue(res, i, 11), 0, NULL);
 		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
-		if (steps != NULL && done != NULL)
+		if (steps != NULL && done != NULL && c->tstep != NULL &&
+		    c->tstep->reads_results)
 			json_object_update(steps, json_object_get(done, key));
 		c->input = json_pack("{s:o, s:o, s:i}",
 		    "context", ctx ? ctx : json_object(),
@@ -710,7 +754,7 @@ sched_run(void)
 {
 	struct db_job	*job;
 	char		 limit[16], *blocked;
-	const char	*params[3];
+	const char	*params[4];
 	int		 want;
 
 	sched_dispatch_queued();
@@ -726,8 +770,9 @@ sched_run(void)
 	params[0] = limit;
 	params[1] = sv.node_id;
 	params[2] = blocked;
+	params[3] = results_readers();
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
-	db_job_add(job, sql_claim, 3, params);
+	db_job_add(job, sql_claim, 4, params);
 	if (sc.need_due)
 		db_job_add(job, sql_next_due, 1, params + 2);
 	free(blocked);		/* db_job_add copied it */
@@ -1020,7 +1065,7 @@ sched_flush(void)
 	json_t		*arr, *v;
 	const char	*k;
 	char		*outcomes, *tasks, limit[16], *blocked;
-	const char	*params[4];
+	const char	*params[5];
 	int		 room;
 
 	if (sc.applying || json_object_size(sc.batch) == 0 ||
@@ -1052,7 +1097,8 @@ sched_flush(void)
 	params[1] = sv.node_id;
 	params[2] = blocked;
 	params[3] = limit;
-	db_job_add(job, sql_apply, 4, params);
+	params[4] = results_readers();
+	db_job_add(job, sql_apply, 5, params);
 	params[0] = NULL;
 	db_job_add(job, sched_sql_finalize, 1, params);
 	free(blocked);

@@ -40,6 +40,9 @@ struct tmpl_step {
 	int64_t		 timeout_ms;
 	struct backoff	 backoff;
 	json_t		*handler_config;	/* object; {} when absent */
+	/* The handler may read other steps' results from its input: not
+	 * noop, and not an http step whose config names no "steps". */
+	bool		 reads_results;
 	int		 line;			/* where the step starts */
 };
 

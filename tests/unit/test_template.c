@@ -318,6 +318,46 @@ test_defaults(void **state)
 	tmpl_free(t);
 }
 
+/* Which steps are sent other steps' results: those whose handler may
+ * read them. */
+static void
+test_reads_results(void **state)
+{
+	static const char y[] =
+	    "name: readers\n"
+	    "step_templates:\n"
+	    "  - name: quiet\n"
+	    "    handler: noop\n"
+	    "    handler_config: {results: {steps: 1}}\n"
+	    "  - name: context_only\n"
+	    "    handler_config:\n"
+	    "      url: http://x/{{context.id}}\n"
+	    "      body: {a: \"{{context.a}}\"}\n"
+	    "  - name: body_reader\n"
+	    "    handler_config:\n"
+	    "      url: http://x/\n"
+	    "      body: {id: \"{{ steps.quiet.results.id }}\"}\n"
+	    "  - name: header_reader\n"
+	    "    handler_config:\n"
+	    "      url: http://x/\n"
+	    "      headers: {X-Id: \"{{steps.quiet.results.id}}\"}\n"
+	    "  - name: plugin\n"
+	    "    handler_class: some_symbol\n";
+	char		 err[1024];
+	struct tmpl	*t;
+
+	(void)state;
+	if ((t = load(y, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	assert_false(t->steps[0].reads_results);	/* noop: never */
+	assert_false(t->steps[1].reads_results);
+	assert_true(t->steps[2].reads_results);
+	assert_true(t->steps[3].reads_results);
+	assert_string_equal(t->steps[4].handler, "plugin");
+	assert_true(t->steps[4].reads_results);		/* may: unknown */
+	tmpl_free(t);
+}
+
 /* Scalars: unquoted ones are typed, quoted ones stay strings. */
 static void
 test_scalar_json(void **state)
@@ -877,6 +917,7 @@ main(void)
 		cmocka_unit_test(test_seed_loads),
 		cmocka_unit_test(test_tasker_keys),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_reads_results),
 		cmocka_unit_test(test_scalar_json),
 		cmocka_unit_test(test_err_unknown_keys),
 		cmocka_unit_test(test_err_types),

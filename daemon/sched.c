@@ -1032,6 +1032,21 @@ sched_retry_apply_cb(evutil_socket_t fd, short what, void *arg)
 	sched_flush();
 }
 
+/* How many of the records complete their step. */
+static int
+batch_completions(json_t *recs)
+{
+	const char	*k;
+	json_t		*v;
+	int		 n = 0;
+
+	json_object_foreach(recs, k, v)
+		if (strcmp(json_string_value(json_object_get(v, "status")),
+		    "complete") == 0)
+			n++;
+	return n;
+}
+
 /* "{1,2,3}": a PostgreSQL array literal of the keys (ids) of an object. */
 static char *
 id_array(json_t *obj)
@@ -1066,7 +1081,7 @@ sched_flush(void)
 	const char	*k;
 	char		*outcomes, *tasks, limit[16], *blocked;
 	const char	*params[5];
-	int		 room;
+	int		 room, completions;
 
 	if (sc.applying || json_object_size(sc.batch) == 0 ||
 	    evtimer_pending(sc.retry_apply, NULL))
@@ -1084,10 +1099,19 @@ sched_flush(void)
 	json_decref(arr);
 	tasks = id_array(sent->tasks);
 
-	/* Room for the children this batch releases. */
+	/* Room for the children this batch releases, and at least one per
+	 * step it completes (which frees a place): a child left unclaimed
+	 * waits for the general claim behind every older ready step - under
+	 * a burst of creations, the first steps of hundreds of tasks not yet
+	 * started - and a chain's longest dispatch was 1.1 s.  A fan-out
+	 * beyond one child per completion still waits for room. */
 	room = 0;
-	if (!sv.stopping && node_lease_ok() && (room = sched_room(true)) < 0)
-		room = 0;
+	if (!sv.stopping && node_lease_ok()) {
+		if ((room = sched_room(true)) < 0)
+			room = 0;
+		if (room < (completions = batch_completions(sent->recs)))
+			room = completions;
+	}
 	snprintf(limit, sizeof(limit), "%d", room);
 	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);

@@ -58,6 +58,18 @@
  * A claim writes no transition: the audit trail records when an attempt
  * started (below), not when a node reserved it.
  */
+/* Column 11 of a claim of step row s (of task t): the results of the
+ * task's completed steps, {"name": {"results": ...}}, if the step may
+ * read them (readers: the parameter holding results_readers()), else {}. */
+#define SQL_RESULTS_FOR(s, readers)					\
+	"CASE WHEN coalesce((" readers "::jsonb -> t.template_id::text)"	\
+	"    ? " s ".name, false)"						\
+	"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"		\
+	"      jsonb_build_object('results', p.results)), '{}')"		\
+	"    FROM steps p WHERE p.task_id = " s ".task_id"			\
+	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
+	"  ELSE '{}' END"
+
 static const char sql_claim[] =
 "WITH c AS ("
 "  SELECT s.id FROM steps s"
@@ -73,13 +85,7 @@ static const char sql_claim[] =
 "    s.retryable, s.timeout_ms, s.lease_token)"
 "SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
 "  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id,"
-"  t.context::text,"
-"  CASE WHEN coalesce(($4::jsonb -> t.template_id::text) ? u.name, false)"
-"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"
-"     jsonb_build_object('results', p.results)), '{}')"
-"   FROM steps p WHERE p.task_id = u.task_id"
-"     AND p.status IN ('complete', 'resolved_manually'))::text"
-"  ELSE '{}' END "
+"  t.context::text, " SQL_RESULTS_FOR("u", "$4") " "
 "FROM u JOIN tasks t ON t.id = u.task_id";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
@@ -216,13 +222,7 @@ static const char sql_apply[] =
 "UNION ALL "
 "SELECT k.id, k.task_id, k.name, k.attempts, k.retry_limit, k.retryable,"
 "  k.timeout_ms, k.lease_token, t.template_id, t.correlation_id,"
-"  t.context::text,"
-"  CASE WHEN coalesce(($5::jsonb -> t.template_id::text) ? k.name, false)"
-"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"
-"     jsonb_build_object('results', p.results)), '{}')"
-"   FROM steps p WHERE p.task_id = k.task_id"
-"     AND p.status IN ('complete', 'resolved_manually'))::text"
-"  ELSE '{}' END, NULL"
+"  t.context::text, " SQL_RESULTS_FOR("k", "$5") ", NULL"
 " FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
 "UNION ALL "
 "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"

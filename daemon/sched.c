@@ -627,6 +627,20 @@ sched_mark_cb(evutil_socket_t fd, short what, void *arg)
 	sched_flush();
 }
 
+/* Give a claim to an idle worker (pool_idle() > 0). */
+static void
+sched_start(struct claim *c)
+{
+	sc.ndispatched++;
+	c->dispatched = true;
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	clock_gettime(CLOCK_REALTIME, &c->started_wall);
+	TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
+	services_started(claim_service(c));
+	metrics_inc(M_STEPS_STARTED, 1, claim_template(c), c->step_name);
+	pool_dispatch(c);	/* the pool holds it until the outcome */
+}
+
 /* Give queued claims to idle workers, as their services allow. */
 static void
 sched_dispatch_queued(void)
@@ -651,15 +665,7 @@ sched_dispatch_queued(void)
 			continue;
 		TAILQ_REMOVE(&sc.queue, c, entry);
 		sc.nqueued--;
-		sc.ndispatched++;
-		c->dispatched = true;
-		clock_gettime(CLOCK_MONOTONIC, &c->started);
-		clock_gettime(CLOCK_REALTIME, &c->started_wall);
-		TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
-		services_started(service);
-		metrics_inc(M_STEPS_STARTED, 1, claim_template(c),
-		    c->step_name);
-		pool_dispatch(c);	/* the pool holds it until the outcome */
+		sched_start(c);
 	}
 	sched_mark_arm();
 	sched_release(release, nrelease);
@@ -705,6 +711,15 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 			c->retryable = false;
 			sched_fail(c, "unknown_template", "the step's template "
 			    "is not loaded on this node");
+			continue;
+		}
+		/* A worker is idle: nothing queued could start before this
+		 * one, which need not wait for the rest of the rows. */
+		if (pool_idle() > 0 && node_lease_ok() &&
+		    !services_open(claim_service(c)) &&
+		    services_may_dispatch(claim_service(c))) {
+			sched_start(c);
+			sched_mark_arm();
 			continue;
 		}
 		if (!first)

@@ -307,7 +307,6 @@ tmpl_name_line(struct tmpl_parse *p, size_t i)
 	return n != NULL ? yt_line(n) : p->t->steps[i].line;
 }
 
-
 /*
  * Whether a step's handler may read other steps' results from its input,
  * so that a step that cannot is not sent them (the claim would otherwise

@@ -42,6 +42,18 @@
 #define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
 #define SCHED_SWEEP_LOCK	"7354"	/* advisory lock (7354, 1): one sweeper */
 
+/* Column 11 of a claim of step row s (of task t): the results of the
+ * task's completed steps, {"name": {"results": ...}}, if the step may
+ * read them (readers: the parameter holding results_readers()), else {}. */
+#define SQL_RESULTS_FOR(s, readers)					\
+	"CASE WHEN coalesce((" readers "::jsonb -> t.template_id::text)"	\
+	"    ? " s ".name, false)"						\
+	"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"		\
+	"      jsonb_build_object('results', p.results)), '{}')"		\
+	"    FROM steps p WHERE p.task_id = " s ".task_id"			\
+	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
+	"  ELSE '{}' END"
+
 /*
  * Claiming.  A claim makes a ready step this node's ('enqueued', with the
  * node as lease_owner and a fresh lease token) and answers what a worker
@@ -58,18 +70,6 @@
  * A claim writes no transition: the audit trail records when an attempt
  * started (below), not when a node reserved it.
  */
-/* Column 11 of a claim of step row s (of task t): the results of the
- * task's completed steps, {"name": {"results": ...}}, if the step may
- * read them (readers: the parameter holding results_readers()), else {}. */
-#define SQL_RESULTS_FOR(s, readers)					\
-	"CASE WHEN coalesce((" readers "::jsonb -> t.template_id::text)"	\
-	"    ? " s ".name, false)"						\
-	"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"		\
-	"      jsonb_build_object('results', p.results)), '{}')"		\
-	"    FROM steps p WHERE p.task_id = " s ".task_id"			\
-	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
-	"  ELSE '{}' END"
-
 static const char sql_claim[] =
 "WITH c AS ("
 "  SELECT s.id FROM steps s"
@@ -110,9 +110,10 @@ static const char sql_next_due[] =
  *
  * Completing a step releases its children; in the same update, up to $4
  * children that became ready are claimed for this node ($2; $3: services
- * whose steps must wait; $5: the readers of results, as for sql_claim).  The readiness test runs on the row being
- * updated, so a child another transaction changed meanwhile (a cancel, a
- * parent completed elsewhere) is left to the general claim.
+ * whose steps must wait; $5: the readers of results, as for sql_claim).
+ * The readiness test runs on the row being updated, so a child another
+ * transaction changed meanwhile (a cancel, a parent completed elsewhere)
+ * is left to the general claim.
  *
  * Every lookup goes through a primary key (a lateral lookup whose LIMIT
  * keeps the planner from turning it into a join, or "id = ANY(ARRAY(...))"
@@ -229,9 +230,10 @@ static const char sql_apply[] =
 "  NULL, NULL FROM f WHERE f.v IS NULL";
 
 /*
- * Finalise tasks ($1: bigint[]) from their steps: complete when every step
- * is complete or resolved; error when a step failed and nothing else can
- * run; in_progress otherwise.  Runs after sql_apply in the same transaction,
+ * Finalise tasks ($1: bigint[]; NULL: the ones sql_apply chose, earlier in
+ * the transaction) from their steps: complete when every step is complete
+ * or resolved; error when a step failed and nothing else can run;
+ * in_progress otherwise.  Runs after sql_apply in the same transaction,
  * which began with sched_sql_lock_tasks: two transactions finishing the
  * last two steps of a task (on two nodes, say) must not each see the other
  * step unfinished and leave the task in_progress for ever.  A task whose

@@ -62,8 +62,9 @@
  * results only for steps whose handler may read them (the readers, a
  * jsonb {"template_id": [step names]}: see results_readers).  Steps are
  * claimed two ways:
- *  - the general claim takes the oldest ready steps of any task ($1
- *    limit, $2 node, $3 services whose steps must wait, $4 readers);
+ *  - the general claim takes the oldest ready steps of any task, those
+ *    of tasks under way before the first steps of new ones ($1 limit, $2
+ *    node, $3 services whose steps must wait, $4 readers);
  *  - the transaction that applies a batch of outcomes claims the children
  *    it releases (sql_apply), so a child is claimed the moment its
  *    parent's outcome commits.
@@ -76,7 +77,8 @@ static const char sql_claim[] =
 "  WHERE s.status IN ('pending', 'waiting_for_retry')"
 "    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
 "    AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
-"  ORDER BY s.next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+"  ORDER BY (s.first_step AND s.attempts = 0), s.next_attempt_at"
+"  LIMIT $1 FOR UPDATE SKIP LOCKED),"
 " u AS ("
 "  UPDATE steps s SET status = 'enqueued', lease_owner = $2,"
 "    lease_token = nextval('step_lease_tokens'), updated_at = now()"
@@ -89,12 +91,17 @@ static const char sql_claim[] =
 "FROM u JOIN tasks t ON t.id = u.task_id";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
- * none); steps of blocked services ($1) wait for their breaker instead. */
+ * none); steps of blocked services ($1) wait for their breaker instead.
+ * (The soonest of each kind the claim orders by, so that both lookups run
+ * down the index in order.) */
 static const char sql_next_due[] =
-"SELECT (extract(epoch FROM min(next_attempt_at) - clock_timestamp())"
-"  * 1000)::bigint FROM steps"
-" WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0"
-"   AND (service IS NULL OR service <> ALL($1::text[]))";
+"SELECT (extract(epoch FROM min(d.at) - clock_timestamp()) * 1000)::bigint"
+" FROM (VALUES (false), (true)) AS f(first) CROSS JOIN LATERAL ("
+"  SELECT next_attempt_at AS at FROM steps"
+"  WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0"
+"    AND (first_step AND attempts = 0) = f.first"
+"    AND (service IS NULL OR service <> ALL($1::text[]))"
+"  ORDER BY next_attempt_at LIMIT 1) d";
 
 /*
  * Apply a batch of records ($1: [{step_id, token, status, free, delay_ms,
@@ -1118,10 +1125,8 @@ sched_flush(void)
 
 	/* Room for the children this batch releases, and at least one per
 	 * step it completes (which frees a place): a child left unclaimed
-	 * waits for the general claim behind every older ready step - under
-	 * a burst of creations, the first steps of hundreds of tasks not yet
-	 * started - and a chain's longest dispatch was 1.1 s.  A fan-out
-	 * beyond one child per completion still waits for room. */
+	 * waits for the general claim, which takes it before the first steps
+	 * of new tasks but only when there is room again. */
 	room = 0;
 	if (!sv.stopping && node_lease_ok()) {
 		if ((room = sched_room(true)) < 0)

@@ -375,12 +375,23 @@ def cut_off(pg, role):
                "pg_stat_activity WHERE usename = '%s'" % role)
 
 
-def node_with_role(taskerd, pg, db, role, tmpl, cfg):
-    """A node that logs in as role (made here), so it can be cut off."""
+def start_to_cut_off(taskerd, pg, service, prefix):
+    """A node alone on a new database, logging in as a role of its own
+    (made here, so that cut_off can refuse it), that has created task
+    `long`, so the step is surely its own.  Returns (db, role, node, task
+    id, templates, config): a second node on db uses the same templates
+    and config."""
+    tmpl = {"long.yaml": PARTITION.replace("@SVC@", service.url)}
+    cfg = {"scheduler.lease": "%dms" % int(LEASE_S * 1000),
+           "log.level": "info"}
+    role = "%s_%s" % (prefix, os.urandom(4).hex())
+    db = pg.createdb()
     pg.execute("postgres", "CREATE ROLE %s SUPERUSER LOGIN" % role)
-    return taskerd(templates=tmpl, workers=2, db=db, config=dict(cfg, **{
+    node = taskerd(templates=tmpl, workers=2, db=db, config=dict(cfg, **{
         "database.dsn": "%s user=%s" % (pg.dsn(db).replace(
             "user=postgres", ""), role)}))
+    tid = node.create_task("long", {}, namespace="it")["task_id"]
+    return db, role, node, tid, tmpl, cfg
 
 
 def test_partitioned_node_outcome_is_fenced(taskerd, service, pg):
@@ -395,13 +406,8 @@ def test_partitioned_node_outcome_is_fenced(taskerd, service, pg):
         req.wait_or_gone(0.8)
         return 200, {"call": len(calls)}
     service.route("POST", "/long_call", answer)
-    tmpl = {"long.yaml": PARTITION.replace("@SVC@", service.url)}
-    cfg = {"scheduler.lease": "%dms" % int(LEASE_S * 1000),
-           "log.level": "info"}
-    role = "fence_%s" % os.urandom(4).hex()
-    db = pg.createdb()
-    cut = node_with_role(taskerd, pg, db, role, tmpl, cfg)
-    tid = cut.create_task("long", {}, namespace="it")["task_id"]
+    db, role, cut, tid, tmpl, cfg = start_to_cut_off(taskerd, pg, service,
+                                                     "fence")
     service.wait_requests("/long_call", 1, timeout=10)
     other = taskerd(templates=tmpl, workers=2, db=db, config=cfg)
     cut_off(pg, role)
@@ -442,14 +448,8 @@ def test_partitioned_node_never_runs_a_step_twice(taskerd, service, pg):
     step takes longer than the takeover."""
     call_s = 4 * LEASE_S
     slow_service(service, seconds=call_s, steps=("long_call",))
-    tmpl = {"long.yaml": PARTITION.replace("@SVC@", service.url)}
-    cfg = {"scheduler.lease": "%dms" % int(LEASE_S * 1000),
-           "log.level": "info"}
-    role = "part_%s" % os.urandom(4).hex()
-    db = pg.createdb()
-    # The node to cut off starts alone, so the step is surely its own.
-    cut = node_with_role(taskerd, pg, db, role, tmpl, cfg)
-    tid = cut.create_task("long", {}, namespace="it")["task_id"]
+    db, role, cut, tid, tmpl, cfg = start_to_cut_off(taskerd, pg, service,
+                                                     "part")
     first = service.wait_requests("/long_call", 1, timeout=10)[0]
     other = taskerd(templates=tmpl, workers=2, db=db, config=cfg)
     cut_off(pg, role)

@@ -474,7 +474,7 @@ static const char sql_step_action[] =
 "    updated_at = now()"
 "  FROM s0 WHERE s.id = s0.id AND s0.status = ANY($5::text[])"
 "    AND s0.task_status IN ('pending', 'in_progress', 'error')"
-"  RETURNING s.id, s.task_id, s0.status AS old, s.status),"
+"  RETURNING s.id, s.task_id, s0.status AS old, s.status, s.children),"
 " st AS ("
 "  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
 "    metadata)"
@@ -482,8 +482,7 @@ static const char sql_step_action[] =
 " k AS ("
 "  UPDATE steps c SET remaining_parents = c.remaining_parents - 1,"
 "    updated_at = now()"
-"  FROM step_edges e, u"
-"  WHERE e.from_step_id = u.id AND c.id = e.to_step_id"
+"  FROM u WHERE c.id = ANY(u.children)"
 "    AND u.status IN ('complete', 'resolved_manually'))"
 "SELECT s0.status, (SELECT count(*) FROM u),"
 "  CASE WHEN s0.task_status IN ('pending', 'in_progress', 'error')"
@@ -713,8 +712,8 @@ api_get_task(struct evhttp_request *req, const char *idstr)
 static const char sql_diagram[] =
 "SELECT s.position, s.name, s.status, s.attempts,"
 "  coalesce((SELECT string_agg(p.position::text, ',' ORDER BY p.position)"
-"   FROM step_edges e JOIN steps p ON p.id = e.from_step_id"
-"   WHERE e.to_step_id = s.id), '')"
+"   FROM steps p WHERE p.task_id = s.task_id AND s.id = ANY(p.children)),"
+"  '')"
 " FROM steps s WHERE s.task_id = $1 ORDER BY s.position";
 
 /* Mermaid labels are quoted; a quote inside becomes its entity. */

@@ -1,14 +1,14 @@
 /*
  * create.c - task creation, in batches.
  *
- * A task costs a handful of row inserts (the task, its steps and edges, a
- * transition); a transaction per task would cost a commit - a WAL flush -
- * per task as well.  So creations that arrive while a batch is being
- * written wait for the next one, and each batch is one statement in one
- * transaction: under load, hundreds of tasks share a commit; alone, a
- * creation goes out at once.  The same statement claims the tasks' first
- * steps for this node as far as it has room, so they start as soon as the
- * commit returns.
+ * A task costs a handful of row inserts (the task, its steps - each with
+ * the ids of its children - and a transition); a transaction per task
+ * would cost a commit - a WAL flush - per task as well.  So creations that
+ * arrive while a batch is being written wait for the next one, and each
+ * batch is one statement in one transaction: under load, hundreds of tasks
+ * share a commit; alone, a creation goes out at once.  The same statement
+ * claims the tasks' first steps for this node as far as it has room, so
+ * they start as soon as the commit returns.
  *
  * Each request keeps its own answer: 201 with the task, or 409 with the
  * task of the same identity (created earlier, concurrently, or earlier in
@@ -46,7 +46,11 @@
  *
  * Task ids are drawn before the insert so the answer can be matched to
  * each request; an insert skipped by ON CONFLICT (same identity) leaves a
- * gap in the sequence, as a rolled back one would.
+ * gap in the sequence, as a rolled back one would.  Step ids are drawn
+ * before theirs too, in task and template order, so that a step's row can
+ * list its children's ids.  The sequences are named, not looked up per row
+ * (pg_get_serial_sequence read the catalog for every row: a third of the
+ * statement's buffer accesses).
  *
  * Rows: claims first (columns 0-11 as sched.c's claims, NULL on task
  * rows), then per request: ord, task id, created, status, created_at (JSON),
@@ -59,7 +63,7 @@ static const char sql_create[] =
 "    reason text, tags jsonb, correlation_id text, ikey text,"
 "    identity text)),"
 " h AS ("
-"  SELECT x.*, nextval(pg_get_serial_sequence('tasks', 'id')) AS id,"
+"  SELECT x.*, nextval('tasks_id_seq') AS id,"
 "    CASE x.identity"
 "      WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
 "        x.context::text, 'UTF8')), 'hex')"
@@ -77,32 +81,35 @@ static const char sql_create[] =
 "  SELECT * FROM jsonb_to_recordset($2::jsonb) AS y(template_id bigint,"
 "    name text, position int, handler text, service text,"
 "    retry_limit int, retryable boolean, timeout_ms int, nparents int)),"
-" sr AS ("
-"  SELECT t.id AS task_id, y.*, y.nparents = 0 AND (y.service IS NULL"
+" sr AS MATERIALIZED ("
+"  SELECT t.id AS task_id, y.*, nextval('steps_id_seq') AS id,"
+"    y.nparents = 0 AND (y.service IS NULL"
 "      OR y.service <> ALL($6::text[])) AS first"
-"  FROM t JOIN y ON y.template_id = t.template_id),"
+"  FROM t JOIN y ON y.template_id = t.template_id"
+"  ORDER BY t.id, y.position),"
+" z AS ("
+"  SELECT * FROM jsonb_to_recordset($3::jsonb) AS z(template_id bigint,"
+"    src text, dst text)),"
+" ch AS ("
+"  SELECT p.id, array_agg(c.id ORDER BY c.position) AS ids"
+"  FROM sr p JOIN z ON z.template_id = p.template_id AND z.src = p.name"
+"  JOIN sr c ON c.task_id = p.task_id AND c.name = z.dst GROUP BY p.id),"
 " sn AS ("
 "  SELECT sr.*, sr.first AND row_number() OVER (PARTITION BY sr.first"
 "      ORDER BY sr.task_id, sr.position) <= $4 AS claim FROM sr),"
 " s AS ("
-"  INSERT INTO steps (task_id, name, position, handler, service,"
+"  INSERT INTO steps (id, task_id, name, position, handler, service,"
 "    retry_limit, attempt_budget, retryable, timeout_ms, remaining_parents,"
-"    first_step, status, lease_owner, lease_token)"
-"  SELECT task_id, name, position, handler, service, retry_limit,"
+"    first_step, children, status, lease_owner, lease_token)"
+"  SELECT sn.id, task_id, name, position, handler, service, retry_limit,"
 "    retry_limit, retryable, timeout_ms, nparents, nparents = 0,"
+"    coalesce(ch.ids, '{}'),"
 "    CASE WHEN claim THEN 'enqueued' ELSE 'pending' END,"
 "    CASE WHEN claim THEN $5 END,"
-"    CASE WHEN claim THEN nextval('step_lease_tokens') END FROM sn"
+"    CASE WHEN claim THEN nextval('step_lease_tokens') END"
+"  FROM sn LEFT JOIN ch ON ch.id = sn.id"
 "  RETURNING id, task_id, name, position, status, attempts, retry_limit,"
 "    retryable, timeout_ms, lease_token),"
-" z AS ("
-"  SELECT * FROM jsonb_to_recordset($3::jsonb) AS z(template_id bigint,"
-"    src text, dst text)),"
-" e AS ("
-"  INSERT INTO step_edges (task_id, from_step_id, to_step_id)"
-"  SELECT t.id, p.id, c.id FROM t JOIN z ON z.template_id = t.template_id"
-"  JOIN s p ON p.task_id = t.id AND p.name = z.src"
-"  JOIN s c ON c.task_id = t.id AND c.name = z.dst),"
 " tt AS ("
 "  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
 "  SELECT t.id, NULL, 'pending', jsonb_strip_nulls(jsonb_build_object("

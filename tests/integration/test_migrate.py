@@ -9,7 +9,7 @@ SCHEMA = {
     "tasks": {"id", "status", "context"},
     "steps": {"id", "task_id", "name", "status", "attempts", "retry_limit",
               "results", "last_error"},
-    "step_edges": {"task_id", "from_step_id", "to_step_id"},
+    "step_edges": {"task_id", "from_step_id", "to_step_id"},  # a view
     "step_transitions": {"id", "step_id", "task_id", "from_state", "to_state",
                          "metadata", "created_at"},
     "task_transitions": {"id", "task_id", "from_state", "to_state", "metadata",
@@ -18,13 +18,13 @@ SCHEMA = {
 
 
 def schema_of(pg, db):
-    """{table: {column: type}} for every table visible on the search path."""
+    """{table: {column: type}} for every table and view on the search path."""
     rows = pg.json(db, """
         select c.table_name as t, c.column_name as c, c.data_type as ty
           from information_schema.columns c
           join information_schema.tables t
             on t.table_schema = c.table_schema and t.table_name = c.table_name
-         where t.table_type = 'BASE TABLE'
+         where t.table_type in ('BASE TABLE', 'VIEW')
            and c.table_schema = any (current_schemas(false))""")
     out = {}
     for r in rows:
@@ -86,3 +86,68 @@ def test_migrate_fails_cleanly_without_database(taskerd):
     r = migrate(t, timeout=20)
     assert r.returncode != 0
     assert r.stderr.strip() or r.stdout.strip(), "no reason given"
+
+
+def test_upgrade_keeps_the_graph_of_existing_tasks(taskerd, pg):
+    """A database written before migration 008 (edges in step_edges rows)
+    keeps its tasks' graphs: after the upgrade each step lists its children,
+    the step_edges view shows the same edges, the API the same depends_on,
+    and a step completed afterwards still releases its children."""
+    t = taskerd(start=False, templates={"g.yaml": """
+name: g
+step_templates:
+  - name: a
+    handler: noop
+  - name: b
+    handler: noop
+    depends_on_step: a
+  - name: c
+    handler: noop
+    depends_on_steps: [a, b]
+"""})
+    pg.execute(t.db, "CREATE TABLE taskerd_migrations (version int PRIMARY KEY,"
+               " name text NOT NULL, applied_at timestamptz NOT NULL"
+               " DEFAULT now())")
+    for f in sorted((harness.REPO / "sql").glob("00*.sql")):
+        version = int(f.name.split("_")[0])
+        if version >= 8:
+            break
+        pg.execute(t.db, f.read_text())
+        pg.execute(t.db, "INSERT INTO taskerd_migrations (version, name)"
+                   " VALUES (%d, '%s')" % (version, f.stem))
+    # The task as a 007 node wrote it: a is pending and ready, b and c wait.
+    pg.execute(t.db, """
+        INSERT INTO namespaces (id, name) VALUES (1, 'default');
+        INSERT INTO templates (id, namespace_id, name, version, definition)
+            VALUES (1, 1, 'g', '0.1.0', '{}');
+        INSERT INTO tasks (id, template_id, status, correlation_id)
+            VALUES (1, 1, 'pending', 'old-task');
+        INSERT INTO steps (id, task_id, name, position, handler, retry_limit,
+                           attempt_budget, timeout_ms, remaining_parents,
+                           first_step)
+            VALUES (11, 1, 'a', 0, 'noop', 3, 3, 1000, 0, true),
+                   (12, 1, 'b', 1, 'noop', 3, 3, 1000, 1, false),
+                   (13, 1, 'c', 2, 'noop', 3, 3, 1000, 2, false);
+        INSERT INTO step_edges (task_id, from_step_id, to_step_id)
+            VALUES (1, 11, 12), (1, 11, 13), (1, 12, 13);
+        SELECT setval('tasks_id_seq', 1); SELECT setval('steps_id_seq', 13);""")
+
+    r = migrate(t)
+    assert r.returncode == 0, "exit %d\n%s%s" % (r.returncode, r.stdout, r.stderr)
+    children = dict(pg.query(t.db, "SELECT name, children::text FROM steps"
+                             " WHERE task_id = 1"))
+    assert children == {"a": "{12,13}", "b": "{13}", "c": "{}"}
+    edges = pg.query(t.db, "SELECT from_step_id, to_step_id FROM step_edges"
+                     " ORDER BY 1, 2")
+    assert edges == [["11", "12"], ["11", "13"], ["12", "13"]]
+
+    t.start()
+    task = t.get("/v1/tasks/1").body
+    assert {s["name"]: s["depends_on"] for s in task["steps"]} == {
+        "a": [], "b": ["a"], "c": ["a", "b"]}
+    # The old task runs to the end on the new schema.
+    assert t.wait_task(1)["status"] == "complete"
+    order = [r["name"] for r in harness.step_transitions(pg, t.db, 1)
+             if r["to_state"] == "complete"]
+    assert order == ["a", "b", "c"]
+

@@ -54,9 +54,18 @@ def test_bench_prints_every_scenario():
     assert err.rstrip().endswith("bench: ok"), err[-2000:]
 
 
-def test_bench_repeat_prints_medians():
-    out, _ = run_bench(BENCH_REPEAT="2", BENCH_SCENARIOS="chain")
+def test_bench_repeat_prints_medians(tmp_path):
+    explain = tmp_path / "plans"
+    out, _ = run_bench(BENCH_REPEAT="2", BENCH_SCENARIOS="chain",
+                       BENCH_PG_EXPLAIN=str(explain))
     r = out[("chain", None)]
     assert r["runs"] == 2 and r["completed"] == 30, r
     low, high = r["steps_per_s_range"]
     assert low <= r["steps_per_s"] <= high, r
+    # Each run's server log (with its sample of plans) is kept, not
+    # overwritten by the next run's.
+    logs = [(tmp_path / ("plans.%d" % i)).read_text() for i in (1, 2)]
+    for log in logs:
+        assert 'parameter "auto_explain.log_analyze" changed' in log, log[-2000:]
+    assert logs[0] != logs[1]
+    assert not explain.exists()

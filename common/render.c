@@ -9,12 +9,12 @@
  * operator reads it.
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "render.h"
 #include "xmalloc.h"
 
@@ -45,21 +45,6 @@ render_buf_put(struct render_buf *b, const char *s, size_t n)
 	memcpy(b->data + b->len, s, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-}
-
-static void	render_err(char *, size_t, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-static void
-render_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 const json_t *
@@ -113,7 +98,7 @@ render_next(const char *s, size_t *start, size_t *end, const char **path,
 	if ((open = strstr(s, RENDER_OPEN)) == NULL)
 		return 0;
 	if ((close = strstr(open + 2, RENDER_CLOSE)) == NULL) {
-		render_err(err, errlen, "unterminated placeholder at offset %zu",
+		errbuf_set(err, errlen, "unterminated placeholder at offset %zu",
 		    (size_t)(open - s));
 		return -1;
 	}
@@ -124,7 +109,7 @@ render_next(const char *s, size_t *start, size_t *end, const char **path,
 	while (b > a && isspace((unsigned char)b[-1]))
 		b--;
 	if (a == b) {
-		render_err(err, errlen, "empty placeholder at offset %zu",
+		errbuf_set(err, errlen, "empty placeholder at offset %zu",
 		    (size_t)(open - s));
 		return -1;
 	}
@@ -156,7 +141,7 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 	p = xstrndup(path, optional ? pathlen - 1 : pathlen);
 	if (strncmp(p, RENDER_ENV_PREFIX, plen) == 0) {
 		if (p[plen] == '\0') {
-			render_err(err, errlen, "placeholder '%s' names no "
+			errbuf_set(err, errlen, "placeholder '%s' names no "
 			    "environment variable", p);
 			free(p);
 			return NULL;
@@ -166,13 +151,13 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 			return json_null();
 		}
 		if (env == NULL) {
-			render_err(err, errlen, "missing environment variable "
+			errbuf_set(err, errlen, "missing environment variable "
 			    "'%s'", p + plen);
 			free(p);
 			return NULL;
 		}
 		if ((out = json_string(env)) == NULL)
-			render_err(err, errlen, "environment variable '%s' is "
+			errbuf_set(err, errlen, "environment variable '%s' is "
 			    "not valid UTF-8", p + plen);
 		free(p);
 		return out;
@@ -182,13 +167,13 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 		return json_null();
 	}
 	if (v == NULL) {
-		render_err(err, errlen, "missing path '%s'", p);
+		errbuf_set(err, errlen, "missing path '%s'", p);
 		free(p);
 		return NULL;
 	}
 	free(p);
 	if ((out = json_deep_copy(v)) == NULL)
-		render_err(err, errlen, "out of memory copying value");
+		errbuf_set(err, errlen, "out of memory copying value");
 	return out;
 }
 
@@ -309,7 +294,7 @@ render_json_string(const char *s, const json_t *scope, char *err,
 		return NULL;
 	if (r == 0) {
 		if ((out = json_string(s)) == NULL)
-			render_err(err, errlen, "text is not valid UTF-8");
+			errbuf_set(err, errlen, "text is not valid UTF-8");
 		return out;
 	}
 	if (start == 0 && s[end] == '\0')
@@ -317,7 +302,7 @@ render_json_string(const char *s, const json_t *scope, char *err,
 	if ((text = render_string(s, scope, RENDER_TEXT, err, errlen)) == NULL)
 		return NULL;
 	if ((out = json_string(text)) == NULL)
-		render_err(err, errlen, "rendered text is not valid UTF-8");
+		errbuf_set(err, errlen, "rendered text is not valid UTF-8");
 	free(text);
 	return out;
 }
@@ -331,7 +316,7 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 	size_t		 i;
 
 	if (tmpl == NULL) {
-		render_err(err, errlen, "nothing to render");
+		errbuf_set(err, errlen, "nothing to render");
 		return NULL;
 	}
 	switch (json_typeof(tmpl)) {

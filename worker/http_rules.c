@@ -14,7 +14,6 @@
  * therefore not compare secrets.
  */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "httpclass.h"
 #include "http_rules.h"
 #include "protocol.h"
+#include "errbuf.h"
 #include "render.h"
 #include "xmalloc.h"
 
@@ -40,21 +40,6 @@ static const char *const http_rules_rule_keys[] = {
 static const char *const http_rules_lookup_keys[] = {
 	"method", "url", "headers", "body", "results", "match", "set", NULL
 };
-
-static void	http_rules_err(char *, size_t, const char *, ...)
-		    __attribute__((format(printf, 3, 4)));
-
-static void
-http_rules_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* RFC 9110 token characters, for methods and header names. */
 static int
@@ -147,24 +132,24 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 
 	if ((v = json_object_get(obj, "method")) != NULL &&
 	    (!json_is_string(v) || !http_rules_is_token(json_string_value(v)))) {
-		http_rules_err(err, errlen, "http %smethod must be a method "
+		errbuf_set(err, errlen, "http %smethod must be a method "
 		    "name", where);
 		return -1;
 	}
 	if (!json_is_string(json_object_get(obj, "url"))) {
-		http_rules_err(err, errlen, "http %surl is required and must "
+		errbuf_set(err, errlen, "http %surl is required and must "
 		    "be a string", where);
 		return -1;
 	}
 	if ((v = json_object_get(obj, "headers")) != NULL) {
 		if (!json_is_object(v)) {
-			http_rules_err(err, errlen, "http %sheaders must map "
+			errbuf_set(err, errlen, "http %sheaders must map "
 			    "names to strings", where);
 			return -1;
 		}
 		json_object_foreach((json_t *)v, key, item) {
 			if (!http_rules_is_token(key) || !json_is_string(item)) {
-				http_rules_err(err, errlen, "http %sheader '%s' "
+				errbuf_set(err, errlen, "http %sheader '%s' "
 				    "must be a token mapped to a string", where,
 				    key);
 				return -1;
@@ -173,21 +158,21 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 	}
 	if ((v = json_object_get(obj, "results")) != NULL) {
 		if (!json_is_object(v)) {
-			http_rules_err(err, errlen, "http %sresults must map "
+			errbuf_set(err, errlen, "http %sresults must map "
 			    "names to paths", where);
 			return -1;
 		}
 		json_object_foreach((json_t *)v, key, item) {
 			if (!json_is_string(item) ||
 			    !http_rules_path_ok(json_string_value(item))) {
-				http_rules_err(err, errlen, "http %sresults.%s "
+				errbuf_set(err, errlen, "http %sresults.%s "
 				    "must be a path string", where, key);
 				return -1;
 			}
 		}
 	}
 	if ((v = json_object_get(obj, "set")) != NULL && !json_is_object(v)) {
-		http_rules_err(err, errlen, "http %sset must be an object",
+		errbuf_set(err, errlen, "http %sset must be an object",
 		    where);
 		return -1;
 	}
@@ -204,13 +189,13 @@ http_rules_check_lookup(const char *where, const json_t *lk, char *err,
 	char		 sub[64];
 
 	if (!json_is_object(lk)) {
-		http_rules_err(err, errlen, "http %s.lookup must be an object",
+		errbuf_set(err, errlen, "http %s.lookup must be an object",
 		    where);
 		return -1;
 	}
 	if ((key = http_rules_unknown_key(lk, http_rules_lookup_keys)) !=
 	    NULL) {
-		http_rules_err(err, errlen, "http %s.lookup: unknown key '%s' "
+		errbuf_set(err, errlen, "http %s.lookup: unknown key '%s' "
 		    "(method, url, headers, body, results, match, set)", where,
 		    key);
 		return -1;
@@ -221,13 +206,13 @@ http_rules_check_lookup(const char *where, const json_t *lk, char *err,
 	if ((match = json_object_get(lk, "match")) == NULL)
 		return 0;
 	if (!json_is_object(match)) {
-		http_rules_err(err, errlen, "http %s.lookup.match must map "
+		errbuf_set(err, errlen, "http %s.lookup.match must map "
 		    "paths to values", where);
 		return -1;
 	}
 	json_object_foreach((json_t *)match, key, v) {
 		if (!http_rules_path_ok(key)) {
-			http_rules_err(err, errlen, "http %s.lookup.match: "
+			errbuf_set(err, errlen, "http %s.lookup.match: "
 			    "'%s' is not a dotted path", where, key);
 			return -1;
 		}
@@ -249,13 +234,13 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 	    http_rules_outcome(json_string_value(rule), &act) == 0)
 		return 0;
 	if (!json_is_object(rule)) {
-		http_rules_err(err, errlen, "http %s must be \"success\", "
+		errbuf_set(err, errlen, "http %s must be \"success\", "
 		    "\"retryable\", \"permanent\" or an object", where);
 		return -1;
 	}
 	if ((bad = http_rules_unknown_key(rule, http_rules_rule_keys)) !=
 	    NULL) {
-		http_rules_err(err, errlen, "http %s: unknown key '%s' "
+		errbuf_set(err, errlen, "http %s: unknown key '%s' "
 		    "(outcome, set, lookup)", where, bad);
 		return -1;
 	}
@@ -263,34 +248,34 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 	set = json_object_get(rule, "set");
 	if ((lk = json_object_get(rule, "lookup")) != NULL) {
 		if (outcome != NULL) {
-			http_rules_err(err, errlen, "http %s: a lookup decides "
+			errbuf_set(err, errlen, "http %s: a lookup decides "
 			    "the outcome; remove outcome", where);
 			return -1;
 		}
 		if (set != NULL) {
-			http_rules_err(err, errlen, "http %s: with a lookup, "
+			errbuf_set(err, errlen, "http %s: with a lookup, "
 			    "set goes inside the lookup", where);
 			return -1;
 		}
 		return http_rules_check_lookup(where, lk, err, errlen);
 	}
 	if (outcome == NULL) {
-		http_rules_err(err, errlen, "http %s needs outcome or lookup",
+		errbuf_set(err, errlen, "http %s needs outcome or lookup",
 		    where);
 		return -1;
 	}
 	if (http_rules_outcome(json_string_value(outcome), &act) == -1) {
-		http_rules_err(err, errlen, "http %s.outcome must be "
+		errbuf_set(err, errlen, "http %s.outcome must be "
 		    "\"success\", \"retryable\" or \"permanent\"", where);
 		return -1;
 	}
 	if (set != NULL && act != HTTP_ACT_SUCCESS) {
-		http_rules_err(err, errlen, "http %s.set only applies to "
+		errbuf_set(err, errlen, "http %s.set only applies to "
 		    "outcome success", where);
 		return -1;
 	}
 	if (set != NULL && !json_is_object(set)) {
-		http_rules_err(err, errlen, "http %s.set must be an object",
+		errbuf_set(err, errlen, "http %s.set must be an object",
 		    where);
 		return -1;
 	}
@@ -306,12 +291,12 @@ http_rules_check(const json_t *cfg, char *err, size_t errlen)
 	enum http_action	 act;
 
 	if (!json_is_object(cfg)) {
-		http_rules_err(err, errlen, "http handler_config must be an "
+		errbuf_set(err, errlen, "http handler_config must be an "
 		    "object");
 		return -1;
 	}
 	if ((key = http_rules_unknown_key(cfg, http_rules_top_keys)) != NULL) {
-		http_rules_err(err, errlen, "http handler_config: unknown key "
+		errbuf_set(err, errlen, "http handler_config: unknown key "
 		    "'%s'", key);
 		return -1;
 	}
@@ -320,20 +305,20 @@ http_rules_check(const json_t *cfg, char *err, size_t errlen)
 	if ((v = json_object_get(cfg, "timeout")) != NULL &&
 	    (!json_is_integer(v) || json_integer_value(v) <= 0 ||
 	    json_integer_value(v) > HTTP_RULES_MAX_TIMEOUT_MS)) {
-		http_rules_err(err, errlen, "http timeout must be milliseconds "
+		errbuf_set(err, errlen, "http timeout must be milliseconds "
 		    "in (0, 1 day]");
 		return -1;
 	}
 	on = json_object_get(cfg, "on_status");
 	if ((v = json_object_get(cfg, "conflict")) != NULL) {
 		if (http_rules_outcome(json_string_value(v), &act) == -1) {
-			http_rules_err(err, errlen, "http conflict must be "
+			errbuf_set(err, errlen, "http conflict must be "
 			    "\"retryable\", \"permanent\" or \"success\"");
 			return -1;
 		}
 		/* Two answers to one question: refuse rather than pick. */
 		if (json_object_get(on, "409") != NULL) {
-			http_rules_err(err, errlen, "http conflict and "
+			errbuf_set(err, errlen, "http conflict and "
 			    "on_status.409 both say what a 409 means; keep "
 			    "on_status");
 			return -1;
@@ -342,13 +327,13 @@ http_rules_check(const json_t *cfg, char *err, size_t errlen)
 	if (on == NULL)
 		return 0;
 	if (!json_is_object(on)) {
-		http_rules_err(err, errlen, "http on_status must map status "
+		errbuf_set(err, errlen, "http on_status must map status "
 		    "codes or classes to rules");
 		return -1;
 	}
 	json_object_foreach((json_t *)on, key, rule) {
 		if (!http_rules_status_key(key)) {
-			http_rules_err(err, errlen, "http on_status: '%s' is "
+			errbuf_set(err, errlen, "http on_status: '%s' is "
 			    "not a status code (100-599) or class (1xx-5xx)",
 			    key);
 			return -1;
@@ -369,7 +354,7 @@ http_rules_try_render(const json_t *tmpl, const json_t *scope,
 	if (tmpl == NULL)
 		return 0;
 	if ((v = render_json(tmpl, scope, why, sizeof(why))) == NULL) {
-		http_rules_err(err, errlen, "%s: %s", name, why);
+		errbuf_set(err, errlen, "%s: %s", name, why);
 		return -1;
 	}
 	json_decref(v);
@@ -475,12 +460,12 @@ http_rules_service(const json_t *input, struct http_service *svc, char *err,
 	if ((s = json_object_get(input, "service")) == NULL || json_is_null(s))
 		return 0;
 	if (!json_is_object(s)) {
-		http_rules_err(err, errlen, "input.service must be an object");
+		errbuf_set(err, errlen, "input.service must be an object");
 		return -1;
 	}
 	if ((v = json_object_get(s, "name")) != NULL) {
 		if (!json_is_string(v)) {
-			http_rules_err(err, errlen, "input.service.name must "
+			errbuf_set(err, errlen, "input.service.name must "
 			    "be a string");
 			return -1;
 		}
@@ -488,7 +473,7 @@ http_rules_service(const json_t *input, struct http_service *svc, char *err,
 	}
 	if ((v = json_object_get(s, "base_url")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v) || json_string_length(v) == 0) {
-			http_rules_err(err, errlen, "input.service.base_url "
+			errbuf_set(err, errlen, "input.service.base_url "
 			    "must be a non-empty string");
 			return -1;
 		}
@@ -496,7 +481,7 @@ http_rules_service(const json_t *input, struct http_service *svc, char *err,
 	}
 	if ((v = json_object_get(s, "timeout_ms")) != NULL && !json_is_null(v)) {
 		if (!json_is_integer(v) || json_integer_value(v) <= 0) {
-			http_rules_err(err, errlen, "input.service.timeout_ms "
+			errbuf_set(err, errlen, "input.service.timeout_ms "
 			    "must be a positive integer");
 			return -1;
 		}
@@ -515,12 +500,12 @@ http_rules_url(const char *url, const struct http_service *svc, char *err,
 	if (url[0] == '/') {
 		if (svc->base_url == NULL) {
 			if (svc->name != NULL)
-				http_rules_err(err, errlen, "a relative url "
+				errbuf_set(err, errlen, "a relative url "
 				    "needs a base_url, and service '%s' has "
 				    "none (services.%s.base_url)", svc->name,
 				    svc->name);
 			else
-				http_rules_err(err, errlen, "a relative url "
+				errbuf_set(err, errlen, "a relative url "
 				    "needs a base_url, and the step names no "
 				    "service (dependent_system)");
 			return NULL;
@@ -535,11 +520,11 @@ http_rules_url(const char *url, const struct http_service *svc, char *err,
 	if (strncasecmp(out, "http://", 7) != 0 &&
 	    strncasecmp(out, "https://", 8) != 0) {
 		if (url[0] == '/')
-			http_rules_err(err, errlen, "service '%s' base_url "
+			errbuf_set(err, errlen, "service '%s' base_url "
 			    "must be absolute http:// or https://", svc->name ?
 			    svc->name : "");
 		else
-			http_rules_err(err, errlen, "http url must be absolute "
+			errbuf_set(err, errlen, "http url must be absolute "
 			    "http:// or https://, or start with /");
 		free(out);
 		return NULL;
@@ -570,7 +555,7 @@ http_rules_extract(const json_t *map, const json_t *doc, char *err,
 		/* "" names the whole document. */
 		v = *path == '\0' ? doc : render_lookup(doc, path);
 		if (v == NULL) {
-			http_rules_err(err, errlen, "response has no '%s' for "
+			errbuf_set(err, errlen, "response has no '%s' for "
 			    "results.%s", path, key);
 			json_decref(out);
 			return NULL;
@@ -644,7 +629,7 @@ http_rules_match(const json_t *match, const json_t *doc, const json_t *scope,
 	if (match == NULL)
 		return 1;
 	if ((want = render_json(match, scope, why, sizeof(why))) == NULL) {
-		http_rules_err(err, errlen, "match: %s", why);
+		errbuf_set(err, errlen, "match: %s", why);
 		return -1;
 	}
 	/* jansson keeps insertion order: "first" is the template's first. */
@@ -655,7 +640,7 @@ http_rules_match(const json_t *match, const json_t *doc, const json_t *scope,
 		http_rules_show(v, ws, sizeof(ws));
 		if (got != NULL)
 			http_rules_show(got, gs, sizeof(gs));
-		http_rules_err(err, errlen, "match '%s': expected %s, got %s",
+		errbuf_set(err, errlen, "match '%s': expected %s, got %s",
 		    path, ws, got != NULL ? gs : "nothing (no such path)");
 		json_decref(want);
 		return 0;
@@ -684,14 +669,14 @@ http_rules_results(json_t *doc, const json_t *map, const json_t *set,
 		if (!json_is_object(out)) {
 			json_decref(out);
 			*code = "extract_error";
-			http_rules_err(err, errlen, "the response is not a JSON "
+			errbuf_set(err, errlen, "the response is not a JSON "
 			    "object: set cannot be merged into it");
 			return NULL;
 		}
 		if ((add = render_json(set, scope, why, sizeof(why))) == NULL) {
 			json_decref(out);
 			*code = "render_error";
-			http_rules_err(err, errlen, "set: %s", why);
+			errbuf_set(err, errlen, "set: %s", why);
 			return NULL;
 		}
 		json_object_update(out, add);
@@ -700,7 +685,7 @@ http_rules_results(json_t *doc, const json_t *map, const json_t *set,
 	if (proto_json_depth(out) > PROTO_MAX_JSON_DEPTH) {
 		json_decref(out);
 		*code = "response_too_deep";
-		http_rules_err(err, errlen, "response JSON is nested deeper "
+		errbuf_set(err, errlen, "response JSON is nested deeper "
 		    "than %d levels", PROTO_MAX_JSON_DEPTH);
 		return NULL;
 	}

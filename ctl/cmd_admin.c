@@ -1,6 +1,6 @@
 /*
  * cmd_admin.c - the commands about the daemon rather than one task:
- * templates (list, show, validate), workers, services, health.
+ * templates (list, show, validate), workers, services, nodes, health.
  *
  * `template validate` is the one command that needs no server: it runs
  * tmpl_load_file(), the loader taskerd itself uses, with the daemon's
@@ -260,6 +260,60 @@ cmd_services(struct ctl_args *a)
 		out_table_set(t, 6, NULL, "%lld", (long long)json_integer_value(
 		    json_object_get(s, "times_opened")));
 		out_table_set(t, 7, NULL, "%s", out_str(s, "base_url", "-"));
+	}
+	out_table_print(t, stdout);
+	client_resp_free(&r);
+	return 0;
+}
+
+/*
+ * The nodes sharing the database.  A node is alive while its lease runs;
+ * HEARTBEAT is how long ago it last renewed it.
+ */
+int
+cmd_nodes(struct ctl_args *a)
+{
+	static const char *const hdr[] = { "NODE", "HOST", "PID", "VERSION",
+	    "STATE", "CLAIMED", "HEARTBEAT", "STARTED" };
+	struct client_resp r;
+	struct out_table *t;
+	const json_t	*n;
+	const char	*st;
+	char		 buf[48];
+	int64_t		 now = out_now(), beat;
+	size_t		 i;
+	int		 rc;
+
+	if ((rc = client_call("GET", "/v1/nodes", NULL, &r)) != 0)
+		return rc;
+	if (ctl.json) {
+		client_print_raw(&r);
+		client_resp_free(&r);
+		return 0;
+	}
+	t = out_table_new(8, hdr);
+	json_array_foreach(json_object_get(r.json, "nodes"), i, n) {
+		st = json_is_true(json_object_get(n, "alive")) ? "alive" :
+		    "lost";
+		out_table_row(t);
+		out_table_set(t, 0, NULL, "%s%s", out_str(n, "node_id", "?"),
+		    json_is_true(json_object_get(n, "this_node")) ?
+		    " (this)" : "");
+		out_table_set(t, 1, NULL, "%s", out_str(n, "host", "-"));
+		out_table_set(t, 2, NULL, "%lld", (long long)json_integer_value(
+		    json_object_get(n, "pid")));
+		out_table_set(t, 3, NULL, "%s", out_str(n, "version", "-"));
+		out_table_set(t, 4, out_state_color(st), "%s", st);
+		out_table_set(t, 5, NULL, "%lld", (long long)json_integer_value(
+		    json_object_get(n, "claimed_steps")));
+		if ((beat = out_json_time(n, "heartbeat_at")) >= 0) {
+			out_fmt_duration(buf, sizeof(buf), (now - beat) / 1000);
+			out_table_set(t, 6, NULL, "%s ago", buf);
+		} else
+			out_table_set(t, 6, NULL, "-");
+		out_fmt_time(buf, sizeof(buf), out_json_time(n, "started_at"),
+		    false);
+		out_table_set(t, 7, NULL, "%s", buf);
 	}
 	out_table_print(t, stdout);
 	client_resp_free(&r);

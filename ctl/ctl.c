@@ -161,6 +161,13 @@ static const struct ctl_cmd commands[] = {
 	  "flight out of its limit, calls, failures, consecutive failures "
 	  "and how often the breaker opened.",
 	  0, 0, { { NULL, NULL, NULL } } },
+	{ NULL, "nodes", cmd_nodes, "",
+	  "the taskerd nodes sharing the database",
+	  "Lists every node that shares the database: its id (this one "
+	  "marked), host, pid, version, whether its lease runs (alive) or "
+	  "ran out (lost), the steps it holds claimed, how long ago it "
+	  "renewed its lease and when it started.",
+	  0, 0, { { NULL, NULL, NULL } } },
 	{ NULL, "health", cmd_health, "",
 	  "is the daemon alive and ready",
 	  "Asks /health/live and /health/ready.  Exits 0 when both answer "

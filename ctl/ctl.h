@@ -13,7 +13,7 @@
  *   dag.c        dag_*: a template's or task's steps drawn as a tree
  *   cmd_task.c   the `tasks` and `task` commands
  *   cmd_step.c   the `step` commands
- *   cmd_admin.c  templates, workers, services, health
+ *   cmd_admin.c  templates, workers, services, nodes, health
  */
 #ifndef TASKER_CTL_H
 #define TASKER_CTL_H
@@ -215,6 +215,7 @@ int	cmd_templates_show(struct ctl_args *);
 int	cmd_template_validate(struct ctl_args *);
 int	cmd_workers(struct ctl_args *);
 int	cmd_services(struct ctl_args *);
+int	cmd_nodes(struct ctl_args *);
 int	cmd_health(struct ctl_args *);
 
 /* Shared by the task and step commands (cmd_task.c). */

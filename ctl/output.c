@@ -39,6 +39,9 @@ static const struct {
 	{ "closed",		OUT_GREEN },
 	{ "half_open",		OUT_YELLOW },
 	{ "open",		OUT_RED },
+	/* nodes */
+	{ "alive",		OUT_GREEN },
+	{ "lost",		OUT_RED },
 	/* health */
 	{ "ok",			OUT_GREEN },
 	{ "ready",		OUT_GREEN },

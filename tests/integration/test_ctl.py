@@ -195,7 +195,7 @@ COMMANDS = [["tasks", "list"], ["task", "show"], ["task", "create"],
             ["step", "retry"], ["step", "resolve"], ["step", "complete"],
             ["step", "show"], ["step", "history"], ["templates", "list"],
             ["templates", "show"], ["template", "validate"], ["workers"],
-            ["services"], ["health"]]
+            ["services"], ["nodes"], ["health"]]
 
 
 def test_help_on_every_command():
@@ -569,6 +569,13 @@ def test_json_matches_api(taskerd, service):
     for w in got["workers"] + want["workers"]:
         w.pop("uptime_s")
     assert got == want
+    # Nodes: the same but for the lease renewed between the calls.
+    got = ctl_json(t, "nodes")
+    want = api(t, "/v1/nodes")
+    for n in got["nodes"] + want["nodes"]:
+        n.pop("heartbeat_at")
+        n.pop("lease_expires_at")
+    assert got == want
     assert ctl_json(t, "health") == {"live": api(t, "/health/live"),
                                      "ready": api(t, "/health/ready")}
 
@@ -621,6 +628,23 @@ def test_json_matches_api(taskerd, service):
     assert table[1][:5] == ["svc", "closed", "0/3", "1", "0"], table
     out = ok(ctl("health", url=t.url))
     assert out == "live   ok\nready  ready (database ok, workers 2/2 up)\n", out
+
+    # One node, this one: alive, nothing claimed (every task is done).
+    # (Asked again if the node renewed its lease between the two reads.)
+    for _ in range(5):
+        node = api(t, "/v1/nodes")["nodes"][0]
+        beat = parse_ts(node["heartbeat_at"])
+        table = rows(ok(ctl("nodes", url=t.url,
+                            env={"TASKER_CTL_NOW": iso(beat + 2500000)})))
+        if api(t, "/v1/nodes")["nodes"][0]["heartbeat_at"] == \
+                node["heartbeat_at"]:
+            break
+    assert table[0] == ["NODE", "HOST", "PID", "VERSION", "STATE", "CLAIMED",
+                        "HEARTBEAT", "STARTED"], table
+    assert table[1][:7] == [node["node_id"] + " (this)", node["host"],
+                            str(t.pid), node["version"], "alive", "0",
+                            "2.5s ago"], table
+    assert table[1][7] == fmt_ts(parse_ts(node["started_at"])), table
 
 
 # ---------------------------------------------------------------------------

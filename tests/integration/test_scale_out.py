@@ -28,6 +28,8 @@ must not go on running the step while the other node runs it again.
 import itertools
 import json
 import os
+import re
+import subprocess
 import threading
 import time
 
@@ -294,6 +296,19 @@ def test_sigkill_one_node_mid_load(taskerd, service, pg):
 
     bad = harness.call_overlaps(service_calls(service))
     assert not bad, "\n".join(bad[:10])
+
+    # What an operator sees: the survivor alive, the victim lost, holding
+    # no claim any more.
+    r = subprocess.run([str(harness.REPO / "tasker-ctl"), "--url",
+                        survivor.url, "--no-color", "nodes"],
+                       env=harness.clean_env(), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    table = {row[0]: row for row in (re.split(r"\s{2,}", line.strip())
+                                     for line in r.stdout.splitlines()[1:])}
+    assert table[survivor.config["node_id"] + " (this)"][4:6] == \
+        ["alive", "0"], r.stdout
+    assert table[vid][4:6] == ["lost", "0"], r.stdout
     print("in flight at the kill: %d (%s); started again after %s s; "
           "workers gone after %.2f s" % (
               len(inflight), ", ".join(s["status"] for s in inflight),

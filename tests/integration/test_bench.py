@@ -43,6 +43,9 @@ def test_bench_prints_every_scenario():
         assert r["workflows"] == 30 and r["completed"] == 30, r
         assert r["failed"] == 0 and r["create_errors"] == 0, r
         assert r["steps_per_s"] > 0 and r["postgres_cpu_s"] >= 0, r
+        # A step writes its rows and their index entries: some WAL, but
+        # not megabytes.
+        assert 500 < r["wal_bytes_per_step"] < 100000, r
         d = out[("dispatch_latency", name)]
         assert d["out_of_order"] == 0 and d["children"] > 0, d
         assert 0 < d["p50_ms"] <= d["p99_ms"] <= d["max_ms"], d

@@ -18,26 +18,18 @@
 
 /* ---- templates ----------------------------------------------------------- */
 
-int
-cmd_templates_list(struct ctl_args *a)
+static void
+render_templates_list(const json_t *body, const void *arg)
 {
 	static const char *const hdr[] = { "NAMESPACE/NAME", "VERSION",
 	    "STEPS", "IDENTITY", "DESCRIPTION" };
-	struct client_resp r;
 	struct out_table *t;
 	const json_t	*x;
 	size_t		 i;
-	int		 rc;
 
-	if ((rc = client_call("GET", "/v1/templates", NULL, &r)) != 0)
-		return rc;
-	if (ctl.json) {
-		client_print_raw(&r);
-		client_resp_free(&r);
-		return 0;
-	}
+	(void)arg;
 	t = out_table_new(5, hdr);
-	json_array_foreach(json_object_get(r.json, "templates"), i, x) {
+	json_array_foreach(json_object_get(body, "templates"), i, x) {
 		out_table_row(t);
 		out_table_set(t, 0, NULL, "%s/%s", out_str(x, "namespace", "?"),
 		    out_str(x, "name", "?"));
@@ -49,8 +41,12 @@ cmd_templates_list(struct ctl_args *a)
 		out_table_set(t, 4, NULL, "%s", out_str(x, "description", ""));
 	}
 	out_table_print(t, stdout);
-	client_resp_free(&r);
-	return 0;
+}
+
+int
+cmd_templates_list(struct ctl_args *a)
+{
+	return client_show("/v1/templates", render_templates_list, NULL);
 }
 
 /* The columns beside the tree for one step of a template. */
@@ -161,27 +157,19 @@ cmd_template_validate(struct ctl_args *a)
 
 /* ---- workers, services, health ------------------------------------------- */
 
-int
-cmd_workers(struct ctl_args *a)
+static void
+render_workers(const json_t *body, const void *arg)
 {
 	static const char *const hdr[] = { "SLOT", "PID", "STATE",
 	    "TASK/STEP", "ATTEMPT", "UPTIME", "RESTARTS" };
-	struct client_resp r;
 	struct out_table *t;
 	const json_t	*w;
 	char		 buf[32];
 	size_t		 i;
-	int		 rc;
 
-	if ((rc = client_call("GET", "/v1/workers", NULL, &r)) != 0)
-		return rc;
-	if (ctl.json) {
-		client_print_raw(&r);
-		client_resp_free(&r);
-		return 0;
-	}
+	(void)arg;
 	t = out_table_new(7, hdr);
-	json_array_foreach(json_object_get(r.json, "workers"), i, w) {
+	json_array_foreach(json_object_get(body, "workers"), i, w) {
 		const char *st = out_str(w, "state", "?");
 
 		out_table_row(t);
@@ -207,31 +195,27 @@ cmd_workers(struct ctl_args *a)
 		    json_object_get(w, "restarts")));
 	}
 	out_table_print(t, stdout);
-	client_resp_free(&r);
-	return 0;
 }
 
 int
-cmd_services(struct ctl_args *a)
+cmd_workers(struct ctl_args *a)
+{
+	return client_show("/v1/workers", render_workers, NULL);
+}
+
+static void
+render_services(const json_t *body, const void *arg)
 {
 	static const char *const hdr[] = { "NAME", "BREAKER", "INFLIGHT/LIMIT",
 	    "CALLS", "FAILURES", "CONSECUTIVE", "OPENED", "BASE URL" };
-	struct client_resp r;
 	struct out_table *t;
 	const json_t	*s;
 	json_int_t	 limit;
 	size_t		 i;
-	int		 rc;
 
-	if ((rc = client_call("GET", "/v1/services", NULL, &r)) != 0)
-		return rc;
-	if (ctl.json) {
-		client_print_raw(&r);
-		client_resp_free(&r);
-		return 0;
-	}
+	(void)arg;
 	t = out_table_new(8, hdr);
-	json_array_foreach(json_object_get(r.json, "services"), i, s) {
+	json_array_foreach(json_object_get(body, "services"), i, s) {
 		const char *b = out_str(s, "breaker", "?");
 
 		out_table_row(t);
@@ -262,37 +246,33 @@ cmd_services(struct ctl_args *a)
 		out_table_set(t, 7, NULL, "%s", out_str(s, "base_url", "-"));
 	}
 	out_table_print(t, stdout);
-	client_resp_free(&r);
-	return 0;
+}
+
+int
+cmd_services(struct ctl_args *a)
+{
+	return client_show("/v1/services", render_services, NULL);
 }
 
 /*
  * The nodes sharing the database.  A node is alive while its lease runs;
  * HEARTBEAT is how long ago it last renewed it.
  */
-int
-cmd_nodes(struct ctl_args *a)
+static void
+render_nodes(const json_t *body, const void *arg)
 {
 	static const char *const hdr[] = { "NODE", "HOST", "PID", "VERSION",
 	    "STATE", "CLAIMED", "HEARTBEAT", "STARTED" };
-	struct client_resp r;
 	struct out_table *t;
 	const json_t	*n;
 	const char	*st;
 	char		 buf[48];
 	int64_t		 now = out_now(), beat;
 	size_t		 i;
-	int		 rc;
 
-	if ((rc = client_call("GET", "/v1/nodes", NULL, &r)) != 0)
-		return rc;
-	if (ctl.json) {
-		client_print_raw(&r);
-		client_resp_free(&r);
-		return 0;
-	}
+	(void)arg;
 	t = out_table_new(8, hdr);
-	json_array_foreach(json_object_get(r.json, "nodes"), i, n) {
+	json_array_foreach(json_object_get(body, "nodes"), i, n) {
 		st = json_is_true(json_object_get(n, "alive")) ? "alive" :
 		    "lost";
 		out_table_row(t);
@@ -316,8 +296,12 @@ cmd_nodes(struct ctl_args *a)
 		out_table_set(t, 7, NULL, "%s", buf);
 	}
 	out_table_print(t, stdout);
-	client_resp_free(&r);
-	return 0;
+}
+
+int
+cmd_nodes(struct ctl_args *a)
+{
+	return client_show("/v1/nodes", render_nodes, NULL);
 }
 
 /*

@@ -647,6 +647,7 @@ sched_start(struct claim *c)
 	services_started(claim_service(c));
 	metrics_inc(M_STEPS_STARTED, 1, claim_template(c), c->step_name);
 	pool_dispatch(c);	/* the pool holds it until the outcome */
+	sched_mark_arm();
 }
 
 /* Give queued claims to idle workers, as their services allow. */
@@ -675,7 +676,6 @@ sched_dispatch_queued(void)
 		sc.nqueued--;
 		sched_start(c);
 	}
-	sched_mark_arm();
 	sched_release(release, nrelease);
 }
 
@@ -727,7 +727,6 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 		    !services_open(claim_service(c)) &&
 		    services_may_dispatch(claim_service(c))) {
 			sched_start(c);
-			sched_mark_arm();
 			continue;
 		}
 		if (!first)

@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "supervisor.h"
 #include "log.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 static struct evhttp	*http;
@@ -293,6 +294,29 @@ split_path(const char *path, char seg[][128], int max)
 	return n;
 }
 
+/* Whether the decoded path segments and query are UTF-8: they end up in
+ * error messages, JSON answers and text parameters, which take nothing
+ * else. */
+static bool
+url_utf8(struct evhttp_request *req, char seg[][128], int n)
+{
+	const char	*query;
+	char		*dec;
+	bool		 ok = true;
+	int		 i;
+
+	for (i = 0; i < n; i++)
+		if (!utf8_valid(seg[i], strlen(seg[i])))
+			return false;
+	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL) {
+		dec = evhttp_uridecode(query, 1, NULL);
+		ok = dec != NULL && utf8_valid(dec, strlen(dec));
+		free(dec);
+	}
+	return ok;
+}
+
 /* The name of the token that authorised the request being routed, for
  * audit metadata; NULL when the API is open.  Handlers read it before they
  * return to the loop, so one variable serves. */
@@ -408,6 +432,11 @@ api_route(struct evhttp_request *req, void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &pend->start);
 	TAILQ_INSERT_TAIL(&pendings, pend, entry);
 
+	if (!url_utf8(req, seg, n)) {
+		reply_error(req, 400, "invalid_request", "the URL's path or "
+		    "query is not valid UTF-8 once decoded");
+		return;
+	}
 	if (!(n == 2 && strcmp(seg[0], "health") == 0) && !api_authorize(req,
 	    m, seg, n))
 		return;

@@ -17,6 +17,7 @@
 #include "reply.h"
 #include "supervisor.h"
 #include "log.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 void
@@ -34,11 +35,21 @@ reply_raw(struct evhttp_request *req, int status, const char *json,
 	evbuffer_free(buf);
 }
 
+/* Takes body; NULL (a json_pack that failed) answers a plain 500, so a
+ * request is answered whatever went wrong in building its answer. */
 void
 reply_json(struct evhttp_request *req, int status, json_t *body)
 {
-	char	*s = json_dumps(body, JSON_COMPACT);
+	static const char	 failed[] = "{\"error\":{\"code\":\"internal\","
+	    "\"message\":\"the answer could not be built\"}}";
+	char			*s;
 
+	if (body == NULL || (s = json_dumps(body, JSON_COMPACT)) == NULL) {
+		log_warnx("api answer could not be built status=%d", status);
+		reply_raw(req, 500, failed, sizeof(failed) - 1);
+		json_decref(body);
+		return;
+	}
 	reply_raw(req, status, s, strlen(s));
 	free(s);
 	json_decref(body);
@@ -48,14 +59,19 @@ void
 reply_error(struct evhttp_request *req, int status, const char *code,
     const char *fmt, ...)
 {
-	char	 msg[512];
+	char	 msg[512], *fixed;
+	size_t	 len;
 	va_list	 ap;
 
+	/* The message may quote the request (a path segment, a field name)
+	 * and may be cut inside a character: JSON wants valid UTF-8. */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error",
-	    "code", code, "message", msg));
+	fixed = utf8_repair(msg, strlen(msg), &len);
+	reply_json(req, status, json_pack("{s:{s:s, s:s%}}", "error",
+	    "code", code, "message", fixed, len));
+	free(fixed);
 }
 
 /* A database job failed: say so honestly and suggest when to come back. */
@@ -105,6 +121,11 @@ read_body(struct evhttp_request *req)
 		reply_error(req, 413, "body_too_large", "request body is %zu "
 		    "bytes; the limit is %lld", len,
 		    (long long)sv.conf->http_max_body);
+		return NULL;
+	}
+	if (len == 0) {
+		reply_error(req, 400, "bad_json", "the request body is empty; "
+		    "a JSON object is expected");
 		return NULL;
 	}
 	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,

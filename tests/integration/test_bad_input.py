@@ -134,3 +134,75 @@ def test_valid_request_does_write(taskerd):
     counts = harness.row_counts(t.pg, t.db)
     assert counts["tasks"] == 1 and counts["steps"] == 2 and counts["step_edges"] == 1
     assert counts["task_transitions"] >= 1 and counts["step_transitions"] >= 2, counts
+
+
+def raw_request(t, method, path, body=b""):
+    """One request; (status, body bytes).  The body is checked here as the
+    client would: strict UTF-8, then JSON."""
+    conn = http.client.HTTPConnection(t.host, t.port, timeout=10)
+    try:
+        conn.request(method, path, body=body,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    return resp.status, json.loads(raw.decode("utf-8"))
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/tasks?status=%FF",
+    "/v1/tasks?namespace=%C3%28",
+    "/v1/templates/%FF/x",
+    "/v1/tasks/1/steps/%ED%A0%80",         # a UTF-16 surrogate
+    "/elsewhere/%FE%FF",
+])
+def test_url_not_utf8(server, path):
+    """Bytes that do not decode as UTF-8 in the path or query: a 400 that
+    says so (they used to reach an error message, whose JSON encoding
+    failed and took the daemon down)."""
+    status, body = raw_request(server, "GET", path)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert "UTF-8" in body["error"]["message"]
+    assert server.get("/health/live").status == 200
+    assert server.running
+
+
+@pytest.mark.parametrize("field", ["name", "unknown"])
+def test_error_message_cut_inside_a_character(server, field):
+    """An error message quoting the request is cut at 511 bytes, which may
+    fall inside a character: the answer is still valid UTF-8 and JSON."""
+    for pad in range(4):        # one of these lands the cut mid-character
+        value = "a" * pad + "\u00e9" * 300
+        body = {"name": "orders", "namespace": "it"}
+        if field == "name":
+            body["name"] = value
+        else:
+            body[value] = 1
+        status, answer = raw_request(server, "POST", "/v1/tasks",
+                                     json.dumps(body).encode())
+        assert status in (400, 404), answer
+        assert answer["error"]["message"].startswith(
+            "unknown field" if field == "unknown" else "no template")
+    assert server.running
+    assert_no_rows(server)
+
+
+def test_empty_body_says_so(server):
+    r = server.post("/v1/tasks", data="")
+    err = harness.assert_json_error(r, 400, "bad_json")
+    assert "empty" in err["message"], err
+
+
+def test_long_idempotency_key(taskerd):
+    """A key too long for the unique index is refused on its own; it does
+    not fail (or slow) the batch it would have joined."""
+    t = taskerd(templates={"orders.yaml": TEMPLATE})
+    r = t.post("/v1/tasks", json=dict(GOOD, idempotency_key="k" * 256))
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "255 bytes" in err["message"], err
+    assert_no_rows(t)
+    r = t.post("/v1/tasks", json=dict(GOOD, idempotency_key="k" * 255))
+    assert r.status == 201, r.body
+    assert "task batch failed" not in t.log()

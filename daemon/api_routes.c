@@ -20,6 +20,7 @@
 #include "reply.h"
 #include "supervisor.h"
 #include "log.h"
+#include "utf8.h"
 #include "xmalloc.h"
 
 static void
@@ -44,8 +45,9 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 		    "{s:I}", "limit", (json_int_t)sv.conf->http_max_body));
 		return;
 	}
-	body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
-	    JSON_REJECT_DUPLICATES, &jerr);
+	/* (An empty buffer has no bytes to pull up: NULL.) */
+	body = json_loadb(len > 0 ? (const char *)evbuffer_pullup(in, -1) : "",
+	    len, JSON_REJECT_DUPLICATES, &jerr);
 	if (body == NULL) {
 		route_error(req, 400, "malformed JSON", json_pack("{s:s, s:i, "
 		    "s:i}", "reason", jerr.text, "line", jerr.line, "column",
@@ -66,6 +68,15 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	tr.ctx = ctx;
 	tr.source_system = "route";
 	tr.initiator = t->route_create;
+	/* A route's body is the context: the key comes as a header. */
+	tr.ikey = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Idempotency-Key");
+	if (tr.ikey != NULL && !utf8_valid(tr.ikey, strlen(tr.ikey))) {
+		route_error(req, 400, "invalid Idempotency-Key header", json_pack(
+		    "{s:s}", "reason", "not valid UTF-8"));
+		json_decref(body);
+		return;
+	}
 	task_create(req, &tr, t);
 	json_decref(body);
 }

@@ -31,6 +31,7 @@
 
 #define API_LIST_DEFAULT	50
 #define API_LIST_MAX		500
+#define API_IKEY_MAX		255	/* bytes of an idempotency key */
 
 static const char *const task_states[] = { "pending", "in_progress",
 	"complete", "error", "cancelled", "resolved_manually", NULL };
@@ -110,6 +111,13 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 		create_error(req, route, 422, "idempotency_key_required",
 		    "this template uses caller_provided identity: an "
 		    "idempotency_key is required", NULL);
+		goto out;
+	}
+	/* The key goes into a unique index, whose entries have a size
+	 * limit: a longer key would fail its whole batch of creations. */
+	if (tr->ikey != NULL && strlen(tr->ikey) > API_IKEY_MAX) {
+		create_error(req, route, 400, "invalid_request",
+		    "the idempotency key is longer than 255 bytes", NULL);
 		goto out;
 	}
 
@@ -539,8 +547,17 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 			    "must be a JSON object");
 			goto out;
 		}
-		rs = json_dumps(results ? results : json_object(),
-		    JSON_COMPACT);
+		/* As a handler's results: the children's input holds them
+		 * three levels down (steps.<name>.results). */
+		if (results != NULL &&
+		    proto_json_depth(results) > PROTO_MAX_JSON_DEPTH) {
+			reply_error(req, 400, "invalid_request", "\"results\" "
+			    "is nested deeper than %d levels",
+			    PROTO_MAX_JSON_DEPTH);
+			goto out;
+		}
+		rs = results != NULL ? json_dumps(results, JSON_COMPACT) :
+		    xstrdup("{}");
 	} else {
 		reply_error(req, 400, "invalid_request", "unknown action "
 		    "\"%s\"", action);

@@ -311,3 +311,26 @@ def test_schema_nested_paths_and_more_keywords(taskerd):
                                   "context": []})
     assert r.status in (400, 422), (r.status, r.body)
     assert task_rows(t) == 1
+
+
+def test_caller_provided_identity_on_a_route(taskerd):
+    """A template's own create route takes the key as an Idempotency-Key
+    header (its body is the context)."""
+    text = tmpl("refunds", "caller_provided") + \
+        "routes:\n  create: { path: /refunds }\n"
+    t = taskerd(templates={"refunds.yaml": text})
+    r = t.post("/refunds", json={"amount": 5})
+    assert r.status == 422, (r.status, r.body)
+    assert task_rows(t) == 0
+    r = t.post("/refunds", json={"amount": 5},
+               headers={"Idempotency-Key": "refund-1"})
+    assert r.status in (200, 201, 202), (r.status, r.body)
+    assert task_rows(t) == 1
+    again = t.post("/refunds", json={"amount": 6},
+                   headers={"Idempotency-Key": "refund-1"})
+    assert again.status == 409, (again.status, again.body)
+    assert task_rows(t) == 1
+    r = t.post("/refunds", json={"amount": 5},
+               headers={"Idempotency-Key": "k" * 256})
+    assert r.status == 400, (r.status, r.body)
+    assert task_rows(t) == 1

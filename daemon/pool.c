@@ -639,7 +639,7 @@ pool_dispatch(struct claim *c)
 	struct proto_buf	 buf;
 	struct worker		*w = NULL;
 	struct timeval		 tv;
-	char			*ikey;
+	char			*ikey, why[256];
 	int			 i;
 
 	for (i = 0; i < pool.n; i++) {
@@ -668,6 +668,21 @@ pool_dispatch(struct claim *c)
 	proto_buf_init(&buf);
 	proto_encode_run_step(&buf, &run);
 	free(ikey);
+	if (buf.len > PROTO_HEADER_LEN + pool.max_frame) {
+		/* The worker would refuse the frame and exit, and the step
+		 * would fail as a crash, attempt after attempt. */
+		log_warnx("step input too large task_id=%lld step=%s "
+		    "frame_bytes=%zu max_frame=%zu correlation_id=%s",
+		    (long long)c->task_id, c->step_name, buf.len,
+		    pool.max_frame, c->correlation_id);
+		snprintf(why, sizeof(why), "the step's input (its task's "
+		    "context and the results it reads) takes %zu bytes; "
+		    "workers.max_frame is %zu", buf.len, pool.max_frame);
+		proto_buf_free(&buf);
+		c->retryable = false;
+		sched_fail(c, "input_too_large", why);
+		return;
+	}
 
 	w->claim = c;			/* the worker owns the claim now */
 	w->state = W_BUSY;

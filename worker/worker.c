@@ -236,6 +236,8 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 {
 	const struct proto_run_step	*run = &st->msg.u.run;
 	struct proto_step_outcome	*o = &st->o;
+	size_t				 start, frame;
+	int64_t				 duration;
 
 	/* The handler fills the verdict; identity and timing are ours so a
 	 * handler cannot get the fencing token wrong. */
@@ -257,7 +259,30 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 		    o->error_code != NULL ? o->error_code : "-",
 		    (int)o->http_status, o->duration_us, run->correlation_id);
 
+	start = pb->len;
 	proto_encode_outcome(pb, o);
+	if ((frame = pb->len - start) > PROTO_HEADER_LEN + worker_max_frame) {
+		/* The supervisor would drop this worker and retry the step,
+		 * repeating whatever the handler did.  The step did run: it
+		 * fails for good, saying why. */
+		log_warnx("step outcome too large step_id=%" PRId64 " step=%s "
+		    "frame_bytes=%zu max_frame=%zu correlation_id=%s",
+		    run->step_id, run->step_name, frame, worker_max_frame,
+		    run->correlation_id);
+		pb->len = start;
+		duration = o->duration_us;
+		worker_outcome_clear(o);
+		o->step_id = run->step_id;
+		o->lease_token = run->lease_token;
+		o->outcome = OUTCOME_PERMANENT;
+		o->error_code = xstrdup("results_too_large");
+		xasprintf(&o->error_message, "the step's outcome takes %zu "
+		    "bytes; workers.max_frame is %zu", frame,
+		    worker_max_frame);
+		o->retry_after_ms = -1;
+		o->duration_us = duration;
+		proto_encode_outcome(pb, o);
+	}
 	worker_outcome_clear(o);
 	proto_msg_clear(&st->msg);
 	st->h = NULL;

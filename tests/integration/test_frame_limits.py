@@ -1,0 +1,95 @@
+"""What does not fit in a worker's frame (workers.max_frame) fails the step
+once, saying why; it is not a worker crash retried attempt after attempt.
+
+- A step's input (its task's context and the results it reads) too large
+  to send: the step fails for good with input_too_large; no worker dies.
+- A handler's outcome too large to send back: the step did run (the
+  service was called once) and fails for good with results_too_large.
+- Results set by an operator are held to the same nesting limit as a
+  handler's (they end up in the children's input).
+"""
+
+import harness
+
+NS = "frames"
+CONFIG = {"workers.max_frame": "64KiB", "http.max_body": "1MiB"}
+
+
+def template(name, steps):
+    return ("name: %s\nnamespace_name: %s\nversion: 1.0.0\nstep_templates:\n"
+            % (name, NS)) + steps
+
+
+def only_step(t, task_id):
+    steps = t.task(task_id)["steps"]
+    assert len(steps) == 1, steps
+    return steps[0]
+
+
+def test_input_too_large(taskerd):
+    t = taskerd(templates={"big.yaml": template("big", """\
+  - name: only
+    handler: noop
+    default_retry_limit: 3
+""")}, config=CONFIG)
+    task = t.create_task("big", {"pad": "x" * (100 * 1024)}, namespace=NS)
+    done = t.wait_task(task["task_id"])
+    assert done["status"] == "error", done
+    s = only_step(t, task["task_id"])
+    assert s["status"] == "error" and s["attempts"] == 1, s
+    assert s["last_error"]["code"] == "input_too_large", s
+    assert "workers.max_frame" in s["last_error"]["message"], s
+    assert "worker died" not in t.log()
+    assert t.log_lines("step input too large"), t.log_tail(40)
+
+
+def test_results_too_large(taskerd, service):
+    service.route("POST", "/big", status=200, body={"pad": "y" * (100 * 1024)})
+    t = taskerd(templates={"bigout.yaml": template("bigout", """\
+  - name: only
+    handler: http
+    default_retry_limit: 3
+    handler_config:
+      method: POST
+      url: "%s/big"
+      body: { q: 1 }
+""" % service.url)}, config=CONFIG)
+    task = t.create_task("bigout", {}, namespace=NS)
+    done = t.wait_task(task["task_id"])
+    assert done["status"] == "error", done
+    s = only_step(t, task["task_id"])
+    assert s["status"] == "error" and s["attempts"] == 1, s
+    assert s["last_error"]["code"] == "results_too_large", s
+    # The call was made once and is not repeated.
+    assert len(service.requests_for("/big")) == 1
+    assert "worker died" not in t.log()
+    assert "protocol error" not in t.log()
+
+
+def test_operator_results_nesting(taskerd):
+    t = taskerd(templates={"pair.yaml": template("pair", """\
+  - name: first
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+  - name: second
+    handler: noop
+    depends_on_step: first
+""")}, config=CONFIG)
+    task = t.create_task("pair", {}, namespace=NS)
+    deep = {}
+    for _ in range(30):
+        deep = {"d": deep}
+    r = t.patch("/v1/tasks/%s/steps/second" % task["task_id"],
+                json={"action": "complete_manually", "reason": "test",
+                      "results": deep})
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "nested deeper" in err["message"], err
+    steps = {s["name"]: s for s in t.task(task["task_id"])["steps"]}
+    assert steps["second"]["status"] == "pending", steps
+    # Within the limit it is taken.
+    shallow = {"a": {"b": {"c": 1}}}
+    r = t.patch("/v1/tasks/%s/steps/second" % task["task_id"],
+                json={"action": "complete_manually", "reason": "test",
+                      "results": shallow})
+    assert r.status == 200, r.body
+    assert t.wait_task(task["task_id"])["status"] == "complete"

@@ -308,6 +308,10 @@ worker_spawn(struct worker *w)
 			dup2(devnull, STDOUT_FILENO);
 		}
 		close_range(PROTO_WORKER_FD + 1, ~0U, 0);
+		/* A process group of its own: a terminal's Ctrl-C goes to the
+		 * supervisor, which drains; the worker stops when told to, or
+		 * when its socket closes. */
+		setpgid(0, 0);
 		{
 			sigset_t all;
 			sigemptyset(&all);
@@ -731,7 +735,7 @@ pool_json(void)
 
 	for (i = 0; i < pool.n; i++) {
 		w = &pool.w[i];
-		o = json_pack("{s:i, s:i, s:s, s:i, s:i}",
+		o = json_pack("{s:i, s:I, s:s, s:i, s:I}",
 		    "slot", w->slot, "pid", (json_int_t)w->pid,
 		    "state", worker_state_names[w->state],
 		    "restarts", w->restarts,

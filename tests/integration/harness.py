@@ -521,6 +521,9 @@ class Taskerd:
         self._stopped = False
         self.worker_pids_seen = set()
         self.orphans = []
+        # True: start in a process group of its own, as a shell starts a
+        # job (a terminal's Ctrl-C then goes to that group).
+        self.own_group = False
         with open(self.config_path, "w") as f:
             f.write(to_yaml(config) + "\n")
 
@@ -533,7 +536,8 @@ class Taskerd:
         self.proc = subprocess.Popen([taskerd_bin(), "-c", self.config_path],
                                      cwd=str(REPO), env=clean_env(),
                                      stdin=subprocess.DEVNULL,
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
+                                     stdout=self._logf, stderr=subprocess.STDOUT,
+                                     process_group=0 if self.own_group else None)
         self.pid = self.proc.pid
         deadline = time.monotonic() + ready_timeout
         last, interval = None, 0.02

@@ -118,6 +118,26 @@ def test_sigterm_lets_running_steps_finish(taskerd, pg):
             running.discard(h["step_id"])
 
 
+def test_ctrl_c_in_a_terminal_drains(taskerd, pg):
+    """Ctrl-C in the terminal that runs taskerd signals its whole process
+    group.  The supervisor drains as on SIGTERM; the workers, in groups of
+    their own, are not hit, and the running step finishes."""
+    t = taskerd(templates={"slow.yaml": SLOW}, workers=2, start=False)
+    t.own_group = True
+    t.start()
+    tid = t.create_task("slow", {})["task_id"]
+    harness.wait_until(lambda: any(w["state"] == "busy" for w in t.workers()),
+                       10, message="the step running")
+    os.killpg(t.pid, signal.SIGINT)
+    assert t.proc.wait(15) == 0
+    t._stopped = True
+    t.stop()
+    rows = pg.json(t.db, "select status, attempts from steps where "
+                   "task_id = %d and name = 'work'" % tid)
+    assert rows == [{"status": "complete", "attempts": 1}], rows
+    assert "worker died" not in t.log(), t.log_tail(30)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
 def test_workers_run_as_configured_user(taskerd):
     t = taskerd(templates={"slow.yaml": SLOW},

@@ -841,6 +841,12 @@ sched_worker_idle(void)
 }
 
 void
+sched_want(void)
+{
+	sc.want = true;
+}
+
+void
 sched_kick(void)
 {
 	sc.want = true;

@@ -48,6 +48,9 @@ void	sched_shutdown(void);
 /* Something may have become ready (a task was created, a timer fired):
  * claim as soon as a worker is idle. */
 void	sched_kick(void);
+/* As sched_kick, for the next time the scheduler runs (a worker becomes
+ * idle, a batch commits): safe from within an outcome's handling. */
+void	sched_want(void);
 /* A worker became idle: hand it a queued claim or claim more. */
 void	sched_worker_idle(void);
 /* True while claims are out or outcomes wait to be written. */

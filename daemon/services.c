@@ -202,34 +202,37 @@ bool
 services_finished(const char *name, const struct proto_step_outcome *o)
 {
 	struct service	*s = service_find(name);
-	bool		 failed, probe;
+	bool		 failed, probe, blocked;
 	int		 threshold;
 
 	if (s == NULL)
 		return false;
+	/* Claims skip a blocked service's steps: once it has room again,
+	 * the next claim must look for them (not the slow backstop). */
+	blocked = service_blocked(s);
 	if (s->inflight > 0)
 		s->inflight--;
 	failed = service_failure(o);
 	if (failed)
 		s->failures++;
 	threshold = s->conf != NULL ? s->conf->breaker_failures : 0;
-	if (threshold <= 0)
-		return false;
-	probe = s->state == BREAKER_HALF_OPEN && s->probing;
-	if (!failed) {
+	probe = threshold > 0 && s->state == BREAKER_HALF_OPEN && s->probing;
+	if (threshold > 0 && !failed) {
 		s->consecutive_failures = 0;
 		if (s->state == BREAKER_HALF_OPEN)
 			breaker_set(s, BREAKER_CLOSED);
-		return false;
+	} else if (threshold > 0) {
+		s->consecutive_failures++;
+		if (s->state == BREAKER_HALF_OPEN ||
+		    (s->state == BREAKER_CLOSED &&
+		    s->consecutive_failures >= threshold))
+			breaker_set(s, BREAKER_OPEN);
 	}
-	s->consecutive_failures++;
-	if (s->state == BREAKER_HALF_OPEN ||
-	    (s->state == BREAKER_CLOSED &&
-	    s->consecutive_failures >= threshold))
-		breaker_set(s, BREAKER_OPEN);
-	/* The probe asked on the step's behalf whether the service is back;
-	 * its "no" is the breaker's, not the step's. */
-	return probe;
+	if (blocked && !service_blocked(s))
+		sched_want();
+	/* A failed probe asked on the step's behalf whether the service is
+	 * back; its "no" is the breaker's, not the step's. */
+	return probe && failed;
 }
 
 char *

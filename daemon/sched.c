@@ -310,14 +310,33 @@ static const char sql_expired[] =
 
 /* Hand back claims that never reached a worker (shutdown, a breaker that
  * opened, a lapsed node lease).  Nothing happened that the audit trail
- * should show: the claim wrote no transition. */
+ * should show: the claim wrote no transition.  A step whose task was
+ * cancelled meanwhile is not handed back but cancelled, as the cancel
+ * would have done had the step not been claimed; the task's row is
+ * share-locked first, so a cancel committing meanwhile is seen. */
 static const char sql_release[] =
-"UPDATE steps s SET status = CASE WHEN s.attempts = 0 THEN 'pending'"
-"    ELSE 'waiting_for_retry' END,"
-"  lease_owner = NULL, lease_token = NULL, updated_at = now()"
-" FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint, token bigint)"
-" WHERE s.id = o.step_id AND s.lease_token = o.token"
-"   AND s.status = 'enqueued'";
+"WITH o AS ("
+"  SELECT * FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint,"
+"    token bigint)),"
+" t AS ("
+"  SELECT t.id, t.status FROM tasks t WHERE t.id IN (SELECT s.task_id"
+"    FROM steps s JOIN o ON o.step_id = s.id) FOR SHARE),"
+" u AS ("
+"  UPDATE steps s SET status = CASE WHEN t.status = 'cancelled'"
+"      THEN 'cancelled' WHEN s.attempts = 0 THEN 'pending'"
+"      ELSE 'waiting_for_retry' END,"
+"    completed_at = CASE WHEN t.status = 'cancelled' THEN clock_timestamp()"
+"      END,"
+"    lease_owner = NULL, lease_token = NULL, updated_at = now()"
+"  FROM o, t WHERE s.id = o.step_id AND s.lease_token = o.token"
+"    AND s.status = 'enqueued' AND t.id = s.task_id"
+"  RETURNING s.id, s.task_id, s.status, s.attempts) "
+"INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
+"  metadata)"
+"SELECT id, task_id, CASE WHEN attempts = 0 THEN 'pending'"
+"  ELSE 'waiting_for_retry' END, 'cancelled',"
+"  '{\"reason\": \"task cancelled before the step started\"}'"
+" FROM u WHERE status = 'cancelled'";
 
 TAILQ_HEAD(claimq, claim);
 

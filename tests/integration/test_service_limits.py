@@ -3,7 +3,11 @@
 - concurrency: at most N of a service's steps run at once.  A step held
   back starts when a running one finishes, not at the scheduler's slow
   backstop (seconds later).
+- A claim handed back unstarted (here at shutdown) whose task was
+  cancelled meanwhile is cancelled, not made ready to run later.
 """
+
+import signal
 
 import harness
 
@@ -39,3 +43,35 @@ def test_concurrency_slot_is_handed_over_at_once(taskerd, service):
         # ... and the next one starts right after (the backstop is 5 s).
         assert b.t - a.t_end < 1.5, "slot idle %.2f s" % (b.t - a.t_end)
 
+
+def test_released_claim_of_a_cancelled_task_is_cancelled(taskerd, pg):
+    t = taskerd(templates={"slow.yaml": template("slow", """\
+  - name: work
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+""")}, workers=1, config={"scheduler": {"prefetch": 8}})
+    ids = [t.create_task("slow", {"n": i}, namespace=NS)["task_id"]
+           for i in range(3)]
+
+    def claimed():
+        return pg.scalar(t.db, "select count(*) from steps where "
+                         "status = 'enqueued'") == "2"
+    harness.wait_until(claimed, 10, message="two steps claimed, queued")
+    # A claimed step is its node's: the cancel leaves it be.
+    r = t.delete("/v1/tasks/%d" % ids[2])
+    assert r.status == 200, r.body
+    t.proc.send_signal(signal.SIGTERM)
+    assert t.proc.wait(15) == 0
+    t._stopped = True
+    t.stop()
+
+    rows = {r["task_id"]: r for r in pg.json(
+        t.db, "select task_id, status, attempts, lease_owner from steps")}
+    cancelled = rows[ids[2]]
+    assert cancelled["status"] == "cancelled" and \
+        cancelled["attempts"] == 0 and cancelled["lease_owner"] is None, rows
+    assert rows[ids[1]]["status"] == "pending", rows
+    tr = pg.json(t.db, "select from_state, to_state, metadata from "
+                 "step_transitions where task_id = %d" % ids[2])
+    assert [(x["from_state"], x["to_state"]) for x in tr] == \
+        [("pending", "cancelled")], tr

@@ -631,6 +631,25 @@ db_queued(void)
 	return db.nqueued;
 }
 
+int64_t
+db_oldest_sent_ms(void)
+{
+	struct timespec	 now;
+	int64_t		 ms, oldest = 0;
+	int		 i;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	for (i = 0; i < db.nconns; i++) {
+		if (db.conns[i].state != CONN_BUSY || db.conns[i].job == NULL)
+			continue;
+		ms = (now.tv_sec - db.conns[i].job->sent.tv_sec) * 1000 +
+		    (now.tv_nsec - db.conns[i].job->sent.tv_nsec) / 1000000;
+		if (ms > oldest)
+			oldest = ms;
+	}
+	return oldest;
+}
+
 struct db_job *
 db_job_new(db_cb cb, void *arg)
 {

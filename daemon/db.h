@@ -32,6 +32,9 @@ void	 db_shutdown(void);
 int	 db_connected(void);
 /* Jobs queued but not yet on a connection. */
 int	 db_queued(void);
+/* Milliseconds since the oldest job now on a connection was sent (0:
+ * none): whatever it changes, it changes no earlier than that. */
+int64_t	 db_oldest_sent_ms(void);
 
 struct db_job *db_job_new(db_cb, void *arg);
 /* Add a statement; params are copied (NULL entries are SQL NULL). */

@@ -625,6 +625,16 @@ pool_idle(void)
 	return n;
 }
 
+void
+pool_tokens(void (*fn)(int64_t, void *), void *arg)
+{
+	int	i;
+
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i].claim != NULL)
+			fn(pool.w[i].claim->lease_token, arg);
+}
+
 int
 pool_up(void)
 {

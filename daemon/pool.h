@@ -28,6 +28,8 @@ int	 pool_up(void);
 /* Send the claim to an idle worker (pool_idle() must be > 0); the pool
  * owns the claim from here. */
 void	 pool_dispatch(struct claim *);
+/* Call fn with the lease token of each claim a worker holds. */
+void	 pool_tokens(void (*fn)(int64_t, void *), void *arg);
 /* {"workers": [...]} for the API. */
 json_t	*pool_json(void);
 

@@ -41,6 +41,11 @@
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
 #define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
 #define SCHED_SWEEP_LOCK	"7354"	/* advisory lock (7354, 1): one sweeper */
+/* A claim this node does not hold is its orphan once no job in flight can
+ * have written it, and this long besides: more than a job may wait for a
+ * connection (db.c), so a job sent after the sweep was queued is not
+ * mistaken for an old one. */
+#define SCHED_ORPHAN_GRACE_MS	30000
 
 /* Column 11 of a claim of step row s (of task t): the results of the
  * task's completed steps, {"name": {"results": ...}}, if the step may
@@ -308,6 +313,33 @@ static const char sql_expired[] =
 "  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id, u.owner"
 " FROM u JOIN tasks t ON t.id = u.task_id";
 
+/*
+ * This node's own claims that it does not know about ($1 node, $2 the
+ * lease tokens it holds, $3 milliseconds): a transaction that claimed
+ * them committed, but its answer was lost with the connection, so no
+ * worker will ever run them and no other node sweeps them while this one
+ * lives.  Only rows last changed $3 ms ago or more are taken: no job
+ * still in flight can have written them.  Each is taken over with a new
+ * token (a late answer can no longer match); the caller hands 'enqueued'
+ * ones back (they never started) and fails 'in_progress' ones (a sweep
+ * whose answer was lost took them from a node that may have run them).
+ */
+static const char sql_orphans[] =
+"WITH x AS ("
+"  SELECT s.id, s.status FROM steps s"
+"  WHERE s.lease_owner = $1 AND s.status IN ('enqueued', 'in_progress')"
+"    AND s.lease_token <> ALL($2::bigint[])"
+"    AND s.updated_at < now() - $3::bigint * interval '1 millisecond'"
+"  LIMIT 1000 FOR UPDATE SKIP LOCKED),"
+" u AS ("
+"  UPDATE steps s SET lease_token = nextval('step_lease_tokens')"
+"  FROM x WHERE s.id = x.id"
+"  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
+"    s.retryable, s.timeout_ms, s.lease_token, x.status)"
+"SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
+"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id, u.status"
+" FROM u JOIN tasks t ON t.id = u.task_id";
+
 /* Hand back claims that never reached a worker (shutdown, a breaker that
  * opened, a lapsed node lease).  Nothing happened that the audit trail
  * should show: the claim wrote no transition.  A step whose task was
@@ -354,6 +386,7 @@ static struct {
 	int		 reserved;	/* limits of claims in flight */
 	json_t		*batch;		/* {"step_id": record} not yet sent */
 	json_t		*batch_tasks;	/* {"task_id": true} of the batch */
+	json_t		*applying_recs;	/* the records of the batch in flight */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
@@ -1003,6 +1036,7 @@ sched_apply_done(struct db_job *job, void *arg)
 	struct timeval	 tv;
 
 	sc.applying = false;
+	sc.applying_recs = NULL;
 	sc.reserved -= sent->limit;
 	if (db_job_error(job) != NULL) {
 		/* Put the batch back: applying it again is safe, the lease
@@ -1176,7 +1210,38 @@ sched_flush(void)
 	free(outcomes);
 	free(tasks);
 	sc.applying = true;
+	sc.applying_recs = sent->recs;
 	db_submit(job);
+}
+
+/* Own claims this node had lost track of (sql_orphans). */
+static void
+sched_orphans_found(PGresult *res)
+{
+	struct claim	*c, *release[64];
+	size_t		 nrelease = 0;
+	int		 i;
+
+	for (i = 0; i < PQntuples(res); i++) {
+		c = claim_from_row(res, i);
+		log_warnx("claim this node had lost track of, %s task_id=%lld "
+		    "step=%s attempt=%u status=%s correlation_id=%s",
+		    strcmp(PQgetvalue(res, i, 10), "enqueued") == 0 ?
+		    "handed back" : "attempt abandoned", (long long)c->task_id,
+		    c->step_name, c->attempt, PQgetvalue(res, i, 10),
+		    c->correlation_id);
+		if (strcmp(PQgetvalue(res, i, 10), "enqueued") != 0)
+			sched_fail(c, "claim_lost", "this node lost track of "
+			    "the attempt (a database answer was lost)");
+		else {
+			release[nrelease++] = c;
+			if (nrelease == 64) {
+				sched_release(release, nrelease);
+				nrelease = 0;
+			}
+		}
+	}
+	sched_release(release, nrelease);
 }
 
 static void
@@ -1192,7 +1257,9 @@ sched_expired_done(struct db_job *job, void *arg)
 		log_warnx("lease sweep failed error=\"%s\"", db_job_error(job));
 		return;
 	}
-	res = db_job_result(job, 0);
+	if (!startup)
+		sched_orphans_found(db_job_result(job, 0));
+	res = db_job_result(job, startup ? 0 : 1);
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		c = claim_from_row(res, i);
@@ -1211,15 +1278,76 @@ sched_expired_done(struct db_job *job, void *arg)
 }
 
 static void
+token_add(int64_t token, void *arg)
+{
+	json_array_append_new(arg, json_integer(token));
+}
+
+static void
+record_tokens_add(json_t *recs, json_t *arr)
+{
+	const char	*k;
+	json_t		*v;
+
+	json_object_foreach(recs, k, v)
+		json_array_append(arr, json_object_get(v, "token"));
+}
+
+/* "{1,2,3}": the lease tokens of every claim this node holds - queued,
+ * running, or whose outcome waits to be written. */
+static char *
+held_tokens(void)
+{
+	struct claim	*c;
+	json_t		*arr = json_array();
+	char		*s, *p;
+
+	TAILQ_FOREACH(c, &sc.queue, entry)
+		token_add(c->lease_token, arr);
+	pool_tokens(token_add, arr);
+	record_tokens_add(sc.batch, arr);
+	if (sc.applying_recs != NULL)
+		record_tokens_add(sc.applying_recs, arr);
+	s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	/* A JSON array of integers is a PostgreSQL array literal once its
+	 * brackets are braces. */
+	s[0] = '{';
+	if ((p = strrchr(s, ']')) != NULL)
+		*p = '}';
+	return s;
+}
+
+/*
+ * At start-up: fail the attempts this node held before it restarted.
+ * Then, periodically: take over the claims of nodes whose lease ran out,
+ * and first find this node's own claims that it lost track of - first,
+ * because the takeover, in the same transaction, makes other nodes'
+ * claims this node's own.
+ */
+static void
 sched_sweep(bool startup)
 {
 	struct db_job	*job;
-	const char	*params[2] = { sv.node_id, startup ? "true" : "false" };
+	const char	*params[3];
+	char		*tokens, age[24];
 
 	if (sc.sweeping)
 		return;
 	sc.sweeping = true;
 	job = db_job_new(sched_expired_done, (void *)(intptr_t)startup);
+	if (!startup) {
+		tokens = held_tokens();
+		snprintf(age, sizeof(age), "%lld", (long long)(
+		    db_oldest_sent_ms() + SCHED_ORPHAN_GRACE_MS));
+		params[0] = sv.node_id;
+		params[1] = tokens;
+		params[2] = age;
+		db_job_add(job, sql_orphans, 3, params);
+		free(tokens);
+	}
+	params[0] = sv.node_id;
+	params[1] = startup ? "true" : "false";
 	db_job_add(job, sql_expired, 2, params);
 	db_submit(job);
 }

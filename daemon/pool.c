@@ -85,6 +85,7 @@ static struct {
 	int64_t			 ping_timeout_ms;
 	struct event		*sigchld;
 	struct event		*ping;
+	struct timespec		 last_tick;	/* of the ping timer */
 	bool			 stopping;
 } pool;
 
@@ -478,8 +479,22 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker		*w;
 	struct proto_buf	 buf;
+	struct timespec		 now;
+	int64_t			 late;
 	int			 i;
 
+	/* This loop itself may have stalled (the VM paused, the host
+	 * swapped): then no pings went out, and the workers' silence is
+	 * ours.  Their clocks restart now. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	late = ms_since(&pool.last_tick) - pool.ping_interval_ms;
+	pool.last_tick = now;
+	if (late > pool.ping_timeout_ms / 2) {
+		log_warnx("supervisor loop stalled, not counting workers' "
+		    "silence late_ms=%lld", (long long)late);
+		for (i = 0; i < pool.n; i++)
+			pool.w[i].last_heard = now;
+	}
 	for (i = 0; i < pool.n; i++) {
 		w = &pool.w[i];
 		if (w->state != W_STARTING && w->state != W_IDLE &&
@@ -553,6 +568,7 @@ pool_init(struct event_base *base, int count, const char *path,
 	tv.tv_sec = ping_interval_ms / 1000;
 	tv.tv_usec = (ping_interval_ms % 1000) * 1000;
 	event_add(pool.ping, &tv);
+	clock_gettime(CLOCK_MONOTONIC, &pool.last_tick);
 	for (i = 0; i < count; i++) {
 		pool.w[i].slot = i;
 		pool.w[i].deadline = evtimer_new(base, worker_deadline_cb,

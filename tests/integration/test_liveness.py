@@ -205,3 +205,33 @@ step_templates:
     tid = t.create_task("quick", {}, namespace=NS)["task_id"]
     task = t.wait_task(tid, timeout=10)
     assert task["status"] == "complete", task
+
+
+def test_stalled_supervisor_does_not_blame_its_workers(taskerd):
+    """The supervisor itself stops for longer than ping_timeout (a paused
+    VM, a swapping host): no pings went out meanwhile, so its workers'
+    silence is not theirs.  None is killed and the running step finishes
+    its one attempt."""
+    t = taskerd(templates={"slow.yaml": """\
+name: slow
+namespace_name: live
+version: 1.0.0
+step_templates:
+  - name: work
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+"""}, workers=WORKERS, config=PING)
+    harness.wait_until(lambda: pool_full(t), 10, message="the pool up")
+    tid = t.create_task("slow", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: any(w["state"] == "busy" for w in t.workers()),
+                       10, message="the step running")
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.8)
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    task = t.wait_task(tid, timeout=15)
+    assert task["status"] == "complete", task
+    assert task["steps"][0]["attempts"] == 1, task["steps"]
+    assert not t.log_lines("worker not answering"), t.log_tail(30)
+    assert t.log_lines("supervisor loop stalled"), t.log_tail(30)

@@ -34,6 +34,10 @@ static const struct yt_key config_keys[] = {
 	    "libpq connection string; unset: embedded PostgreSQL" },
 	{ "database.pool", YT_INT, C(database_pool), "4", 1, 64, 0, NULL,
 	    "connections to the database" },
+	{ "database.statement_timeout", YT_DURATION,
+	    C(database_statement_timeout_ms), "30s", 100, 3600000, 0, NULL,
+	    "longest statement; a database silent for longer still is "
+	    "dropped" },
 	{ "http.listen", YT_STRING, C(http_listen), "127.0.0.1:8080", 0, 0, 0,
 	    NULL, "host:port or unix:PATH" },
 	{ "http.max_body", YT_SIZE, C(http_max_body), "1MiB", 1, INT64_MAX, 0,

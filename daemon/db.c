@@ -30,6 +30,11 @@
 #include "xmalloc.h"
 
 #define DB_QUEUE_MAX_S	10	/* longest wait for a connection */
+/* Each statement of a job stops at the server's statement_timeout; a
+ * connection silent this much longer than all of them is dropped: the
+ * server is wedged, or the network swallows what is sent (TCP may take
+ * many minutes to say so). */
+#define DB_ANSWER_GRACE_MS	5000
 
 enum conn_state {
 	CONN_DOWN,		/* broken or never started; reconnect timer set */
@@ -89,6 +94,7 @@ static struct {
 	struct event	*queue_timer;
 	bool		 stopping;
 	json_t		*registry;	/* statement text -> index */
+	int64_t		 statement_timeout_ms;
 	char		*channel;	/* LISTENed to on connection 0 */
 	db_notify_cb	 notify_cb;
 } db;
@@ -283,7 +289,9 @@ db_unavailable(const char *state)
 	 * another backend, 57P03 still starting up. */
 	return state != NULL && (strncmp(state, "08", 2) == 0 ||
 	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
-	    strcmp(state, "57P03") == 0);
+	    strcmp(state, "57P03") == 0 ||
+	    /* statement_timeout: too busy, or a lock held elsewhere */
+	    strcmp(state, "57014") == 0);
 }
 
 void
@@ -537,7 +545,11 @@ static void
 db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_job	*job;
+	struct db_conn	*c;
 	struct timespec	 now;
+	int64_t		 max_ms;
+	char		 why[64];
+	int		 i;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	while ((job = TAILQ_FIRST(&db.queue)) != NULL &&
@@ -548,27 +560,42 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 		    "08006");
 		job_finish(job);
 	}
+	for (i = 0; i < db.nconns; i++) {
+		c = &db.conns[i];
+		if (c->state != CONN_BUSY || c->job == NULL)
+			continue;
+		max_ms = c->job->nstmts * db.statement_timeout_ms +
+		    DB_ANSWER_GRACE_MS;
+		if ((now.tv_sec - c->job->sent.tv_sec) * 1000 +
+		    (now.tv_nsec - c->job->sent.tv_nsec) / 1000000 < max_ms)
+			continue;
+		snprintf(why, sizeof(why), "no answer from the database in "
+		    "%lld ms", (long long)max_ms);
+		conn_fail(c, why);
+	}
 }
 
 void
-db_init(struct event_base *base, const char *dsn, int n)
+db_init(struct event_base *base, const char *dsn, int n,
+    int64_t statement_timeout_ms)
 {
 	PQconninfoOption	*info, *o;
+	const char		*dsn_options = "";
 	int			 i;
 
 	db.base = base;
 	db.dsn = xstrdup(dsn);
-	db.options = xstrdup(DB_SESSION_OPTIONS);
+	db.statement_timeout_ms = statement_timeout_ms;
 	if ((info = PQconninfoParse(dsn, NULL)) != NULL) {
 		for (o = info; o->keyword != NULL; o++)
 			if (strcmp(o->keyword, "options") == 0 &&
-			    o->val != NULL && *o->val != '\0') {
-				free(db.options);
-				xasprintf(&db.options, "%s %s", o->val,
-				    DB_SESSION_OPTIONS);
-			}
-		PQconninfoFree(info);
+			    o->val != NULL)
+				dsn_options = o->val;
 	}
+	xasprintf(&db.options, "%s %s -c statement_timeout=%lld",
+	    dsn_options, DB_SESSION_OPTIONS, (long long)statement_timeout_ms);
+	if (info != NULL)
+		PQconninfoFree(info);
 	db.registry = json_object();
 	db.nconns = n;
 	db.conns = xcalloc((size_t)n, sizeof(*db.conns));

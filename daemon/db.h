@@ -26,7 +26,8 @@ struct db_job;
 typedef void (*db_cb)(struct db_job *, void *arg);
 
 /* Start the pool: n connections to dsn, connecting in the background. */
-void	 db_init(struct event_base *, const char *dsn, int n);
+void	 db_init(struct event_base *, const char *dsn, int n,
+	    int64_t statement_timeout_ms);
 void	 db_shutdown(void);
 /* Connections currently usable. */
 int	 db_connected(void);

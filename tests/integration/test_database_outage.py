@@ -6,8 +6,12 @@ server is back, and still stop promptly on SIGTERM while the database is
 down.  Uses a cluster of its own, since it stops it.
 """
 
+import os
 import re
+import signal
 import socket
+import subprocess
+import time
 
 import pytest
 
@@ -105,3 +109,62 @@ def test_log_stays_logfmt_through_an_outage(own_pg, outage_taskerd):
                        message="/health/ready back to 200 after the database returned")
     bad = [l for l in t.log().splitlines() if not re.match(r"ts=\S+ level=\w+ ", l)]
     assert not bad, "log lines that are not logfmt events:\n" + "\n".join(bad[:10])
+
+
+def test_database_that_does_not_answer(own_pg, request):
+    """A database that stops answering - a lock held elsewhere, a wedged
+    server, a network that swallows packets - gets a 503 within seconds,
+    never a request that hangs.  database.statement_timeout bounds each
+    statement at the server; a connection silent even longer is dropped
+    and made anew."""
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"outage.yaml": TEMPLATE},
+                    config={"database.statement_timeout": "1s"})
+        stalled_database(own_pg, t)
+
+
+def stalled_database(own_pg, t):
+    first = t.create_task("outage", {"n": 1}, namespace="it")
+    assert t.wait_task(first["task_id"])["status"] == "complete"
+
+    # A lock held by someone else: the statement times out at the server.
+    holder = subprocess.Popen(
+        own_pg._server_cmd([os.path.join(own_pg.bindir, "psql"), "-X", "-q",
+                            "-h", own_pg.sockdir, "-p", str(own_pg.port),
+                            "-U", own_pg.user, "-d", t.db, "-c",
+                            "BEGIN; LOCK TABLE tasks; SELECT pg_sleep(4); "
+                            "COMMIT;"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        harness.wait_until(lambda: own_pg.scalar(
+            t.db, "select count(*) from pg_locks where relation = "
+            "'tasks'::regclass and mode = 'AccessExclusiveLock' and granted")
+            == "1", 5, message="the lock taken")
+        started = time.monotonic()
+        r = t.post("/v1/tasks", json={"name": "outage", "namespace": "it",
+                                      "context": {"n": 2}}, timeout=10)
+        harness.assert_json_error(r, 503, "database_unavailable")
+        assert r.headers.get("Retry-After") == "1"
+        assert time.monotonic() - started < 3.5
+    finally:
+        holder.wait(10)
+    second = t.create_task("outage", {"n": 3}, namespace="it")
+    assert t.wait_task(second["task_id"])["status"] == "complete"
+
+    # A server that does not answer at all: its backends are stopped.
+    pids = [int(p) for p in own_pg.scalar(
+        t.db, "select string_agg(pid::text, ',') from pg_stat_activity "
+        "where application_name = '%s'" % t.config["node_id"]).split(",")]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = t.get("/v1/tasks", timeout=20)
+        assert r.status == 503, (r.status, r.body)
+        assert time.monotonic() - started < 12
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert t.log_lines("no answer from the database in"), t.log_tail(30)
+    third = t.create_task("outage", {"n": 4}, namespace="it")
+    assert t.wait_task(third["task_id"], timeout=20)["status"] == "complete"

@@ -51,6 +51,7 @@ check_defaults(const struct config *cfg)
 {
 	assert_null(cfg->database_dsn);
 	assert_int_equal(cfg->database_pool, 4);
+	assert_int_equal(cfg->database_statement_timeout_ms, 30000);
 	assert_string_equal(cfg->http_listen, "127.0.0.1:8080");
 	assert_int_equal(cfg->http_max_body, 1 << 20);
 	assert_int_equal(cfg->http_max_headers, 16 << 10);

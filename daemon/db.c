@@ -658,6 +658,17 @@ db_queued(void)
 	return db.nqueued;
 }
 
+int
+db_inflight(void)
+{
+	int	i, n = 0;
+
+	for (i = 0; i < db.nconns; i++)
+		if (db.conns[i].state == CONN_BUSY)
+			n++;
+	return n;
+}
+
 int64_t
 db_oldest_sent_ms(void)
 {

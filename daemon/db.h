@@ -33,6 +33,8 @@ void	 db_shutdown(void);
 int	 db_connected(void);
 /* Jobs queued but not yet on a connection. */
 int	 db_queued(void);
+/* Jobs on a connection, their answers not yet in. */
+int	 db_inflight(void);
 /* Milliseconds since the oldest job now on a connection was sent (0:
  * none): whatever it changes, it changes no earlier than that. */
 int64_t	 db_oldest_sent_ms(void);

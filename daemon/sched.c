@@ -749,6 +749,12 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 			continue;
 		n++;
 		c = claim_from_row(res, i);
+		if (sv.stopping) {
+			/* Claimed by a job that was in flight when the node
+			 * began to stop, after it handed its queue back. */
+			sched_release(&c, 1);
+			continue;
+		}
 		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
 		steps = json_loads(PQgetvalue(res, i, 11), 0, NULL);
 		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);

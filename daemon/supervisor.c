@@ -115,7 +115,9 @@ status_start(void)
 static bool
 drained(void)
 {
-	return !sched_busy() && db_queued() == 0;
+	/* Jobs in flight too: a claim whose answer comes in now is handed
+	 * back (sched_enqueue), and a hand-back must reach the database. */
+	return !sched_busy() && db_queued() == 0 && db_inflight() == 0;
 }
 
 static void

@@ -4,7 +4,9 @@ STOPPING), graceful SIGTERM with running steps, and unprivileged workers."""
 import os
 import signal
 import socket
+import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -151,3 +153,41 @@ def test_workers_run_as_configured_user(taskerd):
         assert status["NoNewPrivs"].strip() == "1"
     tid = t.create_task("slow", {})["task_id"]
     assert t.wait_task(tid)["status"] == "complete"
+
+
+def test_claim_answered_during_the_drain_is_handed_back(taskerd, pg):
+    """A creation that claims its task's first step for this node is still
+    in flight (held up by a lock) when SIGTERM comes: the node waits for
+    it, hands the claim back, and only then exits; the step is left for
+    whichever node runs next, not 'enqueued' for one that is gone."""
+    quick = "name: quick\nstep_templates:\n  - name: only\n    handler: noop\n"
+    t = taskerd(templates={"quick.yaml": quick}, workers=1)
+    holder = subprocess.Popen(
+        pg._server_cmd([os.path.join(pg.bindir, "psql"), "-X", "-q",
+                        "-h", pg.sockdir, "-p", str(pg.port), "-U", pg.user,
+                        "-d", t.db, "-c", "BEGIN; LOCK TABLE steps IN SHARE "
+                        "MODE; SELECT pg_sleep(2); COMMIT;"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answers = []
+    try:
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "select count(*) from pg_locks where relation = "
+            "'steps'::regclass and mode = 'ShareLock' and granted") == "1",
+            5, message="the lock taken")
+        poster = threading.Thread(target=lambda: answers.append(t.post(
+            "/v1/tasks", json={"name": "quick", "context": {}}, timeout=15)))
+        poster.start()
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "select count(*) from pg_stat_activity where wait_event_type"
+            " = 'Lock' and application_name = '%s'" % t.config["node_id"])
+            == "1", 5, message="the creation waiting for the lock")
+        t.proc.send_signal(signal.SIGTERM)
+        assert t.proc.wait(15) == 0
+        poster.join(15)
+    finally:
+        holder.wait(10)
+    t._stopped = True
+    t.stop()
+    assert answers and answers[0].status == 201, answers
+    rows = pg.json(t.db, "select status, lease_owner from steps")
+    assert rows == [{"status": "pending", "lease_owner": None}], rows

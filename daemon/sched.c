@@ -387,6 +387,7 @@ static struct {
 	json_t		*batch;		/* {"step_id": record} not yet sent */
 	json_t		*batch_tasks;	/* {"task_id": true} of the batch */
 	json_t		*applying_recs;	/* the records of the batch in flight */
+	int		 alone;		/* batches to send one record each */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
@@ -1030,6 +1031,64 @@ struct sent {
 	int	 limit;
 };
 
+/*
+ * The database refused a batch for another reason than a lost connection:
+ * something in one record it cannot store, which would fail every batch
+ * it is in, and with it every outcome of the node.  The records go one per
+ * batch until that one is found; alone, it becomes a failure of its step
+ * with nothing to store but the reason, and if even that is refused it is
+ * dropped (the step stays claimed under a token the node no longer holds,
+ * and the sweeper hands it back as an orphan).
+ */
+static void
+apply_refused(json_t *recs, const char *why)
+{
+	const char	*k;
+	json_t		*v, *err;
+
+	if (json_object_size(recs) > 1) {
+		log_warnx("applying outcomes one per batch to find the one "
+		    "the database refuses count=%zu", json_object_size(recs));
+		sc.alone += (int)json_object_size(recs);
+		return;
+	}
+	json_object_foreach(recs, k, v) {
+		/* A start mark: the outcome will carry the start as well. */
+		if (json_is_true(json_object_get(v, "refused")) ||
+		    strcmp(json_string_value(json_object_get(v, "status")),
+		    "in_progress") == 0) {
+			log_warnx("record dropped: the database refuses it "
+			    "step_id=%s task_id=%lld step=%s", k,
+			    (long long)json_integer_value(json_object_get(v,
+			    "task_id")), json_string_value(json_object_get(v,
+			    "name")));
+			json_object_del(recs, k);
+			return;
+		}
+		log_warnx("outcome refused by the database, failing the step "
+		    "step_id=%s task_id=%lld step=%s error=\"%s\"", k,
+		    (long long)json_integer_value(json_object_get(v,
+		    "task_id")), json_string_value(json_object_get(v, "name")),
+		    why);
+		err = json_pack("{s:s, s:s%, s:i}", "code",
+		    "outcome_not_stored", "message", why, strnlen(why, 300),
+		    "http_status", 0);
+		if (err == NULL)
+			err = json_pack("{s:s, s:s, s:i}", "code",
+			    "outcome_not_stored", "message", "", "http_status",
+			    0);
+		json_object_set_new(v, "status", json_string("error"));
+		json_object_set_new(v, "free", json_false());
+		json_object_set_new(v, "results", json_null());
+		if (json_is_object(json_object_get(v, "meta")))
+			json_object_set(json_object_get(v, "meta"), "error",
+			    err);
+		json_object_set_new(v, "error", err);
+		json_object_set_new(v, "refused", json_true());
+		return;
+	}
+}
+
 static void
 sched_apply_done(struct db_job *job, void *arg)
 {
@@ -1051,6 +1110,8 @@ sched_apply_done(struct db_job *job, void *arg)
 		 * newer and stays. */
 		log_warnx("applying outcomes failed count=%zu error=\"%s\"",
 		    json_object_size(sent->recs), db_job_error(job));
+		if (!db_unavailable(db_job_sqlstate(job)))
+			apply_refused(sent->recs, db_job_error(job));
 		json_object_foreach(sent->recs, k, v)
 			if (json_object_get(sc.batch, k) == NULL)
 				json_object_set(sc.batch, k, v);
@@ -1174,10 +1235,26 @@ sched_flush(void)
 	    evtimer_pending(sc.retry_apply, NULL))
 		return;
 	sent = xcalloc(1, sizeof(*sent));
-	sent->recs = sc.batch;
-	sent->tasks = sc.batch_tasks;
-	sc.batch = json_object();
-	sc.batch_tasks = json_object();
+	if (sc.alone > 0) {
+		/* One record, to find the one the database refuses. */
+		sc.alone--;
+		sent->recs = json_object();
+		sent->tasks = json_object();
+		json_object_foreach(sc.batch, k, v) {
+			json_object_set(sent->recs, k, v);
+			snprintf(limit, sizeof(limit), "%lld",
+			    (long long)json_integer_value(json_object_get(v,
+			    "task_id")));
+			json_object_set_new(sent->tasks, limit, json_true());
+			json_object_del(sc.batch, k);
+			break;
+		}
+	} else {
+		sent->recs = sc.batch;
+		sent->tasks = sc.batch_tasks;
+		sc.batch = json_object();
+		sc.batch_tasks = json_object();
+	}
 
 	arr = json_array();
 	json_object_foreach(sent->recs, k, v)

@@ -1,0 +1,62 @@
+"""One outcome the database refuses does not stop a node from writing all
+the others.
+
+Outcomes are written in batches, one transaction each.  An outcome the
+database cannot store (here a trigger the test adds refuses to complete one
+step; in life, say, a value a buggy handler produced) used to fail every
+batch it was in, for as long as the node ran: no other outcome was written
+either.  Now the node applies the records one per batch until it finds the
+refused one, which fails its step (code outcome_not_stored, the database's
+reason in the message); every other task completes.
+"""
+
+import harness
+
+NS = "refuse"
+
+TEMPLATE = """\
+name: work
+namespace_name: refuse
+version: 1.0.0
+step_templates:
+  - name: a
+    handler: noop
+  - name: b
+    handler: noop
+    depends_on_step: a
+"""
+
+
+def test_refused_outcome_fails_its_step_only(taskerd, pg):
+    t = taskerd(templates={"work.yaml": TEMPLATE}, workers=4)
+    pg.execute(t.db, """
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.status = 'complete' AND EXISTS (SELECT 1 FROM tasks
+                WHERE id = NEW.task_id AND context ? 'poison') THEN
+                RAISE EXCEPTION 'refused by the test';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_poison BEFORE UPDATE ON steps
+            FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+    """)
+    ids = []
+    for i in range(30):
+        ctx = {"n": i}
+        if i == 7:
+            ctx["poison"] = True
+        ids.append(t.create_task("work", ctx, namespace=NS)["task_id"])
+    poison = ids[7]
+    for tid in ids:
+        task = t.wait_task(tid, timeout=30)
+        if tid == poison:
+            assert task["status"] == "error", task
+            a = [s for s in task["steps"] if s["name"] == "a"][0]
+            assert a["status"] == "error" and a["attempts"] == 1, a
+            assert a["last_error"]["code"] == "outcome_not_stored", a
+            assert "refused by the test" in a["last_error"]["message"], a
+        else:
+            assert task["status"] == "complete", task
+    assert t.log_lines("outcome refused by the database, failing the step"
+                       ".*step=a"), t.log_tail(30)

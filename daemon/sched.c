@@ -69,7 +69,8 @@
  * claimed two ways:
  *  - the general claim takes the oldest ready steps of any task, those
  *    of tasks under way before the first steps of new ones ($1 limit, $2
- *    node, $3 services whose steps must wait, $4 readers);
+ *    node, $3 services whose steps must wait, $4 readers, $5 templates
+ *    this node does not have: see sched_unknown_template);
  *  - the transaction that applies a batch of outcomes claims the children
  *    it releases (sql_apply), so a child is claimed the moment its
  *    parent's outcome commits.
@@ -82,6 +83,9 @@ static const char sql_claim[] =
 "  WHERE s.status IN ('pending', 'waiting_for_retry')"
 "    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
 "    AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
+"    AND (cardinality($5::bigint[]) = 0 OR NOT EXISTS (SELECT 1"
+"      FROM tasks t0 WHERE t0.id = s.task_id"
+"        AND t0.template_id = ANY($5::bigint[])))"
 "  ORDER BY (s.first_step AND s.attempts = 0), s.next_attempt_at"
 "  LIMIT $1 FOR UPDATE SKIP LOCKED),"
 " u AS ("
@@ -96,7 +100,8 @@ static const char sql_claim[] =
 "FROM u JOIN tasks t ON t.id = u.task_id";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
- * none); steps of blocked services ($1) wait for their breaker instead.
+ * none); steps of blocked services ($1) wait for their breaker instead,
+ * and steps of templates this node does not have ($2) for another node.
  * (The soonest of each kind the claim orders by, so that both lookups run
  * down the index in order.) */
 static const char sql_next_due[] =
@@ -106,6 +111,9 @@ static const char sql_next_due[] =
 "  WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0"
 "    AND (first_step AND attempts = 0) = f.first"
 "    AND (service IS NULL OR service <> ALL($1::text[]))"
+"    AND (cardinality($2::bigint[]) = 0 OR NOT EXISTS (SELECT 1"
+"      FROM tasks t0 WHERE t0.id = steps.task_id"
+"        AND t0.template_id = ANY($2::bigint[])))"
 "  ORDER BY next_attempt_at LIMIT 1) d";
 
 /*
@@ -388,6 +396,7 @@ static struct {
 	json_t		*batch_tasks;	/* {"task_id": true} of the batch */
 	json_t		*applying_recs;	/* the records of the batch in flight */
 	int		 alone;		/* batches to send one record each */
+	json_t		*unknown_tmpls;	/* {"template_id": until (ms)} */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
@@ -400,6 +409,8 @@ static struct {
 
 static void	sched_run(void);
 static void	sched_flush(void);
+static void	sched_unknown_template(long long, struct claim *);
+static char	*id_array(json_t *);
 
 /*
  * The steps whose handler may read other steps' results, as the claims'
@@ -769,8 +780,15 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 		if (c->tstep != NULL && c->tstep->dependent_system != NULL)
 			json_object_set_new(c->input, "service",
 			    services_input(c->tstep->dependent_system));
+		if (c->tmpl == NULL) {
+			/* Another node's template (a rolling deploy: it has
+			 * a version this one has not loaded yet). */
+			sched_unknown_template(strtoll(PQgetvalue(res, i, 8),
+			    NULL, 10), c);
+			continue;
+		}
 		if (c->tstep == NULL) {
-			/* The template was removed or renamed since the task
+			/* The template was changed in place since the task
 			 * was created: nothing can run this step. */
 			log_warnx("step has no loaded template task_id=%lld "
 			    "step=%s correlation_id=%s", (long long)c->task_id,
@@ -829,13 +847,61 @@ sched_claim_done(struct db_job *job, void *arg)
 	sched_run();
 }
 
+/*
+ * A step of a template this node has not loaded: another node created its
+ * task, and this one claimed the step (the general claim takes any task's).
+ * It is handed back unstarted, and for a while this node's claims pass
+ * over the template's steps, leaving them to a node that has it.  Were no
+ * node to have it, the step would wait, and every node would say so here
+ * each time it looked again.
+ */
+#define SCHED_UNKNOWN_TMPL_MS	60000
+
+static void
+sched_unknown_template(long long template_id, struct claim *c)
+{
+	struct timespec	 now;
+	char		 key[24];
+
+	log_warnx("step of a template this node does not have, left for "
+	    "another node template_id=%lld task_id=%lld step=%s "
+	    "correlation_id=%s", template_id, (long long)c->task_id,
+	    c->step_name, c->correlation_id);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	snprintf(key, sizeof(key), "%lld", template_id);
+	json_object_set_new(sc.unknown_tmpls, key, json_integer(
+	    (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+	    SCHED_UNKNOWN_TMPL_MS));
+	sched_release(&c, 1);
+}
+
+/* "{7,9}": the templates sched_unknown_template holds back from claims,
+ * until they expire (by then this node may have loaded them). */
+static char *
+unknown_templates(void)
+{
+	struct timespec	 now;
+	const char	*k;
+	json_t		*v;
+	void		*tmp;
+	int64_t		 ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	json_object_foreach_safe(sc.unknown_tmpls, tmp, k, v)
+		if (json_integer_value(v) <= ms ||
+		    supervisor_template(strtoll(k, NULL, 10)) != NULL)
+			json_object_del(sc.unknown_tmpls, k);
+	return id_array(sc.unknown_tmpls);
+}
+
 /* Claim ready steps for idle workers, and hand out claimed ones. */
 static void
 sched_run(void)
 {
 	struct db_job	*job;
-	char		 limit[16], *blocked;
-	const char	*params[4];
+	char		 limit[16], *blocked, *unknown;
+	const char	*params[5];
 	int		 want;
 
 	sched_dispatch_queued();
@@ -848,15 +914,20 @@ sched_run(void)
 
 	snprintf(limit, sizeof(limit), "%d", want);
 	blocked = services_blocked();
+	unknown = unknown_templates();
 	params[0] = limit;
 	params[1] = sv.node_id;
 	params[2] = blocked;
 	params[3] = results_readers();
+	params[4] = unknown;
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
-	db_job_add(job, sql_claim, 4, params);
-	if (sc.need_due)
-		db_job_add(job, sql_next_due, 1, params + 2);
-	free(blocked);		/* db_job_add copied it */
+	db_job_add(job, sql_claim, 5, params);
+	if (sc.need_due) {
+		params[3] = unknown;
+		db_job_add(job, sql_next_due, 2, params + 2);
+	}
+	free(blocked);		/* db_job_add copied them */
+	free(unknown);
 	sc.claiming = true;
 	sc.want = false;
 	sc.need_due = false;
@@ -1454,6 +1525,7 @@ sched_init(void)
 	TAILQ_INIT(&sc.unmarked);
 	sc.batch = json_object();
 	sc.batch_tasks = json_object();
+	sc.unknown_tmpls = json_object();
 	sc.want = true;
 	sc.need_due = true;
 	sc.wake = evtimer_new(sv.base, sched_wake_cb, NULL);

@@ -156,6 +156,7 @@ struct batch {
 	struct create_q		 reqs;
 	int			 n;
 	int			 reserved;	/* first steps it may claim */
+	unsigned		 epoch;		/* node_epoch() when sent */
 };
 
 static struct {
@@ -341,7 +342,7 @@ create_done(struct db_job *job, void *arg)
 
 	cq.inflight--;
 	if (db_job_error(job) != NULL) {
-		sched_claims_taken(NULL, b->reserved);
+		sched_claims_taken(NULL, b->reserved, b->epoch);
 		if (b->n > 1 && !db_unavailable(state)) {
 			/* Not the connection: perhaps one task's row.  Try
 			 * them one by one so the others are not held back. */
@@ -366,7 +367,7 @@ create_done(struct db_job *job, void *arg)
 	res = db_job_result(job, 0);
 	n = PQntuples(res);
 	/* The claims first: their steps can start while we answer. */
-	claimed = sched_claims_taken(res, b->reserved);
+	claimed = sched_claims_taken(res, b->reserved, b->epoch);
 	for (i = 0; i < n; i++) {
 		if (PQgetisnull(res, i, COL_ORD))
 			continue;
@@ -480,6 +481,7 @@ create_flush(void)
 		json_decref(tasks);
 		template_rows(b, &p2, &p3);
 		b->reserved = sched_claims_reserve(roots);
+		b->epoch = node_epoch();
 		snprintf(room, sizeof(room), "%d", b->reserved);
 		blocked = services_blocked();
 		params[0] = p1;

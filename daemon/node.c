@@ -59,6 +59,7 @@ static struct {
 	struct event	*hint;		/* a debounced hint waits */
 	struct timespec	 hinted;	/* when the last one was sent */
 	struct timespec	 valid_until;	/* CLOCK_MONOTONIC */
+	unsigned	 epoch;		/* lapses so far */
 	bool		 beating;	/* a renewal is in flight */
 	bool		 started;	/* the first renewal got through */
 	bool		 lapsed;	/* logged: the lease ran out */
@@ -80,6 +81,12 @@ ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec ||
 	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+unsigned
+node_epoch(void)
+{
+	return nd.epoch;
 }
 
 bool
@@ -146,6 +153,7 @@ beat_done(struct db_job *job, void *arg)
 		log_warnx("node lease renewed after it lapsed, claiming afresh "
 		    "node=%s", sv.node_id);
 		nd.lapsed = false;
+		nd.epoch++;
 		sched_lease_regained();
 	} else if (first)
 		sched_kick();

@@ -8,6 +8,9 @@ void	node_init(void);
 /* True while this node's claims are certainly still its own: its last
  * renewal was sent less than a lease ago. */
 bool	node_lease_ok(void);
+/* Counts the lapses of this node's lease: a claim made before the last one
+ * may have been taken over by another node meanwhile. */
+unsigned node_epoch(void);
 /* Ready work was left unclaimed here: wake the other nodes (debounced). */
 void	node_hint(void);
 

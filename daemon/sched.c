@@ -384,6 +384,7 @@ static struct {
 	bool		 want;		/* ready steps may be left unclaimed */
 	bool		 need_due;	/* ask when the next step is due */
 	bool		 claiming;	/* a general claim is in flight */
+	unsigned	 claim_epoch;	/* node_epoch() when it was sent */
 	bool		 applying;	/* an apply job is in flight */
 	bool		 sweeping;
 	bool		 recovered;	/* start-up recovery done */
@@ -749,7 +750,7 @@ sched_dispatch_queued(void)
  * statement itself wrote (its snapshot does not show them).  Children go
  * first: finishing started tasks comes before starting new ones. */
 static int
-sched_enqueue(PGresult *res, bool first, json_t *done)
+sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 {
 	struct claim	*c, *last = NULL;
 	json_t		*ctx, *steps;
@@ -761,9 +762,12 @@ sched_enqueue(PGresult *res, bool first, json_t *done)
 			continue;
 		n++;
 		c = claim_from_row(res, i);
-		if (sv.stopping) {
+		if (sv.stopping || epoch != node_epoch()) {
 			/* Claimed by a job that was in flight when the node
-			 * began to stop, after it handed its queue back. */
+			 * began to stop, after it handed its queue back; or
+			 * before its lease lapsed, so that another node may
+			 * have taken the claim over and run the step since
+			 * (then the hand-back is a no-op). */
 			sched_release(&c, 1);
 			continue;
 		}
@@ -834,7 +838,7 @@ sched_claim_done(struct db_job *job, void *arg)
 		sched_wake_in(SCHED_RETRY_APPLY_MS);
 		return;
 	}
-	n = sched_enqueue(db_job_result(job, 0), false, NULL);
+	n = sched_enqueue(db_job_result(job, 0), false, NULL, sc.claim_epoch);
 	if (n == asked) {
 		sc.want = true;		/* there may be more */
 		node_hint();		/* for nodes with room */
@@ -929,6 +933,7 @@ sched_run(void)
 	free(blocked);		/* db_job_add copied them */
 	free(unknown);
 	sc.claiming = true;
+	sc.claim_epoch = node_epoch();
 	sc.want = false;
 	sc.need_due = false;
 	sc.reserved += want;
@@ -953,13 +958,13 @@ sched_claims_reserve(int most)
 }
 
 int
-sched_claims_taken(PGresult *res, int reserved)
+sched_claims_taken(PGresult *res, int reserved, unsigned epoch)
 {
 	int	n = 0;
 
 	sc.reserved -= reserved;
 	if (res != NULL)
-		n = sched_enqueue(res, false, NULL);
+		n = sched_enqueue(res, false, NULL, epoch);
 	sched_run();
 	return n;
 }
@@ -1100,6 +1105,7 @@ struct sent {
 	json_t	*recs;
 	json_t	*tasks;
 	int	 limit;
+	unsigned epoch;		/* node_epoch() when sent */
 };
 
 /*
@@ -1228,7 +1234,7 @@ sched_apply_done(struct db_job *job, void *arg)
 			    (long long)json_integer_value(json_object_get(v,
 			    "token")), json_string_value(json_object_get(v,
 			    "status")));
-	n = sched_enqueue(res, true, completed);
+	n = sched_enqueue(res, true, completed, sent->epoch);
 	/* Children left unclaimed (no room): the general claim takes them,
 	 * here or on a node with room. */
 	if (n == sent->limit && json_object_size(completed) > 0) {
@@ -1360,6 +1366,7 @@ sched_flush(void)
 	db_job_add(job, sched_sql_finalize, 1, params);
 	free(blocked);
 	sent->limit = room;
+	sent->epoch = node_epoch();
 	sc.reserved += room;
 	free(outcomes);
 	free(tasks);

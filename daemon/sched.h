@@ -65,7 +65,7 @@ void	claim_free(struct claim *);
  * most `most` of them, then hand over its rows (NULL: it failed) and the
  * reservation; returns how many were claimed. */
 int	sched_claims_reserve(int most);
-int	sched_claims_taken(PGresult *, int reserved);
+int	sched_claims_taken(PGresult *, int reserved, unsigned epoch);
 /* This node's lease was renewed after it lapsed: hand back queued claims
  * (another node may have taken them over) and claim afresh. */
 void	sched_lease_regained(void);

@@ -422,6 +422,9 @@ api_route(struct evhttp_request *req, void *arg)
 	struct pending		*pend;
 	int			 n;
 
+	/* HEAD is GET without the body, which libevent leaves out. */
+	if (m == EVHTTP_REQ_HEAD)
+		m = EVHTTP_REQ_GET;
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL || (n = split_path(path, seg, 6)) == -1)
 		goto notfound;

@@ -206,3 +206,19 @@ def test_long_idempotency_key(taskerd):
     r = t.post("/v1/tasks", json=dict(GOOD, idempotency_key="k" * 255))
     assert r.status == 201, r.body
     assert "task batch failed" not in t.log()
+
+
+def test_head_is_get_without_a_body(server):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("HEAD", "/health/live")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Content-Type", "").startswith("application/json")
+        assert resp.read() == b""
+        conn.request("HEAD", "/v1/tasks/999999")
+        resp = conn.getresponse()
+        assert resp.status == 404
+        assert resp.read() == b""
+    finally:
+        conn.close()

@@ -438,6 +438,16 @@ class PgCluster:
                                % (dbname, sql, r.stderr.strip()))
         return r.stdout
 
+    def psql_background(self, dbname, sql):
+        """psql running sql in the background (e.g. a transaction holding a
+        lock for a while); the caller waits for the Popen it returns."""
+        return subprocess.Popen(
+            [os.path.join(self.bindir, "psql"), "-X", "-q",
+             "-h", self.sockdir, "-p", str(self.port), "-U", self.user,
+             "-d", dbname, "-c", sql],
+            env=clean_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def query(self, dbname, sql):
         """Rows as lists of strings (tab-separated psql output; NULL is '')."""
         out = self.psql(dbname, sql)

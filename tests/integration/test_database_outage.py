@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
@@ -128,13 +127,8 @@ def stalled_database(own_pg, t):
     assert t.wait_task(first["task_id"])["status"] == "complete"
 
     # A lock held by someone else: the statement times out at the server.
-    holder = subprocess.Popen(
-        own_pg._server_cmd([os.path.join(own_pg.bindir, "psql"), "-X", "-q",
-                            "-h", own_pg.sockdir, "-p", str(own_pg.port),
-                            "-U", own_pg.user, "-d", t.db, "-c",
-                            "BEGIN; LOCK TABLE tasks; SELECT pg_sleep(4); "
-                            "COMMIT;"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = own_pg.psql_background(
+        t.db, "BEGIN; LOCK TABLE tasks; SELECT pg_sleep(4); COMMIT;")
     try:
         harness.wait_until(lambda: own_pg.scalar(
             t.db, "select count(*) from pg_locks where relation = "

@@ -4,7 +4,6 @@ STOPPING), graceful SIGTERM with running steps, and unprivileged workers."""
 import os
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -162,12 +161,8 @@ def test_claim_answered_during_the_drain_is_handed_back(taskerd, pg):
     whichever node runs next, not 'enqueued' for one that is gone."""
     quick = "name: quick\nstep_templates:\n  - name: only\n    handler: noop\n"
     t = taskerd(templates={"quick.yaml": quick}, workers=1)
-    holder = subprocess.Popen(
-        pg._server_cmd([os.path.join(pg.bindir, "psql"), "-X", "-q",
-                        "-h", pg.sockdir, "-p", str(pg.port), "-U", pg.user,
-                        "-d", t.db, "-c", "BEGIN; LOCK TABLE steps IN SHARE "
-                        "MODE; SELECT pg_sleep(2); COMMIT;"]),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = pg.psql_background(t.db, "BEGIN; LOCK TABLE steps IN SHARE "
+                                "MODE; SELECT pg_sleep(2); COMMIT;")
     answers = []
     try:
         harness.wait_until(lambda: pg.scalar(

@@ -541,6 +541,13 @@ db_fail_queue(const char *why)
 
 /* Jobs may not wait for a connection longer than this (a connect that
  * hangs on an unreachable host, say). */
+static int64_t
+ms_between(const struct timespec *from, const struct timespec *to)
+{
+	return (int64_t)(to->tv_sec - from->tv_sec) * 1000 +
+	    (to->tv_nsec - from->tv_nsec) / 1000000;
+}
+
 static void
 db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -566,8 +573,7 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		max_ms = c->job->nstmts * db.statement_timeout_ms +
 		    DB_ANSWER_GRACE_MS;
-		if ((now.tv_sec - c->job->sent.tv_sec) * 1000 +
-		    (now.tv_nsec - c->job->sent.tv_nsec) / 1000000 < max_ms)
+		if (ms_between(&c->job->sent, &now) < max_ms)
 			continue;
 		snprintf(why, sizeof(why), "no answer from the database in "
 		    "%lld ms", (long long)max_ms);
@@ -680,8 +686,7 @@ db_oldest_sent_ms(void)
 	for (i = 0; i < db.nconns; i++) {
 		if (db.conns[i].state != CONN_BUSY || db.conns[i].job == NULL)
 			continue;
-		ms = (now.tv_sec - db.conns[i].job->sent.tv_sec) * 1000 +
-		    (now.tv_nsec - db.conns[i].job->sent.tv_nsec) / 1000000;
+		ms = ms_between(&db.conns[i].job->sent, &now);
 		if (ms > oldest)
 			oldest = ms;
 	}

@@ -21,6 +21,7 @@
 #include "yamltree.h"
 #include "template.h"
 #include "schema.h"
+#include "protocol.h"
 
 struct tmpl_byname {
 	const char		*name;
@@ -363,6 +364,14 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 			    xstrdup(t->default_dependent_system);
 		if (st->handler_config == NULL)
 			st->handler_config = json_object();
+		/* It travels to the worker inside a message, and its results
+		 * (noop) inside the children's input: as deep as any other
+		 * JSON taskerd takes in (protocol.h). */
+		if (proto_json_depth(st->handler_config) >
+		    PROTO_MAX_JSON_DEPTH)
+			return yt_error(p->doc, item, "step \"%s\": "
+			    "handler_config is nested deeper than %d levels",
+			    st->name, PROTO_MAX_JSON_DEPTH);
 		st->reads_results = tmpl_reads_results(st);
 	}
 	return 0;

@@ -407,6 +407,35 @@ test_scalar_json(void **state)
 
 #define HEAD	"name: t\nstep_templates:\n"	/* lines 1-2 */
 
+/* handler_config travels in a worker message: 24 levels at most. */
+static void
+test_err_handler_config_depth(void **state)
+{
+	struct tmpl	*t;
+	char		 yaml[512], err[256], *p;
+	int		 i, j;
+
+	(void)state;
+	/* {a: {a: ... {a: 1}}}: 24 levels load, 25 do not. */
+	for (i = 24; i <= 25; i++) {
+		p = yaml + snprintf(yaml, sizeof(yaml), HEAD "  - name: deep\n"
+		    "    handler: noop\n    handler_config: ");
+		for (j = 0; j < i; j++)
+			p += sprintf(p, "{a: ");
+		p += sprintf(p, "1");
+		for (j = 0; j < i; j++)
+			p += sprintf(p, "}");
+		sprintf(p, "\n");
+		if (i == 24) {
+			t = load(yaml, err, sizeof(err));
+			assert_non_null(t);
+			tmpl_free(t);
+		} else
+			expect_error(yaml, "t.yaml:3: step \"deep\": "
+			    "handler_config is nested deeper than 24 levels");
+	}
+}
+
 static void
 test_err_unknown_keys(void **state)
 {
@@ -920,6 +949,7 @@ main(void)
 		cmocka_unit_test(test_reads_results),
 		cmocka_unit_test(test_scalar_json),
 		cmocka_unit_test(test_err_unknown_keys),
+		cmocka_unit_test(test_err_handler_config_depth),
 		cmocka_unit_test(test_err_types),
 		cmocka_unit_test(test_err_names),
 		cmocka_unit_test(test_err_deps),

@@ -71,12 +71,14 @@ static const struct yt_key config_keys[] = {
 	    "this" },
 	{ "steps.retry_limit", YT_INT, C(step_defaults.retry_limit), "3", 1,
 	    INT_MAX, 0, NULL, "total attempts of a step that sets none" },
+	/* A step's timeout is an int column (milliseconds, at most 24.8
+	 * days), and so are the delays, for the same reason. */
 	{ "steps.timeout", YT_DURATION, C(step_defaults.timeout_ms), "30s", 1,
-	    INT64_MAX, 0, NULL, "attempt timeout of a step that sets none" },
+	    INT_MAX, 0, NULL, "attempt timeout of a step that sets none" },
 	{ "steps.backoff.base", YT_DURATION, C(step_defaults.backoff.base_ms),
-	    "1s", 0, INT64_MAX, 0, NULL, "delay before a step's attempt 2" },
+	    "1s", 0, INT_MAX, 0, NULL, "delay before a step's attempt 2" },
 	{ "steps.backoff.max", YT_DURATION, C(step_defaults.backoff.max_ms),
-	    "5m", 0, INT64_MAX, 0, NULL, "cap on the retry delay" },
+	    "5m", 0, INT_MAX, 0, NULL, "cap on the retry delay" },
 	{ "steps.backoff.jitter", YT_JITTER, C(step_defaults.backoff.jitter),
 	    "full", 0, 0, 0, NULL, "full, equal or none" },
 	{ "state_dir", YT_STRING, C(state_dir), "/var/lib/taskerd", 0, 0, 0,

@@ -121,11 +121,13 @@ static const struct yt_key step_keys[] = {
 	    NULL, "Tasker's name for retry_limit" },
 	{ "retry_limit", YT_INT, S(retry_limit), NULL, 1, INT_MAX, 0, NULL,
 	    "total attempts" },
-	{ "timeout", YT_DURATION, S(timeout_ms), NULL, 1, INT64_MAX, 0, NULL,
+	/* At most 24.8 days (INT_MAX ms): the database keeps a step's timeout
+	 * in an int column. */
+	{ "timeout", YT_DURATION, S(timeout_ms), NULL, 1, INT_MAX, 0, NULL,
 	    "per attempt; a bare number is milliseconds" },
-	{ "backoff.base", YT_DURATION, S(backoff.base_ms), NULL, 0, INT64_MAX,
+	{ "backoff.base", YT_DURATION, S(backoff.base_ms), NULL, 0, INT_MAX,
 	    0, NULL, "delay before attempt 2" },
-	{ "backoff.max", YT_DURATION, S(backoff.max_ms), NULL, 0, INT64_MAX,
+	{ "backoff.max", YT_DURATION, S(backoff.max_ms), NULL, 0, INT_MAX,
 	    0, NULL, "cap on the delay" },
 	{ "backoff.jitter", YT_JITTER, S(backoff.jitter), NULL, 0, 0, 0, NULL,
 	    "full, equal or none" },

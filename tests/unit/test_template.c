@@ -407,6 +407,26 @@ test_scalar_json(void **state)
 
 #define HEAD	"name: t\nstep_templates:\n"	/* lines 1-2 */
 
+/* A step's timeout is an int column in the database. */
+static void
+test_err_timeout_too_long(void **state)
+{
+	char		 err[256];
+	struct tmpl	*t;
+
+	(void)state;
+	t = load(HEAD "  - name: a\n    handler: noop\n    timeout: 24d\n",
+	    err, sizeof(err));
+	assert_non_null(t);
+	tmpl_free(t);
+	t = load(HEAD "  - name: a\n    handler: noop\n    timeout: 30d\n",
+	    err, sizeof(err));
+	assert_null(t);
+	assert_non_null(strstr(err, "t.yaml:5: "));
+	assert_non_null(strstr(err, "timeout"));
+	assert_non_null(strstr(err, "must be at most 2147483647ms"));
+}
+
 /* handler_config travels in a worker message: 24 levels at most. */
 static void
 test_err_handler_config_depth(void **state)
@@ -950,6 +970,7 @@ main(void)
 		cmocka_unit_test(test_scalar_json),
 		cmocka_unit_test(test_err_unknown_keys),
 		cmocka_unit_test(test_err_handler_config_depth),
+		cmocka_unit_test(test_err_timeout_too_long),
 		cmocka_unit_test(test_err_types),
 		cmocka_unit_test(test_err_names),
 		cmocka_unit_test(test_err_deps),

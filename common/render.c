@@ -177,7 +177,9 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 	return out;
 }
 
-/* Keep RFC 3986 unreserved characters, percent-encode every other byte. */
+/* Keep RFC 3986 unreserved characters, percent-encode every other byte.
+ * A value of only dots is encoded too: "." or ".." alone would be a dot
+ * segment, and /users/{{context.id}}/x with id ".." would name /x. */
 static void
 render_put_url(struct render_buf *b, const char *s, size_t n)
 {
@@ -185,11 +187,12 @@ render_put_url(struct render_buf *b, const char *s, size_t n)
 	unsigned char		 c;
 	char			 enc[3];
 	size_t			 i;
+	bool			 dots = n > 0 && strspn(s, ".") >= n;
 
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)s[i];
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' ||
-		    c == '~') {
+		if (isalnum(c) || c == '-' || (c == '.' && !dots) ||
+		    c == '_' || c == '~') {
 			render_buf_put(b, (const char *)&s[i], 1);
 			continue;
 		}

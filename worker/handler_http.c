@@ -396,6 +396,8 @@ http_setup(struct http_req *req, struct http_resp *resp, char *errbuf)
 	do { if (curl_easy_setopt(c, opt, val) != CURLE_OK) bad = 1; } while (0)
 	curl_easy_reset(c);
 	HTTP_SETOPT(CURLOPT_URL, req->url);
+	/* The path as rendered: no dot segments squashed out of it. */
+	HTTP_SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	HTTP_SETOPT(CURLOPT_NOSIGNAL, 1L);
 	HTTP_SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500

@@ -67,3 +67,30 @@ def test_retryable_permanent_and_exhausted(taskerd, service):
     assert (task["status"], step["status"], step["attempts"]) == ("error", "error", 2), task
     assert step["last_error"]["http_status"] == 500, step
     assert len(service.requests_for("/broken")) == 2
+
+
+def test_context_value_cannot_climb_the_url_path(taskerd, service):
+    """A context value of dots alone is not a dot segment: the call goes
+    to the path the template names, with the value encoded in it."""
+    service.route("PUT", "/users/%2E%2E/preferences", status=200,
+                  body={"ok": True})
+    service.route("PUT", "/preferences", status=200, body={"wrong": True})
+    t = taskerd(templates={"prefs.yaml": """\
+name: prefs
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: put
+    handler: http
+    handler_config:
+      method: PUT
+      url: "%s/users/{{context.id}}/preferences"
+      body: { x: 1 }
+""" % service.url})
+    tid = t.create_task("prefs", {"id": ".."}, namespace="it")["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "complete", task
+    assert service.requests_for("/preferences") == []
+    reqs = service.requests_for("/users/%2E%2E/preferences")
+    assert len(reqs) == 1 and reqs[0].raw_path == \
+        "/users/%2E%2E/preferences", reqs

@@ -23,7 +23,8 @@ scope_new(void)
 	    "    \"Zo\\u00eb\", \"age\": 42, \"admin\": true, "
 	    "    \"nick\": null, \"score\": 1.5},"
 	    "  \"items\": [\"zero\", {\"sku\": \"S-1\"}, [10, 20]],"
-	    "  \"plan\": {\"id\": \"pro\", \"seats\": 3}"
+	    "  \"plan\": {\"id\": \"pro\", \"seats\": 3},"
+	    "  \"up\": \"..\", \"here\": \".\", \"ver\": \"1.2\""
 	    "},"
 	    "\"steps\": {\"create_user\": {\"results\": {\"id\": 7,"
 	    "  \"tags\": [\"x\"]}}},"
@@ -181,6 +182,13 @@ test_url_mode(void **state)
 	    "http://h/S-1");
 	check_string("http://h/{{context.user.age}}", RENDER_URL,
 	    "http://h/42");
+	/* A value of dots alone would be a dot segment: encoded. */
+	check_string("http://h/u/{{context.up}}/prefs", RENDER_URL,
+	    "http://h/u/%2E%2E/prefs");
+	check_string("http://h/u/{{context.here}}/prefs", RENDER_URL,
+	    "http://h/u/%2E/prefs");
+	check_string("http://h/v/{{context.ver}}", RENDER_URL,
+	    "http://h/v/1.2");
 	/* Text mode leaves the same value alone. */
 	check_string("{{context.user.email}}", RENDER_TEXT,
 	    "a b&c/d@example.com");

@@ -226,6 +226,25 @@ render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
 	free(dump);
 }
 
+/* Is the placeholder path optional ("path?") and its value missing? */
+static bool
+render_missing_optional(const char *path, size_t pathlen,
+    const json_t *scope)
+{
+	char	*p;
+	bool	 absent;
+
+	if (pathlen < 2 || path[pathlen - 1] != '?')
+		return false;
+	p = xstrndup(path, pathlen - 1);
+	if (strncmp(p, RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0)
+		absent = getenv(p + strlen(RENDER_ENV_PREFIX)) == NULL;
+	else
+		absent = render_lookup(scope, p) == NULL;
+	free(p);
+	return absent;
+}
+
 char *
 render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
     char *err, size_t errlen)
@@ -243,13 +262,17 @@ render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
 			break;
 		if (r == -1)
 			goto fail;
+		render_buf_put(&b, s, start);
+		s += end;
+		/* In text, a missing optional value is no text at all
+		 * ("?ref={{context.ref?}}" is "?ref=", not "?ref=null"). */
+		if (render_missing_optional(path, pathlen, scope))
+			continue;
 		if ((v = render_resolve(path, pathlen, scope, err,
 		    errlen)) == NULL)
 			goto fail;
-		render_buf_put(&b, s, start);
 		render_put_value(&b, v, mode);
 		json_decref(v);
-		s += end;
 	}
 	render_buf_put(&b, s, strlen(s));
 	return b.data;
@@ -265,20 +288,10 @@ render_absent(const char *s, const json_t *scope)
 {
 	const char	*path;
 	size_t		 start, end, pathlen;
-	char		*p;
-	bool		 absent;
 
-	if (render_next(s, &start, &end, &path, &pathlen, NULL, 0) != 1 ||
-	    start != 0 || s[end] != '\0' || pathlen < 2 ||
-	    path[pathlen - 1] != '?')
-		return false;
-	p = xstrndup(path, pathlen - 1);
-	if (strncmp(p, RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0)
-		absent = getenv(p + strlen(RENDER_ENV_PREFIX)) == NULL;
-	else
-		absent = render_lookup(scope, p) == NULL;
-	free(p);
-	return absent;
+	return render_next(s, &start, &end, &path, &pathlen, NULL, 0) == 1 &&
+	    start == 0 && s[end] == '\0' &&
+	    render_missing_optional(path, pathlen, scope);
 }
 
 /* A string that is exactly one placeholder becomes the value itself. */

@@ -9,8 +9,9 @@
  * compact JSON).  In RENDER_URL mode interpolated text is percent-encoded
  * (RFC 3986 unreserved characters kept).  {{env.NAME}} reads the worker's
  * environment (for secrets in headers; never in results).  A path ending
- * in '?' is optional: when missing it renders as null, and an object member
- * that is exactly such a placeholder is left out altogether.
+ * in '?' is optional: when missing it renders as null (as no text at all
+ * inside a longer string), and an object member that is exactly such a
+ * placeholder is left out altogether.
  */
 #ifndef TASKERD_RENDER_H
 #define TASKERD_RENDER_H

@@ -160,6 +160,11 @@ test_interpolation(void **state)
 	    RENDER_TEXT, "age=42 score=1.5");
 	check_string("{{context.user.admin}}/{{context.user.nick}}",
 	    RENDER_TEXT, "true/null");
+	/* A missing optional value is no text; a present null is "null". */
+	check_string("ref={{context.ref?}}&nick={{context.user.nick?}}",
+	    RENDER_TEXT, "ref=&nick=null");
+	check_string("http://h/?ref={{context.ref?}}", RENDER_URL,
+	    "http://h/?ref=");
 	check_string("plan: {{context.plan}}", RENDER_TEXT,
 	    "plan: {\"id\":\"pro\",\"seats\":3}");
 	check_string("{{attempt}}", RENDER_TEXT, "2");

@@ -9,6 +9,7 @@
  * is restarted with a growing delay; taskerd's database connections
  * reconnect by themselves meanwhile.
  */
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -121,7 +122,7 @@ static pid_t
 spawn_server(void)
 {
 	char	*log, *postgres;
-	pid_t	 pid;
+	pid_t	 pid, parent = getpid();
 	int	 fd;
 
 	xasprintf(&postgres, "%s/postgres", pg.bindir);
@@ -133,6 +134,13 @@ spawn_server(void)
 		if (pg.drop && (setgroups(1, &pg.gid) == -1 ||
 		    setgid(pg.gid) == -1 || setuid(pg.uid) == -1))
 			_exit(126);
+		/* Whatever ends taskerd (a failed start, kill -9) ends its
+		 * server too, with a fast shutdown, instead of leaving it to
+		 * hold the data directory.  (Set after the user switch,
+		 * which clears it.) */
+		if (prctl(PR_SET_PDEATHSIG, SIGINT) == -1 ||
+		    getppid() != parent)
+			_exit(125);
 		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
@@ -153,6 +161,61 @@ spawn_server(void)
 	log_info("embedded database started pid=%d datadir=%s", (int)pid,
 	    pg.datadir);
 	return pid;
+}
+
+/* The pid in the data directory's postmaster.pid, or 0. */
+static pid_t
+server_pid(void)
+{
+	char	*path, line[32];
+	FILE	*f;
+	pid_t	 pid = 0;
+
+	xasprintf(&path, "%s/postmaster.pid", pg.datadir);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(line, sizeof(line), f) != NULL)
+			pid = (pid_t)strtol(line, NULL, 10);
+		fclose(f);
+	}
+	free(path);
+	return pid;
+}
+
+/*
+ * A server already running on our data directory.  One left by a taskerd
+ * that is gone (its parent is init) is stopped; one whose parent lives is
+ * another taskerd's, on the same state_dir: that is a configuration error.
+ */
+static void
+stray_server(void)
+{
+	char	 path[64], buf[512], *p;
+	FILE	*f;
+	pid_t	 pid, ppid = 0;
+	int	 i;
+
+	if ((pid = server_pid()) <= 0 || kill(pid, 0) == -1)
+		return;		/* none, or a stale file postgres clears */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		/* "pid (comm) state ppid ...": comm may hold spaces. */
+		if (fgets(buf, sizeof(buf), f) != NULL &&
+		    (p = strrchr(buf, ')')) != NULL)
+			sscanf(p + 1, " %*c %d", &ppid);
+		fclose(f);
+	}
+	if (ppid != 1)
+		fatalx("embedded database: %s is in use by a server whose "
+		    "parent (pid %d) still runs: is another taskerd using "
+		    "this state_dir?", pg.datadir, (int)ppid);
+	log_warnx("embedded database: stopping a server left running by an "
+	    "earlier taskerd pid=%d", (int)pid);
+	kill(pid, SIGINT);
+	for (i = 0; i < 300 && kill(pid, 0) == 0; i++)
+		usleep(100000);
+	if (kill(pid, 0) == 0)
+		fatalx("embedded database: the server left running (pid %d) "
+		    "did not stop", (int)pid);
 }
 
 char *
@@ -199,6 +262,7 @@ embedpg_start(const char *state_dir)
 	free(versionfile);
 	free(log);
 
+	stray_server();
 	pg.pid = spawn_server();
 	xasprintf(&pg.dsn, "host=%s port=%s dbname=postgres user=postgres",
 	    pg.sockdir, EMBEDPG_PORT);
@@ -207,6 +271,14 @@ embedpg_start(const char *state_dir)
 			fatalx("embedded database exited at start (see "
 			    "%s/postgresql.log)", pg.sockdir);
 		c = PQconnectdb(pg.dsn);
+		if (PQstatus(c) == CONNECTION_OK && server_pid() != pg.pid) {
+			/* Some other server answers on our socket. */
+			PQfinish(c);
+			kill(pg.pid, SIGINT);
+			fatalx("embedded database: another server runs on %s "
+			    "(pid %d in postmaster.pid)", pg.datadir,
+			    (int)server_pid());
+		}
 		if (PQstatus(c) == CONNECTION_OK) {
 			snprintf(version, sizeof(version), "%d",
 			    PQserverVersion(c));

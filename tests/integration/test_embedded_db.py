@@ -5,7 +5,10 @@ brings the server back if it dies."""
 import os
 import shutil
 import signal
+import socket
 import tempfile
+
+import pytest
 
 import harness
 
@@ -65,4 +68,52 @@ def test_embedded_database(taskerd):
         assert t.task(second)["status"] == "complete"
         t.stop()
     finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def server_gone(state_dir):
+    """No server holds the data directory any more."""
+    try:
+        pid = postmaster_pid(state_dir)
+    except FileNotFoundError:
+        return True
+    return not harness.proc_alive(pid)
+
+
+def test_embedded_server_ends_with_taskerd(taskerd):
+    """Whatever ends taskerd ends its server: a start that fails after the
+    server is up (here the HTTP port is taken), and a kill -9.  The next
+    start then runs on the same data instead of finding a stray server
+    holding it."""
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        t = taskerd(templates={"hello.yaml": HELLO}, start=False,
+                    config={"database": harness.DELETE, "state_dir": state,
+                            "http.listen": "127.0.0.1:%d"
+                            % taken.getsockname()[1]})
+        with pytest.raises(AssertionError, match="exited with 1"):
+            t.start(ready_timeout=60)
+        assert t.log_lines("embedded database ready"), t.log_tail(20)
+        harness.wait_until(lambda: server_gone(state), 15,
+                           message="the server to stop with taskerd")
+
+        # Started again (the port free now): it runs, on the same data.
+        taken.close()
+        t._stopped = False
+        t.start(ready_timeout=60)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        pm = postmaster_pid(state)
+        t.kill()
+        harness.wait_until(lambda: not harness.proc_alive(pm), 15,
+                           message="the server to stop after kill -9")
+        t.start(ready_timeout=60)
+        assert t.task(tid)["status"] == "complete"
+        assert t.stop() == 0
+    finally:
+        taken.close()
         shutil.rmtree(state, ignore_errors=True)

@@ -576,6 +576,17 @@ bind_unix(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
+	/* A socket file left by an earlier run is replaced; one that a
+	 * process still answers on is not taken from it. */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) != -1) {
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			snprintf(err, errlen, "listen on unix:%s: in use by "
+			    "another process", path);
+			return -1;
+		}
+		close(fd);
+	}
 	unlink(path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||

@@ -23,7 +23,10 @@
  * hint claims at once.  Lost hints cost only time: every node also claims
  * on a timer.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +50,14 @@ static const char sql_beat[] =
 "   lease_expires_at = excluded.lease_expires_at,"
 "   started_at = CASE WHEN $6::boolean THEN now()"
 "     ELSE nodes.started_at END";
+
+/* The lease this node's id holds now: its expiry in epoch milliseconds,
+ * and the holder; no row when the id is free. */
+static const char sql_id_lease[] =
+"SELECT (extract(epoch FROM lease_expires_at) * 1000)::bigint,"
+"  (extract(epoch FROM lease_expires_at - now()) * 1000)::bigint,"
+"  coalesce(host, ''), coalesce(pid, 0)"
+" FROM nodes WHERE id = $1 AND lease_expires_at > now()";
 
 static const char sql_hint[] =
 "SELECT pg_notify('" NODE_HINT_CHANNEL "', $1)";
@@ -81,6 +92,64 @@ ts_before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec ||
 	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The lease on this node's id: 1 while leased (its expiry and what is
+ * left, in ms; the holder's host and pid), 0 free, -1 error. */
+static int
+id_lease(PGconn *pg, long long *until, long long *left, char *host,
+    size_t hostlen, pid_t *pid)
+{
+	const char	*params[1] = { sv.node_id };
+	PGresult	*res;
+	int		 r;
+
+	res = PQexecParams(pg, sql_id_lease, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		log_warnx("node id check failed error=\"%s\"",
+		    PQresultErrorMessage(res));
+		PQclear(res);
+		return -1;
+	}
+	if ((r = PQntuples(res) > 0)) {
+		*until = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*left = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		snprintf(host, hostlen, "%s", PQgetvalue(res, 0, 2));
+		*pid = (pid_t)strtol(PQgetvalue(res, 0, 3), NULL, 10);
+	}
+	PQclear(res);
+	return r;
+}
+
+void
+node_check_id(PGconn *pg)
+{
+	long long	 until, left, again;
+	char		 host[256], holder[256], me[256];
+	pid_t		 pid, pid2;
+
+	if (id_lease(pg, &until, &left, holder, sizeof(holder), &pid) != 1)
+		return;
+	/* The lease of an earlier run of this node, here, that is gone
+	 * (crashed, or stopped without handing the lease back): free. */
+	if (gethostname(me, sizeof(me)) == -1)
+		me[0] = '\0';
+	me[sizeof(me) - 1] = '\0';
+	if (strcmp(holder, me) == 0 && pid > 0 && kill(pid, 0) == -1 &&
+	    errno == ESRCH)
+		return;
+	/* Elsewhere, or alive: another node with this id renews its lease,
+	 * an earlier run's runs out. */
+	log_warnx("node id still leased, waiting for the lease to run out "
+	    "node=%s host=%s pid=%d left_ms=%lld", sv.node_id, holder,
+	    (int)pid, left);
+	for (again = 0; again < left + 500; again += 100)
+		usleep(100000);
+	if (id_lease(pg, &again, &left, host, sizeof(host), &pid2) == 1 &&
+	    again > until)
+		fatalx("node id %s is in use by a live node (host %s, pid %d), "
+		    "which renews its lease: give each node its own node_id",
+		    sv.node_id, host, (int)pid2);
 }
 
 unsigned

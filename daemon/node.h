@@ -3,7 +3,12 @@
 #define TASKERD_NODE_H
 
 #include <stdbool.h>
+#include <libpq-fe.h>
 
+/* Before anything runs: make sure no live node uses this node's id (its
+ * claims would be taken for this node's own); wait out the lease of an
+ * earlier run of this node.  Exits when the id is in use. */
+void	node_check_id(PGconn *);
 void	node_init(void);
 /* True while this node's claims are certainly still its own: its last
  * renewal was sent less than a lease ago. */

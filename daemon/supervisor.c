@@ -287,6 +287,7 @@ prepare_database(void)
 	if (migrate_register_templates(pg, sv.templates, err,
 	    sizeof(err)) == -1)
 		fatalx("%s", err);
+	node_check_id(pg);
 	PQfinish(pg);
 }
 

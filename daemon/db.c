@@ -766,7 +766,11 @@ db_job_result(const struct db_job *job, int i)
 PGconn *
 db_connect_blocking(const char *dsn, char *err, size_t errlen)
 {
-	PGconn	*pg = PQconnectdb(dsn);
+	/* A server that accepts and never answers must not hang the start;
+	 * a connect_timeout in the DSN (read after this one) wins. */
+	const char	*keys[] = { "connect_timeout", "dbname", NULL };
+	const char	*vals[] = { "10", dsn, NULL };
+	PGconn		*pg = PQconnectdbParams(keys, vals, 1);
 
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
 		snprintf(err, errlen, "%s", pg ? PQerrorMessage(pg) :

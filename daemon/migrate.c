@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "migrate.h"
 #include "log.h"
@@ -82,14 +83,39 @@ fail:
 	return -1;
 }
 
+/* 1 when this session took the migration lock, 0 when another holds it,
+ * -1 on error. */
+static int
+lock_taken(PGconn *pg, char *err, size_t errlen)
+{
+	PGresult	*res;
+	int		 r;
+
+	res = PQexec(pg, "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		return -1;
+	}
+	r = PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return r;
+}
+
 int
 migrate_run(PGconn *pg, char *err, size_t errlen)
 {
 	char	 why[512];
 	int	 i, r, n = 0;
 
-	if (exec_ok(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
-	    err, errlen) == -1)
+	/* Another node may be migrating: say so while waiting. */
+	for (i = 0; (r = lock_taken(pg, err, errlen)) == 0; i++) {
+		if (i % 50 == 0)
+			log_warnx("waiting for the migration lock, held by "
+			    "another session");
+		usleep(100000);
+	}
+	if (r == -1)
 		return -1;
 	if (exec_ok(pg, "SET client_min_messages = warning", err,
 	    errlen) == -1 ||

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "supervisor.h"
@@ -269,12 +270,12 @@ prepare_database(void)
 {
 	char	 err[1024];
 	PGconn	*pg = NULL;
-	int	 i, n;
+	time_t	 until = time(NULL) + SUPERVISOR_DB_WAIT_S;
+	int	 n;
 
-	for (i = 0; i < SUPERVISOR_DB_WAIT_S; i++) {
-		if ((pg = db_connect_blocking(sv.conf->database_dsn, err,
-		    sizeof(err))) != NULL)
-			break;
+	/* (Each attempt may itself take up to its connect_timeout.) */
+	while ((pg = db_connect_blocking(sv.conf->database_dsn, err,
+	    sizeof(err))) == NULL && time(NULL) < until) {
 		log_warnx("database not reachable, retrying error=\"%s\"",
 		    err);
 		sleep(1);

@@ -151,3 +151,19 @@ step_templates:
              if r["to_state"] == "complete"]
     assert order == ["a", "b", "c"]
 
+
+
+def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg):
+    """Another session holds the migration lock (another node migrating):
+    the start waits, says what it waits for, and goes on once it is free."""
+    t = taskerd(start=False)
+    holder = pg.psql_background(
+        t.db, "SELECT pg_advisory_lock(7317280215); SELECT pg_sleep(3);")
+    try:
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "select count(*) from pg_locks where locktype = "
+            "'advisory' and granted") == "1", 5, message="the lock taken")
+        t.start(ready_timeout=30)
+    finally:
+        holder.wait(10)
+    assert t.log_lines("waiting for the migration lock"), t.log_tail(20)

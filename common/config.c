@@ -261,21 +261,41 @@ config_check_listen(struct yt_doc *doc, const struct config *cfg)
 	    "unix:PATH, got '%s'", s);
 }
 
+/* A worker answers pings; silence longer than the interval between them
+ * is needed before it can mean anything. */
+static int
+config_check_ping(struct yt_doc *doc, const struct config *cfg)
+{
+	yaml_node_t	*workers, *node;
+
+	if (cfg->workers_ping_timeout_ms > cfg->workers_ping_interval_ms)
+		return 0;
+	workers = yt_lookup(doc, yt_root(doc), "workers");
+	if ((node = yt_lookup(doc, workers, "ping_timeout")) == NULL &&
+	    (node = yt_lookup(doc, workers, "ping_interval")) == NULL)
+		node = workers;
+	return yt_error(doc, node, "workers.ping_timeout (%lld ms) must be "
+	    "longer than workers.ping_interval (%lld ms): every worker would "
+	    "be killed between two pings",
+	    (long long)cfg->workers_ping_timeout_ms,
+	    (long long)cfg->workers_ping_interval_ms);
+}
+
 /* Relative to the config file's directory, so that the file means the same
  * whatever directory taskerd was started from. */
 static void
-config_resolve_dir(struct config *cfg)
+config_resolve(const struct config *cfg, char **dirp)
 {
 	const char	*slash;
 	char		*dir;
 
-	if (cfg->path == NULL || cfg->templates_dir[0] == '/' ||
+	if (cfg->path == NULL || *dirp == NULL || (*dirp)[0] == '/' ||
 	    (slash = strrchr(cfg->path, '/')) == NULL)
 		return;
 	xasprintf(&dir, "%.*s/%s", (int)(slash - cfg->path), cfg->path,
-	    cfg->templates_dir);
-	free(cfg->templates_dir);
-	cfg->templates_dir = dir;
+	    *dirp);
+	free(*dirp);
+	*dirp = dir;
 }
 
 static struct config *
@@ -293,11 +313,15 @@ config_parse(struct yt_doc *doc)
 		config_free(cfg);
 		return NULL;
 	}
-	if (config_check_listen(doc, cfg) == -1) {
+	if (config_check_listen(doc, cfg) == -1 ||
+	    config_check_ping(doc, cfg) == -1) {
 		config_free(cfg);
 		return NULL;
 	}
-	config_resolve_dir(cfg);
+	/* (state_dir too: the embedded server's socket directory must be
+	 * absolute, and so must a libpq host.) */
+	config_resolve(cfg, &cfg->templates_dir);
+	config_resolve(cfg, &cfg->state_dir);
 	return cfg;
 }
 

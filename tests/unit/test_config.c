@@ -242,6 +242,10 @@ test_templates_dir(void **state)
 	cfg = load_ok("templates: {dir: /abs/t}\n");
 	assert_string_equal(cfg->templates_dir, "/abs/t");
 	config_free(cfg);
+	/* state_dir likewise. */
+	cfg = load_ok("state_dir: state\n");
+	assert_string_equal(cfg->state_dir, "/etc/taskerd/state");
+	config_free(cfg);
 	/* A config named without a directory is relative to the cwd, as is
 	 * the directory then. */
 	cfg = config_load_buffer("taskerd.yaml", "templates: {dir: t}\n", 20,
@@ -314,6 +318,10 @@ test_bad_values(void **state)
 	    NAME ":2: workers.count: expected an integer, got 'four'");
 	expect_error("database:\n  pool: 65\n",
 	    NAME ":2: database.pool: must be between 1 and 64");
+	expect_error("workers:\n  ping_timeout: 1s\n",
+	    NAME ":2: workers.ping_timeout (1000 ms) must be longer than "
+	    "workers.ping_interval (5000 ms): every worker would be killed "
+	    "between two pings");
 	expect_error("scheduler:\n  batch: 10001\n",
 	    NAME ":2: scheduler.batch: must be between 1 and 10000");
 	expect_error("steps:\n  retry_limit: 0\n",

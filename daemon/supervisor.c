@@ -170,7 +170,22 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
  */
 static struct tmpl_registry	**retired;
 static size_t			  nretired;
-static bool			  reloading;
+static bool			  reloading, reload_again;
+/* The step defaults (config) the registry in force was loaded with, and
+ * the ones of the reload in flight. */
+static struct tmpl_defaults	  loaded_defaults, reload_defaults;
+
+static void	hup_cb(evutil_socket_t, short, void *);
+
+static bool
+defaults_equal(const struct tmpl_defaults *a, const struct tmpl_defaults *b)
+{
+	return a->retry_limit == b->retry_limit &&
+	    a->timeout_ms == b->timeout_ms &&
+	    a->backoff.base_ms == b->backoff.base_ms &&
+	    a->backoff.max_ms == b->backoff.max_ms &&
+	    a->backoff.jitter == b->backoff.jitter;
+}
 
 static void
 reload_done(struct db_job *job, void *arg)
@@ -189,9 +204,15 @@ reload_done(struct db_job *job, void *arg)
 		    sizeof(*retired));
 		retired[nretired++] = sv.templates;
 		sv.templates = reg;
+		loaded_defaults = reload_defaults;
 		log_info("templates reloaded templates=%zu", reg->n);
 	}
-	sd_notify(0, "READY=1");
+	if (!sv.stopping)
+		sd_notify(0, "READY=1");
+	if (reload_again) {
+		reload_again = false;
+		hup_cb(SIGHUP, 0, NULL);
+	}
 }
 
 /* SIGHUP: validate the config and every template, then swap the templates
@@ -202,12 +223,20 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct config		*conf;
 	struct tmpl_registry	*reg;
+	struct tmpl_defaults	 defaults;
 	struct db_job		*job;
 	const char		*params[1];
-	char			 err[1024], *errs = NULL, *line, *p, *json;
+	char			 err[1024], *errs = NULL, *line, *p, *json, *cur;
 
-	if (reloading || sv.stopping)
+	if (sv.stopping)
 		return;
+	if (reloading) {
+		/* The files may have changed after the reload in flight read
+		 * them: read them again once it is done. */
+		log_info("reload requested during a reload, will follow it");
+		reload_again = true;
+		return;
+	}
 	sd_notify(0, "RELOADING=1");
 	log_info("reloading config=%s", sv.conf->path);
 	if ((conf = config_load(sv.conf->path, err, sizeof(err))) == NULL) {
@@ -219,6 +248,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	log_setlevel(conf->log_level);
 	reg = tmpl_registry_load(conf->templates_dir, &conf->step_defaults,
 	    &errs);
+	defaults = conf->step_defaults;
 	config_free(conf);
 	if (reg == NULL) {
 		for (p = errs; p != NULL && (line = strsep(&p, "\n")) != NULL;)
@@ -231,6 +261,21 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	free(errs);
 	json = migrate_templates_param(reg);
+	/* Nothing changed (a periodic reload): keep the registry in force.
+	 * A replaced one is kept until exit (see retired), so swapping an
+	 * identical one would only cost memory. */
+	cur = migrate_templates_param(sv.templates);
+	if (strcmp(json, cur) == 0 && defaults_equal(&defaults,
+	    &loaded_defaults)) {
+		log_info("templates unchanged templates=%zu", reg->n);
+		tmpl_registry_free(reg);
+		free(json);
+		free(cur);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	free(cur);
+	reload_defaults = defaults;
 	params[0] = json;
 	job = db_job_new(reload_done, reg);
 	db_job_add(job, migrate_templates_sql, 1, params);
@@ -300,6 +345,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	sv.conf = conf;
 	sv.templates = reg;
+	loaded_defaults = conf->step_defaults;
 	/* systemd's StateDirectory= wins over the configured state_dir. */
 	if (conf->database_dsn == NULL)
 		conf->database_dsn = embedpg_start(

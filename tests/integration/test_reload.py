@@ -64,3 +64,45 @@ def test_sighup_reload(taskerd):
     tid = t.create_task("first", {})["task_id"]
     assert t.wait_task(tid)["status"] == "complete"
     assert t.running
+
+
+def test_unchanged_reload_keeps_the_templates(taskerd):
+    """A reload that finds nothing changed (a periodic one) keeps the
+    templates in force instead of piling up copies of them."""
+    t = taskerd(templates={"first.yaml": FIRST})
+    for n in range(1, 4):
+        os.kill(t.pid, signal.SIGHUP)
+        harness.wait_until(lambda: len(t.log_lines(
+            r'msg="templates unchanged"')) == n, 10,
+            message="reload %d seen as unchanged" % n)
+    assert not t.log_lines(r'msg="templates reloaded"')
+    tid = t.create_task("first", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+
+
+def test_reload_during_a_reload_follows_it(taskerd, pg):
+    """A SIGHUP while a reload is still being written (here held up by a
+    lock) is not lost: the files are read again once that one is done."""
+    t = taskerd(templates={"first.yaml": FIRST})
+    tdir = t.config["templates"]["dir"]
+    holder = pg.psql_background(
+        t.db, "BEGIN; LOCK TABLE templates; SELECT pg_sleep(2); COMMIT;")
+    try:
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "select count(*) from pg_locks where relation = "
+            "'templates'::regclass and granted") == "1", 5,
+            message="the lock taken")
+        with open(os.path.join(tdir, "second.yaml"), "w") as f:
+            f.write(SECOND)
+        os.kill(t.pid, signal.SIGHUP)
+        harness.wait_until(lambda: t.log_lines(r'msg="reloading'), 5,
+                           message="the first reload begun")
+        with open(os.path.join(tdir, "third.yaml"), "w") as f:
+            f.write(FIRST.replace("name: first", "name: third"))
+        os.kill(t.pid, signal.SIGHUP)
+        harness.wait_until(lambda: t.log_lines(
+            "reload requested during a reload"), 5, message="the second")
+    finally:
+        holder.wait(10)
+    harness.wait_until(lambda: names(t) == ["first", "second", "third"], 10,
+                       message="both reloads in force")

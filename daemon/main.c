@@ -2,6 +2,7 @@
  * main.c - taskerd's command line: run, --check, --migrate.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,9 @@ main(int argc, char **argv)
 	PGconn			*pg;
 	int			 ch, n;
 
+	/* Until the daemon's loop handles it, a SIGHUP (a deploy script's
+	 * reload) would end the process: the start reads the files anyway. */
+	signal(SIGHUP, SIG_IGN);
 	log_init("taskerd", LOG_LVL_INFO);
 	while ((ch = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
 		switch (ch) {

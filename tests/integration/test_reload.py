@@ -3,6 +3,8 @@ templates stay in force; a good one is served at once."""
 
 import os
 import signal
+import threading
+import time
 
 import harness
 
@@ -106,3 +108,28 @@ def test_reload_during_a_reload_follows_it(taskerd, pg):
         holder.wait(10)
     harness.wait_until(lambda: names(t) == ["first", "second", "third"], 10,
                        message="both reloads in force")
+
+
+def test_sighup_during_start_is_harmless(taskerd):
+    """A SIGHUP that comes while taskerd is still starting (migrating,
+    say) does not end it: the start reads the templates anyway."""
+    t = taskerd(templates={"first.yaml": FIRST}, start=False)
+
+    def hup_soon():
+        # Once it runs its own code (its first log line); before that no
+        # program can help it.
+        harness.wait_until(lambda: t.pid is not None and "msg=" in t.log(),
+                           10, interval=0.001, message="the process started")
+        for _ in range(5):
+            try:
+                os.kill(t.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                return
+            time.sleep(0.01)
+    sender = threading.Thread(target=hup_soon)
+    sender.start()
+    try:
+        t.start()
+    finally:
+        sender.join()
+    assert names(t) == ["first"]

@@ -120,6 +120,23 @@ render_next(const char *s, size_t *start, size_t *end, const char **path,
 	return 1;
 }
 
+int
+render_each_path(const char *s, int (*fn)(const char *, size_t, void *),
+    void *arg, char *err, size_t errlen)
+{
+	const char	*path;
+	size_t		 start, end, pathlen;
+	int		 r;
+
+	while ((r = render_next(s, &start, &end, &path, &pathlen, err,
+	    errlen)) == 1) {
+		if ((r = fn(path, pathlen, arg)) != 0)
+			return r;
+		s += end;
+	}
+	return r;
+}
+
 /*
  * Resolve one path.  Returns a new reference (env values are new strings,
  * scope values are deep copies so the caller may keep or change them), or

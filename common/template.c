@@ -21,6 +21,7 @@
 #include "yamltree.h"
 #include "template.h"
 #include "schema.h"
+#include "render.h"
 #include "protocol.h"
 
 struct tmpl_byname {
@@ -461,6 +462,131 @@ tmpl_check_names(struct tmpl_parse *p)
 	return rc;
 }
 
+/*
+ * What an http step's placeholders may name: the input a worker gets
+ * (context, attempt, service), the environment, and the results of the
+ * steps it depends on, directly or not - those and only those have
+ * completed before it starts.  Anything else would render at one time and
+ * fail at another, or never.
+ */
+struct tmpl_refs {
+	struct tmpl_parse	*p;
+	size_t			 step;
+	bool			*ancestor;	/* by step index */
+	char			 why[320];
+};
+
+static int
+tmpl_check_path(const char *path, size_t len, void *arg)
+{
+	static const char *const roots[] = { "context", "steps", "attempt",
+	    "service", "env" };
+	struct tmpl_refs	*r = arg;
+	struct tmpl		*t = r->p->t;
+	struct tmpl_byname	*found;
+	size_t			 n, i;
+	char			 name[256];
+
+	if (len > 0 && path[len - 1] == '?')
+		len--;
+	n = strcspn(path, ".");
+	if (n > len)
+		n = len;
+	for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+		if (strlen(roots[i]) == n && strncmp(path, roots[i], n) == 0)
+			break;
+	if (i == sizeof(roots) / sizeof(roots[0])) {
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s' names "
+		    "none of context, steps, attempt, service, env",
+		    (int)(len > 200 ? 200 : len), path);
+		return -1;
+	}
+	if (i != 1)
+		return 0;
+	/* steps.NAME... */
+	path += n + 1;
+	len = len > n ? len - n - 1 : 0;
+	n = strcspn(path, ".");
+	if (n > len)
+		n = len;
+	snprintf(name, sizeof(name), "%.*s", (int)n, path);
+	found = bsearch(name, r->p->byname, t->nsteps, sizeof(*r->p->byname),
+	    tmpl_cmp_name);
+	if (found == NULL)
+		snprintf(r->why, sizeof(r->why), "placeholder names step "
+		    "'%.200s', which is not in this template", name);
+	else if (!r->ancestor[found->idx])
+		snprintf(r->why, sizeof(r->why), "placeholder reads step "
+		    "'%.200s', which it does not depend on (depends_on_steps)",
+		    name);
+	else
+		return 0;
+	return -1;
+}
+
+static int
+tmpl_check_refs_in(json_t *v, struct tmpl_refs *r)
+{
+	const char	*key;
+	json_t		*item;
+	size_t		 i;
+	int		 rc;
+
+	if (json_is_string(v)) {
+		rc = render_each_path(json_string_value(v), tmpl_check_path, r,
+		    r->why, sizeof(r->why));
+		return rc == 0 ? 0 : -1;
+	}
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, item)
+			if (tmpl_check_refs_in(item, r) == -1)
+				return -1;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			if (tmpl_check_refs_in(item, r) == -1)
+				return -1;
+	}
+	return 0;
+}
+
+static int
+tmpl_check_refs(struct tmpl_parse *p)
+{
+	struct tmpl		*t = p->t;
+	struct tmpl_refs	 r;
+	size_t			*stack, sp, i, k, v, w;
+	int			 rc = 0;
+
+	r.p = p;
+	r.ancestor = xcalloc(t->nsteps, sizeof(*r.ancestor));
+	stack = xcalloc(t->nsteps, sizeof(*stack));
+	for (i = 0; i < t->nsteps && rc == 0; i++) {
+		if (strcmp(t->steps[i].handler, "http") != 0)
+			continue;
+		memset(r.ancestor, 0, t->nsteps * sizeof(*r.ancestor));
+		sp = 0;
+		stack[sp++] = i;
+		while (sp > 0) {
+			v = stack[--sp];
+			for (k = 0; k < t->steps[v].ndeps; k++) {
+				w = t->steps[v].dep_idx[k];
+				if (!r.ancestor[w]) {
+					r.ancestor[w] = true;
+					stack[sp++] = w;
+				}
+			}
+		}
+		r.step = i;
+		r.why[0] = '\0';
+		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == -1)
+			rc = yt_errorl(p->doc, tmpl_name_line(p, i), "step "
+			    "'%s': %s", t->steps[i].name, r.why);
+	}
+	free(stack);
+	free(r.ancestor);
+	return rc;
+}
+
 static int
 tmpl_resolve(struct tmpl_parse *p)
 {
@@ -635,7 +761,7 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	}
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
 	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1 ||
-	    tmpl_check_routes(&p, root) == -1)
+	    tmpl_check_refs(&p) == -1 || tmpl_check_routes(&p, root) == -1)
 		goto done;
 	if ((t->definition = yt_json(doc, root)) == NULL)
 		goto done;

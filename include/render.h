@@ -32,6 +32,13 @@ json_t	*render_json(const json_t *tmpl, const json_t *scope,
 char	*render_string(const char *tmpl, const json_t *scope,
 	    enum render_mode, char *err, size_t errlen);
 
+/* Call fn with each placeholder's path in s (as written, '?' included);
+ * stops at fn's first non-zero answer and returns it.  -1 with a reason in
+ * err when a placeholder is malformed. */
+int	 render_each_path(const char *s,
+	    int (*fn)(const char *path, size_t len, void *arg), void *arg,
+	    char *err, size_t errlen);
+
 /* Look up a dotted path in scope; NULL when absent.  Borrowed reference. */
 const json_t *render_lookup(const json_t *scope, const char *path);
 

@@ -334,10 +334,12 @@ test_reads_results(void **state)
 	    "      url: http://x/{{context.id}}\n"
 	    "      body: {a: \"{{context.a}}\"}\n"
 	    "  - name: body_reader\n"
+	    "    depends_on_step: quiet\n"
 	    "    handler_config:\n"
 	    "      url: http://x/\n"
 	    "      body: {id: \"{{ steps.quiet.results.id }}\"}\n"
 	    "  - name: header_reader\n"
+	    "    depends_on_step: body_reader\n"
 	    "    handler_config:\n"
 	    "      url: http://x/\n"
 	    "      headers: {X-Id: \"{{steps.quiet.results.id}}\"}\n"
@@ -406,6 +408,30 @@ test_scalar_json(void **state)
 }
 
 #define HEAD	"name: t\nstep_templates:\n"	/* lines 1-2 */
+
+/* An http step's placeholders name its input, the environment, or the
+ * results of steps it depends on (directly or not). */
+static void
+test_err_placeholders(void **state)
+{
+	(void)state;
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "  - name: b\n    handler_config:\n      url: http://x/\n"
+	    "      body: {n: \"{{steps.a.results.n}}\"}\n",
+	    "t.yaml:5: step 'b': placeholder reads step 'a', which it does "
+	    "not depend on (depends_on_steps)");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{steps.nosuch.results.n?}}\"\n",
+	    "t.yaml:3: step 'b': placeholder names step 'nosuch', which is "
+	    "not in this template");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: http://x/\n      headers: {X-A: \"{{contxt.a}}\"}\n",
+	    "t.yaml:3: step 'b': placeholder 'contxt.a' names none of "
+	    "context, steps, attempt, service, env");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{context.a\"\n",
+	    "t.yaml:3: step 'b': unterminated placeholder at offset 9");
+}
 
 /* A step's timeout is an int column in the database. */
 static void
@@ -971,6 +997,7 @@ main(void)
 		cmocka_unit_test(test_err_unknown_keys),
 		cmocka_unit_test(test_err_handler_config_depth),
 		cmocka_unit_test(test_err_timeout_too_long),
+		cmocka_unit_test(test_err_placeholders),
 		cmocka_unit_test(test_err_types),
 		cmocka_unit_test(test_err_names),
 		cmocka_unit_test(test_err_deps),

@@ -51,8 +51,8 @@ static const char sql_beat[] =
 "   started_at = CASE WHEN $6::boolean THEN now()"
 "     ELSE nodes.started_at END";
 
-/* The lease this node's id holds now: its expiry in epoch milliseconds,
- * and the holder; no row when the id is free. */
+/* The lease on this node's id, while it lasts: its expiry (epoch ms),
+ * what is left of it (ms), and its holder's host and pid. */
 static const char sql_id_lease[] =
 "SELECT (extract(epoch FROM lease_expires_at) * 1000)::bigint,"
 "  (extract(epoch FROM lease_expires_at - now()) * 1000)::bigint,"
@@ -135,9 +135,9 @@ node_check_id(PGconn *pg)
 	if (gethostname(me, sizeof(me)) == -1)
 		me[0] = '\0';
 	me[sizeof(me) - 1] = '\0';
-	if (strcmp(holder, me) == 0 && pid > 0 && kill(pid, 0) == -1 &&
-	    errno == ESRCH)
-		return;
+	if (strcmp(holder, me) == 0 && pid > 0 && (pid == getpid() ||
+	    (kill(pid, 0) == -1 && errno == ESRCH)))
+		return;		/* (our own pid: a container's pid 1) */
 	/* Elsewhere, or alive: another node with this id renews its lease,
 	 * an earlier run's runs out. */
 	log_warnx("node id still leased, waiting for the lease to run out "

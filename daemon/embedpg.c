@@ -181,33 +181,55 @@ server_pid(void)
 	return pid;
 }
 
+/* The first len bytes of /proc/PID/NAME, NULs made spaces; "" if none. */
+static void
+proc_read(pid_t pid, const char *name, char *buf, size_t len)
+{
+	char	 path[64];
+	size_t	 n = 0, i;
+	FILE	*f;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+	if ((f = fopen(path, "r")) != NULL) {
+		n = fread(buf, 1, len - 1, f);
+		fclose(f);
+	}
+	for (i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+}
+
 /*
- * A server already running on our data directory.  One left by a taskerd
- * that is gone (its parent is init) is stopped; one whose parent lives is
- * another taskerd's, on the same state_dir: that is a configuration error.
+ * A server already running on our data directory: one left by a taskerd
+ * that is gone is stopped; one that a taskerd still supervises (another
+ * one on the same state_dir) is a configuration error.  A pid in a stale
+ * postmaster.pid that names some other program now is left alone.
  */
 static void
 stray_server(void)
 {
-	char	 path[64], buf[512], *p;
-	FILE	*f;
+	char	 buf[1024], *p;
 	pid_t	 pid, ppid = 0;
 	int	 i;
 
 	if ((pid = server_pid()) <= 0 || kill(pid, 0) == -1)
 		return;		/* none, or a stale file postgres clears */
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((f = fopen(path, "r")) != NULL) {
-		/* "pid (comm) state ppid ...": comm may hold spaces. */
-		if (fgets(buf, sizeof(buf), f) != NULL &&
-		    (p = strrchr(buf, ')')) != NULL)
-			sscanf(p + 1, " %*c %d", &ppid);
-		fclose(f);
-	}
-	if (ppid != 1)
-		fatalx("embedded database: %s is in use by a server whose "
-		    "parent (pid %d) still runs: is another taskerd using "
-		    "this state_dir?", pg.datadir, (int)ppid);
+	proc_read(pid, "cmdline", buf, sizeof(buf));
+	if ((p = strchr(buf, ' ')) == NULL || p - buf < 8 ||
+	    strncmp(p - 8, "postgres", 8) != 0 ||
+	    strstr(buf, pg.datadir) == NULL)
+		return;
+	proc_read(pid, "stat", buf, sizeof(buf));
+	/* "pid (comm) state ppid ...": comm may hold spaces. */
+	if ((p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 1, " %*c %d", &ppid);
+	proc_read(ppid, "comm", buf, sizeof(buf));
+	if (strcmp(buf, "taskerd") == 0)
+		fatalx("embedded database: %s is in use by the server of "
+		    "another taskerd (pid %d): is it using this state_dir?",
+		    pg.datadir, (int)ppid);
 	log_warnx("embedded database: stopping a server left running by an "
 	    "earlier taskerd pid=%d", (int)pid);
 	kill(pid, SIGINT);

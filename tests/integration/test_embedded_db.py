@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 
 import pytest
@@ -116,4 +117,36 @@ def test_embedded_server_ends_with_taskerd(taskerd):
         assert t.stop() == 0
     finally:
         taken.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_server_left_on_the_data_directory_is_stopped(taskerd, pg):
+    """A server some earlier run left on the data directory (started by
+    hand here, with pg_ctl) is stopped before taskerd starts its own,
+    instead of failing the start on its lock file."""
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    data = os.path.join(state, "pg", "data")
+    try:
+        t = taskerd(templates={"hello.yaml": HELLO},
+                    config={"database": harness.DELETE, "state_dir": state},
+                    ready_timeout=60)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        assert t.stop() == 0
+        cmd = pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"), "-D", data,
+                              "-l", os.path.join(state, "pg", "stray.log"),
+                              "-o", "-k %s -c listen_addresses=" %
+                              os.path.join(state, "pg"), "-w", "start"])
+        assert subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                              capture_output=True).returncode == 0
+        stray = postmaster_pid(state)
+        t._stopped = False
+        t.start(ready_timeout=60)
+        assert t.log_lines("stopping a server left running"), t.log_tail(20)
+        assert not harness.proc_alive(stray)
+        assert postmaster_pid(state) != stray
+        assert t.task(tid)["status"] == "complete"
+        assert t.stop() == 0
+    finally:
         shutil.rmtree(state, ignore_errors=True)

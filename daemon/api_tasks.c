@@ -116,8 +116,9 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 	/* The key goes into a unique index, whose entries have a size
 	 * limit: a longer key would fail its whole batch of creations. */
 	if (tr->ikey != NULL && strlen(tr->ikey) > API_IKEY_MAX) {
-		create_error(req, route, 400, "invalid_request",
-		    "the idempotency key is longer than 255 bytes", NULL);
+		snprintf(msg, sizeof(msg), "the idempotency key is longer "
+		    "than %d bytes", API_IKEY_MAX);
+		create_error(req, route, 400, "invalid_request", msg, NULL);
 		goto out;
 	}
 

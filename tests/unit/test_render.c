@@ -24,7 +24,8 @@ scope_new(void)
 	    "    \"nick\": null, \"score\": 1.5},"
 	    "  \"items\": [\"zero\", {\"sku\": \"S-1\"}, [10, 20]],"
 	    "  \"plan\": {\"id\": \"pro\", \"seats\": 3},"
-	    "  \"up\": \"..\", \"here\": \".\", \"ver\": \"1.2\""
+	    "  \"up\": \"..\", \"here\": \".\", \"ver\": \"1.2\","
+	    "  \"price\": 19.99, \"whole\": 3.0, \"tiny\": 1e-300"
 	    "},"
 	    "\"steps\": {\"create_user\": {\"results\": {\"id\": 7,"
 	    "  \"tags\": [\"x\"]}}},"
@@ -158,6 +159,11 @@ test_interpolation(void **state)
 	    "Hello Zo\xc3\xab!");
 	check_string("age={{context.user.age}} score={{context.user.score}}",
 	    RENDER_TEXT, "age=42 score=1.5");
+	/* Reals as their shortest exact text, still reals. */
+	check_string("{{context.price}} {{context.whole}} {{context.tiny}}",
+	    RENDER_TEXT, "19.99 3.0 1e-300");
+	check_string("http://h/?amount={{context.price}}", RENDER_URL,
+	    "http://h/?amount=19.99");
 	check_string("{{context.user.admin}}/{{context.user.nick}}",
 	    RENDER_TEXT, "true/null");
 	/* A missing optional value is no text; a present null is "null". */

@@ -1087,8 +1087,8 @@ tmpl_all_digits(const char *s, size_t len)
  * zeros are gone, so any length works), anything else as bytes.  A missing
  * segment counts as "0": 1.0 equals 1.0.0.
  */
-int
-tmpl_version_cmp(const char *a, const char *b)
+static int
+tmpl_segments_cmp(const char *a, const char *b)
 {
 	const char	*sa, *sb;
 	size_t		 la, lb;
@@ -1130,4 +1130,30 @@ tmpl_version_cmp(const char *a, const char *b)
 		}
 	}
 	return 0;
+}
+
+/*
+ * As semantic versioning has it: the release before a hyphen compares
+ * first (by segments), and a version with a pre-release part ("-rc1")
+ * comes before the same release without one; build metadata ("+...") does
+ * not count.
+ */
+int
+tmpl_version_cmp(const char *a, const char *b)
+{
+	char	*ca = xstrdup(a), *cb = xstrdup(b), *pa, *pb;
+	int	 c;
+
+	ca[strcspn(ca, "+")] = '\0';
+	cb[strcspn(cb, "+")] = '\0';
+	if ((pa = strchr(ca, '-')) != NULL)
+		*pa++ = '\0';
+	if ((pb = strchr(cb, '-')) != NULL)
+		*pb++ = '\0';
+	if ((c = tmpl_segments_cmp(ca, cb)) == 0 && (pa != NULL ||
+	    pb != NULL))
+		c = pa == NULL ? 1 : pb == NULL ? -1 : tmpl_segments_cmp(pa, pb);
+	free(ca);
+	free(cb);
+	return c;
 }

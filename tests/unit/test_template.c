@@ -692,6 +692,15 @@ test_version_cmp(void **state)
 	assert_int_equal(tmpl_version_cmp("1.0.beta", "1.0.alpha"), 1);
 	assert_int_equal(tmpl_version_cmp("1.0.rc", "1.0.rc1"), -1);
 	assert_int_equal(tmpl_version_cmp("", "0"), 0);
+	/* Pre-releases come before their release; build metadata is no
+	 * part of the order. */
+	assert_int_equal(tmpl_version_cmp("1.0.0-rc1", "1.0.0"), -1);
+	assert_int_equal(tmpl_version_cmp("1.0.0", "1.0.0-rc1"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.0-rc2", "1.0.0-rc1"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.0-rc.10", "1.0.0-rc.9"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.1-alpha", "1.0.0"), 1);
+	assert_int_equal(tmpl_version_cmp("1.0.0+build.7", "1.0.0"), 0);
+	assert_int_equal(tmpl_version_cmp("1.0.0-beta+b1", "1.0.0-beta"), 0);
 }
 
 /* Registry tests work in a fresh directory each. */

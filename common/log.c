@@ -45,6 +45,12 @@ log_setlevel(enum log_level level)
 	log_level = level;
 }
 
+const char *
+log_level_name(void)
+{
+	return level_names[log_level];
+}
+
 int
 log_parse_level(const char *s, enum log_level *out)
 {

@@ -282,9 +282,10 @@ worker_respawn_cb(evutil_socket_t fd, short what, void *arg)
 static void
 worker_spawn(struct worker *w)
 {
-	int	 sp[2], devnull;
-	pid_t	 pid;
-	char	 frame[32];
+	int		 sp[2], devnull;
+	pid_t		 pid;
+	char		 frame[32];
+	const char	*level = log_level_name();
 
 	if (pool.stopping)
 		return;
@@ -332,6 +333,9 @@ worker_spawn(struct worker *w)
 		unsetenv("WATCHDOG_PID");
 		snprintf(frame, sizeof(frame), "%zu", pool.max_frame);
 		setenv("TASKERD_MAX_FRAME", frame, 1);
+		/* The supervisor's log level, unless the environment sets
+		 * the workers' own. */
+		setenv("TASKERD_LOG_LEVEL", level, 0);
 		execl(pool.path, "taskerd-worker", (char *)NULL);
 		_exit(WORKER_EXIT_CANNOT_START);
 	default:

@@ -16,6 +16,8 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 void	log_init(const char *procname, enum log_level);
 int	log_stderr_is_journal(void);
 void	log_setlevel(enum log_level);
+/* The level in force, as log_parse_level reads it. */
+const char *log_level_name(void);
 int	log_parse_level(const char *, enum log_level *);
 
 /* The message is a printf format; by convention it is "text key=value ...":

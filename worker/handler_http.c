@@ -37,6 +37,11 @@
 #include "render.h"
 #include "xmalloc.h"
 
+/* A URL for the log, "%.*s%s": without its query, which may carry a
+ * context value or an {{env.*}} secret. */
+#define URL_LOGGED(u)	(int)strcspn((u), "?"), (u), \
+	strchr((u), '?') != NULL ? "?..." : ""
+
 #define HTTP_MAX_RESPONSE	(8u * 1024 * 1024)
 #define HTTP_MAX_TEXT_RESULT	4096	/* non-JSON body kept as {"body"} */
 #define HTTP_MAX_ERR_BODY	512	/* body excerpt in error_message */
@@ -616,9 +621,9 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 			lreq.timeout_ms = (long)left;
 	}
 	log_debug("http lookup step_id=%lld task_id=%lld correlation_id=%s "
-	    "status=%ld method=%s url=\"%s\"", (long long)run->step_id,
+	    "status=%ld method=%s url=\"%.*s%s\"", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, status,
-	    lreq.method, lreq.url);
+	    lreq.method, URL_LOGGED(lreq.url));
 
 	if (http_perform(&lreq, &lresp, &lstatus, pfx, o) == -1)
 		goto done;
@@ -695,8 +700,9 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	if (http_lookups_check(run, &svc, o) == -1)
 		goto done;
 	log_debug("http request step_id=%lld task_id=%lld correlation_id=%s "
-	    "method=%s url=\"%s\"", (long long)run->step_id,
-	    (long long)run->task_id, run->correlation_id, req.method, req.url);
+	    "method=%s url=\"%.*s%s\"", (long long)run->step_id,
+	    (long long)run->task_id, run->correlation_id, req.method,
+	    URL_LOGGED(req.url));
 
 	if (http_perform(&req, &resp, &status, "", o) == -1)
 		goto done;

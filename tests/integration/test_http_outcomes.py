@@ -94,3 +94,26 @@ step_templates:
     reqs = service.requests_for("/users/%2E%2E/preferences")
     assert len(reqs) == 1 and reqs[0].raw_path == \
         "/users/%2E%2E/preferences", reqs
+
+
+def test_request_log_leaves_the_query_out(taskerd, service):
+    """The debug log names the call without its query string, which may
+    carry a secret (a context value here, an {{env.*}} in life)."""
+    service.route("GET", "/q", status=200, body={"ok": True})
+    t = taskerd(templates={"q.yaml": """\
+name: q
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: get
+    handler: http
+    handler_config:
+      method: GET
+      url: "%s/q?token={{context.secret}}"
+""" % service.url})
+    tid = t.create_task("q", {"secret": "s3cr3t-v4lue"}, namespace="it")
+    assert t.wait_task(tid["task_id"])["status"] == "complete"
+    assert service.requests_for("/q")[0].query == {"token": "s3cr3t-v4lue"}
+    lines = t.log_lines(r'msg="http request"')
+    assert lines and '/q?..."' in lines[0], lines
+    assert "s3cr3t-v4lue" not in t.log()

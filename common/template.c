@@ -422,6 +422,16 @@ tmpl_check_names(struct tmpl_parse *p)
 	size_t		 i, run = 0, dup = SIZE_MAX, first = 0, nnamed;
 	int		 rc = 0;
 
+	/* A step's name is a placeholder's path segment and a URL's
+	 * (/v1/tasks/ID/steps/NAME): letters, digits, '_' and '-'. */
+	for (i = 0; i < t->nsteps; i++)
+		if (t->steps[i].name[0] == '\0' ||
+		    t->steps[i].name[strspn(t->steps[i].name,
+		    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789_-")] != '\0')
+			return yt_errorl(p->doc, tmpl_name_line(p, i),
+			    "step name '%s' may hold only letters, digits, "
+			    "'_' and '-'", t->steps[i].name);
 	p->byname = xcalloc(t->nsteps, sizeof(*p->byname));
 	for (i = 0; i < t->nsteps; i++) {
 		p->byname[i].name = t->steps[i].name;

@@ -574,6 +574,12 @@ test_err_names(void **state)
 	    "  - name: a\n  - name: b\n",
 	    "t.yaml:5: step 'b' is not listed in named_steps");
 	expect_error("", "t.yaml:1: empty template");
+	expect_error(HEAD "  - name: f.g\n",
+	    "t.yaml:3: step name 'f.g' may hold only letters, digits, '_' "
+	    "and '-'");
+	expect_error(HEAD "  - name: \"\"\n",
+	    "t.yaml:3: step name '' may hold only letters, digits, '_' "
+	    "and '-'");
 	expect_error("# nothing here\n", "t.yaml:1: empty template");
 }
 

@@ -860,22 +860,25 @@ chk_enum(struct schema_chk *c, const json_t *v, int depth)
  * references are not portable POSIX either. */
 #define SCHEMA_MAX_PATTERN	1024
 #define SCHEMA_MAX_REPEAT	100	/* bound of {m,n} */
+#define SCHEMA_MAX_QNEST	4	/* repeated groups within each other */
 
 /*
  * glibc's regcomp expands repetition while compiling: stacked quantifiers
  * (a++++...) double its tree each time and large or nested {m,n} bounds
  * multiply it, so a pattern of a few dozen bytes can take gigabytes.  Such
  * patterns mean nothing a context check needs: refuse a quantifier right
- * after another one, bounds over SCHEMA_MAX_REPEAT, and a bounded
- * repetition applied to a group that already holds one.
+ * after another one, bounds over SCHEMA_MAX_REPEAT, a bounded repetition
+ * applied to a group that already holds one, and repeated groups nested
+ * more than SCHEMA_MAX_QNEST deep (((a+)+)+... doubles at each level).
  */
 static int
 pattern_too_costly(const char *p, char *why, size_t whylen)
 {
 	const char	*q;
 	bool		 after_quant = false, in_bracket = false;
-	int		 depth = 0, i;
+	int		 depth = 0, i, inner;
 	bool		 bounded[64] = { false };
+	int		 qnest[64] = { 0 };	/* repeated groups inside */
 	long		 n;
 	char		*end;
 
@@ -905,11 +908,22 @@ pattern_too_costly(const char *p, char *why, size_t whylen)
 				return 1;
 			}
 			bounded[++depth] = false;
+			qnest[depth] = 0;
 			after_quant = false;
 			continue;
 		case ')':
 			if (depth > 0)
 				depth--;
+			inner = qnest[depth + 1] +
+			    (strchr("*+?{", q[1]) != NULL && q[1] != '\0');
+			if (inner > SCHEMA_MAX_QNEST) {
+				snprintf(why, whylen, "pattern nests repeated "
+				    "groups more than %d deep",
+				    SCHEMA_MAX_QNEST);
+				return 1;
+			}
+			if (inner > qnest[depth])
+				qnest[depth] = inner;
 			/* The group's bounded repetitions belong to the
 			 * enclosing group too. */
 			if (bounded[depth + 1])

@@ -59,6 +59,13 @@
 	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
 	"  ELSE '{}' END"
 
+/* The task (id expression task) is of none of the templates ids (a
+ * bigint[] parameter; empty: any template). */
+#define SQL_NOT_OF_TEMPLATES(task, ids)					\
+	"(cardinality(" ids "::bigint[]) = 0 OR NOT EXISTS (SELECT 1"	\
+	"  FROM tasks t0 WHERE t0.id = " task				\
+	"    AND t0.template_id = ANY(" ids "::bigint[])))"
+
 /*
  * Claiming.  A claim makes a ready step this node's ('enqueued', with the
  * node as lease_owner and a fresh lease token) and answers what a worker
@@ -83,9 +90,7 @@ static const char sql_claim[] =
 "  WHERE s.status IN ('pending', 'waiting_for_retry')"
 "    AND s.remaining_parents = 0 AND s.next_attempt_at <= now()"
 "    AND (s.service IS NULL OR s.service <> ALL($3::text[]))"
-"    AND (cardinality($5::bigint[]) = 0 OR NOT EXISTS (SELECT 1"
-"      FROM tasks t0 WHERE t0.id = s.task_id"
-"        AND t0.template_id = ANY($5::bigint[])))"
+"    AND " SQL_NOT_OF_TEMPLATES("s.task_id", "$5")
 "  ORDER BY (s.first_step AND s.attempts = 0), s.next_attempt_at"
 "  LIMIT $1 FOR UPDATE SKIP LOCKED),"
 " u AS ("
@@ -111,9 +116,7 @@ static const char sql_next_due[] =
 "  WHERE status IN ('pending', 'waiting_for_retry') AND remaining_parents = 0"
 "    AND (first_step AND attempts = 0) = f.first"
 "    AND (service IS NULL OR service <> ALL($1::text[]))"
-"    AND (cardinality($2::bigint[]) = 0 OR NOT EXISTS (SELECT 1"
-"      FROM tasks t0 WHERE t0.id = steps.task_id"
-"        AND t0.template_id = ANY($2::bigint[])))"
+"    AND " SQL_NOT_OF_TEMPLATES("steps.task_id", "$2")
 "  ORDER BY next_attempt_at LIMIT 1) d";
 
 /*
@@ -410,7 +413,7 @@ static struct {
 
 static void	sched_run(void);
 static void	sched_flush(void);
-static void	sched_unknown_template(long long, struct claim *);
+static void	sched_unknown_template(long long, const struct claim *);
 static char	*id_array(json_t *);
 
 /*
@@ -752,23 +755,30 @@ sched_dispatch_queued(void)
 static int
 sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 {
-	struct claim	*c, *last = NULL;
+	struct claim	*c, *last = NULL, **back = NULL;
 	json_t		*ctx, *steps;
 	char		 key[24];
 	int		 i, n = 0;
+	size_t		 nback = 0;
 
 	for (i = 0; i < PQntuples(res); i++) {
 		if (PQgetisnull(res, i, 0))
 			continue;
 		n++;
 		c = claim_from_row(res, i);
-		if (sv.stopping || epoch != node_epoch()) {
-			/* Claimed by a job that was in flight when the node
-			 * began to stop, after it handed its queue back; or
-			 * before its lease lapsed, so that another node may
-			 * have taken the claim over and run the step since
-			 * (then the hand-back is a no-op). */
-			sched_release(&c, 1);
+		/* Handed back, together below: claimed by a job that was in
+		 * flight when the node began to stop (after it handed its
+		 * queue back), or before its lease lapsed (another node may
+		 * have taken the claim over and run the step since; then the
+		 * hand-back is a no-op); or a step of another node's
+		 * template (a rolling deploy: a version this node has not
+		 * loaded yet). */
+		if (sv.stopping || epoch != node_epoch() || c->tmpl == NULL) {
+			if (c->tmpl == NULL)
+				sched_unknown_template(strtoll(PQgetvalue(res,
+				    i, 8), NULL, 10), c);
+			back = xreallocarray(back, nback + 1, sizeof(*back));
+			back[nback++] = c;
 			continue;
 		}
 		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
@@ -784,13 +794,6 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		if (c->tstep != NULL && c->tstep->dependent_system != NULL)
 			json_object_set_new(c->input, "service",
 			    services_input(c->tstep->dependent_system));
-		if (c->tmpl == NULL) {
-			/* Another node's template (a rolling deploy: it has
-			 * a version this one has not loaded yet). */
-			sched_unknown_template(strtoll(PQgetvalue(res, i, 8),
-			    NULL, 10), c);
-			continue;
-		}
 		if (c->tstep == NULL) {
 			/* The template was changed in place since the task
 			 * was created: nothing can run this step. */
@@ -819,6 +822,8 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		last = c;
 		sc.nqueued++;
 	}
+	sched_release(back, nback);
+	free(back);
 	return n;
 }
 
@@ -854,15 +859,15 @@ sched_claim_done(struct db_job *job, void *arg)
 /*
  * A step of a template this node has not loaded: another node created its
  * task, and this one claimed the step (the general claim takes any task's).
- * It is handed back unstarted, and for a while this node's claims pass
- * over the template's steps, leaving them to a node that has it.  Were no
- * node to have it, the step would wait, and every node would say so here
- * each time it looked again.
+ * The caller hands it back unstarted, and for a while this node's claims
+ * pass over the template's steps, leaving them to a node that has it.
+ * Were no node to have it, the step would wait, and every node would say
+ * so here each time it looked again.
  */
 #define SCHED_UNKNOWN_TMPL_MS	60000
 
 static void
-sched_unknown_template(long long template_id, struct claim *c)
+sched_unknown_template(long long template_id, const struct claim *c)
 {
 	struct timespec	 now;
 	char		 key[24];
@@ -876,7 +881,6 @@ sched_unknown_template(long long template_id, struct claim *c)
 	json_object_set_new(sc.unknown_tmpls, key, json_integer(
 	    (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
 	    SCHED_UNKNOWN_TMPL_MS));
-	sched_release(&c, 1);
 }
 
 /* "{7,9}": the templates sched_unknown_template holds back from claims,

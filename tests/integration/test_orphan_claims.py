@@ -40,34 +40,40 @@ step_templates:
 """
 
 
+def lose_answer(pg, t, task_id, status):
+    """Write what a lost answer leaves: the completed task's second step
+    claimed for t's node (status 'enqueued', or 'in_progress' as a sweep
+    whose answer was lost leaves another node's claim), long ago, under a
+    token the node never learned."""
+    pg.execute(t.db, """
+        UPDATE tasks SET status = 'in_progress', completed_at = NULL
+        WHERE id = %(task)d;
+        UPDATE steps SET status = '%(status)s', lease_owner = '%(node)s',
+            lease_token = nextval('step_lease_tokens'), attempts = 0,
+            results = NULL, started_at = NULL, completed_at = NULL,
+            updated_at = now() - interval '1 hour'
+        WHERE task_id = %(task)d AND name = 'second';
+        DELETE FROM step_transitions WHERE task_id = %(task)d
+            AND step_id = (SELECT id FROM steps WHERE task_id = %(task)d
+                           AND name = 'second');
+        DELETE FROM task_transitions WHERE task_id = %(task)d
+            AND to_state = 'complete';
+    """ % {"task": task_id, "status": status, "node": t.config["node_id"]})
+
+
 def test_lost_claim_is_handed_back_held_one_is_not(taskerd, pg):
     t = taskerd(templates={"pair.yaml": PAIR, "long.yaml": LONG}, workers=1,
                 config={"scheduler": {"lease": "2s"}})
-    node = t.config["node_id"]
     pair = t.create_task("pair", {}, namespace=NS)["task_id"]
     assert t.wait_task(pair)["status"] == "complete"
     long_ = t.create_task("long", {}, namespace=NS)["task_id"]
     harness.wait_until(lambda: any(w["state"] == "busy" for w in t.workers()),
                        10, message="the long step running")
 
-    pg.execute(t.db, """
-        -- A claim this node holds (a worker runs it), last written long ago.
-        UPDATE steps SET updated_at = now() - interval '1 hour'
-        WHERE task_id = %(long)d;
-        -- What a lost answer leaves: the child claimed for this node.
-        UPDATE tasks SET status = 'in_progress', completed_at = NULL
-        WHERE id = %(pair)d;
-        UPDATE steps SET status = 'enqueued', lease_owner = '%(node)s',
-            lease_token = nextval('step_lease_tokens'), attempts = 0,
-            results = NULL, started_at = NULL, completed_at = NULL,
-            updated_at = now() - interval '1 hour'
-        WHERE task_id = %(pair)d AND name = 'second';
-        DELETE FROM step_transitions WHERE task_id = %(pair)d
-            AND step_id = (SELECT id FROM steps WHERE task_id = %(pair)d
-                           AND name = 'second');
-        DELETE FROM task_transitions WHERE task_id = %(pair)d
-            AND to_state = 'complete';
-    """ % {"long": long_, "pair": pair, "node": node})
+    # A claim this node holds (a worker runs it), last written long ago.
+    pg.execute(t.db, "UPDATE steps SET updated_at = now() - interval "
+               "'1 hour' WHERE task_id = %d" % long_)
+    lose_answer(pg, t, pair, "enqueued")
 
     done = t.wait_task(pair, timeout=20)
     assert done["status"] == "complete", done
@@ -82,3 +88,26 @@ def test_lost_claim_is_handed_back_held_one_is_not(taskerd, pg):
     assert done["status"] == "complete", done
     assert done["steps"][0]["attempts"] == 1, done["steps"]
     assert "claim_lost" not in t.log()
+
+
+def test_lost_running_claim_counts_an_attempt(taskerd, pg):
+    """An 'in_progress' claim the node does not know (a takeover whose
+    answer was lost: the other node may have run it) is not handed back
+    as new: its attempt ends (claim_lost) and the step is retried."""
+    t = taskerd(templates={"pair.yaml": PAIR},
+                config={"scheduler": {"lease": "2s"}})
+    pair = t.create_task("pair", {}, namespace=NS)["task_id"]
+    assert t.wait_task(pair)["status"] == "complete"
+    lose_answer(pg, t, pair, "in_progress")
+    done = t.wait_task(pair, timeout=20)
+    assert done["status"] == "complete", done
+    second = [s for s in done["steps"] if s["name"] == "second"][0]
+    assert second["attempts"] == 2, second
+    lines = t.log_lines("claim this node had lost track of")
+    assert len(lines) == 1 and "attempt abandoned" in lines[0], lines
+    tr = pg.json(t.db, "select to_state, metadata->'error'->>'code' as code"
+                 " from step_transitions where task_id = %d and step_id = "
+                 "(select id from steps where task_id = %d and name = "
+                 "'second') order by id" % (pair, pair))
+    assert [x["code"] for x in tr if x["to_state"] ==
+            "waiting_for_retry"] == ["claim_lost"], tr

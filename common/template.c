@@ -994,6 +994,7 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 
 	reg = xcalloc(1, sizeof(*reg));
 	reg->items = xcalloc(n, sizeof(*reg->items));
+	reg->defaults = *defs;
 	for (i = 0; i < n; i++) {
 		xasprintf(&path, "%s%s%s", dir, dir[0] != '\0' &&
 		    dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);

@@ -171,9 +171,6 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 static struct tmpl_registry	**retired;
 static size_t			  nretired;
 static bool			  reloading, reload_again;
-/* The step defaults (config) the registry in force was loaded with, and
- * the ones of the reload in flight. */
-static struct tmpl_defaults	  loaded_defaults, reload_defaults;
 
 static void	hup_cb(evutil_socket_t, short, void *);
 
@@ -204,7 +201,6 @@ reload_done(struct db_job *job, void *arg)
 		    sizeof(*retired));
 		retired[nretired++] = sv.templates;
 		sv.templates = reg;
-		loaded_defaults = reload_defaults;
 		log_info("templates reloaded templates=%zu", reg->n);
 	}
 	if (!sv.stopping)
@@ -223,7 +219,6 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct config		*conf;
 	struct tmpl_registry	*reg;
-	struct tmpl_defaults	 defaults;
 	struct db_job		*job;
 	const char		*params[1];
 	char			 err[1024], *errs = NULL, *line, *p, *json, *cur;
@@ -248,7 +243,6 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	log_setlevel(conf->log_level);
 	reg = tmpl_registry_load(conf->templates_dir, &conf->step_defaults,
 	    &errs);
-	defaults = conf->step_defaults;
 	config_free(conf);
 	if (reg == NULL) {
 		for (p = errs; p != NULL && (line = strsep(&p, "\n")) != NULL;)
@@ -265,8 +259,8 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	 * A replaced one is kept until exit (see retired), so swapping an
 	 * identical one would only cost memory. */
 	cur = migrate_templates_param(sv.templates);
-	if (strcmp(json, cur) == 0 && defaults_equal(&defaults,
-	    &loaded_defaults)) {
+	if (strcmp(json, cur) == 0 && defaults_equal(&reg->defaults,
+	    &sv.templates->defaults)) {
 		log_info("templates unchanged templates=%zu", reg->n);
 		tmpl_registry_free(reg);
 		free(json);
@@ -275,7 +269,6 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	free(cur);
-	reload_defaults = defaults;
 	params[0] = json;
 	job = db_job_new(reload_done, reg);
 	db_job_add(job, migrate_templates_sql, 1, params);
@@ -345,7 +338,6 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	sv.conf = conf;
 	sv.templates = reg;
-	loaded_defaults = conf->step_defaults;
 	/* systemd's StateDirectory= wins over the configured state_dir. */
 	if (conf->database_dsn == NULL)
 		conf->database_dsn = embedpg_start(

@@ -85,6 +85,7 @@ ssize_t	tmpl_step_index(const struct tmpl *, const char *name);
 struct tmpl_registry {
 	struct tmpl	**items;
 	size_t		  n;
+	struct tmpl_defaults defaults;	/* the step defaults it was loaded with */
 };
 
 /*

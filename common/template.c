@@ -481,7 +481,6 @@ tmpl_check_names(struct tmpl_parse *p)
  */
 struct tmpl_refs {
 	struct tmpl_parse	*p;
-	size_t			 step;
 	bool			*ancestor;	/* by step index */
 	char			 why[320];
 };
@@ -586,7 +585,6 @@ tmpl_check_refs(struct tmpl_parse *p)
 				}
 			}
 		}
-		r.step = i;
 		r.why[0] = '\0';
 		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == -1)
 			rc = yt_errorl(p->doc, tmpl_name_line(p, i), "step "

@@ -366,7 +366,7 @@ api_authorize(struct evhttp_request *req, enum evhttp_cmd_type m,
 		    "a bearer token is required" : "unknown bearer token");
 		return false;
 	}
-	if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+	if (m == EVHTTP_REQ_GET)		/* HEAD is routed as GET */
 		need = SCOPE_READ;
 	else if (m == EVHTTP_REQ_PATCH && n == 5 && strcmp(seg[0], "v1") == 0)
 		need = SCOPE_ADMIN;

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <dirent.h>
+#include <libgen.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec_config.h"
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "template.h"
@@ -37,6 +39,7 @@ struct tmpl_parse {
 	yaml_node_t		*named_node;	/* named_steps, or NULL */
 	int			**dep_lines;	/* per step, per dep */
 	struct tmpl_byname	*byname;	/* steps sorted by name */
+	char			*dir;		/* the file's directory, or NULL */
 };
 
 static int	tmpl_key_identity(struct yt_doc *, const struct yt_key *,
@@ -343,6 +346,7 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 	struct tmpl_step	*st;
 	yaml_node_t		*item;
 	size_t			 i;
+	char			 why[256];
 
 	t->nsteps = yt_len(p->steps_node);
 	t->steps = xcalloc(t->nsteps, sizeof(*t->steps));
@@ -375,6 +379,11 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 			return yt_error(p->doc, item, "step \"%s\": "
 			    "handler_config is nested deeper than %d levels",
 			    st->name, PROTO_MAX_JSON_DEPTH);
+		if (strcmp(st->handler, "exec") == 0 &&
+		    exec_config_check(st->handler_config, p->dir, why,
+		    sizeof(why)) == -1)
+			return yt_error(p->doc, item, "step \"%s\": %s",
+			    st->name, why);
 		st->reads_results = tmpl_reads_results(st);
 	}
 	return 0;
@@ -739,6 +748,19 @@ tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 }
 
 
+/* The absolute directory of a template file, which relative programs of
+ * its exec steps are found from; NULL when the name is no file's. */
+static char *
+tmpl_dir(const char *path)
+{
+	char	*copy, *dir;
+
+	copy = xstrdup(path);
+	dir = realpath(dirname(copy), NULL);
+	free(copy);
+	return dir;
+}
+
 static struct tmpl *
 tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 {
@@ -756,6 +778,7 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	p.doc = doc;
 	p.t = t = xcalloc(1, sizeof(*t));
 	t->path = xstrdup(yt_name(doc));
+	p.dir = tmpl_dir(t->path);
 	yt_defaults(tmpl_keys, YT_NELEM(tmpl_keys), t);
 
 	if (yt_decode(doc, root, tmpl_keys, YT_NELEM(tmpl_keys), t, &p,
@@ -786,6 +809,7 @@ done:
 		free(p.dep_lines);
 	}
 	free(p.byname);
+	free(p.dir);
 	if (rc == -1) {
 		tmpl_free(t);
 		return NULL;

@@ -741,6 +741,8 @@ void
 pool_abandon_running(void)
 {
 	struct worker	*w;
+	struct timeval	 tv = { WORKER_KILL_GRACE_MS / 1000,
+	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
 	int		 i;
 
 	for (i = 0; i < pool.n; i++) {
@@ -752,7 +754,11 @@ pool_abandon_running(void)
 		    "task_id=%lld step=%s correlation_id=%s", (int)w->pid,
 		    (long long)w->claim->task_id, w->claim->step_name,
 		    w->claim->correlation_id);
-		worker_kill(w, SIGKILL, "node lease lapsed");
+		/* SIGTERM, as at a step's deadline: an exec step's worker
+		 * stops the program's children too, which SIGKILL would
+		 * leave running.  SIGKILL follows a worker that lingers. */
+		worker_kill(w, SIGTERM, "node lease lapsed");
+		evtimer_add(w->deadline, &tv);
 	}
 }
 

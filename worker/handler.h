@@ -28,7 +28,11 @@ void	outcome_fail(struct proto_step_outcome *, enum proto_outcome,
 	    const char *code, const char *fmt, ...)
 	    __attribute__((format(printf, 4, 5)));
 
+/* The most a handler may hand back: workers.max_frame. */
+size_t	handler_max_output(void);
+
 extern const struct handler handler_noop;
 extern const struct handler handler_http;
+extern const struct handler handler_exec;
 
 #endif

@@ -16,6 +16,7 @@
 static const struct handler *const handlers[] = {
 	&handler_noop,
 	&handler_http,
+	&handler_exec,
 };
 
 #define HANDLERS_COUNT	(sizeof(handlers) / sizeof(handlers[0]))

@@ -152,6 +152,12 @@ worker_frame_setup(void)
 	return 0;
 }
 
+size_t
+handler_max_output(void)
+{
+	return worker_max_frame;
+}
+
 /* Write all of buf; a vanished supervisor ends the worker quietly. */
 static void
 worker_write_all(const unsigned char *buf, size_t len)

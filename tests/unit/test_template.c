@@ -433,6 +433,74 @@ test_err_placeholders(void **state)
 	    "t.yaml:3: step 'b': unterminated placeholder at offset 9");
 }
 
+/* An exec step names its program as a list; a relative path with a slash
+ * is the template directory's, whatever taskerd's working directory. */
+static void
+test_exec_config(void **state)
+{
+	char		 err[1024], cwd[PATH_MAX], *want;
+	struct tmpl	*t;
+	const json_t	*cmd;
+
+	(void)state;
+	t = load(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [bin/send.py, --fast]\n"
+	    "      env: {A: x}\n"
+	    "  - name: b\n    handler: exec\n    handler_config:\n"
+	    "      command: [/usr/bin/env, x]\n"
+	    "  - name: c\n    handler: exec\n    handler_config:\n"
+	    "      command: [python3]\n", err, sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	if (asprintf(&want, "%s/bin/send.py", cwd) == -1)
+		fail();
+	cmd = json_object_get(t->steps[0].handler_config, "command");
+	assert_string_equal(json_string_value(json_array_get(cmd, 0)), want);
+	assert_string_equal(json_string_value(json_array_get(cmd, 1)),
+	    "--fast");
+	cmd = json_object_get(t->steps[1].handler_config, "command");
+	assert_string_equal(json_string_value(json_array_get(cmd, 0)),
+	    "/usr/bin/env");
+	cmd = json_object_get(t->steps[2].handler_config, "command");
+	assert_string_equal(json_string_value(json_array_get(cmd, 0)),
+	    "python3");
+	assert_true(t->steps[0].reads_results);		/* may: any program */
+	free(want);
+	tmpl_free(t);
+
+	expect_error(HEAD "  - name: a\n    handler: exec\n",
+	    "t.yaml:3: step \"a\": exec handler_config needs command, a list "
+	    "of strings: [program, arg, ...]");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: ls -l\n",
+	    "t.yaml:3: step \"a\": exec handler_config needs command, a list "
+	    "of strings: [program, arg, ...]");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: []\n",
+	    "t.yaml:3: step \"a\": exec handler_config needs command, a list "
+	    "of strings: [program, arg, ...]");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [\"\", x]\n",
+	    "t.yaml:3: step \"a\": exec command[0] must name a program");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls, [x]]\n",
+	    "t.yaml:3: step \"a\": exec command[1] must be a string");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls]\n      env: {N: 3}\n",
+	    "t.yaml:3: step \"a\": exec env.N must be a string");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls]\n      env: [A=b]\n",
+	    "t.yaml:3: step \"a\": exec env must be a map of names to strings");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls]\n      env: {\"A=B\": x}\n",
+	    "t.yaml:3: step \"a\": exec env: 'A=B' is not a variable name");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls]\n      url: http://x/\n",
+	    "t.yaml:3: step \"a\": exec handler_config: unknown key 'url' "
+	    "(command, env)");
+}
+
 /* A step's timeout is an int column in the database. */
 static void
 test_err_timeout_too_long(void **state)
@@ -1028,6 +1096,7 @@ main(void)
 		cmocka_unit_test(test_identity_name),
 		cmocka_unit_test(test_long_chain),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_exec_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,294 @@
+"""The exec handler: a step run by a program, in any language.
+
+The program gets the step input (context, parent results, attempt) as JSON
+on stdin and the step's identity in its environment; exit 0 with JSON on
+stdout succeeds, exit 75 is a retryable failure, any other exit a permanent
+one, death by a signal is retryable.  The whole program (its own children
+too) ends with the step: at its exit, at the step's deadline, and when its
+worker is killed.
+"""
+
+import json
+import os
+import signal
+import stat
+
+import pytest
+
+import harness
+
+NS = "exec"
+
+ECHO = r"""#!/usr/bin/python3
+import json, os, sys
+inp = json.load(sys.stdin)
+json.dump({
+    "email": inp["context"]["email"],
+    "parent_id": inp["steps"]["make_id"]["results"]["id"],
+    "attempt": inp["attempt"],
+    "input_bytes": len(json.dumps(inp)),
+    "greeting": os.environ.get("GREETING"),
+    "task_id": os.environ.get("TASKERD_TASK_ID"),
+    "step": os.environ.get("TASKERD_STEP_NAME"),
+    "env_attempt": os.environ.get("TASKERD_ATTEMPT"),
+    "key": os.environ.get("TASKERD_IDEMPOTENCY_KEY"),
+    "correlation": os.environ.get("TASKERD_CORRELATION_ID"),
+    "internal": sorted(k for k in os.environ
+                       if k in ("TASKERD_MAX_FRAME", "TASKERD_LOG_LEVEL")),
+    "cwd_ok": True,
+}, sys.stdout)
+"""
+
+# Fails (retryably) on its first attempt, succeeds on the second.
+FLAKY = r"""#!/bin/sh
+attempt=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["attempt"])')
+if [ "$attempt" = 1 ]; then
+    echo "inventory service busy, try later" >&2
+    exit 75
+fi
+echo '{"reserved": true}'
+"""
+
+
+def template(name, steps):
+    return ("name: %s\nnamespace_name: %s\nversion: 1.0.0\nstep_templates:\n"
+            % (name, NS)) + steps
+
+
+def write_program(directory, name, text):
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP
+             | stat.S_IXOTH)
+    return path
+
+
+def step(t, task_id, name):
+    for s in t.task(task_id)["steps"]:
+        if s["name"] == name:
+            return s
+    raise AssertionError("no step %s in task %s" % (name, task_id))
+
+
+def test_program_reads_its_input_and_answers_results(taskerd):
+    # A relative program path is found from the template's directory,
+    # whatever taskerd's working directory is.
+    t = taskerd(templates={"echo.yaml": template("echo", """\
+  - name: make_id
+    handler: noop
+    handler_config: { results: { id: 77 } }
+  - name: run_echo
+    handler: exec
+    depends_on_step: make_id
+    handler_config:
+      command: [./handlers/echo.py]
+      env: { GREETING: hello }
+""")}, start=False)
+    write_program(os.path.join(t.config["templates"]["dir"], "handlers"),
+                  "echo.py", ECHO)
+    t.start()
+    # Bigger than a pipe's buffer: the input is written while the output
+    # is read.
+    ctx = {"email": "ann@example.com", "pad": "x" * 300000}
+    tid = t.create_task("echo", ctx, namespace=NS)["task_id"]
+    done = t.wait_task(tid)
+    assert done["status"] == "complete", t.log_tail(40)
+    s = step(t, tid, "run_echo")
+    r = s["results"]
+    assert s["attempts"] == 1, s
+    assert r["email"] == "ann@example.com"
+    assert r["parent_id"] == 77
+    assert r["attempt"] == 1 and r["env_attempt"] == "1"
+    assert r["input_bytes"] > 300000
+    assert r["greeting"] == "hello"
+    assert r["task_id"] == str(tid)
+    assert r["step"] == "run_echo"
+    assert r["key"] == "%d:run_echo" % tid
+    assert r["correlation"] == done["correlation_id"], done
+    # taskerd's own settings are not the program's business.
+    assert r["internal"] == []
+
+
+def test_exit_75_is_retried_and_stderr_explains(taskerd, tmp_path):
+    prog = write_program(str(tmp_path), "flaky.sh", FLAKY)
+    t = taskerd(templates={"flaky.yaml": template("flaky", """\
+  - name: reserve
+    handler: exec
+    default_retry_limit: 3
+    backoff: { base: 100ms, max: 100ms }
+    handler_config: { command: [%s] }
+""" % prog)})
+    tid = t.create_task("flaky", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete", t.log_tail(40)
+    s = step(t, tid, "reserve")
+    assert s["attempts"] == 2, s
+    assert s["results"] == {"reserved": True}
+    # The first attempt's failure is in the audit trail with its reason.
+    r = t.get("/v1/tasks/%s/steps/reserve/transitions" % tid)
+    assert r.status == 200, r.body
+    waits = [x for x in r.body["transitions"]
+             if x["to_state"] == "waiting_for_retry"]
+    assert len(waits) == 1, r.body
+    text = json.dumps(waits[0])
+    assert "exec_tempfail" in text and "inventory service busy" in text, waits
+
+
+def test_failures_and_their_codes(taskerd, tmp_path):
+    d = str(tmp_path)
+    progs = {
+        "permanent": write_program(d, "permanent.sh", "#!/bin/sh\n"
+                                   "echo 'card declined' >&2\nexit 3\n"),
+        "not_json": write_program(d, "not_json.sh", "#!/bin/sh\n"
+                                  "echo 'all good, honestly'\n"),
+        "crash": write_program(d, "crash.sh", "#!/bin/sh\n"
+                               "kill -SEGV $$\n"),
+        "missing": os.path.join(d, "no-such-program"),
+        "not_in_path": "taskerd-no-such-program-in-path",
+    }
+    steps = ""
+    for name, prog in progs.items():
+        steps += """\
+  - name: %s
+    handler: exec
+    default_retry_limit: 2
+    backoff: { base: 100ms, max: 100ms }
+    handler_config: { command: [%s, an-argument] }
+""" % (name, prog)
+    t = taskerd(templates={"fails.yaml": template("fails", steps)})
+    tid = t.create_task("fails", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid)
+    assert done["status"] == "error", done
+    want = {
+        # name: (code, attempts, text in the message)
+        "permanent": ("exec_failed", 1, "exited with status 3: card declined"),
+        "not_json": ("bad_output", 1, "stdout is not JSON"),
+        "crash": ("exec_signal", 2, "killed by signal 11"),
+        "missing": ("exec_failed", 1, "No such file or directory"),
+        "not_in_path": ("exec_failed", 1, "not found in PATH"),
+    }
+    for name, (code, attempts, text) in want.items():
+        s = step(t, tid, name)
+        assert s["status"] == "error", s
+        assert s["last_error"]["code"] == code, s
+        assert s["attempts"] == attempts, s
+        assert text in s["last_error"]["message"], s
+    # A program's failure is the step's, never the worker's.
+    assert "worker died" not in t.log()
+
+
+def test_output_larger_than_a_frame(taskerd, tmp_path):
+    prog = write_program(str(tmp_path), "big.py", "#!/usr/bin/python3\n"
+                         "import json, sys\n"
+                         "json.dump({'pad': 'y' * 200000}, sys.stdout)\n")
+    t = taskerd(templates={"big.yaml": template("big", """\
+  - name: big
+    handler: exec
+    default_retry_limit: 3
+    handler_config: { command: [%s] }
+""" % prog)}, config={"workers.max_frame": "64KiB"})
+    tid = t.create_task("big", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "error"
+    s = step(t, tid, "big")
+    assert s["last_error"]["code"] == "results_too_large", s
+    assert s["attempts"] == 1, s
+
+
+@pytest.fixture
+def started():
+    """Pids of programs a test's steps started.  Each leads its process
+    group; what is left of the groups at the end (the test failed, or left
+    them on purpose) is killed."""
+    pids = []
+    yield pids
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def read_pids(path, started):
+    def ready():
+        try:
+            with open(path) as f:
+                pids = f.read().split()
+        except FileNotFoundError:
+            return None
+        return [int(p) for p in pids] if len(pids) == 2 else None
+    pids = harness.wait_until(ready, 15, message="the program's pids")
+    started.append(pids[0])
+    return pids
+
+
+# Starts a child of its own, writes both pids, then waits for ever (or
+# exits at once with results when told to).
+SPAWNER = r"""#!/bin/sh
+sleep 300 &
+echo $$ $! > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
+if [ "$1" = exit ]; then
+    echo '{"left": "a child behind"}'
+    exit 0
+fi
+sleep 300
+"""
+
+
+def spawner_template(name, prog, pids, mode, timeout):
+    return template(name, """\
+  - name: spawn
+    handler: exec
+    default_retry_limit: 1
+    timeout: %s
+    handler_config:
+      command: [%s, %s]
+      env: { PIDS: %s }
+""" % (timeout, prog, mode, pids))
+
+
+def test_program_and_its_children_end_with_the_step(taskerd, tmp_path,
+                                                   started):
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={
+        "leave.yaml": spawner_template("leave", prog, d + "/a", "exit", "30s"),
+        "hang.yaml": spawner_template("hang", prog, d + "/b", "wait", "2s"),
+    })
+
+    # It exits leaving a child that holds its stdout: the step does not
+    # wait for that child, and the child is stopped.
+    tid = t.create_task("leave", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid, timeout=10)
+    assert done["status"] == "complete", done
+    assert step(t, tid, "spawn")["results"] == {"left": "a child behind"}
+    for pid in read_pids(d + "/a", started):
+        harness.wait_until(lambda: not harness.proc_alive(pid), 5,
+                           message="pid %d gone" % pid)
+
+    # It runs past the step's timeout: the worker is stopped, and the
+    # program and its child with it.
+    tid = t.create_task("hang", {}, namespace=NS)["task_id"]
+    pids = read_pids(d + "/b", started)
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "error", done
+    assert step(t, tid, "spawn")["last_error"]["code"] == "timeout"
+    for pid in pids:
+        harness.wait_until(lambda: not harness.proc_alive(pid), 5,
+                           message="pid %d gone" % pid)
+
+
+def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started):
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={
+        "hang.yaml": spawner_template("hang", prog, d + "/c", "wait", "60s")})
+    t.create_task("hang", {}, namespace=NS)
+    program, _ = read_pids(d + "/c", started)
+    worker = harness.proc_ppid(program)
+    assert worker in t.workers_pids(), (worker, t.workers_pids())
+    os.kill(worker, signal.SIGKILL)
+    harness.wait_until(lambda: not harness.proc_alive(program), 5,
+                       message="the program gone with its worker")
+    # What the program started outlives a worker killed outright (only a
+    # SIGTERM lets the worker stop the whole group): `started` ends it.

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec_config.h"
+#include "handler_config.h"
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "template.h"
@@ -379,9 +379,14 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 			return yt_error(p->doc, item, "step \"%s\": "
 			    "handler_config is nested deeper than %d levels",
 			    st->name, PROTO_MAX_JSON_DEPTH);
-		if (strcmp(st->handler, "exec") == 0 &&
+		/* A step whose program or library is not named could only
+		 * fail, task after task: say so now. */
+		if ((strcmp(st->handler, "exec") == 0 &&
 		    exec_config_check(st->handler_config, p->dir, why,
-		    sizeof(why)) == -1)
+		    sizeof(why)) == -1) ||
+		    (strcmp(st->handler, "plugin") == 0 &&
+		    plugin_config_check(st->handler_config, st->handler_class,
+		    p->dir, why, sizeof(why)) == -1))
 			return yt_error(p->doc, item, "step \"%s\": %s",
 			    st->name, why);
 		st->reads_results = tmpl_reads_results(st);

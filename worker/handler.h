@@ -34,5 +34,6 @@ size_t	handler_max_output(void);
 extern const struct handler handler_noop;
 extern const struct handler handler_http;
 extern const struct handler handler_exec;
+extern const struct handler handler_plugin;
 
 #endif

@@ -37,7 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exec_config.h"
+#include "handler_config.h"
 #include "handler.h"
 #include "log.h"
 #include "utf8.h"

@@ -17,6 +17,7 @@ static const struct handler *const handlers[] = {
 	&handler_noop,
 	&handler_http,
 	&handler_exec,
+	&handler_plugin,
 };
 
 #define HANDLERS_COUNT	(sizeof(handlers) / sizeof(handlers[0]))

@@ -21,7 +21,7 @@ import harness
 REPO = harness.REPO
 UNIT = "taskerd.service"
 DIRS = ("prefix", "bindir", "libexecdir", "sysconfdir", "pkgdatadir",
-        "systemdsystemunitdir")
+        "includedir", "systemdsystemunitdir")
 
 
 def make(*args, timeout=300, stdin=None):
@@ -105,6 +105,9 @@ def test_install_places_files(installed):
         assert prog.is_file() and os.access(prog, os.X_OK), prog
     # Only taskerd is on PATH; the worker is an implementation detail.
     assert not under(destdir, d["bindir"] + "/taskerd-worker").exists()
+    # Plugins are built against the installed header.
+    header = under(destdir, d["includedir"] + "/taskerd_plugin.h")
+    assert header.read_text() == (REPO / "include/taskerd_plugin.h").read_text()
 
     conf = under(destdir, d["sysconfdir"] + "/taskerd/taskerd.yaml")
     assert conf.read_text() == (REPO / "etc/taskerd.yaml").read_text()

@@ -89,8 +89,9 @@ static const char seed[] =
 	"    default_retryable: false\n"
 	"  - name: send_welcome_sequence\n"
 	"    handler_class: notify_welcome\n"
-	"    depends_on_steps:\n"
-	"      - setup_billing\n"			/* 40 */
+	"    handler_config: {library: libwelcome.so}\n"
+	"    depends_on_steps:\n"			/* 40 */
+	"      - setup_billing\n"
 	"      - configure_preferences\n"
 	"  - name: update_user_status\n"
 	"    depends_on_step: send_welcome_sequence\n"
@@ -191,6 +192,12 @@ test_seed_loads(void **state)
 	s = &t->steps[4];
 	assert_string_equal(s->handler, "plugin");
 	assert_string_equal(s->handler_class, "notify_welcome");
+	/* The symbol a worker looks up: all it gets is the config. */
+	hc = s->handler_config;
+	assert_string_equal(json_string_value(json_object_get(hc, "symbol")),
+	    "notify_welcome");
+	assert_string_equal(json_string_value(json_object_get(hc, "library")),
+	    "libwelcome.so");
 	assert_int_equal(s->ndeps, 2);
 	assert_string_equal(s->deps[0], "setup_billing");
 	assert_string_equal(s->deps[1], "configure_preferences");
@@ -198,7 +205,7 @@ test_seed_loads(void **state)
 	assert_int_equal(s->dep_idx[1], 3);
 
 	s = &t->steps[5];
-	assert_int_equal(s->line, 42);
+	assert_int_equal(s->line, 43);
 	assert_int_equal(s->ndeps, 1);
 	assert_int_equal(s->dep_idx[0], 4);
 
@@ -232,18 +239,22 @@ test_tasker_keys(void **state)
 	    "    default_retryable: true\n"
 	    "    default_retry_limit: 3\n"
 	    "    handler_config:\n"
+	    "      library: libapitask.so\n"
+	    "      symbol: cart_fetch\n"
 	    "      type: api\n"
 	    "      url: https://api.ecommerce.com/cart\n"
 	    "      params:\n"
 	    "        cart_id: 1\n"
 	    "  - name: fetch_products\n"
 	    "    handler_class: ApiTask::StepHandler::ProductsFetchStepHandler\n"
+	    "    handler_config: {library: libapitask.so, symbol: products}\n"
 	    "  - name: validate_products\n"
 	    "    depends_on_steps:\n"
 	    "      - fetch_products\n"
 	    "      - fetch_cart\n"
 	    "    depends_on_step: fetch_cart\n"
 	    "    handler_class: ApiTask::StepHandler::ProductsValidate\n"
+	    "    handler_config: {library: libapitask.so, symbol: validate}\n"
 	    "    custom_events:\n"
 	    "      - name: validated\n"
 	    "environments:\n"
@@ -344,7 +355,8 @@ test_reads_results(void **state)
 	    "      url: http://x/\n"
 	    "      headers: {X-Id: \"{{steps.quiet.results.id}}\"}\n"
 	    "  - name: plugin\n"
-	    "    handler_class: some_symbol\n";
+	    "    handler_class: some_symbol\n"
+	    "    handler_config: {library: ./libsome.so}\n";
 	char		 err[1024];
 	struct tmpl	*t;
 
@@ -499,6 +511,66 @@ test_exec_config(void **state)
 	    "      command: [ls]\n      url: http://x/\n",
 	    "t.yaml:3: step \"a\": exec handler_config: unknown key 'url' "
 	    "(command, env)");
+}
+
+/* A plugin step names its shared object, and a C function: its symbol,
+ * or its handler_class (Tasker's Ruby class names are not). */
+static void
+test_plugin_config(void **state)
+{
+	char		 err[1024], cwd[PATH_MAX], *want;
+	struct tmpl	*t;
+	const json_t	*hc;
+
+	(void)state;
+	t = load(HEAD "  - name: a\n    handler_class: send_mail\n"
+	    "    handler_config: {library: lib/mail.so, retries: 2}\n"
+	    "  - name: b\n    handler: plugin\n"
+	    "    handler_config: {library: libx.so, symbol: _x1}\n",
+	    err, sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	if (asprintf(&want, "%s/lib/mail.so", cwd) == -1)
+		fail();
+	hc = t->steps[0].handler_config;
+	assert_string_equal(t->steps[0].handler, "plugin");
+	assert_string_equal(json_string_value(json_object_get(hc, "library")),
+	    want);
+	assert_string_equal(json_string_value(json_object_get(hc, "symbol")),
+	    "send_mail");
+	/* The rest is the plugin's own. */
+	assert_int_equal(json_integer_value(json_object_get(hc, "retries")), 2);
+	hc = t->steps[1].handler_config;
+	assert_string_equal(json_string_value(json_object_get(hc, "library")),
+	    "libx.so");
+	assert_string_equal(json_string_value(json_object_get(hc, "symbol")),
+	    "_x1");
+	free(want);
+	tmpl_free(t);
+
+	expect_error(HEAD "  - name: a\n"
+	    "    handler_class: Shop::StepHandler::Reserve\n",
+	    "t.yaml:3: step \"a\": a plugin step needs handler_config.library, "
+	    "the shared object to load (handler_class "
+	    "'Shop::StepHandler::Reserve' makes it a plugin step)");
+	expect_error(HEAD "  - name: a\n"
+	    "    handler_class: Shop::StepHandler::Reserve\n"
+	    "    handler_config: {library: libshop.so}\n",
+	    "t.yaml:3: step \"a\": a plugin step needs a C function name: "
+	    "handler_config.symbol, or a handler_class that is one "
+	    "('Shop::StepHandler::Reserve' is not)");
+	expect_error(HEAD "  - name: a\n    handler: plugin\n"
+	    "    handler_config: {library: libshop.so}\n",
+	    "t.yaml:3: step \"a\": a plugin step needs handler_config.symbol, "
+	    "the C function to call");
+	expect_error(HEAD "  - name: a\n    handler: plugin\n"
+	    "    handler_config: {library: libshop.so, symbol: 2go}\n",
+	    "t.yaml:3: step \"a\": plugin symbol must be a C function name");
+	expect_error(HEAD "  - name: a\n    handler: plugin\n"
+	    "    handler_config: {library: \"\", symbol: go}\n",
+	    "t.yaml:3: step \"a\": a plugin step needs handler_config.library, "
+	    "the shared object to load");
 }
 
 /* A step's timeout is an int column in the database. */
@@ -1097,6 +1169,7 @@ main(void)
 		cmocka_unit_test(test_long_chain),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_exec_config),
+		cmocka_unit_test(test_plugin_config),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

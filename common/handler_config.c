@@ -1,0 +1,156 @@
+/*
+ * handler_config.c - see handler_config.h.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errbuf.h"
+#include "handler_config.h"
+#include "xmalloc.h"
+
+/* A string PostgreSQL, execve and the environment can all carry. */
+static int
+exec_plain_string(const json_t *v)
+{
+	return json_is_string(v) &&
+	    strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* base_dir/path for a relative path with a slash, else NULL: a bare
+ * name is for PATH (exec) or the library path (plugin) to find. */
+static char *
+handler_config_path(const char *path, const char *base_dir)
+{
+	char	*abs;
+
+	if (base_dir == NULL || path[0] == '/' || strchr(path, '/') == NULL)
+		return NULL;
+	xasprintf(&abs, "%s/%s", base_dir, path);
+	return abs;
+}
+
+int
+exec_config_check(json_t *cfg, const char *base_dir, char *err,
+    size_t errlen)
+{
+	json_t		*cmd, *env, *v;
+	const char	*key, *prog;
+	char		*abs;
+	size_t		 i;
+
+	if (!json_is_object(cfg)) {
+		errbuf_set(err, errlen, "exec handler_config must be a map");
+		return -1;
+	}
+	json_object_foreach(cfg, key, v) {
+		if (strcmp(key, "command") != 0 && strcmp(key, "env") != 0) {
+			errbuf_set(err, errlen, "exec handler_config: unknown "
+			    "key '%s' (command, env)", key);
+			return -1;
+		}
+	}
+	cmd = json_object_get(cfg, "command");
+	if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+		errbuf_set(err, errlen, "exec handler_config needs command, a "
+		    "list of strings: [program, arg, ...]");
+		return -1;
+	}
+	json_array_foreach(cmd, i, v) {
+		if (!exec_plain_string(v)) {
+			errbuf_set(err, errlen, "exec command[%zu] must be a "
+			    "string", i);
+			return -1;
+		}
+	}
+	prog = json_string_value(json_array_get(cmd, 0));
+	if (*prog == '\0') {
+		errbuf_set(err, errlen, "exec command[0] must name a program");
+		return -1;
+	}
+	if ((env = json_object_get(cfg, "env")) != NULL) {
+		if (!json_is_object(env)) {
+			errbuf_set(err, errlen, "exec env must be a map of "
+			    "names to strings");
+			return -1;
+		}
+		json_object_foreach(env, key, v) {
+			if (*key == '\0' || strchr(key, '=') != NULL) {
+				errbuf_set(err, errlen, "exec env: '%s' is not "
+				    "a variable name", key);
+				return -1;
+			}
+			if (!exec_plain_string(v)) {
+				errbuf_set(err, errlen, "exec env.%s must be a "
+				    "string", key);
+				return -1;
+			}
+		}
+	}
+	if ((abs = handler_config_path(prog, base_dir)) != NULL) {
+		json_array_set_new(cmd, 0, json_string(abs));
+		free(abs);
+	}
+	return 0;
+}
+
+/* A C identifier, which is all dlsym can find. */
+static int
+plugin_symbol_ok(const char *s)
+{
+	if (!isalpha((unsigned char)*s) && *s != '_')
+		return 0;
+	for (s++; *s != '\0'; s++) {
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return 0;
+	}
+	return 1;
+}
+
+int
+plugin_config_check(json_t *cfg, const char *handler_class,
+    const char *base_dir, char *err, size_t errlen)
+{
+	json_t		*lib, *sym;
+	const char	*name;
+	char		*abs;
+
+	if (!json_is_object(cfg)) {
+		errbuf_set(err, errlen, "plugin handler_config must be a map");
+		return -1;
+	}
+	lib = json_object_get(cfg, "library");
+	if (!exec_plain_string(lib) || *json_string_value(lib) == '\0') {
+		errbuf_set(err, errlen, "a plugin step needs handler_config."
+		    "library, the shared object to load%s%s%s",
+		    handler_class != NULL ? " (handler_class '" : "",
+		    handler_class != NULL ? handler_class : "",
+		    handler_class != NULL ? "' makes it a plugin step)" : "");
+		return -1;
+	}
+	if ((sym = json_object_get(cfg, "symbol")) != NULL) {
+		if (!exec_plain_string(sym) ||
+		    !plugin_symbol_ok(json_string_value(sym))) {
+			errbuf_set(err, errlen, "plugin symbol must be a C "
+			    "function name");
+			return -1;
+		}
+	} else if ((name = handler_class) == NULL) {
+		errbuf_set(err, errlen, "a plugin step needs handler_config."
+		    "symbol, the C function to call");
+		return -1;
+	} else if (!plugin_symbol_ok(name)) {
+		errbuf_set(err, errlen, "a plugin step needs a C function "
+		    "name: handler_config.symbol, or a handler_class that is "
+		    "one ('%s' is not)", name);
+		return -1;
+	} else
+		json_object_set_new(cfg, "symbol", json_string(name));
+	if ((abs = handler_config_path(json_string_value(lib), base_dir)) !=
+	    NULL) {
+		json_object_set_new(cfg, "library", json_string(abs));
+		free(abs);
+	}
+	return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * handler_config.h - what a step's handler_config must hold for the
+ * handlers that run programs or shared objects: checked when a template
+ * loads, and again by the worker that runs the step.
+ *
+ * exec:
+ *   command: [program, arg, ...]   a list of strings, the first not empty
+ *   env: { NAME: value, ... }      strings; NAME not empty, without '='
+ *
+ * plugin (see taskerd_plugin.h):
+ *   library: path                  the shared object
+ *   symbol: name                   the function; default the handler_class
+ *   anything else                  the plugin's own, passed to it
+ */
+#ifndef TASKERD_HANDLER_CONFIG_H
+#define TASKERD_HANDLER_CONFIG_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+/*
+ * Each returns 0 when cfg is valid, else -1 with the reason in err.
+ *
+ * With a base_dir (the template file's directory), a program or library
+ * named by a relative path with a slash ("./bin/x", "lib/x.so") is
+ * rewritten in cfg to base_dir/path, whatever taskerd's working directory.
+ */
+int	exec_config_check(json_t *cfg, const char *base_dir, char *err,
+	    size_t errlen);
+
+/* handler_class, when not NULL, is the symbol if cfg names none; it is
+ * then written into cfg, which is all a worker gets. */
+int	plugin_config_check(json_t *cfg, const char *handler_class,
+	    const char *base_dir, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,193 @@
+"""The plugin handler: a step run by a C function in a shared object
+(include/taskerd_plugin.h).
+
+The object is built here from the installed header's source, as a plugin
+author would; a worker loads it once and calls the function with the step
+input, the config and the step's identity.  Its return value is the
+outcome: 0 success with JSON results, 75 retryable, anything else
+permanent; a plugin that crashes costs its worker, never taskerd.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+import harness
+
+NS = "plugin"
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "taskerd_plugin.h"
+
+static int calls;	/* a plugin's state lives as long as its worker */
+
+int
+greet(struct taskerd_step *s)
+{
+	if (s->api != TASKERD_PLUGIN_API)
+		return 1;
+	calls++;
+	if (asprintf(&s->results, "{\"input\": %s, \"config\": %s, "
+	    "\"task_id\": %lld, \"step\": \"%s\", \"attempt\": %u, "
+	    "\"key\": \"%s\", \"correlation\": \"%s\", \"calls\": %d}",
+	    s->input, s->config, s->task_id, s->step_name, s->attempt,
+	    s->idempotency_key, s->correlation_id, calls) == -1)
+		return 1;
+	return TASKERD_STEP_OK;
+}
+
+int
+flaky(struct taskerd_step *s)
+{
+	if (s->attempt == 1) {
+		s->error = strdup("warehouse busy");
+		return TASKERD_STEP_RETRY;
+	}
+	s->results = strdup("{\"reserved\": true}");
+	return TASKERD_STEP_OK;
+}
+
+int
+refuse(struct taskerd_step *s)
+{
+	s->error = strdup("card declined");
+	return 3;
+}
+
+int
+garbled(struct taskerd_step *s)
+{
+	s->results = strdup("{oops");
+	return TASKERD_STEP_OK;
+}
+
+int
+crash(struct taskerd_step *s)
+{
+	(void)s;
+	raise(SIGSEGV);
+	return TASKERD_STEP_OK;
+}
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    """The shared object, built with the system's C compiler."""
+    src = tmp_path / "steps.c"
+    src.write_text(SOURCE)
+    lib = tmp_path / "libsteps.so"
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Werror",
+                        "-I", str(harness.REPO / "include"),
+                        "-o", str(lib), str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return str(lib)
+
+
+def template(name, steps):
+    return ("name: %s\nnamespace_name: %s\nversion: 1.0.0\nstep_templates:\n"
+            % (name, NS)) + steps
+
+
+def steps_by_name(t, task_id):
+    return {s["name"]: s for s in t.task(task_id)["steps"]}
+
+
+def test_function_gets_the_step_and_answers_results(taskerd, plugin):
+    # handler_class names the function, as a ported Tasker template does.
+    t = taskerd(templates={"greet.yaml": template("greet", """\
+  - name: first
+    handler_class: greet
+    handler_config: { library: %s, greeting: hello }
+  - name: second
+    handler_class: greet
+    depends_on_step: first
+    handler_config: { library: %s }
+""" % (plugin, plugin))}, workers=1)
+    tid = t.create_task("greet", {"email": "ann@example.com"},
+                        namespace=NS)["task_id"]
+    done = t.wait_task(tid)
+    assert done["status"] == "complete", t.log_tail(40)
+    steps = steps_by_name(t, tid)
+    r = steps["first"]["results"]
+    assert r["input"]["context"] == {"email": "ann@example.com"}
+    assert r["input"]["attempt"] == 1
+    assert r["config"] == {"library": plugin, "symbol": "greet",
+                           "greeting": "hello"}
+    assert r["task_id"] == tid and r["step"] == "first"
+    assert r["attempt"] == 1
+    assert r["key"] == "%d:first" % tid
+    assert r["correlation"] == done["correlation_id"]
+    # The second step reads the first's results, and runs in the same
+    # (only) worker, where the object stayed loaded with its state.
+    r2 = steps["second"]["results"]
+    assert r2["input"]["steps"]["first"]["results"]["step"] == "first"
+    assert r2["calls"] == r["calls"] + 1
+
+
+def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
+    steps = ""
+    for name, symbol in (("flaky", "flaky"), ("refuse", "refuse"),
+                         ("garbled", "garbled"), ("crash", "crash"),
+                         ("no_function", "nosuch")):
+        steps += """\
+  - name: %s
+    handler: plugin
+    default_retry_limit: 2
+    backoff: { base: 100ms, max: 100ms }
+    handler_config: { library: %s, symbol: %s }
+""" % (name, plugin, symbol)
+    steps += """\
+  - name: no_library
+    handler: plugin
+    handler_config: { library: %s, symbol: greet }
+""" % (tmp_path / "libnone.so")
+    t = taskerd(templates={"outcomes.yaml": template("outcomes", steps)})
+    tid = t.create_task("outcomes", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "error"
+    steps = steps_by_name(t, tid)
+    flaky = steps["flaky"]
+    assert (flaky["status"], flaky["attempts"]) == ("complete", 2), flaky
+    assert flaky["results"] == {"reserved": True}
+    want = {
+        # name: (code, attempts, text in the message)
+        "refuse": ("plugin_failed", 1, "refuse returned 3: card declined"),
+        "garbled": ("bad_output", 1, "results that are not JSON"),
+        # A crash is the worker's death: retried, as for any handler.
+        "crash": ("worker_died", 2, "died"),
+        "no_function": ("plugin_not_loaded", 1, "has no function nosuch"),
+        "no_library": ("plugin_not_loaded", 1, "cannot load"),
+    }
+    for name, (code, attempts, text) in want.items():
+        s = steps[name]
+        assert s["status"] == "error", s
+        assert s["last_error"]["code"] == code, s
+        assert s["attempts"] == attempts, s
+        assert text in s["last_error"]["message"], s
+    # The supervisor lived through its workers' crashes and replaced them.
+    assert t.running
+    harness.wait_until(lambda: len(t.workers_pids()) == 2, 10,
+                       message="the pool back to two workers")
+
+
+def test_step_without_a_library_is_refused_at_load(tmp_path):
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "ported.yaml").write_text(template("ported", """\
+  - name: reserve
+    handler_class: Shop::StepHandler::Reserve
+"""))
+    cfg = tmp_path / "taskerd.yaml"
+    cfg.write_text("templates:\n  dir: %s\n" % tdir)
+    r = harness.run_cli(["-c", str(cfg), "--check"])
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "ported.yaml:5: step \"reserve\": a plugin step needs " \
+        "handler_config.library" in r.stdout + r.stderr, r.stdout + r.stderr

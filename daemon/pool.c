@@ -64,6 +64,8 @@ struct worker {
 	bool			 timed_out;	/* the deadline fired */
 	bool			 unresponsive;	/* stopped answering pings */
 	bool			 abandoned;	/* the node's lease lapsed */
+	bool			 reaped;	/* gone: its last frames are read,
+						 * nothing is sent or signalled */
 	bool			 said_hello;
 	struct timespec		 last_heard;	/* any frame, or the spawn */
 	uint64_t		 ping_seq;
@@ -173,9 +175,12 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		}
 		event_del(w->deadline);
 		w->claim = NULL;
-		w->state = W_IDLE;
+		/* A reaped worker's last outcome frees no worker to run the
+		 * next step. */
+		w->state = w->reaped ? W_EXITING : W_IDLE;
 		sched_outcome(c, &m->u.outcome);
-		sched_worker_idle();
+		if (!w->reaped)
+			sched_worker_idle();
 		break;
 	default:
 		worker_protocol_error(w, "unexpected message type");
@@ -183,11 +188,10 @@ worker_handle(struct worker *w, struct proto_msg *m)
 	}
 }
 
+/* Handle every whole frame at the front of in. */
 static void
-worker_read_cb(struct bufferevent *bev, void *arg)
+worker_frames(struct worker *w, struct evbuffer *in)
 {
-	struct worker		*w = arg;
-	struct evbuffer		*in = bufferevent_get_input(bev);
 	struct proto_msg	 m;
 	unsigned char		*p;
 	size_t			 have, plen;
@@ -217,6 +221,12 @@ worker_read_cb(struct bufferevent *bev, void *arg)
 		worker_handle(w, &m);
 		proto_msg_clear(&m);
 	}
+}
+
+static void
+worker_read_cb(struct bufferevent *bev, void *arg)
+{
+	worker_frames(arg, bufferevent_get_input(bev));
 }
 
 static void
@@ -262,7 +272,8 @@ worker_deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void
 worker_kill(struct worker *w, int sig, const char *why)
 {
-	if (w->pid <= 0)
+	/* A reaped pid may already be another process's. */
+	if (w->pid <= 0 || w->reaped)
 		return;
 	log_debug("signalling worker pid=%d slot=%d signal=%d reason=\"%s\"",
 	    (int)w->pid, w->slot, sig, why);
@@ -349,6 +360,7 @@ worker_spawn(struct worker *w)
 	w->timed_out = false;
 	w->unresponsive = false;
 	w->abandoned = false;
+	w->reaped = false;
 	w->started_at = time(NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 	w->bev = bufferevent_socket_new(pool.base, sp[0],
@@ -394,13 +406,48 @@ worker_obituary(struct worker *w, int status)
 		    (int)w->pid, w->slot, how);
 }
 
+/*
+ * Read what a reaped worker wrote before it died.  SIGCHLD may be handled
+ * before its socket is read to the end: the socket is read a few kilobytes
+ * per loop turn, and one SIGCHLD reaps every dead worker.  An outcome in
+ * there is the step's, and must not be lost to a worker_died and a second
+ * run.  A worker stopped on purpose (its step timed out, the lease lapsed)
+ * is no longer busy: its outcome is not accepted, as when it lived.
+ */
+static void
+worker_last_words(struct worker *w)
+{
+	struct evbuffer	*in;
+	int		 fd;
+
+	if (w->bev == NULL || w->state != W_BUSY)
+		return;
+	w->reaped = true;
+	/* The bufferevent's own input only it may add to: what it has read
+	 * moves to a buffer of our own, which the rest is read into. */
+	if ((in = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new");
+	evbuffer_add_buffer(in, bufferevent_get_input(w->bev));
+	fd = bufferevent_getfd(w->bev);
+	/* The writer is gone: this ends at EOF, the socket's buffer at most
+	 * (and the frame cap: a longer frame is a protocol error). */
+	while (evbuffer_get_length(in) <= pool.max_frame + PROTO_HEADER_LEN &&
+	    evbuffer_read(in, fd, 65536) > 0)
+		;
+	worker_frames(w, in);
+	evbuffer_free(in);
+}
+
 static void
 worker_reaped(struct worker *w, int status)
 {
-	struct claim	*c = w->claim;
+	struct claim	*c;
 	struct timeval	 tv = { 0, 0 };
 	bool		 bad_start;
 
+	worker_last_words(w);
+	w->reaped = true;
+	c = w->claim;
 	worker_obituary(w, status);
 	if (!pool.stopping) {
 		char reason[32];

@@ -9,7 +9,9 @@ permanent; a plugin that crashes costs its worker, never taskerd.
 """
 
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -19,8 +21,10 @@ NS = "plugin"
 
 SOURCE = r"""
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +72,37 @@ garbled(struct taskerd_step *s)
 	return TASKERD_STEP_OK;
 }
 
+static void *
+leave(void *arg)
+{
+	(void)arg;
+	usleep(300000);
+	_exit(0);
+}
+
+/* Answers, then its worker dies 300 ms later: its last words. */
+int
+last_words(struct taskerd_step *s)
+{
+	pthread_t	t;
+	FILE		*f;
+	char		*pad;
+
+	if ((f = fopen(MARKER, "w")) != NULL)
+		fclose(f);
+	sleep(1);
+	if ((pad = malloc(60001)) == NULL)
+		return 1;
+	memset(pad, 'z', 60000);
+	pad[60000] = '\0';
+	if (asprintf(&s->results, "{\"pad\": \"%s\"}", pad) == -1)
+		return 1;
+	free(pad);
+	if (pthread_create(&t, NULL, leave, NULL) != 0)
+		return 1;
+	return TASKERD_STEP_OK;
+}
+
 int
 crash(struct taskerd_step *s)
 {
@@ -84,7 +119,8 @@ def plugin(tmp_path):
     src = tmp_path / "steps.c"
     src.write_text(SOURCE)
     lib = tmp_path / "libsteps.so"
-    r = subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Werror",
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-pthread", "-Wall",
+                        "-Werror", "-DMARKER=\"%s/marker\"" % tmp_path,
                         "-I", str(harness.REPO / "include"),
                         "-o", str(lib), str(src)],
                        capture_output=True, text=True, timeout=60)
@@ -191,3 +227,32 @@ def test_step_without_a_library_is_refused_at_load(tmp_path):
     assert r.returncode != 0, r.stdout + r.stderr
     assert "ported.yaml:5: step \"reserve\": a plugin step needs " \
         "handler_config.library" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_outcome_written_just_before_the_worker_died_counts(taskerd, plugin,
+                                                            tmp_path):
+    """The worker answers, then dies before the supervisor has read all of
+    the answer: the outcome still counts, and the step is not run again.
+
+    The supervisor is stopped (SIGSTOP) while the worker writes and dies,
+    so that on SIGCONT it has both the socket to read and SIGCHLD to
+    handle; it reads a socket a few kilobytes at a time."""
+    t = taskerd(templates={"last.yaml": template("last", """\
+  - name: last
+    handler: plugin
+    default_retry_limit: 3
+    handler_config: { library: %s, symbol: last_words }
+""" % plugin)})
+    tid = t.create_task("last", {}, namespace=NS)["task_id"]
+    marker = tmp_path / "marker"
+    harness.wait_until(marker.exists, 15, message="the step running")
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2)           # the answer (1 s) and the death (+0.3 s)
+    finally:
+        os.kill(t.pid, signal.SIGCONT)
+    done = t.wait_task(tid)
+    s = steps_by_name(t, tid)["last"]
+    assert done["status"] == "complete", (s, t.log_tail(40))
+    assert s["attempts"] == 1, s
+    assert len(s["results"]["pad"]) == 60000

@@ -15,6 +15,13 @@
  * the same batch).  A batch that fails for another reason than a lost
  * connection is retried one task per batch, so one bad row cannot fail the
  * requests it happened to travel with.
+ *
+ * A batch whose connection broke before its answer came may or may not
+ * have been stored.  Each creation carries a random request id, stored
+ * with its task: the node looks for them among the tasks created since its
+ * last answered batch, and answers 201 for those it finds and "try again"
+ * for the others, rather than "try again" for all, which would store a
+ * task twice when the client did.
  */
 #include <sys/queue.h>
 #include <stdio.h>
@@ -35,12 +42,14 @@
 
 #define CREATE_BATCH_MAX	500	/* tasks in one statement */
 #define CREATE_INFLIGHT_MAX	2	/* batches being written at once */
+#define CONFIRM_RETRY_MS	500	/* between lookups of a lost batch */
+#define CONFIRM_MAX_MS		15000	/* then its requests hear "unknown" */
 
 /*
  * $1: the tasks [{ord, template_id, context, initiator, source_system,
- * reason, tags, correlation_id, ikey, identity}]; $2: the steps of their
- * templates [{template_id, name, position, handler, service, retry_limit,
- * retryable, timeout_ms, nparents}]; $3: the edges [{template_id, src,
+ * reason, tags, correlation_id, ikey, identity, request_id}]; $2: the
+ * steps of their templates [{template_id, name, position, handler,
+ * service, retry_limit, retryable, timeout_ms, nparents}]; $3: the edges [{template_id, src,
  * dst}]; $4: how many first steps to claim; $5: this node; $6: services
  * whose steps must wait (not claimed).
  *
@@ -61,7 +70,7 @@ static const char sql_create[] =
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord int,"
 "    template_id bigint, context jsonb, initiator text, source_system text,"
 "    reason text, tags jsonb, correlation_id text, ikey text,"
-"    identity text)),"
+"    identity text, request_id text)),"
 " h AS ("
 "  SELECT x.*, nextval('tasks_id_seq') AS id,"
 "    CASE x.identity"
@@ -71,9 +80,10 @@ static const char sql_create[] =
 "  FROM x),"
 " t AS ("
 "  INSERT INTO tasks (id, template_id, context, initiator, source_system,"
-"    reason, tags, correlation_id, identity_hash)"
+"    reason, tags, correlation_id, identity_hash, request_id)"
 "  SELECT id, template_id, context, initiator, source_system, reason,"
-"    coalesce(tags, '[]'), correlation_id, hash FROM h ORDER BY ord"
+"    coalesce(tags, '[]'), correlation_id, hash, request_id FROM h"
+"  ORDER BY ord"
 "  ON CONFLICT (template_id, identity_hash)"
 "    WHERE identity_hash IS NOT NULL DO NOTHING"
 "  RETURNING *),"
@@ -141,6 +151,33 @@ static const char sql_create[] =
 
 #define COL_ORD		12	/* first column of a request's row */
 
+/*
+ * The tasks a lost batch did store: $1 [{ord, request_id}], $2 a task id
+ * below all of the batch's (the highest this node had been answered when
+ * it sent the batch), $3 this node.  Rows as sql_create's: the first steps
+ * it claimed for this node (taken up again with their tokens), then a row
+ * per request whose task is there.
+ */
+static const char sql_confirm[] =
+"WITH t AS ("
+"  SELECT r.ord, t.* FROM jsonb_to_recordset($1::jsonb)"
+"    AS r(ord int, request_id text)"
+"  JOIN tasks t ON t.request_id = r.request_id AND t.id > $2::bigint) "
+"SELECT s.id, s.task_id, s.name, s.attempts, s.retry_limit, s.retryable,"
+"  s.timeout_ms, s.lease_token, t.template_id, t.correlation_id,"
+"  t.context::text, '{}', NULL::int, NULL::bigint, NULL::boolean,"
+"  NULL::text, NULL::text, NULL::text, NULL::text"
+" FROM t JOIN steps s ON s.task_id = t.id"
+" WHERE s.status = 'enqueued' AND s.lease_owner = $3 "
+"UNION ALL "
+"SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+"  NULL, t.ord, t.id, true, t.status, to_jsonb(t.created_at)::text,"
+"  sa.ids::text, sa.statuses::text"
+" FROM t LEFT JOIN LATERAL ("
+"   SELECT array_agg(s.id ORDER BY s.position) AS ids,"
+"     array_agg(s.status ORDER BY s.position) AS statuses"
+"   FROM steps s WHERE s.task_id = t.id) sa ON true";
+
 struct create_req {
 	TAILQ_ENTRY(create_req)	 entry;
 	struct evhttp_request	*req;
@@ -157,15 +194,21 @@ struct batch {
 	int			 n;
 	int			 reserved;	/* first steps it may claim */
 	unsigned		 epoch;		/* node_epoch() when sent */
+	int64_t			 floor;		/* below all its task ids */
+	struct timespec		 lost;		/* its answer was lost then */
+	struct event		*retry;		/* the next lookup */
 };
 
 static struct {
 	struct create_q	 waiting;
 	int		 nwaiting;
 	int		 inflight;
-} cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0 };
+	int		 confirming;	/* lost batches being looked up */
+	int64_t		 max_id;	/* highest task id answered */
+} cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0, 0, 0 };
 
 static void	create_flush(void);
+static void	create_confirm(struct batch *);
 
 /* Steps of a template that depend on nothing: a new task's first steps. */
 static int
@@ -331,6 +374,151 @@ done:
 	create_req_free(cr);
 }
 
+/* Keep the highest task id answered: tasks of later batches are above. */
+static void
+create_seen(PGresult *res, int row)
+{
+	int64_t	id;
+
+	if (PQgetisnull(res, row, COL_ORD + 1))
+		return;
+	id = strtoll(PQgetvalue(res, row, COL_ORD + 1), NULL, 10);
+	if (id > cq.max_id)
+		cq.max_id = id;
+}
+
+/* The request whose ord the row names, taken off the batch; NULL if none. */
+static struct create_req *
+create_take(struct batch *b, PGresult *res, int row)
+{
+	struct create_req	*cr;
+	int			 ord;
+
+	if (PQgetisnull(res, row, COL_ORD))
+		return NULL;
+	ord = atoi(PQgetvalue(res, row, COL_ORD));
+	TAILQ_FOREACH(cr, &b->reqs, entry)
+		if (json_integer_value(json_object_get(cr->rec, "ord")) == ord)
+			break;
+	if (cr != NULL)
+		TAILQ_REMOVE(&b->reqs, cr, entry);
+	return cr;
+}
+
+static void
+create_batch_free(struct batch *b)
+{
+	if (b->retry != NULL)
+		event_free(b->retry);
+	free(b);
+}
+
+static void
+confirm_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	create_confirm(arg);
+}
+
+/* The lookup of a lost batch answered: 201 for the tasks it stored. */
+static void
+create_confirmed(struct db_job *job, void *arg)
+{
+	struct batch		*b = arg;
+	struct create_req	*cr;
+	struct timespec		 now;
+	struct timeval		 tv = { 0, CONFIRM_RETRY_MS * 1000 };
+	PGresult		*res;
+	int64_t			 waited;
+	int			 i, found = 0;
+
+	if (db_job_error(job) != NULL) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (int64_t)(now.tv_sec - b->lost.tv_sec) * 1000 +
+		    (now.tv_nsec - b->lost.tv_nsec) / 1000000;
+		if (waited < CONFIRM_MAX_MS && !sv.stopping &&
+		    db_unavailable(db_job_sqlstate(job))) {
+			if (b->retry == NULL)
+				b->retry = evtimer_new(sv.base,
+				    confirm_retry_cb, b);
+			evtimer_add(b->retry, &tv);
+			return;
+		}
+		log_warnx("cannot tell whether a task batch was stored "
+		    "count=%d error=\"%s\"", b->n, db_job_error(job));
+		while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
+			TAILQ_REMOVE(&b->reqs, cr, entry);
+			evhttp_add_header(evhttp_request_get_output_headers(
+			    cr->req), "Retry-After", "1");
+			create_error(cr->req, cr->route, 503, "outcome_unknown",
+			    "the database went away while the task was being "
+			    "stored, and whether it was is not known: look for "
+			    "it before creating it again", NULL);
+			create_req_free(cr);
+		}
+		goto out;
+	}
+	res = db_job_result(job, 0);
+	/* Its claims are ours again (unless the node's lease lapsed since:
+	 * the epoch says so, and they are handed back). */
+	sched_claims_taken(res, 0, b->epoch);
+	for (i = 0; i < PQntuples(res); i++) {
+		if ((cr = create_take(b, res, i)) == NULL)
+			continue;
+		found++;
+		create_seen(res, i);
+		create_answer(cr, res, i);
+	}
+	log_info("task batch answer lost: looked up stored=%d not_stored=%d",
+	    found, b->n - found);
+	/* Not stored: safe to send again, as the client will. */
+	while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
+		TAILQ_REMOVE(&b->reqs, cr, entry);
+		evhttp_add_header(evhttp_request_get_output_headers(cr->req),
+		    "Retry-After", "1");
+		create_error(cr->req, cr->route, 503, "database_unavailable",
+		    "the database connection was lost before the task was "
+		    "stored; nothing was created: try again", NULL);
+		create_req_free(cr);
+	}
+out:
+	cq.confirming--;
+	create_batch_free(b);
+}
+
+/* Look up which of a lost batch's tasks were stored. */
+static void
+create_confirm(struct batch *b)
+{
+	struct create_req	*cr;
+	struct db_job		*job;
+	json_t			*reqs = json_array();
+	char			*p1, floor[24];
+	const char		*params[3];
+
+	TAILQ_FOREACH(cr, &b->reqs, entry)
+		json_array_append_new(reqs, json_pack("{s:O, s:O}",
+		    "ord", json_object_get(cr->rec, "ord"),
+		    "request_id", json_object_get(cr->rec, "request_id")));
+	p1 = json_dumps(reqs, JSON_COMPACT);
+	json_decref(reqs);
+	snprintf(floor, sizeof(floor), "%lld", (long long)b->floor);
+	params[0] = p1;
+	params[1] = floor;
+	params[2] = sv.node_id;
+	job = db_job_new(create_confirmed, b);
+	db_job_add(job, sql_confirm, 3, params);
+	free(p1);
+	db_submit(job);
+}
+
+bool
+create_busy(void)
+{
+	return cq.nwaiting > 0 || cq.inflight > 0 || cq.confirming > 0;
+}
+
 static void
 create_done(struct db_job *job, void *arg)
 {
@@ -338,11 +526,24 @@ create_done(struct db_job *job, void *arg)
 	struct create_req	*cr;
 	PGresult		*res;
 	const char		*state = db_job_sqlstate(job);
-	int			 i, n, ord, claimed, roots = 0;
+	int			 i, n, claimed, roots = 0;
 
 	cq.inflight--;
 	if (db_job_error(job) != NULL) {
 		sched_claims_taken(NULL, b->reserved, b->epoch);
+		if (db_job_lost(job)) {
+			/* Stored or not: find out before answering (and take
+			 * up the claims it made, or the orphan sweep hands
+			 * them back). */
+			log_warnx("task batch answer lost, looking its tasks "
+			    "up count=%d error=\"%s\"", b->n,
+			    db_job_error(job));
+			clock_gettime(CLOCK_MONOTONIC, &b->lost);
+			cq.confirming++;
+			create_confirm(b);
+			create_flush();
+			return;
+		}
 		if (b->n > 1 && !db_unavailable(state)) {
 			/* Not the connection: perhaps one task's row.  Try
 			 * them one by one so the others are not held back. */
@@ -369,18 +570,11 @@ create_done(struct db_job *job, void *arg)
 	/* The claims first: their steps can start while we answer. */
 	claimed = sched_claims_taken(res, b->reserved, b->epoch);
 	for (i = 0; i < n; i++) {
-		if (PQgetisnull(res, i, COL_ORD))
+		if ((cr = create_take(b, res, i)) == NULL)
 			continue;
-		ord = atoi(PQgetvalue(res, i, COL_ORD));
-		TAILQ_FOREACH(cr, &b->reqs, entry)
-			if (json_integer_value(json_object_get(cr->rec,
-			    "ord")) == ord)
-				break;
-		if (cr == NULL)
-			continue;
-		TAILQ_REMOVE(&b->reqs, cr, entry);
 		if (PQgetvalue(res, i, COL_ORD + 2)[0] == 't')
 			roots += nroots(cr->t);
+		create_seen(res, i);
 		create_answer(cr, res, i);
 	}
 	while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
@@ -396,7 +590,7 @@ create_done(struct db_job *job, void *arg)
 		node_hint();
 	}
 out:
-	free(b);
+	create_batch_free(b);
 	create_flush();
 }
 
@@ -482,6 +676,7 @@ create_flush(void)
 		template_rows(b, &p2, &p3);
 		b->reserved = sched_claims_reserve(roots);
 		b->epoch = node_epoch();
+		b->floor = cq.max_id;
 		snprintf(room, sizeof(room), "%d", b->reserved);
 		blocked = services_blocked();
 		params[0] = p1;
@@ -506,7 +701,14 @@ create_submit(struct evhttp_request *req, const struct tmpl *t,
     const struct tmpl *route, json_t *rec)
 {
 	struct create_req	*cr = xcalloc(1, sizeof(*cr));
+	unsigned char		 rnd[16];
+	char			 id[2 * sizeof(rnd) + 1];
+	size_t			 i;
 
+	arc4random_buf(rnd, sizeof(rnd));
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
+	json_object_set_new(rec, "request_id", json_string(id));
 	cr->req = req;
 	cr->t = t;
 	cr->route = route;

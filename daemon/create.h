@@ -2,6 +2,7 @@
 #ifndef TASKERD_CREATE_H
 #define TASKERD_CREATE_H
 
+#include <stdbool.h>
 #include <jansson.h>
 
 #include "template.h"
@@ -13,6 +14,8 @@ struct evhttp_request;
  * taken over) and answer req: the API's dialect, or route's. */
 void	create_submit(struct evhttp_request *, const struct tmpl *t,
 	    const struct tmpl *route, json_t *rec);
+/* Creations not yet answered (the drain waits for them). */
+bool	create_busy(void);
 /* An error in the caller's dialect: the API's {"error": {code, message}}
  * or a template route's {"success": false, "error", "details"}. */
 void	create_error(struct evhttp_request *, const struct tmpl *route,

@@ -63,6 +63,7 @@ struct db_job {
 	struct timespec	 sent;		/* when it went to a connection */
 	bool		 got;		/* cur has produced a result */
 	bool		 inprep;	/* the results are cur's Prepare's */
+	bool		 lost;		/* its connection broke under it */
 	char		*error;
 	char		*sqlstate;
 };
@@ -223,6 +224,7 @@ conn_fail(struct db_conn *c, const char *reason)
 		c->pg = NULL;
 	}
 	if (job != NULL) {
+		job->lost = true;
 		job_set_error(job, why, "08006");
 		job_finish(job);
 	}
@@ -747,6 +749,12 @@ const char *
 db_job_error(const struct db_job *job)
 {
 	return job->error;
+}
+
+bool
+db_job_lost(const struct db_job *job)
+{
+	return job->lost;
 }
 
 const char *

@@ -51,6 +51,9 @@ void	 db_submit(struct db_job *);
 const char *db_job_error(const struct db_job *);
 /* In the callback: the SQLSTATE of the first error, or NULL. */
 const char *db_job_sqlstate(const struct db_job *);
+/* The job failed because its connection broke after it was sent: what it
+ * wrote may or may not have committed. */
+bool	 db_job_lost(const struct db_job *);
 /* True for a SQLSTATE that says the database went away (or is not back
  * yet), not that the statement was wrong: worth a retry later. */
 bool	 db_unavailable(const char *sqlstate);

@@ -36,6 +36,7 @@
 
 #include "supervisor.h"
 #include "api.h"
+#include "create.h"
 #include "db.h"
 #include "embedpg.h"
 #include "migrate.h"
@@ -118,7 +119,8 @@ drained(void)
 {
 	/* Jobs in flight too: a claim whose answer comes in now is handed
 	 * back (sched_enqueue), and a hand-back must reach the database. */
-	return !sched_busy() && db_queued() == 0 && db_inflight() == 0;
+	return !sched_busy() && !create_busy() && db_queued() == 0 &&
+	    db_inflight() == 0;
 }
 
 static void

@@ -1,0 +1,188 @@
+"""A proxy in front of the test cluster's PostgreSQL that can lose one
+answer: the statement reaches the server and commits, and the connection
+breaks before the client hears so - what a network cut or a failover at
+the wrong moment does.
+
+It listens on a Unix socket of its own and passes bytes through both
+ways.  Armed with a marker (bytes the client will send, e.g. a value in a
+task's context), it lets the statement carrying the marker through, keeps
+everything the server answers from then on up to the ReadyForQuery that
+follows the commit, and closes the connection instead of passing that on.
+Or, armed to lose the statement itself, it closes the connection without
+passing the statement on: the client cannot tell the two apart.
+"""
+
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+
+
+class PgProxy:
+    def __init__(self, pg):
+        self.pg = pg
+        self.dir = tempfile.mkdtemp(prefix="taskerd-pgproxy-")
+        self.path = os.path.join(self.dir, ".s.PGSQL.%d" % pg.port)
+        self.target = os.path.join(pg.sockdir, ".s.PGSQL.%d" % pg.port)
+        self.lock = threading.Lock()
+        self.marker = None
+        self.then_down = False
+        self.lose_statement = False
+        self.lost = threading.Event()   # the armed answer was lost
+        self.refused = 0                # connections refused while down
+        self.down = False               # refuse new connections
+        self.conns = []
+        self.closed = False
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def dsn(self, dbname):
+        return "host=%s port=%d dbname=%s user=%s" % (
+            self.dir, self.pg.port, dbname, self.pg.user)
+
+    def lose_answer_to(self, marker, then_down=False, statement=False):
+        """Lose the answer to the next statement that carries marker
+        (bytes); with statement, lose the statement instead.  then_down:
+        also break every other connection and refuse new ones until up()
+        is called."""
+        with self.lock:
+            self.marker = marker
+            self.then_down = then_down
+            self.lose_statement = statement
+            self.lost.clear()
+
+    def up(self):
+        with self.lock:
+            self.down = False
+
+    def close(self):
+        self.closed = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            self._shut(c)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- inside --
+
+    @staticmethod
+    def _shut(pair):
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                down = self.down
+            if down:
+                self.refused += 1
+                client.close()
+                continue
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            pair = (client, server)
+            state = {"swallow": False}
+            with self.lock:
+                self.conns.append(pair)
+            threading.Thread(target=self._up, args=(pair, state),
+                             daemon=True).start()
+            threading.Thread(target=self._back, args=(pair, state),
+                             daemon=True).start()
+
+    def _up(self, pair, state):
+        """Client to server, watching for the marker."""
+        client, server = pair
+        tail = b""
+        while True:
+            try:
+                data = client.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._shut(pair)
+                return
+            with self.lock:
+                marker = self.marker
+                if marker is not None and marker in tail + data:
+                    self.marker = None
+                    state["swallow"] = True
+                    if self.lose_statement:
+                        state["drop"] = True
+            if state.get("drop"):
+                self._lose(pair)
+                return
+            if marker is not None:
+                tail = (tail + data)[-len(marker):]
+            try:
+                server.sendall(data)
+            except OSError:
+                self._shut(pair)
+                return
+
+    def _back(self, pair, state):
+        """Server to client, message by message, so that a lost answer
+        ends exactly at its ReadyForQuery."""
+        client, server = pair
+        buf = b""
+        while True:
+            try:
+                data = server.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._shut(pair)
+                return
+            buf += data
+            out = b""
+            while len(buf) >= 5:
+                (length,) = struct.unpack("!I", buf[1:5])
+                if len(buf) < 1 + length:
+                    break
+                msg, buf = buf[:1 + length], buf[1 + length:]
+                if not state["swallow"]:
+                    out += msg
+                elif msg[:1] == b"Z":
+                    # Committed; the client never hears it.
+                    self._lose(pair)
+                    return
+            if out:
+                try:
+                    client.sendall(out)
+                except OSError:
+                    self._shut(pair)
+                    return
+
+    def _lose(self, pair):
+        self._shut(pair)
+        with self.lock:
+            then_down = self.then_down
+            if then_down:
+                self.down = True
+                others = [p for p in self.conns if p is not pair]
+        if then_down:
+            for p in others:
+                self._shut(p)
+        self.lost.set()

@@ -1,0 +1,129 @@
+"""A creation whose answer the database connection lost.
+
+The statement that stores a batch of tasks reached the server, and the
+connection broke before its answer came: the task may or may not exist.
+Answering "try again" would make a client that does store the task twice
+(under always_unique, the default).  taskerd looks its request ids up
+instead: a stored task is answered 201 and runs at once (its first step's
+claim is taken up again), a task that was not stored is answered "try
+again", and when the database does not come back to say which, the answer
+says that the outcome is unknown.
+
+A proxy between taskerd and PostgreSQL (pgproxy.py) loses the answer to
+the one statement that carries a marker from the task's context.
+"""
+
+import threading
+import time
+
+import pytest
+
+import harness
+from pgproxy import PgProxy
+
+NS = "lost"
+TEMPLATE = """\
+name: order
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: reserve
+    handler: noop
+  - name: ship
+    handler: noop
+    depends_on_step: reserve
+"""
+
+
+@pytest.fixture
+def proxy(pg):
+    p = PgProxy(pg)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def node(taskerd, pg, proxy):
+    db = pg.createdb()
+    return taskerd(templates={"order.yaml": TEMPLATE}, db=db,
+                   config={"database.dsn": proxy.dsn(db)})
+
+
+def create(t, marker, timeout=30):
+    return t.request("POST", "/v1/tasks", json={
+        "name": "order", "namespace": NS,
+        "context": {"order": marker}}, timeout=timeout)
+
+
+def stored(t, marker):
+    return int(t.pg.scalar(t.db, "SELECT count(*) FROM tasks WHERE "
+                           "context->>'order' = '%s'" % marker))
+
+
+def test_stored_task_is_answered_and_runs(node, proxy):
+    t = node
+    proxy.lose_answer_to(b"order-stored")
+    r = create(t, "order-stored")
+    assert proxy.lost.is_set(), "the proxy never saw the statement"
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["context"] == {"order": "order-stored"}
+    assert [s["name"] for s in r.body["steps"]] == ["reserve", "ship"]
+    assert stored(t, "order-stored") == 1
+    assert t.log_lines("task batch answer lost"), t.log_tail(40)
+    # Its first step was claimed in the lost batch: taken up again, it
+    # runs now, not after the orphan sweep's grace.
+    done = t.wait_task(r.body["task_id"], timeout=10)
+    assert done["status"] == "complete", done
+    # And the node goes on creating.
+    t.create_task("order", {"order": "next"}, namespace=NS)
+
+
+def test_task_not_stored_is_answered_try_again(node, proxy):
+    t = node
+    proxy.lose_answer_to(b"order-unsent", statement=True)
+    r = create(t, "order-unsent")
+    assert proxy.lost.is_set()
+    assert r.status == 503, (r.status, r.body)
+    assert r.body["error"]["code"] == "database_unavailable", r.body
+    assert "nothing was created" in r.body["error"]["message"]
+    assert r.headers.get("Retry-After") == "1"
+    assert stored(t, "order-unsent") == 0
+    # The client's retry is the only task.
+    t.create_task("order", {"order": "order-unsent"}, namespace=NS)
+    assert stored(t, "order-unsent") == 1
+
+
+def test_lookup_waits_for_the_database(node, proxy):
+    t = node
+    # Every connection breaks with the answer, and none can be made for
+    # two seconds: the lookup is tried again until one can.
+    proxy.lose_answer_to(b"order-wait", then_down=True)
+    timer = threading.Timer(2.0, proxy.up)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        r = create(t, "order-wait")
+    finally:
+        timer.cancel()
+        proxy.up()
+    assert proxy.lost.is_set()
+    assert r.status == 201, (r.status, r.body)
+    assert time.monotonic() - t0 >= 2.0
+    assert proxy.refused > 0
+    assert stored(t, "order-wait") == 1
+    assert t.wait_task(r.body["task_id"])["status"] == "complete"
+
+
+def test_database_that_stays_away_leaves_the_outcome_unknown(node, proxy):
+    t = node
+    proxy.lose_answer_to(b"order-unknown", then_down=True)
+    try:
+        r = create(t, "order-unknown", timeout=40)
+    finally:
+        proxy.up()
+    assert r.status == 503, (r.status, r.body)
+    assert r.body["error"]["code"] == "outcome_unknown", r.body
+    assert "look for it" in r.body["error"]["message"]
+    assert t.log_lines("cannot tell whether a task batch was stored")
+    # It was stored: the database has it, as the answer warned it might.
+    assert stored(t, "order-unknown") == 1

@@ -19,7 +19,10 @@ httpclass_status(long status, int conflict_retryable)
 {
 	if (status >= 200 && status <= 299)
 		return OUTCOME_SUCCESS;
-	if (status == 429)
+	/* Asking again later is what each means: the server timed out
+	 * waiting for the request (408), will not risk a replay yet (425),
+	 * or is rate limiting (429). */
+	if (status == 408 || status == 425 || status == 429)
 		return OUTCOME_RETRYABLE;
 	if (status >= 500 && status <= 599)
 		return OUTCOME_RETRYABLE;

@@ -7,8 +7,8 @@
 #include "protocol.h"
 
 /*
- * The outcome class of an HTTP status per DESIGN.md: 2xx success; 429, 5xx
- * retryable; 400/401/403/404/422 permanent; 409 as conflict_retryable says
+ * The outcome class of an HTTP status per DESIGN.md: 2xx success; 408
+ * (a timeout), 425, 429, 5xx retryable; 400/401/403/404/422 permanent; 409 as conflict_retryable says
  * (default permanent); other 4xx permanent; 1xx/3xx (after redirects were
  * followed) permanent.
  */

@@ -1,6 +1,6 @@
 """How an http step reads a service's answer (DESIGN.md "HTTP outcome
-classes"): 2xx success, 5xx/503 retryable (Retry-After honoured), 4xx such
-as 422 permanent."""
+classes"): 2xx success, 5xx/503 retryable (Retry-After honoured), the
+service's own timeout (408) retryable, 4xx such as 422 permanent."""
 
 
 TEMPLATE = """\
@@ -23,7 +23,8 @@ def templates(service):
     return {
         "%s.yaml" % name: TEMPLATE.format(name=name, limit=limit,
                                           url=service.url + "/" + name)
-        for name, limit in (("flaky", 3), ("rejects", 3), ("broken", 2))
+        for name, limit in (("flaky", 3), ("rejects", 3), ("broken", 2),
+                            ("slow", 3))
     }
 
 
@@ -38,11 +39,20 @@ def test_retryable_permanent_and_exhausted(taskerd, service):
     service.route("POST", "/flaky", flaky)
     service.route("POST", "/rejects", status=422, body={"error": "invalid email"})
     service.route("POST", "/broken", status=500, body={"error": "boom"})
+    slow = {"n": 0}
+
+    def timing_out(req):
+        slow["n"] += 1
+        if slow["n"] == 1:
+            return 408, {"error": "request timeout"}
+        return 200, {"ok": "in time"}
+    service.route("POST", "/slow", timing_out)
 
     t = taskerd(templates=templates(service))
     flaky_id = t.create_task("flaky", {"id": 1}, namespace="it")["task_id"]
     rejects_id = t.create_task("rejects", {"id": 2}, namespace="it")["task_id"]
     broken_id = t.create_task("broken", {"id": 3}, namespace="it")["task_id"]
+    slow_id = t.create_task("slow", {"id": 4}, namespace="it")["task_id"]
 
     # 503 then 200: retried once, no sooner than Retry-After said.
     task = t.wait_task(flaky_id, timeout=20)
@@ -67,6 +77,12 @@ def test_retryable_permanent_and_exhausted(taskerd, service):
     assert (task["status"], step["status"], step["attempts"]) == ("error", "error", 2), task
     assert step["last_error"]["http_status"] == 500, step
     assert len(service.requests_for("/broken")) == 2
+
+    # 408, the service's own timeout: retried like any other.
+    task = t.wait_task(slow_id, timeout=20)
+    step = task["steps"][0]
+    assert (task["status"], step["attempts"]) == ("complete", 2), task
+    assert step["results"] == {"ok": "in time"}
 
 
 def test_context_value_cannot_climb_the_url_path(taskerd, service):

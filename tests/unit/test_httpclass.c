@@ -41,8 +41,12 @@ test_status_classes(void **state)
 	check_class(401, 0, OUTCOME_PERMANENT);
 	check_class(403, 0, OUTCOME_PERMANENT);
 	check_class(404, 0, OUTCOME_PERMANENT);
-	/* "Other 4xx are permanent" (httpclass.h), 408 included. */
-	check_class(408, 0, OUTCOME_PERMANENT);
+	/* Timeouts are retryable (DESIGN.md), the server's own too; and
+	 * "too early" means later. */
+	check_class(408, 0, OUTCOME_RETRYABLE);
+	check_class(425, 0, OUTCOME_RETRYABLE);
+	check_class(424, 0, OUTCOME_PERMANENT);
+	check_class(426, 0, OUTCOME_PERMANENT);
 	check_class(422, 0, OUTCOME_PERMANENT);
 	check_class(428, 0, OUTCOME_PERMANENT);
 	check_class(429, 0, OUTCOME_RETRYABLE);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "handler_config.h"
+#include "http_rules.h"
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "template.h"
@@ -346,7 +347,6 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 	struct tmpl_step	*st;
 	yaml_node_t		*item;
 	size_t			 i;
-	char			 why[256];
 
 	t->nsteps = yt_len(p->steps_node);
 	t->steps = xcalloc(t->nsteps, sizeof(*t->steps));
@@ -379,17 +379,40 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 			return yt_error(p->doc, item, "step \"%s\": "
 			    "handler_config is nested deeper than %d levels",
 			    st->name, PROTO_MAX_JSON_DEPTH);
-		/* A step whose program or library is not named could only
-		 * fail, task after task: say so now. */
-		if ((strcmp(st->handler, "exec") == 0 &&
-		    exec_config_check(st->handler_config, p->dir, why,
-		    sizeof(why)) == -1) ||
-		    (strcmp(st->handler, "plugin") == 0 &&
-		    plugin_config_check(st->handler_config, st->handler_class,
-		    p->dir, why, sizeof(why)) == -1))
-			return yt_error(p->doc, item, "step \"%s\": %s",
-			    st->name, why);
 		st->reads_results = tmpl_reads_results(st);
+	}
+	return 0;
+}
+
+/*
+ * A handler_config its handler cannot run with would fail every attempt
+ * of every task, so it fails the load instead: an http step without a
+ * url, an exec step without a command, a plugin step without a library.
+ */
+static int
+tmpl_check_handlers(struct tmpl_parse *p)
+{
+	struct tmpl_step	*st;
+	size_t			 i;
+	char			 why[256];
+	int			 rc;
+
+	for (i = 0; i < p->t->nsteps; i++) {
+		st = &p->t->steps[i];
+		if (strcmp(st->handler, "http") == 0)
+			rc = http_rules_check(st->handler_config, why,
+			    sizeof(why));
+		else if (strcmp(st->handler, "exec") == 0)
+			rc = exec_config_check(st->handler_config, p->dir, why,
+			    sizeof(why));
+		else if (strcmp(st->handler, "plugin") == 0)
+			rc = plugin_config_check(st->handler_config,
+			    st->handler_class, p->dir, why, sizeof(why));
+		else
+			rc = 0;
+		if (rc == -1)
+			return yt_errorl(p->doc, tmpl_name_line(p, i),
+			    "step \"%s\": %s", st->name, why);
 	}
 	return 0;
 }
@@ -797,7 +820,8 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	}
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
 	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1 ||
-	    tmpl_check_refs(&p) == -1 || tmpl_check_routes(&p, root) == -1)
+	    tmpl_check_refs(&p) == -1 || tmpl_check_handlers(&p) == -1 ||
+	    tmpl_check_routes(&p, root) == -1)
 		goto done;
 	if ((t->definition = yt_json(doc, root)) == NULL)
 		goto done;

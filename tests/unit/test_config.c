@@ -451,7 +451,8 @@ test_load_file(void **state)
 static void
 test_step_defaults_feed_templates(void **state)
 {
-	static const char y[] = "name: t\nstep_templates:\n  - name: a\n";
+	static const char y[] =
+	    "name: t\nstep_templates:\n  - name: a\n    handler: noop\n";
 	struct config	*cfg;
 	struct tmpl	*t;
 	char		 err[256];

@@ -80,23 +80,26 @@ static const char seed[] =
 	"    backoff: {base: 2s, max: 1m, jitter: equal}\n"
 	"  - name: setup_billing\n"
 	"    dependent_system: billing_service\n"
-	"    depends_on_steps: [create_user_account]\n"	/* 30 */
+	"    handler_config: {method: POST, url: /accounts}\n"	/* 30 */
+	"    depends_on_steps: [create_user_account]\n"
 	"    default_retry_limit: 5\n"
 	"    timeout: 15000\n"
 	"  - name: configure_preferences\n"
-	"    dependent_system: preferences_service\n"
-	"    depends_on_steps: [create_user_account]\n"	/* 35 */
+	"    dependent_system: preferences_service\n"	/* 35 */
+	"    handler_config: {method: PUT, url: /preferences}\n"
+	"    depends_on_steps: [create_user_account]\n"
 	"    default_retryable: false\n"
 	"  - name: send_welcome_sequence\n"
-	"    handler_class: notify_welcome\n"
+	"    handler_class: notify_welcome\n"		/* 40 */
 	"    handler_config: {library: libwelcome.so}\n"
-	"    depends_on_steps:\n"			/* 40 */
+	"    depends_on_steps:\n"
 	"      - setup_billing\n"
 	"      - configure_preferences\n"
-	"  - name: update_user_status\n"
+	"  - name: update_user_status\n"		/* 45 */
 	"    depends_on_step: send_welcome_sequence\n"
+	"    handler_config: {method: PATCH, url: /users/status}\n"
 	"    custom_events: [{name: status_updated}]\n"
-	"custom_events:\n"				/* 45 */
+	"custom_events:\n"
 	"  - name: service_call_started\n";
 
 static void
@@ -205,7 +208,7 @@ test_seed_loads(void **state)
 	assert_int_equal(s->dep_idx[1], 3);
 
 	s = &t->steps[5];
-	assert_int_equal(s->line, 43);
+	assert_int_equal(s->line, 45);
 	assert_int_equal(s->ndeps, 1);
 	assert_int_equal(s->dep_idx[0], 4);
 
@@ -301,7 +304,8 @@ test_defaults(void **state)
 	static const char y[] =
 	    "name: minimal\n"
 	    "step_templates:\n"
-	    "  - name: only\n";
+	    "  - name: only\n"
+	    "    handler_config: {url: \"http://x/\"}\n";
 	char		 err[1024];
 	struct tmpl	*t;
 
@@ -323,7 +327,7 @@ test_defaults(void **state)
 	assert_int_equal(t->steps[0].backoff.max_ms, 300000);
 	assert_int_equal(t->steps[0].backoff.jitter, JITTER_FULL);
 	assert_int_equal(t->steps[0].ndeps, 0);
-	assert_int_equal(json_object_size(t->steps[0].handler_config), 0);
+	assert_int_equal(json_object_size(t->steps[0].handler_config), 1);
 	/* No version key in the file: the definition is left as written. */
 	assert_null(json_object_get(t->definition, "version"));
 	tmpl_free(t);
@@ -381,6 +385,7 @@ test_scalar_json(void **state)
 	    "version: \"2.0\"\n"
 	    "step_templates:\n"
 	    "  - name: s\n"
+	    "    handler: noop\n"
 	    "    handler_config: {a: \"true\", b: true, c: ~, d: \"1\", "
 	    "e: 1.5, f: 0x10, g: null, h: \"\", i: '~', k: -7, m: [1, \"2\"], "
 	    "n: 010, o: False, p: 1.0.0, q: NULL, r: Null, s: TRUE, t: nULL}\n";
@@ -443,6 +448,31 @@ test_err_placeholders(void **state)
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{context.a\"\n",
 	    "t.yaml:3: step 'b': unterminated placeholder at offset 9");
+}
+
+/* An http step's config is checked when the template loads, not at its
+ * first attempt: a step that cannot be called fails the load. */
+static void
+test_http_config(void **state)
+{
+	(void)state;
+	expect_error(HEAD "  - name: a\n    handler: http\n",
+	    "t.yaml:3: step \"a\": http url is required and must be a string");
+	/* http is the default handler. */
+	expect_error(HEAD "  - name: a\n    dependent_system: billing\n",
+	    "t.yaml:3: step \"a\": http url is required and must be a string");
+	expect_error(HEAD "  - name: a\n    handler_config:\n"
+	    "      url: /x\n      timeout: 5s\n",
+	    "t.yaml:3: step \"a\": http timeout must be milliseconds in "
+	    "(0, 1 day]");
+	expect_error(HEAD "  - name: a\n    handler_config:\n"
+	    "      url: /x\n      on_status: {\"4xx\": maybe}\n",
+	    "t.yaml:3: step \"a\": http on_status.4xx must be \"success\", "
+	    "\"retryable\", \"permanent\" or an object");
+	expect_error(HEAD "  - name: a\n    handler_config:\n"
+	    "      url: /x\n      body_template: {}\n",
+	    "t.yaml:3: step \"a\": http handler_config: unknown key "
+	    "'body_template'");
 }
 
 /* An exec step names its program as a list; a relative path with a slash
@@ -895,11 +925,11 @@ test_registry_versions(void **state)
 	(void)state;
 	dir = mkdir_tmp();
 	put(dir, "b.yml", "name: reg\nnamespace_name: ns\nversion: 1.10.0\n"
-	    "step_templates:\n  - name: s\n");
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	put(dir, "a.yaml", "name: reg\nnamespace_name: ns\nversion: 1.9.2\n"
-	    "step_templates:\n  - name: s\n");
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	put(dir, "c.yaml", "name: reg\nversion: 9.0\n"
-	    "step_templates:\n  - name: s\n");
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	/* Not templates: skipped without a word. */
 	put(dir, "README.txt", "not yaml: [");
 	put(dir, ".#a.yaml", "not yaml: [");
@@ -940,9 +970,9 @@ test_registry_duplicate(void **state)
 	(void)state;
 	dir = mkdir_tmp();
 	put(dir, "one.yaml", "name: dup\nversion: 1.0\n"
-	    "step_templates:\n  - name: s\n");
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	put(dir, "two.yaml", "name: dup\nversion: \"1.0\"\n"
-	    "step_templates:\n  - name: s\n");
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	reg = tmpl_registry_load(dir, &defs, &errs);
 	assert_null(reg);
 	snprintf(want, sizeof(want), "%s/two.yaml: template default/dup "
@@ -962,8 +992,8 @@ test_registry_errors(void **state)
 	(void)state;
 	dir = mkdir_tmp();
 	put(dir, "a.yaml", "name: a\nbogus: 1\nstep_templates:\n"
-	    "  - name: s\n");
-	put(dir, "b.yaml", "name: b\nstep_templates:\n  - name: s\n");
+	    "  - name: s\n    handler: noop\n");
+	put(dir, "b.yaml", "name: b\nstep_templates:\n  - name: s\n    handler: noop\n");
 	put(dir, "c.yml", "name: c\nstep_templates:\n  - name: s\n"
 	    "    depends_on_step: s\n");
 	put(dir, "d.yaml", "name: d\nstep_templates: [\n");
@@ -1062,8 +1092,8 @@ test_long_chain(void **state)
 	p = y = malloc(cap);
 	p += sprintf(p, "name: chain\nstep_templates:\n");
 	for (i = 0; i < N; i++)
-		p += sprintf(p, "  - name: s%zu\n    depends_on_step: s%zu\n",
-		    i, (i + 1) % N);
+		p += sprintf(p, "  - name: s%zu\n    handler: noop\n"
+		    "    depends_on_step: s%zu\n", i, (i + 1) % N);
 	assert_null(load(y, err, sizeof(err)));
 	/* The message is cut to the buffer, in execution order from s0. */
 	p = want;
@@ -1085,7 +1115,8 @@ test_long_chain(void **state)
 	free(y);
 }
 
-#define ROUTES_HEAD "name: onb\nstep_templates:\n  - name: a\n"
+#define ROUTES_HEAD \
+	"name: onb\nstep_templates:\n  - name: a\n    handler: noop\n"
 
 static void
 test_routes(void **state)
@@ -1168,6 +1199,7 @@ main(void)
 		cmocka_unit_test(test_identity_name),
 		cmocka_unit_test(test_long_chain),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_http_config),
 		cmocka_unit_test(test_exec_config),
 		cmocka_unit_test(test_plugin_config),
 	};

@@ -24,6 +24,7 @@
 #include "protocol.h"
 #include "errbuf.h"
 #include "render.h"
+#include "jsontext.h"
 #include "xmalloc.h"
 
 #define HTTP_RULES_MAX_COMPONENT	255	/* render_lookup's limit */
@@ -606,7 +607,7 @@ http_rules_show(const json_t *v, char *out, size_t outlen)
 {
 	char	*s;
 
-	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	s = jsontext(v, JSONTEXT_ASCII);
 	if (s == NULL)
 		snprintf(out, outlen, "?");
 	else if (strlen(s) > HTTP_RULES_MAX_SHOWN)

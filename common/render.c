@@ -16,6 +16,7 @@
 
 #include "errbuf.h"
 #include "render.h"
+#include "jsontext.h"
 #include "xmalloc.h"
 
 #define RENDER_OPEN		"{{"
@@ -220,24 +221,6 @@ render_put_url(struct render_buf *b, const char *s, size_t n)
 	}
 }
 
-/* A real as the shortest text that reads back as the same number (19.99,
- * not jansson's 19.989999999999998), still looking like a real (1.0). */
-static void
-render_real(double d, char *buf, size_t len)
-{
-	int	prec;
-
-	for (prec = 1; prec < 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, d);
-		if (strtod(buf, NULL) == d)
-			break;
-	}
-	if (prec == 17)
-		snprintf(buf, len, "%.17g", d);
-	if (strpbrk(buf, ".eEn") == NULL && strlen(buf) + 2 < len)
-		strcat(buf, ".0");		/* (n: inf, nan) */
-}
-
 /* Append the text form of v: strings verbatim, anything else as JSON. */
 static void
 render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
@@ -250,11 +233,11 @@ render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
 		s = json_string_value(v);
 		n = json_string_length(v);
 	} else if (json_is_real(v)) {
-		render_real(json_real_value(v), real, sizeof(real));
+		jsontext_real(json_real_value(v), real, sizeof(real));
 		s = real;
 		n = strlen(s);
 	} else {
-		dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		dump = jsontext(v, 0);
 		s = dump != NULL ? dump : "";
 		n = strlen(s);
 	}

@@ -17,6 +17,7 @@
 
 #include "autoconf.h"
 #include "ctl.h"
+#include "jsontext.h"
 #include "xmalloc.h"
 
 /* An answer larger than this is not one of taskerd's. */
@@ -135,7 +136,7 @@ client_request(const char *method, const char *path, const json_t *body,
 		hdrs = curl_slist_append(hdrs, auth);
 	}
 	if (body != NULL) {
-		payload = json_dumps(body, JSON_COMPACT);
+		payload = jsontext(body, 0);
 		hdrs = curl_slist_append(hdrs,
 		    "Content-Type: application/json");
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);

@@ -147,8 +147,7 @@ cmd_template_validate(struct ctl_args *a)
 		tmpl_free(t);
 	}
 	if (ctl.json) {
-		json_dumpf(out, stdout, JSON_COMPACT);
-		putchar('\n');
+		out_print_json(out);
 	}
 	json_decref(out);
 	config_free(defaults);
@@ -332,8 +331,7 @@ cmd_health(struct ctl_args *a)
 	if (ctl.json) {
 		o = json_pack("{s:O, s:O}", "live", live.json, "ready",
 		    ready.json);
-		json_dumpf(o, stdout, JSON_COMPACT);
-		putchar('\n');
+		out_print_json(o);
 		json_decref(o);
 		goto out;
 	}

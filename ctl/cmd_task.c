@@ -185,8 +185,7 @@ cmd_tasks_list(struct ctl_args *a)
 		json_t *o = json_pack("{s:O, s:O}", "tasks", all,
 		    "next_cursor", cursor);
 
-		json_dumpf(o, stdout, JSON_COMPACT);
-		putchar('\n');
+		out_print_json(o);
 		json_decref(o);
 		goto out;
 	}

@@ -176,6 +176,8 @@ void	 out_fmt_duration(char *, size_t, int64_t ms);
 const char *out_str(const json_t *obj, const char *key, const char *dflt);
 /* A JSON value in one line; "-" for null/absent (caller frees). */
 char	*out_compact(const json_t *);
+/* v as compact JSON on a line of stdout (--json). */
+void	 out_print_json(const json_t *);
 /* An object as "k=v k=v", logfmt style: strings quoted only when needed,
  * nested objects as "k.member=v" (caller frees). */
 char	*out_kv(const json_t *);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "jsontext.h"
 #include "xmalloc.h"
 
 /* ---- colours ------------------------------------------------------------ */
@@ -313,7 +314,7 @@ out_compact(const json_t *v)
 		return xstrdup("-");
 	if (json_is_string(v))
 		return xstrdup(json_string_value(v));
-	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	s = jsontext(v, 0);
 	return s ? s : xstrdup("?");
 }
 
@@ -353,7 +354,7 @@ kv_append(char **out, const char *key, const json_t *v)
 		/* jansson prints 0.07 as 0.070000000000000007. */
 		xasprintf(&val, "%g", json_real_value(v));
 	else
-		val = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		val = jsontext(v, 0);
 	xasprintf(&next, "%s%s%s=%s", *out, **out ? " " : "", key,
 	    val ? val : "?");
 	free(val);
@@ -373,4 +374,13 @@ out_kv(const json_t *obj)
 	json_object_foreach((json_t *)obj, key, v)
 		kv_append(&out, key, v);
 	return out;
+}
+
+void
+out_print_json(const json_t *v)
+{
+	char	*s = jsontext(v, 0);
+
+	printf("%s\n", s != NULL ? s : "null");
+	free(s);
 }

@@ -26,6 +26,7 @@
 #include "schema.h"
 #include "sched.h"
 #include "supervisor.h"
+#include "jsontext.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -439,7 +440,7 @@ api_cancel_task(struct evhttp_request *req, const char *idstr)
 		}
 	}
 	meta = action_meta("cancel", body);
-	metas = json_dumps(meta, JSON_COMPACT);
+	metas = jsontext(meta, 0);
 	snprintf(ids, sizeof(ids), "{%lld}", (long long)id);
 	ar = xcalloc(1, sizeof(*ar));
 	ar->req = req;
@@ -557,7 +558,7 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 			    PROTO_MAX_JSON_DEPTH);
 			goto out;
 		}
-		rs = results != NULL ? json_dumps(results, JSON_COMPACT) :
+		rs = results != NULL ? jsontext(results, 0) :
 		    xstrdup("{}");
 	} else {
 		reply_error(req, 400, "invalid_request", "unknown action "
@@ -567,7 +568,7 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 
 	snprintf(ids, sizeof(ids), "{%lld}", (long long)id);
 	meta = action_meta(action, body);
-	metas = json_dumps(meta, JSON_COMPACT);
+	metas = jsontext(meta, 0);
 	json_decref(meta);
 	params[0] = idstr;
 	params[1] = step;

@@ -37,6 +37,7 @@
 #include "services.h"
 #include "supervisor.h"
 #include "node.h"
+#include "jsontext.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -501,7 +502,7 @@ create_confirm(struct batch *b)
 		json_array_append_new(reqs, json_pack("{s:O, s:O}",
 		    "ord", json_object_get(cr->rec, "ord"),
 		    "request_id", json_object_get(cr->rec, "request_id")));
-	p1 = json_dumps(reqs, JSON_COMPACT);
+	p1 = jsontext(reqs, 0);
 	json_decref(reqs);
 	snprintf(floor, sizeof(floor), "%lld", (long long)b->floor);
 	params[0] = p1;
@@ -632,8 +633,8 @@ template_rows(struct batch *b, char **steps, char **edges)
 				    "dst", st->name));
 		}
 	}
-	*steps = json_dumps(s, JSON_COMPACT);
-	*edges = json_dumps(e, JSON_COMPACT);
+	*steps = jsontext(s, 0);
+	*edges = jsontext(e, 0);
 	json_decref(s);
 	json_decref(e);
 	json_decref(seen);
@@ -671,7 +672,7 @@ create_flush(void)
 			if (cr->alone)
 				break;
 		}
-		p1 = json_dumps(tasks, JSON_COMPACT);
+		p1 = jsontext(tasks, 0);
 		json_decref(tasks);
 		template_rows(b, &p2, &p3);
 		b->reserved = sched_claims_reserve(roots);

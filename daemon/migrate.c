@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "migrate.h"
+#include "jsontext.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -184,7 +185,7 @@ migrate_templates_param(const struct tmpl_registry *reg)
 		    "i", (int)i, "ns", t->namespace, "name", t->name,
 		    "version", t->version, "definition", t->definition));
 	}
-	s = json_dumps(arr, JSON_COMPACT);
+	s = jsontext(arr, 0);
 	json_decref(arr);
 	return s;
 }

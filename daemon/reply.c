@@ -16,6 +16,7 @@
 #include "api.h"
 #include "reply.h"
 #include "supervisor.h"
+#include "jsontext.h"
 #include "log.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -44,7 +45,7 @@ reply_json(struct evhttp_request *req, int status, json_t *body)
 	    "\"message\":\"the answer could not be built\"}}";
 	char			*s;
 
-	if (body == NULL || (s = json_dumps(body, JSON_COMPACT)) == NULL) {
+	if (body == NULL || (s = jsontext(body, 0)) == NULL) {
 		log_warnx("api answer could not be built status=%d", status);
 		reply_raw(req, 500, failed, sizeof(failed) - 1);
 		json_decref(body);

@@ -33,6 +33,7 @@
 #include "node.h"
 #include "supervisor.h"
 #include "backoff.h"
+#include "jsontext.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -444,7 +445,7 @@ results_readers(void)
 		json_object_set_new(obj, key, names);
 	}
 	free(sc.readers);
-	sc.readers = json_dumps(obj, JSON_COMPACT);
+	sc.readers = jsontext(obj, 0);
 	sc.readers_of = sv.templates;
 	json_decref(obj);
 	return sc.readers;
@@ -624,7 +625,7 @@ sched_release(struct claim **claims, size_t n)
 		    "token", (json_int_t)claims[i]->lease_token));
 		claim_free(claims[i]);
 	}
-	s = json_dumps(arr, JSON_COMPACT);
+	s = jsontext(arr, 0);
 	params[0] = s;
 	job = db_job_new(NULL, NULL);
 	db_job_add(job, sql_release, 1, params);
@@ -1340,7 +1341,7 @@ sched_flush(void)
 	arr = json_array();
 	json_object_foreach(sent->recs, k, v)
 		json_array_append(arr, v);
-	outcomes = json_dumps(arr, JSON_COMPACT);
+	outcomes = jsontext(arr, 0);
 	json_decref(arr);
 	tasks = id_array(sent->tasks);
 
@@ -1473,7 +1474,7 @@ held_tokens(void)
 	record_tokens_add(sc.batch, arr);
 	if (sc.applying_recs != NULL)
 		record_tokens_add(sc.applying_recs, arr);
-	s = json_dumps(arr, JSON_COMPACT);
+	s = jsontext(arr, 0);
 	json_decref(arr);
 	/* A JSON array of integers is a PostgreSQL array literal once its
 	 * brackets are braces. */

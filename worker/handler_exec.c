@@ -39,6 +39,7 @@
 
 #include "handler_config.h"
 #include "handler.h"
+#include "jsontext.h"
 #include "log.h"
 #include "utf8.h"
 #include "xmalloc.h"
@@ -488,7 +489,7 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 		    "%s: not found in PATH", argv[0]);
 		goto done;
 	}
-	if ((input = json_dumps(run->input, JSON_COMPACT)) == NULL)
+	if ((input = jsontext(run->input, 0)) == NULL)
 		fatalx("exec: cannot encode the step input");
 	envp = exec_env(json_object_get(run->config, "env"), run);
 

@@ -33,6 +33,7 @@
 #include "handler.h"
 #include "http_rules.h"
 #include "httpclass.h"
+#include "jsontext.h"
 #include "log.h"
 #include "render.h"
 #include "xmalloc.h"
@@ -305,10 +306,8 @@ http_req_build(const struct proto_run_step *run,
 			    "%sbody: %s", where, err);
 			return -1;
 		}
-		req->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+		req->body = jsontext(body, 0);
 		json_decref(body);
-		if (req->body == NULL)
-			fatalx("json_dumps: out of memory");
 	}
 
 	/*

@@ -12,6 +12,7 @@
 
 #include "handler.h"
 #include "handler_config.h"
+#include "jsontext.h"
 #include "log.h"
 #include "taskerd_plugin.h"
 #include "utf8.h"
@@ -111,8 +112,8 @@ plugin_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 		return;
 	}
 
-	if ((input = json_dumps(run->input, JSON_COMPACT)) == NULL ||
-	    (config = json_dumps(run->config, JSON_COMPACT)) == NULL)
+	if ((input = jsontext(run->input, 0)) == NULL ||
+	    (config = jsontext(run->config, 0)) == NULL)
 		fatalx("plugin: cannot encode the step");
 	memset(&step, 0, sizeof(step));
 	step.api = TASKERD_PLUGIN_API;

@@ -1,0 +1,192 @@
+/*
+ * jsontext.c - see jsontext.h.
+ *
+ * Written out here, rather than with json_dumps(), for one reason: jansson
+ * writes a real with 17 significant digits, so a context's 19.99 came back
+ * from the API, went into the database and out to services as
+ * 19.989999999999998 - the same double, but not what the client sent, and
+ * a different amount to a service that reads decimals exactly.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsontext.h"
+#include "xmalloc.h"
+
+struct jt_buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+};
+
+static void
+jt_put(struct jt_buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		if (b->cap == 0)
+			b->cap = 64;
+		while (b->len + n + 1 > b->cap)
+			b->cap *= 2;
+		b->data = xreallocarray(b->data, b->cap, 1);
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void
+jsontext_real(double d, char *buf, size_t len)
+{
+	const char	*e;
+	int		 prec;
+	bool		 fixed;
+
+	snprintf(buf, len, "%.17g", d);
+	fixed = strchr(buf, 'e') == NULL;
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, d);
+		if (strtod(buf, NULL) == d)
+			break;
+	}
+	if (prec == 17)
+		snprintf(buf, len, "%.17g", d);
+	/* Fewer digits must not turn 100.0 into 1e+02: where jansson wrote
+	 * the number out, so do we, with as many digits as that takes. */
+	if (fixed && (e = strchr(buf, 'e')) != NULL)
+		snprintf(buf, len, "%.*g", atoi(e + 1) + 1, d);
+	/* Still a real when read back: 1.0, not 1. */
+	if (strpbrk(buf, ".eEn") == NULL && strlen(buf) + 2 < len)
+		strcat(buf, ".0");
+}
+
+/* The code point of the UTF-8 sequence at s (jansson's strings are valid
+ * UTF-8); *n gets its length. */
+static unsigned int
+jt_utf8(const unsigned char *s, size_t *n)
+{
+	if (s[0] < 0xe0) {
+		*n = 2;
+		return ((s[0] & 0x1fu) << 6) | (s[1] & 0x3fu);
+	}
+	if (s[0] < 0xf0) {
+		*n = 3;
+		return ((s[0] & 0x0fu) << 12) | ((s[1] & 0x3fu) << 6) |
+		    (s[2] & 0x3fu);
+	}
+	*n = 4;
+	return ((s[0] & 0x07u) << 18) | ((s[1] & 0x3fu) << 12) |
+	    ((s[2] & 0x3fu) << 6) | (s[3] & 0x3fu);
+}
+
+static void
+jt_string(struct jt_buf *b, const char *str, size_t len, int flags)
+{
+	const unsigned char	*s = (const unsigned char *)str;
+	size_t			 i, start, n;
+	unsigned int		 cp;
+	char			 esc[16];
+
+	jt_put(b, "\"", 1);
+	for (i = start = 0; i < len; ) {
+		if (s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' &&
+		    (s[i] < 0x80 || !(flags & JSONTEXT_ASCII))) {
+			i++;
+			continue;
+		}
+		jt_put(b, str + start, i - start);
+		n = 1;
+		switch (s[i]) {
+		case '"':  jt_put(b, "\\\"", 2); break;
+		case '\\': jt_put(b, "\\\\", 2); break;
+		case '\b': jt_put(b, "\\b", 2); break;
+		case '\f': jt_put(b, "\\f", 2); break;
+		case '\n': jt_put(b, "\\n", 2); break;
+		case '\r': jt_put(b, "\\r", 2); break;
+		case '\t': jt_put(b, "\\t", 2); break;
+		default:
+			cp = s[i] < 0x80 ? s[i] : jt_utf8(s + i, &n);
+			if (cp < 0x10000)
+				snprintf(esc, sizeof(esc), "\\u%04X", cp);
+			else {
+				cp -= 0x10000;
+				snprintf(esc, sizeof(esc), "\\u%04X\\u%04X",
+				    0xd800 | (cp >> 10), 0xdc00 | (cp & 0x3ff));
+			}
+			jt_put(b, esc, strlen(esc));
+			break;
+		}
+		i += n;
+		start = i;
+	}
+	jt_put(b, str + start, i - start);
+	jt_put(b, "\"", 1);
+}
+
+static void
+jt_value(struct jt_buf *b, const json_t *v, int flags)
+{
+	const char	*key;
+	json_t		*item;
+	size_t		 i;
+	char		 num[40];
+	int		 first = 1;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		jt_put(b, "{", 1);
+		json_object_foreach((json_t *)v, key, item) {
+			if (!first)
+				jt_put(b, ",", 1);
+			first = 0;
+			jt_string(b, key, strlen(key), flags);
+			jt_put(b, ":", 1);
+			jt_value(b, item, flags);
+		}
+		jt_put(b, "}", 1);
+		break;
+	case JSON_ARRAY:
+		jt_put(b, "[", 1);
+		json_array_foreach(v, i, item) {
+			if (i > 0)
+				jt_put(b, ",", 1);
+			jt_value(b, item, flags);
+		}
+		jt_put(b, "]", 1);
+		break;
+	case JSON_STRING:
+		jt_string(b, json_string_value(v), json_string_length(v),
+		    flags);
+		break;
+	case JSON_INTEGER:
+		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
+		    json_integer_value(v));
+		jt_put(b, num, strlen(num));
+		break;
+	case JSON_REAL:
+		jsontext_real(json_real_value(v), num, sizeof(num));
+		jt_put(b, num, strlen(num));
+		break;
+	case JSON_TRUE:
+		jt_put(b, "true", 4);
+		break;
+	case JSON_FALSE:
+		jt_put(b, "false", 5);
+		break;
+	case JSON_NULL:
+		jt_put(b, "null", 4);
+		break;
+	}
+}
+
+char *
+jsontext(const json_t *v, int flags)
+{
+	struct jt_buf	b = { NULL, 0, 0 };
+
+	if (v == NULL)
+		return NULL;
+	jt_value(&b, v, flags);
+	return b.data;
+}

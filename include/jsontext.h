@@ -1,0 +1,22 @@
+/*
+ * jsontext.h - compact JSON text of a jansson value, reals written as the
+ * shortest text that reads back as the same double (19.99, 0.1, 1.0), as
+ * JSON users expect; otherwise what json_dumps(JSON_COMPACT |
+ * JSON_ENCODE_ANY) writes, key order included.  Every JSON taskerd hands
+ * to a client, the database, a worker or a service goes through here.
+ */
+#ifndef TASKERD_JSONTEXT_H
+#define TASKERD_JSONTEXT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#define JSONTEXT_ASCII	0x1	/* \uXXXX for every non-ASCII character */
+
+/* A new string (the caller frees it); NULL only for a NULL value. */
+char	*jsontext(const json_t *, int flags);
+
+/* A real's text into buf (32 bytes are enough). */
+void	 jsontext_real(double, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,226 @@
+/*
+ * test_jsontext.c - our JSON text is jansson's compact text, reals aside;
+ * reals are the shortest text that reads back as the same double.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "jsontext.h"
+
+/* jansson's own text of v, for the comparison. */
+static void
+same_as_jansson(const json_t *v)
+{
+	char	*ours, *theirs;
+
+	ours = jsontext(v, 0);
+	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	assert_non_null(ours);
+	assert_non_null(theirs);
+	assert_string_equal(ours, theirs);
+	free(ours);
+	free(theirs);
+	ours = jsontext(v, JSONTEXT_ASCII);
+	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
+	    JSON_ENSURE_ASCII);
+	assert_string_equal(ours, theirs);
+	free(ours);
+	free(theirs);
+}
+
+static void
+test_like_jansson(void **state)
+{
+	json_t	*v;
+
+	(void)state;
+	v = json_loads("{\"b\": [1, -2, 9223372036854775807, "
+	    "-9223372036854775808, true, false, null, {}, []],"
+	    " \"a\": \"quote \\\" backslash \\\\ slash / nl \\n tab \\t "
+	    "cr \\r bs \\b ff \\f nul-less \\u0001 \\u001f \\u007f\","
+	    " \"\\u00e9t\\u00e9\": \"\\u20ac \\ud83d\\ude00 \\u2028\","
+	    " \"\": {\"nested\": {\"deep\": [[[]]]}}}", 0, NULL);
+	assert_non_null(v);
+	same_as_jansson(v);
+	json_decref(v);
+
+	/* Keys stay in the order they were added. */
+	v = json_object();
+	json_object_set_new(v, "z", json_integer(1));
+	json_object_set_new(v, "a", json_integer(2));
+	json_object_set_new(v, "m", json_string(""));
+	same_as_jansson(v);
+	json_decref(v);
+
+	v = json_string("bare");
+	same_as_jansson(v);
+	json_decref(v);
+	assert_null(jsontext(NULL, 0));
+}
+
+/* A small deterministic generator of documents without reals. */
+static uint64_t	rng = 0x9e3779b97f4a7c15ull;
+
+static unsigned
+next(unsigned n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (unsigned)(rng % n);
+}
+
+static json_t *
+random_string(void)
+{
+	static const char *const pieces[] = { "a", "\"", "\\", "\x01", "\n",
+	    "\x1f", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+	    "/", " ", "\t", "Z" };
+	char	buf[128];
+	size_t	len = 0, i, n = next(12);
+	const char *p;
+
+	for (i = 0; i < n; i++) {
+		p = pieces[next(sizeof(pieces) / sizeof(pieces[0]))];
+		memcpy(buf + len, p, strlen(p));
+		len += strlen(p);
+	}
+	return json_stringn(buf, len);
+}
+
+static json_t *
+random_value(int depth)
+{
+	json_t	*v;
+	char	 key[8];
+	unsigned i, n;
+
+	switch (next(depth > 4 ? 5 : 7)) {
+	case 0:
+		return json_integer((json_int_t)(rng >> next(64)) *
+		    (next(2) ? 1 : -1));
+	case 1:
+		return random_string();
+	case 2:
+		return json_boolean(next(2));
+	case 3:
+		return json_null();
+	case 4:
+		return json_integer(next(100));
+	case 5:
+		v = json_array();
+		for (i = 0, n = next(5); i < n; i++)
+			json_array_append_new(v, random_value(depth + 1));
+		return v;
+	default:
+		v = json_object();
+		for (i = 0, n = next(5); i < n; i++) {
+			snprintf(key, sizeof(key), "k%u\x01", next(50));
+			json_object_set_new(v, key, random_value(depth + 1));
+		}
+		return v;
+	}
+}
+
+static void
+test_like_jansson_random(void **state)
+{
+	json_t	*v;
+	int	 i;
+
+	(void)state;
+	for (i = 0; i < 3000; i++) {
+		v = random_value(0);
+		same_as_jansson(v);
+		json_decref(v);
+	}
+}
+
+static void
+check_real(double d, const char *want)
+{
+	json_t	*v = json_real(d);
+	char	*s = jsontext(v, 0);
+
+	assert_string_equal(s, want);
+	free(s);
+	json_decref(v);
+}
+
+static void
+test_reals(void **state)
+{
+	json_t	*v;
+	char	*s;
+
+	(void)state;
+	check_real(19.99, "19.99");
+	check_real(0.1, "0.1");
+	check_real(1.0, "1.0");
+	check_real(100.0, "100.0");
+	check_real(-0.0, "-0.0");
+	check_real(-2.5, "-2.5");
+	check_real(1e21, "1e+21");
+	check_real(1e300, "1e+300");
+	check_real(5e-324, "5e-324");
+	check_real(0.1 + 0.2, "0.30000000000000004");
+	check_real(1.7976931348623157e308, "1.7976931348623157e+308");
+	check_real(123456789.125, "123456789.125");
+	/* Written out where jansson writes it out, in exponent form where
+	 * jansson uses one. */
+	check_real(150000.0, "150000.0");
+	check_real(1e16, "10000000000000000.0");
+	check_real(0.0001, "0.0001");
+	check_real(0.00001, "1e-05");
+	/* Inside documents too. */
+	v = json_pack("{s:f, s:[f, i]}", "amount", 19.99, "list", 0.5, 3);
+	s = jsontext(v, 0);
+	assert_string_equal(s, "{\"amount\":19.99,\"list\":[0.5,3]}");
+	free(s);
+	json_decref(v);
+}
+
+/* Every finite double reads back as itself, in no more text than
+ * jansson's 17 digits. */
+static void
+test_reals_round_trip(void **state)
+{
+	char	 ours[40], theirs[40];
+	double	 d;
+	uint64_t bits;
+	int	 i;
+
+	(void)state;
+	for (i = 0; i < 200000; i++) {
+		bits = ((uint64_t)next(1u << 31) << 33) ^
+		    ((uint64_t)next(1u << 31) << 2) ^ next(4);
+		memcpy(&d, &bits, sizeof(d));
+		if (d != d || d - d != 0)	/* NaN, infinities */
+			continue;
+		jsontext_real(d, ours, sizeof(ours));
+		assert_true(strtod(ours, NULL) == d);
+		snprintf(theirs, sizeof(theirs), "%.17g", d);
+		if (strlen(ours) > strlen(theirs) + 2)
+			fail_msg("%s longer than %s", ours, theirs);
+		assert_non_null(strpbrk(ours, ".eE"));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_like_jansson),
+		cmocka_unit_test(test_like_jansson_random),
+		cmocka_unit_test(test_reals),
+		cmocka_unit_test(test_reals_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

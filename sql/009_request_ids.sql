@@ -1,6 +1,6 @@
 -- 009_request_ids.sql - which request created a task.
 --
--- A node gives every creation a random id and stores it with the task.
+-- A node gives every creation a random number and stores it with the task.
 -- When the connection to the database breaks after the statement was sent
 -- and before its answer came, the node cannot know whether the task was
 -- stored: it looks for its request ids among the tasks created since its
@@ -9,4 +9,4 @@
 -- again", which would store the task twice.
 --
 -- A column without a default: no table rewrite, the lock is brief.
-ALTER TABLE tasks ADD COLUMN request_id text;
+ALTER TABLE tasks ADD COLUMN request_id bigint;

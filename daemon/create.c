@@ -206,7 +206,8 @@ static struct {
 	int		 nwaiting;
 	int		 inflight;
 	int		 confirming;	/* lost batches being looked up */
-	int64_t		 max_id;	/* highest task id answered */
+	int64_t		 max_id;	/* highest task id answered (or
+					 * stored before this node started) */
 } cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0, 0, 0 };
 
 static void	create_flush(void);
@@ -513,6 +514,22 @@ create_confirm(struct batch *b)
 	db_job_add(job, sql_confirm, 3, params);
 	free(p1);
 	db_submit(job);
+}
+
+void
+create_start(PGconn *pg)
+{
+	PGresult	*res;
+
+	/* Where this node's first lost batch is looked up from: any task it
+	 * creates is above (the primary key's last entry: one index probe). */
+	res = PQexec(pg, "SELECT coalesce(max(id), 0) FROM tasks");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		cq.max_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	else
+		log_warnx("cannot read the highest task id error=\"%s\"",
+		    PQerrorMessage(pg));
+	PQclear(res);
 }
 
 bool

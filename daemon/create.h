@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "template.h"
 
@@ -14,6 +15,9 @@ struct evhttp_request;
  * taken over) and answer req: the API's dialect, or route's. */
 void	create_submit(struct evhttp_request *, const struct tmpl *t,
 	    const struct tmpl *route, json_t *rec);
+/* At start, before the loop: read what the node needs from the database
+ * (blocking). */
+void	create_start(PGconn *);
 /* Creations not yet answered (the drain waits for them). */
 bool	create_busy(void);
 /* An error in the caller's dialect: the API's {"error": {code, message}}

@@ -329,6 +329,7 @@ prepare_database(void)
 	    sizeof(err)) == -1)
 		fatalx("%s", err);
 	node_check_id(pg);
+	create_start(pg);
 	PQfinish(pg);
 }
 

@@ -81,6 +81,11 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 				    "a variable name", key);
 				return -1;
 			}
+			if (strncmp(key, "TASKERD_", 8) == 0) {
+				errbuf_set(err, errlen, "exec env: %s: TASKERD_ "
+				    "variables are the step's own", key);
+				return -1;
+			}
 			if (!exec_plain_string(v)) {
 				errbuf_set(err, errlen, "exec env.%s must be a "
 				    "string", key);

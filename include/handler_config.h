@@ -5,7 +5,8 @@
  *
  * exec:
  *   command: [program, arg, ...]   a list of strings, the first not empty
- *   env: { NAME: value, ... }      strings; NAME not empty, without '='
+ *   env: { NAME: value, ... }      strings; NAME not empty, without '=',
+ *                                  not TASKERD_*
  *
  * plugin (see taskerd_plugin.h):
  *   library: path                  the shared object

@@ -31,6 +31,10 @@ void	outcome_fail(struct proto_step_outcome *, enum proto_outcome,
 /* The most a handler may hand back: workers.max_frame. */
 size_t	handler_max_output(void);
 
+/* Kill the exec handler's running program, its whole group (the worker
+ * is leaving mid-step).  Async-signal-safe. */
+void	handler_exec_abort(void);
+
 extern const struct handler handler_noop;
 extern const struct handler handler_http;
 extern const struct handler handler_exec;

@@ -18,8 +18,10 @@
  * The program leads its own process group, so that all of it (a shell
  * script's children too) can be stopped at once: when it exits, whatever
  * it left in the group is killed; when the supervisor stops this worker at
- * the step's deadline (SIGTERM), the group is killed first; and if the
- * worker is killed outright, PR_SET_PDEATHSIG takes the program with it.
+ * the step's deadline (SIGTERM), or the worker leaves any other way it
+ * chooses (the supervisor went away, an error), the group is killed first;
+ * and if the worker is killed outright, PR_SET_PDEATHSIG takes the program
+ * with it.
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
@@ -89,6 +91,15 @@ exec_sigterm(int sig)
 	raise(sig);
 }
 
+void
+handler_exec_abort(void)
+{
+	pid_t	pgid = (pid_t)exec_pgid;
+
+	if (pgid > 0)
+		kill(-pgid, SIGKILL);
+}
+
 static int
 exec_init(void)
 {
@@ -101,6 +112,9 @@ exec_init(void)
 		log_warn("exec handler: sigaction");
 		return -1;
 	}
+	/* fatal() leaves through exit(): the program goes too. */
+	if (atexit(handler_exec_abort) != 0)
+		return -1;
 	return 0;
 }
 
@@ -448,7 +462,8 @@ exec_outcome(const char *prog, int status, struct exec_io *io,
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	} else {
 		for (i = 0; i < io->outlen; i++) {
-			if (!strchr(" \t\r\n", io->out[i]))
+			if (io->out[i] != ' ' && io->out[i] != '\t' &&
+			    io->out[i] != '\r' && io->out[i] != '\n')
 				break;
 		}
 		if (i == io->outlen)
@@ -467,6 +482,16 @@ exec_outcome(const char *prog, int status, struct exec_io *io,
 			outcome_success(o, results);
 	}
 	free(why);
+}
+
+/* An exec that may work on the next attempt: the binary is being
+ * replaced by a deployment, or the machine is short of memory or files.
+ * A program that is not there, or not runnable, stays so. */
+static int
+exec_errno_transient(int e)
+{
+	return e == ETXTBSY || e == ENOMEM || e == EAGAIN || e == EMFILE ||
+	    e == ENFILE;
 }
 
 static void
@@ -526,8 +551,9 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	    n == (ssize_t)sizeof(e) ? 0 : strlen(input), &io);
 	p_in[1] = -1;	/* exec_talk closed it */
 	if (n == (ssize_t)sizeof(e))
-		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
-		    "%s: %s", path, strerror(e));
+		outcome_fail(o, exec_errno_transient(e) ? OUTCOME_RETRYABLE :
+		    OUTCOME_PERMANENT, "exec_failed", "cannot run %s: %s",
+		    path, strerror(e));
 	else
 		exec_outcome(argv[0], status, &io, o);
 done:

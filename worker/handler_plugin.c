@@ -27,13 +27,17 @@ const struct handler handler_plugin = {
 	.run = plugin_run,
 };
 
-/* The plugin's message, as text PostgreSQL takes. */
+#define PLUGIN_ERROR_KEEP	1024	/* bytes of a message kept, as exec */
+
+/* The plugin's message, as text PostgreSQL takes, and short enough for a
+ * step's last_error (a cut character becomes U+FFFD). */
 static char *
 plugin_text(const char *s)
 {
-	size_t	len;
+	size_t	len = strlen(s);
 
-	return utf8_repair(s, strlen(s), &len);
+	return utf8_repair(s, len > PLUGIN_ERROR_KEEP ? PLUGIN_ERROR_KEEP :
+	    len, &len);
 }
 
 /* Turn the function's answer into the outcome. */

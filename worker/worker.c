@@ -108,8 +108,11 @@ static int			worker_done_fd = -1;
 static void __attribute__((noreturn))
 worker_exit(int status)
 {
-	if (worker_step.busy)
+	if (worker_step.busy) {
+		/* Nothing a step started outlives its worker. */
+		handler_exec_abort();
 		_exit(status);
+	}
 	exit(status);
 }
 

@@ -144,6 +144,8 @@ def test_failures_and_their_codes(taskerd, tmp_path):
                                   "echo 'all good, honestly'\n"),
         "crash": write_program(d, "crash.sh", "#!/bin/sh\n"
                                "kill -SEGV $$\n"),
+        "nul_out": write_program(d, "nul_out.sh", "#!/bin/sh\n"
+                                 "printf '\\0 \\0'\n"),
         "missing": os.path.join(d, "no-such-program"),
         "not_in_path": "taskerd-no-such-program-in-path",
     }
@@ -165,6 +167,7 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         "permanent": ("exec_failed", 1, "exited with status 3: card declined"),
         "not_json": ("bad_output", 1, "stdout is not JSON"),
         "crash": ("exec_signal", 2, "killed by signal 11"),
+        "nul_out": ("bad_output", 1, "stdout is not JSON"),
         "missing": ("exec_failed", 1, "No such file or directory"),
         "not_in_path": ("exec_failed", 1, "not found in PATH"),
     }
@@ -292,3 +295,47 @@ def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started):
                        message="the program gone with its worker")
     # What the program started outlives a worker killed outright (only a
     # SIGTERM lets the worker stop the whole group): `started` ends it.
+
+
+def test_program_being_replaced_is_retried(taskerd, tmp_path):
+    """A program that cannot be run for now (open for writing: a deploy
+    replacing it, ETXTBSY) fails the attempt, not the step."""
+    prog = write_program(str(tmp_path), "deploying.sh",
+                         "#!/bin/sh\necho '{\"ok\": true}'\n")
+    t = taskerd(templates={"deploy.yaml": template("deploy", """\
+  - name: run
+    handler: exec
+    default_retry_limit: 3
+    backoff: { base: 1s, max: 1s, jitter: none }
+    handler_config: { command: [%s] }
+""" % prog)})
+    writer = open(prog, "a")
+    try:
+        tid = t.create_task("deploy", {}, namespace=NS)["task_id"]
+        harness.wait_until(
+            lambda: step(t, tid, "run")["status"] == "waiting_for_retry",
+            10, message="the first attempt failed")
+        s = step(t, tid, "run")
+        assert s["last_error"]["code"] == "exec_failed", s
+        assert "Text file busy" in s["last_error"]["message"], s
+    finally:
+        writer.close()
+    assert t.wait_task(tid)["status"] == "complete"
+    s = step(t, tid, "run")
+    assert s["attempts"] == 2 and s["results"] == {"ok": True}, s
+
+
+def test_program_and_children_end_when_the_supervisor_dies(taskerd, tmp_path,
+                                                           started):
+    """taskerd killed outright: its workers see their socket close, and
+    each stops its program's whole group before it leaves."""
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={
+        "hang.yaml": spawner_template("hang", prog, d + "/e", "wait", "60s")})
+    t.create_task("hang", {}, namespace=NS)
+    pids = read_pids(d + "/e", started)
+    t.kill()
+    for pid in pids:
+        harness.wait_until(lambda: not harness.proc_alive(pid), 10,
+                           message="pid %d gone" % pid)

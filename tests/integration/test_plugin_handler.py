@@ -66,6 +66,16 @@ refuse(struct taskerd_step *s)
 }
 
 int
+long_error(struct taskerd_step *s)
+{
+	if ((s->error = malloc(100001)) == NULL)
+		return 1;
+	memset(s->error, 'e', 100000);
+	s->error[100000] = '\0';
+	return 2;
+}
+
+int
 garbled(struct taskerd_step *s)
 {
 	s->results = strdup("{oops");
@@ -172,6 +182,7 @@ def test_function_gets_the_step_and_answers_results(taskerd, plugin):
 def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
     steps = ""
     for name, symbol in (("flaky", "flaky"), ("refuse", "refuse"),
+                         ("long_error", "long_error"),
                          ("garbled", "garbled"), ("crash", "crash"),
                          ("no_function", "nosuch")):
         steps += """\
@@ -196,6 +207,8 @@ def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
     want = {
         # name: (code, attempts, text in the message)
         "refuse": ("plugin_failed", 1, "refuse returned 3: card declined"),
+        # Kept to its first kilobyte, as exec's stderr.
+        "long_error": ("plugin_failed", 1, "long_error returned 2: eeee"),
         "garbled": ("bad_output", 1, "results that are not JSON"),
         # A crash is the worker's death: retried, as for any handler.
         "crash": ("worker_died", 2, "died"),
@@ -208,6 +221,7 @@ def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
         assert s["last_error"]["code"] == code, s
         assert s["attempts"] == attempts, s
         assert text in s["last_error"]["message"], s
+    assert len(steps["long_error"]["last_error"]["message"]) < 1100
     # The supervisor lived through its workers' crashes and replaced them.
     assert t.running
     harness.wait_until(lambda: len(t.workers_pids()) == 2, 10,

@@ -538,6 +538,10 @@ test_exec_config(void **state)
 	    "      command: [ls]\n      env: {\"A=B\": x}\n",
 	    "t.yaml:3: step \"a\": exec env: 'A=B' is not a variable name");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [ls]\n      env: {TASKERD_TASK_ID: \"7\"}\n",
+	    "t.yaml:3: step \"a\": exec env: TASKERD_TASK_ID: TASKERD_ "
+	    "variables are the step's own");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      url: http://x/\n",
 	    "t.yaml:3: step \"a\": exec handler_config: unknown key 'url' "
 	    "(command, env)");

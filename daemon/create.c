@@ -45,6 +45,7 @@
 #define CREATE_BATCH_MAX	500	/* tasks in one statement */
 #define CREATE_INFLIGHT_MAX	2	/* batches being written at once */
 #define CONFIRM_RETRY_MS	500	/* between lookups of a lost batch */
+#define CREATE_LOCK_CLASS	"1952543587"	/* 'tasc': batches' locks */
 #define CONFIRM_MAX_MS		15000	/* then its requests hear "unknown" */
 
 /*
@@ -154,11 +155,26 @@ static const char sql_create[] =
 #define COL_ORD		12	/* first column of a request's row */
 
 /*
+ * Each batch takes an advisory lock of its own, shared, before its
+ * statement (a statement locks its tables before it runs: the lock must be
+ * held before anything can make the batch wait) and holds it until it
+ * commits or rolls back.  A connection that broke under a batch does not
+ * stop its server process, which may still be writing it: the lookup takes
+ * the lock first, and so reads only once the batch's transaction has
+ * ended.  $1: the batch's lock.
+ */
+static const char sql_create_lock[] =
+"SELECT pg_advisory_xact_lock_shared(" CREATE_LOCK_CLASS ", $1::int)";
+static const char sql_confirm_wait[] =
+"SELECT pg_advisory_xact_lock(" CREATE_LOCK_CLASS ", $1::int)";
+
+/*
  * The tasks a lost batch did store: $1 [{ord, request_id}], $2 a task id
  * below all of the batch's (the highest this node had been answered when
  * it sent the batch), $3 this node.  Rows as sql_create's: the first steps
- * it claimed for this node (taken up again with their tokens), then a row
- * per request whose task is there.
+ * the batch claimed for this node (untouched since: their row is as old
+ * as their task, so no claim of this node's has taken them since), taken
+ * up again with their tokens; then a row per request whose task is there.
  */
 static const char sql_confirm[] =
 "WITH t AS ("
@@ -170,7 +186,8 @@ static const char sql_confirm[] =
 "  t.context::text, '{}', NULL::int, NULL::bigint, NULL::boolean,"
 "  NULL::text, NULL::text, NULL::text, NULL::text"
 " FROM t JOIN steps s ON s.task_id = t.id"
-" WHERE s.status = 'enqueued' AND s.lease_owner = $3 "
+" WHERE s.status = 'enqueued' AND s.lease_owner = $3"
+"   AND s.updated_at = t.created_at "
 "UNION ALL "
 "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
 "  NULL, t.ord, t.id, true, t.status, to_jsonb(t.created_at)::text,"
@@ -197,6 +214,7 @@ struct batch {
 	int			 reserved;	/* first steps it may claim */
 	unsigned		 epoch;		/* node_epoch() when sent */
 	int64_t			 floor;		/* below all its task ids */
+	int32_t			 lock;		/* its advisory lock */
 	struct timespec		 lost;		/* its answer was lost then */
 	struct event		*retry;		/* the next lookup */
 };
@@ -462,7 +480,7 @@ create_confirmed(struct db_job *job, void *arg)
 		}
 		goto out;
 	}
-	res = db_job_result(job, 0);
+	res = db_job_result(job, 1);
 	/* Its claims are ours again (unless the node's lease lapsed since:
 	 * the epoch says so, and they are handed back). */
 	sched_claims_taken(res, 0, b->epoch);
@@ -485,6 +503,11 @@ create_confirmed(struct db_job *job, void *arg)
 		    "stored; nothing was created: try again", NULL);
 		create_req_free(cr);
 	}
+	/* First steps it did not claim wait in the general claim. */
+	if (found > 0) {
+		sched_kick();
+		node_hint();
+	}
 out:
 	cq.confirming--;
 	create_batch_free(b);
@@ -497,7 +520,7 @@ create_confirm(struct batch *b)
 	struct create_req	*cr;
 	struct db_job		*job;
 	json_t			*reqs = json_array();
-	char			*p1, floor[24];
+	char			*p1, floor[24], lock[16];
 	const char		*params[3];
 
 	TAILQ_FOREACH(cr, &b->reqs, entry)
@@ -507,10 +530,13 @@ create_confirm(struct batch *b)
 	p1 = jsontext(reqs, 0);
 	json_decref(reqs);
 	snprintf(floor, sizeof(floor), "%lld", (long long)b->floor);
+	snprintf(lock, sizeof(lock), "%d", (int)b->lock);
+	params[0] = lock;
+	job = db_job_new(create_confirmed, b);
+	db_job_add(job, sql_confirm_wait, 1, params);
 	params[0] = p1;
 	params[1] = floor;
 	params[2] = sv.node_id;
-	job = db_job_new(create_confirmed, b);
 	db_job_add(job, sql_confirm, 3, params);
 	free(p1);
 	db_submit(job);
@@ -584,7 +610,7 @@ create_done(struct db_job *job, void *arg)
 		}
 		goto out;
 	}
-	res = db_job_result(job, 0);
+	res = db_job_result(job, 1);
 	n = PQntuples(res);
 	/* The claims first: their steps can start while we answer. */
 	claimed = sched_claims_taken(res, b->reserved, b->epoch);
@@ -667,8 +693,8 @@ create_flush(void)
 	struct create_req	*cr;
 	struct db_job		*job;
 	json_t			*tasks;
-	char			*p1, *p2, *p3, *blocked, room[16];
-	const char		*params[6];
+	char			*p1, *p2, *p3, *blocked, room[16], lock[16];
+	const char		*params[6], *lockp = lock;
 	int			 ord = 0, roots;
 
 	while (cq.nwaiting > 0 && cq.inflight < CREATE_INFLIGHT_MAX) {
@@ -696,6 +722,8 @@ create_flush(void)
 		b->reserved = sched_claims_reserve(roots);
 		b->epoch = node_epoch();
 		b->floor = cq.max_id;
+		arc4random_buf(&b->lock, sizeof(b->lock));
+		snprintf(lock, sizeof(lock), "%d", (int)b->lock);
 		snprintf(room, sizeof(room), "%d", b->reserved);
 		blocked = services_blocked();
 		params[0] = p1;
@@ -705,6 +733,7 @@ create_flush(void)
 		params[4] = sv.node_id;
 		params[5] = blocked;
 		job = db_job_new(create_done, b);
+		db_job_add(job, sql_create_lock, 1, &lockp);
 		db_job_add(job, sql_create, 6, params);
 		free(p1);
 		free(p2);

@@ -224,7 +224,9 @@ conn_fail(struct db_conn *c, const char *reason)
 		c->pg = NULL;
 	}
 	if (job != NULL) {
-		job->lost = true;
+		/* An error the server had already sent settles it: rolled
+		 * back.  Otherwise the commit may have happened. */
+		job->lost = job->error == NULL;
 		job_set_error(job, why, "08006");
 		job_finish(job);
 	}

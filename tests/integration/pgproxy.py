@@ -9,7 +9,9 @@ task's context), it lets the statement carrying the marker through, keeps
 everything the server answers from then on up to the ReadyForQuery that
 follows the commit, and closes the connection instead of passing that on.
 Or, armed to lose the statement itself, it closes the connection without
-passing the statement on: the client cannot tell the two apart.
+passing the statement on: the client cannot tell the two apart.  Or it
+cuts the client off as soon as the statement has passed, and lets the
+server finish it unheard.
 """
 
 import os
@@ -18,6 +20,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 
 
 class PgProxy:
@@ -30,6 +33,8 @@ class PgProxy:
         self.marker = None
         self.then_down = False
         self.lose_statement = False
+        self.cut = False
+        self.hold = 0
         self.lost = threading.Event()   # the armed answer was lost
         self.refused = 0                # connections refused while down
         self.down = False               # refuse new connections
@@ -44,15 +49,20 @@ class PgProxy:
         return "host=%s port=%d dbname=%s user=%s" % (
             self.dir, self.pg.port, dbname, self.pg.user)
 
-    def lose_answer_to(self, marker, then_down=False, statement=False):
+    def lose_answer_to(self, marker, then_down=False, statement=False,
+                       cut=False, hold=0):
         """Lose the answer to the next statement that carries marker
-        (bytes); with statement, lose the statement instead.  then_down:
-        also break every other connection and refuse new ones until up()
-        is called."""
+        (bytes); with statement, lose the statement instead; with cut,
+        close the client's side as soon as the statement has passed; with
+        hold, keep the answer that many seconds before losing it.
+        then_down: also break every other connection and refuse new ones
+        until up() is called."""
         with self.lock:
             self.marker = marker
             self.then_down = then_down
             self.lose_statement = statement
+            self.cut = cut
+            self.hold = hold
             self.lost.clear()
 
     def up(self):
@@ -131,8 +141,18 @@ class PgProxy:
                     state["swallow"] = True
                     if self.lose_statement:
                         state["drop"] = True
+                    state["cut"] = self.cut
             if state.get("drop"):
                 self._lose(pair)
+                return
+            if state.get("cut"):
+                # The server gets the statement; the client is gone.
+                try:
+                    server.sendall(data)
+                except OSError:
+                    pass
+                self._shut((client,))
+                self.lost.set()
                 return
             if marker is not None:
                 tail = (tail + data)[-len(marker):]
@@ -166,6 +186,8 @@ class PgProxy:
                     out += msg
                 elif msg[:1] == b"Z":
                     # Committed; the client never hears it.
+                    if self.hold:
+                        time.sleep(self.hold)
                     self._lose(pair)
                     return
             if out:

@@ -127,3 +127,82 @@ def test_database_that_stays_away_leaves_the_outcome_unknown(node, proxy):
     assert t.log_lines("cannot tell whether a task batch was stored")
     # It was stored: the database has it, as the answer warned it might.
     assert stored(t, "order-unknown") == 1
+
+
+def test_lookup_waits_for_the_lost_statement_to_end(node, proxy):
+    """The connection breaks on taskerd's side while the server is still
+    writing the batch (a lock held elsewhere delays it): the server goes
+    on and commits.  The lookup waits for that, and answers 201 - not
+    "nothing was created", which a retry would make a duplicate of."""
+    t = node
+    t.pg.psql_background(t.db, "BEGIN; LOCK TABLE task_transitions IN "
+                         "EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
+    harness.wait_until(lambda: int(t.pg.scalar(t.db, """
+        SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'
+          AND relation = 'task_transitions'::regclass""")) == 1, 10,
+        message="the lock held")
+    proxy.lose_answer_to(b"order-slow", cut=True)
+    r = create(t, "order-slow")
+    assert proxy.lost.is_set()
+    assert r.status == 201, (r.status, r.body)
+    assert stored(t, "order-slow") == 1
+    assert t.wait_task(r.body["task_id"], timeout=15)["status"] == "complete"
+
+
+BUSY = """\
+name: busy
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: b0
+    handler: noop
+    handler_config: { sleep_ms: 1000 }
+  - name: b1
+    handler: noop
+    handler_config: { sleep_ms: 1000 }
+"""
+
+FANOUT = """\
+name: fanout
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: r0
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+  - name: r1
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+  - name: r2
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+"""
+
+
+def test_steps_claimed_meanwhile_run_once(taskerd, pg, proxy):
+    """While older steps fill the only worker and its prefetch, a new
+    batch claims none of its first steps.  Its answer is held: meanwhile
+    the general claim takes them one by one as room frees up, and one is
+    claimed and waiting for the worker when the answer is lost.  The
+    lookup takes up the batch's own claims only, so no step runs twice."""
+    db = pg.createdb()
+    t = taskerd(templates={"busy.yaml": BUSY, "fanout.yaml": FANOUT}, db=db,
+                workers=1, config={"database.dsn": proxy.dsn(db),
+                                   "scheduler.prefetch": 2})
+    busy = t.create_task("busy", {}, namespace=NS)["task_id"]
+    proxy.lose_answer_to(b"fan-held", hold=7)
+    r = t.request("POST", "/v1/tasks", json={
+        "name": "fanout", "namespace": NS,
+        "context": {"order": "fan-held"}}, timeout=30)
+    assert proxy.lost.is_set()
+    assert r.status == 201, (r.status, r.body)
+    tid = r.body["task_id"]
+    assert t.wait_task(busy, timeout=20)["status"] == "complete"
+    done = t.wait_task(tid, timeout=30)
+    assert done["status"] == "complete", done
+    for name in ("r0", "r1", "r2"):
+        runs = t.log_lines(r'step dispatched" task_id=%d step=%s attempt=1 '
+                           % (tid, name))
+        assert len(runs) == 1, (name, runs)
+        s = [x for x in done["steps"] if x["name"] == name][0]
+        assert s["attempts"] == 1, s

@@ -7,12 +7,15 @@
  * 19.989999999999998 - the same double, but not what the client sent, and
  * a different amount to a service that reads decimals exactly.
  */
+#include <locale.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jsontext.h"
+#include "log.h"
 #include "xmalloc.h"
 
 struct jt_buf {
@@ -36,8 +39,18 @@ jt_put(struct jt_buf *b, const char *s, size_t n)
 	b->data[b->len] = '\0';
 }
 
-void
-jsontext_real(double d, char *buf, size_t len)
+static locale_t	jt_c;
+
+static void
+jt_c_init(void)
+{
+	if ((jt_c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0)) ==
+	    (locale_t)0)
+		fatal("newlocale");
+}
+
+static void
+jt_real(double d, char *buf, size_t len)
 {
 	const char	*e;
 	int		 prec;
@@ -59,6 +72,20 @@ jsontext_real(double d, char *buf, size_t len)
 	/* Still a real when read back: 1.0, not 1. */
 	if (strpbrk(buf, ".eEn") == NULL && strlen(buf) + 2 < len)
 		strcat(buf, ".0");
+}
+
+void
+jsontext_real(double d, char *buf, size_t len)
+{
+	static pthread_once_t	once = PTHREAD_ONCE_INIT;
+	locale_t		old;
+
+	/* JSON's decimal point whatever the program's locale says (tasker-ctl
+	 * follows the user's: a comma in many). */
+	pthread_once(&once, jt_c_init);
+	old = uselocale(jt_c);
+	jt_real(d, buf, len);
+	uselocale(old);
 }
 
 /* The code point of the UTF-8 sequence at s (jansson's strings are valid

@@ -19,9 +19,12 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import threading
 from datetime import datetime, timedelta, timezone
+
+import pytest
 
 import harness
 
@@ -944,3 +947,31 @@ def test_killed_worker_shows_in_workers(taskerd):
     row = [l.split() for l in out.splitlines() if l.split()[:1] == ["0"]]
     assert row and row[0][1] == str(after[0]["pid"]), out
     assert row[0][-1] == str(after[0]["restarts"]), out
+
+
+def test_reals_under_a_comma_locale(taskerd, tmp_path):
+    """tasker-ctl follows the user's locale; JSON's decimal point does not.
+    Under de_DE (a comma) a context's 19.99 still goes out and comes back
+    as 19.99."""
+    if shutil.which("localedef") is None or not os.path.isdir(
+            "/usr/share/i18n/locales"):
+        pytest.fail("localedef and the locale sources are needed (Debian "
+                    "package `locales`, installed by scripts/install-deps)")
+    locdir = tmp_path / "locales"
+    locdir.mkdir()
+    r = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8",
+                        str(locdir / "de_DE.UTF-8")],
+                       capture_output=True, text=True, timeout=120)
+    assert (locdir / "de_DE.UTF-8").is_dir(), r.stderr
+    env = {"LOCPATH": str(locdir), "LC_ALL": "de_DE.UTF-8"}
+    # The locale really has a comma (or this test proves nothing).
+    r = subprocess.run(["printf", "%.2f", "19.99"], env=dict(
+        harness.clean_env(), **env), capture_output=True, text=True)
+    assert r.stdout == "19,99", r.stdout
+
+    t = taskerd(templates={"hello.yaml": HELLO})
+    r = ctl("--json", "task", "create", NS + "/hello", "--context",
+            '{"amount": 19.99, "rate": 0.5}', url=t.url, env=env)
+    created = json.loads(ok(r))
+    assert created["context"] == {"amount": 19.99, "rate": 0.5}, created
+    assert '"amount":19.99' in r.stdout, r.stdout

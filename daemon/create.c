@@ -45,7 +45,6 @@
 #define CREATE_BATCH_MAX	500	/* tasks in one statement */
 #define CREATE_INFLIGHT_MAX	2	/* batches being written at once */
 #define CONFIRM_RETRY_MS	500	/* between lookups of a lost batch */
-#define CREATE_LOCK_CLASS	"1952543587"	/* 'tasc': batches' locks */
 #define CONFIRM_MAX_MS		15000	/* then its requests hear "unknown" */
 
 /*
@@ -155,18 +154,19 @@ static const char sql_create[] =
 #define COL_ORD		12	/* first column of a request's row */
 
 /*
- * Each batch takes an advisory lock of its own, shared, before its
- * statement (a statement locks its tables before it runs: the lock must be
- * held before anything can make the batch wait) and holds it until it
- * commits or rolls back.  A connection that broke under a batch does not
- * stop its server process, which may still be writing it: the lookup takes
- * the lock first, and so reads only once the batch's transaction has
- * ended.  $1: the batch's lock.
+ * A connection that broke under a batch does not stop its server process,
+ * which may not even have begun the statement yet, or may still be
+ * writing it: a lookup now could see nothing and a commit follow.  So the
+ * lookup first ends that process and waits for it to be gone, and with it
+ * the batch's transaction, committed or not.  $1: its pid; $2: how many
+ * milliseconds ago the batch was sent (a process started since has taken
+ * the pid over, and is left alone).  The count of processes still there
+ * after 10 s: 0, or the lookup is tried again.
  */
-static const char sql_create_lock[] =
-"SELECT pg_advisory_xact_lock_shared(" CREATE_LOCK_CLASS ", $1::int)";
-static const char sql_confirm_wait[] =
-"SELECT pg_advisory_xact_lock(" CREATE_LOCK_CLASS ", $1::int)";
+static const char sql_confirm_end[] =
+"SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 10000))"
+" FROM pg_stat_activity WHERE pid = $1::int AND usename = current_user"
+"  AND backend_start < now() - $2::bigint * interval '1 millisecond'";
 
 /*
  * The tasks a lost batch did store: $1 [{ord, request_id}], $2 a task id
@@ -214,7 +214,8 @@ struct batch {
 	int			 reserved;	/* first steps it may claim */
 	unsigned		 epoch;		/* node_epoch() when sent */
 	int64_t			 floor;		/* below all its task ids */
-	int32_t			 lock;		/* its advisory lock */
+	int			 backend;	/* the server process it went to */
+	int64_t			 sent_ms;	/* that long before it was lost */
 	struct timespec		 lost;		/* its answer was lost then */
 	struct event		*retry;		/* the next lookup */
 };
@@ -434,6 +435,16 @@ create_batch_free(struct batch *b)
 	free(b);
 }
 
+static int64_t
+ms_since(const struct timespec *t)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
+	    (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
 static void
 confirm_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -448,18 +459,18 @@ create_confirmed(struct db_job *job, void *arg)
 {
 	struct batch		*b = arg;
 	struct create_req	*cr;
-	struct timespec		 now;
 	struct timeval		 tv = { 0, CONFIRM_RETRY_MS * 1000 };
 	PGresult		*res;
-	int64_t			 waited;
+	const char		*why = db_job_error(job);
 	int			 i, found = 0;
 
-	if (db_job_error(job) != NULL) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (int64_t)(now.tv_sec - b->lost.tv_sec) * 1000 +
-		    (now.tv_nsec - b->lost.tv_nsec) / 1000000;
-		if (waited < CONFIRM_MAX_MS && !sv.stopping &&
-		    db_unavailable(db_job_sqlstate(job))) {
+	/* The batch's server process would not end (or the database is
+	 * away): not known yet. */
+	res = db_job_result(job, 0);
+	if (why == NULL && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+		why = "the server process that had the batch is still there";
+	if (why != NULL) {
+		if (ms_since(&b->lost) < CONFIRM_MAX_MS && !sv.stopping) {
 			if (b->retry == NULL)
 				b->retry = evtimer_new(sv.base,
 				    confirm_retry_cb, b);
@@ -467,7 +478,7 @@ create_confirmed(struct db_job *job, void *arg)
 			return;
 		}
 		log_warnx("cannot tell whether a task batch was stored "
-		    "count=%d error=\"%s\"", b->n, db_job_error(job));
+		    "count=%d error=\"%s\"", b->n, why);
 		while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
 			TAILQ_REMOVE(&b->reqs, cr, entry);
 			evhttp_add_header(evhttp_request_get_output_headers(
@@ -520,7 +531,7 @@ create_confirm(struct batch *b)
 	struct create_req	*cr;
 	struct db_job		*job;
 	json_t			*reqs = json_array();
-	char			*p1, floor[24], lock[16];
+	char			*p1, floor[24], pid[16], ago[24];
 	const char		*params[3];
 
 	TAILQ_FOREACH(cr, &b->reqs, entry)
@@ -530,10 +541,13 @@ create_confirm(struct batch *b)
 	p1 = jsontext(reqs, 0);
 	json_decref(reqs);
 	snprintf(floor, sizeof(floor), "%lld", (long long)b->floor);
-	snprintf(lock, sizeof(lock), "%d", (int)b->lock);
-	params[0] = lock;
+	snprintf(pid, sizeof(pid), "%d", b->backend);
+	snprintf(ago, sizeof(ago), "%lld", (long long)(ms_since(&b->lost) +
+	    b->sent_ms));
+	params[0] = pid;
+	params[1] = ago;
 	job = db_job_new(create_confirmed, b);
-	db_job_add(job, sql_confirm_wait, 1, params);
+	db_job_add(job, sql_confirm_end, 2, params);
 	params[0] = p1;
 	params[1] = floor;
 	params[2] = sv.node_id;
@@ -584,6 +598,8 @@ create_done(struct db_job *job, void *arg)
 			    "up count=%d error=\"%s\"", b->n,
 			    db_job_error(job));
 			clock_gettime(CLOCK_MONOTONIC, &b->lost);
+			b->backend = db_job_backend_pid(job);
+			b->sent_ms = db_job_sent_ms_ago(job);
 			cq.confirming++;
 			create_confirm(b);
 			create_flush();
@@ -610,7 +626,7 @@ create_done(struct db_job *job, void *arg)
 		}
 		goto out;
 	}
-	res = db_job_result(job, 1);
+	res = db_job_result(job, 0);
 	n = PQntuples(res);
 	/* The claims first: their steps can start while we answer. */
 	claimed = sched_claims_taken(res, b->reserved, b->epoch);
@@ -693,8 +709,8 @@ create_flush(void)
 	struct create_req	*cr;
 	struct db_job		*job;
 	json_t			*tasks;
-	char			*p1, *p2, *p3, *blocked, room[16], lock[16];
-	const char		*params[6], *lockp = lock;
+	char			*p1, *p2, *p3, *blocked, room[16];
+	const char		*params[6];
 	int			 ord = 0, roots;
 
 	while (cq.nwaiting > 0 && cq.inflight < CREATE_INFLIGHT_MAX) {
@@ -722,8 +738,6 @@ create_flush(void)
 		b->reserved = sched_claims_reserve(roots);
 		b->epoch = node_epoch();
 		b->floor = cq.max_id;
-		arc4random_buf(&b->lock, sizeof(b->lock));
-		snprintf(lock, sizeof(lock), "%d", (int)b->lock);
 		snprintf(room, sizeof(room), "%d", b->reserved);
 		blocked = services_blocked();
 		params[0] = p1;
@@ -733,7 +747,6 @@ create_flush(void)
 		params[4] = sv.node_id;
 		params[5] = blocked;
 		job = db_job_new(create_done, b);
-		db_job_add(job, sql_create_lock, 1, &lockp);
 		db_job_add(job, sql_create, 6, params);
 		free(p1);
 		free(p2);

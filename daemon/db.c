@@ -64,6 +64,7 @@ struct db_job {
 	bool		 got;		/* cur has produced a result */
 	bool		 inprep;	/* the results are cur's Prepare's */
 	bool		 lost;		/* its connection broke under it */
+	int		 backend_pid;	/* the server process it went to */
 	char		*error;
 	char		*sqlstate;
 };
@@ -316,6 +317,7 @@ conn_send(struct db_conn *c, struct db_job *job)
 	int		 i, r;
 
 	c->job = job;
+	job->backend_pid = PQbackendPID(c->pg);
 	c->state = CONN_BUSY;
 	clock_gettime(CLOCK_MONOTONIC, &job->sent);
 	if (c->nprepared < (int)json_object_size(db.registry)) {
@@ -757,6 +759,21 @@ bool
 db_job_lost(const struct db_job *job)
 {
 	return job->lost;
+}
+
+int
+db_job_backend_pid(const struct db_job *job)
+{
+	return job->backend_pid;
+}
+
+int64_t
+db_job_sent_ms_ago(const struct db_job *job)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return ms_between(&job->sent, &now);
 }
 
 const char *

@@ -129,11 +129,12 @@ def test_database_that_stays_away_leaves_the_outcome_unknown(node, proxy):
     assert stored(t, "order-unknown") == 1
 
 
-def test_lookup_waits_for_the_lost_statement_to_end(node, proxy):
+def test_lookup_ends_the_lost_statement_first(node, proxy):
     """The connection breaks on taskerd's side while the server is still
-    writing the batch (a lock held elsewhere delays it): the server goes
-    on and commits.  The lookup waits for that, and answers 201 - not
-    "nothing was created", which a retry would make a duplicate of."""
+    on the batch (a lock held elsewhere delays it): left alone, the server
+    would go on and commit after a lookup had found nothing.  The lookup
+    first ends that server process and waits for it, so its answer holds:
+    nothing was created, and nothing is created later."""
     t = node
     t.pg.psql_background(t.db, "BEGIN; LOCK TABLE task_transitions IN "
                          "EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
@@ -144,9 +145,16 @@ def test_lookup_waits_for_the_lost_statement_to_end(node, proxy):
     proxy.lose_answer_to(b"order-slow", cut=True)
     r = create(t, "order-slow")
     assert proxy.lost.is_set()
-    assert r.status == 201, (r.status, r.body)
+    assert r.status == 503, (r.status, r.body)
+    assert "nothing was created" in r.body["error"]["message"], r.body
+    # The lock is gone and the batch with it.
+    harness.wait_until(lambda: int(t.pg.scalar(t.db, """
+        SELECT count(*) FROM pg_locks
+        WHERE relation = 'task_transitions'::regclass""")) == 0, 10,
+        message="the lock released")
+    assert stored(t, "order-slow") == 0
+    t.create_task("order", {"order": "order-slow"}, namespace=NS)
     assert stored(t, "order-slow") == 1
-    assert t.wait_task(r.body["task_id"], timeout=15)["status"] == "complete"
 
 
 BUSY = """\

@@ -322,7 +322,8 @@ def test_program_being_replaced_is_retried(taskerd, tmp_path):
         writer.close()
     assert t.wait_task(tid)["status"] == "complete"
     s = step(t, tid, "run")
-    assert s["attempts"] == 2 and s["results"] == {"ok": True}, s
+    # Retried, not failed for good (a slow poll may cost one more try).
+    assert s["attempts"] >= 2 and s["results"] == {"ok": True}, s
 
 
 def test_program_and_children_end_when_the_supervisor_dies(taskerd, tmp_path,

@@ -137,7 +137,7 @@ def test_lookup_ends_the_lost_statement_first(node, proxy):
     nothing was created, and nothing is created later."""
     t = node
     t.pg.psql_background(t.db, "BEGIN; LOCK TABLE task_transitions IN "
-                         "EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
+                         "EXCLUSIVE MODE; SELECT pg_sleep(5); COMMIT;")
     harness.wait_until(lambda: int(t.pg.scalar(t.db, """
         SELECT count(*) FROM pg_locks WHERE granted AND mode = 'ExclusiveLock'
           AND relation = 'task_transitions'::regclass""")) == 1, 10,

@@ -963,7 +963,12 @@ def test_reals_under_a_comma_locale(taskerd, tmp_path):
                         str(locdir / "de_DE.UTF-8")],
                        capture_output=True, text=True, timeout=120)
     assert (locdir / "de_DE.UTF-8").is_dir(), r.stderr
-    env = {"LOCPATH": str(locdir), "LC_ALL": "de_DE.UTF-8"}
+    # glibc's setlocale keeps the LOCPATH list it parsed and drops the
+    # pointer: LeakSanitizer (in the sanitized pass) calls that a leak.
+    supp = tmp_path / "lsan.supp"
+    supp.write_text("leak:__argz_add_sep\n")
+    env = {"LOCPATH": str(locdir), "LC_ALL": "de_DE.UTF-8",
+           "LSAN_OPTIONS": "suppressions=%s" % supp}
     # The locale really has a comma (or this test proves nothing).
     r = subprocess.run(["printf", "%.2f", "19.99"], env=dict(
         harness.clean_env(), **env), capture_output=True, text=True)

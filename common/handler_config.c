@@ -1,10 +1,13 @@
 /*
  * handler_config.c - see handler_config.h.
  */
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errbuf.h"
 #include "handler_config.h"
@@ -27,6 +30,8 @@ handler_config_path(const char *path, const char *base_dir)
 
 	if (base_dir == NULL || path[0] == '/' || strchr(path, '/') == NULL)
 		return NULL;
+	while (strncmp(path, "./", 2) == 0)
+		path += 2;
 	xasprintf(&abs, "%s/%s", base_dir, path);
 	return abs;
 }
@@ -98,6 +103,31 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 		free(abs);
 	}
 	return 0;
+}
+
+char *
+exec_find_program(const char *name)
+{
+	const char	*path, *p, *end;
+	char		*cand;
+	struct stat	 st;
+
+	if (strchr(name, '/') != NULL)
+		return xstrdup(name);
+	if ((path = getenv("PATH")) == NULL || *path == '\0')
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (p = path; ; p = end + 1) {
+		end = strchrnul(p, ':');
+		/* An empty PATH entry means the current directory. */
+		xasprintf(&cand, "%.*s/%s", end == p ? 1 : (int)(end - p),
+		    end == p ? "." : p, name);
+		if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		if (*end == '\0')
+			return NULL;
+	}
 }
 
 /* A C identifier, which is all dlsym can find. */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "handler_config.h"
 #include "http_rules.h"
@@ -926,6 +927,53 @@ tmpl_errs_add(char **errs, const char *line)
 	xasprintf(&s, "%s\n%s", *errs, line);
 	free(*errs);
 	*errs = s;
+}
+
+char *
+tmpl_registry_warnings(const struct tmpl_registry *reg)
+{
+	const struct tmpl	*t;
+	const struct tmpl_step	*st;
+	const char		*name;
+	char			*found, *line, *out = NULL;
+	size_t			 i, k;
+
+	for (i = 0; i < reg->n; i++) {
+		t = reg->items[i];
+		for (k = 0; k < t->nsteps; k++) {
+			st = &t->steps[k];
+			if (strcmp(st->handler, "exec") == 0) {
+				name = json_string_value(json_array_get(
+				    json_object_get(st->handler_config,
+				    "command"), 0));
+				if ((found = exec_find_program(name)) != NULL &&
+				    access(found, X_OK) == 0) {
+					free(found);
+					continue;
+				}
+				free(found);
+				xasprintf(&line, "%s:%d: step \"%s\": no "
+				    "program %s to run%s", t->path, st->line,
+				    st->name, name, strchr(name, '/') ? "" :
+				    " in PATH");
+			} else if (strcmp(st->handler, "plugin") == 0) {
+				/* A bare name is for the dynamic linker to
+				 * find; only a path can be looked at. */
+				name = json_string_value(json_object_get(
+				    st->handler_config, "library"));
+				if (strchr(name, '/') == NULL ||
+				    access(name, R_OK) == 0)
+					continue;
+				xasprintf(&line, "%s:%d: step \"%s\": no "
+				    "library %s to load", t->path, st->line,
+				    st->name, name);
+			} else
+				continue;
+			tmpl_errs_add(&out, line);
+			free(line);
+		}
+	}
+	return out;
 }
 
 static int

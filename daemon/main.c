@@ -45,7 +45,7 @@ main(int argc, char **argv)
 	bool			 check = false, migrate = false;
 	struct config		*conf;
 	struct tmpl_registry	*reg;
-	char			 err[1024], *errs = NULL;
+	char			 err[1024], *errs = NULL, *p, *line;
 	PGconn			*pg;
 	int			 ch, n;
 
@@ -118,6 +118,11 @@ main(int argc, char **argv)
 	}
 	free(errs);
 	if (check) {
+		if ((errs = tmpl_registry_warnings(reg)) != NULL) {
+			for (p = errs; (line = strsep(&p, "\n")) != NULL;)
+				fprintf(stderr, "warning: %s\n", line);
+			free(errs);
+		}
 		printf("%s: ok (%zu template(s) in %s)\n", path, reg->n,
 		    conf->templates_dir);
 		tmpl_registry_free(reg);

@@ -213,6 +213,21 @@ reload_done(struct db_job *job, void *arg)
 	}
 }
 
+/* Steps that load but cannot run as things stand here (see
+ * tmpl_registry_warnings): said at start and at each reload. */
+static void
+log_template_warnings(const struct tmpl_registry *reg)
+{
+	char	*warnings, *p, *line;
+
+	if ((warnings = tmpl_registry_warnings(reg)) == NULL)
+		return;
+	for (p = warnings; (line = strsep(&p, "\n")) != NULL;)
+		log_warnx("template step cannot run here yet reason=\"%s\"",
+		    line);
+	free(warnings);
+}
+
 /* SIGHUP: validate the config and every template, then swap the templates
  * in; anything broken is reported and the old ones stay in force.  Other
  * settings (listen address, workers, database) need a restart. */
@@ -256,6 +271,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	free(errs);
+	log_template_warnings(reg);
 	json = migrate_templates_param(reg);
 	/* Nothing changed (a periodic reload): keep the registry in force.
 	 * A replaced one is kept until exit (see retired), so swapping an
@@ -358,6 +374,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	if (access(sv.worker_path, X_OK) == -1)
 		fatal("worker binary %s", sv.worker_path);
 
+	log_template_warnings(reg);
 	prepare_database();
 
 	signal(SIGPIPE, SIG_IGN);

@@ -97,6 +97,11 @@ struct tmpl_registry {
 struct tmpl_registry *tmpl_registry_load(const char *dir,
 	    const struct tmpl_defaults *, char **errs);
 void	tmpl_registry_free(struct tmpl_registry *);
+/* What loads but will fail when it runs, as things stand on this machine:
+ * an exec step whose program, or a plugin step whose library (a path), is
+ * not there.  Not errors: a deployment may install them after the
+ * templates.  NULL, or "FILE:LINE: reason" lines the caller frees. */
+char	*tmpl_registry_warnings(const struct tmpl_registry *);
 
 /* Find by namespace and name; version NULL picks the highest version
  * (dotted numeric comparison). */

@@ -118,33 +118,6 @@ exec_init(void)
 	return 0;
 }
 
-/* The program to execve: a name with a slash as it is, else the first
- * executable file of that name in PATH.  NULL when there is none. */
-static char *
-exec_find(const char *name)
-{
-	const char	*path, *p, *end;
-	char		*cand;
-	struct stat	 st;
-
-	if (strchr(name, '/') != NULL)
-		return xstrdup(name);
-	if ((path = getenv("PATH")) == NULL || *path == '\0')
-		path = "/usr/local/bin:/usr/bin:/bin";
-	for (p = path; ; p = end + 1) {
-		end = strchrnul(p, ':');
-		/* An empty PATH entry means the current directory. */
-		xasprintf(&cand, "%.*s/%s", end == p ? 1 : (int)(end - p),
-		    end == p ? "." : p, name);
-		if (stat(cand, &st) == 0 && S_ISREG(st.st_mode) &&
-		    access(cand, X_OK) == 0)
-			return cand;
-		free(cand);
-		if (*end == '\0')
-			return NULL;
-	}
-}
-
 static void
 exec_env_add(char ***envp, size_t *n, const char *name, const char *value)
 {
@@ -509,7 +482,7 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 		return;
 	memset(&io, 0, sizeof(io));
 	io.outmax = handler_max_output();
-	if ((path = exec_find(argv[0])) == NULL) {
+	if ((path = exec_find_program(argv[0])) == NULL) {
 		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
 		    "%s: not found in PATH", argv[0]);
 		goto done;

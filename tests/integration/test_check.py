@@ -212,3 +212,43 @@ def test_check_rejects_unknown_config_key(tmp_path):
     line, reason = errs[0]
     assert line == line_of(text, "bogus_setting"), (line, reason, text)
     assert "bogus_setting" in reason, reason
+
+
+RUNS_NOTHING_YET = """\
+name: deploy_later
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: present
+    handler: exec
+    handler_config: { command: [sh, -c, "true"] }
+  - name: script
+    handler: exec
+    handler_config: { command: [./handlers/not-yet.sh] }
+  - name: tool
+    handler: exec
+    handler_config: { command: [taskerd-no-such-tool] }
+  - name: native
+    handler: plugin
+    handler_config: { library: ./lib/libnot-yet.so, symbol: go }
+"""
+
+
+def test_missing_programs_are_warned_about(tmp_path):
+    """An exec program or plugin library that is not there yet is a
+    warning, not an error: a deployment may install it after the
+    templates.  It names the step's line, and --check still passes."""
+    r, tdir, _ = check(tmp_path, {"later.yaml": RUNS_NOTHING_YET})
+    assert r.returncode == 0, r.stderr
+    path = tdir / "later.yaml"
+    found = dict(errors_for(r.stderr, path))
+    assert set(found) == {min(step_lines(RUNS_NOTHING_YET, n)) for n in
+                          ("script", "tool", "native")}, r.stderr
+    assert all(line.startswith("warning: ") for line in
+               r.stderr.splitlines() if "later.yaml" in line), r.stderr
+    assert "no program %s/handlers/not-yet.sh to run" % tdir.resolve() \
+        in r.stderr, r.stderr
+    assert "no program taskerd-no-such-tool to run in PATH" in r.stderr
+    assert "no library %s/lib/libnot-yet.so to load" % tdir.resolve() \
+        in r.stderr, r.stderr
+    assert '"present"' not in r.stderr

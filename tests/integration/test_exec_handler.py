@@ -179,6 +179,12 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         assert text in s["last_error"]["message"], s
     # A program's failure is the step's, never the worker's.
     assert "worker died" not in t.log()
+    # The two that could not run were named when the templates loaded.
+    said = t.log_lines("template step cannot run here yet")
+    assert len(said) == 2, said
+    assert any('"missing": no program' in l for l in said), said
+    assert any("no-such-program-in-path to run in PATH" in l
+               for l in said), said
 
 
 def test_output_larger_than_a_frame(taskerd, tmp_path):

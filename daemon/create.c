@@ -158,15 +158,15 @@ static const char sql_create[] =
  * which may not even have begun the statement yet, or may still be
  * writing it: a lookup now could see nothing and a commit follow.  So the
  * lookup first ends that process and waits for it to be gone, and with it
- * the batch's transaction, committed or not.  $1: its pid; $2: how many
- * milliseconds ago the batch was sent (a process started since has taken
- * the pid over, and is left alone).  The count of processes still there
- * after 10 s: 0, or the lookup is tried again.
+ * the batch's transaction, committed or not.  $1: its pid, $2: its start
+ * (microseconds since the epoch; a process that took the pid over since
+ * is another and left alone).  The count of processes still there after
+ * 10 s: 0, or the lookup is tried again.
  */
 static const char sql_confirm_end[] =
 "SELECT count(*) FILTER (WHERE NOT pg_terminate_backend(pid, 10000))"
-" FROM pg_stat_activity WHERE pid = $1::int AND usename = current_user"
-"  AND backend_start < now() - $2::bigint * interval '1 millisecond'";
+" FROM pg_stat_activity WHERE pid = $1::int"
+"  AND (extract(epoch FROM backend_start) * 1000000)::bigint = $2::bigint";
 
 /*
  * The tasks a lost batch did store: $1 [{ord, request_id}], $2 a task id
@@ -215,7 +215,7 @@ struct batch {
 	unsigned		 epoch;		/* node_epoch() when sent */
 	int64_t			 floor;		/* below all its task ids */
 	int			 backend;	/* the server process it went to */
-	int64_t			 sent_ms;	/* that long before it was lost */
+	int64_t			 backend_start;	/* and its start */
 	struct timespec		 lost;		/* its answer was lost then */
 	struct event		*retry;		/* the next lookup */
 };
@@ -531,7 +531,7 @@ create_confirm(struct batch *b)
 	struct create_req	*cr;
 	struct db_job		*job;
 	json_t			*reqs = json_array();
-	char			*p1, floor[24], pid[16], ago[24];
+	char			*p1, floor[24], pid[16], start[24];
 	const char		*params[3];
 
 	TAILQ_FOREACH(cr, &b->reqs, entry)
@@ -542,10 +542,9 @@ create_confirm(struct batch *b)
 	json_decref(reqs);
 	snprintf(floor, sizeof(floor), "%lld", (long long)b->floor);
 	snprintf(pid, sizeof(pid), "%d", b->backend);
-	snprintf(ago, sizeof(ago), "%lld", (long long)(ms_since(&b->lost) +
-	    b->sent_ms));
+	snprintf(start, sizeof(start), "%lld", (long long)b->backend_start);
 	params[0] = pid;
-	params[1] = ago;
+	params[1] = start;
 	job = db_job_new(create_confirmed, b);
 	db_job_add(job, sql_confirm_end, 2, params);
 	params[0] = p1;
@@ -598,8 +597,7 @@ create_done(struct db_job *job, void *arg)
 			    "up count=%d error=\"%s\"", b->n,
 			    db_job_error(job));
 			clock_gettime(CLOCK_MONOTONIC, &b->lost);
-			b->backend = db_job_backend_pid(job);
-			b->sent_ms = db_job_sent_ms_ago(job);
+			db_job_backend(job, &b->backend, &b->backend_start);
 			cq.confirming++;
 			create_confirm(b);
 			create_flush();

@@ -65,6 +65,7 @@ struct db_job {
 	bool		 inprep;	/* the results are cur's Prepare's */
 	bool		 lost;		/* its connection broke under it */
 	int		 backend_pid;	/* the server process it went to */
+	int64_t		 backend_start;	/* and when that process started */
 	char		*error;
 	char		*sqlstate;
 };
@@ -77,6 +78,10 @@ struct db_conn {
 	struct event	*retry;		/* reconnect timer */
 	int		 backoff_ms;
 	struct db_job	*job;
+	/* Its server process's start, in microseconds since the epoch (0
+	 * until its first job has read it): with its pid, that process and
+	 * no other, even after the pid is reused. */
+	int64_t		 backend_start;
 	/* Per registered statement: 0 not prepared, 1 prepared, 2 its
 	 * Prepare is in flight. */
 	unsigned char	*prepared;
@@ -246,9 +251,27 @@ conn_fail(struct db_conn *c, const char *reason)
 	evtimer_add(c->retry, &tv);
 }
 
+static const char sql_backend_start[] =
+"SELECT (extract(epoch FROM backend_start) * 1000000)::bigint"
+" FROM pg_stat_activity WHERE pid = pg_backend_pid()";
+
+static void
+conn_started(struct db_job *job, void *arg)
+{
+	struct db_conn	*c = arg;
+	PGresult	*res;
+
+	if (db_job_error(job) == NULL && (res = db_job_result(job, 0)) != NULL &&
+	    PQntuples(res) == 1)
+		c->backend_start = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+}
+
 static void
 conn_ready(struct db_conn *c)
 {
+	struct db_job	*job;
+	char		*sql;
+
 	if (PQsetnonblocking(c->pg, 1) != 0 ||
 	    PQenterPipelineMode(c->pg) != 1) {
 		conn_fail(c, PQerrorMessage(c->pg));
@@ -257,20 +280,19 @@ conn_ready(struct db_conn *c)
 	log_info("database connected conn=%d", c->id);
 	c->state = CONN_IDLE;
 	c->backoff_ms = 0;
+	c->backend_start = 0;
 	conn_arm(c, EV_READ | EV_PERSIST);
+	/* The connection's own first job: which server process it has; and
+	 * on one connection, LISTEN (one listening session is enough). */
+	job = db_job_new(conn_started, c);
+	db_job_add(job, sql_backend_start, 0, NULL);
 	if (c->id == 0 && db.channel != NULL) {
-		/* One listening session is enough; its own first job. */
-		struct db_job	*job = db_job_new(NULL, NULL);
-		char		*sql;
-
 		xasprintf(&sql, "LISTEN %s", db.channel);
 		db_job_add(job, sql, 0, NULL);
 		free(sql);
-		clock_gettime(CLOCK_MONOTONIC, &job->queued);
-		conn_send(c, job);
-		return;
 	}
-	db_dispatch();
+	clock_gettime(CLOCK_MONOTONIC, &job->queued);
+	conn_send(c, job);
 }
 
 /* Hand over the notifications that arrived with the last input. */
@@ -318,6 +340,7 @@ conn_send(struct db_conn *c, struct db_job *job)
 
 	c->job = job;
 	job->backend_pid = PQbackendPID(c->pg);
+	job->backend_start = c->backend_start;
 	c->state = CONN_BUSY;
 	clock_gettime(CLOCK_MONOTONIC, &job->sent);
 	if (c->nprepared < (int)json_object_size(db.registry)) {
@@ -761,19 +784,11 @@ db_job_lost(const struct db_job *job)
 	return job->lost;
 }
 
-int
-db_job_backend_pid(const struct db_job *job)
+void
+db_job_backend(const struct db_job *job, int *pid, int64_t *start)
 {
-	return job->backend_pid;
-}
-
-int64_t
-db_job_sent_ms_ago(const struct db_job *job)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return ms_between(&job->sent, &now);
+	*pid = job->backend_pid;
+	*start = job->backend_start;
 }
 
 const char *

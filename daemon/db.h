@@ -54,10 +54,9 @@ const char *db_job_sqlstate(const struct db_job *);
 /* The job failed because its connection broke after it was sent: what it
  * wrote may or may not have committed. */
 bool	 db_job_lost(const struct db_job *);
-/* The server process the job was sent to (0: never sent), and how long
- * ago it was sent. */
-int	 db_job_backend_pid(const struct db_job *);
-int64_t	 db_job_sent_ms_ago(const struct db_job *);
+/* The server process the job was sent to: its pid (0: never sent) and
+ * its start in microseconds since the epoch (0: not known). */
+void	 db_job_backend(const struct db_job *, int *pid, int64_t *start);
 /* True for a SQLSTATE that says the database went away (or is not back
  * yet), not that the statement was wrong: worth a retry later. */
 bool	 db_unavailable(const char *sqlstate);

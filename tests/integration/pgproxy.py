@@ -151,8 +151,8 @@ class PgProxy:
                     server.sendall(data)
                 except OSError:
                     pass
-                self._shut((client,))
                 self.lost.set()
+                self._shut((client,))
                 return
             if marker is not None:
                 tail = (tail + data)[-len(marker):]
@@ -198,13 +198,15 @@ class PgProxy:
                     return
 
     def _lose(self, pair):
-        self._shut(pair)
+        # Said before it happens: the client may answer its own client
+        # before this thread runs again.
         with self.lock:
             then_down = self.then_down
             if then_down:
                 self.down = True
                 others = [p for p in self.conns if p is not pair]
+        self.lost.set()
+        self._shut(pair)
         if then_down:
             for p in others:
                 self._shut(p)
-        self.lost.set()

@@ -101,12 +101,6 @@ class PgProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            with self.lock:
-                down = self.down
-            if down:
-                self.refused += 1
-                client.close()
-                continue
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 server.connect(self.target)
@@ -115,8 +109,16 @@ class PgProxy:
                 continue
             pair = (client, server)
             state = {"swallow": False}
+            # Under the lock _lose takes: a connection is either among
+            # those it cuts, or sees that the proxy is down.
             with self.lock:
-                self.conns.append(pair)
+                down = self.down
+                if not down:
+                    self.conns.append(pair)
+            if down:
+                self.refused += 1
+                self._shut(pair)
+                continue
             threading.Thread(target=self._up, args=(pair, state),
                              daemon=True).start()
             threading.Thread(target=self._back, args=(pair, state),

@@ -81,3 +81,13 @@ size_parse(const char *s, int64_t *bytes)
 	return unit_parse(s, size_units,
 	    sizeof(size_units) / sizeof(size_units[0]), 1, bytes);
 }
+
+int64_t
+duration_ms_since(const struct timespec *t)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
+	    (now.tv_nsec - t->tv_nsec) / 1000000;
+}

@@ -39,6 +39,7 @@
 #include "supervisor.h"
 #include "node.h"
 #include "jsontext.h"
+#include "duration.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -435,16 +436,6 @@ create_batch_free(struct batch *b)
 	free(b);
 }
 
-static int64_t
-ms_since(const struct timespec *t)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
-	    (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
 static void
 confirm_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -470,7 +461,7 @@ create_confirmed(struct db_job *job, void *arg)
 	if (why == NULL && strcmp(PQgetvalue(res, 0, 0), "0") != 0)
 		why = "the server process that had the batch is still there";
 	if (why != NULL) {
-		if (ms_since(&b->lost) < CONFIRM_MAX_MS && !sv.stopping) {
+		if (duration_ms_since(&b->lost) < CONFIRM_MAX_MS && !sv.stopping) {
 			if (b->retry == NULL)
 				b->retry = evtimer_new(sv.base,
 				    confirm_retry_cb, b);

@@ -33,6 +33,7 @@
 #include "metrics.h"
 #include "supervisor.h"
 #include "protocol.h"
+#include "duration.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -509,16 +510,6 @@ worker_reaped(struct worker *w, int status)
 	supervisor_check_ready();
 }
 
-static int64_t
-ms_since(const struct timespec *t)
-{
-	struct timespec	now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
-	    (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
 /*
  * Liveness: every worker, idle or busy, answers pings (a busy one from its
  * main thread while the handler runs).  One that stays silent - stopped,
@@ -538,7 +529,7 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 	 * swapped): then no pings went out, and the workers' silence is
 	 * ours.  Their clocks restart now. */
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	late = ms_since(&pool.last_tick) - pool.ping_interval_ms;
+	late = duration_ms_since(&pool.last_tick) - pool.ping_interval_ms;
 	pool.last_tick = now;
 	if (late > pool.ping_timeout_ms / 2) {
 		log_warnx("supervisor loop stalled, not counting workers' "
@@ -551,10 +542,10 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 		if (w->state != W_STARTING && w->state != W_IDLE &&
 		    w->state != W_BUSY)
 			continue;
-		if (ms_since(&w->last_heard) > pool.ping_timeout_ms) {
+		if (duration_ms_since(&w->last_heard) > pool.ping_timeout_ms) {
 			log_warnx("worker not answering, killing pid=%d slot=%d "
 			    "silent_ms=%lld step=%s", (int)w->pid, w->slot,
-			    (long long)ms_since(&w->last_heard),
+			    (long long)duration_ms_since(&w->last_heard),
 			    w->claim ? w->claim->step_name : "none");
 			w->unresponsive = true;
 			worker_close_socket(w);

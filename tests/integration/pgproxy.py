@@ -207,8 +207,10 @@ class PgProxy:
             if then_down:
                 self.down = True
                 others = [p for p in self.conns if p is not pair]
-        self.lost.set()
-        self._shut(pair)
+        # The others first: once the client sees this one cut, no other
+        # connection may still carry its next statement.
         if then_down:
             for p in others:
                 self._shut(p)
+        self.lost.set()
+        self._shut(pair)

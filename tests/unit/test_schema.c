@@ -280,6 +280,26 @@ test_pattern(void **state)
 #endif
 }
 
+/* Compiled patterns are kept by their text: many patterns (the cache
+ * fills and is emptied), each seen again, still match what they say. */
+static void
+test_pattern_cache(void **state)
+{
+	char	schema[64], yes[32], no[32];
+	int	round, n;
+
+	(void)state;
+	for (round = 0; round < 2; round++)
+		for (n = 1; n <= 300; n++) {
+			snprintf(schema, sizeof(schema),
+			    "{\"pattern\":\"^p%dq$\"}", n);
+			snprintf(yes, sizeof(yes), "\"p%dq\"", n);
+			snprintf(no, sizeof(no), "\"p%dq\"", n + 1);
+			VALID(schema, yes);
+			INVALID(schema, no);
+		}
+}
+
 static void
 test_numbers(void **state)
 {
@@ -819,6 +839,7 @@ main(void)
 		cmocka_unit_test(test_enum_const),
 		cmocka_unit_test(test_length),
 		cmocka_unit_test(test_pattern),
+		cmocka_unit_test(test_pattern_cache),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_items),
 		cmocka_unit_test(test_boolean_schema),

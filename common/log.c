@@ -87,6 +87,44 @@ split_at_fields(const char *s)
 }
 
 /*
+ * A value as a logfmt field wants it: bare when it is a plain word, else in
+ * double quotes with '"' and '\\' escaped and control characters as spaces.
+ * Values come from outside (libpq errors quote names, handlers choose their
+ * error codes, paths hold spaces) and one stray quote would make the rest
+ * of the line unreadable to a log parser.  The answer lives in one of a few
+ * rotating buffers, so a call may quote several values; a value too long
+ * for them is cut, its closing quote kept.
+ */
+const char *
+log_quote(const char *s)
+{
+	static __thread char	 ring[4][1024];
+	static __thread unsigned next;
+	char			*out;
+	const char		*p;
+	size_t			 o = 0;
+
+	if (s == NULL)
+		return "-";
+	for (p = s; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\' ||
+		    *p == '=' || *p == 0x7f)
+			break;
+	if (*p == '\0' && p > s)
+		return s;
+	out = ring[next++ % 4];
+	out[o++] = '"';
+	for (p = s; *p != '\0' && o + 3 < sizeof(ring[0]); p++) {
+		if (*p == '"' || *p == '\\')
+			out[o++] = '\\';
+		out[o++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return out;
+}
+
+/*
  * Under systemd, stderr is a stream to the journal and JOURNAL_STREAM names
  * it ("DEV:INODE"); then each event is sent as a journal entry whose
  * key=value pairs become fields (TASK_ID=, STEP=, ...), so `journalctl

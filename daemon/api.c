@@ -428,7 +428,8 @@ api_route(struct evhttp_request *req, void *arg)
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL || (n = split_path(path, seg, 6)) == -1)
 		goto notfound;
-	log_debug("api request method=%d path=%s", (int)m, path);
+	log_debug("api request method=%d path=%s", (int)m,
+	    log_quote(path));
 	pend = xcalloc(1, sizeof(*pend));
 	pend->req = req;
 	pend->route = route_label(seg, n);

@@ -170,8 +170,8 @@ route_results_done(struct db_job *job, void *arg)
 	    sizeof(err)) : NULL;
 	if (out == NULL) {
 		log_warnx("results route cannot render template=%s/%s "
-		    "task_id=%s reason=\"%s\"", rr->t->namespace, rr->t->name,
-		    rr->id, scope ? err : "bad row");
+		    "task_id=%s reason=%s", rr->t->namespace, rr->t->name,
+		    rr->id, log_quote(scope ? err : "bad row"));
 		route_error(rr->req, 500, "results cannot be rendered",
 		    json_pack("{s:s}", "reason", scope ? err : "bad row"));
 	} else

@@ -593,7 +593,7 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 	db_job_add(job, sql_step_json, 2, params);
 	db_submit(job);
 	log_info("step action requested task_id=%s step=%s action=%s",
-	    idstr, step, action);
+	    idstr, log_quote(step), log_quote(action));
 	free(metas);
 out:
 	free(rs);

@@ -469,7 +469,7 @@ create_confirmed(struct db_job *job, void *arg)
 			return;
 		}
 		log_warnx("cannot tell whether a task batch was stored "
-		    "count=%d error=\"%s\"", b->n, why);
+		    "count=%d error=%s", b->n, log_quote(why));
 		while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
 			TAILQ_REMOVE(&b->reqs, cr, entry);
 			evhttp_add_header(evhttp_request_get_output_headers(
@@ -557,8 +557,8 @@ create_start(PGconn *pg)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		cq.max_id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	else
-		log_warnx("cannot read the highest task id error=\"%s\"",
-		    PQerrorMessage(pg));
+		log_warnx("cannot read the highest task id error=%s",
+		    log_quote(PQerrorMessage(pg)));
 	PQclear(res);
 }
 
@@ -585,8 +585,8 @@ create_done(struct db_job *job, void *arg)
 			 * up the claims it made, or the orphan sweep hands
 			 * them back). */
 			log_warnx("task batch answer lost, looking its tasks "
-			    "up count=%d error=\"%s\"", b->n,
-			    db_job_error(job));
+			    "up count=%d error=%s", b->n,
+			    log_quote(db_job_error(job)));
 			clock_gettime(CLOCK_MONOTONIC, &b->lost);
 			db_job_backend(job, &b->backend, &b->backend_start);
 			cq.confirming++;
@@ -598,8 +598,9 @@ create_done(struct db_job *job, void *arg)
 			/* Not the connection: perhaps one task's row.  Try
 			 * them one by one so the others are not held back. */
 			log_warnx("task batch failed, retrying one by one "
-			    "count=%d sqlstate=%s error=\"%s\"", b->n,
-			    state ? state : "none", db_job_error(job));
+			    "count=%d sqlstate=%s error=%s", b->n,
+			    state ? state : "none",
+			    log_quote(db_job_error(job)));
 			while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
 				TAILQ_REMOVE(&b->reqs, cr, entry);
 				cr->alone = true;

@@ -140,7 +140,8 @@ conn_notice(void *arg, const char *message)
 {
 	struct db_conn	*c = arg;
 
-	log_info("database notice conn=%d message=\"%.300s\"", c->id, message);
+	log_info("database notice conn=%d message=%s", c->id,
+	    log_quote(message));
 }
 
 static void
@@ -217,8 +218,8 @@ conn_fail(struct db_conn *c, const char *reason)
 	/* reason is often PQerrorMessage(c->pg), which PQfinish frees. */
 	snprintf(why, sizeof(why), "%s", reason);
 	if (c->state != CONN_DOWN && !db.stopping)
-		log_warnx("database connection lost conn=%d reason=\"%.200s\"",
-		    c->id, why);
+		log_warnx("database connection lost conn=%d reason=%s",
+		    c->id, log_quote(why));
 	c->state = CONN_DOWN;
 	c->job = NULL;
 	if (c->ev != NULL) {

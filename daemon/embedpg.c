@@ -275,7 +275,7 @@ embedpg_start(const char *state_dir)
 		xasprintf(&initdb, "%s/initdb", pg.bindir);
 		argv[0] = initdb;
 		log_info("embedded database: creating a cluster datadir=%s",
-		    pg.datadir);
+		    log_quote(pg.datadir));
 		status = run(argv, log);
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			fatalx("embedded database: initdb failed (see %s)", log);
@@ -306,7 +306,7 @@ embedpg_start(const char *state_dir)
 			    PQserverVersion(c));
 			PQfinish(c);
 			log_info("embedded database ready socket=%s version=%s",
-			    pg.sockdir, version);
+			    log_quote(pg.sockdir), log_quote(version));
 			return xstrdup(pg.dsn);
 		}
 		PQfinish(c);

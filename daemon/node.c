@@ -106,8 +106,8 @@ id_lease(PGconn *pg, long long *until, long long *left, char *host,
 
 	res = PQexecParams(pg, sql_id_lease, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_warnx("node id check failed error=\"%s\"",
-		    PQresultErrorMessage(res));
+		log_warnx("node id check failed error=%s",
+		    log_quote(PQresultErrorMessage(res)));
 		PQclear(res);
 		return -1;
 	}
@@ -207,8 +207,8 @@ beat_done(struct db_job *job, void *arg)
 		if (!was_ok && !nd.lapsed) {
 			nd.lapsed = true;
 			log_warnx("node lease lapsed, queued steps held back "
-			    "node=%s error=\"%s\"", sv.node_id,
-			    db_job_error(job));
+			    "node=%s error=%s", sv.node_id,
+			    log_quote(db_job_error(job)));
 		}
 		free(sent);
 		return;

@@ -131,8 +131,8 @@ worker_close_socket(struct worker *w)
 static void
 worker_protocol_error(struct worker *w, const char *why)
 {
-	log_warnx("worker protocol error pid=%d slot=%d reason=\"%s\"",
-	    (int)w->pid, w->slot, why);
+	log_warnx("worker protocol error pid=%d slot=%d reason=%s",
+	    (int)w->pid, w->slot, log_quote(why));
 	worker_close_socket(w);
 	worker_kill(w, SIGKILL, "protocol error");
 }
@@ -276,8 +276,8 @@ worker_kill(struct worker *w, int sig, const char *why)
 	/* A reaped pid may already be another process's. */
 	if (w->pid <= 0 || w->reaped)
 		return;
-	log_debug("signalling worker pid=%d slot=%d signal=%d reason=\"%s\"",
-	    (int)w->pid, w->slot, sig, why);
+	log_debug("signalling worker pid=%d slot=%d signal=%d reason=%s",
+	    (int)w->pid, w->slot, sig, log_quote(why));
 	kill(w->pid, sig);
 	/* From here no outcome of this worker is accepted: the claim waits
 	 * for the reaper. */
@@ -500,7 +500,8 @@ worker_reaped(struct worker *w, int status)
 		if (w->start_delay_ms > WORKER_START_MAX_MS)
 			w->start_delay_ms = WORKER_START_MAX_MS;
 		log_warnx("worker cannot start slot=%d path=%s "
-		    "retry_in_ms=%d", w->slot, pool.path, w->start_delay_ms);
+		    "retry_in_ms=%d", w->slot, log_quote(pool.path),
+		    w->start_delay_ms);
 		tv.tv_sec = w->start_delay_ms / 1000;
 		tv.tv_usec = (w->start_delay_ms % 1000) * 1000;
 	}
@@ -592,10 +593,11 @@ pool_init(struct event_base *base, int count, const char *path,
 		pool.drop = true;
 		pool.uid = pw->pw_uid;
 		pool.gid = pw->pw_gid;
-		log_info("workers run as user=%s uid=%d gid=%d", user,
+		log_info("workers run as user=%s uid=%d gid=%d", log_quote(user),
 		    (int)pool.uid, (int)pool.gid);
 	} else if (user != NULL)
-		log_warnx("workers.user=%s ignored: not started as root", user);
+		log_warnx("workers.user=%s ignored: not started as root",
+		    log_quote(user));
 
 	pool.base = base;
 	pool.n = count;

@@ -88,8 +88,8 @@ reply_db_error(struct evhttp_request *req, struct db_job *job)
 		    "the database is unavailable; try again shortly");
 		return;
 	}
-	log_warnx("api database error sqlstate=%s error=\"%s\"",
-	    state ? state : "none", db_job_error(job));
+	log_warnx("api database error sqlstate=%s error=%s",
+	    state ? state : "none", log_quote(db_job_error(job)));
 	reply_error(req, 500, "internal", "database error (%s)",
 	    state ? state : "unknown");
 }

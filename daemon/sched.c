@@ -840,7 +840,8 @@ sched_claim_done(struct db_job *job, void *arg)
 	sc.claiming = false;
 	sc.reserved -= asked;
 	if (db_job_error(job) != NULL) {
-		log_warnx("claim failed error=\"%s\"", db_job_error(job));
+		log_warnx("claim failed error=%s",
+		    log_quote(db_job_error(job)));
 		sc.want = true;
 		sched_wake_in(SCHED_RETRY_APPLY_MS);
 		return;
@@ -1061,7 +1062,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		    "outcome=%s code=%s next=%s delay_ms=%lld "
 		    "correlation_id=%s", (long long)c->task_id, c->step_name,
 		    c->attempt, proto_outcome_name(o->outcome),
-		    o->error_code ? o->error_code : "error", status,
+		    log_quote(o->error_code ? o->error_code : "error"), status,
 		    (long long)delay, c->correlation_id);
 	}
 	if (probe)
@@ -1149,10 +1150,10 @@ apply_refused(json_t *recs, const char *why)
 			return;
 		}
 		log_warnx("outcome refused by the database, failing the step "
-		    "step_id=%s task_id=%lld step=%s error=\"%s\"", k,
+		    "step_id=%s task_id=%lld step=%s error=%s", k,
 		    (long long)json_integer_value(json_object_get(v,
 		    "task_id")), json_string_value(json_object_get(v, "name")),
-		    why);
+		    log_quote(why));
 		err = json_pack("{s:s, s:s%, s:i}", "code",
 		    "outcome_not_stored", "message", why, strnlen(why, 300),
 		    "http_status", 0);
@@ -1191,8 +1192,9 @@ sched_apply_done(struct db_job *job, void *arg)
 		 * token check makes a second application a no-op.  A record
 		 * that arrived since (an outcome after its start mark) is
 		 * newer and stays. */
-		log_warnx("applying outcomes failed count=%zu error=\"%s\"",
-		    json_object_size(sent->recs), db_job_error(job));
+		log_warnx("applying outcomes failed count=%zu error=%s",
+		    json_object_size(sent->recs),
+		    log_quote(db_job_error(job)));
 		if (!db_unavailable(db_job_sqlstate(job)))
 			apply_refused(sent->recs, db_job_error(job));
 		json_object_foreach(sent->recs, k, v)
@@ -1421,7 +1423,8 @@ sched_expired_done(struct db_job *job, void *arg)
 
 	sc.sweeping = false;
 	if (db_job_error(job) != NULL) {
-		log_warnx("lease sweep failed error=\"%s\"", db_job_error(job));
+		log_warnx("lease sweep failed error=%s",
+		    log_quote(db_job_error(job)));
 		return;
 	}
 	if (!startup)

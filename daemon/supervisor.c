@@ -195,8 +195,8 @@ reload_done(struct db_job *job, void *arg)
 	if (db_job_error(job) != NULL ||
 	    migrate_templates_apply(reg, db_job_result(job, 0)) == -1) {
 		log_warnx("reload failed, keeping the loaded templates "
-		    "error=\"%s\"", db_job_error(job) ? db_job_error(job) :
-		    "template ids missing");
+		    "error=%s", log_quote(db_job_error(job) ?
+		    db_job_error(job) : "template ids missing"));
 		tmpl_registry_free(reg);
 	} else {
 		retired = xreallocarray(retired, nretired + 1,
@@ -223,8 +223,8 @@ log_template_warnings(const struct tmpl_registry *reg)
 	if ((warnings = tmpl_registry_warnings(reg)) == NULL)
 		return;
 	for (p = warnings; (line = strsep(&p, "\n")) != NULL;)
-		log_warnx("template step cannot run here yet reason=\"%s\"",
-		    line);
+		log_warnx("template step cannot run here yet reason=%s",
+		    log_quote(line));
 	free(warnings);
 }
 
@@ -250,10 +250,10 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	sd_notify(0, "RELOADING=1");
-	log_info("reloading config=%s", sv.conf->path);
+	log_info("reloading config=%s", log_quote(sv.conf->path));
 	if ((conf = config_load(sv.conf->path, err, sizeof(err))) == NULL) {
 		log_warnx("reload refused, keeping the loaded templates "
-		    "reason=\"%s\"", err);
+		    "reason=%s", log_quote(err));
 		sd_notify(0, "READY=1");
 		return;
 	}
@@ -265,7 +265,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		for (p = errs; p != NULL && (line = strsep(&p, "\n")) != NULL;)
 			if (*line != '\0')
 				log_warnx("reload refused, keeping the loaded "
-				    "templates reason=\"%s\"", line);
+				    "templates reason=%s", log_quote(line));
 		free(errs);
 		sd_notify(0, "READY=1");
 		return;
@@ -332,15 +332,15 @@ prepare_database(void)
 	/* (Each attempt may itself take up to its connect_timeout.) */
 	while ((pg = db_connect_blocking(sv.conf->database_dsn, err,
 	    sizeof(err))) == NULL && time(NULL) < until) {
-		log_warnx("database not reachable, retrying error=\"%s\"",
-		    err);
+		log_warnx("database not reachable, retrying error=%s",
+		    log_quote(err));
 		sleep(1);
 	}
 	if (pg == NULL)
-		fatalx("database unreachable for %ds error=\"%s\"",
-		    SUPERVISOR_DB_WAIT_S, err);
+		fatalx("database unreachable for %ds error=%s",
+		    SUPERVISOR_DB_WAIT_S, log_quote(err));
 	if ((n = migrate_run(pg, err, sizeof(err))) == -1)
-		fatalx("migration failed error=\"%s\"", err);
+		fatalx("migration failed error=%s", log_quote(err));
 	if (migrate_register_templates(pg, sv.templates, err,
 	    sizeof(err)) == -1)
 		fatalx("%s", err);
@@ -400,7 +400,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 		fatalx("%s", err);
 	status_start();
 	log_info("taskerd started node=%s templates=%zu worker=%s",
-	    sv.node_id, sv.templates->n, sv.worker_path);
+	    sv.node_id, sv.templates->n, log_quote(sv.worker_path));
 
 	event_base_dispatch(sv.base);
 

@@ -31,4 +31,10 @@ void	fatal(const char *, ...)
 void	fatalx(const char *, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 
+/* s as a field's value: bare if it is one plain word, else "quoted" with
+ * its quotes and backslashes escaped ("-" for NULL).  For any value that
+ * comes from outside: log_warnx("... error=%s", log_quote(err)).  Valid
+ * until four more calls. */
+const char *log_quote(const char *);
+
 #endif

@@ -38,10 +38,17 @@
 #include "render.h"
 #include "xmalloc.h"
 
-/* A URL for the log, "%.*s%s": without its query, which may carry a
- * context value or an {{env.*}} secret. */
-#define URL_LOGGED(u)	(int)strcspn((u), "?"), (u), \
-	strchr((u), '?') != NULL ? "?..." : ""
+/* A URL for the log: without its query, which may carry a context value or
+ * an {{env.*}} secret.  One per log call (a static buffer). */
+static const char *
+url_logged(const char *u)
+{
+	static char	buf[1024];
+
+	snprintf(buf, sizeof(buf), "%.*s%s", (int)strcspn(u, "?"), u,
+	    strchr(u, '?') != NULL ? "?..." : "");
+	return log_quote(buf);
+}
 
 #define HTTP_MAX_RESPONSE	(8u * 1024 * 1024)
 #define HTTP_MAX_TEXT_RESULT	4096	/* non-JSON body kept as {"body"} */
@@ -85,8 +92,8 @@ http_init(void)
 	CURLcode	rc;
 
 	if ((rc = curl_global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK) {
-		log_warnx("curl_global_init failed error=\"%s\"",
-		    curl_easy_strerror(rc));
+		log_warnx("curl_global_init failed error=%s",
+		    log_quote(curl_easy_strerror(rc)));
 		return -1;
 	}
 	if ((http_curl = curl_easy_init()) == NULL) {
@@ -620,9 +627,9 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 			lreq.timeout_ms = (long)left;
 	}
 	log_debug("http lookup step_id=%lld task_id=%lld correlation_id=%s "
-	    "status=%ld method=%s url=\"%.*s%s\"", (long long)run->step_id,
+	    "status=%ld method=%s url=%s", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, status,
-	    lreq.method, URL_LOGGED(lreq.url));
+	    lreq.method, url_logged(lreq.url));
 
 	if (http_perform(&lreq, &lresp, &lstatus, pfx, o) == -1)
 		goto done;
@@ -699,9 +706,9 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	if (http_lookups_check(run, &svc, o) == -1)
 		goto done;
 	log_debug("http request step_id=%lld task_id=%lld correlation_id=%s "
-	    "method=%s url=\"%.*s%s\"", (long long)run->step_id,
+	    "method=%s url=%s", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, req.method,
-	    URL_LOGGED(req.url));
+	    url_logged(req.url));
 
 	if (http_perform(&req, &resp, &status, "", o) == -1)
 		goto done;

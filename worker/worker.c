@@ -130,7 +130,8 @@ worker_log_setup(void)
 	}
 	log_init("taskerd-worker", level);
 	if (bad)
-		log_warnx("ignoring bad TASKERD_LOG_LEVEL value=\"%s\"", s);
+		log_warnx("ignoring bad TASKERD_LOG_LEVEL value=%s",
+		    log_quote(s));
 }
 
 /* TASKERD_MAX_FRAME must match the supervisor's; refuse a garbled one
@@ -148,7 +149,7 @@ worker_frame_setup(void)
 	v = strtoull(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v == 0 || v > SIZE_MAX / 2 ||
 	    s[0] == '-') {
-		log_warnx("bad TASKERD_MAX_FRAME value=\"%s\"", s);
+		log_warnx("bad TASKERD_MAX_FRAME value=%s", log_quote(s));
 		return -1;
 	}
 	worker_max_frame = (size_t)v;
@@ -265,7 +266,7 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 		    "duration_us=%" PRId64 " correlation_id=%s",
 		    run->step_id, run->task_id, run->step_name,
 		    proto_outcome_name(o->outcome),
-		    o->error_code != NULL ? o->error_code : "-",
+		    log_quote(o->error_code),
 		    (int)o->http_status, o->duration_us, run->correlation_id);
 
 	start = pb->len;
@@ -422,7 +423,7 @@ worker_process(struct worker_inbuf *in, struct proto_buf *pb)
 		if (proto_decode(in->data + off + PROTO_HEADER_LEN, plen, &msg,
 		    err, sizeof(err)) == -1) {
 			log_warnx("protocol error: cannot decode frame "
-			    "reason=\"%s\"", err);
+			    "reason=%s", log_quote(err));
 			worker_exit(WORKER_EXIT_PROTOCOL);
 		}
 		worker_dispatch(&msg, pb);

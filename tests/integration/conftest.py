@@ -33,6 +33,9 @@ def taskerd_factory(pg, request):
     request.node._taskerd_instances = factory.instances
     try:
         yield factory
+        # Whatever a test did, its logs stay parseable.
+        for t in factory.instances:
+            harness.assert_logfmt(t.log())
     finally:
         factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 

@@ -75,6 +75,41 @@ def read_text(path):
         return ""
 
 
+_LOGFMT_PAIR = re.compile(r'([A-Za-z0-9_.]+)=("(?:[^"\\]|\\.)*"|[^\s"=\\]*)(?: |$)')
+
+
+def logfmt(line):
+    """The fields of one logfmt line, as a dict; ValueError if it is not
+    one (a value with a stray quote, a word that is no key=value)."""
+    fields, pos = {}, 0
+    while pos < len(line):
+        m = _LOGFMT_PAIR.match(line, pos)
+        if m is None:
+            raise ValueError("not logfmt at column %d: %r" % (pos, line))
+        value = m.group(2)
+        if value.startswith('"'):
+            value = re.sub(r'\\(.)', r'\1', value[1:-1])
+        fields[m.group(1)] = value
+        pos = m.end()
+    return fields
+
+
+def assert_logfmt(text):
+    """Every complete line of a taskerd log is an event with ts, level and
+    msg: what a log shipper parsing it would need."""
+    lines = text.split("\n")[:-1]     # the last may be still being written
+    bad = []
+    for line in lines:
+        try:
+            f = logfmt(line)
+            if not {"ts", "level", "msg"} <= f.keys():
+                raise ValueError("no ts, level or msg: %r" % line)
+        except ValueError as e:
+            bad.append(str(e))
+    assert not bad, "log lines that are not logfmt events:\n" + \
+        "\n".join(bad[:10])
+
+
 def wait_until(predicate, timeout, interval=0.05, message="condition"):
     """Poll predicate() until it returns a truthy value; return that value.
     Raises AssertionError naming `message` after `timeout` seconds."""

@@ -180,7 +180,8 @@ def test_failures_and_their_codes(taskerd, tmp_path):
     # A program's failure is the step's, never the worker's.
     assert "worker died" not in t.log()
     # The two that could not run were named when the templates loaded.
-    said = t.log_lines("template step cannot run here yet")
+    said = [harness.logfmt(l)["reason"]
+            for l in t.log_lines("template step cannot run here yet")]
     assert len(said) == 2, said
     assert any('"missing": no program' in l for l in said), said
     assert any("no-such-program-in-path to run in PATH" in l

@@ -33,6 +33,15 @@ step_templates:
     depends_on_step: nowhere
 """
 
+# Its reason quotes the step's name: "a".
+NO_URL = """
+name: no_url
+step_templates:
+  - name: a
+    handler: http
+    handler_config: { method: POST }
+"""
+
 
 def names(t):
     return sorted(x["name"] for x in t.get("/v1/templates").body["templates"])
@@ -56,7 +65,19 @@ def test_sighup_reload(taskerd):
     assert t.post("/v1/tasks", json={"name": "second", "context": {}}) \
         .status == 404
 
+    # A reason with quotes in it stays one readable field of its line.
     os.unlink(os.path.join(tdir, "broken.yaml"))
+    with open(os.path.join(tdir, "no_url.yaml"), "w") as f:
+        f.write(NO_URL)
+    os.kill(t.pid, signal.SIGHUP)
+    line = harness.wait_until(
+        lambda: t.log_lines(r'msg="reload refused.*no_url'), 10,
+        message="the second refused reload in the log")
+    reason = harness.logfmt(line[0])["reason"]
+    assert reason.startswith(os.path.join(tdir, "no_url.yaml") + ":") and \
+        'step "a": ' in reason, reason
+
+    os.unlink(os.path.join(tdir, "no_url.yaml"))
     os.kill(t.pid, signal.SIGHUP)
     harness.wait_until(lambda: names(t) == ["first", "second"], 10,
                        message="second template served")

@@ -112,7 +112,7 @@ static void	conn_fail(struct db_conn *, const char *);
 static void	conn_event(evutil_socket_t, short, void *);
 static void	db_dispatch(void);
 static void	conn_send(struct db_conn *, struct db_job *);
-static void	db_fail_queue(const char *why);
+static void	db_fail_queue(const char *why, const char *sqlstate);
 static bool	db_all_down(void);
 
 static void
@@ -244,7 +244,7 @@ conn_fail(struct db_conn *c, const char *reason)
 	/* With no connection left, queued work fails now rather than hanging
 	 * its HTTP client until the database returns. */
 	if (db_all_down())
-		db_fail_queue("the database is unavailable");
+		db_fail_queue("the database is unavailable", "08006");
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
 	    (c->backoff_ms >= 5000 ? 5000 : c->backoff_ms * 2);
 	tv.tv_sec = c->backoff_ms / 1000;
@@ -557,14 +557,14 @@ db_all_down(void)
 }
 
 static void
-db_fail_queue(const char *why)
+db_fail_queue(const char *why, const char *sqlstate)
 {
 	struct db_job	*job;
 
 	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
 		TAILQ_REMOVE(&db.queue, job, entry);
 		db.nqueued--;
-		job_set_error(job, why, "08006");
+		job_set_error(job, why, sqlstate);
 		job_finish(job);
 	}
 }
@@ -650,23 +650,35 @@ db_init(struct event_base *base, const char *dsn, int n,
 	}
 }
 
+/*
+ * Every connection closed and every job failed, in flight or queued, as
+ * "shutting down" (57P01), and none made again: their callbacks answer
+ * what waits on them (an HTTP client) while the loop still runs to send
+ * the answers.  A job in flight may yet commit; its callback hears "lost".
+ */
+void
+db_stop(void)
+{
+	int	i;
+
+	db.stopping = true;
+	for (i = 0; i < db.nconns; i++) {
+		evtimer_del(db.conns[i].retry);
+		conn_fail(&db.conns[i], "shutting down");
+	}
+	db_fail_queue("shutting down", "57P01");
+}
+
 void
 db_shutdown(void)
 {
-	struct db_job	*job;
-	int		 i;
+	int	i;
 
-	db.stopping = true;
+	db_stop();
 	event_free(db.queue_timer);
 	for (i = 0; i < db.nconns; i++) {
-		conn_fail(&db.conns[i], "shutting down");
 		event_free(db.conns[i].retry);
 		free(db.conns[i].prepared);
-	}
-	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
-		TAILQ_REMOVE(&db.queue, job, entry);
-		job_set_error(job, "shutting down", "57P01");
-		job_finish(job);
 	}
 	free(db.conns);
 	free(db.dsn);

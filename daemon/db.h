@@ -28,6 +28,8 @@ typedef void (*db_cb)(struct db_job *, void *arg);
 /* Start the pool: n connections to dsn, connecting in the background. */
 void	 db_init(struct event_base *, const char *dsn, int n,
 	    int64_t statement_timeout_ms);
+/* Close every connection and fail every job now ("shutting down"). */
+void	 db_stop(void);
 void	 db_shutdown(void);
 /* Connections currently usable. */
 int	 db_connected(void);

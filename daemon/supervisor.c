@@ -127,20 +127,26 @@ static void
 drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timespec	now;
-	struct timeval	tv = { 0, 50000 };
+	struct timeval	tv = { 0, 50000 }, flush = { 0, 250000 };
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (drained() || now.tv_sec > drain_deadline.tv_sec ||
-	    (now.tv_sec == drain_deadline.tv_sec &&
-	    now.tv_nsec >= drain_deadline.tv_nsec)) {
-		if (!drained())
-			log_warnx("drain deadline passed; running steps will "
-			    "be retried after restart inflight=%d",
-			    sched_inflight());
+	if (drained()) {
 		event_base_loopexit(sv.base, NULL);
 		return;
 	}
-	evtimer_add(ev_drain, &tv);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < drain_deadline.tv_sec ||
+	    (now.tv_sec == drain_deadline.tv_sec &&
+	    now.tv_nsec < drain_deadline.tv_nsec)) {
+		evtimer_add(ev_drain, &tv);
+		return;
+	}
+	log_warnx("drain deadline passed; running steps will be retried "
+	    "after restart inflight=%d", sched_inflight());
+	/* What still waits on the database (a creation, a read) is answered
+	 * now, and the loop runs a moment more to send the answers rather
+	 * than close their connections unanswered. */
+	db_stop();
+	event_base_loopexit(sv.base, &flush);
 }
 
 static void

@@ -162,3 +162,59 @@ def stalled_database(own_pg, t):
     assert t.log_lines("no answer from the database in"), t.log_tail(30)
     third = t.create_task("outage", {"n": 4}, namespace="it")
     assert t.wait_task(third["task_id"], timeout=20)["status"] == "complete"
+
+
+def test_requests_still_waiting_at_the_drain_deadline_are_answered(
+        own_pg, outage_taskerd):
+    """SIGTERM while the database does not answer: when the drain deadline
+    (10 s) passes, each request still waiting on the database gets its JSON
+    503 before taskerd exits, rather than a connection closed without a
+    word.  A creation's is outcome_unknown: its statement is still with the
+    server and may yet commit."""
+    t = outage_taskerd
+    first = t.create_task("outage", {"n": 1}, namespace="it")
+    assert t.wait_task(first["task_id"])["status"] == "complete"
+    holder = own_pg.psql_background(
+        t.db, "BEGIN; LOCK TABLE tasks; SELECT pg_sleep(25); COMMIT;")
+    answers = {}
+
+    def ask(name, method, path, body=None):
+        try:
+            answers[name] = t.request(method, path, json=body, timeout=30)
+        except Exception as e:      # what the client saw instead
+            answers[name] = e
+
+    calls = [threading.Thread(target=ask, args=(
+                 "create", "POST", "/v1/tasks",
+                 {"name": "outage", "namespace": "it", "context": {"n": 2}})),
+             threading.Thread(target=ask, args=(
+                 "read", "GET", "/v1/tasks/%s" % first["task_id"]))]
+    try:
+        harness.wait_until(lambda: own_pg.scalar(
+            t.db, "select count(*) from pg_locks where relation = "
+            "'tasks'::regclass and mode = 'AccessExclusiveLock' and granted")
+            == "1", 5, message="the lock taken")
+        for c in calls:
+            c.start()
+        harness.wait_until(lambda: int(own_pg.scalar(
+            t.db, "select count(*) from pg_stat_activity where "
+            "application_name = '%s' and wait_event_type = 'Lock'"
+            % t.config["node_id"])) >= 2, 10,
+            message="the creation and the read waiting on the lock")
+        started = time.monotonic()
+        code = t.stop(timeout=20)
+        for c in calls:
+            c.join(5)
+        assert code == 0, "taskerd exit %s after SIGTERM" % code
+        assert 9 < time.monotonic() - started < 14, \
+            "exit %.1fs after SIGTERM" % (time.monotonic() - started)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    for name, want in (("create", "outcome_unknown"),
+                       ("read", "database_unavailable")):
+        r = answers.get(name)
+        assert isinstance(r, harness.Response), \
+            "%s: no answer, the client saw %r" % (name, r)
+        harness.assert_json_error(r, 503, want)
+    assert t.log_lines(r'msg="drain deadline passed'), t.log_tail(30)

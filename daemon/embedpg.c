@@ -6,8 +6,9 @@
  * taskerd runs as root the cluster belongs to an unprivileged user: the
  * `postgres` system user of Debian's packages if there is one, else
  * `nobody`.  The server is our child: SIGCHLD tells us when it dies, and it
- * is restarted with a growing delay; taskerd's database connections
- * reconnect by themselves meanwhile.
+ * is restarted with a delay that grows while it keeps dying (and starts
+ * over once it has run a while); taskerd's database connections reconnect
+ * by themselves meanwhile.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -22,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
+#include "duration.h"
 #include "embedpg.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -33,6 +36,9 @@
 #define EMBEDPG_PORT		"5432"	/* only names the socket file */
 #define EMBEDPG_WAIT_S		60
 #define EMBEDPG_RESTART_MAX_MS	10000
+/* A server that ran this long before dying is restarted at the first delay
+ * again: its crashes are not a loop. */
+#define EMBEDPG_STABLE_MS	10000
 
 static struct {
 	char		*bindir;
@@ -44,6 +50,7 @@ static struct {
 	uid_t		 uid;
 	gid_t		 gid;
 	int		 delay_ms;
+	struct timespec	 started;	/* the running server's start */
 	struct event	*restart;
 	bool		 stopping;
 } pg;
@@ -158,8 +165,9 @@ spawn_server(void)
 	}
 	free(postgres);
 	free(log);
+	clock_gettime(CLOCK_MONOTONIC, &pg.started);
 	log_info("embedded database started pid=%d datadir=%s", (int)pid,
-	    pg.datadir);
+	    log_quote(pg.datadir));
 	return pid;
 }
 
@@ -339,6 +347,8 @@ embedpg_reaped(pid_t pid, int status)
 	pg.pid = 0;
 	if (pg.stopping)
 		return true;
+	if (duration_ms_since(&pg.started) >= EMBEDPG_STABLE_MS)
+		pg.delay_ms = 0;
 	pg.delay_ms = pg.delay_ms == 0 ? 250 : pg.delay_ms * 2;
 	if (pg.delay_ms > EMBEDPG_RESTART_MAX_MS)
 		pg.delay_ms = EMBEDPG_RESTART_MAX_MS;

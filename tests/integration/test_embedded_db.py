@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -57,6 +58,16 @@ def test_embedded_database(taskerd):
             30, interval=0.3, message="a task accepted after the restart")
         assert t.wait_task(second)["status"] == "complete"
 
+        # Dying again at once waits longer before the next start; a server
+        # that then ran a while (10 s) is restarted at the first delay.
+        assert len(t.log_lines(r"restart_in_ms=250\b")) == 1
+        pm = crash_and_restart(t, state, pm)
+        assert len(t.log_lines(r"restart_in_ms=500\b")) == 1
+        time.sleep(10.5)        # the server's uptime, the point here
+        crash_and_restart(t, state, pm)
+        assert len(t.log_lines(r"restart_in_ms=250\b")) == 2, \
+            t.log_lines("embedded database died")
+
         # Stopped and started again: the same data, no new cluster.
         assert t.stop() == 0
         assert not os.path.exists(os.path.join(state, "pg", "data",
@@ -70,6 +81,28 @@ def test_embedded_database(taskerd):
         t.stop()
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def crash_and_restart(t, state, old):
+    """SIGKILL the server taskerd started and wait for the next one to
+    accept a task; returns the new server's pid."""
+    def new_server():
+        try:
+            p = postmaster_pid(state)
+        except (FileNotFoundError, ValueError):
+            return None
+        return p if p != old and harness.proc_alive(p) else None
+
+    pm = harness.wait_until(new_server, 30, message="a new server")
+    deaths = len(t.log_lines(r'msg="embedded database died"'))
+    os.kill(pm, signal.SIGKILL)
+    harness.wait_until(lambda: len(t.log_lines(
+        r'msg="embedded database died"')) > deaths, 10,
+        message="death noticed")
+    harness.wait_until(lambda: t.post("/v1/tasks", json={
+        "name": "hello", "context": {}}).status == 201, 30, interval=0.3,
+        message="a task accepted after the restart")
+    return pm
 
 
 def server_gone(state_dir):

@@ -21,22 +21,24 @@
  * the step's deadline (SIGTERM), or the worker leaves any other way it
  * chooses (the supervisor went away, an error), the group is killed first;
  * and if the worker is killed outright, PR_SET_PDEATHSIG takes the program
- * with it.
+ * with it.  What the program moves out of its group (setsid, a shell's job
+ * control) is found too: the worker is a child subreaper, so such strays
+ * become its children when their parents die, and at each of those moments
+ * every child the worker has is killed and reaped.
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handler_config.h"
@@ -64,6 +66,11 @@ const struct handler handler_exec = {
 
 /* The running program's process group, for the SIGTERM handler. */
 static volatile sig_atomic_t	exec_pgid;
+/* Where the kernel lists the worker's children, by thread: programs are
+ * children of the handler thread that forks them, and strays, reparented,
+ * of the main thread.  Made before they are needed, so the signal handler
+ * only reads them. */
+static char			exec_children[2][48];
 
 /* What the program wrote; stderr keeps only its last EXEC_STDERR_KEEP. */
 struct exec_io {
@@ -75,18 +82,69 @@ struct exec_io {
 	int	 err_cut;		/* the start of stderr was dropped */
 };
 
+/* SIGKILL each process a children file lists, and its group if it leads
+ * one; how many there were. */
+static int
+exec_kill_listed(const char *path)
+{
+	char		buf[4096], *p;
+	pid_t		pid;
+	ssize_t		n;
+	int		fd, killed = 0;
+
+	if (path[0] == '\0' || (fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	for (p = buf; *p != '\0';) {
+		for (pid = 0; *p >= '0' && *p <= '9'; p++)
+			pid = pid * 10 + (*p - '0');
+		if (pid > 0) {
+			kill(-pid, SIGKILL);	/* if it leads a group */
+			kill(pid, SIGKILL);
+			killed++;
+		}
+		while (*p != '\0' && (*p < '0' || *p > '9'))
+			p++;
+	}
+	return killed;
+}
+
+/*
+ * Kill and reap every child of the worker, and their groups: a program's
+ * strays, reparented here.  A worker starts no process but its programs,
+ * so between steps any child is one.  Killing a stray hands its own
+ * children to us in turn: rounds until none is left, for at most half a
+ * second (a process stuck in the kernel is left to the next sweep).
+ * Only async-signal-safe calls: the SIGTERM handler sweeps too.
+ */
+static void
+exec_kill_strays(void)
+{
+	struct timespec	pause = { 0, 10 * 1000 * 1000 };
+	int		round, status;
+
+	for (round = 0; round < 50; round++) {
+		/* Any thread may reap any thread's children. */
+		while (waitpid(-1, &status, WNOHANG) > 0)
+			;
+		if (exec_kill_listed(exec_children[0]) +
+		    exec_kill_listed(exec_children[1]) == 0)
+			return;		/* no child left */
+		nanosleep(&pause, NULL);
+	}
+}
+
 /*
  * The supervisor stops a worker whose step ran past its deadline with
- * SIGTERM: stop the program's whole group first, then die of the signal as
- * before.  Only async-signal-safe calls.
+ * SIGTERM: stop the program's whole group and its strays first, then die
+ * of the signal as before.  Only async-signal-safe calls.
  */
 static void
 exec_sigterm(int sig)
 {
-	pid_t	pgid = (pid_t)exec_pgid;
-
-	if (pgid > 0)
-		kill(-pgid, SIGKILL);
+	handler_exec_abort();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -98,6 +156,7 @@ handler_exec_abort(void)
 
 	if (pgid > 0)
 		kill(-pgid, SIGKILL);
+	exec_kill_strays();
 }
 
 static int
@@ -105,6 +164,13 @@ exec_init(void)
 {
 	struct sigaction	sa;
 
+	/* Orphans of a program's processes come to us, not to init. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
+		log_warn("exec handler: PR_SET_CHILD_SUBREAPER");
+		return -1;
+	}
+	snprintf(exec_children[0], sizeof(exec_children[0]),
+	    "/proc/self/task/%d/children", (int)getpid());
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = exec_sigterm;
 	sigemptyset(&sa.sa_mask);
@@ -304,6 +370,8 @@ exec_exited(pid_t pid, int block)
 	memset(&info, 0, sizeof(info));
 	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT |
 	    (block ? 0 : WNOHANG)) == -1) {
+		if (errno == ECHILD)
+			return 1;	/* see exec_talk's waitpid */
 		if (errno != EINTR)
 			fatal("waitid");
 	}
@@ -369,9 +437,16 @@ exec_talk(pid_t pid, int in, int out, int err, const char *input,
 	kill(-pid, SIGKILL);
 	exec_pgid = 0;
 	while (waitpid(pid, &status, 0) == -1) {
+		/* The SIGTERM handler's sweep, run on the main thread, took
+		 * it: killed, and the worker is on its way out. */
+		if (errno == ECHILD) {
+			status = SIGKILL;
+			break;
+		}
 		if (errno != EINTR)
 			fatal("waitpid");
 	}
+	exec_kill_strays();
 	return status;
 }
 
@@ -490,6 +565,9 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	if ((input = jsontext(run->input, 0)) == NULL)
 		fatalx("exec: cannot encode the step input");
 	envp = exec_env(json_object_get(run->config, "env"), run);
+	if (exec_children[1][0] == '\0')	/* steps run on one thread */
+		snprintf(exec_children[1], sizeof(exec_children[1]),
+		    "/proc/self/task/%d/children", (int)gettid());
 
 	if (pipe2(p_in, O_CLOEXEC) == -1 || pipe2(p_out, O_CLOEXEC) == -1 ||
 	    pipe2(p_err, O_CLOEXEC) == -1 || pipe2(p_st, O_CLOEXEC) == -1) {

@@ -4,8 +4,8 @@ The program gets the step input (context, parent results, attempt) as JSON
 on stdin and the step's identity in its environment; exit 0 with JSON on
 stdout succeeds, exit 75 is a retryable failure, any other exit a permanent
 one, death by a signal is retryable.  The whole program (its own children
-too) ends with the step: at its exit, at the step's deadline, and when its
-worker is killed.
+too, even those it moves to a session of their own) ends with the step: at
+its exit, at the step's deadline, and when its worker is killed.
 """
 
 import json
@@ -232,10 +232,20 @@ def read_pids(path, started):
     return pids
 
 
-# Starts a child of its own, writes both pids, then waits for ever (or
-# exits at once with results when told to).
+# Starts a child of its own (in a session of its own when told "away"),
+# writes both pids, then waits for ever (or exits at once with results when
+# told to).
 SPAWNER = r"""#!/bin/sh
-sleep 300 &
+if [ "$2" = away ]; then
+    setsid sleep 300 &
+    # On once it has left this session (field 6 of stat).
+    while [ "$(cut -d' ' -f6 /proc/$!/stat)" = \
+            "$(cut -d' ' -f6 /proc/$$/stat)" ]; do
+        sleep 0.01
+    done
+else
+    sleep 300 &
+fi
 echo $$ $! > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
 if [ "$1" = exit ]; then
     echo '{"left": "a child behind"}'
@@ -245,16 +255,28 @@ sleep 300
 """
 
 
-def spawner_template(name, prog, pids, mode, timeout):
+def spawner_template(name, prog, pids, mode, timeout, child="near"):
     return template(name, """\
   - name: spawn
     handler: exec
     default_retry_limit: 1
     timeout: %s
     handler_config:
-      command: [%s, %s]
+      command: [%s, %s, %s]
       env: { PIDS: %s }
-""" % (timeout, prog, mode, pids))
+""" % (timeout, prog, mode, child, pids))
+
+
+def worker_children(t):
+    """Pids the workers have as children (reaped zombies are gone)."""
+    kids = []
+    for w in t.workers_pids():
+        try:
+            with open("/proc/%d/task/%d/children" % (w, w)) as f:
+                kids += [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            pass
+    return kids
 
 
 def test_program_and_its_children_end_with_the_step(taskerd, tmp_path,
@@ -286,6 +308,31 @@ def test_program_and_its_children_end_with_the_step(taskerd, tmp_path,
     for pid in pids:
         harness.wait_until(lambda: not harness.proc_alive(pid), 5,
                            message="pid %d gone" % pid)
+
+
+@pytest.mark.parametrize("mode", ["exit", "wait"])
+def test_children_that_leave_the_group_end_too(taskerd, tmp_path, started,
+                                               mode):
+    """A child the program moves out of its process group (setsid, here)
+    ends with the step all the same: when the program exits, and when the
+    step's deadline stops the worker.  Nothing is left as a zombie."""
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={"away.yaml": spawner_template(
+        "away", prog, d + "/p", mode, "2s", child="away")})
+    tid = t.create_task("away", {}, namespace=NS)["task_id"]
+    program, child = read_pids(d + "/p", started)
+    started.append(child)
+    if mode == "wait":      # (an exiting program's is gone at once)
+        assert os.getsid(child) != os.getsid(program), \
+            "the child did not leave the program's session"
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == ("complete" if mode == "exit" else "error"), done
+    harness.wait_until(lambda: not harness.proc_alive(child), 5,
+                       message="the child that left the group gone")
+    assert not harness.proc_alive(program)
+    harness.wait_until(lambda: worker_children(t) == [], 5,
+                       message="no child left under the workers")
 
 
 def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started):

@@ -360,6 +360,12 @@ embedpg_reaped(pid_t pid, int status)
 	return true;
 }
 
+bool
+embedpg_is_server(pid_t pid)
+{
+	return pg.pid > 0 && pid == pg.pid;
+}
+
 void
 embedpg_stop(void)
 {

@@ -17,6 +17,8 @@ char	*embedpg_start(const char *state_dir);
 void	 embedpg_watch(struct event_base *);
 /* A child was reaped: true if it was the server (then it is restarted). */
 bool	 embedpg_reaped(pid_t, int status);
+/* Whether pid is the server's (the postmaster's). */
+bool	 embedpg_is_server(pid_t);
 /* Stop the server (fast shutdown) and wait for it. */
 void	 embedpg_stop(void);
 

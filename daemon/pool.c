@@ -88,12 +88,14 @@ static struct {
 	int64_t			 ping_timeout_ms;
 	struct event		*sigchld;
 	struct event		*ping;
+	struct event		*sweep;		/* for strays, after a death */
 	struct timespec		 last_tick;	/* of the ping timer */
 	bool			 stopping;
 } pool;
 
 static void	worker_spawn(struct worker *);
 static void	worker_kill(struct worker *, int sig, const char *why);
+static void	pool_kill_strays(void);
 
 static struct worker *
 worker_by_pid(pid_t pid)
@@ -467,6 +469,11 @@ worker_reaped(struct worker *w, int status)
 	w->claim = NULL;
 	w->pid = 0;
 	w->state = W_EMPTY;
+	if (!pool.stopping) {
+		struct timeval sweep = { 0, 100000 };
+
+		evtimer_add(pool.sweep, &sweep);
+	}
 
 	if (c != NULL && pool.stopping) {
 		/* Past the drain deadline: the lease stays with this node and
@@ -559,6 +566,61 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 		proto_encode_ping(&buf, PROTO_PING, ++w->ping_seq);
 		worker_send(w, &buf);
 	}
+	pool_kill_strays();
+}
+
+/* The first line of a small /proc file, or "" (buf holds size bytes). */
+static char *
+proc_read(const char *path, char *buf, size_t size)
+{
+	ssize_t	n;
+	int	fd;
+
+	buf[0] = '\0';
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return buf;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return buf;
+}
+
+/*
+ * Strays.  The supervisor is a child subreaper: what a worker's program
+ * started comes to us, not to init, when the worker is killed outright (the
+ * OOM killer, a worker that stopped answering) and the program with it.
+ * Any child that is neither a worker nor the embedded database's server is
+ * such a stray (or a backend the server left when it died): killed with
+ * its group; SIGCHLD reaps it.  Swept shortly after each worker's death, at
+ * each ping tick and when the workers are gone at exit.
+ */
+static void
+pool_kill_strays(void)
+{
+	char	 path[64], buf[4096], comm[32], *p, *end;
+	long	 v;
+	pid_t	 pid;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children",
+	    (int)getpid());
+	proc_read(path, buf, sizeof(buf));
+	for (p = buf; (v = strtol(p, &end, 10)) > 0; p = end) {
+		pid = (pid_t)v;
+		if (worker_by_pid(pid) != NULL || embedpg_is_server(pid))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		log_warnx("killing a process orphaned to taskerd pid=%d comm=%s",
+		    (int)pid, log_quote(proc_read(path, comm, sizeof(comm))));
+		kill(-pid, SIGKILL);	/* if it leads a group */
+		kill(pid, SIGKILL);
+	}
+}
+
+static void
+pool_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	pool_kill_strays();
 }
 
 static void
@@ -606,8 +668,14 @@ pool_init(struct event_base *base, int count, const char *path,
 	pool.w = xcalloc((size_t)count, sizeof(*pool.w));
 	pool.ping_interval_ms = ping_interval_ms;
 	pool.ping_timeout_ms = ping_timeout_ms;
+	/* What a dead worker's programs leave comes to us (pool_kill_strays);
+	 * the embedded database's orphans too. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("cannot become a child subreaper: the processes a "
+		    "killed worker's programs started may outlive them");
 	pool.sigchld = evsignal_new(base, SIGCHLD, pool_sigchld_cb, NULL);
 	evsignal_add(pool.sigchld, NULL);
+	pool.sweep = evtimer_new(base, pool_sweep_cb, NULL);
 	pool.ping = event_new(base, -1, EV_PERSIST, pool_ping_cb, NULL);
 	tv.tv_sec = ping_interval_ms / 1000;
 	tv.tv_usec = (ping_interval_ms % 1000) * 1000;
@@ -664,11 +732,13 @@ pool_shutdown(void)
 		}
 		usleep(10000);
 	}
+	pool_kill_strays();
 	for (i = 0; i < pool.n; i++) {
 		event_free(pool.w[i].deadline);
 		event_free(pool.w[i].respawn);
 	}
 	event_free(pool.sigchld);
+	event_free(pool.sweep);
 	free(pool.w);
 	free(pool.path);
 	memset(&pool, 0, sizeof(pool));

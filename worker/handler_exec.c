@@ -21,10 +21,11 @@
  * the step's deadline (SIGTERM), or the worker leaves any other way it
  * chooses (the supervisor went away, an error), the group is killed first;
  * and if the worker is killed outright, PR_SET_PDEATHSIG takes the program
- * with it.  What the program moves out of its group (setsid, a shell's job
- * control) is found too: the worker is a child subreaper, so such strays
- * become its children when their parents die, and at each of those moments
- * every child the worker has is killed and reaped.
+ * with it (and the supervisor, a subreaper too, kills what the program
+ * started: pool.c).  What the program moves out of its group (setsid, a
+ * shell's job control) is found too: the worker is a child subreaper, so
+ * such strays become its children when their parents die, and at each of
+ * those moments every child the worker has is killed and reaped.
  */
 #include <sys/types.h>
 #include <sys/prctl.h>

@@ -667,10 +667,14 @@ class Taskerd:
         return self.proc is not None and self.proc.poll() is None
 
     def workers_pids(self):
-        """Current children of taskerd (its workers), from /proc."""
+        """Current workers of taskerd, from /proc: its children that run
+        taskerd-worker (or taskerd still, just forked).  Not the embedded
+        database's server, nor a dead worker's orphans on their way out."""
         kids = proc_children(self.pid)
         self.worker_pids_seen.update(kids)
-        return kids
+        own = proc_cmdline(self.pid)[:1]
+        return [k for k in kids
+                if proc_cmdline(k)[:1] in (["taskerd-worker"], own)]
 
     # -- logs --
 

@@ -5,7 +5,8 @@ on stdin and the step's identity in its environment; exit 0 with JSON on
 stdout succeeds, exit 75 is a retryable failure, any other exit a permanent
 one, death by a signal is retryable.  The whole program (its own children
 too, even those it moves to a session of their own) ends with the step: at
-its exit, at the step's deadline, and when its worker is killed.
+its exit, at the step's deadline, and when its worker is killed, even
+outright.
 """
 
 import json
@@ -335,20 +336,30 @@ def test_children_that_leave_the_group_end_too(taskerd, tmp_path, started,
                        message="no child left under the workers")
 
 
-def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started):
+@pytest.mark.parametrize("child", ["near", "away"])
+def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started,
+                                           child):
+    """A worker killed outright (SIGKILL: the OOM killer, say) cannot stop
+    its program's group itself.  The program dies with it, and what the
+    program started, in its group or not, is orphaned to the supervisor
+    (a child subreaper), which kills it."""
     d = str(tmp_path)
     prog = write_program(d, "spawner.sh", SPAWNER)
-    t = taskerd(templates={
-        "hang.yaml": spawner_template("hang", prog, d + "/c", "wait", "60s")})
+    t = taskerd(templates={"hang.yaml": spawner_template(
+        "hang", prog, d + "/c", "wait", "60s", child=child)})
     t.create_task("hang", {}, namespace=NS)
-    program, _ = read_pids(d + "/c", started)
+    program, orphan = read_pids(d + "/c", started)
+    started.append(orphan)
     worker = harness.proc_ppid(program)
     assert worker in t.workers_pids(), (worker, t.workers_pids())
     os.kill(worker, signal.SIGKILL)
     harness.wait_until(lambda: not harness.proc_alive(program), 5,
                        message="the program gone with its worker")
-    # What the program started outlives a worker killed outright (only a
-    # SIGTERM lets the worker stop the whole group): `started` ends it.
+    harness.wait_until(lambda: not harness.proc_alive(orphan), 10,
+                       message="what the program started gone too")
+    assert t.log_lines(r'msg="killing a process orphaned to taskerd" '
+                       r'pid=%d comm=sleep' % orphan), t.log_tail(20)
+    assert t.running
 
 
 def test_program_being_replaced_is_retried(taskerd, tmp_path):

@@ -21,7 +21,10 @@
  * workers are several processes).  A plugin that crashes takes down its
  * worker, never taskerd: the attempt then fails as retryable
  * (worker_died), as for any handler.  The step's timeout is enforced by
- * stopping the worker.
+ * stopping the worker.  A process the function starts must be waited for
+ * before it returns: the worker is a child subreaper and kills whatever
+ * children it has after each exec step and when it exits, so a helper left
+ * running outlives its step only by chance.
  *
  * The function answers:
  *   TASKERD_STEP_OK      success; step->results, if set, is the results

@@ -196,10 +196,14 @@ def test_requests_still_waiting_at_the_drain_deadline_are_answered(
             == "1", 5, message="the lock taken")
         for c in calls:
             c.start()
-        harness.wait_until(lambda: int(own_pg.scalar(
+        # Both statements at the server, blocked (other statements of
+        # taskerd's may wait on the lock too).
+        harness.wait_until(lambda: own_pg.scalar(
             t.db, "select count(*) from pg_stat_activity where "
-            "application_name = '%s' and wait_event_type = 'Lock'"
-            % t.config["node_id"])) >= 2, 10,
+            "application_name = '%s' and wait_event_type = 'Lock' and "
+            "(position('INSERT INTO tasks' in query) > 0 or "
+            "position('taskerd_task_json' in query) > 0)"
+            % t.config["node_id"]) == "2", 10,
             message="the creation and the read waiting on the lock")
         started = time.monotonic()
         code = t.stop(timeout=20)

@@ -35,7 +35,7 @@ def taskerd_factory(pg, request):
         yield factory
         # Whatever a test did, its logs stay parseable.
         for t in factory.instances:
-            harness.assert_logfmt(t.log())
+            harness.assert_logfmt(t.log(), t.crash_reports)
     finally:
         factory.cleanup(keep=getattr(request.node, "_taskerd_failed", False))
 

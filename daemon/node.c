@@ -141,7 +141,8 @@ node_check_id(PGconn *pg)
 	/* Elsewhere, or alive: another node with this id renews its lease,
 	 * an earlier run's runs out. */
 	log_warnx("node id still leased, waiting for the lease to run out "
-	    "node=%s host=%s pid=%d left_ms=%lld", sv.node_id, holder,
+	    "node=%s host=%s pid=%d left_ms=%lld", log_quote(sv.node_id),
+	    log_quote(holder),
 	    (int)pid, left);
 	for (again = 0; again < left + 500; again += 100)
 		usleep(100000);
@@ -175,7 +176,7 @@ expiry_cb(evutil_socket_t fd, short what, void *arg)
 		expiry_arm();
 		return;
 	}
-	log_warnx("node lease lapsed node=%s", sv.node_id);
+	log_warnx("node lease lapsed node=%s", log_quote(sv.node_id));
 	pool_abandon_running();
 }
 
@@ -207,7 +208,7 @@ beat_done(struct db_job *job, void *arg)
 		if (!was_ok && !nd.lapsed) {
 			nd.lapsed = true;
 			log_warnx("node lease lapsed, queued steps held back "
-			    "node=%s error=%s", sv.node_id,
+			    "node=%s error=%s", log_quote(sv.node_id),
 			    log_quote(db_job_error(job)));
 		}
 		free(sent);
@@ -220,7 +221,7 @@ beat_done(struct db_job *job, void *arg)
 	expiry_arm();
 	if (!was_ok && !first) {
 		log_warnx("node lease renewed after it lapsed, claiming afresh "
-		    "node=%s", sv.node_id);
+		    "node=%s", log_quote(sv.node_id));
 		nd.lapsed = false;
 		nd.epoch++;
 		sched_lease_regained();

@@ -1436,7 +1436,7 @@ sched_expired_done(struct db_job *job, void *arg)
 		log_warnx("claim of a lost node taken over, attempt abandoned "
 		    "task_id=%lld step=%s attempt=%u node=%s correlation_id=%s",
 		    (long long)c->task_id, c->step_name, c->attempt,
-		    PQgetvalue(res, i, 10), c->correlation_id);
+		    log_quote(PQgetvalue(res, i, 10)), c->correlation_id);
 		sched_fail(c, startup ? "node_restarted" : "node_lost",
 		    startup ? "the node running the attempt restarted" :
 		    "the node running the attempt stopped renewing its lease");

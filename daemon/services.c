@@ -94,15 +94,17 @@ breaker_set(struct service *s, enum breaker_state to)
 		tv.tv_usec = (s->conf->breaker_cooldown_ms % 1000) * 1000;
 		evtimer_add(s->cooldown, &tv);
 		log_warnx("circuit opened service=%s consecutive_failures=%d "
-		    "cooldown_ms=%lld", s->name, s->consecutive_failures,
+		    "cooldown_ms=%lld", log_quote(s->name),
+		    s->consecutive_failures,
 		    (long long)s->conf->breaker_cooldown_ms);
 		break;
 	case BREAKER_HALF_OPEN:
-		log_info("circuit half-open, probing service=%s", s->name);
+		log_info("circuit half-open, probing service=%s",
+		    log_quote(s->name));
 		s->probing = false;
 		break;
 	case BREAKER_CLOSED:
-		log_info("circuit closed service=%s", s->name);
+		log_info("circuit closed service=%s", log_quote(s->name));
 		s->consecutive_failures = 0;
 		break;
 	default:

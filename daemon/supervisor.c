@@ -76,8 +76,9 @@ supervisor_check_ready(void)
 	if (db_connected() == 0 || pool_up() < sv.conf->workers_count)
 		return;
 	sv.ready = true;
-	log_info("taskerd ready node=%s workers=%d listen=%s", sv.node_id,
-	    sv.conf->workers_count, sv.conf->http_listen);
+	log_info("taskerd ready node=%s workers=%d listen=%s",
+	    log_quote(sv.node_id), sv.conf->workers_count,
+	    log_quote(sv.conf->http_listen));
 	sd_notify(0, "READY=1");
 }
 
@@ -406,7 +407,8 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 		fatalx("%s", err);
 	status_start();
 	log_info("taskerd started node=%s templates=%zu worker=%s",
-	    sv.node_id, sv.templates->n, log_quote(sv.worker_path));
+	    log_quote(sv.node_id), sv.templates->n,
+	    log_quote(sv.worker_path));
 
 	event_base_dispatch(sv.base);
 

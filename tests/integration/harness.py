@@ -75,7 +75,7 @@ def read_text(path):
         return ""
 
 
-_LOGFMT_PAIR = re.compile(r'([A-Za-z0-9_.]+)=("(?:[^"\\]|\\.)*"|[^\s"=\\]*)(?: |$)')
+_LOGFMT_PAIR = re.compile(r'([A-Za-z0-9_.]+)=("(?:[^"\\]|\\.)*"|[^ "=\\]*)(?: |$)')
 
 
 def logfmt(line):
@@ -570,6 +570,7 @@ class Taskerd:
         self._stopped = False
         self.worker_pids_seen = set()
         self.crash_reports = False  # set by a test that crashes a worker
+        self.launcher = []          # argv before taskerd's (it must exec it)
         self.orphans = []
         # True: start in a process group of its own, as a shell starts a
         # job (a terminal's Ctrl-C then goes to that group).
@@ -583,7 +584,8 @@ class Taskerd:
         require_binaries()
         self._logf = open(self.logfile, "ab")
         # cwd: the source tree, as for a developer running ./taskerd there.
-        self.proc = subprocess.Popen([taskerd_bin(), "-c", self.config_path],
+        self.proc = subprocess.Popen(self.launcher + [taskerd_bin(), "-c",
+                                                      self.config_path],
                                      cwd=str(REPO), env=clean_env(),
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._logf, stderr=subprocess.STDOUT,

@@ -651,10 +651,10 @@ db_init(struct event_base *base, const char *dsn, int n,
 }
 
 /*
- * Every connection closed and every job failed, in flight or queued, as
- * "shutting down" (57P01), and none made again: their callbacks answer
- * what waits on them (an HTTP client) while the loop still runs to send
- * the answers.  A job in flight may yet commit; its callback hears "lost".
+ * Every connection closed and every job failed, queued ones as "shutting
+ * down" (57P01), ones in flight as a lost connection (08006: they may yet
+ * commit), and none made again: their callbacks answer what waits on them
+ * (an HTTP client) while the loop still runs to send the answers.
  */
 void
 db_stop(void)

@@ -28,7 +28,7 @@ typedef void (*db_cb)(struct db_job *, void *arg);
 /* Start the pool: n connections to dsn, connecting in the background. */
 void	 db_init(struct event_base *, const char *dsn, int n,
 	    int64_t statement_timeout_ms);
-/* Close every connection and fail every job now ("shutting down"). */
+/* Close every connection and fail every job now (no reconnecting). */
 void	 db_stop(void);
 void	 db_shutdown(void);
 /* Connections currently usable. */

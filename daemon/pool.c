@@ -89,6 +89,8 @@ static struct {
 	struct event		*sigchld;
 	struct event		*ping;
 	struct event		*sweep;		/* for strays, after a death */
+	pid_t			 elders[64];	/* children taskerd was execed */
+	int			 nelders;	/* with: not strays */
 	struct timespec		 last_tick;	/* of the ping timer */
 	bool			 stopping;
 } pool;
@@ -590,30 +592,55 @@ proc_read(const char *path, char *buf, size_t size)
  * Strays.  The supervisor is a child subreaper: what a worker's program
  * started comes to us, not to init, when the worker is killed outright (the
  * OOM killer, a worker that stopped answering) and the program with it.
- * Any child that is neither a worker nor the embedded database's server is
- * such a stray (or a backend the server left when it died): killed with
- * its group; SIGCHLD reaps it.  Swept shortly after each worker's death, at
- * each ping tick and when the workers are gone at exit.
+ * Any child that is neither a worker nor the embedded database's server,
+ * nor one taskerd already had when it started (`helper & exec taskerd`),
+ * is such a stray (or a backend the server left when it died): killed
+ * with its group; SIGCHLD reaps it.  Swept shortly after each worker's
+ * death, at each ping tick and when the workers are gone at exit.
  */
-static void
-pool_kill_strays(void)
+static int
+pool_children(pid_t *pids, int max)
 {
-	char	 path[64], buf[4096], comm[32], *p, *end;
+	char	 path[64], buf[4096], *p, *end;
 	long	 v;
-	pid_t	 pid;
+	int	 n = 0;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/children",
 	    (int)getpid());
 	proc_read(path, buf, sizeof(buf));
-	for (p = buf; (v = strtol(p, &end, 10)) > 0; p = end) {
-		pid = (pid_t)v;
-		if (worker_by_pid(pid) != NULL || embedpg_is_server(pid))
+	/* Whole numbers only: a list longer than buf is cut anywhere, and
+	 * "1" of "1234" must not become kill(-1).  The rest waits for the
+	 * next sweep. */
+	for (p = buf; n < max && (v = strtol(p, &end, 10)) > 1 &&
+	    *end == ' '; p = end)
+		pids[n++] = (pid_t)v;
+	return n;
+}
+
+static void
+pool_kill_strays(void)
+{
+	char	 path[64], comm[32];
+	pid_t	 pids[512];
+	int	 i, j, n;
+
+	n = pool_children(pids, 512);
+	for (i = 0; i < n; i++) {
+		if (worker_by_pid(pids[i]) != NULL ||
+		    embedpg_is_server(pids[i]))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		for (j = 0; j < pool.nelders; j++)
+			if (pool.elders[j] == pids[i])
+				break;
+		if (j < pool.nelders)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pids[i]);
 		log_warnx("killing a process orphaned to taskerd pid=%d comm=%s",
-		    (int)pid, log_quote(proc_read(path, comm, sizeof(comm))));
-		kill(-pid, SIGKILL);	/* if it leads a group */
-		kill(pid, SIGKILL);
+		    (int)pids[i], log_quote(proc_read(path, comm,
+		    sizeof(comm))));
+		if (getpgid(pids[i]) == pids[i])
+			kill(-pids[i], SIGKILL);
+		kill(pids[i], SIGKILL);
 	}
 }
 
@@ -670,6 +697,7 @@ pool_init(struct event_base *base, int count, const char *path,
 	pool.ping_timeout_ms = ping_timeout_ms;
 	/* What a dead worker's programs leave comes to us (pool_kill_strays);
 	 * the embedded database's orphans too. */
+	pool.nelders = pool_children(pool.elders, 64);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
 		log_warn("cannot become a child subreaper: the processes a "
 		    "killed worker's programs started may outlive them");

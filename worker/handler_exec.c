@@ -101,8 +101,14 @@ exec_kill_listed(const char *path)
 	for (p = buf; *p != '\0';) {
 		for (pid = 0; *p >= '0' && *p <= '9'; p++)
 			pid = pid * 10 + (*p - '0');
-		if (pid > 0) {
-			kill(-pid, SIGKILL);	/* if it leads a group */
+		/* Only whole numbers: a list longer than buf is cut
+		 * anywhere, and "1" of "1234" must not become kill(-1).
+		 * The rest is read in the next round. */
+		if (*p != ' ' && *p != '\n')
+			break;
+		if (pid > 1) {
+			if (getpgid(pid) == pid)
+				kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
 			killed++;
 		}
@@ -166,10 +172,9 @@ exec_init(void)
 	struct sigaction	sa;
 
 	/* Orphans of a program's processes come to us, not to init. */
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
-		log_warn("exec handler: PR_SET_CHILD_SUBREAPER");
-		return -1;
-	}
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("exec handler: PR_SET_CHILD_SUBREAPER: what a program "
+		    "moves out of its group may outlive it");
 	snprintf(exec_children[0], sizeof(exec_children[0]),
 	    "/proc/self/task/%d/children", (int)getpid());
 	memset(&sa, 0, sizeof(sa));

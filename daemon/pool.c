@@ -588,16 +588,7 @@ proc_read(const char *path, char *buf, size_t size)
 	return buf;
 }
 
-/*
- * Strays.  The supervisor is a child subreaper: what a worker's program
- * started comes to us, not to init, when the worker is killed outright (the
- * OOM killer, a worker that stopped answering) and the program with it.
- * Any child that is neither a worker nor the embedded database's server,
- * nor one taskerd already had when it started (`helper & exec taskerd`),
- * is such a stray (or a backend the server left when it died): killed
- * with its group; SIGCHLD reaps it.  Swept shortly after each worker's
- * death, at each ping tick and when the workers are gone at exit.
- */
+/* The pids the kernel lists as our children, up to max. */
 static int
 pool_children(pid_t *pids, int max)
 {
@@ -617,6 +608,16 @@ pool_children(pid_t *pids, int max)
 	return n;
 }
 
+/*
+ * Strays.  The supervisor is a child subreaper: what a worker's program
+ * started comes to us, not to init, when the worker is killed outright (the
+ * OOM killer, a worker that stopped answering) and the program with it.
+ * Any child that is neither a worker nor the embedded database's server,
+ * nor one taskerd already had when it started (`helper & exec taskerd`),
+ * is such a stray (or a backend the server left when it died): killed
+ * with its group; SIGCHLD reaps it.  Swept shortly after each worker's
+ * death, at each ping tick and when the workers are gone at exit.
+ */
 static void
 pool_kill_strays(void)
 {

@@ -2,6 +2,7 @@
 templates stay in force; a good one is served at once."""
 
 import os
+import re
 import signal
 import threading
 import time
@@ -43,6 +44,18 @@ step_templates:
 """
 
 
+def refused_reload(t, tdir, name, text):
+    """Write template file name, SIGHUP, and return the reasons the
+    refused reload logged for it."""
+    with open(os.path.join(tdir, name), "w") as f:
+        f.write(text)
+    os.kill(t.pid, signal.SIGHUP)
+    lines = harness.wait_until(
+        lambda: t.log_lines(r'msg="reload refused.*%s' % re.escape(name)),
+        10, message="the refused reload of %s in the log" % name)
+    return [harness.logfmt(l)["reason"] for l in lines]
+
+
 def names(t):
     return sorted(x["name"] for x in t.get("/v1/templates").body["templates"])
 
@@ -54,26 +67,16 @@ def test_sighup_reload(taskerd):
 
     with open(os.path.join(tdir, "second.yaml"), "w") as f:
         f.write(SECOND)
-    with open(os.path.join(tdir, "broken.yaml"), "w") as f:
-        f.write(BROKEN)
-    os.kill(t.pid, signal.SIGHUP)
-    line = harness.wait_until(
-        lambda: t.log_lines(r'msg="reload refused'), 10,
-        message="the refused reload in the log")
-    assert any("broken.yaml:6:" in l and "nowhere" in l for l in line), line
+    reasons = refused_reload(t, tdir, "broken.yaml", BROKEN)
+    assert any("broken.yaml:6:" in r and "nowhere" in r
+               for r in reasons), reasons
     assert names(t) == ["first"]
     assert t.post("/v1/tasks", json={"name": "second", "context": {}}) \
         .status == 404
 
     # A reason with quotes in it stays one readable field of its line.
     os.unlink(os.path.join(tdir, "broken.yaml"))
-    with open(os.path.join(tdir, "no_url.yaml"), "w") as f:
-        f.write(NO_URL)
-    os.kill(t.pid, signal.SIGHUP)
-    line = harness.wait_until(
-        lambda: t.log_lines(r'msg="reload refused.*no_url'), 10,
-        message="the second refused reload in the log")
-    reason = harness.logfmt(line[0])["reason"]
+    reason = refused_reload(t, tdir, "no_url.yaml", NO_URL)[0]
     assert reason.startswith(os.path.join(tdir, "no_url.yaml") + ":") and \
         'step "a": ' in reason, reason
 

@@ -41,6 +41,7 @@
 #define WORKER_START_MIN_MS	100	/* first respawn delay after a bad start */
 #define WORKER_START_MAX_MS	30000
 #define WORKER_EXIT_CANNOT_START 2	/* the worker's "don't respawn me fast" */
+#define POOL_KILLED		32	/* strays remembered as killed */
 
 enum worker_state {
 	W_EMPTY,	/* no process: waiting for the respawn timer */
@@ -91,13 +92,16 @@ static struct {
 	struct event		*sweep;		/* for strays, after a death */
 	pid_t			 elders[64];	/* children taskerd was execed */
 	int			 nelders;	/* with: not strays */
+	pid_t			 killed[POOL_KILLED];	/* strays lately killed, */
+	unsigned		 nkilled;	/* logged and counted once */
 	struct timespec		 last_tick;	/* of the ping timer */
 	bool			 stopping;
 } pool;
 
 static void	worker_spawn(struct worker *);
 static void	worker_kill(struct worker *, int sig, const char *why);
-static void	pool_kill_strays(void);
+static int	pool_kill_strays(void);
+static void	pool_sweep(void);
 
 static struct worker *
 worker_by_pid(pid_t pid)
@@ -568,7 +572,7 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 		proto_encode_ping(&buf, PROTO_PING, ++w->ping_seq);
 		worker_send(w, &buf);
 	}
-	pool_kill_strays();
+	pool_sweep();
 }
 
 /* The first line of a small /proc file, or "" (buf holds size bytes). */
@@ -615,15 +619,17 @@ pool_children(pid_t *pids, int max)
  * Any child that is neither a worker nor the embedded database's server,
  * nor one taskerd already had when it started (`helper & exec taskerd`),
  * is such a stray (or a backend the server left when it died): killed
- * with its group; SIGCHLD reaps it.  Swept shortly after each worker's
- * death, at each ping tick and when the workers are gone at exit.
+ * with its group, or reaped if already dead.  Returns how many strays it
+ * found: each may leave children of its own in other groups, which come
+ * to us when it dies, so a sweep that found any is followed by another
+ * (pool_sweep, pool_shutdown).
  */
-static void
+static int
 pool_kill_strays(void)
 {
-	char	 path[64], comm[32];
+	char	 path[64], comm[32], line[512], *state;
 	pid_t	 pids[512];
-	int	 i, j, n;
+	int	 i, j, n, found = 0;
 
 	n = pool_children(pids, 512);
 	for (i = 0; i < n; i++) {
@@ -635,20 +641,49 @@ pool_kill_strays(void)
 				break;
 		if (j < pool.nelders)
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pids[i]);
-		log_warnx("killing a process orphaned to taskerd pid=%d comm=%s",
-		    (int)pids[i], log_quote(proc_read(path, comm,
-		    sizeof(comm))));
+		/* The state follows the last ')': comm may hold any byte. */
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pids[i]);
+		state = strrchr(proc_read(path, line, sizeof(line)), ')');
+		if (state != NULL && strncmp(state, ") Z", 3) == 0) {
+			waitpid(pids[i], NULL, WNOHANG);
+			found++;
+			continue;
+		}
+		/* Each is news once: one that outlives its SIGKILL (stuck in
+		 * the kernel) is killed again without a word or a round. */
+		for (j = 0; j < POOL_KILLED && pool.killed[j] != pids[i]; j++)
+			;
+		if (j == POOL_KILLED) {
+			pool.killed[pool.nkilled++ % POOL_KILLED] = pids[i];
+			found++;
+			snprintf(path, sizeof(path), "/proc/%d/comm",
+			    (int)pids[i]);
+			log_warnx("killing a process orphaned to taskerd pid=%d "
+			    "comm=%s", (int)pids[i], log_quote(proc_read(path,
+			    comm, sizeof(comm))));
+		}
 		if (getpgid(pids[i]) == pids[i])
 			kill(-pids[i], SIGKILL);
 		kill(pids[i], SIGKILL);
 	}
+	return found;
+}
+
+/* Shortly after each worker's death and at each ping tick; again 10 ms
+ * after a sweep that found strays, for what they leave. */
+static void
+pool_sweep(void)
+{
+	struct timeval	tv = { 0, 10000 };
+
+	if (pool_kill_strays() > 0)
+		evtimer_add(pool.sweep, &tv);
 }
 
 static void
 pool_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pool_kill_strays();
+	pool_sweep();
 }
 
 static void
@@ -725,7 +760,6 @@ pool_shutdown(void)
 {
 	struct timespec	 deadline, now;
 	struct worker	*w;
-	pid_t		 pid;
 	int		 i, status, alive;
 
 	pool.stopping = true;
@@ -741,13 +775,16 @@ pool_shutdown(void)
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += WORKER_KILL_GRACE_MS / 1000;
 	for (;;) {
+		/* Workers only: the embedded server is embedpg_stop's to reap. */
 		alive = 0;
-		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-			if ((w = worker_by_pid(pid)) != NULL)
+		for (i = 0; i < pool.n; i++) {
+			w = &pool.w[i];
+			if (w->pid > 0 && waitpid(w->pid, &status, WNOHANG) ==
+			    w->pid)
 				worker_reaped(w, status);
-		for (i = 0; i < pool.n; i++)
-			if (pool.w[i].pid > 0)
+			if (w->pid > 0)
 				alive++;
+		}
 		if (alive == 0)
 			break;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -761,7 +798,10 @@ pool_shutdown(void)
 		}
 		usleep(10000);
 	}
-	pool_kill_strays();
+	/* Sweep until a round finds nothing: each round's strays leave
+	 * theirs to the next.  Bounded, for a stray that will not die. */
+	for (i = 0; i < 100 && pool_kill_strays() > 0; i++)
+		usleep(10000);
 	for (i = 0; i < pool.n; i++) {
 		event_free(pool.w[i].deadline);
 		event_free(pool.w[i].respawn);

@@ -236,9 +236,16 @@ def read_pids(path, started):
 
 # Starts a child of its own (in a session of its own when told "away"),
 # writes both pids, then waits for ever (or exits at once with results when
-# told to).
+# told to).  Told "deep", the child is a copy of itself in a session of its
+# own, with an "away" child: the pid written is that grandchild's.
 SPAWNER = r"""#!/bin/sh
-if [ "$2" = away ]; then
+if [ "$2" = deep ]; then
+    PIDS="$PIDS.copy" setsid "$0" wait away &
+    while [ ! -e "$PIDS.copy" ]; do sleep 0.01; done
+    echo $$ $(cut -d' ' -f2 "$PIDS.copy") > "$PIDS.tmp" && mv "$PIDS.tmp" "$PIDS"
+    sleep 300
+    exit 0
+elif [ "$2" = away ]; then
     setsid sleep 300 &
     # On once it has left this session (field 6 of stat).
     while [ "$(cut -d' ' -f6 /proc/$!/stat)" = \
@@ -362,6 +369,31 @@ def test_program_dies_with_a_killed_worker(taskerd, tmp_path, started,
     # it is the one named, and its group goes with it.)
     assert t.log_lines(r'msg="killing a process orphaned to taskerd" '
                        r'pid=\d+ comm=(sleep|spawner.sh)'), t.log_tail(20)
+    assert t.running
+
+
+def test_orphans_of_orphans_are_swept_too(taskerd, tmp_path, started):
+    """Killing a stray orphans what it started in groups of its own: the
+    sweep after a worker's death comes back for those (10 ms later, not
+    at the next ping tick, a minute away here)."""
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={"hang.yaml": spawner_template(
+        "hang", prog, d + "/g", "wait", "60s", child="deep")},
+        config={"workers.ping_interval": "60s",
+                "workers.ping_timeout": "120s"})
+    t.create_task("hang", {}, namespace=NS)
+    program, grandchild = read_pids(d + "/g", started)
+    started.append(grandchild)
+    copy = harness.proc_ppid(grandchild)
+    started.append(copy)
+    assert harness.proc_ppid(copy) == program
+    assert len({os.getsid(program), os.getsid(copy),
+                os.getsid(grandchild)}) == 3
+    os.kill(harness.proc_ppid(program), signal.SIGKILL)    # the worker
+    for pid in (program, copy, grandchild):
+        harness.wait_until(lambda: not harness.proc_alive(pid), 5,
+                           message="pid %d gone" % pid)
     assert t.running
 
 

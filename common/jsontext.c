@@ -7,6 +7,7 @@
  * 19.989999999999998 - the same double, but not what the client sent, and
  * a different amount to a service that reads decimals exactly.
  */
+#include <errno.h>
 #include <locale.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -216,4 +217,61 @@ jsontext(const json_t *v, int flags)
 		return NULL;
 	jt_value(&b, v, flags);
 	return b.data;
+}
+
+/*
+ * Reading back.  A real of 2^63 or more (1e19, sent by a client or a
+ * handler) goes into jsonb as a numeric, and PostgreSQL prints it as the
+ * integer 10000000000000000000, which jansson refuses: "too big integer".
+ * Such an integer, and only such, is read as the real it was written as.
+ */
+json_t *
+jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
+{
+	struct jt_buf	 b = { NULL, 0, 0 };
+	json_error_t	 e;
+	json_t		*v;
+	const char	*p, *end = text + len;
+	char		*num;
+	size_t		 n;
+	bool		 in_string = false;
+
+	if ((v = json_loadb(text, len, flags, &e)) != NULL ||
+	    json_error_code(&e) != json_error_numeric_overflow) {
+		if (err != NULL)
+			*err = e;
+		return v;
+	}
+	for (p = text; p < end; p += n) {
+		n = 1;
+		if (in_string) {
+			if (*p == '\\' && p + 1 < end)
+				n = 2;
+			else if (*p == '"')
+				in_string = false;
+		} else if (*p == '"')
+			in_string = true;
+		else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+			for (n = 1; p + n < end &&
+			    strchr("-+.eE0123456789", p[n]) != NULL &&
+			    p[n] != '\0'; n++)
+				;
+			jt_put(&b, p, n);
+			/* An integer (no fraction, no exponent) too big for
+			 * json_int_t: made a real by an exponent of 0. */
+			num = xstrndup(p, n);
+			if (strpbrk(num, ".eE") == NULL &&
+			    strlen(num) > 18 && (errno = 0,
+			    strtoll(num, NULL, 10), errno == ERANGE))
+				jt_put(&b, "e0", 2);
+			free(num);
+			continue;
+		}
+		jt_put(&b, p, n);
+	}
+	v = json_loadb(b.data != NULL ? b.data : "", b.len, flags, &e);
+	free(b.data);
+	if (err != NULL)
+		*err = e;
+	return v;
 }

@@ -170,7 +170,7 @@ client_request(const char *method, const char *path, const json_t *body,
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
 	r->body = sink.buf ? sink.buf : xstrdup("");
 	r->len = sink.len;
-	r->json = json_loadb(r->body, r->len, 0, NULL);
+	r->json = jsontext_load(r->body, r->len, 0, NULL);
 	return 0;
 }
 

@@ -162,10 +162,10 @@ route_results_done(struct db_job *job, void *arg)
 		goto done;
 	}
 	scope = json_pack("{s:o, s:o, s:{s:s, s:s, s:o}}",
-	    "context", json_loads(PQgetvalue(res, 0, 1), 0, NULL),
-	    "steps", json_loads(PQgetvalue(res, 0, 2), 0, NULL),
+	    "context", db_json(res, 0, 1),
+	    "steps", db_json(res, 0, 2),
 	    "task", "id", rr->id, "status", PQgetvalue(res, 0, 0),
-	    "services", json_loads(PQgetvalue(res, 0, 3), 0, NULL));
+	    "services", db_json(res, 0, 3));
 	out = scope ? render_json(rr->t->route_results_body, scope, err,
 	    sizeof(err)) : NULL;
 	if (out == NULL) {

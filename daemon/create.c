@@ -304,8 +304,7 @@ task_json(const struct create_req *cr, int64_t id, PGresult *res, int row)
 	const char		*status;
 	size_t			 i, j;
 
-	if ((created = json_loads(PQgetvalue(res, row, COL_ORD + 4),
-	    JSON_DECODE_ANY, NULL)) == NULL)
+	if ((created = db_json(res, row, COL_ORD + 4)) == NULL)
 		created = json_null();
 	ids = pg_array(PQgetvalue(res, row, COL_ORD + 5), true);
 	statuses = pg_array(PQgetvalue(res, row, COL_ORD + 6), false);

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "db.h"
+#include "jsontext.h"
 #include "metrics.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -835,4 +836,13 @@ db_connect_blocking(const char *dsn, char *err, size_t errlen)
 		return NULL;
 	}
 	return pg;
+}
+
+json_t *
+db_json(const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col))
+		return NULL;
+	return jsontext_load(PQgetvalue(res, row, col),
+	    (size_t)PQgetlength(res, row, col), JSON_DECODE_ANY, NULL);
 }

@@ -17,6 +17,7 @@
 #define TASKERD_DB_H
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <event2/event.h>
 
@@ -64,6 +65,10 @@ void	 db_job_backend(const struct db_job *, int *pid, int64_t *start);
 bool	 db_unavailable(const char *sqlstate);
 /* In the callback: the result of statement i (NULL on failure). */
 PGresult *db_job_result(const struct db_job *, int i);
+/* The json or jsonb in a row's column as a new value; NULL for SQL NULL
+ * (or text that is not JSON).  Use it, not json_loads(): see
+ * jsontext_load(). */
+json_t	*db_json(const PGresult *, int row, int col);
 
 /* Blocking helpers for start-up work done before the loop runs (migrations,
  * template registration) and never on a request path. */

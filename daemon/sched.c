@@ -783,8 +783,12 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 			back[nback++] = c;
 			continue;
 		}
-		ctx = json_loads(PQgetvalue(res, i, 10), 0, NULL);
-		steps = json_loads(PQgetvalue(res, i, 11), 0, NULL);
+		ctx = db_json(res, i, 10);
+		steps = db_json(res, i, 11);
+		if (ctx == NULL || steps == NULL)	/* not jsonb's text? */
+			log_warnx("step input unreadable, running it with {} "
+			    "task=%lld step=%s", (long long)c->task_id,
+			    log_quote(c->step_name));
 		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
 		if (steps != NULL && done != NULL && c->tstep != NULL &&
 		    c->tstep->reads_results)

@@ -19,4 +19,10 @@ char	*jsontext(const json_t *, int flags);
 /* A real's text into buf (32 bytes are enough). */
 void	 jsontext_real(double, char *buf, size_t len);
 
+/* json_loadb(), except that an integer too big for jansson (PostgreSQL's
+ * text of a jsonb real of 2^63 or more: 1e19 comes back as
+ * 10000000000000000000) is read as a real.  For JSON that was ours. */
+json_t	*jsontext_load(const char *text, size_t len, size_t flags,
+	    json_error_t *err);
+
 #endif

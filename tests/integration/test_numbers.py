@@ -64,3 +64,59 @@ def test_reals_keep_their_digits(taskerd, service):
     stored = t.pg.scalar(t.db, "SELECT context::text FROM tasks WHERE id = %d"
                          % tid)
     assert re.search(r'"amount": ?19.99[,}]', stored), stored
+
+
+BIG = """\
+name: big
+namespace_name: numbers
+version: 1.0.0
+routes:
+  results:
+    path: "/big/{task_id}"
+    body: { n: "{{context.n}}", m: "{{steps.a.results.m}}" }
+step_templates:
+  - name: a
+    handler: http
+    handler_config:
+      method: POST
+      url: "%s/a"
+      body: { n: "{{context.n}}" }
+  - name: b
+    handler: http
+    depends_on_step: a
+    handler_config:
+      method: POST
+      url: "%s/b"
+      body: { m: "{{steps.a.results.m}}", n: "{{context.n}}" }
+"""
+
+
+def test_reals_of_2_63_and_more_reach_the_steps(taskerd, service):
+    """PostgreSQL prints a jsonb 1e19 as 10000000000000000000, an integer
+    too big for jansson.  It is read back as the real it was: the steps
+    get the context and the results they were given (they used to run
+    with an empty context, and without their parents' results), the
+    template's results route renders them, and the operator's tool shows
+    the task."""
+    from test_ctl import ctl_json
+    service.route("POST", "/a", status=200, body={"m": -2e19})
+    service.route("POST", "/b", status=200, body={"ok": True})
+    t = taskerd(templates={"big.yaml": BIG % (service.url, service.url)})
+    body = ('{"name": "big", "namespace": "numbers", "context": '
+            '{"n": 1e19, "small": 3}}')
+    r = t.request("POST", "/v1/tasks", data=body.encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 201, r.body
+    tid = r.body["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    (a,) = service.requests_for("/a")
+    (b,) = service.requests_for("/b")
+    assert a.json == {"n": 1e19}, a.body
+    assert b.json == {"m": -2e19, "n": 1e19}, b.body
+    stored = t.pg.scalar(t.db, "SELECT context::text FROM tasks WHERE id = %d"
+                         % tid)
+    assert "10000000000000000000" in stored, stored
+    r = t.get("/big/%d" % tid)
+    assert r.status == 200 and r.body == {"n": 1e19, "m": -2e19}, r.body
+    shown = ctl_json(t, "task", "show", tid)
+    assert shown["context"] == {"n": 1e19, "small": 3}, shown

@@ -212,6 +212,54 @@ test_reals_round_trip(void **state)
 	}
 }
 
+/* Read back as ours: what PostgreSQL prints of a jsonb real of 2^63 or
+ * more is an integer jansson refuses; it is read as that real. */
+static void
+test_load(void **state)
+{
+	const char	*text;
+	json_error_t	 e;
+	json_t		*v;
+	char		*s;
+
+	(void)state;
+	v = jsontext_load("10000000000000000000", 20, JSON_DECODE_ANY, &e);
+	assert_non_null(v);
+	assert_true(json_is_real(v) && json_real_value(v) == 1e19);
+	json_decref(v);
+
+	/* Only such integers: strings (escaped quotes too), int64's own
+	 * range and reals are read as json_loadb reads them. */
+	text = "{\"s\": \"x\\\" 10000000000000000000\", \"n\": "
+	    "-10000000000000000000, \"a\": [9223372036854775807, "
+	    "-9223372036854775808, 92233720368547758080, 2.5, 1e19, "
+	    "123456789012345678901234567890123]}";
+	v = jsontext_load(text, strlen(text), 0, &e);
+	assert_non_null(v);
+	s = jsontext(v, 0);
+	assert_string_equal(s, "{\"s\":\"x\\\" 10000000000000000000\","
+	    "\"n\":-1e+19,\"a\":[9223372036854775807,"
+	    "-9223372036854775808,9.223372036854776e+19,2.5,1e+19,"
+	    "1.2345678901234569e+32]}");
+	free(s);
+	json_decref(v);
+
+	/* The length is the end, not a NUL. */
+	v = jsontext_load("[10000000000000000000]xyz", 22, 0, &e);
+	assert_non_null(v);
+	assert_true(json_real_value(json_array_get(v, 0)) == 1e19);
+	json_decref(v);
+
+	/* Errors stay errors: malformed text, a real out of double's range,
+	 * and an integer too big for a double too. */
+	assert_null(jsontext_load("[1, 10000000000000000000", 24, 0, &e));
+	assert_null(jsontext_load("[1e400]", 7, 0, &e));
+	assert_int_equal(json_error_code(&e), json_error_numeric_overflow);
+	assert_null(jsontext_load("{\"a\": 10000000000000000000,}", 28, 0,
+	    &e));
+	assert_int_equal(json_error_code(&e), json_error_invalid_syntax);
+}
+
 int
 main(void)
 {
@@ -220,6 +268,7 @@ main(void)
 		cmocka_unit_test(test_like_jansson_random),
 		cmocka_unit_test(test_reals),
 		cmocka_unit_test(test_reals_round_trip),
+		cmocka_unit_test(test_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -462,7 +462,7 @@ tmpl_check_names(struct tmpl_parse *p)
 
 	/* A step's name is a placeholder's path segment and a URL's
 	 * (/v1/tasks/ID/steps/NAME): letters, digits, '_' and '-'. */
-	for (i = 0; i < t->nsteps; i++)
+	for (i = 0; i < t->nsteps; i++) {
 		if (t->steps[i].name[0] == '\0' ||
 		    t->steps[i].name[strspn(t->steps[i].name,
 		    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -470,6 +470,12 @@ tmpl_check_names(struct tmpl_parse *p)
 			return yt_errorl(p->doc, tmpl_name_line(p, i),
 			    "step name '%s' may hold only letters, digits, "
 			    "'_' and '-'", t->steps[i].name);
+		if (strlen(t->steps[i].name) > TMPL_NAME_MAX)
+			return yt_errorl(p->doc, tmpl_name_line(p, i),
+			    "step name '%.32s...' is %zu bytes; at most %d "
+			    "(it is a part of API paths)", t->steps[i].name,
+			    strlen(t->steps[i].name), TMPL_NAME_MAX);
+	}
 	p->byname = xcalloc(t->nsteps, sizeof(*p->byname));
 	for (i = 0; i < t->nsteps; i++) {
 		p->byname[i].name = t->steps[i].name;
@@ -739,7 +745,9 @@ static int
 tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
     const char *path, bool with_id, const char *what)
 {
-	size_t	len;
+	const char	*seg;
+	size_t		 len;
+	int		 n;
 
 	if (path == NULL)
 		return 0;
@@ -757,6 +765,14 @@ tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
 	if (!with_id && strchr(path, '{') != NULL)
 		return yt_error(p->doc, root, "routes.%s.path: \"%s\" takes "
 		    "no placeholder", what, path);
+	for (seg = path, n = 0; *seg != '\0'; seg += len) {
+		seg += strspn(seg, "/");
+		if ((len = strcspn(seg, "/")) > TMPL_NAME_MAX || (len > 0 &&
+		    ++n > TMPL_PATH_SEGS))
+			return yt_error(p->doc, root, "routes.%s.path: at most "
+			    "%d segments of at most %d bytes each", what,
+			    TMPL_PATH_SEGS, TMPL_NAME_MAX);
+	}
 	return 0;
 }
 
@@ -817,6 +833,12 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	if (*t->name == '\0' || *t->namespace == '\0' || *t->version == '\0') {
 		yt_error(doc, root, "name, namespace_name and version must "
 		    "not be empty");
+		goto done;
+	}
+	if (strlen(t->name) > TMPL_NAME_MAX ||
+	    strlen(t->namespace) > TMPL_NAME_MAX) {
+		yt_error(doc, root, "name and namespace_name may be at most %d "
+		    "bytes (they are parts of API paths)", TMPL_NAME_MAX);
 		goto done;
 	}
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||

@@ -32,6 +32,7 @@
 
 #include "api.h"
 #include "db.h"
+#include "template.h"
 #include "pool.h"
 #include "reply.h"
 #include "protocol.h"
@@ -43,6 +44,10 @@
 #include "log.h"
 #include "utf8.h"
 #include "xmalloc.h"
+
+/* The bytes of a path segment as sent: a name of TMPL_NAME_MAX bytes,
+ * each percent-encoded, fits. */
+#define API_SEG_MAX	(3 * TMPL_NAME_MAX + 1)
 
 static struct evhttp	*http;
 static struct evhttp_bound_socket *bound;	/* the listener */
@@ -82,7 +87,7 @@ api_answered(struct evhttp_request *req, int status)
 
 /* A bounded label for a path: ids and names from the path are not labels. */
 static const char *
-route_label(char seg[][128], int n)
+route_label(char seg[][API_SEG_MAX], int n)
 {
 	if (n == 2 && strcmp(seg[0], "health") == 0)
 		return strcmp(seg[1], "live") == 0 ? "/health/live" :
@@ -265,10 +270,11 @@ api_ready(struct evhttp_request *req)
 /* Split "/a/b/c" into at most max segments (decoded); returns the count,
  * or -1 when there are more. */
 static int
-split_path(const char *path, char seg[][128], int max)
+split_path(const char *path, char seg[][API_SEG_MAX], int max)
 {
 	const char	*p = path, *q;
 	char		*dec;
+	size_t		 len;
 	int		 n = 0;
 
 	while (*p == '/')
@@ -279,12 +285,15 @@ split_path(const char *path, char seg[][128], int max)
 		q = strchr(p, '/');
 		if (q == NULL)
 			q = p + strlen(p);
-		if ((size_t)(q - p) >= 128)
+		if ((size_t)(q - p) >= API_SEG_MAX)
 			return -1;
 		memcpy(seg[n], p, (size_t)(q - p));
 		seg[n][q - p] = '\0';
-		dec = evhttp_uridecode(seg[n], 0, NULL);
-		snprintf(seg[n], 128, "%s", dec ? dec : "");
+		dec = evhttp_uridecode(seg[n], 0, &len);
+		/* A %00 would cut the segment short ("a%00b" is no step
+		 * "a"): such a segment becomes a byte url_utf8() refuses. */
+		snprintf(seg[n], API_SEG_MAX, "%s", dec != NULL &&
+		    strlen(dec) == len ? dec : "\x80");
 		free(dec);
 		n++;
 		p = q;
@@ -298,10 +307,11 @@ split_path(const char *path, char seg[][128], int max)
  * error messages, JSON answers and text parameters, which take nothing
  * else. */
 static bool
-url_utf8(struct evhttp_request *req, char seg[][128], int n)
+url_utf8(struct evhttp_request *req, char seg[][API_SEG_MAX], int n)
 {
 	const char	*query;
 	char		*dec;
+	size_t		 len;
 	bool		 ok = true;
 	int		 i;
 
@@ -310,8 +320,9 @@ url_utf8(struct evhttp_request *req, char seg[][128], int n)
 			return false;
 	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	if (query != NULL) {
-		dec = evhttp_uridecode(query, 1, NULL);
-		ok = dec != NULL && utf8_valid(dec, strlen(dec));
+		dec = evhttp_uridecode(query, 1, &len);
+		ok = dec != NULL && strlen(dec) == len &&
+		    utf8_valid(dec, len);
 		free(dec);
 	}
 	return ok;
@@ -338,7 +349,7 @@ api_current_actor(void)
  */
 static bool
 api_authorize(struct evhttp_request *req, enum evhttp_cmd_type m,
-    char seg[][128], int n)
+    char seg[][API_SEG_MAX], int n)
 {
 	const char		*h, *tok;
 	unsigned char		 d[SHA256_LEN];
@@ -418,7 +429,7 @@ api_route(struct evhttp_request *req, void *arg)
 {
 	enum evhttp_cmd_type	 m = evhttp_request_get_command(req);
 	const char		*path;
-	char			 seg[6][128];
+	char			 seg[TMPL_PATH_SEGS][API_SEG_MAX];
 	struct pending		*pend;
 	int			 n;
 
@@ -426,7 +437,7 @@ api_route(struct evhttp_request *req, void *arg)
 	if (m == EVHTTP_REQ_HEAD)
 		m = EVHTTP_REQ_GET;
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	if (path == NULL || (n = split_path(path, seg, 6)) == -1)
+	if (path == NULL || (n = split_path(path, seg, TMPL_PATH_SEGS)) == -1)
 		goto notfound;
 	log_debug("api request method=%d path=%s", (int)m,
 	    log_quote(path));
@@ -438,7 +449,7 @@ api_route(struct evhttp_request *req, void *arg)
 
 	if (!url_utf8(req, seg, n)) {
 		reply_error(req, 400, "invalid_request", "the URL's path or "
-		    "query is not valid UTF-8 once decoded");
+		    "query is not valid UTF-8 once decoded, or holds %%00");
 		return;
 	}
 	if (!(n == 2 && strcmp(seg[0], "health") == 0) && !api_authorize(req,

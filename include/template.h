@@ -16,6 +16,12 @@
 #include <jansson.h>
 #include "backoff.h"
 
+/* Names and route paths are parts of API paths, which the API reads in
+ * at most TMPL_PATH_SEGS segments of API_SEG_MAX bytes (api.c): a name
+ * or a route path segment of TMPL_NAME_MAX bytes, percent-encoded, fits. */
+#define TMPL_NAME_MAX	128
+#define TMPL_PATH_SEGS	8
+
 enum identity_strategy { IDENTITY_ALWAYS_UNIQUE, IDENTITY_STRICT,
 	IDENTITY_CALLER_PROVIDED };
 

@@ -268,3 +268,35 @@ def test_sigterm_stops_daemon_and_workers(taskerd):
     assert code == 0, "taskerd exited %s on SIGTERM\n%s" % (code, t.log_tail(40))
     assert not t.orphans, "workers %s outlived taskerd" % t.orphans
     assert not any(harness.proc_alive(p) for p in pids)
+
+
+def test_names_as_long_as_templates_allow_are_reachable(taskerd):
+    """A name of 128 bytes (the most a template may give: longer ones are
+    refused at load) and a route of 8 segments are reached through the
+    API; they used to answer 404 from 128 bytes and 7 segments on."""
+    step = "s" * 128
+    name = "n" * 128
+    route = "/r/2/3/4/5/6/7/{task_id}"
+    t = taskerd(templates={"long.yaml": """\
+name: %s
+namespace_name: %s
+version: 1.0.0
+routes:
+  status: { path: "%s" }
+step_templates:
+  - name: %s
+    handler: noop
+""" % (name, name, route, step)})
+    tid = t.create_task(name, {}, namespace=name)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    r = t.get("/v1/tasks/%d/steps/%s" % (tid, step))
+    assert r.status == 200 and r.body["name"] == step, r.body
+    r = t.get("/v1/tasks/%d/steps/%s/transitions" % (tid, step))
+    assert r.status == 200, r.body
+    r = t.get("/v1/templates/%s/%s" % (name, name))
+    assert r.status == 200 and r.body["name"] == name, r.body
+    r = t.get(route.replace("{task_id}", str(tid)))
+    assert r.status == 200 and r.body["status"] == "complete", r.body
+    # One segment more than a route may have: not found, as before.
+    r = t.get("/v1/tasks/%d/steps/%s/transitions/x/y/z" % (tid, step))
+    assert r.status == 404, r.body

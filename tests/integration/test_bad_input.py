@@ -156,11 +156,14 @@ def raw_request(t, method, path, body=b""):
     "/v1/templates/%FF/x",
     "/v1/tasks/1/steps/%ED%A0%80",         # a UTF-16 surrogate
     "/elsewhere/%FE%FF",
+    "/v1/tasks/1/steps/a%00b",              # NUL: used to name step "a"
+    "/v1/tasks?name=a%00b",                 # used to filter on "a"
 ])
 def test_url_not_utf8(server, path):
-    """Bytes that do not decode as UTF-8 in the path or query: a 400 that
-    says so (they used to reach an error message, whose JSON encoding
-    failed and took the daemon down)."""
+    """Bytes that do not decode as UTF-8 in the path or query, or a NUL
+    that would cut a name short: a 400 that says so (they used to reach an
+    error message, whose JSON encoding failed and took the daemon down;
+    a NUL made "a%00b" the step "a")."""
     status, body = raw_request(server, "GET", path)
     assert status == 400, body
     assert body["error"]["code"] == "invalid_request"

@@ -757,6 +757,56 @@ test_err_names(void **state)
 	expect_error("# nothing here\n", "t.yaml:1: empty template");
 }
 
+/* Names and route paths are parts of API paths, which the API reads in
+ * bounded segments: what could not be reached is refused at load. */
+static void
+test_err_name_lengths(void **state)
+{
+	char	 name[TMPL_NAME_MAX + 2], doc[1024], path[512];
+	struct tmpl *t;
+	int	 i;
+
+	(void)state;
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';		/* one byte too many */
+	snprintf(doc, sizeof(doc), HEAD "  - name: %s\n", name);
+	snprintf(path, sizeof(path), "t.yaml:3: step name '%.32s...' is %d "
+	    "bytes; at most %d (it is a part of API paths)", name,
+	    TMPL_NAME_MAX + 1, TMPL_NAME_MAX);
+	expect_error(doc, path);
+	snprintf(doc, sizeof(doc), "name: %s\nstep_templates:\n"
+	    "  - name: a\n", name);
+	expect_error(doc, "t.yaml:1: name and namespace_name may be at most "
+	    "128 bytes (they are parts of API paths)");
+	snprintf(doc, sizeof(doc), "name: t\nnamespace_name: %s\n"
+	    "step_templates:\n  - name: a\n", name);
+	expect_error(doc, "t.yaml:1: name and namespace_name may be at most "
+	    "128 bytes (they are parts of API paths)");
+	snprintf(doc, sizeof(doc), "name: t\nroutes: { create: { path: "
+	    "/%s } }\nstep_templates:\n  - name: a\n    handler: noop\n", name);
+	expect_error(doc, "t.yaml:1: routes.create.path: at most 8 segments "
+	    "of at most 128 bytes each");
+	expect_error("name: t\nroutes: { status: { path: "
+	    "\"/1/2/3/4/5/6/7/8/{task_id}\" } }\nstep_templates:\n"
+	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.status.path: at most 8 "
+	    "segments of at most 128 bytes each");
+
+	/* At the limits: loaded. */
+	name[TMPL_NAME_MAX] = '\0';
+	snprintf(path, sizeof(path), "/%s", name);
+	for (i = 0; i < TMPL_PATH_SEGS - 2; i++)
+		strcat(path, "/x");
+	snprintf(doc, sizeof(doc), "name: %s\nnamespace_name: %s\n"
+	    "routes: { status: { path: \"%s/{task_id}\" } }\n"
+	    "step_templates:\n  - name: %s\n    handler: noop\n", name, name, path,
+	    name);
+	t = load(doc, path, sizeof(path));
+	if (t == NULL)
+		fail_msg("not loaded: %s", path);
+	assert_int_equal(strlen(t->steps[0].name), TMPL_NAME_MAX);
+	tmpl_free(t);
+}
+
 static void
 test_err_deps(void **state)
 {
@@ -1190,6 +1240,7 @@ main(void)
 		cmocka_unit_test(test_err_placeholders),
 		cmocka_unit_test(test_err_types),
 		cmocka_unit_test(test_err_names),
+		cmocka_unit_test(test_err_name_lengths),
 		cmocka_unit_test(test_err_deps),
 		cmocka_unit_test(test_err_values),
 		cmocka_unit_test(test_err_yaml),

@@ -22,10 +22,13 @@
  *
  * Limits: schemas nest at most SCHEMA_MAX_DEPTH levels, which bounds the
  * recursion of both passes whatever the instance looks like.  Patterns are
- * POSIX extended regular expressions, searched unanchored in the C locale
- * ("." matches a byte); escapes such as \d, which ECMA 262 understands and
- * POSIX would silently read as a literal letter, are refused.
+ * POSIX extended regular expressions, searched unanchored in the C.UTF-8
+ * locale ("." matches a character, as maxLength counts them, and
+ * [[:alpha:]] matches "é"); escapes such as \d, which ECMA 262 understands
+ * and POSIX would silently read as a literal letter, are refused.
  */
+#include <locale.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -854,6 +857,42 @@ chk_enum(struct schema_chk *c, const json_t *v, int depth)
 	return 0;
 }
 
+/* Patterns match characters, not bytes: compiled and run in C.UTF-8
+ * (glibc has it built in), or in the C locale where it is missing. */
+static locale_t	pattern_loc = (locale_t)0;
+
+static void
+pattern_locale_init(void)
+{
+	pattern_loc = newlocale(LC_CTYPE_MASK | LC_COLLATE_MASK, "C.UTF-8",
+	    (locale_t)0);
+	if (pattern_loc == (locale_t)0) {
+		log_warnx("no C.UTF-8 locale: schema patterns match bytes");
+		pattern_loc = LC_GLOBAL_LOCALE;
+	}
+}
+
+static locale_t
+pattern_locale(void)
+{
+	static pthread_once_t	once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, pattern_locale_init);
+	return pattern_loc;
+}
+
+static int
+pattern_compile(regex_t *re, const char *text)
+{
+	locale_t	old;
+	int		rc;
+
+	old = uselocale(pattern_locale());
+	rc = regcomp(re, text, REG_EXTENDED | REG_NOSUB);
+	uselocale(old);
+	return rc;
+}
+
 /* GNU regcomp reads an unknown escape such as \d as the letter itself, so an
  * ECMA 262 pattern would load and then match the wrong strings.  Refuse
  * every backslash before a letter or digit instead: \w, \s and back
@@ -1010,8 +1049,7 @@ chk_pattern(struct schema_chk *c, const json_t *v, int depth)
 		if (p[1] != '\0')
 			p++;
 	}
-	if ((rc = regcomp(&re, json_string_value(v),
-	    REG_EXTENDED | REG_NOSUB)) != 0) {
+	if ((rc = pattern_compile(&re, json_string_value(v))) != 0) {
 		regerror(rc, &re, why, sizeof(why));
 		chk_fail(c, "invalid regular expression: %s", why);
 		regfree(&re);
@@ -1193,7 +1231,7 @@ pattern_compiled(const char *text)
 		pattern_cached = 0;
 	}
 	i = pattern_cached;
-	if (regcomp(&pattern_cache[i].re, text, REG_EXTENDED | REG_NOSUB) != 0)
+	if (pattern_compile(&pattern_cache[i].re, text) != 0)
 		return NULL;
 	pattern_cache[i].text = xstrdup(text);
 	pattern_cached++;
@@ -1206,6 +1244,7 @@ val_pattern(struct schema_val *v, const json_t *schema, const json_t *kw,
 {
 	regmatch_t	 m;
 	const regex_t	*re;
+	locale_t	 old;
 	int		 rc, flags = 0;
 
 	(void)schema;
@@ -1221,7 +1260,9 @@ val_pattern(struct schema_val *v, const json_t *schema, const json_t *kw,
 #ifdef REG_STARTEND
 	flags = REG_STARTEND;	/* the whole string, NUL characters included */
 #endif
+	old = uselocale(pattern_locale());
 	rc = regexec(re, json_string_value(inst), 1, &m, flags);
+	uselocale(old);
 	if (rc != 0)
 		val_fail(v, "string does not match the pattern %s",
 		    json_string_value(kw));

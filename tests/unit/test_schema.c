@@ -274,6 +274,13 @@ test_pattern(void **state)
 	VALID("{\"pattern\":\"^a\\\\.b$\"}", "\"a.b\"");
 	INVALID("{\"pattern\":\"^a\\\\.b$\"}", "\"axb\"");
 	VALID("{\"pattern\":\"^x\"}", "12");	/* strings only */
+	/* Characters, not bytes, as maxLength counts them. */
+	VALID("{\"pattern\":\"^.{2}$\",\"maxLength\":2}", "\"\\u00e9\\u00e9\"");
+	INVALID("{\"pattern\":\"^.{3}$\"}", "\"\\u00e9\\u00e9\"");
+	VALID("{\"pattern\":\"^[[:alpha:]]+$\"}", "\"\\u00e9t\\u00e9\"");
+	VALID("{\"pattern\":\"^[\\u00e8\\u00e9]$\"}", "\"\\u00e9\"");
+	INVALID("{\"pattern\":\"^[\\u00e8\\u00e9]$\"}", "\"\\u00c3\"");
+	VALID("{\"pattern\":\"^.$\"}", "\"\\ud83d\\ude00\"");
 #ifdef REG_STARTEND
 	/* The whole string is searched, past a NUL character. */
 	VALID("{\"pattern\":\"b$\"}", "\"a\\u0000b\"");
@@ -504,6 +511,10 @@ test_check_regex(void **state)
 	    "/properties/email/pattern: invalid regular expression");
 	refused("{\"pattern\":\"[a-\"}", "/pattern: invalid regular");
 	refused("{\"pattern\":\"a{2,1}\"}", "/pattern: invalid regular");
+	/* glibc has no order for a range between characters past ASCII (in
+	 * bytes, which it used to match, it meant something else). */
+	refused("{\"pattern\":\"[\\u00e0-\\u00ff]\"}",
+	    "/pattern: invalid regular expression: Invalid collation");
 	/* ECMA escapes POSIX would read as letters. */
 	refused("{\"pattern\":\"^\\\\d+$\"}", "/pattern: escape \\d is not");
 	refused("{\"pattern\":\"[\\\\w]\"}", "/pattern: escape \\w is not");

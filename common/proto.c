@@ -315,20 +315,34 @@ be_uint(const unsigned char *p, size_t n)
 }
 
 /*
+ * What decoding may cost, in bytes per msgpack value: msgpack-c's object
+ * and the jansson value made of it; on top of that, per array or map,
+ * jansson's table, and per member of a map, its entry; strings are copied
+ * twice.  (Measured: a payload of 5 million empty maps, 5 MB, took 1.3 GB
+ * to decode.)
+ */
+#define COST_VALUE	64
+#define COST_CONTAINER	192
+#define COST_MEMBER	64
+#define COST_FLOOR	((uint64_t)128 << 20)
+
+/*
  * Walk one msgpack object filling exactly len bytes, without building it.
  * msgpack-c allocates a container's elements as soon as it reads the count
  * (32 bytes each), so five bytes announcing 2^26 elements cost it 2 GB.
  * Every element takes at least one byte, so no more objects can still be
  * pending than there are bytes left; holding that at each step bounds what
- * msgpack-c may later allocate to about 32 bytes per payload byte (so the
- * frame cap is also a memory cap).  msgpack-c still owns nesting depth: it
- * refuses more than 32 levels.  Returns NULL
- * when the payload is sound, else the reason.
+ * msgpack-c may later allocate to about 32 bytes per payload byte.  Small
+ * values cost jansson far more than their bytes, though: the cost of the
+ * whole decoding is estimated (COST_*), and a payload that would take more
+ * than 128 MiB, and more than four times its size (a long string takes
+ * twice), is refused.  msgpack-c still owns nesting depth: it refuses more
+ * than 32 levels.  Returns NULL when the payload is sound, else the reason.
  */
-static const char *
+const char *
 proto_scan(const unsigned char *p, size_t len)
 {
-	uint64_t	 pending = 1, count;
+	uint64_t	 pending = 1, count, cost = 0;
 	size_t		 off = 0, lenbytes, body;
 	unsigned char	 c;
 
@@ -385,6 +399,14 @@ proto_scan(const unsigned char *p, size_t len)
 			return "container announces more elements than the "
 			    "payload holds";
 		pending += count;
+		cost += COST_VALUE + 2 * (uint64_t)body;
+		if ((c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf))
+			cost += COST_CONTAINER;
+		if ((c >= 0x80 && c <= 0x8f) || c == 0xde || c == 0xdf)
+			cost += count / 2 * COST_MEMBER;	/* (pairs) */
+		if (cost > COST_FLOOR && cost > 4 * (uint64_t)len)
+			return "too many values: decoded, they would take more "
+			    "than 128 MiB";
 	}
 	if (off != len)
 		return "trailing bytes after the message";

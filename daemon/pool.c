@@ -852,6 +852,7 @@ pool_dispatch(struct claim *c)
 	struct proto_buf	 buf;
 	struct worker		*w = NULL;
 	struct timeval		 tv;
+	const char		*fault = NULL;
 	char			*ikey, why[256];
 	int			 i;
 
@@ -881,16 +882,25 @@ pool_dispatch(struct claim *c)
 	proto_buf_init(&buf);
 	proto_encode_run_step(&buf, &run);
 	free(ikey);
-	if (buf.len > PROTO_HEADER_LEN + pool.max_frame) {
+	if (buf.len > PROTO_HEADER_LEN + pool.max_frame ||
+	    (fault = proto_scan(buf.data + PROTO_HEADER_LEN,
+	    buf.len - PROTO_HEADER_LEN)) != NULL) {
 		/* The worker would refuse the frame and exit, and the step
 		 * would fail as a crash, attempt after attempt. */
 		log_warnx("step input too large task_id=%lld step=%s "
-		    "frame_bytes=%zu max_frame=%zu correlation_id=%s",
-		    (long long)c->task_id, c->step_name, buf.len,
-		    pool.max_frame, c->correlation_id);
-		snprintf(why, sizeof(why), "the step's input (its task's "
-		    "context and the results it reads) takes %zu bytes; "
-		    "workers.max_frame is %zu", buf.len, pool.max_frame);
+		    "frame_bytes=%zu max_frame=%zu reason=%s "
+		    "correlation_id=%s", (long long)c->task_id,
+		    log_quote(c->step_name), buf.len, pool.max_frame,
+		    log_quote(fault), log_quote(c->correlation_id));
+		if (fault != NULL)
+			snprintf(why, sizeof(why), "the step's input (its "
+			    "task's context and the results it reads) holds "
+			    "%s", fault);
+		else
+			snprintf(why, sizeof(why), "the step's input (its "
+			    "task's context and the results it reads) takes "
+			    "%zu bytes; workers.max_frame is %zu", buf.len,
+			    pool.max_frame);
 		proto_buf_free(&buf);
 		c->retryable = false;
 		sched_fail(c, "input_too_large", why);

@@ -149,6 +149,9 @@ int	proto_frame_peek(const unsigned char *data, size_t len,
  */
 int	proto_decode(const unsigned char *payload, size_t len,
 	    struct proto_msg *msg, char *err, size_t errlen);
+/* What proto_decode() would refuse in the payload before decoding it (a
+ * short reason), or NULL: a sender checks its own frames with it. */
+const char *proto_scan(const unsigned char *payload, size_t len);
 void	proto_msg_clear(struct proto_msg *);
 
 const char *proto_type_name(enum proto_type);

@@ -247,6 +247,7 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 	const struct proto_run_step	*run = &st->msg.u.run;
 	struct proto_step_outcome	*o = &st->o;
 	size_t				 start, frame;
+	const char			*fault = NULL;
 	int64_t				 duration;
 
 	/* The handler fills the verdict; identity and timing are ours so a
@@ -271,14 +272,17 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 
 	start = pb->len;
 	proto_encode_outcome(pb, o);
-	if ((frame = pb->len - start) > PROTO_HEADER_LEN + worker_max_frame) {
+	frame = pb->len - start;
+	if (frame > PROTO_HEADER_LEN + worker_max_frame ||
+	    (fault = proto_scan(pb->data + start + PROTO_HEADER_LEN,
+	    frame - PROTO_HEADER_LEN)) != NULL) {
 		/* The supervisor would drop this worker and retry the step,
 		 * repeating whatever the handler did.  The step did run: it
 		 * fails for good, saying why. */
 		log_warnx("step outcome too large step_id=%" PRId64 " step=%s "
-		    "frame_bytes=%zu max_frame=%zu correlation_id=%s",
-		    run->step_id, run->step_name, frame, worker_max_frame,
-		    run->correlation_id);
+		    "frame_bytes=%zu max_frame=%zu reason=%s "
+		    "correlation_id=%s", run->step_id, run->step_name, frame,
+		    worker_max_frame, log_quote(fault), run->correlation_id);
 		pb->len = start;
 		duration = o->duration_us;
 		worker_outcome_clear(o);
@@ -286,9 +290,13 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 		o->lease_token = run->lease_token;
 		o->outcome = OUTCOME_PERMANENT;
 		o->error_code = xstrdup("results_too_large");
-		xasprintf(&o->error_message, "the step's outcome takes %zu "
-		    "bytes; workers.max_frame is %zu", frame,
-		    worker_max_frame);
+		if (fault != NULL)
+			xasprintf(&o->error_message, "the step's results "
+			    "hold %s", fault);
+		else
+			xasprintf(&o->error_message, "the step's outcome "
+			    "takes %zu bytes; workers.max_frame is %zu", frame,
+			    worker_max_frame);
 		o->retry_after_ms = -1;
 		o->duration_us = duration;
 		proto_encode_outcome(pb, o);

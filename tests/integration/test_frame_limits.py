@@ -7,6 +7,9 @@ once, saying why; it is not a worker crash retried attempt after attempt.
   service was called once) and fails for good with results_too_large.
 - Results set by an operator are held to the same nesting limit as a
   handler's (they end up in the children's input).
+- Results whose values would take far more memory decoded than their
+  bytes (600,000 empty objects: 1.8 MB of JSON, some 150 MB in the
+  supervisor) fail the step the same way, inside max_frame.
 """
 
 import harness
@@ -62,6 +65,26 @@ def test_results_too_large(taskerd, service):
     assert s["last_error"]["code"] == "results_too_large", s
     # The call was made once and is not repeated.
     assert len(service.requests_for("/big")) == 1
+    assert "worker died" not in t.log()
+    assert "protocol error" not in t.log()
+
+
+def test_results_of_too_many_values(taskerd, service):
+    service.route("POST", "/heavy", status=200, body=[{}] * 600000)
+    t = taskerd(templates={"heavy.yaml": template("heavy", """\
+  - name: only
+    handler: http
+    default_retry_limit: 3
+    handler_config: { method: POST, url: "%s/heavy" }
+""" % service.url)}, config={"workers.max_frame": "16MiB"})
+    task = t.create_task("heavy", {}, namespace=NS)
+    done = t.wait_task(task["task_id"], timeout=60)
+    assert done["status"] == "error", done
+    s = only_step(t, task["task_id"])
+    assert s["status"] == "error" and s["attempts"] == 1, s
+    assert s["last_error"]["code"] == "results_too_large", s
+    assert "too many values" in s["last_error"]["message"], s
+    assert len(service.requests_for("/heavy")) == 1
     assert "worker died" not in t.log()
     assert "protocol error" not in t.log()
 

@@ -1057,6 +1057,67 @@ test_names(void **state)
 	    "unknown");
 }
 
+/*
+ * Values that cost far more decoded than their bytes: an empty map is one
+ * byte of payload and some 250 bytes as msgpack-c's object and jansson's.
+ * A payload whose decoding would take over 128 MiB (and over four times
+ * its size) is refused before anything is built; a long string is not.
+ */
+static unsigned	heavy_n;
+
+static void
+pack_heavy(msgpack_packer *pk)
+{
+	unsigned	i;
+
+	msgpack_pack_array(pk, heavy_n);
+	for (i = 0; i < heavy_n; i++)
+		msgpack_pack_map(pk, 0);
+}
+
+static void
+test_costly_values(void **state)
+{
+	const struct msgspec	*outcome = &specs[4];
+	struct proto_msg	 m;
+	msgpack_sbuffer		 sb;
+	char			 err[ERRLEN];
+	unsigned char		*p;
+	size_t			 n;
+
+	(void)state;
+	assert_int_equal(outcome->type, PROTO_STEP_OUTCOME);
+	heavy_n = 600000;		/* 600 KB: 150 MB */
+	pack_message(&sb, outcome, outcome->nfields, 4, pack_heavy);
+	expect_error_sb(&sb, "payload: too many values: decoded, they would "
+	    "take more than 128 MiB");
+	assert_non_null(proto_scan((unsigned char *)sb.data, sb.size));
+	msgpack_sbuffer_destroy(&sb);
+
+	heavy_n = 400000;		/* 100 MB: decoded */
+	pack_message(&sb, outcome, outcome->nfields, 4, pack_heavy);
+	assert_null(proto_scan((unsigned char *)sb.data, sb.size));
+	if (proto_decode((unsigned char *)sb.data, sb.size, &m, err,
+	    sizeof(err)) != 0)
+		fail_msg("decode failed: %s", err);
+	assert_int_equal(json_array_size(m.u.outcome.results), heavy_n);
+	proto_msg_clear(&m);
+	msgpack_sbuffer_destroy(&sb);
+
+	/* 100 MB of string: twice that, but under four times its size. */
+	n = 100u << 20;
+	p = malloc(n + 5);
+	assert_non_null(p);
+	p[0] = 0xdb;			/* str 32 */
+	p[1] = (unsigned char)(n >> 24);
+	p[2] = (unsigned char)(n >> 16);
+	p[3] = (unsigned char)(n >> 8);
+	p[4] = (unsigned char)n;
+	memset(p + 5, 'a', n);
+	assert_null(proto_scan(p, n + 5));
+	free(p);
+}
+
 /* The depth cap that keeps every accepted value encodable (msgpack-c
  * refuses more than 32 levels): a value at the cap still round-trips inside
  * a RUN_STEP's input at its deepest position. */
@@ -1126,6 +1187,7 @@ main(void)
 		cmocka_unit_test(test_msg_clear_is_idempotent),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_json_depth),
+		cmocka_unit_test(test_costly_values),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -302,14 +302,15 @@ const char sched_sql_lock_tasks[] =
  * Claims whose node is gone: at start, the ones this node ($1) held before
  * it restarted ($2 true); otherwise those of nodes whose lease ran out,
  * under an advisory lock so one node sweeps at a time.  The sweeper takes
- * each claim over (a new token fences the old holder) and then fails the
- * attempt through the normal path.
+ * each claim over (a new token fences the old holder), then fails the
+ * attempt through the normal path, or hands back a claim still
+ * 'enqueued' (column 11: the status).
  */
 static const char sql_expired[] =
 "WITH lk AS (SELECT $2::boolean OR pg_try_advisory_xact_lock("
     SCHED_SWEEP_LOCK ", 1) AS ok),"
 " x AS ("
-"  SELECT s.id, s.lease_owner AS owner FROM steps s"
+"  SELECT s.id, s.lease_owner AS owner, s.status FROM steps s"
 "  WHERE s.status IN ('enqueued', 'in_progress') AND (SELECT ok FROM lk)"
 "    AND CASE WHEN $2::boolean THEN s.lease_owner = $1"
 "      ELSE s.lease_owner <> $1 AND NOT EXISTS (SELECT 1 FROM nodes n"
@@ -320,10 +321,10 @@ static const char sql_expired[] =
 "    lease_token = nextval('step_lease_tokens'), updated_at = now()"
 "  FROM x WHERE s.id = x.id"
 "  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
-"    s.retryable, s.timeout_ms, s.lease_token, x.owner)"
+"    s.retryable, s.timeout_ms, s.lease_token, x.owner, x.status)"
 "SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
-"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id, u.owner"
-" FROM u JOIN tasks t ON t.id = u.task_id";
+"  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id, u.owner,"
+"  u.status FROM u JOIN tasks t ON t.id = u.task_id";
 
 /*
  * This node's own claims that it does not know about ($1 node, $2 the
@@ -1387,31 +1388,41 @@ sched_flush(void)
 	db_submit(job);
 }
 
-/* Own claims this node had lost track of (sql_orphans). */
+/*
+ * Claims taken over from a holder that lost them: rows as claims, with the
+ * status they had in column scol (and their old node in ncol, or -1).  One
+ * still 'enqueued' was queued ahead and, but for a step its holder started
+ * in its last SCHED_MARK_MS, never ran: it is handed back, costing no
+ * attempt (one that did start runs again, as after any crash).  A started
+ * one has its attempt failed (code, why).
+ */
 static void
-sched_orphans_found(PGresult *res)
+sched_taken_over(PGresult *res, int scol, int ncol, const char *whose,
+    const char *code, const char *why)
 {
 	struct claim	*c, *release[64];
 	size_t		 nrelease = 0;
+	bool		 queued;
 	int		 i;
 
 	for (i = 0; i < PQntuples(res); i++) {
 		c = claim_from_row(res, i);
-		log_warnx("claim this node had lost track of, %s task_id=%lld "
-		    "step=%s attempt=%u status=%s correlation_id=%s",
-		    strcmp(PQgetvalue(res, i, 10), "enqueued") == 0 ?
-		    "handed back" : "attempt abandoned", (long long)c->task_id,
-		    c->step_name, c->attempt, PQgetvalue(res, i, 10),
-		    c->correlation_id);
-		if (strcmp(PQgetvalue(res, i, 10), "enqueued") != 0)
-			sched_fail(c, "claim_lost", "this node lost track of "
-			    "the attempt (a database answer was lost)");
-		else {
-			release[nrelease++] = c;
-			if (nrelease == 64) {
-				sched_release(release, nrelease);
-				nrelease = 0;
-			}
+		queued = strcmp(PQgetvalue(res, i, scol), "enqueued") == 0;
+		log_warnx("%s, %s task_id=%lld step=%s attempt=%u status=%s "
+		    "node=%s correlation_id=%s", whose, queued ? "handed back" :
+		    "attempt abandoned", (long long)c->task_id,
+		    log_quote(c->step_name), c->attempt,
+		    PQgetvalue(res, i, scol), ncol < 0 ? "-" :
+		    log_quote(PQgetvalue(res, i, ncol)),
+		    log_quote(c->correlation_id));
+		if (!queued) {
+			sched_fail(c, code, why);
+			continue;
+		}
+		release[nrelease++] = c;
+		if (nrelease == 64) {
+			sched_release(release, nrelease);
+			nrelease = 0;
 		}
 	}
 	sched_release(release, nrelease);
@@ -1421,9 +1432,6 @@ static void
 sched_expired_done(struct db_job *job, void *arg)
 {
 	bool		 startup = (bool)(intptr_t)arg;
-	PGresult	*res;
-	struct claim	*c;
-	int		 i, n;
 
 	sc.sweeping = false;
 	if (db_job_error(job) != NULL) {
@@ -1431,20 +1439,19 @@ sched_expired_done(struct db_job *job, void *arg)
 		    log_quote(db_job_error(job)));
 		return;
 	}
-	if (!startup)
-		sched_orphans_found(db_job_result(job, 0));
-	res = db_job_result(job, startup ? 0 : 1);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		c = claim_from_row(res, i);
-		log_warnx("claim of a lost node taken over, attempt abandoned "
-		    "task_id=%lld step=%s attempt=%u node=%s correlation_id=%s",
-		    (long long)c->task_id, c->step_name, c->attempt,
-		    log_quote(PQgetvalue(res, i, 10)), c->correlation_id);
-		sched_fail(c, startup ? "node_restarted" : "node_lost",
-		    startup ? "the node running the attempt restarted" :
+	if (!startup)	/* (sql_orphans: this node's own) */
+		sched_taken_over(db_job_result(job, 0), 10, -1,
+		    "claim this node had lost track of", "claim_lost",
+		    "this node lost track of the attempt (a database answer "
+		    "was lost)");
+	if (startup)
+		sched_taken_over(db_job_result(job, 0), 11, 10,
+		    "claim of this node before it restarted", "node_restarted",
+		    "the node running the attempt restarted");
+	else
+		sched_taken_over(db_job_result(job, 1), 11, 10,
+		    "claim of a lost node taken over", "node_lost",
 		    "the node running the attempt stopped renewing its lease");
-	}
 	if (startup) {
 		sc.recovered = true;
 		sched_kick();

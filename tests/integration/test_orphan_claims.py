@@ -11,6 +11,12 @@ however old they are.
 
 The lost answer is reproduced by writing the state it leaves: a completed
 parent whose child is 'enqueued' for this node under an unknown token.
+
+A node killed outright leaves its claims the same two ways: steps queued
+ahead for its workers ('enqueued') are handed back when it starts again,
+costing no attempt (they never ran: a step that fails for good at its
+first error must not end in error for a crash); the ones its workers were
+running lose their attempt (node_restarted) and are retried.
 """
 
 import harness
@@ -111,3 +117,48 @@ def test_lost_running_claim_counts_an_attempt(taskerd, pg):
                  "'second') order by id" % (pair, pair))
     assert [x["code"] for x in tr if x["to_state"] ==
             "waiting_for_retry"] == ["claim_lost"], tr
+
+
+ONCE = """\
+name: once
+namespace_name: orphans
+version: 1.0.0
+step_templates:
+  - name: only
+    handler: noop
+    default_retryable: false
+"""
+
+
+def test_restart_hands_back_queued_claims(taskerd, pg):
+    t = taskerd(templates={"long.yaml": LONG.replace("4000", "3000"),
+                           "once.yaml": ONCE}, workers=1)
+    long_ = t.create_task("long", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: any(w["state"] == "busy" for w in t.workers()),
+                       10, message="the long step running")
+    once = [t.create_task("once", {}, namespace=NS)["task_id"]
+            for _ in range(5)]
+    node = t.config["node_id"]
+
+    def queued():
+        return int(pg.scalar(t.db, "select count(*) from steps where "
+                             "status = 'enqueued' and lease_owner = '%s'"
+                             % node))
+    harness.wait_until(lambda: queued() == 5, 10,
+                       message="the five steps queued for the busy worker")
+    # (The running step's start is written 100 ms in: surely by now.)
+    assert pg.scalar(t.db, "select status from steps where task_id = %d"
+                     % long_) == "in_progress"
+    t.kill()
+    t.start()
+    for tid in once:
+        done = t.wait_task(tid, timeout=20)
+        assert done["status"] == "complete", done
+        assert done["steps"][0]["attempts"] == 1, done["steps"]
+    done = t.wait_task(long_, timeout=20)
+    assert done["status"] == "complete", done
+    assert done["steps"][0]["attempts"] == 2, done["steps"]
+    assert done["steps"][0]["last_error"]["code"] == "node_restarted", done
+    lines = t.log_lines("claim of this node before it restarted")
+    assert sum("handed back" in x for x in lines) == 5, lines
+    assert sum("attempt abandoned" in x for x in lines) == 1, lines

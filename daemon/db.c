@@ -313,14 +313,27 @@ conn_notifies(struct db_conn *c)
 bool
 db_unavailable(const char *state)
 {
-	/* Class 08 (connection) and the server going away under the query:
-	 * 57P01 terminated (pg_terminate_backend, shutdown), 57P02 crash of
-	 * another backend, 57P03 still starting up. */
-	return state != NULL && (strncmp(state, "08", 2) == 0 ||
-	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
-	    strcmp(state, "57P03") == 0 ||
-	    /* statement_timeout: too busy, or a lock held elsewhere */
-	    strcmp(state, "57014") == 0);
+	static const char *const transient[] = {
+		"08",		/* connection exceptions */
+		"57P01",	/* terminated (pg_terminate_backend, shutdown) */
+		"57P02",	/* another backend crashed */
+		"57P03",	/* still starting up */
+		"57014",	/* statement_timeout: too busy, or a lock */
+		"55P03",	/* lock_timeout */
+		"40001",	/* serialization failure */
+		"40P01",	/* deadlock: one side is cancelled */
+		"25006",	/* read-only: a standby, or a failover under way */
+		"53",		/* insufficient resources: disk, memory, slots */
+		"58",		/* system errors: I/O */
+	};
+	size_t	i;
+
+	if (state == NULL)
+		return false;
+	for (i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+		if (strncmp(state, transient[i], strlen(transient[i])) == 0)
+			return true;
+	return false;
 }
 
 void

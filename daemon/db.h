@@ -60,8 +60,10 @@ bool	 db_job_lost(const struct db_job *);
 /* The server process the job was sent to: its pid (0: never sent) and
  * its start in microseconds since the epoch (0: not known). */
 void	 db_job_backend(const struct db_job *, int *pid, int64_t *start);
-/* True for a SQLSTATE that says the database went away (or is not back
- * yet), not that the statement was wrong: worth a retry later. */
+/* True for a SQLSTATE that says the database went away, is not back yet
+ * or cannot take the statement for now (busy, read-only during a
+ * failover, out of disk), not that the statement was wrong: worth the
+ * same statement again later. */
 bool	 db_unavailable(const char *sqlstate);
 /* In the callback: the result of statement i (NULL on failure). */
 PGresult *db_job_result(const struct db_job *, int i);

@@ -222,3 +222,48 @@ def test_requests_still_waiting_at_the_drain_deadline_are_answered(
             "%s: no answer, the client saw %r" % (name, r)
         harness.assert_json_error(r, 503, want)
     assert t.log_lines(r'msg="drain deadline passed'), t.log_tail(30)
+
+
+SLOW = """\
+name: slow
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    default_retry_limit: 1
+    handler_config: { method: POST, url: "%s/slow" }
+"""
+
+
+def test_outcome_waits_out_a_read_only_database(own_pg, service, request):
+    """The database turns read-only (a failover under way) while a step
+    runs: its outcome is written once writes come back.  It used to be
+    taken for a record the database refuses, dropped, and the step run
+    again as a lost claim - or, on its last attempt, failed."""
+    service.route("POST", "/slow", status=200, body={"ok": True}, delay=1.5)
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"slow.yaml": SLOW % service.url}, workers=1)
+        tid = t.create_task("slow", {}, namespace="it")["task_id"]
+        service.wait_requests("/slow", 1, timeout=10)
+        own_pg.psql(t.db, "ALTER SYSTEM SET default_transaction_read_only "
+                    "= on")
+        own_pg.psql(t.db, "SELECT pg_reload_conf()")
+        try:
+            # The service answers; the outcome meets the read-only
+            # database, again and again for a second and a half.
+            (call,) = service.requests_for("/slow")
+            harness.wait_until(lambda: call.t_end is not None, 10,
+                               message="the service's answer")
+            time.sleep(1.5)
+            assert t.log_lines("applying outcomes failed.*read-only"), \
+                t.log_tail(20)
+        finally:
+            own_pg.psql(t.db, "ALTER SYSTEM RESET "
+                        "default_transaction_read_only")
+            own_pg.psql(t.db, "SELECT pg_reload_conf()")
+        task = t.wait_task(tid, timeout=20)
+        assert task["status"] == "complete", task
+        assert task["steps"][0]["attempts"] == 1, task["steps"]
+        assert len(service.requests_for("/slow")) == 1
+        assert not t.log_lines("outcome refused"), t.log_tail(20)

@@ -38,6 +38,9 @@ static const struct yt_key config_keys[] = {
 	    C(database_statement_timeout_ms), "30s", 100, 3600000, 0, NULL,
 	    "longest statement; a database silent for longer still is "
 	    "dropped" },
+	{ "database.lock_timeout", YT_DURATION,
+	    C(database_lock_timeout_ms), "5s", 100, 3600000, 0, NULL,
+	    "longest wait on a lock held elsewhere; then tried again later" },
 	{ "http.listen", YT_STRING, C(http_listen), "127.0.0.1:8080", 0, 0, 0,
 	    NULL, "host:port or unix:PATH" },
 	{ "http.max_body", YT_SIZE, C(http_max_body), "1MiB", 1, INT64_MAX, 0,

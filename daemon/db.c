@@ -595,7 +595,7 @@ ms_between(const struct timespec *from, const struct timespec *to)
 static void
 db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct db_job	*job;
+	struct db_job	*job, *next;
 	struct db_conn	*c;
 	struct timespec	 now;
 	int64_t		 max_ms;
@@ -603,8 +603,11 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 	int		 i;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	while ((job = TAILQ_FIRST(&db.queue)) != NULL &&
-	    now.tv_sec - job->queued.tv_sec >= DB_QUEUE_MAX_S) {
+	/* (Not in the order queued: db_submit_first.) */
+	for (job = TAILQ_FIRST(&db.queue); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, entry);
+		if (now.tv_sec - job->queued.tv_sec < DB_QUEUE_MAX_S)
+			continue;
 		TAILQ_REMOVE(&db.queue, job, entry);
 		db.nqueued--;
 		job_set_error(job, "no database connection became available",
@@ -627,7 +630,7 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void
 db_init(struct event_base *base, const char *dsn, int n,
-    int64_t statement_timeout_ms)
+    int64_t statement_timeout_ms, int64_t lock_timeout_ms)
 {
 	PQconninfoOption	*info, *o;
 	const char		*dsn_options = "";
@@ -642,8 +645,13 @@ db_init(struct event_base *base, const char *dsn, int n,
 			    o->val != NULL)
 				dsn_options = o->val;
 	}
-	xasprintf(&db.options, "%s %s -c statement_timeout=%lld",
-	    dsn_options, DB_SESSION_OPTIONS, (long long)statement_timeout_ms);
+	/* A lock held elsewhere (an operator's open transaction on a task's
+	 * row) fails the statement after lock_timeout rather than holding a
+	 * connection, and every job queued behind it, for statement_timeout;
+	 * the failure is passing trouble (db_unavailable), tried again. */
+	xasprintf(&db.options, "%s %s -c statement_timeout=%lld "
+	    "-c lock_timeout=%lld", dsn_options, DB_SESSION_OPTIONS,
+	    (long long)statement_timeout_ms, (long long)lock_timeout_ms);
 	if (info != NULL)
 		PQconninfoFree(info);
 	db.registry = json_object();
@@ -783,8 +791,8 @@ db_job_add(struct db_job *job, const char *sql, int nparams,
 		s->params[i] = params[i] ? xstrdup(params[i]) : NULL;
 }
 
-void
-db_submit(struct db_job *job)
+static void
+db_submit_at(struct db_job *job, bool first)
 {
 	if (db.stopping || db_all_down()) {
 		job_set_error(job, db.stopping ? "shutting down" :
@@ -794,9 +802,24 @@ db_submit(struct db_job *job)
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &job->queued);
-	TAILQ_INSERT_TAIL(&db.queue, job, entry);
+	if (first)
+		TAILQ_INSERT_HEAD(&db.queue, job, entry);
+	else
+		TAILQ_INSERT_TAIL(&db.queue, job, entry);
 	db.nqueued++;
 	db_dispatch();
+}
+
+void
+db_submit(struct db_job *job)
+{
+	db_submit_at(job, false);
+}
+
+void
+db_submit_first(struct db_job *job)
+{
+	db_submit_at(job, true);
 }
 
 const char *

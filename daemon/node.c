@@ -262,7 +262,7 @@ beat(evutil_socket_t fd, short what, void *arg)
 	job = db_job_new(beat_done, sent);
 	db_job_add(job, sql_beat, 6, params);
 	nd.beating = true;
-	db_submit(job);
+	db_submit_first(job);
 }
 
 static void

@@ -1183,7 +1183,7 @@ sched_apply_done(struct db_job *job, void *arg)
 {
 	struct sent	*sent = arg;
 	PGresult	*res;
-	const char	*k;
+	const char	*k, *state;
 	json_t		*v, *t, *applied, *completed;
 	char		 key[24];
 	int		 r, n;
@@ -1197,11 +1197,22 @@ sched_apply_done(struct db_job *job, void *arg)
 		 * token check makes a second application a no-op.  A record
 		 * that arrived since (an outcome after its start mark) is
 		 * newer and stays. */
+		state = db_job_sqlstate(job);
 		log_warnx("applying outcomes failed count=%zu error=%s",
 		    json_object_size(sent->recs),
 		    log_quote(db_job_error(job)));
-		if (!db_unavailable(db_job_sqlstate(job)))
+		if (!db_unavailable(state))
 			apply_refused(sent->recs, db_job_error(job));
+		else if (strcmp(state, "55P03") == 0 &&
+		    json_object_size(sent->recs) > 1) {
+			/* A task of the batch is locked elsewhere (an open
+			 * transaction on its row): one record per batch, so
+			 * that the others go on without it. */
+			log_warnx("a task is locked elsewhere, applying "
+			    "outcomes one per batch count=%zu",
+			    json_object_size(sent->recs));
+			sc.alone += (int)json_object_size(sent->recs);
+		}
 		json_object_foreach(sent->recs, k, v)
 			if (json_object_get(sc.batch, k) == NULL)
 				json_object_set(sc.batch, k, v);

@@ -396,7 +396,8 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	embedpg_watch(sv.base);
 	db_init(sv.base, conf->database_dsn, conf->database_pool,
-	    conf->database_statement_timeout_ms);
+	    conf->database_statement_timeout_ms,
+	    conf->database_lock_timeout_ms);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
 	    conf->workers_ping_timeout_ms, conf->workers_user);

@@ -36,6 +36,7 @@ struct config {
 	char		*database_dsn;		/* NULL: embedded default */
 	int		 database_pool;		/* connections */
 	int64_t		 database_statement_timeout_ms;
+	int64_t		 database_lock_timeout_ms;
 
 	char		*http_listen;		/* "host:port" or "unix:PATH" */
 	int64_t		 http_max_body;		/* bytes */

@@ -165,13 +165,20 @@ def stalled_database(own_pg, t):
 
 
 def test_requests_still_waiting_at_the_drain_deadline_are_answered(
-        own_pg, outage_taskerd):
+        own_pg, request):
     """SIGTERM while the database does not answer: when the drain deadline
     (10 s) passes, each request still waiting on the database gets its JSON
     503 before taskerd exits, rather than a connection closed without a
     word.  A creation's is outcome_unknown: its statement is still with the
-    server and may yet commit."""
-    t = outage_taskerd
+    server and may yet commit.  (The statements wait on a lock, held past
+    the deadline: database.lock_timeout is raised for that.)"""
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"outage.yaml": TEMPLATE},
+                    config={"database.lock_timeout": "60s"})
+        drain_deadline_answers(own_pg, t)
+
+
+def drain_deadline_answers(own_pg, t):
     first = t.create_task("outage", {"n": 1}, namespace="it")
     assert t.wait_task(first["task_id"])["status"] == "complete"
     holder = own_pg.psql_background(
@@ -267,3 +274,87 @@ def test_outcome_waits_out_a_read_only_database(own_pg, service, request):
         assert task["steps"][0]["attempts"] == 1, task["steps"]
         assert len(service.requests_for("/slow")) == 1
         assert not t.log_lines("outcome refused"), t.log_tail(20)
+
+
+TWO_SPEEDS = """\
+name: call
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    handler_config: { method: POST, url: "%s/{{context.path}}" }
+"""
+
+
+def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
+        own_pg, service, request):
+    """An open transaction holds a task's row (an operator's SELECT ... FOR
+    UPDATE in psql): that task's outcome waits until it ends, but the
+    outcomes of other tasks are written meanwhile.  They used to wait in
+    the same batch, retried whole, for as long as the lock was held - and
+    the queries queued behind it held back the node's heartbeat."""
+    service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
+    service.route("POST", "/quick", status=200, body={"ok": 2})
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"call.yaml": TWO_SPEEDS % service.url},
+                    config={"database.lock_timeout": "500ms"})
+        a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
+        service.wait_requests("/slow", 1, timeout=10)
+        holder = own_pg.psql_background(
+            t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
+            "SELECT pg_sleep(8); COMMIT;" % a)
+        try:
+            harness.wait_until(lambda: t.log_lines(
+                "applying outcomes failed.*lock timeout"), 10,
+                message="task a's outcome waiting for its row")
+            started = time.monotonic()
+            b = t.create_task("call", {"path": "quick"},
+                              namespace="it")["task_id"]
+            done = t.wait_task(b, timeout=20)
+            took = time.monotonic() - started
+            assert done["status"] == "complete", done
+            assert took < 4, "task b took %.1f s" % took
+            assert t.task(a)["status"] in ("pending", "in_progress")
+            assert holder.poll() is None, "the lock was let go too soon"
+        finally:
+            holder.wait(15)
+        done = t.wait_task(a, timeout=20)
+        assert done["status"] == "complete", done
+        assert done["steps"][0]["attempts"] == 1, done["steps"]
+        assert len(service.requests_for("/slow")) == 1
+
+
+def test_heartbeat_goes_through_while_a_task_is_locked_elsewhere(
+        taskerd, service, pg):
+    """With a task's row locked elsewhere for 15 s, its outcome and a
+    cancel of it wait on the lock, on both of the node's connections.
+    Such waits end after database.lock_timeout and the heartbeat goes
+    first in the queue, so the node keeps its lease: a step running
+    meanwhile is not stopped (it used to be, the lease lapsed, and the
+    step ran again)."""
+    service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
+    service.route("POST", "/long", status=200, body={"ok": 3}, delay=18)
+    t = taskerd(templates={"call.yaml": TWO_SPEEDS % service.url},
+                workers=2, config={"database.pool": 2})
+    long_ = t.create_task("call", {"path": "long"}, namespace="it")["task_id"]
+    service.wait_requests("/long", 1, timeout=10)
+    a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
+    service.wait_requests("/slow", 1, timeout=10)
+    holder = pg.psql_background(
+        t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
+        "SELECT pg_sleep(15); COMMIT;" % a)
+    try:
+        harness.wait_until(lambda: t.log_lines(
+            "applying outcomes failed.*lock timeout"), 15,
+            message="task a's outcome waiting for its row")
+        r = t.delete("/v1/tasks/%d" % a, timeout=30)
+        harness.assert_json_error(r, 503, "database_unavailable")
+    finally:
+        holder.wait(20)
+    done = t.wait_task(long_, timeout=30)
+    assert done["status"] == "complete", done
+    assert done["steps"][0]["attempts"] == 1, done["steps"]
+    assert len(service.requests_for("/long")) == 1
+    assert not t.log_lines("lease lapsed"), t.log_tail(30)
+    assert t.wait_task(a, timeout=20)["status"] == "complete"

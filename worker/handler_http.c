@@ -487,10 +487,16 @@ http_curl_fail(CURLcode rc, const char *errbuf, const char *pfx,
 		outcome_fail(o, OUTCOME_RETRYABLE, "connect_error", "%s%s", pfx,
 		    why);
 		break;
-	case CURLE_UNSUPPORTED_PROTOCOL:
 	case CURLE_URL_MALFORMAT:
 		/* The rendered URL itself is wrong: no retry can fix it. */
 		outcome_fail(o, OUTCOME_PERMANENT, "bad_url", "%s%s", pfx, why);
+		break;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* The scheme was checked before the call: this is the peer
+		 * answering something that is not HTTP ("Received HTTP/0.9"),
+		 * a port held by the wrong process for a while. */
+		outcome_fail(o, OUTCOME_RETRYABLE, "bad_response", "%s%s", pfx,
+		    why);
 		break;
 	default:
 		outcome_fail(o, OUTCOME_RETRYABLE, "curl_error", "%s%s", pfx,
@@ -503,7 +509,10 @@ http_curl_fail(CURLcode rc, const char *errbuf, const char *pfx,
 
 /*
  * Send req and wait for the whole answer.  Returns 0 with *status, or -1
- * with the outcome set (transport failure, oversized answer).
+ * with the outcome set (transport failure, oversized answer), or 1 with
+ * both: the status came but not all of the body.  For a status that fails
+ * the step, the status decides (a 503's Retry-After holds with a body cut
+ * short or too large); the caller overrides the outcome then.
  */
 static int
 http_perform(struct http_req *req, struct http_resp *resp, long *status,
@@ -527,11 +536,11 @@ http_perform(struct http_req *req, struct http_resp *resp, long *status,
 		o->http_status = (int32_t)*status;
 		outcome_fail(o, OUTCOME_PERMANENT, "response_too_large",
 		    "%sresponse body exceeds %u bytes", pfx, HTTP_MAX_RESPONSE);
-		return -1;
+		return *status >= 200 ? 1 : -1;
 	}
 	if (rc != CURLE_OK) {
 		http_curl_fail(rc, errbuf, pfx, o);
-		return -1;
+		return *status >= 200 ? 1 : -1;
 	}
 	return 0;
 }
@@ -609,6 +618,7 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 	char			 where[64], pfx[64], err[512];
 	long			 lstatus;
 	int64_t			 left;
+	int			 rc;
 
 	memset(&lresp, 0, sizeof(lresp));
 	snprintf(where, sizeof(where), "on_status.%s.lookup.", rule->key);
@@ -631,13 +641,15 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 	    (long long)run->task_id, run->correlation_id, status,
 	    lreq.method, url_logged(lreq.url));
 
-	if (http_perform(&lreq, &lresp, &lstatus, pfx, o) == -1)
+	if ((rc = http_perform(&lreq, &lresp, &lstatus, pfx, o)) == -1)
 		goto done;
 	if (lstatus < 200 || lstatus > 299) {
 		http_fail_status(o, httpclass_status(lstatus, 0), "lookup_http",
 		    pfx, lstatus, &lreq, &lresp);
 		goto done;
 	}
+	if (rc == 1)		/* a 2xx, its body cut short or too large */
+		goto done;
 	doc = http_body_results(&lresp);
 	switch (http_rules_match(json_object_get(rule->lookup, "match"), doc,
 	    run->input, err, sizeof(err))) {
@@ -687,6 +699,7 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	struct timespec		 t0;
 	char			 err[512];
 	long			 status;
+	int			 rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&req, 0, sizeof(req));
@@ -710,10 +723,13 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	    (long long)run->task_id, run->correlation_id, req.method,
 	    url_logged(req.url));
 
-	if (http_perform(&req, &resp, &status, "", o) == -1)
+	if ((rc = http_perform(&req, &resp, &status, "", o)) == -1)
 		goto done;
 	o->http_status = (int32_t)status;
 	http_rules_decide(run->config, status, &rule);
+	if (rc == 1 && (rule.action == HTTP_ACT_SUCCESS ||
+	    rule.action == HTTP_ACT_LOOKUP))
+		goto done;	/* the body was needed: the transfer's outcome */
 	log_debug("http answer step_id=%lld task_id=%lld correlation_id=%s "
 	    "status=%ld rule=%s action=%s", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, status,

@@ -135,3 +135,95 @@ step_templates:
     assert lines and harness.logfmt(lines[0])["url"] == \
         service.url + "/q?...", lines
     assert "s3cr3t-v4lue" not in t.log()
+
+
+class RawServer:
+    """A service that answers the i-th connection with answers[i] (bytes,
+    sent as they are, then the connection is closed) - for answers no
+    HTTP server library would send."""
+
+    def __init__(self, answers):
+        import socket
+        import threading
+        self.answers = list(answers)
+        self.times = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        import time
+        for answer in self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.times.append(time.monotonic())
+                try:
+                    conn.sendall(answer)
+                except OSError:
+                    pass    # the client had enough (a body too large)
+
+    def close(self):
+        self.sock.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+
+
+def raw_template(name, url):
+    return {"%s.yaml" % name: TEMPLATE.format(name=name, limit=2, url=url)}
+
+
+def test_answers_cut_short_or_not_http(taskerd):
+    """The status decides when it fails the step, whatever happened to the
+    body: a 503 whose body is too large still waits its Retry-After and is
+    retried; a 400 whose body is cut short is still permanent.  A peer
+    that does not speak HTTP at all is a passing fault, like a refused
+    connection, not a bad URL."""
+    big = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\n"
+           b"Content-Length: 9437184\r\n\r\n" + b"x" * 9437184)
+    cut = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\n"
+           b"short!")
+    servers = {"busy": RawServer([big, OK]), "cut": RawServer([cut, OK]),
+               "nothttp": RawServer([b"oops, not http\r\n", OK])}
+    tmpl = {}
+    for name, srv in servers.items():
+        tmpl.update(raw_template(name, srv.url + "/x"))
+    try:
+        t = taskerd(templates=tmpl)
+        ids = {name: t.create_task(name, {"id": 1}, namespace="it")["task_id"]
+               for name in servers}
+        busy = t.wait_task(ids["busy"], timeout=30)
+        assert busy["status"] == "complete", busy
+        assert busy["steps"][0]["attempts"] == 2, busy["steps"]
+        gap = servers["busy"].times[1] - servers["busy"].times[0]
+        assert gap >= 1.9, "retried after %.2f s, not Retry-After's 2" % gap
+
+        cut_ = t.wait_task(ids["cut"], timeout=30)
+        assert cut_["status"] == "error", cut_
+        step = cut_["steps"][0]
+        assert step["attempts"] == 1, step
+        assert step["last_error"]["code"] == "http_400", step
+
+        odd = t.wait_task(ids["nothttp"], timeout=30)
+        assert odd["status"] == "complete", odd
+        assert odd["steps"][0]["attempts"] == 2, odd["steps"]
+        r = t.get("/v1/tasks/%d/steps/call/transitions" % ids["nothttp"])
+        codes = [(x.get("metadata") or {}).get("error", {}).get("code")
+                 for x in r.body["transitions"]]
+        assert "bad_response" in codes, r.body
+    finally:
+        for srv in servers.values():
+            srv.close()

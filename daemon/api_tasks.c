@@ -108,7 +108,8 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 		}
 		json_decref(viol);
 	}
-	if (t->identity == IDENTITY_CALLER_PROVIDED && tr->ikey == NULL) {
+	if (t->identity == IDENTITY_CALLER_PROVIDED &&
+	    (tr->ikey == NULL || *tr->ikey == '\0')) {
 		create_error(req, route, 422, "idempotency_key_required",
 		    "this template uses caller_provided identity: an "
 		    "idempotency_key is required", NULL);
@@ -143,12 +144,11 @@ api_create_task(struct evhttp_request *req)
 	static const char *const known[] = { "name", "namespace", "version",
 	    "context", "initiator", "source_system", "reason", "tags",
 	    "idempotency_key", NULL };
-	json_t		*body, *ctx, *tags, *v;
+	json_t		*body, *ctx, *tags;
 	const char	*name, *ns, *version, *initiator, *source, *reason;
-	const char	*ikey, *key;
+	const char	*ikey;
 	const struct tmpl *t;
 	struct task_request tr;
-	int		 i;
 
 	if ((body = read_body(req)) == NULL)
 		return;
@@ -157,17 +157,8 @@ api_create_task(struct evhttp_request *req)
 		    "JSON object");
 		goto out;
 	}
-	json_object_foreach(body, key, v) {
-		for (i = 0; known[i] != NULL; i++)
-			if (strcmp(key, known[i]) == 0)
-				break;
-		if (known[i] == NULL) {
-			reply_error(req, 400, "invalid_request", "unknown "
-			    "field \"%s\"", key);
-			goto out;
-		}
-	}
-	if (opt_string(req, body, "name", &name) == -1 ||
+	if (known_fields(req, body, known) == -1 ||
+	    opt_string(req, body, "name", &name) == -1 ||
 	    opt_string(req, body, "namespace", &ns) == -1 ||
 	    opt_string(req, body, "version", &version) == -1 ||
 	    opt_string(req, body, "initiator", &initiator) == -1 ||
@@ -267,13 +258,17 @@ list_done(struct db_job *job, void *arg)
 void
 api_list_tasks(struct evhttp_request *req)
 {
+	static const char *const known[] = { "status", "namespace", "name",
+	    "cursor", "limit", NULL };
 	struct evkeyvalq	 q;
+	struct evkeyval		*kv;
 	const char		*query, *status, *ns, *name, *cursor, *lim;
 	const char		*params[5];
 	struct list_req		*lr;
 	struct db_job		*job;
 	char			 limit[24];
 	int64_t			 n;
+	int			 i;
 
 	TAILQ_INIT(&q);
 	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -281,6 +276,23 @@ api_list_tasks(struct evhttp_request *req)
 		reply_error(req, 400, "invalid_request", "malformed query "
 		    "string");
 		return;
+	}
+	/* A misspelt filter would list every task. */
+	TAILQ_FOREACH(kv, &q, next) {
+		for (i = 0; known[i] != NULL; i++)
+			if (strcmp(kv->key, known[i]) == 0)
+				break;
+		if (known[i] == NULL) {
+			reply_error(req, 400, "invalid_request", "unknown "
+			    "query parameter \"%s\" (known: status, namespace, "
+			    "name, cursor, limit)", kv->key);
+			goto out;
+		}
+		if (evhttp_find_header(&q, kv->key) != kv->value) {
+			reply_error(req, 400, "invalid_request", "query "
+			    "parameter \"%s\" given twice", kv->key);
+			goto out;
+		}
 	}
 	status = evhttp_find_header(&q, "status");
 	ns = evhttp_find_header(&q, "namespace");
@@ -319,6 +331,19 @@ out:
 }
 
 /* ---- operator actions ------------------------------------------------- */
+
+/* An operator's body: known fields only, and reason and actor strings
+ * (the audit trail would drop anything else without a word). */
+static int
+action_fields(struct evhttp_request *req, json_t *body,
+    const char *const *known)
+{
+	const char	*s;
+
+	return known_fields(req, body, known) == -1 ||
+	    opt_string(req, body, "reason", &s) == -1 ||
+	    opt_string(req, body, "actor", &s) == -1 ? -1 : 0;
+}
 
 /*
  * Who asked and why, for the transition's metadata.  The actor is the
@@ -416,6 +441,7 @@ done:
 void
 api_cancel_task(struct evhttp_request *req, const char *idstr)
 {
+	static const char *const known[] = { "reason", "actor", NULL };
 	struct evbuffer		*in = evhttp_request_get_input_buffer(req);
 	struct action_req	*ar;
 	struct db_job		*job;
@@ -435,6 +461,10 @@ api_cancel_task(struct evhttp_request *req, const char *idstr)
 		if (!json_is_object(body)) {
 			reply_error(req, 400, "invalid_request", "the body must "
 			    "be a JSON object");
+			json_decref(body);
+			return;
+		}
+		if (action_fields(req, body, known) == -1) {
 			json_decref(body);
 			return;
 		}
@@ -507,6 +537,10 @@ void
 api_step_action(struct evhttp_request *req, const char *idstr,
     const char *step)
 {
+	static const char *const known[] = { "action", "reason", "actor",
+	    NULL };
+	static const char *const known_complete[] = { "action", "reason",
+	    "actor", "results", NULL };
 	struct action_req	*ar;
 	struct db_job		*job;
 	json_t			*body, *results, *meta;
@@ -527,6 +561,10 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 		    "\"complete_manually\", \"reason\": ...}");
 		goto out;
 	}
+	if (action_fields(req, body, strcmp(json_string_value(
+	    json_object_get(body, "action")), "complete_manually") == 0 ?
+	    known_complete : known) == -1)
+		goto out;
 	if (!json_is_string(json_object_get(body, "reason")) ||
 	    json_string_length(json_object_get(body, "reason")) == 0) {
 		reply_error(req, 400, "invalid_request", "\"reason\" is "

@@ -139,6 +139,27 @@ read_body(struct evhttp_request *req)
 	return j;
 }
 
+int
+known_fields(struct evhttp_request *req, json_t *body,
+    const char *const *known)
+{
+	const char	*key;
+	json_t		*v;
+	int		 i;
+
+	json_object_foreach(body, key, v) {
+		for (i = 0; known[i] != NULL; i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (known[i] == NULL) {
+			reply_error(req, 400, "invalid_request", "unknown "
+			    "field \"%s\"", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* An optional string field; -1 (reply sent) when present but not one. */
 int
 opt_string(struct evhttp_request *req, json_t *body, const char *key,

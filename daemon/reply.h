@@ -20,6 +20,10 @@ void	 reply_db_error(struct evhttp_request *, struct db_job *);
 
 /* The body as JSON; NULL when the reply (413/400) has been sent. */
 json_t	*read_body(struct evhttp_request *);
+/* -1 (400 sent) when body has a member not in known (NULL-terminated): a
+ * misspelt field must not be ignored. */
+int	 known_fields(struct evhttp_request *, json_t *body,
+	    const char *const *known);
 /* An optional string member; -1 when present but not a string (400 sent). */
 int	 opt_string(struct evhttp_request *, json_t *body, const char *key,
 	    const char **out);

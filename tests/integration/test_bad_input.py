@@ -225,3 +225,16 @@ def test_head_is_get_without_a_body(server):
         assert resp.read() == b""
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("query", [
+    "stauts=error",                 # misspelt: would list every task
+    "limit=1&limit=abc",            # which one?
+    "status=error&status=complete",
+])
+def test_list_query_unknown_or_repeated(server, query):
+    status, body = raw_request(server, "GET", "/v1/tasks?" + query)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_request"
+    assert "stauts" in body["error"]["message"] or \
+        "twice" in body["error"]["message"], body

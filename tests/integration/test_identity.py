@@ -110,6 +110,11 @@ def test_caller_provided_identity(taskerd):
     r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
                                   "context": {"amount": 10}})
     harness.assert_json_error(r, 422, "idempotency_key_required")
+    # An empty key is none: every empty key would be the same task.
+    r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,
+                                  "context": {"amount": 10},
+                                  "idempotency_key": ""})
+    harness.assert_json_error(r, 422, "idempotency_key_required")
     assert harness.row_counts(t.pg, t.db) == before, "a refused task left rows"
 
     r = t.post("/v1/tasks", json={"name": "payments", "namespace": NS,

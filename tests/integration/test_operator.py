@@ -398,10 +398,23 @@ def test_bad_actions(taskerd):
         ({"action": "explode", "reason": "why not"}, 400),   # unknown action
         ({"action": "complete_manually", "reason": "r",
           "results": "not an object"}, 400),
+        # A misspelt field is not ignored: the step would be completed
+        # with {} and its children run without the results.
+        ({"action": "complete_manually", "reason": "r",
+          "result": {"id": 7}}, 400),
+        ({"action": "retry", "reason": "r", "results": {"id": 7}}, 400),
+        ({"action": "retry", "reason": "r", "actor": 5}, 400),
     ]
     for body, status in cases:
         r = patch_step(t, tid, "first", body)
         harness.assert_json_error(r, status, "invalid_request")
+    r = patch_step(t, tid, "first", {"action": "complete_manually",
+                                     "reason": "r", "result": {"id": 7}})
+    assert r.body["error"]["message"] == 'unknown field "result"', r.body
+    # A cancel's body, the same: its reason goes to the audit trail.
+    for body in ({"reason": 5}, {"why": "duplicate order"}):
+        r = t.request("DELETE", "/v1/tasks/%s" % tid, json=body)
+        harness.assert_json_error(r, 400, "invalid_request")
     r = t.patch("/v1/tasks/%s/steps/first" % tid, data="{not json")
     harness.assert_json_error(r, 400)
     r = patch_step(t, tid, "nosuch", {"action": "retry", "reason": "r"})

@@ -43,12 +43,16 @@ static const struct yt_key config_keys[] = {
 	    "longest wait on a lock held elsewhere; then tried again later" },
 	{ "http.listen", YT_STRING, C(http_listen), "127.0.0.1:8080", 0, 0, 0,
 	    NULL, "host:port or unix:PATH" },
-	{ "http.max_body", YT_SIZE, C(http_max_body), "1MiB", 1, INT64_MAX, 0,
-	    NULL, "largest request body accepted" },
+	/* (Bounded so that what libevent is given, twice max_body and
+	 * whole seconds of the timeout, fits its types.) */
+	{ "http.max_body", YT_SIZE, C(http_max_body), "1MiB", 1,
+	    (int64_t)1 << 30, 0, NULL, "largest request body accepted" },
 	{ "http.max_headers", YT_SIZE, C(http_max_headers), "16KiB", 1,
-	    INT64_MAX, 0, NULL, "largest request header block accepted" },
-	{ "http.timeout", YT_DURATION, C(http_timeout_ms), "30s", 1, INT64_MAX,
-	    0, NULL, "idle time before a client connection is closed" },
+	    (int64_t)1 << 30, 0, NULL, "largest request header block "
+	    "accepted" },
+	{ "http.timeout", YT_DURATION, C(http_timeout_ms), "30s", 1,
+	    (int64_t)24 * 3600 * 1000, 0, NULL, "idle time before a client "
+	    "connection is closed" },
 	{ "workers.count", YT_INT, C(workers_count), "4", 1, 1024, 0, NULL,
 	    "worker processes" },
 	{ "workers.path", YT_STRING, C(workers_path), NULL, 0, 0, 0, NULL,

@@ -421,7 +421,13 @@ api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
 		api_route_results(req, t, id);
 		return;
 	}
-	reply_error(req, 404, "not_found", "no such resource");
+	if (tmpl_registry_route(sv.templates, ROUTE_CREATE, path, NULL) ||
+	    tmpl_registry_route(sv.templates, ROUTE_STATUS, path, &id) ||
+	    tmpl_registry_route(sv.templates, ROUTE_RESULTS, path, &id))
+		reply_error(req, 405, "method_not_allowed", "method not "
+		    "allowed here");
+	else
+		reply_error(req, 404, "not_found", "no such resource");
 }
 
 static void
@@ -663,9 +669,13 @@ api_init(struct event_base *base, char *err, size_t errlen)
 	evhttp_set_max_headers_size(http, sv.conf->http_max_headers);
 	evhttp_set_timeout(http, (int)((sv.conf->http_timeout_ms + 999) /
 	    1000));
+	/* Every method libevent knows reaches the router, which answers
+	 * those a resource does not take with a JSON 405 (libevent's own
+	 * answer would be an HTML 501). */
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_HEAD);
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(http, "application/json");
 	evhttp_set_gencb(http, api_route, NULL);
 	if (strncmp(listen, "unix:", 5) == 0)

@@ -297,6 +297,8 @@ step_templates:
     assert r.status == 200 and r.body["name"] == name, r.body
     r = t.get(route.replace("{task_id}", str(tid)))
     assert r.status == 200 and r.body["status"] == "complete", r.body
+    r = t.request("DELETE", route.replace("{task_id}", str(tid)))
+    harness.assert_json_error(r, 405, "method_not_allowed")
     # One segment more than a route may have: not found, as before.
     r = t.get("/v1/tasks/%d/steps/%s/transitions/x/y/z" % (tid, step))
     assert r.status == 404, r.body

@@ -238,3 +238,18 @@ def test_list_query_unknown_or_repeated(server, query):
     assert body["error"]["code"] == "invalid_request"
     assert "stauts" in body["error"]["message"] or \
         "twice" in body["error"]["message"], body
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("OPTIONS", "/v1/tasks", 405),
+    ("TRACE", "/health/live", 405),
+    ("PUT", "/v1/tasks/1", 405),
+    ("OPTIONS", "/elsewhere", 404),
+])
+def test_other_methods_get_json(server, method, path, status):
+    """Methods a resource does not take answer a JSON 405 (OPTIONS and
+    TRACE used to get libevent's HTML 501)."""
+    got, body = raw_request(server, method, path)
+    assert got == status, body
+    assert body["error"]["code"] == ("method_not_allowed" if status == 405
+                                     else "not_found"), body

@@ -300,7 +300,11 @@ test_bad_values(void **state)
 	    NAME ":2: http.max_body: invalid size '1 MiB' (use 512, 64KiB, "
 	    "16MiB or 1GiB)");
 	expect_error("http:\n  max_body: 0\n",
-	    NAME ":2: http.max_body: must be at least 1 bytes");
+	    NAME ":2: http.max_body: must be between 1 bytes and 1073741824 "
+	    "bytes");
+	expect_error("http:\n  max_body: 2GiB\n",
+	    NAME ":2: http.max_body: must be between 1 bytes and 1073741824 "
+	    "bytes");
 	expect_error("workers:\n  max_frame: 99999999999TiB\n",
 	    NAME ":2: workers.max_frame: invalid size '99999999999TiB' (use "
 	    "512, 64KiB, 16MiB or 1GiB)");

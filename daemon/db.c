@@ -100,6 +100,9 @@ static struct {
 	struct db_jobq	 queue;
 	int		 nqueued;
 	struct event	*queue_timer;
+	struct db_jobq	 finished;	/* failed within db_submit: */
+	struct event	*finish_ev;	/* their callbacks run from here */
+	int		 submitting;	/* db_submit on the stack */
 	bool		 stopping;
 	json_t		*registry;	/* statement text -> index */
 	int64_t		 statement_timeout_ms;
@@ -180,6 +183,14 @@ job_finish(struct db_job *job)
 {
 	int	i, j;
 
+	/* A job that fails within db_submit (no connection, a send that
+	 * fails) is called back from the loop, not from inside its caller,
+	 * who may be walking a list the callback changes. */
+	if (db.submitting > 0 && db.finish_ev != NULL) {
+		TAILQ_INSERT_TAIL(&db.finished, job, entry);
+		event_active(db.finish_ev, EV_TIMEOUT, 0);
+		return;
+	}
 	if (job->cb != NULL)
 		job->cb(job, job->arg);
 	for (i = 0; i < job->nstmts; i++) {
@@ -192,6 +203,17 @@ job_finish(struct db_job *job)
 	free(job->error);
 	free(job->sqlstate);
 	free(job);
+}
+
+static void
+db_finished_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_job	*job;
+
+	while ((job = TAILQ_FIRST(&db.finished)) != NULL) {
+		TAILQ_REMOVE(&db.finished, job, entry);
+		job_finish(job);
+	}
 }
 
 static void
@@ -658,6 +680,8 @@ db_init(struct event_base *base, const char *dsn, int n,
 	db.nconns = n;
 	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
 	TAILQ_INIT(&db.queue);
+	TAILQ_INIT(&db.finished);
+	db.finish_ev = event_new(base, -1, 0, db_finished_cb, NULL);
 	db.queue_timer = event_new(base, -1, EV_PERSIST, db_queue_timer_cb,
 	    NULL);
 	{
@@ -697,6 +721,12 @@ db_shutdown(void)
 	int	i;
 
 	db_stop();
+	/* The loop has ended: what waits to be called back is called now
+	 * (and what those callbacks submit fails at once). */
+	db.submitting = 0;
+	db_finished_cb(-1, 0, NULL);
+	event_free(db.finish_ev);
+	db.finish_ev = NULL;
 	event_free(db.queue_timer);
 	for (i = 0; i < db.nconns; i++) {
 		event_free(db.conns[i].retry);
@@ -798,7 +828,9 @@ db_submit_at(struct db_job *job, bool first)
 		job_set_error(job, db.stopping ? "shutting down" :
 		    "the database is unavailable", db.stopping ? "57P01" :
 		    "08006");
+		db.submitting++;
 		job_finish(job);
+		db.submitting--;
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &job->queued);
@@ -807,7 +839,9 @@ db_submit_at(struct db_job *job, bool first)
 	else
 		TAILQ_INSERT_TAIL(&db.queue, job, entry);
 	db.nqueued++;
+	db.submitting++;
 	db_dispatch();
+	db.submitting--;
 }
 
 void

@@ -175,6 +175,16 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		break;
 	case PROTO_STEP_OUTCOME:
 		c = w->claim;
+		if (w->state == W_EXITING && c != NULL &&
+		    m->u.outcome.step_id == c->step_id &&
+		    m->u.outcome.lease_token == c->lease_token) {
+			/* Sent as its deadline (or the lease) stopped it: the
+			 * stop stands, and the reaper ends the attempt. */
+			log_info("outcome of a stopped worker ignored pid=%d "
+			    "task_id=%lld step=%s", (int)w->pid,
+			    (long long)c->task_id, log_quote(c->step_name));
+			break;
+		}
 		if (w->state != W_BUSY || c == NULL ||
 		    m->u.outcome.step_id != c->step_id ||
 		    m->u.outcome.lease_token != c->lease_token) {

@@ -287,6 +287,24 @@ step_templates:
 """
 
 
+def hold_task_row(pg, t, task_id, seconds):
+    """An open transaction holding a task's row for some seconds (an
+    operator's SELECT ... FOR UPDATE in psql), returned once the task's
+    outcome has waited on it in vain (database.lock_timeout)."""
+    holder = pg.psql_background(
+        t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
+        "SELECT pg_sleep(%d); COMMIT;" % (task_id, seconds))
+    try:
+        harness.wait_until(lambda: t.log_lines(
+            "applying outcomes failed.*lock timeout"), seconds,
+            message="the task's outcome waiting for its row")
+    except BaseException:
+        holder.kill()
+        holder.wait(10)
+        raise
+    return holder
+
+
 def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
         own_pg, service, request):
     """An open transaction holds a task's row (an operator's SELECT ... FOR
@@ -301,13 +319,8 @@ def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
                     config={"database.lock_timeout": "500ms"})
         a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
         service.wait_requests("/slow", 1, timeout=10)
-        holder = own_pg.psql_background(
-            t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
-            "SELECT pg_sleep(8); COMMIT;" % a)
+        holder = hold_task_row(own_pg, t, a, 8)
         try:
-            harness.wait_until(lambda: t.log_lines(
-                "applying outcomes failed.*lock timeout"), 10,
-                message="task a's outcome waiting for its row")
             started = time.monotonic()
             b = t.create_task("call", {"path": "quick"},
                               namespace="it")["task_id"]
@@ -341,13 +354,8 @@ def test_heartbeat_goes_through_while_a_task_is_locked_elsewhere(
     service.wait_requests("/long", 1, timeout=10)
     a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
     service.wait_requests("/slow", 1, timeout=10)
-    holder = pg.psql_background(
-        t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
-        "SELECT pg_sleep(15); COMMIT;" % a)
+    holder = hold_task_row(pg, t, a, 15)
     try:
-        harness.wait_until(lambda: t.log_lines(
-            "applying outcomes failed.*lock timeout"), 15,
-            message="task a's outcome waiting for its row")
         r = t.delete("/v1/tasks/%d" % a, timeout=30)
         harness.assert_json_error(r, 503, "database_unavailable")
     finally:

@@ -161,10 +161,11 @@ route_results_done(struct db_job *job, void *arg)
 		    (size_t)PQgetlength(res, 0, 2));
 		goto done;
 	}
-	scope = json_pack("{s:o, s:o, s:{s:s, s:s, s:o}}",
+	scope = json_pack("{s:o, s:o, s:{s:I, s:s, s:o}}",
 	    "context", db_json(res, 0, 1),
 	    "steps", db_json(res, 0, 2),
-	    "task", "id", rr->id, "status", PQgetvalue(res, 0, 0),
+	    "task", "id", (json_int_t)strtoll(rr->id, NULL, 10), "status",
+	    PQgetvalue(res, 0, 0),
 	    "services", db_json(res, 0, 3));
 	out = scope ? render_json(rr->t->route_results_body, scope, err,
 	    sizeof(err)) : NULL;

@@ -836,7 +836,8 @@ diagram_done(struct db_job *job, void *arg)
 	text = xstrndup((const char *)evbuffer_pullup(b, -1),
 	    evbuffer_get_length(b));
 	evbuffer_free(b);
-	out = json_pack("{s:s, s:s}", "task_id", rr->id, "mermaid", text);
+	out = json_pack("{s:I, s:s}", "task_id",
+	    (json_int_t)strtoll(rr->id, NULL, 10), "mermaid", text);
 	free(text);
 	reply_json(rr->req, 200, out);
 done:

@@ -27,6 +27,7 @@ def test_diagram_shows_edges_and_states(taskerd):
 
     r = t.get("/v1/tasks/%d/diagram" % tid)
     assert r.status == 200
+    assert r.body["task_id"] == tid        # a number, as everywhere else
     text = r.body["mermaid"]
     lines = text.splitlines()
     assert lines[0] == "graph TD"

@@ -73,7 +73,7 @@ version: 1.0.0
 routes:
   results:
     path: "/big/{task_id}"
-    body: { n: "{{context.n}}", m: "{{steps.a.results.m}}" }
+    body: { n: "{{context.n}}", m: "{{steps.a.results.m}}", id: "{{task.id}}" }
 step_templates:
   - name: a
     handler: http
@@ -117,6 +117,7 @@ def test_reals_of_2_63_and_more_reach_the_steps(taskerd, service):
                          % tid)
     assert "10000000000000000000" in stored, stored
     r = t.get("/big/%d" % tid)
-    assert r.status == 200 and r.body == {"n": 1e19, "m": -2e19}, r.body
+    assert r.status == 200 and r.body == {"n": 1e19, "m": -2e19,
+                                          "id": tid}, r.body
     shown = ctl_json(t, "task", "show", tid)
     assert shown["context"] == {"n": 1e19, "small": 3}, shown

@@ -78,7 +78,7 @@ static const char sql_create[] =
 "  SELECT x.*, nextval('tasks_id_seq') AS id,"
 "    CASE x.identity"
 "      WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
-"        x.context::text, 'UTF8')), 'hex')"
+"        taskerd_canonical(x.context)::text, 'UTF8')), 'hex')"
 "      WHEN 'caller_provided' THEN 'key:' || x.ikey END AS hash"
 "  FROM x),"
 " t AS ("

@@ -66,6 +66,12 @@ def test_strict_identity(taskerd):
     r = post_raw(t, '{"namespace": "%s", "context": {"order": {"qty": 2, '
                     '"sku": "A-1"}, "customer": 7}, "name": "orders"}' % NS)
     assert_duplicate(r, first)
+    # The same numbers written otherwise (5.0 for 5, 2e0 for 2, 1.50 for
+    # 1.5): the same JSON, a duplicate.
+    r = post_raw(t, '{"name": "orders", "namespace": "%s", "context": '
+                    '{"customer": 7.0, "order": {"sku": "A-1", "qty": 2e0}}}'
+                 % NS)
+    assert_duplicate(r, first)
     # Fields that are not the context do not make it new.
     r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
                                   "context": {"customer": 7, "order": {
@@ -92,6 +98,13 @@ def test_strict_identity(taskerd):
                                   "context": {"customer": 8}})
     assert_duplicate(r, second)
 
+    r = post_raw(t, '{"name": "orders", "namespace": "%s", "context": '
+                    '{"price": 1.50}}' % NS)
+    assert r.status == 201, (r.status, r.body)
+    err = harness.assert_json_error(post_raw(
+        t, '{"name": "orders", "namespace": "%s", "context": '
+        '{"price": 1.5}}' % NS), 409, "duplicate_task")
+    assert err["task_id"] == r.body["task_id"], err
     # A value that differs only in type is another context.
     r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
                                   "context": {"customer": "8"}})
@@ -100,7 +113,7 @@ def test_strict_identity(taskerd):
     r = t.post("/v1/tasks", json={"name": "invoices", "namespace": NS,
                                   "context": {"customer": 8}})
     assert r.status == 201, (r.status, r.body)
-    assert task_rows(t) == 4
+    assert task_rows(t) == 5      # (7, 8, 1.5, "8", and 8 of invoices)
 
 
 def test_caller_provided_identity(taskerd):

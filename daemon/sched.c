@@ -1030,7 +1030,10 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		sc.ndispatched--;
 		if (!c->marked)
 			TAILQ_REMOVE(&sc.unmarked, c, entry);
-		probe = services_finished(claim_service(c), o);
+		/* (A step that must not run twice is not run again for
+		 * the breaker's sake.) */
+		probe = services_finished(claim_service(c), o) &&
+		    c->retryable;
 		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
 		    claim_template(c), c->step_name);
 	}

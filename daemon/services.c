@@ -191,19 +191,43 @@ services_started(const char *name)
 		s->probing = true;
 }
 
-/* Does this outcome say the service itself is unwell? */
-static bool
-service_failure(const struct proto_step_outcome *o)
+enum verdict { SERVICE_UP, SERVICE_DOWN, SERVICE_UNKNOWN };
+
+/*
+ * What an outcome says of the service.  An answer below 500 (or success)
+ * says it is up; a 5xx, a transport failure or a deadline, down.  A step
+ * that failed without a status for reasons of its own or of taskerd's (its
+ * config, its input, its worker died, the node lost its lease or the
+ * claim) may never have reached it: that says nothing, and must neither
+ * open a breaker nor close one.
+ */
+static enum verdict
+service_verdict(const struct proto_step_outcome *o)
 {
-	if (o->outcome != OUTCOME_RETRYABLE)
-		return false;
-	return o->http_status == 0 || o->http_status >= 500;
+	static const char *const ours[] = { "worker_died",
+	    "worker_unresponsive", "node_lease_lapsed", "node_lost",
+	    "node_restarted", "claim_lost", NULL };
+	int	i;
+
+	if (o->outcome == OUTCOME_SUCCESS || (o->http_status > 0 &&
+	    o->http_status < 500))
+		return SERVICE_UP;
+	if (o->http_status >= 500)
+		return o->outcome == OUTCOME_RETRYABLE ? SERVICE_DOWN :
+		    SERVICE_UP;		/* (a 5xx its template calls final) */
+	if (o->outcome != OUTCOME_RETRYABLE || o->error_code == NULL)
+		return SERVICE_UNKNOWN;
+	for (i = 0; ours[i] != NULL; i++)
+		if (strcmp(o->error_code, ours[i]) == 0)
+			return SERVICE_UNKNOWN;
+	return SERVICE_DOWN;
 }
 
 bool
 services_finished(const char *name, const struct proto_step_outcome *o)
 {
 	struct service	*s = service_find(name);
+	enum verdict	 v;
 	bool		 failed, probe, blocked;
 	int		 threshold;
 
@@ -214,12 +238,17 @@ services_finished(const char *name, const struct proto_step_outcome *o)
 	blocked = service_blocked(s);
 	if (s->inflight > 0)
 		s->inflight--;
-	failed = service_failure(o);
+	v = service_verdict(o);
+	failed = v == SERVICE_DOWN;
 	if (failed)
 		s->failures++;
 	threshold = s->conf != NULL ? s->conf->breaker_failures : 0;
 	probe = threshold > 0 && s->state == BREAKER_HALF_OPEN && s->probing;
-	if (threshold > 0 && !failed) {
+	if (threshold > 0 && v == SERVICE_UNKNOWN) {
+		/* A probe that told nothing: the next step probes. */
+		if (probe)
+			s->probing = false;
+	} else if (threshold > 0 && !failed) {
 		s->consecutive_failures = 0;
 		if (s->state == BREAKER_HALF_OPEN)
 			breaker_set(s, BREAKER_CLOSED);

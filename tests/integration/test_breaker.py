@@ -1,0 +1,113 @@
+"""What a service's circuit breaker counts.
+
+A 5xx, a refused connection or a deadline says the service is unwell; an
+answer below 500 says it is up.  A step that failed without reaching it -
+its URL could not be rendered, its worker was killed, the node lost its
+lease - says nothing: it neither opens the breaker nor, as the half-open
+probe, closes it (a flood of steps would follow onto a service still
+down).  A failed probe grants its step another attempt, but not a step
+that must not run twice (default_retryable: false).
+"""
+
+import os
+import signal
+
+import harness
+
+NS = "breaker"
+
+
+def template(name, path, retryable=True, limit=1):
+    return """\
+name: %s
+namespace_name: %s
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    dependent_system: svc
+    default_retryable: %s
+    default_retry_limit: %d
+    backoff: { base: 100ms, max: 100ms, jitter: none }
+    handler_config: { method: POST, url: "%s" }
+""" % (name, NS, "true" if retryable else "false", limit, path)
+
+
+def services(service, failures):
+    return {"services": {"svc": {"base_url": service.url, "timeout": "10s",
+                                 "breaker": {"failures": failures,
+                                             "cooldown": "1s"}}}}
+
+
+def breaker(t):
+    r = t.get("/v1/services")
+    assert r.status == 200, r.body
+    return {s["name"]: s for s in r.body["services"]}["svc"]
+
+
+def open_it(t, service, failures):
+    """Open the breaker with steps that fail for good (nothing left to
+    probe with but what the test creates next)."""
+    ids = [t.create_task("down", {}, namespace=NS)["task_id"]
+           for _ in range(failures)]
+    for tid in ids:
+        assert t.wait_task(tid)["status"] == "error"
+    assert breaker(t)["breaker"] == "open", breaker(t)
+
+
+def test_a_probe_that_never_reached_the_service_leaves_it_half_open(
+        taskerd, service):
+    service.route("POST", "/down", status=500, body={"e": 1})
+    service.route("POST", "/up/a", status=200, body={"ok": True})
+    t = taskerd(templates={"down.yaml": template("down", "/down"),
+                           "up.yaml": template("up", "/up/{{context.p}}")},
+                config=services(service, 2))
+    open_it(t, service, 2)
+    # Its URL cannot be rendered: it fails without a call, as the probe.
+    tid = t.create_task("up", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid, timeout=10)
+    assert done["steps"][0]["last_error"]["code"] == "render_error", done
+    assert t.log_lines("circuit half-open"), t.log_tail(20)
+    assert breaker(t)["breaker"] == "half_open", breaker(t)
+    assert not t.log_lines("circuit closed"), t.log_tail(20)
+    # A step that reaches it decides.
+    tid = t.create_task("up", {"p": "a"}, namespace=NS)["task_id"]
+    assert t.wait_task(tid, timeout=10)["status"] == "complete"
+    assert breaker(t)["breaker"] == "closed", breaker(t)
+
+
+def test_a_killed_worker_does_not_count_against_the_service(taskerd,
+                                                            service):
+    service.route("POST", "/slow", status=200, body={"ok": True}, delay=3)
+    t = taskerd(templates={"slow.yaml": template("slow", "/slow", limit=2)},
+                config=services(service, 1))
+    tid = t.create_task("slow", {}, namespace=NS)["task_id"]
+    (call,) = service.wait_requests("/slow", 1, timeout=10)
+    worker = [w for w in t.workers_pids()
+              if "busy" == {x["pid"]: x["state"]
+                            for x in t.workers()}.get(w)]
+    assert len(worker) == 1, (worker, t.workers())
+    os.kill(worker[0], signal.SIGKILL)
+    harness.wait_until(lambda: t.log_lines('msg="worker died"'), 10,
+                       message="the worker's death noticed")
+    svc = breaker(t)
+    assert svc["breaker"] == "closed" and svc["consecutive_failures"] == 0, \
+        svc
+    assert t.wait_task(tid, timeout=20)["status"] == "complete"
+    assert not t.log_lines("circuit opened"), t.log_tail(20)
+
+
+def test_a_failed_probe_does_not_run_a_step_that_must_not_run_twice(
+        taskerd, service):
+    service.route("POST", "/down", status=500, body={"e": 1})
+    service.route("POST", "/once", status=500, body={"e": 2})
+    t = taskerd(templates={
+        "down.yaml": template("down", "/down"),
+        "once.yaml": template("once", "/once", retryable=False, limit=1)},
+        config=services(service, 1))
+    open_it(t, service, 1)
+    tid = t.create_task("once", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid, timeout=10)
+    assert done["status"] == "error", done
+    assert done["steps"][0]["attempts"] == 1, done["steps"]
+    assert len(service.requests_for("/once")) == 1

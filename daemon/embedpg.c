@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -116,6 +117,22 @@ run(char *const argv[], const char *logfile)
 	return status;
 }
 
+static int
+remove_entry(const char *path, const struct stat *st, int flag,
+    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+/* Remove path and all it holds (nothing there is fine). */
+static int
+remove_tree(const char *path)
+{
+	if (access(path, F_OK) == -1)
+		return 0;
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void
 mkdir_owned(const char *path)
 {
@@ -155,6 +172,11 @@ spawn_server(void)
 		/* Its own process group: a Ctrl-C meant for taskerd must not
 		 * reach the server before taskerd has drained. */
 		setpgid(0, 0);
+		/* systemd's socket is taskerd's: a server built with systemd
+		 * support would tell it READY=1 and STOPPING=1 as its own. */
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("WATCHDOG_USEC");
+		unsetenv("WATCHDOG_PID");
 		/* jit=off: the unit's MemoryDenyWriteExecute forbids it. */
 		execl(postgres, "postgres", "-D", pg.datadir, "-p",
 		    EMBEDPG_PORT, "-c", "listen_addresses=", "-c", "jit=off",
@@ -252,7 +274,7 @@ char *
 embedpg_start(const char *state_dir)
 {
 	struct passwd	*pw;
-	char		*initdb, *log, *versionfile;
+	char		*initdb, *log, *versionfile, *aside;
 	char		 version[256];
 	PGconn		*c;
 	int		 i, status;
@@ -273,21 +295,34 @@ embedpg_start(const char *state_dir)
 	mkdir_owned(pg.sockdir);
 	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
 
+	/* A cluster is made aside and renamed into place once whole: a
+	 * start stopped during initdb (systemctl restart, a power cut) must
+	 * not leave a data directory that never starts. */
 	xasprintf(&versionfile, "%s/PG_VERSION", pg.datadir);
 	if (access(versionfile, F_OK) == -1) {
-		char *argv[] = { NULL, "-D", pg.datadir, "-U", "postgres",
+		char *argv[] = { NULL, "-D", NULL, "-U", "postgres",
 		    "--auth=trust", "-E", "UTF8", "--no-instructions", NULL };
 
+		xasprintf(&aside, "%s.new", pg.datadir);
+		if (remove_tree(aside) == -1)
+			fatal("embedded database: cannot remove %s", aside);
 		/* trust is safe: the server listens on no TCP port, and its
 		 * socket is in a directory only its owner (and root) enter. */
 		xasprintf(&initdb, "%s/initdb", pg.bindir);
 		argv[0] = initdb;
+		argv[2] = aside;
 		log_info("embedded database: creating a cluster datadir=%s",
 		    log_quote(pg.datadir));
 		status = run(argv, log);
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			fatalx("embedded database: initdb failed (see %s)", log);
+		if (rmdir(pg.datadir) == -1 && errno != ENOENT)
+			fatal("embedded database: %s holds no cluster but is "
+			    "not empty", pg.datadir);
+		if (rename(aside, pg.datadir) == -1)
+			fatal("embedded database: rename %s", aside);
 		free(initdb);
+		free(aside);
 	}
 	free(versionfile);
 	free(log);

@@ -182,6 +182,7 @@ static size_t			  nretired;
 static bool			  reloading, reload_again;
 
 static void	hup_cb(evutil_socket_t, short, void *);
+static void	reload_notify(const char *);
 
 static bool
 defaults_equal(const struct tmpl_defaults *a, const struct tmpl_defaults *b)
@@ -212,12 +213,20 @@ reload_done(struct db_job *job, void *arg)
 		sv.templates = reg;
 		log_info("templates reloaded templates=%zu", reg->n);
 	}
-	if (!sv.stopping)
-		sd_notify(0, "READY=1");
+	reload_notify("READY=1");
 	if (reload_again) {
 		reload_again = false;
 		hup_cb(SIGHUP, 0, NULL);
 	}
+}
+
+/* A reload's RELOADING=1 and READY=1, only once the start has said
+ * READY=1: before, they would tell systemd the start is done. */
+static void
+reload_notify(const char *state)
+{
+	if (sv.ready && !sv.stopping)
+		sd_notify(0, state);
 }
 
 /* Steps that load but cannot run as things stand here (see
@@ -256,12 +265,12 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		reload_again = true;
 		return;
 	}
-	sd_notify(0, "RELOADING=1");
+	reload_notify("RELOADING=1");
 	log_info("reloading config=%s", log_quote(sv.conf->path));
 	if ((conf = config_load(sv.conf->path, err, sizeof(err))) == NULL) {
 		log_warnx("reload refused, keeping the loaded templates "
 		    "reason=%s", log_quote(err));
-		sd_notify(0, "READY=1");
+		reload_notify("READY=1");
 		return;
 	}
 	log_setlevel(conf->log_level);
@@ -274,7 +283,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 				log_warnx("reload refused, keeping the loaded "
 				    "templates reason=%s", log_quote(line));
 		free(errs);
-		sd_notify(0, "READY=1");
+		reload_notify("READY=1");
 		return;
 	}
 	free(errs);
@@ -290,7 +299,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		tmpl_registry_free(reg);
 		free(json);
 		free(cur);
-		sd_notify(0, "READY=1");
+		reload_notify("READY=1");
 		return;
 	}
 	free(cur);

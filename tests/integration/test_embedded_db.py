@@ -186,3 +186,48 @@ def test_server_left_on_the_data_directory_is_stopped(taskerd, pg):
         assert t.stop() == 0
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_start_stopped_during_initdb_starts_next_time(taskerd):
+    """taskerd killed while initdb creates its cluster (a restart during
+    the first start, a power cut): the next start makes the cluster anew
+    and runs.  The half-made one used to sit in the data directory, and
+    every start failed on it."""
+    import threading
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    try:
+        t = taskerd(templates={"hello.yaml": HELLO}, start=False,
+                    config={"database": harness.DELETE, "state_dir": state})
+        failed = []
+
+        def first_start():
+            try:
+                t.start(ready_timeout=60)
+            except AssertionError as e:
+                failed.append(e)
+        starter = threading.Thread(target=first_start)
+        starter.start()
+
+        def initdb_writing():
+            kids = [k for k in harness.proc_children(t.pid or 0)
+                    if os.path.basename((harness.proc_cmdline(k) or
+                                         [""])[0]) == "initdb"]
+            made = [d for d in ("data", "data.new") if os.path.exists(
+                os.path.join(state, "pg", d, "PG_VERSION"))]
+            return kids if kids and made else None
+        initdb = harness.wait_until(initdb_writing, 30, interval=0.005,
+                                    message="initdb under way")
+        for pid in initdb:
+            os.kill(pid, signal.SIGKILL)
+        t.kill()
+        starter.join(60)
+        assert failed, "taskerd became ready without its initdb"
+        t._stopped = False
+        t.start(ready_timeout=60)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        assert not os.path.exists(os.path.join(state, "pg", "data.new"))
+        assert t.stop() == 0
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -80,6 +80,53 @@ def test_notify_ready_watchdog_stopping(taskerd, notify_socket, monkeypatch):
     assert t.proc.wait(10) == 0
 
 
+def notify_env(monkeypatch, path):
+    base = harness.clean_env
+    monkeypatch.setattr(harness, "clean_env", lambda extra=None: base(
+        dict({"NOTIFY_SOCKET": path}, **(extra or {}))))
+
+
+def test_reload_before_ready_tells_systemd_nothing(taskerd, notify_socket,
+                                                  monkeypatch):
+    """SIGHUP while the start is not done (here no worker can start):
+    neither RELOADING=1 nor READY=1, which would tell systemd that the
+    start is over."""
+    sock, path = notify_socket
+    notify_env(monkeypatch, path)
+    t = taskerd(templates={"slow.yaml": SLOW}, start=False,
+                config={"workers.path": "/bin/false"})
+    with pytest.raises(AssertionError, match="not ready"):
+        t.start(ready_timeout=2)
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates unchanged"), 10,
+                       message="the reload done")
+    texts = [m for _, m in messages(sock, 0.5)]
+    assert "READY=1" not in texts and "RELOADING=1" not in texts, texts
+
+
+def test_embedded_server_never_sees_the_notify_socket(taskerd, notify_socket,
+                                                      monkeypatch):
+    """The embedded PostgreSQL would tell systemd READY=1 and STOPPING=1
+    on taskerd's socket as if it were taskerd."""
+    sock, path = notify_socket
+    notify_env(monkeypatch, path)
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    try:
+        t = taskerd(templates={"slow.yaml": SLOW}, ready_timeout=60,
+                    config={"database": harness.DELETE, "state_dir": state})
+        with open(os.path.join(state, "pg", "data", "postmaster.pid")) as f:
+            pm = int(f.readline())
+        assert harness.proc_ppid(pm) == t.pid
+        with open("/proc/%d/environ" % pm, "rb") as f:
+            assert b"NOTIFY_SOCKET=" not in f.read()
+        texts = [m for _, m in messages(sock, 0.5)]
+        assert t.stop() == 0
+    finally:
+        import shutil
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def test_sigterm_lets_running_steps_finish(taskerd, pg):
     t = taskerd(templates={"slow.yaml": SLOW}, workers=2)
     ids = [t.create_task("slow", {})["task_id"] for _ in range(4)]

@@ -293,7 +293,9 @@ render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
 		if ((v = render_resolve(path, pathlen, scope, err,
 		    errlen)) == NULL)
 			goto fail;
-		render_put_value(&b, v, mode);
+		render_put_value(&b, v, b.len == 0 && strncmp(path,
+		    RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0 ?
+		    RENDER_TEXT : mode);
 		json_decref(v);
 	}
 	render_buf_put(&b, s, strlen(s));

@@ -8,7 +8,9 @@
  * longer string are interpolated as text (strings verbatim, other values as
  * compact JSON).  In RENDER_URL mode interpolated text is percent-encoded
  * (RFC 3986 unreserved characters kept).  {{env.NAME}} reads the worker's
- * environment (for secrets in headers; never in results).  A path ending
+ * environment (for secrets in headers; never in results); one that starts
+ * a URL is its base ("{{env.API}}/users"), the operator's own text, put in
+ * as it is.  A path ending
  * in '?' is optional: when missing it renders as null (as no text at all
  * inside a longer string), and an object member that is exactly such a
  * placeholder is left out altogether.

@@ -213,6 +213,14 @@ test_url_mode_env(void **state)
 	check_string("http://h/?t={{env.TASKERD_TEST_TOKEN}}", RENDER_URL,
 	    "http://h/?t=a~b%20c");
 	unsetenv("TASKERD_TEST_TOKEN");
+	/* At the start it is the URL's base, as the operator wrote it. */
+	setenv("TASKERD_TEST_BASE", "http://svc:3000/api", 1);
+	check_string("{{env.TASKERD_TEST_BASE}}/users/{{context.user.name}}",
+	    RENDER_URL, "http://svc:3000/api/users/Zo%C3%AB");
+	unsetenv("TASKERD_TEST_BASE");
+	/* A context value never is: a client does not choose the host. */
+	check_string("{{context.user.email}}/x", RENDER_URL,
+	    "a%20b%26c%2Fd%40example.com/x");
 }
 
 static void

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "xmalloc.h"
 #include "yamltree.h"
@@ -310,6 +311,7 @@ config_parse(struct yt_doc *doc)
 {
 	struct config	*cfg;
 	yaml_node_t	*root;
+	char		 cwd[PATH_MAX], *abs;
 
 	cfg = config_default();
 	cfg->path = xstrdup(yt_name(doc));
@@ -326,9 +328,16 @@ config_parse(struct yt_doc *doc)
 		return NULL;
 	}
 	/* (state_dir too: the embedded server's socket directory must be
-	 * absolute, and so must a libpq host.) */
+	 * absolute, and so must a libpq host - from the working directory
+	 * when the config file's own is relative, as for -c taskerd.yaml.) */
 	config_resolve(cfg, &cfg->templates_dir);
 	config_resolve(cfg, &cfg->state_dir);
+	if (cfg->state_dir != NULL && cfg->state_dir[0] != '/' &&
+	    getcwd(cwd, sizeof(cwd)) != NULL) {
+		xasprintf(&abs, "%s/%s", cwd, cfg->state_dir);
+		free(cfg->state_dir);
+		cfg->state_dir = abs;
+	}
 	return cfg;
 }
 

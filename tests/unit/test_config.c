@@ -230,7 +230,7 @@ static void
 test_templates_dir(void **state)
 {
 	struct config	*cfg;
-	char		 err[256];
+	char		 err[256], cwd[4096];
 
 	(void)state;
 	cfg = load_ok("templates:\n  dir: tmpl.d\n");
@@ -252,6 +252,15 @@ test_templates_dir(void **state)
 	    err, sizeof(err));
 	assert_non_null(cfg);
 	assert_string_equal(cfg->templates_dir, "t");
+	config_free(cfg);
+	/* ... but state_dir is made absolute from the cwd: the embedded
+	 * server's socket directory must be. */
+	cfg = config_load_buffer("taskerd.yaml", "state_dir: st\n", 14,
+	    err, sizeof(err));
+	assert_non_null(cfg);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	strcat(cwd, "/st");
+	assert_string_equal(cfg->state_dir, cwd);
 	config_free(cfg);
 	cfg = config_load_buffer("/taskerd.yaml", "", 0, err, sizeof(err));
 	assert_non_null(cfg);

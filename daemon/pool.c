@@ -100,7 +100,7 @@ static struct {
 
 static void	worker_spawn(struct worker *);
 static void	worker_kill(struct worker *, int sig, const char *why);
-static int	pool_kill_strays(void);
+static int	pool_kill_strays(int *);
 static void	pool_sweep(void);
 
 static struct worker *
@@ -629,17 +629,17 @@ pool_children(pid_t *pids, int max)
  * Any child that is neither a worker nor the embedded database's server,
  * nor one taskerd already had when it started (`helper & exec taskerd`),
  * is such a stray (or a backend the server left when it died): killed
- * with its group, or reaped if already dead.  Returns how many strays it
- * found: each may leave children of its own in other groups, which come
- * to us when it dies, so a sweep that found any is followed by another
- * (pool_sweep, pool_shutdown).
+ * with its group, or reaped if dead.  Returns how many strays are there,
+ * dead or dying, and in *fresh how many of them this sweep met first:
+ * each may leave children in other groups, which come to us when it
+ * dies, so sweeps go on while any is left (pool_sweep, pool_shutdown).
  */
 static int
-pool_kill_strays(void)
+pool_kill_strays(int *fresh)
 {
 	char	 path[64], comm[32], line[512], *state;
 	pid_t	 pids[512];
-	int	 i, j, n, found = 0;
+	int	 i, j, n, found = 0, met = 0;
 
 	n = pool_children(pids, 512);
 	for (i = 0; i < n; i++) {
@@ -651,21 +651,23 @@ pool_kill_strays(void)
 				break;
 		if (j < pool.nelders)
 			continue;
-		/* The state follows the last ')': comm may hold any byte. */
+		found++;
+		/* The state follows the last ')': comm may hold any byte.
+		 * "Z" is also a process whose main thread has exited while
+		 * others run: only what waitpid reaps was dead. */
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pids[i]);
 		state = strrchr(proc_read(path, line, sizeof(line)), ')');
-		if (state != NULL && strncmp(state, ") Z", 3) == 0) {
-			waitpid(pids[i], NULL, WNOHANG);
-			found++;
+		if (state != NULL && strncmp(state, ") Z", 3) == 0 &&
+		    waitpid(pids[i], NULL, WNOHANG) == pids[i])
 			continue;
-		}
-		/* Each is news once: one that outlives its SIGKILL (stuck in
-		 * the kernel) is killed again without a word or a round. */
+		/* Each is news once: one that outlives its SIGKILL a while
+		 * (a big address space to free, stuck in the kernel) is
+		 * killed again without a word. */
 		for (j = 0; j < POOL_KILLED && pool.killed[j] != pids[i]; j++)
 			;
 		if (j == POOL_KILLED) {
 			pool.killed[pool.nkilled++ % POOL_KILLED] = pids[i];
-			found++;
+			met++;
 			snprintf(path, sizeof(path), "/proc/%d/comm",
 			    (int)pids[i]);
 			log_warnx("killing a process orphaned to taskerd pid=%d "
@@ -676,18 +678,25 @@ pool_kill_strays(void)
 			kill(-pids[i], SIGKILL);
 		kill(pids[i], SIGKILL);
 	}
+	if (fresh != NULL)
+		*fresh = met;
 	return found;
 }
 
-/* Shortly after each worker's death and at each ping tick; again 10 ms
- * after a sweep that found strays, for what they leave. */
+/* Shortly after each worker's death and at each ping tick; again while
+ * strays are left: 10 ms after one that met new ones, else 100 ms (one
+ * stuck in the kernel is not polled hard). */
 static void
 pool_sweep(void)
 {
 	struct timeval	tv = { 0, 10000 };
+	int		fresh;
 
-	if (pool_kill_strays() > 0)
-		evtimer_add(pool.sweep, &tv);
+	if (pool_kill_strays(&fresh) == 0)
+		return;
+	if (fresh == 0)
+		tv.tv_usec = 100000;
+	evtimer_add(pool.sweep, &tv);
 }
 
 static void
@@ -810,7 +819,7 @@ pool_shutdown(void)
 	}
 	/* Sweep until a round finds nothing: each round's strays leave
 	 * theirs to the next.  Bounded, for a stray that will not die. */
-	for (i = 0; i < 100 && pool_kill_strays() > 0; i++)
+	for (i = 0; i < 100 && pool_kill_strays(NULL) > 0; i++)
 		usleep(10000);
 	for (i = 0; i < pool.n; i++) {
 		event_free(pool.w[i].deadline);

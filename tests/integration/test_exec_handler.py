@@ -461,3 +461,44 @@ def test_program_and_children_end_when_the_supervisor_dies(taskerd, tmp_path,
     for pid in pids:
         harness.wait_until(lambda: not harness.proc_alive(pid), 10,
                            message="pid %d gone" % pid)
+
+
+# A child in a session of its own whose main thread ends while another
+# thread runs on: /proc shows it as "Z", yet it lives.
+THREADED = r"""#!/bin/sh
+setsid python3 -c '
+import ctypes, os, sys, threading, time
+threading.Thread(target=time.sleep, args=(300,), daemon=True).start()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("%d %d" % (os.getppid(), os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+ctypes.CDLL(None).pthread_exit(None)
+' "$PIDS" &
+sleep 300
+"""
+
+
+def test_stray_whose_main_thread_ended_is_killed(taskerd, tmp_path, started):
+    """Such a stray is no zombie to reap: it is killed like any other
+    (it used to be left running, and swept for every 10 ms)."""
+    d = str(tmp_path)
+    prog = write_program(d, "threaded.sh", THREADED)
+    t = taskerd(templates={"mt.yaml": template("mt", """\
+  - name: spawn
+    handler: exec
+    default_retry_limit: 1
+    timeout: 60s
+    handler_config:
+      command: [%s]
+      env: { PIDS: %s }
+""" % (prog, d + "/p"))})
+    t.create_task("mt", {}, namespace=NS)
+    program, stray = read_pids(d + "/p", started)
+    started.append(stray)
+    harness.wait_until(lambda: harness.proc_state(stray) == "Z", 10,
+                       message="the stray's main thread gone")
+    os.kill(harness.proc_ppid(program), signal.SIGKILL)     # the worker
+    harness.wait_until(lambda: not os.path.exists("/proc/%d" % stray), 10,
+                       message="the stray killed and reaped")
+    assert t.log_lines(r'msg="killing a process orphaned to taskerd" '
+                       r'pid=%d ' % stray), t.log_tail(20)

@@ -593,9 +593,13 @@ create_done(struct db_job *job, void *arg)
 			create_flush();
 			return;
 		}
-		if (b->n > 1 && !db_unavailable(state)) {
-			/* Not the connection: perhaps one task's row.  Try
-			 * them one by one so the others are not held back. */
+		if (b->n > 1 && (!db_unavailable(state) ||
+		    strcmp(state, "40P01") == 0 ||
+		    strcmp(state, "40001") == 0)) {
+			/* Not the database: perhaps one task's row, or two
+			 * batches creating the same strict tasks in another
+			 * order (a deadlock).  Try them one by one so the
+			 * others are not held back. */
 			log_warnx("task batch failed, retrying one by one "
 			    "count=%d sqlstate=%s error=%s", b->n,
 			    state ? state : "none",

@@ -345,8 +345,10 @@ db_unavailable(const char *state)
 		"40001",	/* serialization failure */
 		"40P01",	/* deadlock: one side is cancelled */
 		"25006",	/* read-only: a standby, or a failover under way */
-		"53",		/* insufficient resources: disk, memory, slots */
-		"58",		/* system errors: I/O */
+		"53100",	/* disk full */
+		"53200",	/* out of memory */
+		"53300",	/* too many connections */
+		"58030",	/* I/O error */
 	};
 	size_t	i;
 

@@ -262,7 +262,9 @@ show_step_cells(struct out_table *t, const json_t *s, void *arg)
 static void
 show_header_line(const char *label, const char *value)
 {
-	printf("%-13s%s\n", label, value);
+	printf("%-13s", label);
+	out_text(stdout, value);
+	putchar('\n');
 }
 
 static void

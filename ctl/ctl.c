@@ -182,13 +182,18 @@ static const struct ctl_cmd commands[] = {
 void
 ctl_warnx(const char *fmt, ...)
 {
-	va_list	ap;
+	va_list	 ap;
+	char	*msg;
 
 	fflush(stdout);
 	fputs("tasker-ctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
 	va_end(ap);
+	/* Messages quote the server's words. */
+	out_text(stderr, msg != NULL ? msg : "out of memory");
+	free(msg);
 	fputc('\n', stderr);
 }
 

@@ -147,6 +147,9 @@ char	*client_escape(const char *);
 const char	*out_state_color(const char *state);
 /* Write s in colour c (NULL: plain) when colours are on. */
 void		 out_colored(FILE *, const char *c, const char *s);
+/* s with control characters shown as spaces (written; in place). */
+void		 out_text(FILE *, const char *s);
+void		 out_clean(char *s);
 
 /* Columns of text, aligned by display width. */
 struct out_table;

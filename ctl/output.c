@@ -66,9 +66,57 @@ void
 out_colored(FILE *f, const char *c, const char *s)
 {
 	if (ctl.color && c != NULL)
-		fprintf(f, "%s%s%s", c, s, OUT_RESET);
-	else
-		fputs(s, f);
+		fputs(c, f);
+	out_text(f, s);
+	if (ctl.color && c != NULL)
+		fputs(OUT_RESET, f);
+}
+
+/* Is s at a control character (C0, DEL, or C1 in UTF-8)?  Its length. */
+static size_t
+out_control(const unsigned char *s)
+{
+	if (*s < 0x20 || *s == 0x7f)
+		return 1;
+	if (*s == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+		return 2;
+	return 0;
+}
+
+/* Text from the server (a reason, an error, a name any client chose) as
+ * text: a control character, an escape sequence's ESC among them, would
+ * act on the operator's terminal; each is shown as a space. */
+void
+out_text(FILE *f, const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 n;
+
+	for (; *p != '\0'; p += n) {
+		if ((n = out_control(p)) > 0)
+			fputc(' ', f);
+		else {
+			fputc(*p, f);
+			n = 1;
+		}
+	}
+}
+
+void
+out_clean(char *s)
+{
+	unsigned char	*p = (unsigned char *)s, *o = p;
+	size_t		 n;
+
+	for (; *p != '\0'; p += n) {
+		if ((n = out_control(p)) > 0)
+			*o++ = ' ';
+		else {
+			*o++ = *p;
+			n = 1;
+		}
+	}
+	*o = '\0';
 }
 
 /* ---- tables ------------------------------------------------------------- */
@@ -128,7 +176,6 @@ out_table_set(struct out_table *t, int col, const char *color,
 {
 	struct out_cell	*c = &t->cells[(t->nrows - 1) * t->ncols + col];
 	va_list		 ap;
-	char		*p;
 
 	free(c->text);
 	va_start(ap, fmt);
@@ -138,10 +185,8 @@ out_table_set(struct out_table *t, int col, const char *color,
 	}
 	va_end(ap);
 	/* One cell, one line: a message with a newline would break the
-	 * columns. */
-	for (p = c->text; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
+	 * columns (and an escape sequence the terminal). */
+	out_clean(c->text);
 	c->color = color;
 }
 

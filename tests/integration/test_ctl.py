@@ -905,6 +905,30 @@ def test_colours_only_on_a_terminal(taskerd):
     assert out.endswith("\n") and out.count("\n") == 1, repr(out)
 
 
+def test_control_characters_from_clients_reach_no_terminal(taskerd):
+    """A task's reason or initiator is any client's text: an escape
+    sequence in it would act on the operator's terminal, a newline forge
+    a line.  tasker-ctl shows each control character as a space."""
+    t = taskerd(templates={"hello.yaml": HELLO})
+    evil = "x\u001b[31mRED\nstatus       complete\u009b2J\u0007"
+    r = t.post("/v1/tasks", json={"name": "hello", "namespace": NS,
+                                  "context": {}, "reason": evil,
+                                  "initiator": evil})
+    assert r.status == 201, r.body
+    tid = r.body["task_id"]
+    t.wait_task(tid)
+    out = ok(ctl("task", "show", tid, url=t.url))
+    assert "\033" not in out and "\u009b" not in out and "\a" not in out, \
+        repr(out)
+    reason = [line for line in out.splitlines() if line.startswith("reason")]
+    assert reason == ["reason       x [31mRED status       complete 2J "], \
+        repr(out)
+    # The server's error messages, quoted on stderr, the same.
+    r = ctl("task", "create", NS + "/no\u001b[2Jsuch", url=t.url)
+    assert r.returncode == 1 and "no [2Jsuch" in r.stderr, repr(r.stderr)
+    assert "\033" not in r.stderr, repr(r.stderr)
+
+
 def test_config_file_url_and_token(taskerd, tmp_path):
     import hashlib
     token = "cfg-5e2a91"

@@ -266,7 +266,7 @@ http_req_build(const struct proto_run_step *run,
 {
 	const json_t	*v, *hdrs;
 	const char	*key;
-	json_t		*item, *body;
+	json_t		*item, *body, *rendered;
 	struct curl_slist *l;
 	char		 err[512], *val, *url, *m;
 	int64_t		 timeout;
@@ -343,20 +343,25 @@ http_req_build(const struct proto_run_step *run,
 	http_header_add(req, "X-Correlation-ID", run->correlation_id);
 	if (hdrs == NULL)
 		return 0;
-	json_object_foreach((json_t *)hdrs, key, item) {
+	/* As a body is: a header that is exactly a missing optional value
+	 * ("{{context.etag?}}") is left out, not sent empty. */
+	if ((rendered = render_json(hdrs, run->input, err,
+	    sizeof(err))) == NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, "render_error",
+		    "%sheaders: %s", where, err);
+		return -1;
+	}
+	json_object_foreach(rendered, key, item) {
 		if (strcasecmp(key, "Idempotency-Key") == 0 ||
 		    strcasecmp(key, "X-Correlation-ID") == 0 ||
 		    strcasecmp(key, "Expect") == 0)
 			continue;
-		if ((val = render_string(json_string_value(item), run->input,
-		    RENDER_TEXT, err, sizeof(err))) == NULL) {
-			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-			    "%sheader %s: %s", where, key, err);
-			return -1;
-		}
+		val = json_is_string(item) ? xstrdup(json_string_value(item)) :
+		    jsontext(item, 0);
 		/* A context value must not be able to add headers. */
 		if (strpbrk(val, "\r\n") != NULL) {
 			free(val);
+			json_decref(rendered);
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
 			    "%sheader %s: rendered value contains a line "
 			    "break", where, key);
@@ -365,6 +370,7 @@ http_req_build(const struct proto_run_step *run,
 		http_header_add(req, key, val);
 		free(val);
 	}
+	json_decref(rendered);
 	return 0;
 }
 

@@ -227,3 +227,40 @@ def test_answers_cut_short_or_not_http(taskerd):
     finally:
         for srv in servers.values():
             srv.close()
+
+
+HEADERS = """\
+name: headers
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    handler_config:
+      method: POST
+      url: "%s/h"
+      headers:
+        If-Match: "{{context.etag?}}"
+        X-Count: "{{context.n}}"
+        X-Label: "n={{context.n}}{{context.suffix?}}"
+"""
+
+
+def test_headers_render_like_a_body(taskerd, service):
+    """A header that is exactly a missing optional value is left out (it
+    was sent empty, and "If-Match:" means something to a service); a
+    number is its text; inside a longer value a missing optional is no
+    text."""
+    service.route("POST", "/h", status=200, body={"ok": True})
+    t = taskerd(templates={"h.yaml": HEADERS % service.url})
+    a = t.create_task("headers", {"n": 3}, namespace="it")["task_id"]
+    b = t.create_task("headers", {"n": 4, "etag": "\"v7\"", "suffix": "!"},
+                      namespace="it")["task_id"]
+    for tid in (a, b):
+        assert t.wait_task(tid)["status"] == "complete"
+    by_count = {r.headers.get("X-Count"): r.headers
+                for r in service.requests_for("/h")}
+    assert "If-Match" not in by_count["3"], dict(by_count["3"])
+    assert by_count["3"]["X-Label"] == "n=3"
+    assert by_count["4"]["If-Match"] == "\"v7\""
+    assert by_count["4"]["X-Label"] == "n=4!"

@@ -23,6 +23,7 @@
 
 #include "autoconf.h"
 #include "ctl.h"
+#include "utf8.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -681,6 +682,13 @@ main(int argc, char **argv)
 		return 0;
 	}
 
+	/* Arguments become JSON, which holds UTF-8 only: a reason in
+	 * Latin-1 would be dropped from the request without a word. */
+	for (rc = 1; rc < argc; rc++)
+		if (!utf8_valid(argv[rc], strlen(argv[rc]))) {
+			ctl_warnx("argument %d is not valid UTF-8", rc);
+			return CTL_EXIT_USAGE;
+		}
 	p = parse_command_line(argc, argv, &a);
 	if (p != P_OK) {
 		free(a.pos);

@@ -395,10 +395,13 @@ kv_append(char **out, const char *key, const json_t *v)
 	}
 	if (json_is_string(v) && plain_word(json_string_value(v)))
 		val = xstrdup(json_string_value(v));
-	else if (json_is_real(v))
-		/* jansson prints 0.07 as 0.070000000000000007. */
-		xasprintf(&val, "%g", json_real_value(v));
-	else
+	else if (json_is_real(v)) {
+		/* The shortest text that is the same double, in the C
+		 * locale: 1234567.891 as it is, not 1.23457e+06 (nor
+		 * 1,23457e+06 under a comma locale). */
+		val = xmalloc(32);
+		jsontext_real(json_real_value(v), val, 32);
+	} else
 		val = jsontext(v, 0);
 	xasprintf(&next, "%s%s%s=%s", *out, **out ? " " : "", key,
 	    val ? val : "?");

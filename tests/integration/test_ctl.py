@@ -1004,3 +1004,15 @@ def test_reals_under_a_comma_locale(taskerd, tmp_path):
     created = json.loads(ok(r))
     assert created["context"] == {"amount": 19.99, "rate": 0.5}, created
     assert '"amount":19.99' in r.stdout, r.stdout
+    # A history's details, reals among them (duration_ms), the same.
+    t.wait_task(created["task_id"])
+    out = ok(ctl("step", "history", created["task_id"], "greet", url=t.url,
+                 env=env))
+    assert re.search(r"duration_ms=\d+\.\d+", out), out
+    assert not re.search(r"duration_ms=\d+,\d", out), out
+
+    # An argument that is not UTF-8 would be dropped from the JSON sent.
+    r = subprocess.run([ctl_bin(), "--url", t.url, "task", "cancel",
+                        str(created["task_id"]), "--reason", b"caf\xe9"],
+                       env=ctl_env(), capture_output=True, timeout=30)
+    assert r.returncode == 2 and b"not valid UTF-8" in r.stderr, r

@@ -103,6 +103,27 @@ lock_taken(PGconn *pg, char *err, size_t errlen)
 	return r;
 }
 
+/* A schema a newer taskerd migrated (a rollback, or a node left behind
+ * in a rolling deploy): this one may not know what it now holds.  Said,
+ * not refused: during a rolling deploy that is how older nodes run. */
+static void
+newer_schema(PGconn *pg)
+{
+	PGresult	*res;
+	int		 newest = migrations[nmigrations - 1].version, v;
+
+	res = PQexec(pg, "SELECT max(version), (array_agg(name ORDER BY "
+	    "version DESC))[1] FROM taskerd_migrations");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0) &&
+	    (v = atoi(PQgetvalue(res, 0, 0))) > newest)
+		log_warnx("the database schema is newer than this taskerd "
+		    "knows; run the taskerd that migrated it, or a newer one "
+		    "schema_version=%d migration=%s known=%d", v,
+		    log_quote(PQgetvalue(res, 0, 1)), newest);
+	PQclear(res);
+}
+
 int
 migrate_run(PGconn *pg, char *err, size_t errlen)
 {
@@ -142,6 +163,7 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 		}
 		n++;
 	}
+	newer_schema(pg);
 out:
 	PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return n;

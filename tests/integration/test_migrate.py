@@ -59,6 +59,23 @@ def test_migrate_creates_schema_and_is_repeatable(taskerd, pg):
     assert schema_of(pg, t.db) == first
 
 
+def test_a_schema_newer_than_the_binary_is_said(taskerd, pg):
+    """A database a newer taskerd migrated (a rollback): this one says so
+    rather than run on a schema it does not know without a word."""
+    t = taskerd(start=False)
+    r = migrate(t)
+    assert r.returncode == 0, r.stderr
+    assert "schema is newer" not in r.stderr, r.stderr
+    pg.execute(t.db, "INSERT INTO taskerd_migrations (version, name) "
+               "VALUES (99, '099_from_the_future')")
+    r = migrate(t)
+    assert r.returncode == 0, r.stderr
+    lines = [harness.logfmt(x) for x in r.stderr.splitlines()
+             if "schema is newer" in x]
+    assert len(lines) == 1 and lines[0]["schema_version"] == "99" and \
+        lines[0]["migration"] == "099_from_the_future", r.stderr
+
+
 def test_concurrent_migrations_both_succeed(taskerd, pg):
     """Two nodes starting on an empty database at once (advisory lock)."""
     t = taskerd(start=False)

@@ -220,6 +220,50 @@ reload_done(struct db_job *job, void *arg)
 	}
 }
 
+static bool
+str_same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* A reload applies templates and the log level; tokens and services are
+ * read at start.  An operator who revokes a token with `systemctl reload`
+ * must hear that it still works. */
+static void
+restart_settings(const struct config *conf)
+{
+	const struct config	*cur = sv.conf;
+	size_t			 i;
+	bool			 same;
+
+	same = conf->ntokens == cur->ntokens;
+	for (i = 0; same && i < conf->ntokens; i++)
+		same = str_same(conf->tokens[i].name, cur->tokens[i].name) &&
+		    memcmp(conf->tokens[i].sha256, cur->tokens[i].sha256,
+		    sizeof(conf->tokens[i].sha256)) == 0 &&
+		    conf->tokens[i].scopes == cur->tokens[i].scopes;
+	if (!same)
+		log_warnx("auth.tokens changed: a restart applies them; the "
+		    "tokens read at start stay in force");
+	same = conf->nservices == cur->nservices;
+	for (i = 0; same && i < conf->nservices; i++)
+		same = str_same(conf->services[i].name,
+		    cur->services[i].name) &&
+		    str_same(conf->services[i].base_url,
+		    cur->services[i].base_url) &&
+		    conf->services[i].timeout_ms ==
+		    cur->services[i].timeout_ms &&
+		    conf->services[i].concurrency ==
+		    cur->services[i].concurrency &&
+		    conf->services[i].breaker_failures ==
+		    cur->services[i].breaker_failures &&
+		    conf->services[i].breaker_cooldown_ms ==
+		    cur->services[i].breaker_cooldown_ms;
+	if (!same)
+		log_warnx("services changed: a restart applies them; the "
+		    "services read at start stay in force");
+}
+
 /* A reload's RELOADING=1 and READY=1, only once the start has said
  * READY=1: before, they would tell systemd the start is done. */
 static void
@@ -274,6 +318,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_setlevel(conf->log_level);
+	restart_settings(conf);
 	reg = tmpl_registry_load(conf->templates_dir, &conf->step_defaults,
 	    &errs);
 	config_free(conf);

@@ -106,6 +106,33 @@ def test_unchanged_reload_keeps_the_templates(taskerd):
     assert t.wait_task(tid)["status"] == "complete"
 
 
+def test_reload_says_what_needs_a_restart(taskerd):
+    """Tokens and services are read at start: a reload that finds them
+    changed says the old ones stay in force (an operator revoking a token
+    with systemctl reload must know it still works)."""
+    import hashlib
+    digest = hashlib.sha256(b"old-tok").hexdigest()
+    t = taskerd(templates={"first.yaml": FIRST},
+                config={"auth": {"tokens": [{"name": "ops", "sha256": digest,
+                                             "scopes": ["admin"]}]}})
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines('msg="templates unchanged"'), 10,
+                       message="the first reload done")
+    assert not t.log_lines("changed: a restart applies them"), t.log_tail(10)
+    with open(t.config_path) as f:
+        text = f.read()
+    with open(t.config_path, "w") as f:
+        f.write(text.replace(digest, hashlib.sha256(b"new").hexdigest()))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: len(t.log_lines(
+        'msg="templates unchanged"')) == 2, 10, message="the second reload")
+    assert t.log_lines('msg="auth.tokens changed: a restart applies them; '
+                       'the tokens read at start stay in force"'), \
+        t.log_tail(10)
+    r = t.get("/v1/tasks", headers={"Authorization": "Bearer old-tok"})
+    assert r.status == 200, r.body
+
+
 def test_reload_during_a_reload_follows_it(taskerd, pg):
     """A SIGHUP while a reload is still being written (here held up by a
     lock) is not lost: the files are read again once that one is done."""

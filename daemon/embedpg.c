@@ -297,14 +297,19 @@ embedpg_start(const char *state_dir)
 
 	/* A cluster is made aside and renamed into place once whole: a
 	 * start stopped during initdb (systemctl restart, a power cut) must
-	 * not leave a data directory that never starts. */
+	 * not leave a data directory that never starts.  (Unless the
+	 * directory is there already, empty - a mount point, say: initdb
+	 * fills it in place, as it always did.) */
 	xasprintf(&versionfile, "%s/PG_VERSION", pg.datadir);
 	if (access(versionfile, F_OK) == -1) {
 		char *argv[] = { NULL, "-D", NULL, "-U", "postgres",
 		    "--auth=trust", "-E", "UTF8", "--no-instructions", NULL };
 
-		xasprintf(&aside, "%s.new", pg.datadir);
-		if (remove_tree(aside) == -1)
+		if (access(pg.datadir, F_OK) == 0)
+			aside = xstrdup(pg.datadir);
+		else
+			xasprintf(&aside, "%s.new", pg.datadir);
+		if (strcmp(aside, pg.datadir) != 0 && remove_tree(aside) == -1)
 			fatal("embedded database: cannot remove %s", aside);
 		/* trust is safe: the server listens on no TCP port, and its
 		 * socket is in a directory only its owner (and root) enter. */
@@ -316,10 +321,8 @@ embedpg_start(const char *state_dir)
 		status = run(argv, log);
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			fatalx("embedded database: initdb failed (see %s)", log);
-		if (rmdir(pg.datadir) == -1 && errno != ENOENT)
-			fatal("embedded database: %s holds no cluster but is "
-			    "not empty", pg.datadir);
-		if (rename(aside, pg.datadir) == -1)
+		if (strcmp(aside, pg.datadir) != 0 &&
+		    rename(aside, pg.datadir) == -1)
 			fatal("embedded database: rename %s", aside);
 		free(initdb);
 		free(aside);

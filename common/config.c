@@ -66,8 +66,10 @@ static const struct yt_key config_keys[] = {
 	{ "workers.ping_timeout", YT_DURATION, C(workers_ping_timeout_ms),
 	    "15s", 100, INT32_MAX, 0, NULL,
 	    "a worker silent this long is killed and replaced" },
-	{ "workers.max_frame", YT_SIZE, C(workers_max_frame), "16MiB", 1,
-	    INT64_MAX, 0, NULL, "largest message to or from a worker" },
+	/* (A frame's length is 32 bits; below 4 KiB not even a step's
+	 * identity and its answer fit.) */
+	{ "workers.max_frame", YT_SIZE, C(workers_max_frame), "16MiB", 4096,
+	    (int64_t)1 << 30, 0, NULL, "largest message to or from a worker" },
 	{ "templates.dir", YT_STRING, C(templates_dir), "templates", 0, 0, 0,
 	    NULL, "template directory, relative to this file's directory" },
 	{ "scheduler.batch", YT_INT, C(scheduler_batch), "256", 1, 10000, 0,
@@ -104,14 +106,15 @@ static const struct yt_key config_keys[] = {
 static const struct yt_key service_keys[] = {
 	{ "base_url", YT_STRING, SV(base_url), NULL, 0, 0, 0, NULL,
 	    "prefix of the service's relative step URLs" },
-	{ "timeout", YT_DURATION, SV(timeout_ms), "0", 0, INT64_MAX, 0, NULL,
+	{ "timeout", YT_DURATION, SV(timeout_ms), "0", 0, INT32_MAX, 0, NULL,
 	    "per call; 0: the step's own" },
 	{ "concurrency", YT_INT, SV(concurrency), "0", 0, INT_MAX, 0, NULL,
 	    "calls in flight; 0: unlimited" },
 	{ "breaker.failures", YT_INT, SV(breaker_failures), "0", 0, INT_MAX, 0,
 	    NULL, "consecutive failures that open the breaker; 0: none" },
 	{ "breaker.cooldown", YT_DURATION, SV(breaker_cooldown_ms), "30s", 0,
-	    INT64_MAX, 0, NULL, "time the breaker stays open" },
+	    (int64_t)7 * 24 * 3600 * 1000, 0, NULL, "time the breaker stays "
+	    "open" },
 };
 
 static const struct yt_key token_keys[] = {

@@ -314,6 +314,17 @@ test_bad_values(void **state)
 	expect_error("http:\n  max_body: 2GiB\n",
 	    NAME ":2: http.max_body: must be between 1 bytes and 1073741824 "
 	    "bytes");
+	/* Longer than a week would overflow on its way to a timer. */
+	expect_error("services:\n  s:\n    breaker: { failures: 1, "
+	    "cooldown: 30d }\n",
+	    NAME ":3: breaker.cooldown: must be between 0ms and 604800000ms");
+	/* A frame's length is 32 bits; 1 byte holds no message. */
+	expect_error("workers:\n  max_frame: 4GiB\n",
+	    NAME ":2: workers.max_frame: must be between 4096 bytes and "
+	    "1073741824 bytes");
+	expect_error("workers:\n  max_frame: 1\n",
+	    NAME ":2: workers.max_frame: must be between 4096 bytes and "
+	    "1073741824 bytes");
 	expect_error("workers:\n  max_frame: 99999999999TiB\n",
 	    NAME ":2: workers.max_frame: invalid size '99999999999TiB' (use "
 	    "512, 64KiB, 16MiB or 1GiB)");

@@ -789,6 +789,10 @@ tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 	if (t->route_results_body != NULL && t->route_results == NULL)
 		return yt_error(p->doc, root, "routes.results.body needs "
 		    "routes.results.path");
+	if (t->route_status != NULL && t->route_results != NULL &&
+	    strcmp(t->route_status, t->route_results) == 0)
+		return yt_error(p->doc, root, "routes.status.path and "
+		    "routes.results.path are the same path");
 	return 0;
 }
 
@@ -1029,9 +1033,13 @@ tmpl_route_clash(struct tmpl_registry *reg, const struct tmpl *t)
 		if (strcmp(o->namespace, t->namespace) == 0 &&
 		    strcmp(o->name, t->name) == 0)
 			continue;
+		/* (A status and a results route are both GETs of
+		 * /.../{task_id}: one path cannot be both.) */
 		if (route_eq(o->route_create, t->route_create) ||
 		    route_eq(o->route_status, t->route_status) ||
-		    route_eq(o->route_results, t->route_results))
+		    route_eq(o->route_results, t->route_results) ||
+		    route_eq(o->route_status, t->route_results) ||
+		    route_eq(o->route_results, t->route_status))
 			return o;
 	}
 	return NULL;

@@ -1037,6 +1037,37 @@ test_registry_duplicate(void **state)
 	rmdir_tmp(dir);
 }
 
+/* Two templates may not publish one route, be it as a status route of
+ * one and a results route of the other (both are GETs). */
+static void
+test_registry_route_clash(void **state)
+{
+	struct tmpl_registry	*reg;
+	char			*dir, *errs = NULL, want[2 * PATH_MAX];
+
+	(void)state;
+	dir = mkdir_tmp();
+	put(dir, "a.yaml", "name: a\nroutes: { status: { path: "
+	    "\"/x/{task_id}\" } }\nstep_templates:\n  - name: s\n"
+	    "    handler: noop\n");
+	put(dir, "b.yaml", "name: b\nroutes: { results: { path: "
+	    "\"/x/{task_id}\" } }\nstep_templates:\n  - name: s\n"
+	    "    handler: noop\n");
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	assert_null(reg);
+	snprintf(want, sizeof(want), "%s/b.yaml: a route of template "
+	    "default/b is already published by %s/a.yaml", dir, dir);
+	assert_non_null(errs);
+	assert_string_equal(errs, want);
+	free(errs);
+	rmdir_tmp(dir);
+
+	expect_error("name: t\nroutes: { status: { path: \"/x/{task_id}\" }, "
+	    "results: { path: \"/x/{task_id}\" } }\nstep_templates:\n"
+	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.status.path "
+	    "and routes.results.path are the same path");
+}
+
 static void
 test_registry_errors(void **state)
 {
@@ -1247,6 +1278,7 @@ main(void)
 		cmocka_unit_test(test_version_cmp),
 		cmocka_unit_test(test_registry_versions),
 		cmocka_unit_test(test_registry_duplicate),
+		cmocka_unit_test(test_registry_route_clash),
 		cmocka_unit_test(test_registry_errors),
 		cmocka_unit_test(test_registry_missing_dir),
 		cmocka_unit_test(test_registry_empty_dir),

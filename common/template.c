@@ -526,17 +526,22 @@ tmpl_check_names(struct tmpl_parse *p)
 struct tmpl_refs {
 	struct tmpl_parse	*p;
 	bool			*ancestor;	/* by step index */
+	bool			 route;		/* routes.results.body */
 	char			 why[320];
 };
 
 static int
 tmpl_check_path(const char *path, size_t len, void *arg)
 {
-	static const char *const roots[] = { "context", "steps", "attempt",
-	    "service", "env" };
+	/* A step's; a results route's scope is the finished task's. */
+	static const char *const step_roots[] = { "context", "steps",
+	    "attempt", "service", "env", NULL };
+	static const char *const route_roots[] = { "context", "steps",
+	    "task", NULL };
 	struct tmpl_refs	*r = arg;
 	struct tmpl		*t = r->p->t;
 	struct tmpl_byname	*found;
+	const char *const	*roots = r->route ? route_roots : step_roots;
 	size_t			 n, i;
 	char			 name[256];
 
@@ -545,16 +550,17 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 	n = strcspn(path, ".");
 	if (n > len)
 		n = len;
-	for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+	for (i = 0; roots[i] != NULL; i++)
 		if (strlen(roots[i]) == n && strncmp(path, roots[i], n) == 0)
 			break;
-	if (i == sizeof(roots) / sizeof(roots[0])) {
+	if (roots[i] == NULL) {
 		snprintf(r->why, sizeof(r->why), "placeholder '%.*s' names "
-		    "none of context, steps, attempt, service, env",
-		    (int)(len > 200 ? 200 : len), path);
+		    "none of %s", (int)(len > 200 ? 200 : len), path, r->route ?
+		    "context, steps, task" :
+		    "context, steps, attempt, service, env");
 		return -1;
 	}
-	if (i != 1)
+	if (strcmp(roots[i], "steps") != 0)
 		return 0;
 	/* steps.NAME... */
 	path += n + 1;
@@ -611,6 +617,7 @@ tmpl_check_refs(struct tmpl_parse *p)
 	int			 rc = 0;
 
 	r.p = p;
+	r.route = false;
 	r.ancestor = xcalloc(t->nsteps, sizeof(*r.ancestor));
 	stack = xcalloc(t->nsteps, sizeof(*stack));
 	for (i = 0; i < t->nsteps && rc == 0; i++) {
@@ -633,6 +640,17 @@ tmpl_check_refs(struct tmpl_parse *p)
 		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == -1)
 			rc = yt_errorl(p->doc, tmpl_name_line(p, i), "step "
 			    "'%s': %s", t->steps[i].name, r.why);
+	}
+	/* The results route answers once the task is complete: it may read
+	 * any step. */
+	if (rc == 0 && t->route_results_body != NULL) {
+		r.route = true;
+		r.why[0] = '\0';
+		for (i = 0; i < t->nsteps; i++)
+			r.ancestor[i] = true;
+		if (tmpl_check_refs_in(t->route_results_body, &r) == -1)
+			rc = yt_error(p->doc, yt_root(p->doc),
+			    "routes.results.body: %s", r.why);
 	}
 	free(stack);
 	free(r.ancestor);

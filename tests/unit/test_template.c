@@ -1062,6 +1062,15 @@ test_registry_route_clash(void **state)
 	free(errs);
 	rmdir_tmp(dir);
 
+	/* A results body names the finished task's context, steps, task. */
+	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
+	    "body: { a: \"{{contxt.a}}\" } } }\nstep_templates:\n"
+	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.results."
+	    "body: placeholder 'contxt.a' names none of context, steps, task");
+	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
+	    "body: { a: \"{{steps.b.results.x}}\" } } }\nstep_templates:\n"
+	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.results."
+	    "body: placeholder names step 'b', which is not in this template");
 	expect_error("name: t\nroutes: { status: { path: \"/x/{task_id}\" }, "
 	    "results: { path: \"/x/{task_id}\" } }\nstep_templates:\n"
 	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.status.path "

@@ -189,3 +189,39 @@ plugin_config_check(json_t *cfg, const char *handler_class,
 	}
 	return 0;
 }
+
+int
+noop_config_check(const json_t *cfg, char *err, size_t errlen)
+{
+	const char	*key, *fail;
+	json_t		*v;
+
+	if (json_is_null(cfg))
+		return 0;
+	if (!json_is_object(cfg)) {
+		snprintf(err, errlen, "noop handler_config must be a mapping");
+		return -1;
+	}
+	json_object_foreach((json_t *)cfg, key, v) {
+		if (strcmp(key, "sleep_ms") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0) {
+				snprintf(err, errlen, "noop sleep_ms must be "
+				    "an integer >= 0");
+				return -1;
+			}
+		} else if (strcmp(key, "fail") == 0) {
+			fail = json_string_value(v);
+			if (fail == NULL || (strcmp(fail, "retryable") != 0 &&
+			    strcmp(fail, "permanent") != 0)) {
+				snprintf(err, errlen, "noop fail must be "
+				    "\"retryable\" or \"permanent\"");
+				return -1;
+			}
+		} else if (strcmp(key, "results") != 0) {
+			snprintf(err, errlen, "noop handler_config: unknown key "
+			    "'%.64s' (valid: sleep_ms, fail, results)", key);
+			return -1;
+		}
+	}
+	return 0;
+}

@@ -409,6 +409,9 @@ tmpl_check_handlers(struct tmpl_parse *p)
 		else if (strcmp(st->handler, "plugin") == 0)
 			rc = plugin_config_check(st->handler_config,
 			    st->handler_class, p->dir, why, sizeof(why));
+		else if (strcmp(st->handler, "noop") == 0)
+			rc = noop_config_check(st->handler_config, why,
+			    sizeof(why));
 		else
 			rc = 0;
 		if (rc == -1)

@@ -39,4 +39,8 @@ char	*exec_find_program(const char *name);
 int	plugin_config_check(json_t *cfg, const char *handler_class,
 	    const char *base_dir, char *err, size_t errlen);
 
+/* noop: sleep_ms (an integer >= 0), fail ("retryable" or "permanent"),
+ * results (any JSON), nothing else. */
+int	noop_config_check(const json_t *cfg, char *err, size_t errlen);
+
 #endif

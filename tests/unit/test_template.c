@@ -386,9 +386,10 @@ test_scalar_json(void **state)
 	    "step_templates:\n"
 	    "  - name: s\n"
 	    "    handler: noop\n"
-	    "    handler_config: {a: \"true\", b: true, c: ~, d: \"1\", "
-	    "e: 1.5, f: 0x10, g: null, h: \"\", i: '~', k: -7, m: [1, \"2\"], "
-	    "n: 010, o: False, p: 1.0.0, q: NULL, r: Null, s: TRUE, t: nULL}\n";
+	    "    handler_config: {results: {a: \"true\", b: true, c: ~, "
+	    "d: \"1\", e: 1.5, f: 0x10, g: null, h: \"\", i: '~', k: -7, "
+	    "m: [1, \"2\"], n: 010, o: False, p: 1.0.0, q: NULL, r: Null, "
+	    "s: TRUE, t: nULL}}\n";
 	char		 err[1024];
 	struct tmpl	*t;
 	json_t		*h;
@@ -397,7 +398,7 @@ test_scalar_json(void **state)
 	if ((t = load(y, err, sizeof(err))) == NULL)
 		fail_msg("%s", err);
 	assert_string_equal(t->version, "2.0");
-	h = t->steps[0].handler_config;
+	h = json_object_get(t->steps[0].handler_config, "results");
 	assert_string_equal(json_string_value(json_object_get(h, "a")), "true");
 	assert_true(json_is_true(json_object_get(h, "b")));
 	assert_true(json_is_null(json_object_get(h, "c")));
@@ -636,12 +637,12 @@ test_err_handler_config_depth(void **state)
 	int		 i, j;
 
 	(void)state;
-	/* {a: {a: ... {a: 1}}}: 24 levels load, 25 do not. */
+	/* {results: {a: ... {a: 1}}}: 24 levels load, 25 do not. */
 	for (i = 24; i <= 25; i++) {
 		p = yaml + snprintf(yaml, sizeof(yaml), HEAD "  - name: deep\n"
 		    "    handler: noop\n    handler_config: ");
 		for (j = 0; j < i; j++)
-			p += sprintf(p, "{a: ");
+			p += sprintf(p, j == 0 ? "{results: " : "{a: ");
 		p += sprintf(p, "1");
 		for (j = 0; j < i; j++)
 			p += sprintf(p, "}");
@@ -1062,6 +1063,18 @@ test_registry_route_clash(void **state)
 	free(errs);
 	rmdir_tmp(dir);
 
+	/* A noop step's config is checked at load, not at its first run. */
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "    handler_config: { fail: permanant }\n",
+	    "t.yaml:3: step \"a\": noop fail must be \"retryable\" or "
+	    "\"permanent\"");
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "    handler_config: { sleep_ms: -1 }\n",
+	    "t.yaml:3: step \"a\": noop sleep_ms must be an integer >= 0");
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "    handler_config: { sleep: 5 }\n",
+	    "t.yaml:3: step \"a\": noop handler_config: unknown key 'sleep' "
+	    "(valid: sleep_ms, fail, results)");
 	/* A results body names the finished task's context, steps, task. */
 	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
 	    "body: { a: \"{{contxt.a}}\" } } }\nstep_templates:\n"

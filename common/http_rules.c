@@ -137,9 +137,20 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 		    "name", where);
 		return -1;
 	}
-	if (!json_is_string(json_object_get(obj, "url"))) {
+	if (!json_is_string(v = json_object_get(obj, "url"))) {
 		errbuf_set(err, errlen, "http %surl is required and must "
 		    "be a string", where);
+		return -1;
+	}
+	/* What http_rules_url() takes, or a placeholder that may give it
+	 * (a base URL from the environment): "example.com/x" never runs. */
+	key = json_string_value(v);
+	if (key[0] != '/' && strncmp(key, "{{", 2) != 0 &&
+	    strncasecmp(key, "http://", 7) != 0 &&
+	    strncasecmp(key, "https://", 8) != 0) {
+		errbuf_set(err, errlen, "http %surl must be absolute http:// "
+		    "or https://, or start with / (the service's base_url) "
+		    "or with a placeholder", where);
 		return -1;
 	}
 	if ((v = json_object_get(obj, "headers")) != NULL) {

@@ -1063,6 +1063,11 @@ test_registry_route_clash(void **state)
 	free(errs);
 	rmdir_tmp(dir);
 
+	/* A url that no base or scheme makes whole would fail every run. */
+	expect_error(HEAD "  - name: a\n    handler_config: { url: "
+	    "example.com/users }\n", "t.yaml:3: step \"a\": http url must be "
+	    "absolute http:// or https://, or start with / (the service's "
+	    "base_url) or with a placeholder");
 	/* A noop step's config is checked at load, not at its first run. */
 	expect_error(HEAD "  - name: a\n    handler: noop\n"
 	    "    handler_config: { fail: permanant }\n",

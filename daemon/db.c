@@ -826,23 +826,21 @@ db_job_add(struct db_job *job, const char *sql, int nparams,
 static void
 db_submit_at(struct db_job *job, bool first)
 {
+	db.submitting++;
 	if (db.stopping || db_all_down()) {
 		job_set_error(job, db.stopping ? "shutting down" :
 		    "the database is unavailable", db.stopping ? "57P01" :
 		    "08006");
-		db.submitting++;
 		job_finish(job);
-		db.submitting--;
-		return;
+	} else {
+		clock_gettime(CLOCK_MONOTONIC, &job->queued);
+		if (first)
+			TAILQ_INSERT_HEAD(&db.queue, job, entry);
+		else
+			TAILQ_INSERT_TAIL(&db.queue, job, entry);
+		db.nqueued++;
+		db_dispatch();
 	}
-	clock_gettime(CLOCK_MONOTONIC, &job->queued);
-	if (first)
-		TAILQ_INSERT_HEAD(&db.queue, job, entry);
-	else
-		TAILQ_INSERT_TAIL(&db.queue, job, entry);
-	db.nqueued++;
-	db.submitting++;
-	db_dispatch();
 	db.submitting--;
 }
 

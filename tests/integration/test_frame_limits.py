@@ -89,6 +89,26 @@ def test_results_of_too_many_values(taskerd, service):
     assert "protocol error" not in t.log()
 
 
+def test_input_of_too_many_values(taskerd):
+    """The same for a step's input: a context of 600,000 empty objects,
+    inside max_frame, fails the step once (input_too_large), and no
+    worker dies of it."""
+    t = taskerd(templates={"wide.yaml": template("wide", """\
+  - name: only
+    handler: noop
+    default_retry_limit: 3
+""")}, config={"workers.max_frame": "16MiB", "http.max_body": "4MiB"})
+    task = t.create_task("wide", {"pad": [{}] * 600000}, namespace=NS)
+    done = t.wait_task(task["task_id"], timeout=60)
+    assert done["status"] == "error", done
+    s = only_step(t, task["task_id"])
+    assert s["attempts"] == 1, s
+    assert s["last_error"]["code"] == "input_too_large", s
+    assert "too many values" in s["last_error"]["message"], s
+    assert "worker died" not in t.log()
+    assert "protocol error" not in t.log()
+
+
 def test_operator_results_nesting(taskerd):
     t = taskerd(templates={"pair.yaml": template("pair", """\
   - name: first

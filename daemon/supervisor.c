@@ -84,8 +84,10 @@ supervisor_check_ready(void)
 
 /*
  * Every few seconds: STATUS= with live counters, and the watchdog ping -
- * sent only while the loop turns (this callback runs) and the database
- * answers, so systemd restarts a node that is wedged or cut off.
+ * sent whenever the loop turns (this callback runs), so systemd restarts a
+ * node that is wedged.  Not tied to the database: taskerd reconnects by
+ * itself, and a restart during an outage would only kill running steps and
+ * drop the outcomes that wait for the database to come back.
  */
 static void
 status_cb(evutil_socket_t fd, short what, void *arg)
@@ -96,7 +98,7 @@ status_cb(evutil_socket_t fd, short what, void *arg)
 	    "queued, database %s", pool_up(), sv.conf->workers_count,
 	    sched_inflight() - sched_queued(), sched_queued(),
 	    db_connected() > 0 ? "ok" : "unavailable");
-	if (sd_watchdog_enabled(0, &usec) > 0 && db_connected() > 0)
+	if (sd_watchdog_enabled(0, &usec) > 0)
 		sd_notify(0, "WATCHDOG=1");
 }
 

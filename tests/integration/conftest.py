@@ -5,10 +5,15 @@ pg        (session) a throwaway PostgreSQL cluster, stopped and removed at the
 taskerd   (function) factory: taskerd(templates={...}, config={...},
           workers=2) -> a running harness.Taskerd with a fresh database.
 service   (function) a programmable HTTP server playing the microservices.
+notify_socket (function) (socket, path): a datagram socket as systemd's
+          NOTIFY_SOCKET; see harness.notify_env and notify_messages.
 """
 
 import contextlib
+import os
 import signal
+import socket
+import tempfile
 
 import pytest
 
@@ -80,3 +85,18 @@ def pytest_runtest_makereport(item, call):
     for t in getattr(item, "_taskerd_instances", []):
         rep.sections.append(("%s log, last 200 lines (kept in %s)" % (t.name, t.logfile),
                              t.log_tail(200) or "(empty)"))
+
+
+@pytest.fixture
+def notify_socket():
+    d = tempfile.mkdtemp(prefix="taskerd-notify-")
+    path = os.path.join(d, "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.1)
+    try:
+        yield s, path
+    finally:
+        s.close()
+        os.unlink(path)
+        os.rmdir(d)

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -53,6 +54,30 @@ def clean_env(extra=None):
     if extra:
         env.update(extra)
     return env
+
+
+def notify_env(monkeypatch, path, watchdog_usec=None):
+    """Taskerds started in this test get NOTIFY_SOCKET=path (and
+    WATCHDOG_USEC) as under systemd."""
+    extra = {"NOTIFY_SOCKET": path}
+    if watchdog_usec:
+        extra["WATCHDOG_USEC"] = str(watchdog_usec)
+    base = clean_env
+    monkeypatch.setattr(sys.modules[__name__], "clean_env",
+                        lambda more=None: base(dict(extra, **(more or {}))))
+
+
+def notify_messages(sock, seconds):
+    """Datagrams received on a notify socket within `seconds`, with their
+    arrival times."""
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data = sock.recv(4096).decode()
+        except socket.timeout:
+            continue
+        out.append((time.monotonic(), data))
+    return out
 
 
 def free_port():

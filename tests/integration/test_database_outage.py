@@ -97,6 +97,27 @@ def test_sigterm_while_database_is_down(own_pg, outage_taskerd):
     assert code == 0, "taskerd exit %s after SIGTERM with the database down" % code
 
 
+def test_watchdog_is_fed_while_the_database_is_down(own_pg, request,
+                                                  notify_socket, monkeypatch):
+    """taskerd reconnects by itself, so an outage is no reason for systemd
+    to kill it: that would stop running steps and drop the outcomes that
+    wait for the database.  STATUS= says the database is away."""
+    sock, path = notify_socket
+    harness.notify_env(monkeypatch, path, watchdog_usec=600000)
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"outage.yaml": TEMPLATE})
+        own_pg.pause()
+        harness.wait_until(lambda: ready_status(t) == 503, 10,
+                           message="/health/ready to notice the database is down")
+        harness.notify_messages(sock, 0.5)
+        texts = [m for _, m in harness.notify_messages(sock, 2.0)]
+        # Every half interval (300 ms): several within 2 s.
+        assert texts.count("WATCHDOG=1") >= 4, texts
+        assert any(m.startswith("STATUS=") and
+                   m.endswith("database unavailable") for m in texts), texts
+        own_pg.resume()
+
+
 def test_log_stays_logfmt_through_an_outage(own_pg, outage_taskerd):
     """One event per line, each a valid logfmt line, even when libpq's
     messages span several lines."""

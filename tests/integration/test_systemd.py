@@ -3,7 +3,6 @@ STOPPING), graceful SIGTERM with running steps, and unprivileged workers."""
 
 import os
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -24,42 +23,12 @@ step_templates:
 """
 
 
-@pytest.fixture
-def notify_socket():
-    d = tempfile.mkdtemp(prefix="taskerd-notify-")
-    path = os.path.join(d, "notify")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(0.1)
-    try:
-        yield s, path
-    finally:
-        s.close()
-        os.unlink(path)
-        os.rmdir(d)
-
-
-def messages(sock, seconds):
-    """Datagrams received within `seconds`, with their arrival times."""
-    out, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            data = sock.recv(4096).decode()
-        except socket.timeout:
-            continue
-        out.append((time.monotonic(), data))
-    return out
-
-
 def test_notify_ready_watchdog_stopping(taskerd, notify_socket, monkeypatch):
     sock, path = notify_socket
-    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "600000"}
-    base = harness.clean_env
-    monkeypatch.setattr(harness, "clean_env",
-                        lambda extra=None: base(dict(env, **(extra or {}))))
+    harness.notify_env(monkeypatch, path, watchdog_usec=600000)
     t = taskerd(templates={"slow.yaml": SLOW}, start=False)
     t.start()
-    got = messages(sock, 2.0)
+    got = harness.notify_messages(sock, 2.0)
     texts = [m for _, m in got]
     assert "READY=1" in texts, texts
     # READY=1 comes once, before any watchdog ping; when it was sent the
@@ -75,15 +44,9 @@ def test_notify_ready_watchdog_stopping(taskerd, notify_socket, monkeypatch):
             assert b"NOTIFY_SOCKET=" not in f.read()
 
     t.proc.send_signal(signal.SIGTERM)
-    got = messages(sock, 1.0)
+    got = harness.notify_messages(sock, 1.0)
     assert "STOPPING=1" in [m for _, m in got]
     assert t.proc.wait(10) == 0
-
-
-def notify_env(monkeypatch, path):
-    base = harness.clean_env
-    monkeypatch.setattr(harness, "clean_env", lambda extra=None: base(
-        dict({"NOTIFY_SOCKET": path}, **(extra or {}))))
 
 
 def test_reload_before_ready_tells_systemd_nothing(taskerd, notify_socket,
@@ -92,7 +55,7 @@ def test_reload_before_ready_tells_systemd_nothing(taskerd, notify_socket,
     neither RELOADING=1 nor READY=1, which would tell systemd that the
     start is over."""
     sock, path = notify_socket
-    notify_env(monkeypatch, path)
+    harness.notify_env(monkeypatch, path)
     t = taskerd(templates={"slow.yaml": SLOW}, start=False,
                 config={"workers.path": "/bin/false"})
     with pytest.raises(AssertionError, match="not ready"):
@@ -100,7 +63,7 @@ def test_reload_before_ready_tells_systemd_nothing(taskerd, notify_socket,
     os.kill(t.pid, signal.SIGHUP)
     harness.wait_until(lambda: t.log_lines("templates unchanged"), 10,
                        message="the reload done")
-    texts = [m for _, m in messages(sock, 0.5)]
+    texts = [m for _, m in harness.notify_messages(sock, 0.5)]
     assert "READY=1" not in texts and "RELOADING=1" not in texts, texts
 
 
@@ -109,7 +72,7 @@ def test_embedded_server_never_sees_the_notify_socket(taskerd, notify_socket,
     """The embedded PostgreSQL would tell systemd READY=1 and STOPPING=1
     on taskerd's socket as if it were taskerd."""
     sock, path = notify_socket
-    notify_env(monkeypatch, path)
+    harness.notify_env(monkeypatch, path)
     state = tempfile.mkdtemp(prefix="taskerd-state-")
     os.chmod(state, 0o755)
     try:
@@ -120,7 +83,7 @@ def test_embedded_server_never_sees_the_notify_socket(taskerd, notify_socket,
         assert harness.proc_ppid(pm) == t.pid
         with open("/proc/%d/environ" % pm, "rb") as f:
             assert b"NOTIFY_SOCKET=" not in f.read()
-        texts = [m for _, m in messages(sock, 0.5)]
+        texts = [m for _, m in harness.notify_messages(sock, 0.5)]
         assert t.stop() == 0
     finally:
         import shutil

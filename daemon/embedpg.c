@@ -36,6 +36,8 @@
 
 #define EMBEDPG_PORT		"5432"	/* only names the socket file */
 #define EMBEDPG_WAIT_S		60
+#define EMBEDPG_STOP_FAST_MS	12000
+#define EMBEDPG_STOP_IMMEDIATE_MS 3000
 #define EMBEDPG_RESTART_MAX_MS	10000
 /* A server that ran this long before dying is restarted at the first delay
  * again: its crashes are not a loop. */
@@ -404,26 +406,45 @@ embedpg_is_server(pid_t pid)
 	return pg.pid > 0 && pid == pg.pid;
 }
 
+/* Signal the server and wait up to ms for it to exit; true if it did. */
+static bool
+stop_server(int sig, const char *mode, int ms)
+{
+	int	status, i;
+
+	kill(pg.pid, sig);
+	for (i = 0; i < ms / 100; i++) {
+		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
+			return true;
+		usleep(100000);
+	}
+	log_warnx("embedded database: no exit %d ms after %s shutdown "
+	    "pid=%d", ms, mode, (int)pg.pid);
+	return false;
+}
+
 void
 embedpg_stop(void)
 {
-	int	status, i;
+	int	status;
 
 	pg.stopping = true;
 	if (pg.restart != NULL)
 		event_free(pg.restart);
 	pg.restart = NULL;
+	/* Fast (SIGINT: sessions end, a checkpoint, data safe), then
+	 * immediate (SIGQUIT: the next start recovers from the WAL), then
+	 * SIGKILL: together with the drain and the workers' grace this stays
+	 * within the unit's TimeoutStopSec=30s, after which systemd would
+	 * kill the whole cgroup anyway. */
 	if (pg.pid > 0) {
-		/* SIGINT: fast shutdown - sessions end, data is safe. */
-		kill(pg.pid, SIGINT);
-		for (i = 0; i < 300; i++) {
-			if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
-				break;
-			usleep(100000);
-		}
-		if (i == 300) {
-			kill(pg.pid, SIGQUIT);
-			waitpid(pg.pid, &status, 0);
+		if (!stop_server(SIGINT, "a fast", EMBEDPG_STOP_FAST_MS) &&
+		    !stop_server(SIGQUIT, "an immediate",
+		    EMBEDPG_STOP_IMMEDIATE_MS)) {
+			kill(pg.pid, SIGKILL);
+			while (waitpid(pg.pid, &status, 0) == -1 &&
+			    errno == EINTR)
+				;
 		}
 		log_info("embedded database stopped");
 	}

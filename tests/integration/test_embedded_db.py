@@ -231,3 +231,35 @@ def test_start_stopped_during_initdb_starts_next_time(taskerd):
         assert t.stop() == 0
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_server_that_does_not_stop_is_ended_within_the_stop_budget(taskerd):
+    """A server that ignores its shutdown (stopped here with SIGSTOP; a
+    long checkpoint on a slow disk is the real case) gets a fast, then an
+    immediate shutdown, then SIGKILL, so that taskerd exits within the
+    unit's TimeoutStopSec=30s instead of being killed with its steps'
+    leases held.  The next start recovers and runs on the same data."""
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    try:
+        t = taskerd(templates={"hello.yaml": HELLO},
+                    config={"database": harness.DELETE, "state_dir": state},
+                    ready_timeout=60)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        pm = postmaster_pid(state)
+        os.kill(pm, signal.SIGSTOP)
+        started = time.monotonic()
+        assert t.stop(timeout=40) == 0
+        took = time.monotonic() - started
+        assert 14 < took < 20, "stopped in %.1f s" % took
+        assert t.log_lines(r"no exit 12000 ms after a fast shutdown")
+        assert t.log_lines(r"no exit 3000 ms after an immediate shutdown")
+        assert not harness.proc_alive(pm)
+
+        t._stopped = False
+        t.start(ready_timeout=60)
+        assert t.task(tid)["status"] == "complete"
+        assert t.stop() == 0
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

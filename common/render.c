@@ -114,6 +114,12 @@ render_next(const char *s, size_t *start, size_t *end, const char **path,
 		    (size_t)(open - s));
 		return -1;
 	}
+	/* "{{ a ? }}" would look up a key "a " that is never there. */
+	if (b - a > 1 && b[-1] == '?' && isspace((unsigned char)b[-2])) {
+		errbuf_set(err, errlen, "placeholder '%.*s' has a space before "
+		    "its '?'", (int)(b - a > 200 ? 200 : b - a), a);
+		return -1;
+	}
 	*start = (size_t)(open - s);
 	*end = (size_t)(close + 2 - s);
 	*path = a;

@@ -294,6 +294,8 @@ test_malformed(void **state)
 	check_error("{{context.user.age}", "unterminated");
 	check_error("{{}}", "empty");
 	check_error("x {{   }} y", "empty");
+	check_error("{{ context.user.nick ? }}", "space before its '?'");
+	check_error("{{context.user.nick\t?}}", "space before its '?'");
 }
 
 static void

@@ -449,6 +449,10 @@ test_err_placeholders(void **state)
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{context.a\"\n",
 	    "t.yaml:3: step 'b': unterminated placeholder at offset 9");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{ context.a ? }}\"\n",
+	    "t.yaml:3: step 'b': placeholder 'context.a ?' has a space "
+	    "before its '?'");
 }
 
 /* An http step's config is checked when the template loads, not at its

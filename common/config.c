@@ -16,6 +16,7 @@
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "config.h"
+#include "http_rules.h"
 
 static int	config_key_services(struct yt_doc *, const struct yt_key *,
 		    yaml_node_t *, void *, void *);
@@ -143,6 +144,7 @@ config_key_services(struct yt_doc *doc, const struct yt_key *k,
 	struct service_config	*svc;
 	yaml_node_t		*sv;
 	size_t			 i;
+	char			 why[128];
 
 	(void)arg;
 	if (yt_expect(doc, v, YAML_MAPPING_NODE, k->name) == -1)
@@ -161,6 +163,10 @@ config_key_services(struct yt_doc *doc, const struct yt_key *k,
 		if (yt_decode(doc, sv, service_keys, YT_NELEM(service_keys),
 		    svc, NULL, "service") == -1)
 			return -1;
+		if (svc->base_url != NULL && http_rules_base_url_check(
+		    svc->base_url, why, sizeof(why)) == -1)
+			return yt_error(doc, yt_lookup(doc, sv, "base_url"),
+			    "services.%s.base_url %s", svc->name, why);
 	}
 	return 0;
 }

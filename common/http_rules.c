@@ -502,6 +502,40 @@ http_rules_service(const json_t *input, struct http_service *svc, char *err,
 	return 0;
 }
 
+int
+http_rules_base_url_check(const char *url, char *err, size_t errlen)
+{
+	const char	*p;
+	size_t		 scheme;
+
+	if (strncasecmp(url, "http://", 7) == 0)
+		scheme = 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		scheme = 8;
+	else {
+		errbuf_set(err, errlen, "must be absolute http:// or https://");
+		return -1;
+	}
+	if (url[scheme] == '\0' || url[scheme] == '/') {
+		errbuf_set(err, errlen, "has no host");
+		return -1;
+	}
+	for (p = url; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+			errbuf_set(err, errlen, "must not hold a space or a "
+			    "control character");
+			return -1;
+		}
+		if (*p == '?' || *p == '#') {
+			errbuf_set(err, errlen, "must not have a %s: a "
+			    "step's path goes after it", *p == '?' ? "query" :
+			    "fragment");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 char *
 http_rules_url(const char *url, const struct http_service *svc, char *err,
     size_t errlen)

@@ -80,6 +80,11 @@ int	http_rules_service(const json_t *input, struct http_service *,
 char	*http_rules_url(const char *url, const struct http_service *,
 	    char *err, size_t errlen);
 
+/* A service's base_url: absolute http(s) with a host, and no query,
+ * fragment, space or control character (a step's path goes after it).
+ * 0, or -1 with the reason in err. */
+int	http_rules_base_url_check(const char *url, char *err, size_t errlen);
+
 /* The curl timeout: the service's when it is set and shorter. */
 int64_t	http_rules_timeout_ms(int64_t step_ms, const struct http_service *);
 

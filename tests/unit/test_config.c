@@ -318,6 +318,22 @@ test_bad_values(void **state)
 	expect_error("services:\n  s:\n    breaker: { failures: 1, "
 	    "cooldown: 30d }\n",
 	    NAME ":3: breaker.cooldown: must be between 0ms and 604800000ms");
+	/* A step's path goes after a base_url: a query, a fragment or no
+	 * scheme would send every call somewhere else. */
+	expect_error("services:\n  s:\n    base_url: http://s/api?v=2\n",
+	    NAME ":3: services.s.base_url must not have a query: a step's "
+	    "path goes after it");
+	expect_error("services:\n  s:\n    base_url: http://s/#top\n",
+	    NAME ":3: services.s.base_url must not have a fragment: a "
+	    "step's path goes after it");
+	expect_error("services:\n  s:\n    base_url: users.internal:3000\n",
+	    NAME ":3: services.s.base_url must be absolute http:// or "
+	    "https://");
+	expect_error("services:\n  s:\n    base_url: https:///x\n",
+	    NAME ":3: services.s.base_url has no host");
+	expect_error("services:\n  s:\n    base_url: \"http://s /x\"\n",
+	    NAME ":3: services.s.base_url must not hold a space or a "
+	    "control character");
 	/* A frame's length is 32 bits; 1 byte holds no message. */
 	expect_error("workers:\n  max_frame: 4GiB\n",
 	    NAME ":2: workers.max_frame: must be between 4096 bytes and "

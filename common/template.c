@@ -831,6 +831,17 @@ tmpl_dir(const char *path)
 	return dir;
 }
 
+/* Whether s holds a control character or one of bad. */
+static bool
+tmpl_id_bad(const char *s, const char *bad)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f ||
+		    strchr(bad, *s) != NULL)
+			return true;
+	return false;
+}
+
 static struct tmpl *
 tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 {
@@ -864,6 +875,16 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	    strlen(t->namespace) > TMPL_NAME_MAX) {
 		yt_error(doc, root, "name and namespace_name may be at most %d "
 		    "bytes (they are parts of API paths)", TMPL_NAME_MAX);
+		goto done;
+	}
+	/* tasker-ctl reads NAMESPACE/NAME@VERSION (a name may hold '/', as
+	 * Tasker's "api_task/integration_yaml_example" does); a control
+	 * character would reach logs and terminals. */
+	if (tmpl_id_bad(t->name, "") || tmpl_id_bad(t->namespace, "/@") ||
+	    tmpl_id_bad(t->version, " /@")) {
+		yt_error(doc, root, "name, namespace_name and version may not "
+		    "hold control characters, nor namespace_name '/' or '@', "
+		    "nor version a space, '/' or '@'");
 		goto done;
 	}
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
@@ -1160,7 +1181,7 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 			o = reg->items[j];
 			if (strcmp(o->namespace, t->namespace) == 0 &&
 			    strcmp(o->name, t->name) == 0 &&
-			    strcmp(o->version, t->version) == 0)
+			    tmpl_version_cmp(o->version, t->version) == 0)
 				break;
 		}
 		if (j == reg->n && (o = tmpl_route_clash(reg, t)) != NULL) {
@@ -1174,9 +1195,17 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 			continue;
 		}
 		if (j < reg->n) {
-			xasprintf(&line, "%s: template %s/%s version %s is "
-			    "already defined in %s", t->path, t->namespace,
-			    t->name, t->version, o->path);
+			/* 1.0 and 1.0.0 (or 1.0.0+a and 1.0.0+b) rank
+			 * alike: which one serves would be chance. */
+			if (strcmp(o->version, t->version) == 0)
+				xasprintf(&line, "%s: template %s/%s version "
+				    "%s is already defined in %s", t->path,
+				    t->namespace, t->name, t->version, o->path);
+			else
+				xasprintf(&line, "%s: template %s/%s version "
+				    "%s is already defined in %s, as %s",
+				    t->path, t->namespace, t->name, t->version,
+				    o->path, o->version);
 			tmpl_errs_add(errs, line);
 			free(line);
 			tmpl_free(t);

@@ -86,8 +86,8 @@ cmd_templates_show(struct ctl_args *a)
 	char		*ns, *name, *path;
 	int		 rc;
 
-	if (slash == NULL || slash == spec || slash[1] == '\0' ||
-	    strchr(slash + 1, '/') != NULL)
+	/* The namespace ends at the first '/'; a name may hold more. */
+	if (slash == NULL || slash == spec || slash[1] == '\0')
 		return ctl_usage_error(a, "\"%s\" is not NS/NAME", spec);
 	ns = xstrndup(spec, (size_t)(slash - spec));
 	name = client_escape(slash + 1);

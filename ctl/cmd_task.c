@@ -334,7 +334,7 @@ cmd_task_create(struct ctl_args *a)
 	int		 rc;
 
 	slash = strchr(spec, '/');
-	at = strchr(spec, '@');
+	at = strrchr(spec, '@');	/* a version holds none */
 	if (at != NULL && slash != NULL && at < slash)
 		return ctl_usage_error(a, "\"%s\" is not NS/NAME[@VERSION]",
 		    spec);
@@ -348,7 +348,8 @@ cmd_task_create(struct ctl_args *a)
 		version = xstrdup(at + 1);
 	} else
 		name = xstrdup(spec);
-	if (*ns == '\0' || *name == '\0' || strchr(name, '/') != NULL ||
+	/* The namespace ends at the first '/'; a name may hold more. */
+	if (*ns == '\0' || *name == '\0' ||
 	    (version != NULL && *version == '\0')) {
 		rc = ctl_usage_error(a, "\"%s\" is not NS/NAME[@VERSION]",
 		    a->pos[0]);

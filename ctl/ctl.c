@@ -73,7 +73,8 @@ static const struct ctl_cmd commands[] = {
 	  "[--reason X] [--idempotency-key K]",
 	  "start a task of a template",
 	  "Creates a task of the template NS/NAME (the highest version "
-	  "unless @VERSION is given; NAME alone means namespace \"default\") "
+	  "unless @VERSION is given; NAME alone means namespace \"default\"; "
+	  "the namespace ends at the first '/', a NAME may hold more) "
 	  "and prints its id.  --context takes JSON text, @FILE or @- for "
 	  "standard input (default {}).",
 	  1, 1, {

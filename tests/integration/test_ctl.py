@@ -1016,3 +1016,23 @@ def test_reals_under_a_comma_locale(taskerd, tmp_path):
                         str(created["task_id"]), "--reason", b"caf\xe9"],
                        env=ctl_env(), capture_output=True, timeout=30)
     assert r.returncode == 2 and b"not valid UTF-8" in r.stderr, r
+
+
+def test_template_name_with_a_slash(taskerd):
+    """Tasker's own examples name templates "api_task/integration_yaml_
+    example": the namespace ends at the first '/', and the rest is the
+    name, for `task create` and `templates show` alike."""
+    t = taskerd(templates={"slash.yaml": (
+        "name: api_task/example\nnamespace_name: api_tests\n"
+        "version: 1.2.0\nstep_templates:\n  - name: a\n    handler: noop\n")})
+    tid = int(ok(ctl("task", "create", "api_tests/api_task/example@1.2.0",
+                     url=t.url)).strip())
+    assert t.wait_task(tid)["status"] == "complete"
+    task = t.task(tid)
+    assert (task["namespace"], task["name"], task["version"]) == \
+        ("api_tests", "api_task/example", "1.2.0"), task
+    out = ok(ctl("templates", "show", "api_tests/api_task/example", url=t.url))
+    assert out.startswith("api_tests/api_task/example@1.2.0  identity"), out
+    # The namespace ends at the first '/': "api_task" is not one.
+    r = ctl("task", "create", "api_task/example", url=t.url)
+    assert r.returncode == 1 and "unknown_template" in r.stderr, r

@@ -749,6 +749,18 @@ test_err_names(void **state)
 	    "t.yaml:5: duplicate step name 'a' (first at line 4)");
 	expect_error("name: t\nversion: \"\"\nstep_templates:\n  - name: a\n",
 	    "t.yaml:1: name, namespace_name and version must not be empty");
+#define BAD_ID	"t.yaml:1: name, namespace_name and version may not hold " \
+	"control characters, nor namespace_name '/' or '@', nor version a " \
+	"space, '/' or '@'"
+	expect_error("name: t\nnamespace_name: a/b\nstep_templates:\n"
+	    "  - name: a\n", BAD_ID);
+	expect_error("name: \"a\\x1b[2Jb\"\nstep_templates:\n"
+	    "  - name: a\n", BAD_ID);
+	expect_error("name: t\nversion: 1.0 beta\nstep_templates:\n"
+	    "  - name: a\n", BAD_ID);
+	expect_error("name: t\nversion: 1.0@x\nstep_templates:\n"
+	    "  - name: a\n", BAD_ID);
+#undef BAD_ID
 	expect_error("name: t\nnamed_steps: [a]\nstep_templates:\n"
 	    "  - name: a\n  - name: b\n",
 	    "t.yaml:5: step 'b' is not listed in named_steps");
@@ -1036,6 +1048,19 @@ test_registry_duplicate(void **state)
 	assert_null(reg);
 	snprintf(want, sizeof(want), "%s/two.yaml: template default/dup "
 	    "version 1.0 is already defined in %s/one.yaml", dir, dir);
+	assert_non_null(errs);
+	assert_string_equal(errs, want);
+	free(errs);
+	errs = NULL;
+
+	/* 1.0.0 ranks as 1.0: which of the two serves would be chance. */
+	put(dir, "two.yaml", "name: dup\nversion: 1.0.0\n"
+	    "step_templates:\n  - name: s\n    handler: noop\n");
+	reg = tmpl_registry_load(dir, &defs, &errs);
+	assert_null(reg);
+	snprintf(want, sizeof(want), "%s/two.yaml: template default/dup "
+	    "version 1.0.0 is already defined in %s/one.yaml, as 1.0", dir,
+	    dir);
 	assert_non_null(errs);
 	assert_string_equal(errs, want);
 	free(errs);

@@ -23,6 +23,7 @@
 #include "http_rules.h"
 #include "xmalloc.h"
 #include "yamltree.h"
+#include "errbuf.h"
 #include "template.h"
 #include "schema.h"
 #include "render.h"
@@ -1135,15 +1136,64 @@ tmpl_registry_route(const struct tmpl_registry *reg, enum tmpl_route kind,
 }
 
 struct tmpl_registry *
+tmpl_registry_new(const struct tmpl_defaults *defs)
+{
+	struct tmpl_registry	*reg = xcalloc(1, sizeof(*reg));
+
+	reg->defaults = *defs;
+	return reg;
+}
+
+int
+tmpl_registry_add(struct tmpl_registry *reg, struct tmpl *t, char *err,
+    size_t errlen)
+{
+	struct tmpl	*o;
+	size_t		 j;
+
+	for (j = 0; j < reg->n; j++) {
+		o = reg->items[j];
+		if (strcmp(o->namespace, t->namespace) == 0 &&
+		    strcmp(o->name, t->name) == 0 &&
+		    tmpl_version_cmp(o->version, t->version) == 0)
+			break;
+	}
+	if (j < reg->n) {
+		/* 1.0 and 1.0.0 (or 1.0.0+a and 1.0.0+b) rank alike: which
+		 * one serves would be chance. */
+		if (strcmp(o->version, t->version) == 0)
+			errbuf_set(err, errlen, "%s: template %s/%s version %s "
+			    "is already defined in %s", t->path, t->namespace,
+			    t->name, t->version, o->path);
+		else
+			errbuf_set(err, errlen, "%s: template %s/%s version %s "
+			    "is already defined in %s, as %s", t->path,
+			    t->namespace, t->name, t->version, o->path,
+			    o->version);
+		return -1;
+	}
+	if ((o = tmpl_route_clash(reg, t)) != NULL) {
+		errbuf_set(err, errlen, "%s: a route of template %s/%s is "
+		    "already published by %s", t->path, t->namespace, t->name,
+		    o->path);
+		return -1;
+	}
+	reg->items = xreallocarray(reg->items, reg->n + 1,
+	    sizeof(*reg->items));
+	reg->items[reg->n++] = t;
+	return 0;
+}
+
+struct tmpl_registry *
 tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
     char **errs)
 {
 	struct tmpl_registry	*reg;
-	struct tmpl		*t, *o;
+	struct tmpl		*t;
 	struct dirent		*de;
 	DIR			*d;
 	char			**names = NULL, *path, *line, err[1024];
-	size_t			 n = 0, i, j;
+	size_t			 n = 0, i;
 	bool			 failed = false;
 
 	if ((d = opendir(dir)) == NULL) {
@@ -1163,9 +1213,7 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 	if (n > 0)
 		qsort(names, n, sizeof(*names), tmpl_cmp_names);
 
-	reg = xcalloc(1, sizeof(*reg));
-	reg->items = xcalloc(n, sizeof(*reg->items));
-	reg->defaults = *defs;
+	reg = tmpl_registry_new(defs);
 	for (i = 0; i < n; i++) {
 		xasprintf(&path, "%s%s%s", dir, dir[0] != '\0' &&
 		    dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
@@ -1177,42 +1225,11 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 			failed = true;
 			continue;
 		}
-		for (j = 0; j < reg->n; j++) {
-			o = reg->items[j];
-			if (strcmp(o->namespace, t->namespace) == 0 &&
-			    strcmp(o->name, t->name) == 0 &&
-			    tmpl_version_cmp(o->version, t->version) == 0)
-				break;
-		}
-		if (j == reg->n && (o = tmpl_route_clash(reg, t)) != NULL) {
-			xasprintf(&line, "%s: a route of template %s/%s is "
-			    "already published by %s", t->path, t->namespace,
-			    t->name, o->path);
-			tmpl_errs_add(errs, line);
-			free(line);
+		if (tmpl_registry_add(reg, t, err, sizeof(err)) == -1) {
+			tmpl_errs_add(errs, err);
 			tmpl_free(t);
 			failed = true;
-			continue;
 		}
-		if (j < reg->n) {
-			/* 1.0 and 1.0.0 (or 1.0.0+a and 1.0.0+b) rank
-			 * alike: which one serves would be chance. */
-			if (strcmp(o->version, t->version) == 0)
-				xasprintf(&line, "%s: template %s/%s version "
-				    "%s is already defined in %s", t->path,
-				    t->namespace, t->name, t->version, o->path);
-			else
-				xasprintf(&line, "%s: template %s/%s version "
-				    "%s is already defined in %s, as %s",
-				    t->path, t->namespace, t->name, t->version,
-				    o->path, o->version);
-			tmpl_errs_add(errs, line);
-			free(line);
-			tmpl_free(t);
-			failed = true;
-			continue;
-		}
-		reg->items[reg->n++] = t;
 	}
 	free(names);
 	if (failed) {

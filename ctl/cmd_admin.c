@@ -122,15 +122,23 @@ int
 cmd_template_validate(struct ctl_args *a)
 {
 	struct config	*defaults = config_default();
+	struct tmpl_registry *reg = tmpl_registry_new(&defaults->step_defaults);
 	struct tmpl	*t;
 	json_t		*out = json_array();
 	char		 err[2048];
 	int		 i, rc = 0;
 
+	/* Each file on its own, and each against the ones before it, as a
+	 * templates directory holding them all would load. */
 	for (i = 0; i < a->npos; i++) {
 		err[0] = '\0';
 		t = tmpl_load_file(a->pos[i], &defaults->step_defaults, err,
 		    sizeof(err));
+		if (t != NULL && tmpl_registry_add(reg, t, err,
+		    sizeof(err)) == -1) {
+			tmpl_free(t);
+			t = NULL;
+		}
 		if (ctl.json)
 			json_array_append_new(out, t != NULL ?
 			    json_pack("{s:s, s:b}", "file", a->pos[i], "ok", 1) :
@@ -144,12 +152,12 @@ cmd_template_validate(struct ctl_args *a)
 		}
 		if (t == NULL)
 			rc = CTL_EXIT_API;
-		tmpl_free(t);
 	}
 	if (ctl.json) {
 		out_print_json(out);
 	}
 	json_decref(out);
+	tmpl_registry_free(reg);
 	config_free(defaults);
 	return rc;
 }

@@ -148,9 +148,11 @@ static const struct ctl_cmd commands[] = {
 	  1, 1, { { NULL, NULL, NULL } } },
 	{ "template", "validate", cmd_template_validate, "FILE...",
 	  "check template files offline",
-	  "Loads each file with the loader taskerd uses and prints \"FILE: "
-	  "ok\" or \"FILE:LINE: reason\".  Needs no server.  Exits 1 if any "
-	  "file is bad.",
+	  "Loads each file with the loader taskerd uses, and against the "
+	  "files before it as one templates directory (a name and version "
+	  "or a route defined twice), and prints \"FILE: ok\" or "
+	  "\"FILE:LINE: reason\".  Needs no server.  Exits 1 if any file is "
+	  "bad.",
 	  1, -1, { { NULL, NULL, NULL } } },
 	{ NULL, "workers", cmd_workers, "",
 	  "the worker pool",

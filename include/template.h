@@ -103,6 +103,12 @@ struct tmpl_registry {
 struct tmpl_registry *tmpl_registry_load(const char *dir,
 	    const struct tmpl_defaults *, char **errs);
 void	tmpl_registry_free(struct tmpl_registry *);
+/* An empty registry, and adding one template to it: 0, or -1 with the
+ * reason in err (t stays the caller's) when t repeats another's namespace,
+ * name and version (1.0 is 1.0.0) or takes one of its routes. */
+struct tmpl_registry *tmpl_registry_new(const struct tmpl_defaults *);
+int	tmpl_registry_add(struct tmpl_registry *, struct tmpl *, char *err,
+	    size_t errlen);
 /* What loads but will fail when it runs, as things stand on this machine:
  * an exec step whose program, or a plugin step whose library (a path), is
  * not there.  Not errors: a deployment may install them after the

@@ -388,6 +388,16 @@ def test_template_validate(tmp_path):
                     errs[2]), errs
     assert errs[3].startswith(str(tmp_path / "missing.yaml") + ":"), errs
 
+    # Files are checked against each other too, as one templates
+    # directory would load them: 1.0.0 of a template twice, a route twice.
+    again = tmp_path / "again.yaml"
+    again.write_text(HELLO.replace("version: 1.0.0", "version: 1.0"))
+    assert "version: 1.0\n" in again.read_text()
+    r = ctl("template", "validate", good, again)
+    assert r.returncode == 1 and r.stdout == "%s: ok\n" % good, r
+    assert r.stderr == "%s: template %s/hello version 1.0 is already " \
+        "defined in %s, as 1.0.0\n" % (again, NS, good), r.stderr
+
     # The same verdicts as JSON, and the same as taskerd --check's loader.
     r = ctl("--json", "template", "validate", good, unknown_dep)
     assert r.returncode == 1

@@ -118,6 +118,9 @@ client_request(const char *method, const char *path, const json_t *body,
 
 	curl_easy_reset(curl);
 	curl_easy_setopt(curl, CURLOPT_URL, url);
+	/* An argument of "." or ".." is a name to look up, not a way to
+	 * another endpoint ("step show 1 .." would show task 1). */
+	curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink_write);

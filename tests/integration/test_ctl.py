@@ -1046,3 +1046,19 @@ def test_template_name_with_a_slash(taskerd):
     # The namespace ends at the first '/': "api_task" is not one.
     r = ctl("task", "create", "api_task/example", url=t.url)
     assert r.returncode == 1 and "unknown_template" in r.stderr, r
+
+
+def test_dot_segments_are_names_not_paths(taskerd):
+    """"." and ".." are looked up as the names they are; they used to be
+    resolved away, so `step show ID ..` showed the task and `step retry
+    ID .. --reason r` would have posted to the task's path."""
+    t = taskerd(templates={"hello.yaml": HELLO})
+    tid = t.create_task("hello", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    for args in (["step", "show", tid, ".."], ["step", "show", tid, "."],
+                 ["task", "show", ".."]):
+        r = ctl(*args, url=t.url)
+        assert r.returncode == 1, (args, r)
+        assert r.stdout == "", (args, r.stdout)
+        assert "not_found" in r.stderr or "invalid" in r.stderr, \
+            (args, r.stderr)

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,12 +203,64 @@ yt_plain(const yaml_node_t *n)
 	    n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 }
 
+struct yt_keyref {
+	const char	*text;
+	size_t		 idx;		/* in the mapping */
+	yaml_node_t	*node;
+};
+
+static int
+yt_keyref_cmp(const void *a, const void *b)
+{
+	const struct yt_keyref	*x = a, *y = b;
+	int			 c = strcmp(x->text, y->text);
+
+	if (c != 0)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* A key of map n that repeats an earlier one: the repeat that comes first
+ * in the mapping, its first occurrence in *first; NULL if none.  Sorted,
+ * not pairwise: a reload runs this on the event loop, and a mapping of
+ * 30,000 keys took seconds pairwise. */
+static yaml_node_t *
+yt_duplicate_key(struct yt_doc *doc, yaml_node_t *n, yaml_node_t **first)
+{
+	struct yt_keyref	*keys;
+	yaml_node_t		*dup = NULL;
+	size_t			 len = yt_len(n), i, run = 0, best = SIZE_MAX;
+
+	if (len < 2)
+		return NULL;
+	keys = xcalloc(len, sizeof(*keys));
+	for (i = 0; i < len; i++) {
+		keys[i].node = yt_key(doc, n, i);
+		keys[i].text = yt_text(keys[i].node);
+		keys[i].idx = i;
+	}
+	qsort(keys, len, sizeof(*keys), yt_keyref_cmp);
+	for (i = 1; i < len; i++) {
+		if (strcmp(keys[i].text, keys[i - 1].text) != 0) {
+			run = i;
+			continue;
+		}
+		if (keys[i].idx < best) {
+			best = keys[i].idx;
+			dup = keys[i].node;
+			*first = keys[run].node;
+		}
+	}
+	free(keys);
+	return dup;
+}
+
 /* Second pass's check: what libyaml accepts but a key table cannot use. */
 static int
 yt_check(struct yt_doc *doc)
 {
-	yaml_node_t	*n, *k, *k2;
-	size_t		 i, j;
+	yaml_node_t	*n, *k, *first;
+	size_t		 i;
 
 	for (n = doc->doc.nodes.start; n < doc->doc.nodes.top; n++) {
 		if (n->type == YAML_SCALAR_NODE &&
@@ -217,7 +270,6 @@ yt_check(struct yt_doc *doc)
 			    "NUL characters are not supported");
 		if (n->type != YAML_MAPPING_NODE)
 			continue;
-		/* Quadratic, but mappings are short and files are capped. */
 		for (i = 0; i < yt_len(n); i++) {
 			k = yt_key(doc, n, i);
 			if (k->type != YAML_SCALAR_NODE)
@@ -227,15 +279,10 @@ yt_check(struct yt_doc *doc)
 			if (yt_plain(k) && strcmp(yt_text(k), "<<") == 0)
 				return yt_error(doc, k,
 				    "merge keys (<<) are not supported");
-			for (j = 0; j < i; j++) {
-				k2 = yt_key(doc, n, j);
-				if (strcmp(yt_text(k), yt_text(k2)) == 0)
-					return yt_error(doc, k,
-					    "duplicate key '%s' (first at "
-					    "line %d)", yt_text(k),
-					    yt_line(k2));
-			}
 		}
+		if ((k = yt_duplicate_key(doc, n, &first)) != NULL)
+			return yt_error(doc, k, "duplicate key '%s' (first at "
+			    "line %d)", yt_text(k), yt_line(first));
 	}
 	return 0;
 }

@@ -392,6 +392,12 @@ test_bad_values(void **state)
 	    NAME ":1: top level: expected a mapping, got a sequence");
 	expect_error("http:\n  listen: a:1\nhttp:\n  listen: b:2\n",
 	    NAME ":3: duplicate key 'http' (first at line 1)");
+	/* Of two repeated keys, the repeat met first; its first line. */
+	expect_error("workers: {}\nhttp: {}\nsteps: {}\nhttp: {}\n"
+	    "workers: {}\nhttp: {}\n",
+	    NAME ":4: duplicate key 'http' (first at line 2)");
+	expect_error("b: 1\na: 1\nc: 1\nb: 2\na: 2\n",
+	    NAME ":4: duplicate key 'b' (first at line 1)");
 	expect_error("http: {listen: [\n",
 	    NAME ":2: did not find expected node content (while parsing a "
 	    "flow node at line 2)");

@@ -40,6 +40,11 @@
 #define SCHED_BACKSTOP_MS	5000	/* claim anyway, for other nodes' work */
 #define SCHED_RETRY_APPLY_MS	500	/* database trouble: try the batch again */
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
+/* A task whose row is locked elsewhere (an operator's open transaction):
+ * its records wait this long between tries, and a try waits on the lock
+ * at most SCHED_PROBE_LOCK_MS, so the others' batches go on meanwhile. */
+#define SCHED_HELD_MS		1000
+#define SCHED_PROBE_LOCK_MS	100
 #define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
 #define SCHED_SWEEP_LOCK	"7354"	/* advisory lock (7354, 1): one sweeper */
 /* A claim this node does not hold is its orphan once no job in flight can
@@ -400,15 +405,17 @@ static struct {
 	int		 ndispatched;	/* claims held by workers */
 	int		 reserved;	/* limits of claims in flight */
 	json_t		*batch;		/* {"step_id": record} not yet sent */
-	json_t		*batch_tasks;	/* {"task_id": true} of the batch */
 	json_t		*applying_recs;	/* the records of the batch in flight */
 	int		 alone;		/* batches to send one record each */
+	json_t		*held;		/* {"task_id": next try (ms)}: locked
+					 * elsewhere, kept out of batches */
 	json_t		*unknown_tmpls;	/* {"template_id": until (ms)} */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
 	struct event	*sweep;
 	struct event	*retry_apply;
+	struct event	*held_due;	/* the first held task's next try */
 	struct event	*mark;
 	const struct tmpl_registry *readers_of;	/* registry readers is for */
 	char		*readers;
@@ -496,6 +503,16 @@ ms_since(const struct timespec *then, const struct timespec *now)
 {
 	return (now->tv_sec - then->tv_sec) * 1000 +
 	    (now->tv_nsec - then->tv_nsec) / 1000000;
+}
+
+/* The monotonic clock in ms, for deadlines kept in JSON maps. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec	now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 /* Make sure the scheduler wakes within ms (keeps an earlier wake-up). */
@@ -663,8 +680,6 @@ batch_put(const struct claim *c, json_t *rec)
 	json_object_set_new(rec, "name", json_string(c->step_name));
 	snprintf(key, sizeof(key), "%lld", (long long)c->step_id);
 	json_object_set_new(sc.batch, key, rec);
-	snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
-	json_object_set_new(sc.batch_tasks, key, json_true());
 }
 
 /* The start of an attempt: when a worker took it, and who. */
@@ -877,18 +892,15 @@ sched_claim_done(struct db_job *job, void *arg)
 static void
 sched_unknown_template(long long template_id, const struct claim *c)
 {
-	struct timespec	 now;
 	char		 key[24];
 
 	log_warnx("step of a template this node does not have, left for "
 	    "another node template_id=%lld task_id=%lld step=%s "
 	    "correlation_id=%s", template_id, (long long)c->task_id,
 	    c->step_name, c->correlation_id);
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	snprintf(key, sizeof(key), "%lld", template_id);
 	json_object_set_new(sc.unknown_tmpls, key, json_integer(
-	    (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
-	    SCHED_UNKNOWN_TMPL_MS));
+	    (json_int_t)(mono_ms() + SCHED_UNKNOWN_TMPL_MS)));
 }
 
 /* "{7,9}": the templates sched_unknown_template holds back from claims,
@@ -896,14 +908,11 @@ sched_unknown_template(long long template_id, const struct claim *c)
 static char *
 unknown_templates(void)
 {
-	struct timespec	 now;
 	const char	*k;
 	json_t		*v;
 	void		*tmp;
-	int64_t		 ms;
+	int64_t		 ms = mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	json_object_foreach_safe(sc.unknown_tmpls, tmp, k, v)
 		if (json_integer_value(v) <= ms ||
 		    supervisor_template(strtoll(k, NULL, 10)) != NULL)
@@ -1119,6 +1128,8 @@ sched_fail(struct claim *c, const char *code, const char *message)
 struct sent {
 	json_t	*recs;
 	json_t	*tasks;
+	bool	 probe;		/* one held task's or one record: waits on
+				 * locks briefly, meets one without a word */
 	int	 limit;
 	unsigned epoch;		/* node_epoch() when sent */
 };
@@ -1181,6 +1192,23 @@ apply_refused(json_t *recs, const char *why)
 	}
 }
 
+/* The one task of sent is locked elsewhere: its records stay out of the
+ * batches, tried again alone every SCHED_HELD_MS (sched_flush). */
+static void
+held_put(const struct sent *sent)
+{
+	const char	*k;
+	json_t		*v;
+
+	json_object_foreach(sent->tasks, k, v) {
+		if (json_object_get(sc.held, k) == NULL)
+			log_warnx("a task is locked elsewhere; its outcomes "
+			    "wait, the others go on task_id=%s", k);
+		json_object_set_new(sc.held, k,
+		    json_integer((json_int_t)(mono_ms() + SCHED_HELD_MS)));
+	}
+}
+
 static void
 sched_apply_done(struct db_job *job, void *arg)
 {
@@ -1190,6 +1218,7 @@ sched_apply_done(struct db_job *job, void *arg)
 	json_t		*v, *t, *applied, *completed;
 	char		 key[24];
 	int		 r, n;
+	bool		 locked;
 	struct timeval	 tv;
 
 	sc.applying = false;
@@ -1201,16 +1230,19 @@ sched_apply_done(struct db_job *job, void *arg)
 		 * that arrived since (an outcome after its start mark) is
 		 * newer and stays. */
 		state = db_job_sqlstate(job);
-		log_warnx("applying outcomes failed count=%zu error=%s",
-		    json_object_size(sent->recs),
-		    log_quote(db_job_error(job)));
+		locked = state != NULL && strcmp(state, "55P03") == 0;
+		if (!sent->probe || !locked)
+			log_warnx("applying outcomes failed count=%zu error=%s",
+			    json_object_size(sent->recs),
+			    log_quote(db_job_error(job)));
 		if (!db_unavailable(state))
 			apply_refused(sent->recs, db_job_error(job));
-		else if (strcmp(state, "55P03") == 0 &&
-		    json_object_size(sent->recs) > 1) {
+		else if (locked && json_object_size(sent->tasks) == 1)
+			held_put(sent);
+		else if (locked) {
 			/* A task of the batch is locked elsewhere (an open
-			 * transaction on its row): one record per batch, so
-			 * that the others go on without it. */
+			 * transaction on its row): one record per batch to
+			 * find it, so that the others go on without it. */
 			log_warnx("a task is locked elsewhere, applying "
 			    "outcomes one per batch count=%zu",
 			    json_object_size(sent->recs));
@@ -1219,14 +1251,23 @@ sched_apply_done(struct db_job *job, void *arg)
 		json_object_foreach(sent->recs, k, v)
 			if (json_object_get(sc.batch, k) == NULL)
 				json_object_set(sc.batch, k, v);
-		json_object_update(sc.batch_tasks, sent->tasks);
-		ms_to_tv(SCHED_RETRY_APPLY_MS, &tv);
-		evtimer_add(sc.retry_apply, &tv);
+		/* The database itself is in trouble: a pause.  (A lock held
+		 * elsewhere is no reason to keep back the other tasks.) */
+		if (!locked) {
+			ms_to_tv(SCHED_RETRY_APPLY_MS, &tv);
+			evtimer_add(sc.retry_apply, &tv);
+		}
 		goto done;
 	}
+	json_object_foreach(sent->tasks, k, v)
+		if (json_object_get(sc.held, k) != NULL) {
+			log_info("outcomes of a task that was locked "
+			    "elsewhere applied task_id=%s", k);
+			json_object_del(sc.held, k);
+		}
 	/* Which records applied; the results of the steps they completed
 	 * go into the input of the children claimed with them. */
-	res = db_job_result(job, 1);
+	res = db_job_result(job, sent->probe ? 2 : 1);	/* sql_apply's */
 	applied = json_object();
 	completed = json_object();
 	for (r = 0; r < PQntuples(res); r++) {
@@ -1319,6 +1360,70 @@ id_array(json_t *obj)
 	return ids;
 }
 
+/* For a try of one task or one record (sent.probe), in its transaction. */
+static const char sql_probe_lock[] =
+"SELECT set_config('lock_timeout', $1, true)";
+
+/*
+ * Which records go next, moved from sc.batch into sent: those of a held
+ * task whose time has come (a probe); else, while looking for a record
+ * the database refuses or a task locked elsewhere (sc.alone), one record
+ * (a probe too); else all but those of held tasks.  0 when some were
+ * picked; else the ms until the first held task is due.
+ */
+static int64_t
+batch_pick(struct sent *sent)
+{
+	const char	*k;
+	json_t		*v, *until;
+	void		*tmp;
+	char		 key[24], probe[24] = "";
+	int64_t		 now = mono_ms(), next = INT64_MAX;
+
+	if (json_object_size(sc.held) == 0 && sc.alone == 0) {
+		/* The usual case: the whole batch. */
+		json_decref(sent->recs);
+		sent->recs = sc.batch;
+		sc.batch = json_object();
+		json_object_foreach(sent->recs, k, v) {
+			snprintf(key, sizeof(key), "%lld", (long long)
+			    json_integer_value(json_object_get(v, "task_id")));
+			json_object_set_new(sent->tasks, key, json_true());
+		}
+		return 0;
+	}
+	json_object_foreach(sc.batch, k, v) {
+		snprintf(key, sizeof(key), "%lld", (long long)
+		    json_integer_value(json_object_get(v, "task_id")));
+		if ((until = json_object_get(sc.held, key)) == NULL)
+			continue;
+		if (json_integer_value(until) <= now) {
+			snprintf(probe, sizeof(probe), "%s", key);
+			break;
+		}
+		if (json_integer_value(until) - now < next)
+			next = json_integer_value(until) - now;
+	}
+	json_object_foreach_safe(sc.batch, tmp, k, v) {
+		snprintf(key, sizeof(key), "%lld", (long long)
+		    json_integer_value(json_object_get(v, "task_id")));
+		if (probe[0] != '\0' ? strcmp(key, probe) != 0 :
+		    json_object_get(sc.held, key) != NULL)
+			continue;
+		json_object_set(sent->recs, k, v);
+		json_object_set_new(sent->tasks, key, json_true());
+		json_object_del(sc.batch, k);
+		if (probe[0] == '\0' && sc.alone > 0) {
+			sc.alone--;
+			sent->probe = true;
+			break;
+		}
+	}
+	if (probe[0] != '\0')
+		sent->probe = true;
+	return json_object_size(sent->recs) > 0 ? 0 : next;
+}
+
 /*
  * Send the accumulated records as one transaction, if none is in flight:
  * lock their tasks, apply them, claim the children they released as room
@@ -1331,35 +1436,27 @@ sched_flush(void)
 	struct sent	*sent;
 	json_t		*arr, *v;
 	const char	*k;
-	char		*outcomes, *tasks, limit[16], *blocked;
+	char		*outcomes, *tasks, limit[16], *blocked, lock_ms[24];
 	const char	*params[5];
 	int		 room, completions;
+	int64_t		 wait;
+	struct timeval	 tv;
 
 	if (sc.applying || json_object_size(sc.batch) == 0 ||
 	    evtimer_pending(sc.retry_apply, NULL))
 		return;
 	sent = xcalloc(1, sizeof(*sent));
-	if (sc.alone > 0) {
-		/* One record, to find the one the database refuses. */
-		sc.alone--;
-		sent->recs = json_object();
-		sent->tasks = json_object();
-		json_object_foreach(sc.batch, k, v) {
-			json_object_set(sent->recs, k, v);
-			snprintf(limit, sizeof(limit), "%lld",
-			    (long long)json_integer_value(json_object_get(v,
-			    "task_id")));
-			json_object_set_new(sent->tasks, limit, json_true());
-			json_object_del(sc.batch, k);
-			break;
-		}
-	} else {
-		sent->recs = sc.batch;
-		sent->tasks = sc.batch_tasks;
-		sc.batch = json_object();
-		sc.batch_tasks = json_object();
+	sent->recs = json_object();
+	sent->tasks = json_object();
+	if ((wait = batch_pick(sent)) > 0) {
+		/* Only records of held tasks are left, none due yet. */
+		json_decref(sent->recs);
+		json_decref(sent->tasks);
+		free(sent);
+		ms_to_tv(wait, &tv);
+		evtimer_add(sc.held_due, &tv);
+		return;
 	}
-
 	arr = json_array();
 	json_object_foreach(sent->recs, k, v)
 		json_array_append(arr, v);
@@ -1381,6 +1478,13 @@ sched_flush(void)
 	snprintf(limit, sizeof(limit), "%d", room);
 	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);
+	if (sent->probe) {
+		snprintf(lock_ms, sizeof(lock_ms), "%lld", (long long)(
+		    sv.conf->database_lock_timeout_ms < SCHED_PROBE_LOCK_MS ?
+		    sv.conf->database_lock_timeout_ms : SCHED_PROBE_LOCK_MS));
+		params[0] = lock_ms;
+		db_job_add(job, sql_probe_lock, 1, params);
+	}
 	params[0] = tasks;
 	db_job_add(job, sched_sql_lock_tasks, 1, params);
 	params[0] = outcomes;
@@ -1565,7 +1669,7 @@ sched_init(void)
 	TAILQ_INIT(&sc.queue);
 	TAILQ_INIT(&sc.unmarked);
 	sc.batch = json_object();
-	sc.batch_tasks = json_object();
+	sc.held = json_object();
 	sc.unknown_tmpls = json_object();
 	sc.want = true;
 	sc.need_due = true;
@@ -1573,6 +1677,7 @@ sched_init(void)
 	sc.backstop = evtimer_new(sv.base, sched_backstop_cb, NULL);
 	sc.sweep = evtimer_new(sv.base, sched_sweep_cb, NULL);
 	sc.retry_apply = evtimer_new(sv.base, sched_retry_apply_cb, NULL);
+	sc.held_due = evtimer_new(sv.base, sched_retry_apply_cb, NULL);
 	sc.mark = evtimer_new(sv.base, sched_mark_cb, NULL);
 	ms_to_tv(SCHED_BACKSTOP_MS, &tv);
 	evtimer_add(sc.backstop, &tv);

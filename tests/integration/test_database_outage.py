@@ -359,6 +359,43 @@ def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
         assert len(service.requests_for("/slow")) == 1
 
 
+def test_a_task_locked_elsewhere_is_set_aside(own_pg, service, request):
+    """Once found, a task locked elsewhere is set aside: its outcome is
+    tried again alone every second, waiting on the lock only briefly, and
+    the other tasks' outcomes no longer wait database.lock_timeout (5 s
+    here) each time the whole batch meets the lock again."""
+    service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
+    service.route("POST", "/quick", status=200, body={"ok": 2})
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(templates={"call.yaml": TWO_SPEEDS % service.url})
+        a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
+        service.wait_requests("/slow", 1, timeout=10)
+        holder = hold_task_row(own_pg, t, a, 14)
+        try:
+            assert t.log_lines("a task is locked elsewhere; its outcomes "
+                               "wait.*task_id=%d" % a)
+            for _ in range(3):
+                started = time.monotonic()
+                b = t.create_task("call", {"path": "quick"},
+                                  namespace="it")["task_id"]
+                done = t.wait_task(b, timeout=20)
+                took = time.monotonic() - started
+                assert done["status"] == "complete", done
+                assert took < 2.5, "task b took %.1f s" % took
+            assert t.task(a)["status"] in ("pending", "in_progress")
+            assert holder.poll() is None, "the lock was let go too soon"
+        finally:
+            holder.wait(20)
+        done = t.wait_task(a, timeout=10)
+        assert done["status"] == "complete", done
+        assert done["steps"][0]["attempts"] == 1, done["steps"]
+        assert t.log_lines("outcomes of a task that was locked elsewhere "
+                           "applied.*task_id=%d" % a)
+        # The tries of the task set aside are not logged one by one.
+        assert len(t.log_lines("applying outcomes failed")) <= 2, \
+            t.log_lines("applying outcomes failed")
+
+
 def test_heartbeat_goes_through_while_a_task_is_locked_elsewhere(
         taskerd, service, pg):
     """With a task's row locked elsewhere for 15 s, its outcome and a

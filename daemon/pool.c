@@ -68,6 +68,7 @@ struct worker {
 	bool			 abandoned;	/* the node's lease lapsed */
 	bool			 reaped;	/* gone: its last frames are read,
 						 * nothing is sent or signalled */
+	bool			 hung_up;	/* its socket met EOF or an error */
 	bool			 said_hello;
 	struct timespec		 last_heard;	/* any frame, or the spawn */
 	uint64_t		 ping_seq;
@@ -256,12 +257,19 @@ worker_event_cb(struct bufferevent *bev, short what, void *arg)
 	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
 
 	/* EOF or error: the process is on its way out and SIGCHLD will reap
-	 * it; one that closed its socket but lingers is killed after a grace. */
-	worker_close_socket(w);
-	if (w->state != W_EXITING && w->state != W_EMPTY) {
+	 * it; one that closed its socket but lingers is killed after a grace.
+	 * A busy one's socket is left as it is until the reaper reads it
+	 * (worker_last_words): an error writing to it (a ping to the dead)
+	 * may come while the outcome it wrote last is still unread. */
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	if (w->state != W_BUSY)
+		worker_close_socket(w);
+	if (w->hung_up || w->state == W_EXITING || w->state == W_EMPTY)
+		return;
+	w->hung_up = true;
+	if (w->state != W_BUSY)
 		w->state = W_EXITING;
-		evtimer_add(w->deadline, &tv);
-	}
+	evtimer_add(w->deadline, &tv);
 }
 
 static void
@@ -271,7 +279,7 @@ worker_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval	 tv = { WORKER_KILL_GRACE_MS / 1000,
 	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
 
-	if (w->state == W_BUSY) {
+	if (w->state == W_BUSY && !w->hung_up) {
 		/* The step's own timeout: ask nicely, then insist. */
 		log_warnx("step timed out, stopping worker pid=%d slot=%d "
 		    "task_id=%lld step=%s attempt=%u timeout_ms=%u "
@@ -380,6 +388,7 @@ worker_spawn(struct worker *w)
 	w->unresponsive = false;
 	w->abandoned = false;
 	w->reaped = false;
+	w->hung_up = false;
 	w->started_at = time(NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 	w->bev = bufferevent_socket_new(pool.base, sp[0],
@@ -563,8 +572,8 @@ pool_ping_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	for (i = 0; i < pool.n; i++) {
 		w = &pool.w[i];
-		if (w->state != W_STARTING && w->state != W_IDLE &&
-		    w->state != W_BUSY)
+		if ((w->state != W_STARTING && w->state != W_IDLE &&
+		    w->state != W_BUSY) || w->hung_up)
 			continue;
 		if (duration_ms_since(&w->last_heard) > pool.ping_timeout_ms) {
 			log_warnx("worker not answering, killing pid=%d slot=%d "

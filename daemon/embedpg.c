@@ -32,6 +32,7 @@
 #include "duration.h"
 #include "embedpg.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "xmalloc.h"
 
 #define EMBEDPG_PORT		"5432"	/* only names the socket file */
@@ -134,6 +135,8 @@ remove_tree(const char *path)
 		return 0;
 	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+static void	wait_ready(void);
 
 static void
 mkdir_owned(const char *path)
@@ -277,9 +280,7 @@ embedpg_start(const char *state_dir)
 {
 	struct passwd	*pw;
 	char		*initdb, *log, *versionfile, *aside;
-	char		 version[256];
-	PGconn		*c;
-	int		 i, status;
+	int		 status;
 
 	pg.bindir = find_bindir();
 	if (geteuid() == 0) {
@@ -336,11 +337,57 @@ embedpg_start(const char *state_dir)
 	pg.pid = spawn_server();
 	xasprintf(&pg.dsn, "host=%s port=%s dbname=postgres user=postgres",
 	    pg.sockdir, EMBEDPG_PORT);
-	for (i = 0; i < EMBEDPG_WAIT_S * 10; i++) {
+	wait_ready();
+	return xstrdup(pg.dsn);
+}
+
+/*
+ * Wait for the server just started to take connections.  One that says
+ * it is starting up is recovering (from a crash, say: as long as the WAL
+ * since the last checkpoint takes) and is waited for without a limit,
+ * telling systemd to extend its start timeout: a limit would fail every
+ * start of a long recovery, and each restart would begin it again.  One
+ * that does not answer at all fails the start after EMBEDPG_WAIT_S.
+ */
+static void
+wait_ready(void)
+{
+	char		*probe, version[256];
+	PGconn		*c;
+	int		 status;
+	int64_t		 silent_ms = 0, recovering_ms = 0;
+
+	/* A server that accepts the connection and then says nothing (a
+	 * stopped one) would hold a probe without a timeout forever. */
+	xasprintf(&probe, "%s connect_timeout=5", pg.dsn);
+	for (;;) {
 		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
 			fatalx("embedded database exited at start (see "
 			    "%s/postgresql.log)", pg.sockdir);
-		c = PQconnectdb(pg.dsn);
+		switch (PQping(probe)) {
+		case PQPING_OK:
+			break;
+		case PQPING_REJECT:
+			if (recovering_ms % 10000 == 0) {
+				log_info("embedded database is recovering, "
+				    "waiting waited_s=%lld",
+				    (long long)(recovering_ms / 1000));
+				sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu",
+				    (unsigned long long)30 * 1000000);
+			}
+			recovering_ms += 100;
+			silent_ms = 0;
+			usleep(100000);
+			continue;
+		default:
+			if ((silent_ms += 100) > EMBEDPG_WAIT_S * 1000)
+				fatalx("embedded database not ready after %ds "
+				    "(see %s/postgresql.log)", EMBEDPG_WAIT_S,
+				    pg.sockdir);
+			usleep(100000);
+			continue;
+		}
+		c = PQconnectdb(probe);
 		if (PQstatus(c) == CONNECTION_OK && server_pid() != pg.pid) {
 			/* Some other server answers on our socket. */
 			PQfinish(c);
@@ -353,15 +400,17 @@ embedpg_start(const char *state_dir)
 			snprintf(version, sizeof(version), "%d",
 			    PQserverVersion(c));
 			PQfinish(c);
+			free(probe);
 			log_info("embedded database ready socket=%s version=%s",
 			    log_quote(pg.sockdir), log_quote(version));
-			return xstrdup(pg.dsn);
+			return;
 		}
+		if ((silent_ms += 100) > EMBEDPG_WAIT_S * 1000)
+			fatalx("embedded database refuses connections: %s",
+			    PQerrorMessage(c));
 		PQfinish(c);
 		usleep(100000);
 	}
-	fatalx("embedded database not ready after %ds (see "
-	    "%s/postgresql.log)", EMBEDPG_WAIT_S, pg.sockdir);
 }
 
 static void

@@ -263,3 +263,52 @@ def test_server_that_does_not_stop_is_ended_within_the_stop_budget(taskerd):
         assert t.stop() == 0
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_start_waits_for_a_recovering_server(taskerd, pg):
+    """A server that says it is starting up (recovering: here a standby
+    that waits to be promoted) is waited for, however long it takes, and
+    said so every 10 s; a limit used to fail such a start after 60 s, and
+    every restart began the recovery again."""
+    import threading
+    state = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(state, 0o755)
+    data = os.path.join(state, "pg", "data")
+    try:
+        t = taskerd(templates={"hello.yaml": HELLO},
+                    config={"database": harness.DELETE, "state_dir": state},
+                    ready_timeout=60)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        assert t.stop() == 0
+        owner = os.stat(data)
+        for name, text in (("standby.signal", ""),
+                           ("postgresql.auto.conf", "hot_standby = off\n")):
+            with open(os.path.join(data, name), "a") as f:
+                f.write(text)
+            os.chown(os.path.join(data, name), owner.st_uid, owner.st_gid)
+
+        failed = []
+
+        def start():
+            try:
+                t.start(ready_timeout=60)
+            except AssertionError as e:
+                failed.append(e)
+        t._stopped = False
+        starter = threading.Thread(target=start)
+        starter.start()
+        harness.wait_until(lambda: t.log_lines(
+            r'msg="embedded database is recovering, waiting" waited_s=10\b'),
+            20, message="the start waiting for the recovery")
+        r = subprocess.run(pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"),
+                                           "-D", data, "promote"]),
+                           stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r
+        starter.join(60)
+        assert not failed, failed
+        assert t.task(tid)["status"] == "complete"
+        assert t.stop() == 0
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

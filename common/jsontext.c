@@ -224,24 +224,18 @@ jsontext(const json_t *v, int flags)
  * handler) goes into jsonb as a numeric, and PostgreSQL prints it as the
  * integer 10000000000000000000, which jansson refuses: "too big integer".
  * Such an integer, and only such, is read as the real it was written as.
+ *
+ * The walk over text: the number of such integers, and with out, the text
+ * again with "e0" after each (which makes it a real).
  */
-json_t *
-jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
+static size_t
+jt_big_ints(const char *text, size_t len, struct jt_buf *out)
 {
-	struct jt_buf	 b = { NULL, 0, 0 };
-	json_error_t	 e;
-	json_t		*v;
 	const char	*p, *end = text + len;
 	char		*num;
-	size_t		 n;
-	bool		 in_string = false;
+	size_t		 n, found = 0;
+	bool		 in_string = false, big;
 
-	if ((v = json_loadb(text, len, flags, &e)) != NULL ||
-	    json_error_code(&e) != json_error_numeric_overflow) {
-		if (err != NULL)
-			*err = e;
-		return v;
-	}
 	for (p = text; p < end; p += n) {
 		n = 1;
 		if (in_string) {
@@ -256,19 +250,52 @@ jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
 			    strchr("-+.eE0123456789", p[n]) != NULL &&
 			    p[n] != '\0'; n++)
 				;
-			jt_put(&b, p, n);
 			/* An integer (no fraction, no exponent) too big for
-			 * json_int_t: made a real by an exponent of 0. */
-			num = xstrndup(p, n);
-			if (strpbrk(num, ".eE") == NULL &&
-			    strlen(num) > 18 && (errno = 0,
-			    strtoll(num, NULL, 10), errno == ERANGE))
-				jt_put(&b, "e0", 2);
-			free(num);
+			 * json_int_t. */
+			big = false;
+			if (n > 18 && memchr(p, '.', n) == NULL &&
+			    memchr(p, 'e', n) == NULL &&
+			    memchr(p, 'E', n) == NULL) {
+				num = xstrndup(p, n);
+				errno = 0;
+				strtoll(num, NULL, 10);
+				big = errno == ERANGE;
+				free(num);
+			}
+			found += big;
+			if (out != NULL) {
+				jt_put(out, p, n);
+				if (big)
+					jt_put(out, "e0", 2);
+			}
 			continue;
 		}
-		jt_put(&b, p, n);
+		if (out != NULL)
+			jt_put(out, p, n);
 	}
+	return found;
+}
+
+bool
+jsontext_has_big_int(const char *text, size_t len)
+{
+	return jt_big_ints(text, len, NULL) > 0;
+}
+
+json_t *
+jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
+{
+	struct jt_buf	 b = { NULL, 0, 0 };
+	json_error_t	 e;
+	json_t		*v;
+
+	if ((v = json_loadb(text, len, flags, &e)) != NULL ||
+	    json_error_code(&e) != json_error_numeric_overflow) {
+		if (err != NULL)
+			*err = e;
+		return v;
+	}
+	jt_big_ints(text, len, &b);
 	v = json_loadb(b.data != NULL ? b.data : "", b.len, flags, &e);
 	free(b.data);
 	if (err != NULL)

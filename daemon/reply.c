@@ -27,13 +27,26 @@ reply_raw(struct evhttp_request *req, int status, const char *json,
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 	struct evbuffer		*buf = evbuffer_new();
+	json_t			*v;
+	char			*fixed = NULL;
 
+	/* Text from the database may hold a real of 2^63 or more as
+	 * PostgreSQL prints it, an integer (10000000000000000000) that
+	 * strict clients refuse: it is written as a real, as POST did. */
+	if (jsontext_has_big_int(json, len) &&
+	    (v = jsontext_load(json, len, 0, NULL)) != NULL) {
+		fixed = jsontext(v, 0);
+		json_decref(v);
+		json = fixed;
+		len = strlen(fixed);
+	}
 	api_answered(req, status);
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evbuffer_add(buf, json, len);
 	evbuffer_add(buf, "\n", 1);
 	evhttp_send_reply(req, status, NULL, buf);
 	evbuffer_free(buf);
+	free(fixed);
 }
 
 /* Takes body; NULL (a json_pack that failed) answers a plain 500, so a

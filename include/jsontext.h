@@ -8,6 +8,7 @@
 #ifndef TASKERD_JSONTEXT_H
 #define TASKERD_JSONTEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -24,5 +25,7 @@ void	 jsontext_real(double, char *buf, size_t len);
  * 10000000000000000000) is read as a real.  For JSON that was ours. */
 json_t	*jsontext_load(const char *text, size_t len, size_t flags,
 	    json_error_t *err);
+/* Whether text holds such an integer (a quick walk, no parse). */
+bool	 jsontext_has_big_int(const char *text, size_t len);
 
 #endif

@@ -121,3 +121,11 @@ def test_reals_of_2_63_and_more_reach_the_steps(taskerd, service):
                                           "id": tid}, r.body
     shown = ctl_json(t, "task", "show", tid)
     assert shown["context"] == {"n": 1e19, "small": 3}, shown
+    # The API writes it as POST did, a real: PostgreSQL's integer text
+    # is refused by strict clients (jansson, int64 decoders).
+    for path in ("/v1/tasks/%d" % tid, "/v1/tasks?limit=5",
+                 "/v1/tasks/%d/steps/a" % tid, "/big/%d" % tid):
+        with urllib.request.urlopen(t.url + path, timeout=10) as f:
+            text = f.read().decode()
+        assert "10000000000000000000" not in text, (path, text)
+        assert "e+19" in text, (path, text)

@@ -332,38 +332,11 @@ def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
     UPDATE in psql): that task's outcome waits until it ends, but the
     outcomes of other tasks are written meanwhile.  They used to wait in
     the same batch, retried whole, for as long as the lock was held - and
-    the queries queued behind it held back the node's heartbeat."""
-    service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
-    service.route("POST", "/quick", status=200, body={"ok": 2})
-    with taskerd_factory(own_pg, request) as factory:
-        t = factory(templates={"call.yaml": TWO_SPEEDS % service.url},
-                    config={"database.lock_timeout": "500ms"})
-        a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
-        service.wait_requests("/slow", 1, timeout=10)
-        holder = hold_task_row(own_pg, t, a, 8)
-        try:
-            started = time.monotonic()
-            b = t.create_task("call", {"path": "quick"},
-                              namespace="it")["task_id"]
-            done = t.wait_task(b, timeout=20)
-            took = time.monotonic() - started
-            assert done["status"] == "complete", done
-            assert took < 4, "task b took %.1f s" % took
-            assert t.task(a)["status"] in ("pending", "in_progress")
-            assert holder.poll() is None, "the lock was let go too soon"
-        finally:
-            holder.wait(15)
-        done = t.wait_task(a, timeout=20)
-        assert done["status"] == "complete", done
-        assert done["steps"][0]["attempts"] == 1, done["steps"]
-        assert len(service.requests_for("/slow")) == 1
-
-
-def test_a_task_locked_elsewhere_is_set_aside(own_pg, service, request):
-    """Once found, a task locked elsewhere is set aside: its outcome is
-    tried again alone every second, waiting on the lock only briefly, and
-    the other tasks' outcomes no longer wait database.lock_timeout (5 s
-    here) each time the whole batch meets the lock again."""
+    the queries queued behind it held back the node's heartbeat.  Once
+    found, the locked task is set aside: its outcome is tried again alone
+    every second, waiting on the lock only briefly, and the others no
+    longer wait database.lock_timeout (5 s here) each time the whole batch
+    meets the lock again."""
     service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
     service.route("POST", "/quick", status=200, body={"ok": 2})
     with taskerd_factory(own_pg, request) as factory:

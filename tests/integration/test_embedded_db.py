@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -30,58 +31,84 @@ def postmaster_pid(state_dir):
         return int(f.readline())
 
 
-def test_embedded_database(taskerd):
-    # The server runs as an unprivileged user when we are root: the state
-    # directory must be one it can reach (as /var/lib/taskerd is).
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
+@pytest.fixture
+def state():
+    """A state directory of its own.  The server runs as an unprivileged
+    user when we are root: the directory must be one it can reach (as
+    /var/lib/taskerd is)."""
+    d = tempfile.mkdtemp(prefix="taskerd-state-")
+    os.chmod(d, 0o755)
     try:
-        t = taskerd(templates={"hello.yaml": HELLO},
-                    config={"database": harness.DELETE, "state_dir": state},
-                    ready_timeout=60)
-        assert os.path.exists(os.path.join(state, "pg", "data",
-                                           "PG_VERSION"))
-        assert t.log_lines(r'msg="embedded database: creating a cluster"')
-        first = t.create_task("hello", {})["task_id"]
-        assert t.wait_task(first)["status"] == "complete"
-
-        # The server dies: taskerd starts it again and carries on.
-        pm = postmaster_pid(state)
-        assert harness.proc_ppid(pm) == t.pid
-        os.kill(pm, signal.SIGKILL)
-        harness.wait_until(lambda: t.log_lines(
-            r'msg="embedded database died"'), 10, message="death noticed")
-        assert len(t.log_lines(r"restart_in_ms=250\b")) == 1
-        # Dying again at once waits longer before the next start.
-        pm = crash_and_restart(t, state, pm, accept=False)
-        assert len(t.log_lines(r"restart_in_ms=500\b")) == 1
-        second = harness.wait_until(
-            lambda: (lambda r: r.body["task_id"] if r.status == 201
-                     else None)(t.post("/v1/tasks", json={
-                         "name": "hello", "context": {}})),
-            30, interval=0.3, message="a task accepted after the restart")
-        assert t.wait_task(second)["status"] == "complete"
-
-        # A server that then ran a while (10 s) is restarted at the first
-        # delay again.
-        time.sleep(10.5)        # the server's uptime, the point here
-        crash_and_restart(t, state, pm)
-        assert len(t.log_lines(r"restart_in_ms=250\b")) == 2, \
-            t.log_lines("embedded database died")
-
-        # Stopped and started again: the same data, no new cluster.
-        assert t.stop() == 0
-        assert not os.path.exists(os.path.join(state, "pg", "data",
-                                               "postmaster.pid"))
-        t._stopped = False
-        t.start(ready_timeout=60)
-        assert len(t.log_lines(
-            r'msg="embedded database: creating a cluster"')) == 1
-        assert t.task(first)["status"] == "complete"
-        assert t.task(second)["status"] == "complete"
-        t.stop()
+        yield d
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def start_in_background(t):
+    """t.start() in a thread: (the thread, the list of its failures)."""
+    failed = []
+
+    def start():
+        try:
+            t.start(ready_timeout=60)
+        except AssertionError as e:
+            failed.append(e)
+    starter = threading.Thread(target=start)
+    starter.start()
+    return starter, failed
+
+
+def embedded(taskerd, state, start=True, config=None):
+    """A taskerd on the embedded database in state, with HELLO."""
+    return taskerd(templates={"hello.yaml": HELLO}, start=start,
+                   ready_timeout=60,
+                   config=dict({"database": harness.DELETE,
+                                "state_dir": state}, **(config or {})))
+
+
+def test_embedded_database(taskerd, state):
+    t = embedded(taskerd, state)
+    assert os.path.exists(os.path.join(state, "pg", "data",
+                                       "PG_VERSION"))
+    assert t.log_lines(r'msg="embedded database: creating a cluster"')
+    first = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(first)["status"] == "complete"
+
+    # The server dies: taskerd starts it again and carries on.
+    pm = postmaster_pid(state)
+    assert harness.proc_ppid(pm) == t.pid
+    os.kill(pm, signal.SIGKILL)
+    harness.wait_until(lambda: t.log_lines(
+        r'msg="embedded database died"'), 10, message="death noticed")
+    assert len(t.log_lines(r"restart_in_ms=250\b")) == 1
+    # Dying again at once waits longer before the next start.
+    pm = crash_and_restart(t, state, pm, accept=False)
+    assert len(t.log_lines(r"restart_in_ms=500\b")) == 1
+    second = harness.wait_until(
+        lambda: (lambda r: r.body["task_id"] if r.status == 201
+                 else None)(t.post("/v1/tasks", json={
+                     "name": "hello", "context": {}})),
+        30, interval=0.3, message="a task accepted after the restart")
+    assert t.wait_task(second)["status"] == "complete"
+
+    # A server that then ran a while (10 s) is restarted at the first
+    # delay again.
+    time.sleep(10.5)        # the server's uptime, the point here
+    crash_and_restart(t, state, pm)
+    assert len(t.log_lines(r"restart_in_ms=250\b")) == 2, \
+        t.log_lines("embedded database died")
+
+    # Stopped and started again: the same data, no new cluster.
+    assert t.stop() == 0
+    assert not os.path.exists(os.path.join(state, "pg", "data",
+                                           "postmaster.pid"))
+    t._stopped = False
+    t.start(ready_timeout=60)
+    assert len(t.log_lines(
+        r'msg="embedded database: creating a cluster"')) == 1
+    assert t.task(first)["status"] == "complete"
+    assert t.task(second)["status"] == "complete"
+    t.stop()
 
 
 def crash_and_restart(t, state, old, accept=True):
@@ -117,21 +144,17 @@ def server_gone(state_dir):
     return not harness.proc_alive(pid)
 
 
-def test_embedded_server_ends_with_taskerd(taskerd):
+def test_embedded_server_ends_with_taskerd(taskerd, state):
     """Whatever ends taskerd ends its server: a start that fails after the
     server is up (here the HTTP port is taken), and a kill -9.  The next
     start then runs on the same data instead of finding a stray server
     holding it."""
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
-        t = taskerd(templates={"hello.yaml": HELLO}, start=False,
-                    config={"database": harness.DELETE, "state_dir": state,
-                            "http.listen": "127.0.0.1:%d"
-                            % taken.getsockname()[1]})
+        t = embedded(taskerd, state, start=False, config={
+            "http.listen": "127.0.0.1:%d" % taken.getsockname()[1]})
         with pytest.raises(AssertionError, match="exited with 1"):
             t.start(ready_timeout=60)
         assert t.log_lines("embedded database ready"), t.log_tail(20)
@@ -153,162 +176,116 @@ def test_embedded_server_ends_with_taskerd(taskerd):
         assert t.stop() == 0
     finally:
         taken.close()
-        shutil.rmtree(state, ignore_errors=True)
 
 
-def test_server_left_on_the_data_directory_is_stopped(taskerd, pg):
+def test_server_left_on_the_data_directory_is_stopped(taskerd, state, pg):
     """A server some earlier run left on the data directory (started by
     hand here, with pg_ctl) is stopped before taskerd starts its own,
     instead of failing the start on its lock file."""
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
     data = os.path.join(state, "pg", "data")
-    try:
-        t = taskerd(templates={"hello.yaml": HELLO},
-                    config={"database": harness.DELETE, "state_dir": state},
-                    ready_timeout=60)
-        tid = t.create_task("hello", {})["task_id"]
-        assert t.wait_task(tid)["status"] == "complete"
-        assert t.stop() == 0
-        cmd = pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"), "-D", data,
-                              "-l", os.path.join(state, "pg", "stray.log"),
-                              "-o", "-k %s -c listen_addresses=" %
-                              os.path.join(state, "pg"), "-w", "start"])
-        assert subprocess.run(cmd, stdin=subprocess.DEVNULL,
-                              capture_output=True).returncode == 0
-        stray = postmaster_pid(state)
-        t._stopped = False
-        t.start(ready_timeout=60)
-        assert t.log_lines("stopping a server left running"), t.log_tail(20)
-        assert not harness.proc_alive(stray)
-        assert postmaster_pid(state) != stray
-        assert t.task(tid)["status"] == "complete"
-        assert t.stop() == 0
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    t = embedded(taskerd, state)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.stop() == 0
+    cmd = pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"), "-D", data,
+                          "-l", os.path.join(state, "pg", "stray.log"),
+                          "-o", "-k %s -c listen_addresses=" %
+                          os.path.join(state, "pg"), "-w", "start"])
+    assert subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                          capture_output=True).returncode == 0
+    stray = postmaster_pid(state)
+    t._stopped = False
+    t.start(ready_timeout=60)
+    assert t.log_lines("stopping a server left running"), t.log_tail(20)
+    assert not harness.proc_alive(stray)
+    assert postmaster_pid(state) != stray
+    assert t.task(tid)["status"] == "complete"
+    assert t.stop() == 0
 
 
-def test_start_stopped_during_initdb_starts_next_time(taskerd):
+def test_start_stopped_during_initdb_starts_next_time(taskerd, state):
     """taskerd killed while initdb creates its cluster (a restart during
     the first start, a power cut): the next start makes the cluster anew
     and runs.  The half-made one used to sit in the data directory, and
     every start failed on it."""
-    import threading
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
-    try:
-        t = taskerd(templates={"hello.yaml": HELLO}, start=False,
-                    config={"database": harness.DELETE, "state_dir": state})
-        failed = []
+    t = embedded(taskerd, state, start=False)
+    starter, failed = start_in_background(t)
 
-        def first_start():
-            try:
-                t.start(ready_timeout=60)
-            except AssertionError as e:
-                failed.append(e)
-        starter = threading.Thread(target=first_start)
-        starter.start()
-
-        def initdb_writing():
-            kids = [k for k in harness.proc_children(t.pid or 0)
-                    if os.path.basename((harness.proc_cmdline(k) or
-                                         [""])[0]) == "initdb"]
-            made = [d for d in ("data", "data.new") if os.path.exists(
-                os.path.join(state, "pg", d, "PG_VERSION"))]
-            return kids if kids and made else None
-        initdb = harness.wait_until(initdb_writing, 30, interval=0.005,
-                                    message="initdb under way")
-        for pid in initdb:
-            os.kill(pid, signal.SIGKILL)
-        t.kill()
-        starter.join(60)
-        assert failed, "taskerd became ready without its initdb"
-        t._stopped = False
-        t.start(ready_timeout=60)
-        tid = t.create_task("hello", {})["task_id"]
-        assert t.wait_task(tid)["status"] == "complete"
-        assert not os.path.exists(os.path.join(state, "pg", "data.new"))
-        assert t.stop() == 0
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    def initdb_writing():
+        kids = [k for k in harness.proc_children(t.pid or 0)
+                if os.path.basename((harness.proc_cmdline(k) or
+                                     [""])[0]) == "initdb"]
+        made = [d for d in ("data", "data.new") if os.path.exists(
+            os.path.join(state, "pg", d, "PG_VERSION"))]
+        return kids if kids and made else None
+    initdb = harness.wait_until(initdb_writing, 30, interval=0.005,
+                                message="initdb under way")
+    for pid in initdb:
+        os.kill(pid, signal.SIGKILL)
+    t.kill()
+    starter.join(60)
+    assert failed, "taskerd became ready without its initdb"
+    t._stopped = False
+    t.start(ready_timeout=60)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert not os.path.exists(os.path.join(state, "pg", "data.new"))
+    assert t.stop() == 0
 
 
-def test_server_that_does_not_stop_is_ended_within_the_stop_budget(taskerd):
+def test_server_that_does_not_stop_is_ended_within_the_stop_budget(taskerd, state):
     """A server that ignores its shutdown (stopped here with SIGSTOP; a
     long checkpoint on a slow disk is the real case) gets a fast, then an
     immediate shutdown, then SIGKILL, so that taskerd exits within the
     unit's TimeoutStopSec=30s instead of being killed with its steps'
     leases held.  The next start recovers and runs on the same data."""
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
-    try:
-        t = taskerd(templates={"hello.yaml": HELLO},
-                    config={"database": harness.DELETE, "state_dir": state},
-                    ready_timeout=60)
-        tid = t.create_task("hello", {})["task_id"]
-        assert t.wait_task(tid)["status"] == "complete"
-        pm = postmaster_pid(state)
-        os.kill(pm, signal.SIGSTOP)
-        started = time.monotonic()
-        assert t.stop(timeout=40) == 0
-        took = time.monotonic() - started
-        assert 14 < took < 20, "stopped in %.1f s" % took
-        assert t.log_lines(r"no exit 12000 ms after a fast shutdown")
-        assert t.log_lines(r"no exit 3000 ms after an immediate shutdown")
-        assert not harness.proc_alive(pm)
+    t = embedded(taskerd, state)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    pm = postmaster_pid(state)
+    os.kill(pm, signal.SIGSTOP)
+    started = time.monotonic()
+    assert t.stop(timeout=40) == 0
+    took = time.monotonic() - started
+    assert 14 < took < 20, "stopped in %.1f s" % took
+    assert t.log_lines(r"no exit 12000 ms after a fast shutdown")
+    assert t.log_lines(r"no exit 3000 ms after an immediate shutdown")
+    assert not harness.proc_alive(pm)
 
-        t._stopped = False
-        t.start(ready_timeout=60)
-        assert t.task(tid)["status"] == "complete"
-        assert t.stop() == 0
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    t._stopped = False
+    t.start(ready_timeout=60)
+    assert t.task(tid)["status"] == "complete"
+    assert t.stop() == 0
 
 
-def test_start_waits_for_a_recovering_server(taskerd, pg):
+def test_start_waits_for_a_recovering_server(taskerd, state, pg):
     """A server that says it is starting up (recovering: here a standby
     that waits to be promoted) is waited for, however long it takes, and
     said so every 10 s; a limit used to fail such a start after 60 s, and
     every restart began the recovery again."""
-    import threading
-    state = tempfile.mkdtemp(prefix="taskerd-state-")
-    os.chmod(state, 0o755)
     data = os.path.join(state, "pg", "data")
-    try:
-        t = taskerd(templates={"hello.yaml": HELLO},
-                    config={"database": harness.DELETE, "state_dir": state},
-                    ready_timeout=60)
-        tid = t.create_task("hello", {})["task_id"]
-        assert t.wait_task(tid)["status"] == "complete"
-        assert t.stop() == 0
-        owner = os.stat(data)
-        for name, text in (("standby.signal", ""),
-                           ("postgresql.auto.conf", "hot_standby = off\n")):
-            with open(os.path.join(data, name), "a") as f:
-                f.write(text)
-            os.chown(os.path.join(data, name), owner.st_uid, owner.st_gid)
+    t = embedded(taskerd, state)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.stop() == 0
+    owner = os.stat(data)
+    for name, text in (("standby.signal", ""),
+                       ("postgresql.auto.conf", "hot_standby = off\n")):
+        with open(os.path.join(data, name), "a") as f:
+            f.write(text)
+        os.chown(os.path.join(data, name), owner.st_uid, owner.st_gid)
 
-        failed = []
-
-        def start():
-            try:
-                t.start(ready_timeout=60)
-            except AssertionError as e:
-                failed.append(e)
-        t._stopped = False
-        starter = threading.Thread(target=start)
-        starter.start()
-        harness.wait_until(lambda: t.log_lines(
-            r'msg="embedded database is recovering, waiting" waited_s=10\b'),
-            20, message="the start waiting for the recovery")
-        r = subprocess.run(pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"),
-                                           "-D", data, "promote"]),
-                           stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=60)
-        assert r.returncode == 0, r
-        starter.join(60)
-        assert not failed, failed
-        assert t.task(tid)["status"] == "complete"
-        assert t.stop() == 0
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    t._stopped = False
+    starter, failed = start_in_background(t)
+    harness.wait_until(lambda: t.log_lines(
+        r'msg="embedded database is recovering, waiting" waited_s=10\b'),
+        20, message="the start waiting for the recovery")
+    r = subprocess.run(pg._server_cmd([os.path.join(pg.bindir, "pg_ctl"),
+                                       "-D", data, "promote"]),
+                       stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r
+    starter.join(60)
+    assert not failed, failed
+    assert t.task(tid)["status"] == "complete"
+    assert t.stop() == 0

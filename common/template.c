@@ -625,7 +625,10 @@ tmpl_check_refs(struct tmpl_parse *p)
 	r.ancestor = xcalloc(t->nsteps, sizeof(*r.ancestor));
 	stack = xcalloc(t->nsteps, sizeof(*stack));
 	for (i = 0; i < t->nsteps && rc == 0; i++) {
-		if (strcmp(t->steps[i].handler, "http") != 0)
+		/* An http step's placeholders are checked, and a step that
+		 * reads results gets those of its ancestors. */
+		if (!t->steps[i].reads_results &&
+		    strcmp(t->steps[i].handler, "http") != 0)
 			continue;
 		memset(r.ancestor, 0, t->nsteps * sizeof(*r.ancestor));
 		sp = 0;
@@ -640,6 +643,16 @@ tmpl_check_refs(struct tmpl_parse *p)
 				}
 			}
 		}
+		if (t->steps[i].reads_results) {
+			t->steps[i].ancestors = json_array();
+			for (w = 0; w < t->nsteps; w++)
+				if (r.ancestor[w])
+					json_array_append_new(
+					    t->steps[i].ancestors,
+					    json_string(t->steps[w].name));
+		}
+		if (strcmp(t->steps[i].handler, "http") != 0)
+			continue;
 		r.why[0] = '\0';
 		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == -1)
 			rc = yt_errorl(p->doc, tmpl_name_line(p, i), "step "
@@ -960,6 +973,7 @@ tmpl_free(struct tmpl *t)
 			free(st->deps[k]);
 		free(st->deps);
 		free(st->dep_idx);
+		json_decref(st->ancestors);
 	}
 	free(t->steps);
 	json_decref(t->schema);	/* read by tmpl_key_schema, not the table */

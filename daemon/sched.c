@@ -54,15 +54,18 @@
 #define SCHED_ORPHAN_GRACE_MS	30000
 
 /* Column 11 of a claim of step row s (of task t): the results of the
- * task's completed steps, {"name": {"results": ...}}, if the step may
- * read them (readers: the parameter holding results_readers()), else {}. */
+ * completed steps it depends on (directly or not), {"name": {"results":
+ * ...}}, if the step may read them (readers: the parameter holding
+ * results_readers()), else {}. */
 #define SQL_RESULTS_FOR(s, readers)					\
 	"CASE WHEN coalesce((" readers "::jsonb -> t.template_id::text)"	\
 	"    ? " s ".name, false)"						\
 	"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"		\
 	"      jsonb_build_object('results', p.results)), '{}')"		\
 	"    FROM steps p WHERE p.task_id = " s ".task_id"			\
-	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
+	"      AND p.status IN ('complete', 'resolved_manually')"		\
+	"      AND " readers "::jsonb -> t.template_id::text -> " s ".name"	\
+	"        ? p.name)::text"						\
 	"  ELSE '{}' END"
 
 /* The task (id expression task) is of none of the templates ids (a
@@ -77,8 +80,9 @@
  * node as lease_owner and a fresh lease token) and answers what a worker
  * needs: the task's context and the results of its completed steps
  * (columns 0-11, as claim_from_row and sched_enqueue read them) - the
- * results only for steps whose handler may read them (the readers, a
- * jsonb {"template_id": [step names]}: see results_readers).  Steps are
+ * results only for steps whose handler may read them, and only of the
+ * steps they depend on (the readers, a jsonb {"template_id": {"step":
+ * [the steps it depends on]}}: see results_readers).  Steps are
  * claimed two ways:
  *  - the general claim takes the oldest ready steps of any task, those
  *    of tasks under way before the first steps of new ones ($1 limit, $2
@@ -427,8 +431,9 @@ static void	sched_unknown_template(long long, const struct claim *);
 static char	*id_array(json_t *);
 
 /*
- * The steps whose handler may read other steps' results, as the claims'
- * readers parameter: {"template_id": [step names]}.  Built once per
+ * The steps whose handler may read other steps' results, with the steps
+ * whose results they get, as the claims' readers parameter:
+ * {"template_id": {"step": [the steps it depends on]}}.  Built once per
  * template registry (a reload replaces the registry, and never frees the
  * old one while the daemon runs, so the pointer identifies it).
  */
@@ -445,11 +450,11 @@ results_readers(void)
 	obj = json_object();
 	for (i = 0; i < sv.templates->n; i++) {
 		t = sv.templates->items[i];
-		names = json_array();
+		names = json_object();
 		for (j = 0; j < t->nsteps; j++)
 			if (t->steps[j].reads_results)
-				json_array_append_new(names,
-				    json_string(t->steps[j].name));
+				json_object_set(names, t->steps[j].name,
+				    t->steps[j].ancestors);
 		snprintf(key, sizeof(key), "%lld", (long long)t->db_id);
 		json_object_set_new(obj, key, names);
 	}
@@ -458,6 +463,23 @@ results_readers(void)
 	sc.readers_of = sv.templates;
 	json_decref(obj);
 	return sc.readers;
+}
+
+/* Into steps, the results in done ({"name": {"results": ...}}, of the
+ * batch that released the step) of the steps that st depends on. */
+static void
+results_of_ancestors(json_t *steps, json_t *done, const struct tmpl_step *st)
+{
+	const char	*k;
+	json_t		*v, *name;
+	size_t		 i;
+
+	json_object_foreach(done, k, v)
+		json_array_foreach(st->ancestors, i, name)
+			if (strcmp(json_string_value(name), k) == 0) {
+				json_object_set(steps, k, v);
+				break;
+			}
 }
 
 static double
@@ -808,7 +830,8 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
 		if (steps != NULL && done != NULL && c->tstep != NULL &&
 		    c->tstep->reads_results)
-			json_object_update(steps, json_object_get(done, key));
+			results_of_ancestors(steps, json_object_get(done, key),
+			    c->tstep);
 		c->input = json_pack("{s:o, s:o, s:i}",
 		    "context", ctx ? ctx : json_object(),
 		    "steps", steps ? steps : json_object(),

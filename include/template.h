@@ -49,6 +49,9 @@ struct tmpl_step {
 	/* The handler may read other steps' results from its input: not
 	 * noop, and not an http step whose config names no "steps". */
 	bool		 reads_results;
+	/* Then the names of the steps whose results it gets: those it
+	 * depends on, directly or through others (a JSON array; else NULL). */
+	json_t		*ancestors;
 	int		 line;			/* where the step starts */
 };
 

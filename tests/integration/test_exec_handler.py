@@ -502,3 +502,45 @@ def test_stray_whose_main_thread_ended_is_killed(taskerd, tmp_path, started):
                        message="the stray killed and reaped")
     assert t.log_lines(r'msg="killing a process orphaned to taskerd" '
                        r'pid=%d ' % stray), t.log_tail(20)
+
+
+SEEN = r"""#!/usr/bin/python3
+import json, sys
+json.dump({"seen": sorted(json.load(sys.stdin)["steps"])}, sys.stdout)
+"""
+
+
+def test_program_gets_only_the_results_of_the_steps_it_depends_on(taskerd):
+    """c depends on a only, e on c: each gets the results of the steps it
+    depends on, directly or not, and never those of b and d, another
+    branch that finished first (big ones would count against its input,
+    and a program reading them would work only as long as the timing
+    holds)."""
+    t = taskerd(templates={"seen.yaml": template("seen", """\
+  - name: a
+    handler: noop
+    handler_config: { sleep_ms: 500, results: { n: 1 } }
+  - name: b
+    handler: noop
+    handler_config: { results: { big: "%s" } }
+  - name: d
+    handler: noop
+    depends_on_step: b
+  - name: c
+    handler: exec
+    depends_on_step: a
+    handler_config: { command: [./seen.py] }
+  - name: e
+    handler: exec
+    depends_on_step: c
+    handler_config: { command: [./seen.py] }
+""" % ("x" * 200000))}, start=False)
+    write_program(t.config["templates"]["dir"], "seen.py", SEEN)
+    t.start()
+    tid = t.create_task("seen", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid)
+    assert done["status"] == "complete", t.log_tail(40)
+    assert step(t, tid, "c")["results"] == {"seen": ["a"]}
+    assert step(t, tid, "e")["results"] == {"seen": ["a", "c"]}
+    order = {s["name"]: s["completed_at"] for s in done["steps"]}
+    assert order["d"] < order["c"], order

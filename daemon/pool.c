@@ -69,6 +69,7 @@ struct worker {
 	bool			 reaped;	/* gone: its last frames are read,
 						 * nothing is sent or signalled */
 	bool			 hung_up;	/* its socket met EOF or an error */
+	char			 broke[96];	/* the protocol error it made */
 	bool			 said_hello;
 	struct timespec		 last_heard;	/* any frame, or the spawn */
 	uint64_t		 ping_seq;
@@ -142,6 +143,7 @@ worker_protocol_error(struct worker *w, const char *why)
 {
 	log_warnx("worker protocol error pid=%d slot=%d reason=%s",
 	    (int)w->pid, w->slot, log_quote(why));
+	snprintf(w->broke, sizeof(w->broke), "%s", why);
 	worker_close_socket(w);
 	worker_kill(w, SIGKILL, "protocol error");
 }
@@ -389,6 +391,7 @@ worker_spawn(struct worker *w)
 	w->abandoned = false;
 	w->reaped = false;
 	w->hung_up = false;
+	w->broke[0] = '\0';
 	w->started_at = time(NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
 	w->bev = bufferevent_socket_new(pool.base, sp[0],
@@ -408,17 +411,26 @@ retry:
 }
 
 /* One line per death: who, how, and what it was doing. */
+/* The signal that ended a process: "SIGSEGV". */
+static const char *
+sig_name(int status)
+{
+	static char	 name[16];
+	const char	*abbrev = sigabbrev_np(WTERMSIG(status));
+
+	snprintf(name, sizeof(name), "SIG%s", abbrev ? abbrev : "UNKNOWN");
+	return name;
+}
+
 static void
 worker_obituary(struct worker *w, int status)
 {
 	char		 how[64];
 	struct claim	*c = w->claim;
 
-	if (WIFSIGNALED(status)) {
-		const char *abbrev = sigabbrev_np(WTERMSIG(status));
-		snprintf(how, sizeof(how), "signal=SIG%s",
-		    abbrev ? abbrev : "UNKNOWN");
-	} else
+	if (WIFSIGNALED(status))
+		snprintf(how, sizeof(how), "signal=%s", sig_name(status));
+	else
 		snprintf(how, sizeof(how), "exit=%d", WEXITSTATUS(status));
 
 	if (c != NULL)
@@ -466,12 +478,30 @@ worker_last_words(struct worker *w)
 	evbuffer_free(in);
 }
 
+/* What the step's error says of its worker's end: how it died, or the
+ * protocol error it was stopped for. */
+static const char *
+death_text(const struct worker *w, int status, char *buf, size_t len)
+{
+	if (w->broke[0] != '\0')
+		snprintf(buf, len, "the worker running the step was stopped: "
+		    "protocol error: %s", w->broke);
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "the worker running the step died (%s)",
+		    sig_name(status));
+	else
+		snprintf(buf, len, "the worker running the step died (exit "
+		    "status %d)", WEXITSTATUS(status));
+	return buf;
+}
+
 static void
 worker_reaped(struct worker *w, int status)
 {
 	struct claim	*c;
 	struct timeval	 tv = { 0, 0 };
 	bool		 bad_start;
+	char		 why[160];
 
 	worker_last_words(w);
 	w->reaped = true;
@@ -480,11 +510,10 @@ worker_reaped(struct worker *w, int status)
 	if (!pool.stopping) {
 		char reason[32];
 
-		if (WIFSIGNALED(status)) {
-			const char *a = sigabbrev_np(WTERMSIG(status));
-			snprintf(reason, sizeof(reason), "SIG%s",
-			    a ? a : "UNKNOWN");
-		} else
+		if (WIFSIGNALED(status))
+			snprintf(reason, sizeof(reason), "%s",
+			    sig_name(status));
+		else
 			snprintf(reason, sizeof(reason), "exit_%d",
 			    WEXITSTATUS(status));
 		metrics_inc(M_WORKER_DEATHS, 1, reason, NULL);
@@ -517,15 +546,16 @@ worker_reaped(struct worker *w, int status)
 			sched_fail(c, "node_lease_lapsed", "this node lost its "
 			    "lease while the step ran; another node may run it");
 		else
-			sched_fail(c, "worker_died", "the worker running the "
-			    "step died");
+			sched_fail(c, "worker_died", death_text(w, status,
+			    why, sizeof(why)));
 	}
 	if (pool.stopping)
 		return;
 
-	/* A worker that cannot even start is not respawned in a loop. */
-	bad_start = !w->said_hello || (WIFEXITED(status) &&
-	    WEXITSTATUS(status) == WORKER_EXIT_CANNOT_START);
+	/* A worker that cannot even start is not respawned in a loop.  (It
+	 * exits WORKER_EXIT_CANNOT_START before its hello; after, an exit 2
+	 * is a handler's.) */
+	bad_start = !w->said_hello;
 	if (bad_start) {
 		w->start_delay_ms = w->start_delay_ms == 0 ?
 		    WORKER_START_MIN_MS : w->start_delay_ms * 2;

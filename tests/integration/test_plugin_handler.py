@@ -9,6 +9,7 @@ permanent; a plugin that crashes costs its worker, never taskerd.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ NS = "plugin"
 SOURCE = r"""
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -120,6 +122,30 @@ crash(struct taskerd_step *s)
 	raise(SIGSEGV);
 	return TASKERD_STEP_OK;
 }
+
+int
+quit2(struct taskerd_step *s)
+{
+	(void)s;
+	exit(2);
+}
+
+/* Writes what is no frame on its worker's socket to the supervisor. */
+int
+babble(struct taskerd_step *s)
+{
+	static const char	 junk[] = "\xff\xff\xff\xffjunk";
+	struct stat		 st;
+	int			 fd;
+
+	(void)s;
+	for (fd = 3; fd < 64; fd++)
+		if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		    write(fd, junk, sizeof(junk) - 1) < 0)
+			return 1;
+	sleep(5);
+	return TASKERD_STEP_OK;
+}
 """
 
 
@@ -184,6 +210,7 @@ def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
     for name, symbol in (("flaky", "flaky"), ("refuse", "refuse"),
                          ("long_error", "long_error"),
                          ("garbled", "garbled"), ("crash", "crash"),
+                         ("babble", "babble"), ("quit2", "quit2"),
                          ("no_function", "nosuch")):
         steps += """\
   - name: %s
@@ -211,8 +238,11 @@ def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
         # Kept to its first kilobyte, as exec's stderr.
         "long_error": ("plugin_failed", 1, "long_error returned 2: eeee"),
         "garbled": ("bad_output", 1, "results that are not JSON"),
-        # A crash is the worker's death: retried, as for any handler.
-        "crash": ("worker_died", 2, "died"),
+        # A crash is the worker's death: retried, as for any handler; the
+        # message says how it died (a sanitizer makes it exit 1).
+        "crash": ("worker_died", 2, "died ("),
+        "babble": ("worker_died", 2, "stopped: protocol error: "),
+        "quit2": ("worker_died", 2, "died (exit status 2)"),
         "no_function": ("plugin_not_loaded", 1, "has no function nosuch"),
         "no_library": ("plugin_not_loaded", 1, "cannot load"),
     }
@@ -223,8 +253,12 @@ def test_outcomes_and_their_codes(taskerd, plugin, tmp_path):
         assert s["attempts"] == attempts, s
         assert text in s["last_error"]["message"], s
     assert len(steps["long_error"]["last_error"]["message"]) < 1100
-    # The supervisor lived through its workers' crashes and replaced them.
+    assert re.search(r"died \((SIGSEGV|exit status 1)\)$",
+                     steps["crash"]["last_error"]["message"]), steps["crash"]
+    # The supervisor lived through its workers' crashes and replaced them,
+    # at once: an exit 2 mid-step is no failed start.
     assert t.running
+    assert not t.log_lines("worker cannot start"), t.log_lines("cannot")
     harness.wait_until(lambda: len(t.workers_pids()) == 2, 10,
                        message="the pool back to two workers")
 

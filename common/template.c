@@ -7,11 +7,13 @@
  * so its templates load unchanged, but only those that mean something here
  * are read.
  */
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <dirent.h>
 #include <libgen.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1012,12 +1014,38 @@ tmpl_errs_add(char **errs, const char *line)
 	*errs = s;
 }
 
+/* Why execve() would refuse path: NULL if it would not, "" if there is
+ * no such program. */
+static const char *
+tmpl_not_runnable(const char *path)
+{
+	struct stat	 st;
+	char		 head[4];
+	ssize_t		 n;
+	int		 fd;
+
+	if (path == NULL || stat(path, &st) == -1 || access(path, X_OK) == -1)
+		return "";
+	if (!S_ISREG(st.st_mode))
+		return "is not a file";
+	/* A script needs its #! line: execve() does not fall back to sh. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;	/* execute-only: the kernel will judge */
+	n = read(fd, head, sizeof(head));
+	close(fd);
+	if (n >= 2 && memcmp(head, "#!", 2) == 0)
+		return NULL;
+	if (n == 4 && memcmp(head, "\177ELF", 4) == 0)
+		return NULL;
+	return "is neither a binary nor a script starting with #!";
+}
+
 char *
 tmpl_registry_warnings(const struct tmpl_registry *reg)
 {
 	const struct tmpl	*t;
 	const struct tmpl_step	*st;
-	const char		*name;
+	const char		*name, *why;
 	char			*found, *line, *out = NULL;
 	size_t			 i, k;
 
@@ -1029,16 +1057,21 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 				name = json_string_value(json_array_get(
 				    json_object_get(st->handler_config,
 				    "command"), 0));
-				if ((found = exec_find_program(name)) != NULL &&
-				    access(found, X_OK) == 0) {
+				found = exec_find_program(name);
+				if ((why = tmpl_not_runnable(found)) == NULL) {
 					free(found);
 					continue;
 				}
 				free(found);
-				xasprintf(&line, "%s:%d: step \"%s\": no "
-				    "program %s to run%s", t->path, st->line,
-				    st->name, name, strchr(name, '/') ? "" :
-				    " in PATH");
+				if (*why == '\0')
+					xasprintf(&line, "%s:%d: step \"%s\": no "
+					    "program %s to run%s", t->path,
+					    st->line, st->name, name,
+					    strchr(name, '/') ? "" : " in PATH");
+				else
+					xasprintf(&line, "%s:%d: step \"%s\": "
+					    "program %s %s", t->path, st->line,
+					    st->name, name, why);
 			} else if (strcmp(st->handler, "plugin") == 0) {
 				/* A bare name is for the dynamic linker to
 				 * find; only a path can be looked at. */

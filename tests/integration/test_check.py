@@ -252,3 +252,37 @@ def test_missing_programs_are_warned_about(tmp_path):
     assert "no library %s/lib/libnot-yet.so to load" % tdir.resolve() \
         in r.stderr, r.stderr
     assert '"present"' not in r.stderr
+
+
+def test_programs_that_cannot_run_are_warned_about(tmp_path):
+    """A directory, or a script without its #! line (execve() does not
+    fall back to sh), named as an exec step's program passes the check
+    with a warning saying why it cannot run; every attempt used to fail
+    for good with "Exec format error" or "Permission denied"."""
+    tdir = tmp_path / "templates"
+    (tdir / "handlers" / "adir").mkdir(parents=True)
+    for name, text in (("bare.sh", "echo '{}'\n"),
+                       ("good.sh", "#!/bin/sh\necho '{}'\n")):
+        p = tdir / "handlers" / name
+        p.write_text(text)
+        p.chmod(0o755)
+    (tdir / "handlers" / "adir").chmod(0o755)
+    r, tdir, _ = check(tmp_path, {"cannot.yaml": """\
+name: cannot
+step_templates:
+  - name: bare
+    handler: exec
+    handler_config: { command: [./handlers/bare.sh] }
+  - name: adir
+    handler: exec
+    handler_config: { command: [./handlers/adir] }
+  - name: good
+    handler: exec
+    handler_config: { command: [./handlers/good.sh] }
+"""})
+    assert r.returncode == 0, r.stderr
+    assert "program %s/handlers/bare.sh is neither a binary nor a script " \
+        "starting with #!" % tdir.resolve() in r.stderr, r.stderr
+    assert "program %s/handlers/adir is not a file" % tdir.resolve() \
+        in r.stderr, r.stderr
+    assert "good.sh" not in r.stderr, r.stderr

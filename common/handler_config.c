@@ -11,6 +11,7 @@
 
 #include "errbuf.h"
 #include "handler_config.h"
+#include "jsontext.h"
 #include "xmalloc.h"
 
 /* A string PostgreSQL, execve and the environment can all carry. */
@@ -19,6 +20,21 @@ exec_plain_string(const json_t *v)
 {
 	return json_is_string(v) &&
 	    strlen(json_string_value(v)) == json_string_length(v);
+}
+
+/* For an error on v, not a string: how to write it if it is a scalar
+ * YAML read as something else (8080, true). */
+static const char *
+exec_quote_hint(const json_t *v, char *buf, size_t len)
+{
+	char	*text;
+
+	if (!json_is_number(v) && !json_is_boolean(v))
+		return "";
+	text = jsontext(v, 0);
+	snprintf(buf, len, ": write \"%s\", in quotes", text);
+	free(text);
+	return buf;
 }
 
 /* base_dir/path for a relative path with a slash, else NULL: a bare
@@ -42,7 +58,7 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 {
 	json_t		*cmd, *env, *v;
 	const char	*key, *prog;
-	char		*abs;
+	char		*abs, hint[64];
 	size_t		 i;
 
 	if (!json_is_object(cfg)) {
@@ -65,7 +81,8 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 	json_array_foreach(cmd, i, v) {
 		if (!exec_plain_string(v)) {
 			errbuf_set(err, errlen, "exec command[%zu] must be a "
-			    "string", i);
+			    "string%s", i, exec_quote_hint(v, hint,
+			    sizeof(hint)));
 			return -1;
 		}
 	}
@@ -93,7 +110,8 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 			}
 			if (!exec_plain_string(v)) {
 				errbuf_set(err, errlen, "exec env.%s must be a "
-				    "string", key);
+				    "string%s", key, exec_quote_hint(v, hint,
+				    sizeof(hint)));
 				return -1;
 			}
 		}

@@ -526,7 +526,11 @@ exec_outcome(const char *prog, int status, struct exec_io *io,
 		    JSON_DECODE_ANY, &jerr)) == NULL)
 			outcome_fail(o, OUTCOME_PERMANENT, "bad_output",
 			    "%s exited 0 but its stdout is not JSON: %s "
-			    "(line %d)", prog, jerr.text, jerr.line);
+			    "(line %d%s)%s%s", prog, jerr.text, jerr.line,
+			    json_error_code(&jerr) ==
+			    json_error_numeric_overflow ? "; write integers "
+			    "beyond 64 bits as strings" : "",
+			    why != NULL ? ": " : "", why != NULL ? why : "");
 		else if (proto_json_depth(results) > PROTO_MAX_JSON_DEPTH) {
 			json_decref(results);
 			outcome_fail(o, OUTCOME_PERMANENT, "bad_output",

@@ -71,7 +71,9 @@ plugin_outcome(const char *sym, int rc, const struct taskerd_step *step,
 	if ((results = json_loads(step->results, JSON_DECODE_ANY,
 	    &jerr)) == NULL) {
 		outcome_fail(o, OUTCOME_PERMANENT, "bad_output", "%s returned "
-		    "results that are not JSON: %s", sym, jerr.text);
+		    "results that are not JSON: %s%s", sym, jerr.text,
+		    json_error_code(&jerr) == json_error_numeric_overflow ?
+		    "; write integers beyond 64 bits as strings" : "");
 		return;
 	}
 	if (proto_json_depth(results) > PROTO_MAX_JSON_DEPTH) {

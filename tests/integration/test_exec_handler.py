@@ -143,7 +143,10 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         "permanent": write_program(d, "permanent.sh", "#!/bin/sh\n"
                                    "echo 'card declined' >&2\nexit 3\n"),
         "not_json": write_program(d, "not_json.sh", "#!/bin/sh\n"
-                                  "echo 'all good, honestly'\n"),
+                                  "echo 'all good, honestly'\n"
+                                  "echo 'printed a banner first' >&2\n"),
+        "big_int": write_program(d, "big_int.sh", "#!/bin/sh\n"
+                                 "echo '{\"id\": 123456789012345678901}'\n"),
         "crash": write_program(d, "crash.sh", "#!/bin/sh\n"
                                "kill -SEGV $$\n"),
         "nul_out": write_program(d, "nul_out.sh", "#!/bin/sh\n"
@@ -167,7 +170,10 @@ def test_failures_and_their_codes(taskerd, tmp_path):
     want = {
         # name: (code, attempts, text in the message)
         "permanent": ("exec_failed", 1, "exited with status 3: card declined"),
-        "not_json": ("bad_output", 1, "stdout is not JSON"),
+        # With the end of its stderr, which may say why.
+        "not_json": ("bad_output", 1, "stdout is not JSON: "),
+        "big_int": ("bad_output", 1, "write integers beyond 64 bits as "
+                    "strings"),
         "crash": ("exec_signal", 2, "killed by signal 11"),
         "nul_out": ("bad_output", 1, "stdout is not JSON"),
         "missing": ("exec_failed", 1, "No such file or directory"),
@@ -179,6 +185,8 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         assert s["last_error"]["code"] == code, s
         assert s["attempts"] == attempts, s
         assert text in s["last_error"]["message"], s
+    assert step(t, tid, "not_json")["last_error"]["message"].endswith(
+        ": printed a banner first"), step(t, tid, "not_json")
     # A program's failure is the step's, never the worker's.
     assert "worker died" not in t.log()
     # The two that could not run were named when the templates loaded.

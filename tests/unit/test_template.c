@@ -535,7 +535,12 @@ test_exec_config(void **state)
 	    "t.yaml:3: step \"a\": exec command[1] must be a string");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: {N: 3}\n",
-	    "t.yaml:3: step \"a\": exec env.N must be a string");
+	    "t.yaml:3: step \"a\": exec env.N must be a string: write \"3\", "
+	    "in quotes");
+	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
+	    "      command: [sleep, 5]\n",
+	    "t.yaml:3: step \"a\": exec command[1] must be a string: write "
+	    "\"5\", in quotes");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: [A=b]\n",
 	    "t.yaml:3: step \"a\": exec env must be a map of names to strings");

@@ -69,6 +69,10 @@ struct worker {
 	bool			 reaped;	/* gone: its last frames are read,
 						 * nothing is sent or signalled */
 	bool			 hung_up;	/* its socket met EOF or an error */
+	bool			 recycle;	/* to be replaced once idle */
+	bool			 retired;	/* stopped to be replaced */
+	bool			 replacing;	/* the slot's new worker for a
+						 * retired one, before its hello */
 	char			 broke[96];	/* the protocol error it made */
 	bool			 said_hello;
 	struct timespec		 last_heard;	/* any frame, or the spawn */
@@ -97,11 +101,15 @@ static struct {
 	pid_t			 killed[POOL_KILLED];	/* strays lately killed, */
 	unsigned		 nkilled;	/* logged and counted once */
 	struct timespec		 last_tick;	/* of the ping timer */
+	int			 replacing;	/* slots whose .replacing is set */
 	bool			 stopping;
 } pool;
 
 static void	worker_spawn(struct worker *);
 static void	worker_kill(struct worker *, int sig, const char *why);
+static void	worker_retire(struct worker *);
+static void	recycle_next(void);
+static void	replaced(struct worker *);
 static int	pool_kill_strays(int *);
 static void	pool_sweep(void);
 
@@ -172,6 +180,7 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		w->state = W_IDLE;
 		log_debug("worker ready pid=%d slot=%d", (int)w->pid, w->slot);
 		supervisor_check_ready();
+		replaced(w);
 		sched_worker_idle();
 		break;
 	case PROTO_PONG:
@@ -198,10 +207,12 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		event_del(w->deadline);
 		w->claim = NULL;
 		/* A reaped worker's last outcome frees no worker to run the
-		 * next step. */
+		 * next step, nor does one a reload replaces now. */
 		w->state = w->reaped ? W_EXITING : W_IDLE;
+		if (w->recycle && !w->reaped && pool.replacing == 0)
+			worker_retire(w);
 		sched_outcome(c, &m->u.outcome);
-		if (!w->reaped)
+		if (w->state == W_IDLE)
 			sched_worker_idle();
 		break;
 	default:
@@ -391,6 +402,8 @@ worker_spawn(struct worker *w)
 	w->abandoned = false;
 	w->reaped = false;
 	w->hung_up = false;
+	w->recycle = false;
+	w->retired = false;
 	w->broke[0] = '\0';
 	w->started_at = time(NULL);
 	clock_gettime(CLOCK_MONOTONIC, &w->last_heard);
@@ -410,7 +423,6 @@ retry:
 	}
 }
 
-/* One line per death: who, how, and what it was doing. */
 /* The signal that ended a process: "SIGSEGV". */
 static const char *
 sig_name(int status)
@@ -422,6 +434,7 @@ sig_name(int status)
 	return name;
 }
 
+/* One line per death: who, how, and what it was doing. */
 static void
 worker_obituary(struct worker *w, int status)
 {
@@ -506,6 +519,19 @@ worker_reaped(struct worker *w, int status)
 	worker_last_words(w);
 	w->reaped = true;
 	c = w->claim;
+	if (w->retired && c == NULL && !pool.stopping) {
+		log_info("worker replaced after a reload pid=%d slot=%d",
+		    (int)w->pid, w->slot);
+		worker_close_socket(w);
+		event_del(w->deadline);
+		w->pid = 0;
+		w->state = W_EMPTY;
+		w->replacing = true;
+		evtimer_add(w->respawn, &tv);
+		return;
+	}
+	/* A replacement that died before its hello ends the replacing. */
+	replaced(w);
 	worker_obituary(w, status);
 	if (!pool.stopping) {
 		char reason[32];
@@ -571,6 +597,61 @@ worker_reaped(struct worker *w, int status)
 	metrics_inc(M_WORKER_RESTARTS, 1, NULL, NULL);
 	evtimer_add(w->respawn, &tv);
 	supervisor_check_ready();
+}
+
+/*
+ * A reload replaces every worker, so that the new ones load plugins anew
+ * (a worker keeps what it has dlopen()ed: a new version at the same path
+ * is otherwise never seen) and log at the new level.  One at a time, each
+ * once idle, so that the pool is never down more than one worker.
+ */
+void
+pool_recycle(void)
+{
+	int	i;
+
+	if (pool.stopping)
+		return;
+	for (i = 0; i < pool.n; i++)
+		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY)
+			pool.w[i].recycle = true;
+	recycle_next();
+}
+
+/* Retire the next idle worker a reload is to replace, unless one is being
+ * replaced already. */
+static void
+recycle_next(void)
+{
+	int	i;
+
+	for (i = 0; i < pool.n && pool.replacing == 0; i++)
+		if (pool.w[i].recycle && pool.w[i].state == W_IDLE)
+			worker_retire(&pool.w[i]);
+}
+
+static void
+worker_retire(struct worker *w)
+{
+	struct timeval	tv = { WORKER_KILL_GRACE_MS / 1000,
+	    (WORKER_KILL_GRACE_MS % 1000) * 1000 };
+
+	w->recycle = false;
+	w->retired = true;
+	pool.replacing++;
+	worker_kill(w, SIGTERM, "replaced after a reload");
+	evtimer_add(w->deadline, &tv);
+}
+
+/* The slot's replacement said hello, or died trying: the next one. */
+static void
+replaced(struct worker *w)
+{
+	if (!w->replacing)
+		return;
+	w->replacing = false;
+	pool.replacing--;
+	recycle_next();
 }
 
 /*

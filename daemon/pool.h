@@ -35,5 +35,7 @@ json_t	*pool_json(void);
 
 /* This node's lease lapsed: kill the workers that run steps. */
 void	pool_abandon_running(void);
+/* A reload: replace every worker, one at a time, each once idle. */
+void	pool_recycle(void);
 
 #endif

@@ -214,6 +214,7 @@ reload_done(struct db_job *job, void *arg)
 		retired[nretired++] = sv.templates;
 		sv.templates = reg;
 		log_info("templates reloaded templates=%zu", reg->n);
+		pool_recycle();
 	}
 	reload_notify("READY=1");
 	if (reload_again) {
@@ -291,7 +292,8 @@ log_template_warnings(const struct tmpl_registry *reg)
 }
 
 /* SIGHUP: validate the config and every template, then swap the templates
- * in; anything broken is reported and the old ones stay in force.  Other
+ * in and replace the workers (new plugin objects, the new log level);
+ * anything broken is reported and the old ones stay in force.  Other
  * settings (listen address, workers, database) need a restart. */
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -343,6 +345,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(json, cur) == 0 && defaults_equal(&reg->defaults,
 	    &sv.templates->defaults)) {
 		log_info("templates unchanged templates=%zu", reg->n);
+		pool_recycle();
 		tmpl_registry_free(reg);
 		free(json);
 		free(cur);

@@ -305,3 +305,82 @@ def test_outcome_written_just_before_the_worker_died_counts(taskerd, plugin,
     assert done["status"] == "complete", (s, t.log_tail(40))
     assert s["attempts"] == 1, s
     assert len(s["results"]["pad"]) == 60000
+
+
+VERSIONED = r"""
+#include <unistd.h>
+#include <string.h>
+#include "taskerd_plugin.h"
+
+int
+which(struct taskerd_step *s)
+{
+	s->results = strdup("{\"v\": " VERSION "}");
+	return TASKERD_STEP_OK;
+}
+
+int
+slow(struct taskerd_step *s)
+{
+	sleep(2);
+	s->results = strdup("{\"slow\": " VERSION "}");
+	return TASKERD_STEP_OK;
+}
+"""
+
+
+def build_versioned(tmp_path, version, dest):
+    """The library at dest, as a deployment puts it: built aside, renamed
+    into place."""
+    src = tmp_path / "v.c"
+    src.write_text(VERSIONED)
+    aside = str(dest) + ".new"
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Werror",
+                        "-DVERSION=\"%d\"" % version,
+                        "-I", str(harness.REPO / "include"),
+                        "-o", aside, str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    os.rename(aside, dest)
+
+
+def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path):
+    """A new version of a plugin installed at the same path is taken up
+    at the next SIGHUP: every worker is replaced, one at a time and each
+    once its step is done (a worker keeps what it loaded; the old version
+    ran until a restart).  The pool stays ready throughout."""
+    lib = tmp_path / "libv.so"
+    build_versioned(tmp_path, 1, lib)
+    t = taskerd(templates={"v.yaml": template("v", """\
+  - name: which
+    handler: plugin
+    handler_config: { library: %s, symbol: which }
+""" % lib), "s.yaml": template("s", """\
+  - name: slow
+    handler: plugin
+    handler_config: { library: %s, symbol: slow }
+""" % lib)}, workers=2)
+
+    def which():
+        tid = t.create_task("v", {}, namespace=NS)["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        return steps_by_name(t, tid)["which"]["results"]["v"]
+    assert [which() for _ in range(4)] == [1, 1, 1, 1]
+    slow = t.create_task("s", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: steps_by_name(t, slow)["slow"]["status"] ==
+                       "in_progress", 10, message="the slow step running")
+    build_versioned(tmp_path, 2, lib)
+    os.kill(t.pid, signal.SIGHUP)
+    ready = []
+    while t.task(slow)["status"] != "complete":
+        ready.append(t.get("/health/ready").status)
+        time.sleep(0.02)
+    # The busy worker finished its step with the version it had.
+    s = steps_by_name(t, slow)["slow"]
+    assert (s["results"], s["attempts"]) == ({"slow": 1}, 1), s
+    harness.wait_until(lambda: len(t.log_lines(
+        "worker replaced after a reload")) == 2, 10,
+        message="both workers replaced")
+    assert set(ready) == {200}, ready
+    assert [which() for _ in range(4)] == [2, 2, 2, 2]
+    assert not t.log_lines("worker died"), t.log_lines("worker died")

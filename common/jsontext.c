@@ -276,10 +276,15 @@ jt_big_ints(const char *text, size_t len, struct jt_buf *out)
 	return found;
 }
 
-bool
-jsontext_has_big_int(const char *text, size_t len)
+char *
+jsontext_big_ints_as_reals(const char *text, size_t len)
 {
-	return jt_big_ints(text, len, NULL) > 0;
+	struct jt_buf	b = { NULL, 0, 0 };
+
+	if (jt_big_ints(text, len, NULL) == 0)
+		return NULL;
+	jt_big_ints(text, len, &b);
+	return b.data;
 }
 
 json_t *

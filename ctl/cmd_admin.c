@@ -118,6 +118,26 @@ cmd_templates_show(struct ctl_args *a)
 	return 0;
 }
 
+/* Whether argument i names a file an earlier argument named too. */
+static bool
+given_before(const struct ctl_args *a, int i)
+{
+	char	*mine, *other;
+	bool	 same = false;
+	int	 j;
+
+	if ((mine = realpath(a->pos[i], NULL)) == NULL)
+		return false;
+	for (j = 0; j < i && !same; j++) {
+		if ((other = realpath(a->pos[j], NULL)) == NULL)
+			continue;
+		same = strcmp(mine, other) == 0;
+		free(other);
+	}
+	free(mine);
+	return same;
+}
+
 int
 cmd_template_validate(struct ctl_args *a)
 {
@@ -127,6 +147,7 @@ cmd_template_validate(struct ctl_args *a)
 	json_t		*out = json_array();
 	char		 err[2048];
 	int		 i, rc = 0;
+	bool		 again;
 
 	/* Each file on its own, and each against the ones before it, as a
 	 * templates directory holding them all would load. */
@@ -134,8 +155,11 @@ cmd_template_validate(struct ctl_args *a)
 		err[0] = '\0';
 		t = tmpl_load_file(a->pos[i], &defaults->step_defaults, err,
 		    sizeof(err));
-		if (t != NULL && tmpl_registry_add(reg, t, err,
-		    sizeof(err)) == -1) {
+		/* A file given twice (a glob and its name) is checked once
+		 * against the others. */
+		again = given_before(a, i);
+		if (t != NULL && !again &&
+		    tmpl_registry_add(reg, t, err, sizeof(err)) == -1) {
 			tmpl_free(t);
 			t = NULL;
 		}
@@ -152,6 +176,8 @@ cmd_template_validate(struct ctl_args *a)
 		}
 		if (t == NULL)
 			rc = CTL_EXIT_API;
+		else if (again)
+			tmpl_free(t);
 	}
 	if (ctl.json) {
 		out_print_json(out);

@@ -355,11 +355,14 @@ wait_ready(void)
 	char		*probe, version[256];
 	PGconn		*c;
 	int		 status;
-	int64_t		 silent_ms = 0, recovering_ms = 0;
+	struct timespec	 answered, started;
+	int64_t		 noted = -1, ms;
 
 	/* A server that accepts the connection and then says nothing (a
 	 * stopped one) would hold a probe without a timeout forever. */
 	xasprintf(&probe, "%s connect_timeout=5", pg.dsn);
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	answered = started;	/* its last sign of life */
 	for (;;) {
 		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
 			fatalx("embedded database exited at start (see "
@@ -368,19 +371,21 @@ wait_ready(void)
 		case PQPING_OK:
 			break;
 		case PQPING_REJECT:
-			if (recovering_ms % 10000 == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &answered);
+			if ((ms = duration_ms_since(&started)) / 10000 >
+			    noted) {
+				noted = ms / 10000;
 				log_info("embedded database is recovering, "
 				    "waiting waited_s=%lld",
-				    (long long)(recovering_ms / 1000));
+				    (long long)(noted * 10));
 				sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%llu",
 				    (unsigned long long)30 * 1000000);
 			}
-			recovering_ms += 100;
-			silent_ms = 0;
 			usleep(100000);
 			continue;
 		default:
-			if ((silent_ms += 100) > EMBEDPG_WAIT_S * 1000)
+			if (duration_ms_since(&answered) >
+			    EMBEDPG_WAIT_S * 1000)
 				fatalx("embedded database not ready after %ds "
 				    "(see %s/postgresql.log)", EMBEDPG_WAIT_S,
 				    pg.sockdir);
@@ -405,7 +410,7 @@ wait_ready(void)
 			    log_quote(pg.sockdir), log_quote(version));
 			return;
 		}
-		if ((silent_ms += 100) > EMBEDPG_WAIT_S * 1000)
+		if (duration_ms_since(&answered) > EMBEDPG_WAIT_S * 1000)
 			fatalx("embedded database refuses connections: %s",
 			    PQerrorMessage(c));
 		PQfinish(c);

@@ -27,16 +27,12 @@ reply_raw(struct evhttp_request *req, int status, const char *json,
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 	struct evbuffer		*buf = evbuffer_new();
-	json_t			*v;
-	char			*fixed = NULL;
+	char			*fixed;
 
 	/* Text from the database may hold a real of 2^63 or more as
 	 * PostgreSQL prints it, an integer (10000000000000000000) that
-	 * strict clients refuse: it is written as a real, as POST did. */
-	if (jsontext_has_big_int(json, len) &&
-	    (v = jsontext_load(json, len, 0, NULL)) != NULL) {
-		fixed = jsontext(v, 0);
-		json_decref(v);
+	 * strict clients refuse: it is written as the real it is. */
+	if ((fixed = jsontext_big_ints_as_reals(json, len)) != NULL) {
 		json = fixed;
 		len = strlen(fixed);
 	}

@@ -42,9 +42,9 @@
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
 /* A task whose row is locked elsewhere (an operator's open transaction):
  * its records wait this long between tries, and a try waits on the lock
- * at most SCHED_PROBE_LOCK_MS, so the others' batches go on meanwhile. */
+ * at most SCHED_PROBE_LOCK_MS_TEXT ms, so the others' batches go on. */
 #define SCHED_HELD_MS		1000
-#define SCHED_PROBE_LOCK_MS	100
+#define SCHED_PROBE_LOCK_MS_TEXT "100"	/* (database.lock_timeout's least) */
 #define SCHED_MARK_MS		100	/* write 'in_progress' for longer steps */
 #define SCHED_SWEEP_LOCK	"7354"	/* advisory lock (7354, 1): one sweeper */
 /* A claim this node does not hold is its orphan once no job in flight can
@@ -62,10 +62,10 @@
 	"    ? " s ".name, false)"						\
 	"  THEN (SELECT coalesce(jsonb_object_agg(p.name,"		\
 	"      jsonb_build_object('results', p.results)), '{}')"		\
-	"    FROM steps p WHERE p.task_id = " s ".task_id"			\
-	"      AND p.status IN ('complete', 'resolved_manually')"		\
-	"      AND " readers "::jsonb -> t.template_id::text -> " s ".name"	\
-	"        ? p.name)::text"						\
+	"    FROM jsonb_array_elements_text(" readers "::jsonb"		\
+	"        -> t.template_id::text -> " s ".name) a(name)"		\
+	"    JOIN steps p ON p.task_id = " s ".task_id AND p.name = a.name"	\
+	"      AND p.status IN ('complete', 'resolved_manually'))::text"	\
 	"  ELSE '{}' END"
 
 /* The task (id expression task) is of none of the templates ids (a
@@ -1258,9 +1258,13 @@ sched_apply_done(struct db_job *job, void *arg)
 			log_warnx("applying outcomes failed count=%zu error=%s",
 			    json_object_size(sent->recs),
 			    log_quote(db_job_error(job)));
-		if (!db_unavailable(state))
+		if (!db_unavailable(state)) {
+			/* Past the locks: its tasks are no longer held, and
+			 * the search goes one record at a time. */
+			json_object_foreach(sent->tasks, k, v)
+				json_object_del(sc.held, k);
 			apply_refused(sent->recs, db_job_error(job));
-		else if (locked && json_object_size(sent->tasks) == 1)
+		} else if (locked && json_object_size(sent->tasks) == 1)
 			held_put(sent);
 		else if (locked) {
 			/* A task of the batch is locked elsewhere (an open
@@ -1444,6 +1448,8 @@ batch_pick(struct sent *sent)
 	}
 	if (probe[0] != '\0')
 		sent->probe = true;
+	else if (json_object_size(sent->recs) == 0)
+		sc.alone = 0;	/* the records left are all held */
 	return json_object_size(sent->recs) > 0 ? 0 : next;
 }
 
@@ -1459,7 +1465,7 @@ sched_flush(void)
 	struct sent	*sent;
 	json_t		*arr, *v;
 	const char	*k;
-	char		*outcomes, *tasks, limit[16], *blocked, lock_ms[24];
+	char		*outcomes, *tasks, limit[16], *blocked;
 	const char	*params[5];
 	int		 room, completions;
 	int64_t		 wait;
@@ -1502,10 +1508,7 @@ sched_flush(void)
 	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);
 	if (sent->probe) {
-		snprintf(lock_ms, sizeof(lock_ms), "%lld", (long long)(
-		    sv.conf->database_lock_timeout_ms < SCHED_PROBE_LOCK_MS ?
-		    sv.conf->database_lock_timeout_ms : SCHED_PROBE_LOCK_MS));
-		params[0] = lock_ms;
+		params[0] = SCHED_PROBE_LOCK_MS_TEXT;
 		db_job_add(job, sql_probe_lock, 1, params);
 	}
 	params[0] = tasks;

@@ -8,7 +8,6 @@
 #ifndef TASKERD_JSONTEXT_H
 #define TASKERD_JSONTEXT_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <jansson.h>
 
@@ -25,7 +24,9 @@ void	 jsontext_real(double, char *buf, size_t len);
  * 10000000000000000000) is read as a real.  For JSON that was ours. */
 json_t	*jsontext_load(const char *text, size_t len, size_t flags,
 	    json_error_t *err);
-/* Whether text holds such an integer (a quick walk, no parse). */
-bool	 jsontext_has_big_int(const char *text, size_t len);
+/* text with each such integer made a real ("e0" after it), a new string;
+ * NULL when it holds none (a quick walk, no parse).  Every other byte of
+ * text is kept, so other numbers keep their digits. */
+char	*jsontext_big_ints_as_reals(const char *text, size_t len);
 
 #endif

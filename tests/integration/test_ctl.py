@@ -397,6 +397,9 @@ def test_template_validate(tmp_path):
     assert r.returncode == 1 and r.stdout == "%s: ok\n" % good, r
     assert r.stderr == "%s: template %s/hello version 1.0 is already " \
         "defined in %s, as 1.0.0\n" % (again, NS, good), r.stderr
+    # The same file twice (a glob and its name) is no duplicate.
+    out = ok(ctl("template", "validate", good, str(good)))
+    assert out == "%s: ok\n%s: ok\n" % (good, good), out
 
     # The same verdicts as JSON, and the same as taskerd --check's loader.
     r = ctl("--json", "template", "validate", good, unknown_dep)

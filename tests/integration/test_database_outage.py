@@ -107,15 +107,18 @@ def test_watchdog_is_fed_while_the_database_is_down(own_pg, request,
     with taskerd_factory(own_pg, request) as factory:
         t = factory(templates={"outage.yaml": TEMPLATE})
         own_pg.pause()
-        harness.wait_until(lambda: ready_status(t) == 503, 10,
-                           message="/health/ready to notice the database is down")
-        harness.notify_messages(sock, 0.5)
-        texts = [m for _, m in harness.notify_messages(sock, 2.0)]
-        # Every half interval (300 ms): several within 2 s.
-        assert texts.count("WATCHDOG=1") >= 4, texts
-        assert any(m.startswith("STATUS=") and
-                   m.endswith("database unavailable") for m in texts), texts
-        own_pg.resume()
+        try:
+            harness.wait_until(lambda: ready_status(t) == 503, 10, message=
+                               "/health/ready to notice the database is down")
+            harness.notify_messages(sock, 0.5)
+            texts = [m for _, m in harness.notify_messages(sock, 2.0)]
+            # Every half interval (300 ms): several within 2 s.
+            assert texts.count("WATCHDOG=1") >= 4, texts
+            assert any(m.startswith("STATUS=") and
+                       m.endswith("database unavailable") for m in texts), \
+                texts
+        finally:
+            own_pg.resume()
 
 
 def test_log_stays_logfmt_through_an_outage(own_pg, outage_taskerd):

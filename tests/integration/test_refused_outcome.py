@@ -60,3 +60,46 @@ def test_refused_outcome_fails_its_step_only(taskerd, pg):
             assert task["status"] == "complete", task
     assert t.log_lines("outcome refused by the database, failing the step"
                        ".*step=a"), t.log_tail(30)
+
+
+TWO = """\
+name: two
+namespace_name: refuse
+version: 1.0.0
+step_templates:
+  - name: a
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+  - name: b
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+"""
+
+
+def test_refused_outcome_of_a_task_that_was_locked_elsewhere(taskerd, pg):
+    """A task whose row was locked elsewhere is set aside and tried again
+    with all its outcomes; once past the lock, one of them is refused.  The
+    search for it goes one record at a time as for any task (the task set
+    aside used to be tried whole, refused, every 500 ms for as long as the
+    node ran)."""
+    from test_database_outage import hold_task_row
+    t = taskerd(templates={"two.yaml": TWO}, workers=2,
+                config={"database.lock_timeout": "1s"})
+    pg.execute(t.db, """
+        CREATE FUNCTION refuse_a() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.status = 'complete' AND NEW.name = 'a' THEN
+                RAISE EXCEPTION 'refused by the test';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_a BEFORE UPDATE ON steps
+            FOR EACH ROW EXECUTE FUNCTION refuse_a();
+    """)
+    tid = t.create_task("two", {}, namespace=NS)["task_id"]
+    hold_task_row(pg, t, tid, 4).wait(20)
+    task = t.wait_task(tid, timeout=20)
+    assert task["status"] == "error", task
+    steps = {s["name"]: s for s in task["steps"]}
+    assert steps["a"]["last_error"]["code"] == "outcome_not_stored", steps
+    assert steps["b"]["status"] == "complete", steps

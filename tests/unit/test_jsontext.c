@@ -260,22 +260,28 @@ test_load(void **state)
 	assert_int_equal(json_error_code(&e), json_error_invalid_syntax);
 }
 
-/* The quick walk that tells whether an answer needs jsontext_load. */
+/* An answer's text with such integers made reals, and nothing else
+ * changed. */
 static void
-test_has_big_int(void **state)
+test_big_ints_as_reals(void **state)
 {
-#define BIG(text)	jsontext_has_big_int(text, strlen(text))
+	char	*s;
+
+#define AS_REALS(text)	jsontext_big_ints_as_reals(text, strlen(text))
 	(void)state;
-	assert_true(BIG("{\"n\":10000000000000000000}"));
-	assert_true(BIG("[-9223372036854775809]"));
-	assert_false(BIG("[-9223372036854775808, 9223372036854775807, "
+	s = AS_REALS("{\"n\":10000000000000000000,\"x\":1.50,"
+	    "\"m\":[-9223372036854775809]}");
+	assert_string_equal(s, "{\"n\":10000000000000000000e0,\"x\":1.50,"
+	    "\"m\":[-9223372036854775809e0]}");
+	free(s);
+	assert_null(AS_REALS("[-9223372036854775808, 9223372036854775807, "
 	    "1.0000000000000000000, 1e19, 10000000000000000000e0]"));
 	/* In a string it is no number, nor past the length. */
-	assert_false(BIG("{\"s\":\"10000000000000000000\"}"));
-	assert_false(BIG("[\"\\\" 10000000000000000000\"]"));
-	assert_false(jsontext_has_big_int("[1]10000000000000000000", 3));
-	assert_false(BIG(""));
-#undef BIG
+	assert_null(AS_REALS("{\"s\":\"10000000000000000000\"}"));
+	assert_null(AS_REALS("[\"\\\" 10000000000000000000\"]"));
+	assert_null(jsontext_big_ints_as_reals("[1]10000000000000000000", 3));
+	assert_null(AS_REALS(""));
+#undef AS_REALS
 }
 
 int
@@ -283,7 +289,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_like_jansson),
-		cmocka_unit_test(test_has_big_int),
+		cmocka_unit_test(test_big_ints_as_reals),
 		cmocka_unit_test(test_like_jansson_random),
 		cmocka_unit_test(test_reals),
 		cmocka_unit_test(test_reals_round_trip),

@@ -114,6 +114,8 @@ def test_install_places_files(installed):
     tmpl = under(destdir, d["sysconfdir"] + "/taskerd/templates/hello_world.yaml")
     assert tmpl.read_text() == (REPO / "etc/templates/hello_world.yaml").read_text()
 
+    assert (under(destdir, d["pkgdatadir"] + "/examples/hello_world.yaml")
+            .read_text() == tmpl.read_text())
     example = under(destdir, d["pkgdatadir"] + "/examples/onboarding")
     for rel in ("templates/user_onboarding.yaml", "services.yaml", "README.md"):
         assert (example / rel).read_text() == (
@@ -125,6 +127,29 @@ def test_install_places_files(installed):
 
     if d["systemdsystemunitdir"]:
         assert under(destdir, d["systemdsystemunitdir"] + "/" + UNIT).is_file()
+
+
+def test_install_keeps_the_operators_config(tmp_path):
+    """A later `make install` (an upgrade) leaves the config and the
+    templates directory as the operator made them, and uninstall removes
+    only what is still as shipped.  The config and the example template
+    used to be written over on every install."""
+    d = make_vars(DIRS)
+    assert make("install", "DESTDIR=%s" % tmp_path).returncode == 0
+    conf = under(tmp_path, d["sysconfdir"] + "/taskerd/taskerd.yaml")
+    tdir = under(tmp_path, d["sysconfdir"] + "/taskerd/templates")
+    conf.write_text(conf.read_text() + "# the operator's\n")
+    (tdir / "hello_world.yaml").unlink()
+    (tdir / "mine.yaml").write_text("name: mine\n")
+    r = make("install", "DESTDIR=%s" % tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "keeping" in r.stdout, r.stdout
+    assert conf.read_text().endswith("# the operator's\n")
+    assert sorted(p.name for p in tdir.iterdir()) == ["mine.yaml"]
+    r = make("uninstall", "DESTDIR=%s" % tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert conf.is_file() and (tdir / "mine.yaml").is_file()
+    assert not under(tmp_path, d["bindir"] + "/taskerd").exists()
 
 
 def test_installed_config_and_templates_check(installed):

@@ -95,7 +95,7 @@ static const struct yt_key config_keys[] = {
 	{ "state_dir", YT_STRING, C(state_dir), "/var/lib/taskerd", 0, 0, 0,
 	    NULL, "home of the embedded PostgreSQL and runtime files" },
 	{ "node_id", YT_STRING, C(node_id), NULL, 0, 0, 0, NULL,
-	    "this node's name in leases; unset: hostname-pid" },
+	    "this node's name in leases; unset: HOSTNAME/LISTEN" },
 	{ "log.level", YT_LOGLEVEL, C(log_level), "info", 0, 0, 0, NULL,
 	    "debug, info, warn or error" },
 	{ "services", YT_FUNC, 0, NULL, 0, 0, 0, config_key_services,

@@ -145,7 +145,7 @@ cmd_template_validate(struct ctl_args *a)
 	struct tmpl_registry *reg = tmpl_registry_new(&defaults->step_defaults);
 	struct tmpl	*t;
 	json_t		*out = json_array();
-	char		 err[2048];
+	char		 err[2048], *warnings, *p, *line;
 	int		 i, rc = 0;
 	bool		 again;
 
@@ -181,6 +181,13 @@ cmd_template_validate(struct ctl_args *a)
 	}
 	if (ctl.json) {
 		out_print_json(out);
+	}
+	/* What loads but cannot run here yet, as taskerd --check says it. */
+	if ((warnings = tmpl_registry_warnings(reg)) != NULL) {
+		fflush(stdout);
+		for (p = warnings; (line = strsep(&p, "\n")) != NULL;)
+			fprintf(stderr, "warning: %s\n", line);
+		free(warnings);
 	}
 	json_decref(out);
 	tmpl_registry_free(reg);

@@ -70,7 +70,7 @@ static const struct ctl_cmd commands[] = {
 	  1, 1, { { NULL, NULL, NULL } } },
 	{ "task", "create", cmd_task_create,
 	  "NS/NAME[@VERSION] [--context JSON|@FILE] [--initiator X] "
-	  "[--reason X] [--idempotency-key K]",
+	  "[--reason X] [--idempotency-key K] [--source-system X]",
 	  "start a task of a template",
 	  "Creates a task of the template NS/NAME (the highest version "
 	  "unless @VERSION is given; NAME alone means namespace \"default\"; "
@@ -93,7 +93,7 @@ static const struct ctl_cmd commands[] = {
 	  "manually, 4 when it ends in error or cancelled.",
 	  1, 1, {
 	    { "interval", "MS", "poll every MS milliseconds (default 1000)" } } },
-	{ "task", "cancel", cmd_task_cancel, "ID [--reason TEXT]",
+	{ "task", "cancel", cmd_task_cancel, "ID [--reason TEXT] [--actor NAME]",
 	  "cancel a task",
 	  "Cancels the task: steps that have not started never will, running "
 	  "ones are not retried.",

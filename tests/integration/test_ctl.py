@@ -397,6 +397,15 @@ def test_template_validate(tmp_path):
     assert r.returncode == 1 and r.stdout == "%s: ok\n" % good, r
     assert r.stderr == "%s: template %s/hello version 1.0 is already " \
         "defined in %s, as 1.0.0\n" % (again, NS, good), r.stderr
+    # What loads but cannot run here yet is said, as taskerd --check does.
+    later = tmp_path / "later.yaml"
+    later.write_text(template("later", "  - name: run\n    handler: exec\n"
+                              "    handler_config: { command: "
+                              "[./no-such-program] }\n"))
+    r = ctl("template", "validate", later)
+    assert r.returncode == 0 and r.stdout == "%s: ok\n" % later, r
+    assert r.stderr.startswith("warning: %s:" % later) and \
+        "no program %s/no-such-program to run" % tmp_path in r.stderr, r
     # The same file twice (a glob and its name) is no duplicate.
     out = ok(ctl("template", "validate", good, str(good)))
     assert out == "%s: ok\n%s: ok\n" % (good, good), out

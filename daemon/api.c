@@ -606,9 +606,12 @@ bind_unix(const char *path, char *err, size_t errlen)
 		close(fd);
 	}
 	unlink(path);
+	/* 0660: connecting takes write permission, and the group is how an
+	 * operator is let in (the unit's UMask=0027 would leave the group
+	 * none, a umask of 022 likewise). */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    listen(fd, 128) == -1) {
+	    chmod(path, 0660) == -1 || listen(fd, 128) == -1) {
 		snprintf(err, errlen, "listen on unix:%s: %s", path,
 		    strerror(errno));
 		if (fd != -1)

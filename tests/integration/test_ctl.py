@@ -1074,3 +1074,38 @@ def test_dot_segments_are_names_not_paths(taskerd):
         assert r.stdout == "", (args, r.stdout)
         assert "not_found" in r.stderr or "invalid" in r.stderr, \
             (args, r.stderr)
+
+
+def test_api_on_a_unix_socket(pg, tmp_path):
+    """http.listen: unix:PATH serves the API on a socket of mode 0660, so
+    that taskerd's group may connect whatever the umask (the unit's 0027
+    left the group without the write permission connecting takes)."""
+    path = str(tmp_path / "api.sock")
+    factory = harness.TaskerdFactory(pg)
+    proc = None
+    try:
+        t = factory(templates={"hello.yaml": HELLO}, start=False)
+        cfg = dict(t.config, http=dict(t.config["http"],
+                                       listen="unix:" + path))
+        conf = os.path.join(t.workdir, "unix.yaml")
+        with open(conf, "w") as f:
+            f.write(harness.to_yaml(cfg) + "\n")
+        old = os.umask(0o027)
+        try:
+            proc = subprocess.Popen([harness.taskerd_bin(), "-c", conf],
+                                    env=harness.clean_env(),
+                                    stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        finally:
+            os.umask(old)
+        harness.wait_until(lambda: ctl("health", url="unix:" + path)
+                           .returncode == 0, 30, message="ready on the socket")
+        assert os.stat(path).st_mode & 0o777 == 0o660
+        out = ok(ctl("task", "create", NS + "/hello", url="unix:" + path))
+        assert int(out) > 0, out
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        factory.cleanup()

@@ -408,6 +408,30 @@ config_free(struct config *cfg)
 	free(cfg);
 }
 
+char *
+config_restart_changes(const struct config *a, const struct config *b)
+{
+	const struct yt_key	*k;
+	char			*out = NULL, *more;
+	size_t			 i;
+
+	for (i = 0; i < YT_NELEM(config_keys); i++) {
+		k = &config_keys[i];
+		if (strcmp(k->name, "templates.dir") == 0 ||
+		    strncmp(k->name, "steps.", 6) == 0 ||
+		    strcmp(k->name, "log.level") == 0 || yt_same(k, a, b))
+			continue;
+		if (out == NULL)
+			out = xstrdup(k->name);
+		else {
+			xasprintf(&more, "%s, %s", out, k->name);
+			free(out);
+			out = more;
+		}
+	}
+	return out;
+}
+
 const struct service_config *
 config_service(const struct config *cfg, const char *name)
 {

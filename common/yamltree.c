@@ -751,6 +751,39 @@ yt_conv_row(const struct yt_key *k, const char *s, bool plain, void *base,
 	}
 }
 
+bool
+yt_same(const struct yt_key *k, const void *a, const void *b)
+{
+	const void	*fa = (const char *)a + k->off;
+	const void	*fb = (const char *)b + k->off;
+	const char	*sa, *sb;
+
+	switch (k->type) {
+	case YT_STRING:
+		sa = *(char *const *)fa;
+		sb = *(char *const *)fb;
+		return sa == sb || (sa != NULL && sb != NULL &&
+		    strcmp(sa, sb) == 0);
+	case YT_INT:
+		return *(const int *)fa == *(const int *)fb;
+	case YT_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case YT_DURATION:
+	case YT_SIZE:
+		return *(const int64_t *)fa == *(const int64_t *)fb;
+	case YT_LOGLEVEL:
+		return *(const enum log_level *)fa ==
+		    *(const enum log_level *)fb;
+	case YT_JITTER:
+		return *(const enum backoff_jitter *)fa ==
+		    *(const enum backoff_jitter *)fb;
+	case YT_JSON:
+		return json_equal(*(json_t *const *)fa, *(json_t *const *)fb);
+	default:
+		return true;
+	}
+}
+
 static const char *
 yt_expected(enum yt_type t)
 {

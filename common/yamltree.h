@@ -131,6 +131,9 @@ int		 yt_decode(struct yt_doc *, const yaml_node_t *map,
 /* Store every row's default into base.  A default that does not parse is a
  * bug in the table, hence fatal. */
 void		 yt_defaults(const struct yt_key *, size_t, void *base);
+/* Whether a table row's field holds the same value in a and b (a
+ * YT_FUNC or YT_IGNORE row: always). */
+bool		 yt_same(const struct yt_key *, const void *a, const void *b);
 /* Free what the table's YT_STRING and YT_JSON rows own in base. */
 void		 yt_release(const struct yt_key *, size_t, void *base);
 

@@ -229,15 +229,22 @@ str_same(const char *a, const char *b)
 	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* A reload applies templates and the log level; tokens and services are
- * read at start.  An operator who revokes a token with `systemctl reload`
- * must hear that it still works. */
+/* A reload applies templates and the log level; the rest is read at
+ * start.  An operator who revokes a token or grows the pool with
+ * `systemctl reload` must hear that it did not take. */
 static void
 restart_settings(const struct config *conf)
 {
 	const struct config	*cur = sv.conf;
 	size_t			 i;
 	bool			 same;
+	char			*changed;
+
+	if ((changed = config_restart_changes(conf, cur)) != NULL) {
+		log_warnx("settings changed that a restart applies; the ones "
+		    "read at start stay in force keys=%s", log_quote(changed));
+		free(changed);
+	}
 
 	same = conf->ntokens == cur->ntokens;
 	for (i = 0; same && i < conf->ntokens; i++)

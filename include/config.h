@@ -77,6 +77,12 @@ struct config *config_load_buffer(const char *name, const char *buf,
 /* Built-in defaults only (no file). */
 struct config *config_default(void);
 void	config_free(struct config *);
+/* The keys whose values differ between a and b that only a restart
+ * applies (a reload applies templates.dir, steps.* and log.level), as
+ * "workers.count, database.pool"; NULL when none.  Tokens and services
+ * are not among them. */
+char	*config_restart_changes(const struct config *a,
+	    const struct config *b);
 
 const struct service_config *config_service(const struct config *,
 	    const char *name);

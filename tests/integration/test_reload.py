@@ -131,6 +131,22 @@ def test_reload_says_what_needs_a_restart(taskerd):
         t.log_tail(10)
     r = t.get("/v1/tasks", headers={"Authorization": "Bearer old-tok"})
     assert r.status == 200, r.body
+    assert not t.log_lines("settings changed that a restart applies")
+
+    # Any other setting only a restart applies is named too (workers.count
+    # and database.pool were ignored without a word); the pool stays.
+    cfg = dict(t.config, workers=dict(t.config["workers"], count=3),
+               database=dict(t.config["database"], pool=7))
+    with open(t.config_path, "w") as f:
+        f.write(harness.to_yaml(cfg) + "\n")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: len(t.log_lines(
+        'msg="templates unchanged"')) == 3, 10, message="the third reload")
+    said = t.log_lines("settings changed that a restart applies")
+    assert len(said) == 1 and harness.logfmt(said[0])["keys"] == \
+        "database.pool, workers.count", said
+    harness.wait_until(lambda: len(t.workers_pids()) == 2, 10,
+                       message="still two workers")
 
 
 def test_reload_during_a_reload_follows_it(taskerd, pg):

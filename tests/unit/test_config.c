@@ -517,6 +517,34 @@ test_step_defaults_feed_templates(void **state)
 	config_free(cfg);
 }
 
+/* What a reload cannot apply is named; what it applies is not. */
+static void
+test_restart_changes(void **state)
+{
+	struct config	*a, *b;
+	char		 err[256], *changed;
+
+	(void)state;
+	a = load("workers: {count: 2}\nhttp: {listen: \"127.0.0.1:1\"}\n",
+	    err, sizeof(err));
+	b = load("workers: {count: 2}\nhttp: {listen: \"127.0.0.1:1\"}\n"
+	    "log: {level: debug}\nsteps: {retry_limit: 9}\n"
+	    "templates: {dir: other}\n", err, sizeof(err));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(config_restart_changes(a, b));
+	config_free(b);
+	b = load("workers: {count: 3}\nhttp: {listen: \"127.0.0.1:2\"}\n"
+	    "database: {dsn: \"host=x\"}\n", err, sizeof(err));
+	assert_non_null(b);
+	changed = config_restart_changes(a, b);
+	assert_string_equal(changed, "database.dsn, http.listen, "
+	    "workers.count");
+	free(changed);
+	config_free(a);
+	config_free(b);
+}
+
 int
 main(void)
 {
@@ -530,6 +558,7 @@ main(void)
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_step_defaults_feed_templates),
+		cmocka_unit_test(test_restart_changes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1404,6 +1404,7 @@ batch_pick(struct sent *sent)
 	const char	*k;
 	json_t		*v, *until;
 	void		*tmp;
+	json_t		*present;
 	char		 key[24], probe[24] = "";
 	int64_t		 now = mono_ms(), next = INT64_MAX;
 
@@ -1419,18 +1420,25 @@ batch_pick(struct sent *sent)
 		}
 		return 0;
 	}
+	present = json_object();	/* held tasks with records here */
 	json_object_foreach(sc.batch, k, v) {
 		snprintf(key, sizeof(key), "%lld", (long long)
 		    json_integer_value(json_object_get(v, "task_id")));
 		if ((until = json_object_get(sc.held, key)) == NULL)
 			continue;
+		json_object_set_new(present, key, json_true());
 		if (json_integer_value(until) <= now) {
-			snprintf(probe, sizeof(probe), "%s", key);
-			break;
-		}
-		if (json_integer_value(until) - now < next)
+			if (probe[0] == '\0')
+				snprintf(probe, sizeof(probe), "%s", key);
+		} else if (json_integer_value(until) - now < next)
 			next = json_integer_value(until) - now;
 	}
+	/* A held task none of whose records is left (they were dropped) is
+	 * held no more. */
+	json_object_foreach_safe(sc.held, tmp, k, v)
+		if (json_object_get(present, k) == NULL)
+			json_object_del(sc.held, k);
+	json_decref(present);
 	json_object_foreach_safe(sc.batch, tmp, k, v) {
 		snprintf(key, sizeof(key), "%lld", (long long)
 		    json_integer_value(json_object_get(v, "task_id")));

@@ -586,6 +586,8 @@ bind_unix(const char *path, char *err, size_t errlen)
 	struct sockaddr_un	 sun;
 	struct evconnlistener	*l;
 	evutil_socket_t		 fd;
+	mode_t			 mask;
+	bool			 bound_ok;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -606,12 +608,16 @@ bind_unix(const char *path, char *err, size_t errlen)
 		close(fd);
 	}
 	unlink(path);
-	/* 0660: connecting takes write permission, and the group is how an
-	 * operator is let in (the unit's UMask=0027 would leave the group
-	 * none, a umask of 022 likewise). */
+	/* Mode 0660: connecting takes write permission, and the group is how
+	 * an operator is let in (the unit's UMask=0027 would leave the group
+	 * none, a umask of 022 likewise).  Set by the umask at bind, not by a
+	 * chmod of the path after it, which could follow a swapped link. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 ||
-	    chmod(path, 0660) == -1 || listen(fd, 128) == -1) {
+	mask = umask(0117);
+	bound_ok = fd != -1 &&
+	    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	umask(mask);
+	if (!bound_ok || listen(fd, 128) == -1) {
 		snprintf(err, errlen, "listen on unix:%s: %s", path,
 		    strerror(errno));
 		if (fd != -1)

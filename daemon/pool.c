@@ -109,7 +109,7 @@ static void	worker_spawn(struct worker *);
 static void	worker_kill(struct worker *, int sig, const char *why);
 static void	worker_retire(struct worker *);
 static void	recycle_next(void);
-static void	replaced(struct worker *);
+static void	replaced(struct worker *, bool started);
 static int	pool_kill_strays(int *);
 static void	pool_sweep(void);
 
@@ -180,7 +180,7 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		w->state = W_IDLE;
 		log_debug("worker ready pid=%d slot=%d", (int)w->pid, w->slot);
 		supervisor_check_ready();
-		replaced(w);
+		replaced(w, true);
 		sched_worker_idle();
 		break;
 	case PROTO_PONG:
@@ -209,7 +209,8 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		/* A reaped worker's last outcome frees no worker to run the
 		 * next step, nor does one a reload replaces now. */
 		w->state = w->reaped ? W_EXITING : W_IDLE;
-		if (w->recycle && !w->reaped && pool.replacing == 0)
+		if (w->recycle && !w->reaped && pool.replacing == 0 &&
+		    !sv.stopping)
 			worker_retire(w);
 		sched_outcome(c, &m->u.outcome);
 		if (w->state == W_IDLE)
@@ -530,8 +531,8 @@ worker_reaped(struct worker *w, int status)
 		evtimer_add(w->respawn, &tv);
 		return;
 	}
-	/* A replacement that died before its hello ends the replacing. */
-	replaced(w);
+	/* A replacement that died before its hello stops the recycling. */
+	replaced(w, false);
 	worker_obituary(w, status);
 	if (!pool.stopping) {
 		char reason[32];
@@ -610,7 +611,7 @@ pool_recycle(void)
 {
 	int	i;
 
-	if (pool.stopping)
+	if (pool.stopping || sv.stopping)
 		return;
 	for (i = 0; i < pool.n; i++)
 		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY)
@@ -625,7 +626,7 @@ recycle_next(void)
 {
 	int	i;
 
-	for (i = 0; i < pool.n && pool.replacing == 0; i++)
+	for (i = 0; i < pool.n && pool.replacing == 0 && !sv.stopping; i++)
 		if (pool.w[i].recycle && pool.w[i].state == W_IDLE)
 			worker_retire(&pool.w[i]);
 }
@@ -643,15 +644,26 @@ worker_retire(struct worker *w)
 	evtimer_add(w->deadline, &tv);
 }
 
-/* The slot's replacement said hello, or died trying: the next one. */
+/* The slot's replacement said hello: the next one.  Or it died trying
+ * (the worker binary changed and cannot start, say): the workers not yet
+ * replaced are kept, rather than traded one by one for ones that fail. */
 static void
-replaced(struct worker *w)
+replaced(struct worker *w, bool started)
 {
+	int	i;
+
 	if (!w->replacing)
 		return;
 	w->replacing = false;
 	pool.replacing--;
-	recycle_next();
+	if (started) {
+		recycle_next();
+		return;
+	}
+	log_warnx("a worker replaced after a reload did not start; the "
+	    "others are kept slot=%d", w->slot);
+	for (i = 0; i < pool.n; i++)
+		pool.w[i].recycle = false;
 }
 
 /*
@@ -973,14 +985,20 @@ pool_tokens(void (*fn)(int64_t, void *), void *arg)
 			fn(pool.w[i].claim->lease_token, arg);
 }
 
+/* Workers that can take a step, counting one a reload is replacing (on
+ * purpose, for a moment: readiness does not flap at each reload). */
 int
 pool_up(void)
 {
-	int	i, n = 0;
+	const struct worker	*w;
+	int			 i, n = 0;
 
-	for (i = 0; i < pool.n; i++)
-		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY)
+	for (i = 0; i < pool.n; i++) {
+		w = &pool.w[i];
+		if (w->state == W_IDLE || w->state == W_BUSY ||
+		    (w->retired && w->state == W_EXITING) || w->replacing)
 			n++;
+	}
 	return n;
 }
 

@@ -403,7 +403,7 @@ prepare_database(void)
 	int	 n;
 
 	/* (Each attempt may itself take up to its connect_timeout.) */
-	while ((pg = db_connect_blocking(sv.conf->database_dsn, err,
+	while ((pg = db_connect_blocking(sv.dsn, err,
 	    sizeof(err))) == NULL && time(NULL) < until) {
 		log_warnx("database not reachable, retrying error=%s",
 		    log_quote(err));
@@ -432,9 +432,10 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	sv.templates = reg;
 	/* systemd's StateDirectory= wins over the configured state_dir. */
 	if (conf->database_dsn == NULL)
-		conf->database_dsn = embedpg_start(
-		    getenv("STATE_DIRECTORY") != NULL ?
+		sv.dsn = embedpg_start(getenv("STATE_DIRECTORY") != NULL ?
 		    getenv("STATE_DIRECTORY") : conf->state_dir);
+	else
+		sv.dsn = xstrdup(conf->database_dsn);
 	if (conf->node_id != NULL)
 		sv.node_id = xstrdup(conf->node_id);
 	else {
@@ -461,7 +462,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	evsignal_add(ev_hup, NULL);
 
 	embedpg_watch(sv.base);
-	db_init(sv.base, conf->database_dsn, conf->database_pool,
+	db_init(sv.base, sv.dsn, conf->database_pool,
 	    conf->database_statement_timeout_ms,
 	    conf->database_lock_timeout_ms);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
@@ -498,6 +499,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	free(retired);
 	config_free(sv.conf);
 	free(sv.node_id);
+	free(sv.dsn);
 	free(sv.worker_path);
 	log_info("taskerd stopped");
 	return 0;

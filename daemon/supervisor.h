@@ -14,6 +14,8 @@ struct supervisor {
 	struct config		*conf;		/* owned; replaced on reload */
 	struct tmpl_registry	*templates;	/* owned; replaced on reload */
 	char			*node_id;	/* lease owner name */
+	char			*dsn;		/* the database's: the config's,
+						 * or the embedded server's */
 	char			*worker_path;	/* taskerd-worker to exec */
 	bool			 stopping;	/* SIGTERM/SIGINT seen */
 	bool			 ready;		/* READY=1 sent */

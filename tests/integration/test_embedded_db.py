@@ -73,6 +73,12 @@ def test_embedded_database(taskerd, state):
     assert t.log_lines(r'msg="embedded database: creating a cluster"')
     first = t.create_task("hello", {})["task_id"]
     assert t.wait_task(first)["status"] == "complete"
+    # A reload finds nothing changed that needs a restart (the embedded
+    # server's dsn is no setting of the operator's).
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines('msg="templates unchanged"'), 10,
+                       message="the reload done")
+    assert not t.log_lines("a restart applies"), t.log_tail(10)
 
     # The server dies: taskerd starts it again and carries on.
     pm = postmaster_pid(state)

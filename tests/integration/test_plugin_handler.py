@@ -344,11 +344,14 @@ def build_versioned(tmp_path, version, dest):
     os.rename(aside, dest)
 
 
-def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path,
+                                                         workers):
     """A new version of a plugin installed at the same path is taken up
     at the next SIGHUP: every worker is replaced, one at a time and each
     once its step is done (a worker keeps what it loaded; the old version
-    ran until a restart).  The pool stays ready throughout."""
+    ran until a restart).  The node stays ready throughout, with one
+    worker too."""
     lib = tmp_path / "libv.so"
     build_versioned(tmp_path, 1, lib)
     t = taskerd(templates={"v.yaml": template("v", """\
@@ -359,7 +362,7 @@ def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path):
   - name: slow
     handler: plugin
     handler_config: { library: %s, symbol: slow }
-""" % lib)}, workers=2)
+""" % lib)}, workers=workers)
 
     def which():
         tid = t.create_task("v", {}, namespace=NS)["task_id"]
@@ -379,8 +382,34 @@ def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path):
     s = steps_by_name(t, slow)["slow"]
     assert (s["results"], s["attempts"]) == ({"slow": 1}, 1), s
     harness.wait_until(lambda: len(t.log_lines(
-        "worker replaced after a reload")) == 2, 10,
-        message="both workers replaced")
+        'msg="worker replaced after a reload"')) == workers, 10,
+        message="every worker replaced")
     assert set(ready) == {200}, ready
     assert [which() for _ in range(4)] == [2, 2, 2, 2]
     assert not t.log_lines("worker died"), t.log_lines("worker died")
+
+
+def test_a_reload_keeps_workers_when_their_replacement_cannot_start(
+        taskerd, tmp_path):
+    """A replacement that does not start (the worker binary changed under
+    taskerd and fails, say) stops the replacing: the workers not yet
+    replaced are kept and go on running steps, instead of being traded one
+    by one for ones that cannot start."""
+    flag = tmp_path / "broken"
+    wrapper = tmp_path / "worker.sh"
+    wrapper.write_text("#!/bin/sh\n[ -e %s ] && exit 3\nexec %s \"$@\"\n"
+                       % (flag, harness.worker_bin()))
+    wrapper.chmod(0o755)
+    t = taskerd(templates={"g.yaml": template("g", """\
+  - name: only
+    handler: noop
+""")}, workers=3, config={"workers.path": str(wrapper)})
+    flag.write_text("")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("did not start; the others are "
+                                           "kept"), 15,
+                       message="the replacing stopped")
+    assert len(t.log_lines('msg="worker replaced after a reload"')) == 1
+    tid = t.create_task("g", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.get("/health/ready").status == 200

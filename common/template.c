@@ -1195,7 +1195,7 @@ int
 tmpl_registry_add(struct tmpl_registry *reg, struct tmpl *t, char *err,
     size_t errlen)
 {
-	struct tmpl	*o;
+	struct tmpl	*o = NULL;
 	size_t		 j;
 
 	for (j = 0; j < reg->n; j++) {

@@ -124,16 +124,30 @@ static int
 remove_entry(const char *path, const struct stat *st, int flag,
     struct FTW *ftw)
 {
-	return remove(path);
+	return remove(path) == -1 && errno != ENOENT ? -1 : 0;
 }
 
-/* Remove path and all it holds (nothing there is fine). */
+/*
+ * Remove path and all it holds (nothing there is fine).  What an initdb
+ * killed with its taskerd left may still be written to for a moment by
+ * its orphaned server process (it ends at the end of its input): files
+ * come and go under the walk, which is tried again for up to 5 s.
+ */
 static int
 remove_tree(const char *path)
 {
-	if (access(path, F_OK) == -1)
-		return 0;
-	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int	i;
+
+	for (i = 0; i < 50; i++) {
+		if (access(path, F_OK) == -1)
+			return 0;
+		if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0)
+			return 0;
+		if (errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+			return -1;
+		usleep(100000);
+	}
+	return -1;
 }
 
 static void	wait_ready(void);

@@ -43,21 +43,29 @@
 #define NODE_HINT_MS		100
 
 static const char sql_beat[] =
-"INSERT INTO nodes (id, host, pid, version, lease_expires_at)"
-" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond')"
+"INSERT INTO nodes (id, host, pid, version, lease_expires_at, instance)"
+" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', $7)"
 " ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
 "   version = excluded.version, heartbeat_at = now(),"
+"   instance = excluded.instance,"
 "   lease_expires_at = excluded.lease_expires_at,"
 "   started_at = CASE WHEN $6::boolean THEN now()"
 "     ELSE nodes.started_at END";
 
 /* The lease on this node's id, while it lasts: its expiry (epoch ms),
- * what is left of it (ms), and its holder's host and pid. */
+ * what is left of it (ms), and its holder's host, pid and instance. */
 static const char sql_id_lease[] =
 "SELECT (extract(epoch FROM lease_expires_at) * 1000)::bigint,"
 "  (extract(epoch FROM lease_expires_at - now()) * 1000)::bigint,"
-"  coalesce(host, ''), coalesce(pid, 0)"
+"  coalesce(host, ''), coalesce(pid, 0), coalesce(instance, '')"
 " FROM nodes WHERE id = $1 AND lease_expires_at > now()";
+
+/* A clean stop that left no claims behind ends its lease, so the next run
+ * of this id (here, or in a restarted container) need not wait for it. */
+static const char sql_hand_back[] =
+"UPDATE nodes SET lease_expires_at = now() WHERE id = $1"
+" AND NOT EXISTS (SELECT 1 FROM steps WHERE lease_owner = $1"
+"   AND status IN ('enqueued', 'in_progress'))";
 
 static const char sql_hint[] =
 "SELECT pg_notify('" NODE_HINT_CHANNEL "', $1)";
@@ -74,6 +82,8 @@ static struct {
 	bool		 beating;	/* a renewal is in flight */
 	bool		 started;	/* the first renewal got through */
 	bool		 lapsed;	/* logged: the lease ran out */
+	bool		 handed_back;	/* stopping: no more renewals */
+	char		 instance[128];	/* boot id and pid namespace */
 } nd;
 
 static void
@@ -94,11 +104,37 @@ ts_before(const struct timespec *a, const struct timespec *b)
 	    (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
+/*
+ * Where this process runs: the boot id and its pid namespace, e.g.
+ * "5e0b...-...-9d1c pid:[4026531836]"; "" when /proc does not say.  Two
+ * processes with the same instance see the same pids.
+ */
+static void
+instance_read(char *buf, size_t len)
+{
+	char	 boot[64], ns[64];
+	FILE	*f;
+	ssize_t	 n;
+
+	buf[0] = '\0';
+	if ((f = fopen("/proc/sys/kernel/random/boot_id", "r")) == NULL)
+		return;
+	if (fgets(boot, sizeof(boot), f) == NULL)
+		boot[0] = '\0';
+	fclose(f);
+	boot[strcspn(boot, "\n")] = '\0';
+	if ((n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1)) <= 0 ||
+	    boot[0] == '\0')
+		return;
+	ns[n] = '\0';
+	snprintf(buf, len, "%s %s", boot, ns);
+}
+
 /* The lease on this node's id: 1 while leased (its expiry and what is
- * left, in ms; the holder's host and pid), 0 free, -1 error. */
+ * left, in ms; the holder's host, pid and instance), 0 free, -1 error. */
 static int
 id_lease(PGconn *pg, long long *until, long long *left, char *host,
-    size_t hostlen, pid_t *pid)
+    size_t hostlen, pid_t *pid, char *inst, size_t instlen)
 {
 	const char	*params[1] = { sv.node_id };
 	PGresult	*res;
@@ -116,6 +152,7 @@ id_lease(PGconn *pg, long long *until, long long *left, char *host,
 		*left = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		snprintf(host, hostlen, "%s", PQgetvalue(res, 0, 2));
 		*pid = (pid_t)strtol(PQgetvalue(res, 0, 3), NULL, 10);
+		snprintf(inst, instlen, "%s", PQgetvalue(res, 0, 4));
 	}
 	PQclear(res);
 	return r;
@@ -125,19 +162,25 @@ void
 node_check_id(PGconn *pg)
 {
 	long long	 until, left, again;
-	char		 host[256], holder[256], me[256];
+	char		 host[256], holder[256], me[256], inst[128];
 	pid_t		 pid, pid2;
 
-	if (id_lease(pg, &until, &left, holder, sizeof(holder), &pid) != 1)
+	instance_read(nd.instance, sizeof(nd.instance));
+	if (id_lease(pg, &until, &left, holder, sizeof(holder), &pid,
+	    inst, sizeof(inst)) != 1)
 		return;
 	/* The lease of an earlier run of this node, here, that is gone
-	 * (crashed, or stopped without handing the lease back): free. */
+	 * (crashed, or stopped with claims left): free.  "Here" is the same
+	 * pid namespace since the same boot, where a pid means the same
+	 * process: from another container with our hostname the holder is
+	 * invisible, or has our own pid 1. */
 	if (gethostname(me, sizeof(me)) == -1)
 		me[0] = '\0';
 	me[sizeof(me) - 1] = '\0';
-	if (strcmp(holder, me) == 0 && pid > 0 && (pid == getpid() ||
+	if (strcmp(holder, me) == 0 && nd.instance[0] != '\0' &&
+	    strcmp(inst, nd.instance) == 0 && pid > 0 && (pid == getpid() ||
 	    (kill(pid, 0) == -1 && errno == ESRCH)))
-		return;		/* (our own pid: a container's pid 1) */
+		return;		/* (our own pid: a pid reused since) */
 	/* Elsewhere, or alive: another node with this id renews its lease,
 	 * an earlier run's runs out. */
 	log_warnx("node id still leased, waiting for the lease to run out "
@@ -146,8 +189,8 @@ node_check_id(PGconn *pg)
 	    (int)pid, left);
 	for (again = 0; again < left + 500; again += 100)
 		usleep(100000);
-	if (id_lease(pg, &again, &left, host, sizeof(host), &pid2) == 1 &&
-	    again > until)
+	if (id_lease(pg, &again, &left, host, sizeof(host), &pid2, inst,
+	    sizeof(inst)) == 1 && again > until)
 		fatalx("node id %s is in use by a live node (host %s, pid %d), "
 		    "which renews its lease: give each node its own node_id",
 		    sv.node_id, host, (int)pid2);
@@ -236,8 +279,10 @@ beat(evutil_socket_t fd, short what, void *arg)
 	struct timespec	*sent;
 	struct timeval	 tv;
 	char		 host[256], pid[16], lease[24];
-	const char	*params[6];
+	const char	*params[7];
 
+	if (nd.handed_back)
+		return;
 	tv.tv_sec = sv.conf->node_lease_ms / 3 / 1000;
 	tv.tv_usec = sv.conf->node_lease_ms / 3 % 1000 * 1000;
 	evtimer_add(nd.timer, &tv);
@@ -255,14 +300,40 @@ beat(evutil_socket_t fd, short what, void *arg)
 	params[3] = PACKAGE_VERSION;
 	params[4] = lease;
 	params[5] = nd.started ? "false" : "true";
+	params[6] = nd.instance[0] != '\0' ? nd.instance : NULL;
 	sent = malloc(sizeof(*sent));
 	if (sent == NULL)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, sent);
 	job = db_job_new(beat_done, sent);
-	db_job_add(job, sql_beat, 6, params);
+	db_job_add(job, sql_beat, 7, params);
 	nd.beating = true;
 	db_submit_first(job);
+}
+
+/*
+ * Stopping, with nothing left to write: end the lease (unless claims are
+ * left, which the lease must keep fenced until it runs out), so the next
+ * run of this id starts at once, wherever it runs, and the others see this
+ * node gone.  False while a renewal is in flight, which could extend the
+ * lease again: call again.
+ */
+bool
+node_hand_back(void)
+{
+	struct db_job	*job;
+	const char	*params[1] = { sv.node_id };
+
+	if (nd.beating)
+		return false;
+	nd.handed_back = true;
+	evtimer_del(nd.timer);
+	if (db_connected() == 0)
+		return true;	/* not worth a wait: the lease runs out */
+	job = db_job_new(NULL, NULL);
+	db_job_add(job, sql_hand_back, 1, params);
+	db_submit(job);
+	return true;
 }
 
 static void

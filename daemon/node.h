@@ -18,5 +18,8 @@ bool	node_lease_ok(void);
 unsigned node_epoch(void);
 /* Ready work was left unclaimed here: wake the other nodes (debounced). */
 void	node_hint(void);
+/* A clean stop wrote everything: end the lease, if no claims are left.
+ * False while a renewal is in flight: call again later. */
+bool	node_hand_back(void);
 
 #endif

@@ -56,6 +56,7 @@ struct supervisor sv;
 
 static struct event	*ev_term, *ev_int, *ev_hup, *ev_drain, *ev_status;
 static struct timespec	 drain_deadline;
+static bool		 lease_kept = true;	/* not handed back yet */
 
 const struct tmpl *
 supervisor_template(int64_t db_id)
@@ -133,8 +134,15 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval	tv = { 0, 50000 }, flush = { 0, 250000 };
 
 	if (drained()) {
-		event_base_loopexit(sv.base, NULL);
-		return;
+		/* Last, the lease: its hand-back is one more job to wait for
+		 * (it waits for a renewal in flight). */
+		if (lease_kept) {
+			if (node_hand_back())
+				lease_kept = false;
+		} else {
+			event_base_loopexit(sv.base, NULL);
+			return;
+		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (now.tv_sec < drain_deadline.tv_sec ||

@@ -607,6 +607,7 @@ class Taskerd:
 
     def start(self, ready_timeout=20.0):
         require_binaries()
+        self._stopped = False       # (started again after a stop)
         self._logf = open(self.logfile, "ab")
         # cwd: the source tree, as for a developer running ./taskerd there.
         self.proc = subprocess.Popen(self.launcher + [taskerd_bin(), "-c",

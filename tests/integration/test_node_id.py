@@ -3,9 +3,13 @@ node that runs (a copied node_id, two instances on one unix socket path)
 would take that node's claims for its own at start and run its steps a
 second time; it refuses to start instead, once it has seen the lease
 renewed.  A node restarted after a crash does not wait for its old lease
-when the process that held it is gone."""
+when the process that held it is gone, and one stopped cleanly has handed
+its lease back.  A pid says whether a process is gone only in the pid
+namespace it belongs to: containers with the same hostname (a compose file
+with a fixed `hostname:`) are told apart by their namespaces."""
 
 import os
+import signal
 import socket
 import subprocess
 
@@ -50,6 +54,103 @@ def test_restart_after_a_crash_does_not_wait(taskerd):
     t.kill()
     t.start(ready_timeout=10)       # not an hour
     assert not t.log_lines("node id still leased")
+
+
+def pid_namespace():
+    """The launcher that runs taskerd as pid 1 of a pid namespace of its
+    own, as a container does (network and files stay shared)."""
+    argv = ["unshare", "--pid", "--fork", "--kill-child"]
+    try:
+        r = subprocess.run(argv + ["true"], capture_output=True, text=True,
+                           timeout=10)
+    except FileNotFoundError:
+        pytest.skip("unshare(1) is not installed")
+    if r.returncode != 0:
+        pytest.skip("no pid namespaces here: " + r.stderr.strip())
+    return argv
+
+
+def stop_in_namespace(t):
+    """SIGTERM to the taskerd under its launcher (unshare keeps SIGTERM to
+    itself); returns taskerd's exit code."""
+    kids = harness.proc_children(t.pid)
+    assert len(kids) == 1, kids
+    os.kill(kids[0], signal.SIGTERM)
+    t.proc.wait(20)
+    return t.stop()
+
+
+def lease_left_s(pg, t):
+    return float(pg.scalar(t.db, "SELECT extract(epoch FROM lease_expires_at"
+                           " - now()) FROM nodes WHERE id = '%s'"
+                           % t.config["node_id"]))
+
+
+@pytest.mark.parametrize("holder", ["here", "in_a_container"])
+def test_same_id_in_another_pid_namespace_is_not_taken_for_gone(taskerd,
+                                                                holder):
+    """The second node runs in a pid namespace of its own: the first's pid
+    is invisible from there, or (both in containers) is its own pid 1.
+    Neither means the first is gone."""
+    ns = pid_namespace()
+    first = taskerd(templates={"slow.yaml": SLOW}, start=False,
+                    config={"scheduler": {"lease": "2s"}})
+    if holder == "in_a_container":
+        first.launcher = ns
+    first.start()
+    tid = first.create_task("slow", {})["task_id"]
+    harness.wait_until(lambda: any(w["state"] == "busy"
+                                   for w in first.workers()),
+                       10, message="the step running")
+    second = taskerd(templates={"slow.yaml": SLOW}, db=first.db, start=False,
+                     config={"scheduler": {"lease": "2s"},
+                             "node_id": first.config["node_id"]})
+    second.launcher = ns
+    with pytest.raises(AssertionError, match="exited with 1"):
+        second.start(ready_timeout=15)
+    assert second.log_lines("node id still leased"), second.log_tail(10)
+    assert second.log_lines("is in use by a live node"), second.log_tail(10)
+    task = first.wait_task(tid, timeout=15)
+    assert task["status"] == "complete" and \
+        task["steps"][0]["attempts"] == 1, task
+    if holder == "in_a_container":
+        assert stop_in_namespace(first) == 0, first.log_tail(20)
+
+
+def test_clean_stop_hands_the_lease_back(taskerd, pg):
+    """A restarted container is a new pid namespace, which cannot tell
+    whether the old one's taskerd is gone: a clean stop ends its lease, so
+    the restart does not wait for it, and the others see the node gone."""
+    ns = pid_namespace()
+    t = taskerd(templates={"quick.yaml": QUICK}, start=False,
+                config={"scheduler": {"lease": "1h"}})
+    t.launcher = ns
+    t.start()
+    tid = t.create_task("quick", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert lease_left_s(pg, t) > 3000
+    assert stop_in_namespace(t) == 0, t.log_tail(20)
+    assert lease_left_s(pg, t) <= 0
+    t.start(ready_timeout=10)       # not an hour
+    assert not t.log_lines("node id still leased")
+    node = t.get("/v1/nodes").body["nodes"][0]
+    assert node["alive"] and node["this_node"], node
+    assert stop_in_namespace(t) == 0, t.log_tail(20)
+
+
+def test_stop_that_leaves_a_step_running_keeps_the_lease(taskerd, pg):
+    """A step still running when the drain time is up keeps its claim, and
+    the lease keeps fencing it until it runs out."""
+    long_step = SLOW.replace("slow", "long").replace("3000", "60000")
+    t = taskerd(templates={"long.yaml": long_step},
+                config={"scheduler": {"lease": "1h"}})
+    t.create_task("long", {})
+    harness.wait_until(lambda: any(w["state"] == "busy"
+                                   for w in t.workers()),
+                       10, message="the step running")
+    t.stop(timeout=30)
+    assert t.log_lines("drain deadline passed"), t.log_tail(20)
+    assert lease_left_s(pg, t) > 3000
 
 
 def test_unix_socket_in_use_is_not_taken(taskerd, pg, tmp_path):

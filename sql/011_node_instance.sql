@@ -1,0 +1,11 @@
+-- 011_node_instance.sql - where a node's process runs: boot and pid namespace.
+--
+-- A node restarted after a crash takes its id's lease at once when the
+-- process that held it is gone.  Only a process in the same pid namespace,
+-- since the same boot, can tell: from another container with the same
+-- hostname the holder's pid is invisible (or is its own pid 1) and would
+-- pass for gone.  The heartbeat writes its instance (boot id and pid
+-- namespace); a holder whose instance differs is waited for.
+--
+-- A column without a default: no table rewrite, the lock is brief.
+ALTER TABLE nodes ADD COLUMN instance text;

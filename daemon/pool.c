@@ -181,7 +181,11 @@ worker_handle(struct worker *w, struct proto_msg *m)
 		log_debug("worker ready pid=%d slot=%d", (int)w->pid, w->slot);
 		supervisor_check_ready();
 		replaced(w, true);
-		sched_worker_idle();
+		/* The next worker a reload replaces: this one, if it started
+		 * before the reload. */
+		recycle_next();
+		if (w->state == W_IDLE)
+			sched_worker_idle();
 		break;
 	case PROTO_PONG:
 		break;
@@ -435,6 +439,17 @@ sig_name(int status)
 	return name;
 }
 
+/* How a worker ended, for the log: "signal=SIGSEGV", "exit=2". */
+static const char *
+exit_how(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "signal=%s", sig_name(status));
+	else
+		snprintf(buf, len, "exit=%d", WEXITSTATUS(status));
+	return buf;
+}
+
 /* One line per death: who, how, and what it was doing. */
 static void
 worker_obituary(struct worker *w, int status)
@@ -442,10 +457,7 @@ worker_obituary(struct worker *w, int status)
 	char		 how[64];
 	struct claim	*c = w->claim;
 
-	if (WIFSIGNALED(status))
-		snprintf(how, sizeof(how), "signal=%s", sig_name(status));
-	else
-		snprintf(how, sizeof(how), "exit=%d", WEXITSTATUS(status));
+	exit_how(status, how, sizeof(how));
 
 	if (c != NULL)
 		log_warnx("worker died pid=%d slot=%d %s step=%s task_id=%lld "
@@ -521,8 +533,16 @@ worker_reaped(struct worker *w, int status)
 	w->reaped = true;
 	c = w->claim;
 	if (w->retired && c == NULL && !pool.stopping) {
-		log_info("worker replaced after a reload pid=%d slot=%d",
-		    (int)w->pid, w->slot);
+		/* Told to stop, it exits 0 (or dies of the SIGTERM while a
+		 * handler holds it); anything else is said. */
+		if ((WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
+			log_info("worker replaced after a reload pid=%d slot=%d",
+			    (int)w->pid, w->slot);
+		else
+			log_warnx("worker replaced after a reload died on its "
+			    "way out pid=%d slot=%d %s", (int)w->pid, w->slot,
+			    exit_how(status, why, sizeof(why)));
 		worker_close_socket(w);
 		event_del(w->deadline);
 		w->pid = 0;
@@ -613,8 +633,11 @@ pool_recycle(void)
 
 	if (pool.stopping || sv.stopping)
 		return;
+	/* (One still starting was exec'd with the old level: it goes too,
+	 * once it has said hello.  An empty slot's next worker is new.) */
 	for (i = 0; i < pool.n; i++)
-		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY)
+		if (pool.w[i].state == W_IDLE || pool.w[i].state == W_BUSY ||
+		    pool.w[i].state == W_STARTING)
 			pool.w[i].recycle = true;
 	recycle_next();
 }
@@ -644,7 +667,7 @@ worker_retire(struct worker *w)
 	evtimer_add(w->deadline, &tv);
 }
 
-/* The slot's replacement said hello: the next one.  Or it died trying
+/* The slot's replacement said hello: on to the next one.  Or it died trying
  * (the worker binary changed and cannot start, say): the workers not yet
  * replaced are kept, rather than traded one by one for ones that fail. */
 static void
@@ -656,10 +679,8 @@ replaced(struct worker *w, bool started)
 		return;
 	w->replacing = false;
 	pool.replacing--;
-	if (started) {
-		recycle_next();
-		return;
-	}
+	if (started)
+		return;		/* (the hello goes on to the next one) */
 	log_warnx("a worker replaced after a reload did not start; the "
 	    "others are kept slot=%d", w->slot);
 	for (i = 0; i < pool.n; i++)

@@ -190,6 +190,9 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 static struct tmpl_registry	**retired;
 static size_t			  nretired;
 static bool			  reloading, reload_again;
+/* The level of the reload in flight: applied with its templates, as the
+ * workers that log at it start only then. */
+static enum log_level		  reload_level;
 
 static void	hup_cb(evutil_socket_t, short, void *);
 static void	reload_notify(const char *);
@@ -221,6 +224,7 @@ reload_done(struct db_job *job, void *arg)
 		    sizeof(*retired));
 		retired[nretired++] = sv.templates;
 		sv.templates = reg;
+		log_setlevel(reload_level);
 		log_info("templates reloaded templates=%zu", reg->n);
 		pool_recycle();
 	}
@@ -307,8 +311,8 @@ log_template_warnings(const struct tmpl_registry *reg)
 }
 
 /* SIGHUP: validate the config and every template, then swap the templates
- * in and replace the workers (new plugin objects, the new log level);
- * anything broken is reported and the old ones stay in force.  Other
+ * in, set the log level and replace the workers (new plugin objects, the
+ * new level); anything broken is reported and nothing changes.  Other
  * settings (listen address, workers, database) need a restart. */
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -336,7 +340,9 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 		reload_notify("READY=1");
 		return;
 	}
-	log_setlevel(conf->log_level);
+	/* A refused reload changes nothing: the level too waits for the
+	 * templates. */
+	reload_level = conf->log_level;
 	restart_settings(conf);
 	reg = tmpl_registry_load(conf->templates_dir, &conf->step_defaults,
 	    &errs);
@@ -359,6 +365,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	cur = migrate_templates_param(sv.templates);
 	if (strcmp(json, cur) == 0 && defaults_equal(&reg->defaults,
 	    &sv.templates->defaults)) {
+		log_setlevel(reload_level);
 		log_info("templates unchanged templates=%zu", reg->n);
 		pool_recycle();
 		tmpl_registry_free(reg);

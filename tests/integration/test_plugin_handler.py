@@ -389,6 +389,50 @@ def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path,
     assert not t.log_lines("worker died"), t.log_lines("worker died")
 
 
+DEAF = r"""
+#include <signal.h>
+#include "taskerd_plugin.h"
+
+int
+deaf(struct taskerd_step *s)
+{
+	signal(SIGTERM, SIG_IGN);
+	return TASKERD_STEP_OK;
+}
+"""
+
+
+def test_a_replaced_worker_that_will_not_stop_is_said(taskerd, tmp_path):
+    """A worker a reload replaces is told to stop; one whose plugin ignores
+    SIGTERM is killed after the grace, and the log says so rather than
+    that it was replaced as planned."""
+    src = tmp_path / "deaf.c"
+    src.write_text(DEAF)
+    lib = tmp_path / "libdeaf.so"
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Werror",
+                        "-I", str(harness.REPO / "include"),
+                        "-o", str(lib), str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    t = taskerd(templates={"d.yaml": template("d", """\
+  - name: only
+    handler: plugin
+    handler_config: { library: %s, symbol: deaf }
+""" % lib)}, workers=1)
+    tid = t.create_task("d", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    os.kill(t.pid, signal.SIGHUP)
+    said = harness.wait_until(lambda: t.log_lines(
+        "worker replaced after a reload"), 15, message="the replacement")
+    assert len(said) == 1 and harness.logfmt(said[0])["level"] == "warn" \
+        and 'died on its way out' in said[0] and \
+        harness.logfmt(said[0])["signal"] == "SIGKILL", said
+    harness.wait_until(lambda: t.get("/health/ready").status == 200, 10,
+                       message="ready with the new worker")
+    tid = t.create_task("d", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+
+
 def test_a_reload_keeps_workers_when_their_replacement_cannot_start(
         taskerd, tmp_path):
     """A replacement that does not start (the worker binary changed under

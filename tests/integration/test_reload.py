@@ -200,3 +200,64 @@ def test_sighup_during_start_is_harmless(taskerd):
     finally:
         sender.join()
     assert names(t) == ["first"]
+
+
+def write_log_level(t, level):
+    cfg = dict(t.config, log={"level": level})
+    with open(t.config_path, "w") as f:
+        f.write(harness.to_yaml(cfg) + "\n")
+
+
+def worker_debug_lines(t):
+    return t.log_lines(r'level=debug proc=taskerd-worker:\d+ msg="step start"')
+
+
+def test_a_refused_reload_changes_nothing_not_even_the_log_level(taskerd):
+    """The log level is applied with the templates, when the workers that
+    log at it are started: a refused reload leaves both as they were
+    (the supervisor logged at the new level, its workers at the old)."""
+    t = taskerd(templates={"first.yaml": FIRST},
+                config={"log": {"level": "info"}})
+    tdir = t.config["templates"]["dir"]
+    write_log_level(t, "debug")
+    refused_reload(t, tdir, "broken.yaml", BROKEN)
+    tid = t.create_task("first", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert not t.log_lines(r"level=debug"), t.log_lines(r"level=debug")[:5]
+
+    os.unlink(os.path.join(tdir, "broken.yaml"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: len(t.log_lines(
+        'msg="worker replaced after a reload"')) == 2, 15,
+        message="both workers replaced")
+    tid = t.create_task("first", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.log_lines(r'level=debug proc=taskerd:\d+ msg="step dispatched"')
+    assert worker_debug_lines(t), t.log_tail(20)
+
+
+def test_a_worker_starting_at_a_reload_is_replaced_too(taskerd, tmp_path):
+    """A worker still starting when the reload comes was started with the
+    old level (and would load plugins as they were): it is replaced once
+    it has said hello, like the others."""
+    wrapper = tmp_path / "worker.sh"
+    wrapper.write_text("#!/bin/sh\nsleep 2\nexec %s \"$@\"\n"
+                       % harness.worker_bin())
+    wrapper.chmod(0o755)
+    t = taskerd(templates={"first.yaml": FIRST}, workers=1,
+                config={"log": {"level": "info"},
+                        "workers.path": str(wrapper)})
+    os.kill(t.workers()[0]["pid"], signal.SIGKILL)
+    harness.wait_until(lambda: len(t.log_lines(
+        'msg="worker started"')) == 2, 10, message="a new worker starting")
+    assert [w["state"] for w in t.workers()] == ["starting"]
+    write_log_level(t, "debug")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines('msg="templates unchanged"'),
+                       10, message="the reload")
+    harness.wait_until(lambda: t.log_lines(
+        'msg="worker replaced after a reload"'), 15,
+        message="the starting worker replaced")
+    tid = t.create_task("first", {})["task_id"]
+    assert t.wait_task(tid, timeout=15)["status"] == "complete"
+    assert worker_debug_lines(t), t.log_tail(20)

@@ -38,6 +38,7 @@
 #include "sched.h"
 #include "supervisor.h"
 #include "log.h"
+#include "sdnotify.h"
 
 #define NODE_HINT_CHANNEL	"taskerd_work"
 #define NODE_HINT_MS		100
@@ -61,9 +62,12 @@ static const char sql_id_lease[] =
 " FROM nodes WHERE id = $1 AND lease_expires_at > now()";
 
 /* A clean stop that left no claims behind ends its lease, so the next run
- * of this id (here, or in a restarted container) need not wait for it. */
+ * of this id (here, or in a restarted container) need not wait for it;
+ * unless the row is no longer this process's (a duplicate of this id
+ * started meanwhile keeps its lease). */
 static const char sql_hand_back[] =
 "UPDATE nodes SET lease_expires_at = now() WHERE id = $1"
+" AND instance IS NOT DISTINCT FROM $2"
 " AND NOT EXISTS (SELECT 1 FROM steps WHERE lease_owner = $1"
 "   AND status IN ('enqueued', 'in_progress'))";
 
@@ -105,9 +109,12 @@ ts_before(const struct timespec *a, const struct timespec *b)
 }
 
 /*
- * Where this process runs: the boot id and its pid namespace, e.g.
- * "5e0b...-...-9d1c pid:[4026531836]"; "" when /proc does not say.  Two
- * processes with the same instance see the same pids.
+ * Which process this is, where: its pid, the boot id and its pid
+ * namespace, e.g. "812 5e0b...-9d1c pid:[4026531836]"; "" when /proc does
+ * not say.  Two processes whose instances differ only in the pid see the
+ * same pids.  The pid is there because a taskerd older than migration 011
+ * renews the row's pid and leaves its instance as it was: an instance
+ * whose pid is not the row's says nothing.
  */
 static void
 instance_read(char *buf, size_t len)
@@ -127,7 +134,7 @@ instance_read(char *buf, size_t len)
 	    boot[0] == '\0')
 		return;
 	ns[n] = '\0';
-	snprintf(buf, len, "%s %s", boot, ns);
+	snprintf(buf, len, "%d %s %s", (int)getpid(), boot, ns);
 }
 
 /* The lease on this node's id: 1 while leased (its expiry and what is
@@ -158,14 +165,28 @@ id_lease(PGconn *pg, long long *until, long long *left, char *host,
 	return r;
 }
 
+/* Whether the holder (instance inst, the row's pid) ran where we do. */
+static bool
+holder_here(const char *inst, pid_t pid, const char *here)
+{
+	char	expect[160];
+
+	snprintf(expect, sizeof(expect), "%d%s", (int)pid, here);
+	return strcmp(inst, expect) == 0;
+}
+
 void
 node_check_id(PGconn *pg)
 {
 	long long	 until, left, again;
-	char		 host[256], holder[256], me[256], inst[128];
+	char		 host[256], holder[256], me[256], inst[128], here[128];
+	const char	*where;
 	pid_t		 pid, pid2;
 
 	instance_read(nd.instance, sizeof(nd.instance));
+	/* (Where this process runs: its instance without its pid.) */
+	where = strchr(nd.instance, ' ');
+	snprintf(here, sizeof(here), "%s", where != NULL ? where : "");
 	if (id_lease(pg, &until, &left, holder, sizeof(holder), &pid,
 	    inst, sizeof(inst)) != 1)
 		return;
@@ -177,8 +198,8 @@ node_check_id(PGconn *pg)
 	if (gethostname(me, sizeof(me)) == -1)
 		me[0] = '\0';
 	me[sizeof(me) - 1] = '\0';
-	if (strcmp(holder, me) == 0 && nd.instance[0] != '\0' &&
-	    strcmp(inst, nd.instance) == 0 && pid > 0 && (pid == getpid() ||
+	if (strcmp(holder, me) == 0 && here[0] != '\0' &&
+	    holder_here(inst, pid, here) && pid > 0 && (pid == getpid() ||
 	    (kill(pid, 0) == -1 && errno == ESRCH)))
 		return;		/* (our own pid: a pid reused since) */
 	/* Elsewhere, or alive: another node with this id renews its lease,
@@ -187,6 +208,10 @@ node_check_id(PGconn *pg)
 	    "node=%s host=%s pid=%d left_ms=%lld", log_quote(sv.node_id),
 	    log_quote(holder),
 	    (int)pid, left);
+	/* systemd's start timeout (90 s) may be shorter than a lease. */
+	sd_notifyf(0, "STATUS=waiting for the lease on node id %s\n"
+	    "EXTEND_TIMEOUT_USEC=%llu", sv.node_id,
+	    (unsigned long long)(left + 30000) * 1000);
 	for (again = 0; again < left + 500; again += 100)
 		usleep(100000);
 	if (id_lease(pg, &again, &left, host, sizeof(host), &pid2, inst,
@@ -322,8 +347,11 @@ bool
 node_hand_back(void)
 {
 	struct db_job	*job;
-	const char	*params[1] = { sv.node_id };
+	const char	*params[2] = { sv.node_id,
+	    nd.instance[0] != '\0' ? nd.instance : NULL };
 
+	/* (A renewal whose connection was given up for lost may still
+	 * commit after this: the lease then runs out a lease later.) */
 	if (nd.beating)
 		return false;
 	nd.handed_back = true;
@@ -331,7 +359,7 @@ node_hand_back(void)
 	if (db_connected() == 0)
 		return true;	/* not worth a wait: the lease runs out */
 	job = db_job_new(NULL, NULL);
-	db_job_add(job, sql_hand_back, 1, params);
+	db_job_add(job, sql_hand_back, 2, params);
 	db_submit(job);
 	return true;
 }

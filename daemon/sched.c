@@ -1215,6 +1215,15 @@ apply_refused(json_t *recs, const char *why)
 	}
 }
 
+/* A record's task id, as the key of completed, sc.held and sent->tasks. */
+static const char *
+rec_task_key(json_t *rec, char *key, size_t len)
+{
+	snprintf(key, len, "%lld", (long long)json_integer_value(
+	    json_object_get(rec, "task_id")));
+	return key;
+}
+
 /* The one task of sent is locked elsewhere: its records stay out of the
  * batches, tried again alone every SCHED_HELD_MS (sched_flush). */
 static void
@@ -1313,9 +1322,8 @@ sched_apply_done(struct db_job *job, void *arg)
 		if (v == NULL || strcmp(json_string_value(json_object_get(v,
 		    "status")), "complete") != 0)
 			continue;
-		snprintf(key, sizeof(key), "%lld", (long long)json_integer_value(
-		    json_object_get(v, "task_id")));
-		if ((t = json_object_get(completed, key)) == NULL)
+		if ((t = json_object_get(completed, rec_task_key(v, key,
+		    sizeof(key)))) == NULL)
 			json_object_set_new(completed, key,
 			    t = json_object());
 		json_object_set_new(t, json_string_value(json_object_get(v,
@@ -1413,17 +1421,14 @@ batch_pick(struct sent *sent)
 		json_decref(sent->recs);
 		sent->recs = sc.batch;
 		sc.batch = json_object();
-		json_object_foreach(sent->recs, k, v) {
-			snprintf(key, sizeof(key), "%lld", (long long)
-			    json_integer_value(json_object_get(v, "task_id")));
-			json_object_set_new(sent->tasks, key, json_true());
-		}
+		json_object_foreach(sent->recs, k, v)
+			json_object_set_new(sent->tasks,
+			    rec_task_key(v, key, sizeof(key)), json_true());
 		return 0;
 	}
 	present = json_object();	/* held tasks with records here */
 	json_object_foreach(sc.batch, k, v) {
-		snprintf(key, sizeof(key), "%lld", (long long)
-		    json_integer_value(json_object_get(v, "task_id")));
+		rec_task_key(v, key, sizeof(key));
 		if ((until = json_object_get(sc.held, key)) == NULL)
 			continue;
 		json_object_set_new(present, key, json_true());
@@ -1440,8 +1445,7 @@ batch_pick(struct sent *sent)
 			json_object_del(sc.held, k);
 	json_decref(present);
 	json_object_foreach_safe(sc.batch, tmp, k, v) {
-		snprintf(key, sizeof(key), "%lld", (long long)
-		    json_integer_value(json_object_get(v, "task_id")));
+		rec_task_key(v, key, sizeof(key));
 		if (probe[0] != '\0' ? strcmp(key, probe) != 0 :
 		    json_object_get(sc.held, key) != NULL)
 			continue;

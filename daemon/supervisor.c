@@ -437,12 +437,33 @@ prepare_database(void)
 	PQfinish(pg);
 }
 
+/*
+ * Until the loop handles them, SIGTERM and SIGINT end the start at once,
+ * as their default action does.  A container's pid 1 has no default
+ * action: it would wait out a node id's lease or a database's recovery
+ * deaf to `docker stop`.  The embedded server follows (PR_SET_PDEATHSIG).
+ */
+static void
+stop_during_start(int sig)
+{
+	sigset_t	set;
+
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	_exit(128 + sig);	/* (pid 1: the signal was ignored) */
+}
+
 int
 supervisor_run(struct config *conf, struct tmpl_registry *reg,
     const char *argv0)
 {
 	char	err[512], host[256];
 
+	signal(SIGTERM, stop_during_start);
+	signal(SIGINT, stop_during_start);
 	sv.conf = conf;
 	sv.templates = reg;
 	/* systemd's StateDirectory= wins over the configured state_dir. */

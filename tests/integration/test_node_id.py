@@ -153,6 +153,91 @@ def test_stop_that_leaves_a_step_running_keeps_the_lease(taskerd, pg):
     assert lease_left_s(pg, t) > 3000
 
 
+def here():
+    """What a process in this pid namespace writes as its instance, but
+    its pid: " BOOT_ID pid:[INODE]"."""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    return " %s %s" % (boot, os.readlink("/proc/self/ns/pid"))
+
+
+def dead_pid():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def leased_to(pg, t, pid, instance, seconds):
+    """The id's row as a holder left it: its pid and instance."""
+    pg.execute(t.db, "INSERT INTO nodes (id, host, pid, version, "
+               "lease_expires_at, instance) VALUES ('%s', '%s', %d, 'x', "
+               "now() + interval '%d seconds', '%s')"
+               % (t.config["node_id"], socket.gethostname(), pid, seconds,
+                  instance))
+
+
+def start_raw(t, launcher=()):
+    """taskerd started without waiting for it to be ready."""
+    log = open(t.logfile, "ab")
+    p = subprocess.Popen(list(launcher) + [harness.taskerd_bin(), "-c",
+                                           t.config_path],
+                         cwd=str(harness.REPO), env=harness.clean_env(),
+                         stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT)
+    log.close()
+    return p
+
+
+@pytest.mark.parametrize("pid_in_instance", ["its_own", "another"])
+def test_a_holder_counts_as_gone_only_by_its_own_instance(taskerd, pg,
+                                                         pid_in_instance):
+    """A dead pid in this pid namespace frees the lease at once; but only
+    when the row's instance was written by that pid.  A taskerd older than
+    the instance column renews the pid and leaves the instance as an
+    earlier run wrote it, maybe in another namespace: that says nothing,
+    and the lease is waited for."""
+    t = taskerd(templates={"quick.yaml": QUICK})   # (for the schema)
+    t.stop()
+    pg.execute(t.db, "DELETE FROM nodes")
+    dead = dead_pid()
+    writer = dead if pid_in_instance == "its_own" else dead_pid()
+    leased_to(pg, t, dead, "%d%s" % (writer, here()), 4)
+    t.start(ready_timeout=20)
+    waited = t.log_lines("node id still leased")
+    if pid_in_instance == "its_own":
+        assert not waited, waited
+    else:
+        assert waited, t.log_tail(20)
+
+
+@pytest.mark.parametrize("where", ["here", "in_a_container"])
+def test_a_stop_while_waiting_for_the_lease_is_heard(taskerd, pg, where):
+    """SIGTERM while the start waits for a lease ends it at once, also as
+    a container's pid 1, which has no default action for it (docker stop
+    would wait out the lease, then kill a node that had begun to claim)."""
+    launcher = pid_namespace() if where == "in_a_container" else []
+    t = taskerd(templates={"quick.yaml": QUICK})
+    t.stop()
+    pg.execute(t.db, "DELETE FROM nodes")
+    leased_to(pg, t, 1, "1 another-boot pid:[1]", 120)
+    p = start_raw(t, launcher)
+    try:
+        harness.wait_until(lambda: t.log_lines("node id still leased"), 20,
+                           message="the wait for the lease")
+        target = p.pid
+        if launcher:
+            kids = harness.proc_children(p.pid)
+            assert len(kids) == 1, kids
+            target = kids[0]
+        os.kill(target, signal.SIGTERM)
+        rc = p.wait(5)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == (143 if launcher else -signal.SIGTERM), rc
+
+
 def test_unix_socket_in_use_is_not_taken(taskerd, pg, tmp_path):
     """A unix socket path something still answers on is not unlinked and
     taken over: the new taskerd says so and exits."""

@@ -137,6 +137,15 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 		    "name", where);
 		return -1;
 	}
+	/* A HEAD's answer has no body, and curl would wait for the one a
+	 * request with a body expects, until the step timed out. */
+	if (v != NULL && strcasecmp(json_string_value(v), "HEAD") == 0 &&
+	    (item = json_object_get(obj, "body")) != NULL &&
+	    !json_is_null(item)) {
+		errbuf_set(err, errlen, "http %sbody: a HEAD request has no "
+		    "body", where);
+		return -1;
+	}
 	if (!json_is_string(v = json_object_get(obj, "url"))) {
 		errbuf_set(err, errlen, "http %surl is required and must "
 		    "be a string", where);

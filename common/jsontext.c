@@ -152,6 +152,39 @@ jt_string(struct jt_buf *b, const char *str, size_t len, int flags)
 	jt_put(b, "\"", 1);
 }
 
+static int
+jt_keycmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void	jt_value(struct jt_buf *, const json_t *, int);
+
+/* An object's members in byte order of their keys: the same text whatever
+ * order they were added in. */
+static void
+jt_sorted_object(struct jt_buf *b, const json_t *v, int flags)
+{
+	const char	**keys, *key;
+	json_t		 *item;
+	size_t		  i, n = 0;
+
+	keys = xreallocarray(NULL, json_object_size(v) + 1, sizeof(*keys));
+	json_object_foreach((json_t *)v, key, item)
+		keys[n++] = key;
+	qsort(keys, n, sizeof(*keys), jt_keycmp);
+	jt_put(b, "{", 1);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			jt_put(b, ",", 1);
+		jt_string(b, keys[i], strlen(keys[i]), flags);
+		jt_put(b, ":", 1);
+		jt_value(b, json_object_get(v, keys[i]), flags);
+	}
+	jt_put(b, "}", 1);
+	free(keys);
+}
+
 static void
 jt_value(struct jt_buf *b, const json_t *v, int flags)
 {
@@ -163,6 +196,10 @@ jt_value(struct jt_buf *b, const json_t *v, int flags)
 
 	switch (json_typeof(v)) {
 	case JSON_OBJECT:
+		if (flags & JSONTEXT_SORTED) {
+			jt_sorted_object(b, v, flags);
+			break;
+		}
 		jt_put(b, "{", 1);
 		json_object_foreach((json_t *)v, key, item) {
 			if (!first)

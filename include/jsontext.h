@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #define JSONTEXT_ASCII	0x1	/* \uXXXX for every non-ASCII character */
+#define JSONTEXT_SORTED	0x2	/* object keys in byte order */
 
 /* A new string (the caller frees it); NULL only for a NULL value. */
 char	*jsontext(const json_t *, int flags);

@@ -227,6 +227,20 @@ http_header_add(struct http_req *req, const char *name, const char *value)
 	free(line);
 }
 
+/* "Name:" with nothing after the colon: curl sends none of its own. */
+static void
+http_header_drop(struct http_req *req, const char *name)
+{
+	struct curl_slist	*l;
+	char			*line;
+
+	xasprintf(&line, "%s:", name);
+	if ((l = curl_slist_append(req->headers, line)) == NULL)
+		fatalx("curl_slist_append: out of memory");
+	req->headers = l;
+	free(line);
+}
+
 static void
 http_req_free(struct http_req *req)
 {
@@ -252,6 +266,21 @@ http_cfg_has_header(const json_t *hdrs, const char *name)
 	return 0;
 }
 
+/* What a rendered header value may not hold, or NULL: a line break (it
+ * would start another header) or another control character but tab. */
+static const char *
+header_value_bad(const char *val)
+{
+	const unsigned char	*p;
+
+	if (strpbrk(val, "\r\n") != NULL)
+		return "a line break";
+	for (p = (const unsigned char *)val; *p != '\0'; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return "a control character";
+	return NULL;
+}
+
 /*
  * Build one request from spec (the handler_config itself, or one of its
  * lookups; where is "" or "on_status.409.lookup." for messages).  The config
@@ -265,9 +294,8 @@ http_req_build(const struct proto_run_step *run,
     struct http_req *req, struct proto_step_outcome *o)
 {
 	const json_t	*v, *hdrs;
-	const char	*key;
+	const char	*key, *bad;
 	json_t		*item, *body, *rendered;
-	struct curl_slist *l;
 	char		 err[512], *val, *url, *m;
 	int64_t		 timeout;
 
@@ -313,44 +341,51 @@ http_req_build(const struct proto_run_step *run,
 			    "%sbody: %s", where, err);
 			return -1;
 		}
-		req->body = jsontext(body, 0);
+		/* Keys sorted: a retry sends the same bytes under the same
+		 * Idempotency-Key, though a parent's results come from the
+		 * worker the first time and from the database (jsonb's key
+		 * order) after. */
+		req->body = jsontext(body, JSONTEXT_SORTED);
 		json_decref(body);
 	}
 
+	/* As a body is: a header that is exactly a missing optional value
+	 * ("{{context.etag?}}") is left out, not sent empty. */
+	rendered = NULL;
+	if ((hdrs = json_object_get(spec, "headers")) != NULL &&
+	    (rendered = render_json(hdrs, run->input, err,
+	    sizeof(err))) == NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, "render_error",
+		    "%sheaders: %s", where, err);
+		return -1;
+	}
 	/*
-	 * Our defaults first, unless the template overrides them; the two
+	 * Our defaults first, unless the rendered headers give them; the two
 	 * keys that make at-least-once safe and traceable are always ours.
 	 */
-	hdrs = json_object_get(spec, "headers");
-	if (!http_cfg_has_header(hdrs, "Accept"))
+	if (!http_cfg_has_header(rendered, "Accept"))
 		http_header_add(req, "Accept", "application/json");
-	if (!http_cfg_has_header(hdrs, "User-Agent"))
+	if (!http_cfg_has_header(rendered, "User-Agent"))
 		http_header_add(req, "User-Agent", HTTP_USER_AGENT);
-	if (req->body != NULL && !http_cfg_has_header(hdrs, "Content-Type"))
+	/* Without a body, not even the form type curl gives an empty POST
+	 * (nor its Expect: 100-continue, which stalls large bodies a
+	 * second). */
+	if (http_cfg_has_header(rendered, "Content-Type"))
+		;
+	else if (req->body != NULL)
 		http_header_add(req, "Content-Type", "application/json");
-	/* "Expect:" with nothing after the colon removes curl's own
-	 * Expect: 100-continue, which would stall large bodies a second. */
-	if ((l = curl_slist_append(req->headers, "Expect:")) == NULL)
-		fatalx("curl_slist_append: out of memory");
-	req->headers = l;
+	else
+		http_header_drop(req, "Content-Type");
+	http_header_drop(req, "Expect");
 	if (strpbrk(run->idempotency_key, "\r\n") != NULL ||
 	    strpbrk(run->correlation_id, "\r\n") != NULL) {
+		json_decref(rendered);
 		outcome_fail(o, OUTCOME_PERMANENT, "bad_request",
 		    "idempotency key or correlation id contains a line break");
 		return -1;
 	}
 	http_header_add(req, "Idempotency-Key", run->idempotency_key);
 	http_header_add(req, "X-Correlation-ID", run->correlation_id);
-	if (hdrs == NULL)
-		return 0;
-	/* As a body is: a header that is exactly a missing optional value
-	 * ("{{context.etag?}}") is left out, not sent empty. */
-	if ((rendered = render_json(hdrs, run->input, err,
-	    sizeof(err))) == NULL) {
-		outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-		    "%sheaders: %s", where, err);
-		return -1;
-	}
 	json_object_foreach(rendered, key, item) {
 		if (strcasecmp(key, "Idempotency-Key") == 0 ||
 		    strcasecmp(key, "X-Correlation-ID") == 0 ||
@@ -358,13 +393,14 @@ http_req_build(const struct proto_run_step *run,
 			continue;
 		val = json_is_string(item) ? xstrdup(json_string_value(item)) :
 		    jsontext(item, 0);
-		/* A context value must not be able to add headers. */
-		if (strpbrk(val, "\r\n") != NULL) {
+		/* A context value must not be able to add headers, nor put
+		 * on the wire what RFC 9110 forbids in a field value. */
+		if ((bad = header_value_bad(val)) != NULL) {
 			free(val);
 			json_decref(rendered);
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
-			    "%sheader %s: rendered value contains a line "
-			    "break", where, key);
+			    "%sheader %s: rendered value contains %s", where,
+			    key, bad);
 			return -1;
 		}
 		http_header_add(req, key, val);
@@ -442,10 +478,15 @@ http_setup(struct http_req *req, struct http_resp *resp, char *errbuf)
 		HTTP_SETOPT(CURLOPT_HTTPGET, 1L);
 	else if (strcmp(req->method, "HEAD") == 0)
 		HTTP_SETOPT(CURLOPT_NOBODY, 1L);
-	else if (strcmp(req->method, "POST") == 0) {
-		/* An empty POST still says Content-Length: 0. */
+	else if (strcmp(req->method, "POST") == 0 ||
+	    strcmp(req->method, "PUT") == 0 ||
+	    strcmp(req->method, "PATCH") == 0) {
+		/* Methods that define a body say Content-Length: 0 without
+		 * one (RFC 9110 8.6; some front ends answer 411 otherwise). */
 		HTTP_SETOPT(CURLOPT_POSTFIELDS, "");
 		HTTP_SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+		if (strcmp(req->method, "POST") != 0)
+			HTTP_SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
 	} else
 		HTTP_SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
 #undef HTTP_SETOPT
@@ -560,10 +601,21 @@ http_fail_status(struct proto_step_outcome *o, enum proto_outcome cls,
 {
 	char	excerpt[HTTP_MAX_ERR_BODY + 1];
 
+	char	*to = NULL;
+
 	http_clean_text(resp->body != NULL ? resp->body : "", resp->len,
 	    HTTP_MAX_ERR_BODY, excerpt);
-	outcome_fail(o, cls, "http", "%sHTTP %ld from %s: %s", pfx, status,
-	    req->method, excerpt);
+	/* A redirect says where to (redirects are not followed): without
+	 * the query, which may carry a token. */
+	if (status >= 300 && status <= 399 && curl_easy_getinfo(http_curl,
+	    CURLINFO_REDIRECT_URL, &to) == CURLE_OK && to != NULL)
+		outcome_fail(o, cls, "http", "%sHTTP %ld from %s, to %.*s%s: "
+		    "%s", pfx, status, req->method,
+		    (int)strcspn(to, "?"), to, strchr(to, '?') ? "?..." : "",
+		    excerpt);
+	else
+		outcome_fail(o, cls, "http", "%sHTTP %ld from %s: %s", pfx,
+		    status, req->method, excerpt);
 	free(o->error_code);
 	xasprintf(&o->error_code, "%s_%ld", prefix, status);
 	o->http_status = (int32_t)status;
@@ -611,7 +663,8 @@ http_elapsed_ms(const struct timespec *t0)
  * The answer was `status` and its rule says: ask again.  The lookup carries
  * the same Idempotency-Key and X-Correlation-ID, and gets what is left of
  * the step's time.  http_status stays the first answer's unless the lookup
- * itself fails with a status (a 5xx there must count against the service).
+ * itself fails with a status, or with none (a 5xx there, or a refused
+ * connection, must count against the service).
  */
 static void
 http_lookup(const struct proto_run_step *run, const struct http_service *svc,
@@ -647,8 +700,11 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 	    (long long)run->task_id, run->correlation_id, status,
 	    lreq.method, url_logged(lreq.url));
 
-	if ((rc = http_perform(&lreq, &lresp, &lstatus, pfx, o)) == -1)
+	if ((rc = http_perform(&lreq, &lresp, &lstatus, pfx, o)) == -1) {
+		/* No answer this time: the service counts as down. */
+		o->http_status = (int32_t)lstatus;
 		goto done;
+	}
 	if (lstatus < 200 || lstatus > 299) {
 		http_fail_status(o, httpclass_status(lstatus, 0), "lookup_http",
 		    pfx, lstatus, &lreq, &lresp);

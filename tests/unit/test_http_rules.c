@@ -82,6 +82,9 @@ test_check_accepts(void **state)
 	(void)state;
 	check_good(onboarding_cfg);
 	check_good("{\"url\": \"http://x/\"}");
+	/* (A GET with a body is unusual but defined: some search APIs.) */
+	check_good("{\"url\": \"/a\", \"method\": \"GET\", \"body\": {}}");
+	check_good("{\"url\": \"/a\", \"method\": \"HEAD\", \"body\": null}");
 	check_good("{\"url\": \"/a\", \"conflict\": \"success\","
 	    " \"on_status\": {\"4xx\": \"retryable\"}}");
 	check_good("{\"url\": \"/a\", \"on_status\": {"
@@ -101,6 +104,11 @@ test_check_refuses(void **state)
 	check_bad("{\"url\": \"/a\", \"on_stauts\": {}}",
 	    "unknown key 'on_stauts'");
 	check_bad("{\"url\": \"/a\", \"set\": [1]}", "set must be an object");
+	check_bad("{\"url\": \"/a\", \"method\": \"head\", \"body\": {}}",
+	    "http body: a HEAD request has no body");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\":"
+	    " {\"lookup\": {\"url\": \"/b\", \"method\": \"HEAD\","
+	    " \"body\": \"x\"}}}}", "on_status.409.lookup.body: a HEAD");
 	check_bad("{\"url\": \"/a\", \"timeout\": 0}", "timeout");
 	check_bad("{\"url\": \"/a\", \"results\": {\"id\": \"a..b\"}}",
 	    "results.id must be a path string");

@@ -32,6 +32,12 @@ same_as_jansson(const json_t *v)
 	assert_string_equal(ours, theirs);
 	free(ours);
 	free(theirs);
+	ours = jsontext(v, JSONTEXT_SORTED);
+	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
+	    JSON_SORT_KEYS);
+	assert_string_equal(ours, theirs);
+	free(ours);
+	free(theirs);
 }
 
 static void

@@ -211,34 +211,37 @@ http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 static void
-http_header_add(struct http_req *req, const char *name, const char *value)
+http_header_line(struct http_req *req, char *line)
 {
 	struct curl_slist	*l;
-	char			*line;
 
-	/* "Name;" is how curl is told to send a header with no value. */
-	if (*value == '\0')
-		xasprintf(&line, "%s;", name);
-	else
-		xasprintf(&line, "%s: %s", name, value);
 	if ((l = curl_slist_append(req->headers, line)) == NULL)
 		fatalx("curl_slist_append: out of memory");
 	req->headers = l;
 	free(line);
 }
 
+static void
+http_header_add(struct http_req *req, const char *name, const char *value)
+{
+	char	*line;
+
+	/* "Name;" is how curl is told to send a header with no value. */
+	if (*value == '\0')
+		xasprintf(&line, "%s;", name);
+	else
+		xasprintf(&line, "%s: %s", name, value);
+	http_header_line(req, line);
+}
+
 /* "Name:" with nothing after the colon: curl sends none of its own. */
 static void
 http_header_drop(struct http_req *req, const char *name)
 {
-	struct curl_slist	*l;
-	char			*line;
+	char	*line;
 
 	xasprintf(&line, "%s:", name);
-	if ((l = curl_slist_append(req->headers, line)) == NULL)
-		fatalx("curl_slist_append: out of memory");
-	req->headers = l;
-	free(line);
+	http_header_line(req, line);
 }
 
 static void
@@ -367,15 +370,16 @@ http_req_build(const struct proto_run_step *run,
 		http_header_add(req, "Accept", "application/json");
 	if (!http_cfg_has_header(rendered, "User-Agent"))
 		http_header_add(req, "User-Agent", HTTP_USER_AGENT);
-	/* Without a body, not even the form type curl gives an empty POST
-	 * (nor its Expect: 100-continue, which stalls large bodies a
-	 * second). */
-	if (http_cfg_has_header(rendered, "Content-Type"))
-		;
-	else if (req->body != NULL)
-		http_header_add(req, "Content-Type", "application/json");
-	else
-		http_header_drop(req, "Content-Type");
+	/* Without a body, no Content-Type: not even the form type curl
+	 * gives an empty POST. */
+	if (!http_cfg_has_header(rendered, "Content-Type")) {
+		if (req->body != NULL)
+			http_header_add(req, "Content-Type",
+			    "application/json");
+		else
+			http_header_drop(req, "Content-Type");
+	}
+	/* Nor curl's Expect: 100-continue, which stalls large bodies. */
 	http_header_drop(req, "Expect");
 	if (strpbrk(run->idempotency_key, "\r\n") != NULL ||
 	    strpbrk(run->correlation_id, "\r\n") != NULL) {

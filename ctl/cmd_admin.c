@@ -295,8 +295,9 @@ cmd_services(struct ctl_args *a)
 }
 
 /*
- * The nodes sharing the database.  A node is alive while its lease runs;
- * HEARTBEAT is how long ago it last renewed it.
+ * The nodes sharing the database.  A node is alive while its lease runs,
+ * stopped once it handed it back, lost when it ran out; HEARTBEAT is how
+ * long ago it last renewed it.
  */
 static void
 render_nodes(const json_t *body, const void *arg)
@@ -313,7 +314,10 @@ render_nodes(const json_t *body, const void *arg)
 	(void)arg;
 	t = out_table_new(8, hdr);
 	json_array_foreach(json_object_get(body, "nodes"), i, n) {
-		st = json_is_true(json_object_get(n, "alive")) ? "alive" :
+		/* (A taskerd before 0.1's state said only alive.) */
+		st = json_is_string(json_object_get(n, "state")) ?
+		    out_str(n, "state", "?") :
+		    json_is_true(json_object_get(n, "alive")) ? "alive" :
 		    "lost";
 		out_table_row(t);
 		out_table_set(t, 0, NULL, "%s%s", out_str(n, "node_id", "?"),

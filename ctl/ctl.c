@@ -168,8 +168,9 @@ static const struct ctl_cmd commands[] = {
 	{ NULL, "nodes", cmd_nodes, "",
 	  "the taskerd nodes sharing the database",
 	  "Lists every node that shares the database: its id (this one "
-	  "marked), host, pid, version, whether its lease runs (alive) or "
-	  "ran out (lost), the steps it holds claimed, how long ago it "
+	  "marked), host, pid, version, whether its lease runs (alive), was "
+	  "handed back at a clean stop (stopped) or ran out (lost), the "
+	  "steps it holds claimed, how long ago it "
 	  "renewed its lease and when it started.",
 	  0, 0, { { NULL, NULL, NULL } } },
 	{ NULL, "health", cmd_health, "",

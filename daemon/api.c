@@ -217,13 +217,18 @@ api_get_template(struct evhttp_request *req, const char *ns,
 	reply_json(req, 200, template_json(t, true));
 }
 
-/* The nodes sharing the database: who holds claims, whose lease ran out. */
+/* The nodes sharing the database: who holds claims, whose lease ran out
+ * (lost) and who handed it back at a clean stop (stopped: the lease ended
+ * with its last heartbeat, which a running node's never does). */
 static const char sql_nodes[] =
 "SELECT jsonb_build_object('nodes', coalesce(jsonb_agg(jsonb_build_object("
 "  'node_id', n.id, 'host', n.host, 'pid', n.pid, 'version', n.version,"
 "  'started_at', n.started_at, 'heartbeat_at', n.heartbeat_at,"
 "  'lease_expires_at', n.lease_expires_at,"
 "  'alive', n.lease_expires_at > now(), 'this_node', n.id = $1,"
+"  'state', CASE WHEN n.lease_expires_at > now() THEN 'alive'"
+"    WHEN n.lease_expires_at <= n.heartbeat_at THEN 'stopped'"
+"    ELSE 'lost' END,"
 "  'claimed_steps', (SELECT count(*) FROM steps s"
 "    WHERE s.lease_owner = n.id AND s.status IN ('enqueued', 'in_progress')))"
 "  ORDER BY n.id), '[]'))::text FROM nodes n";

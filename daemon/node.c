@@ -62,11 +62,14 @@ static const char sql_id_lease[] =
 " FROM nodes WHERE id = $1 AND lease_expires_at > now()";
 
 /* A clean stop that left no claims behind ends its lease, so the next run
- * of this id (here, or in a restarted container) need not wait for it;
+ * of this id (here, or in a restarted container) need not wait for it,
+ * and /v1/nodes tells it from a lost node (a lease that ended no later
+ * than its last heartbeat);
  * unless the row is no longer this process's (a duplicate of this id
  * started meanwhile keeps its lease). */
 static const char sql_hand_back[] =
-"UPDATE nodes SET lease_expires_at = now() WHERE id = $1"
+"UPDATE nodes SET lease_expires_at = now(), heartbeat_at = now()"
+" WHERE id = $1"
 " AND instance IS NOT DISTINCT FROM $2"
 " AND NOT EXISTS (SELECT 1 FROM steps WHERE lease_owner = $1"
 "   AND status IN ('enqueued', 'in_progress'))";

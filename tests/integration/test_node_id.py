@@ -131,10 +131,22 @@ def test_clean_stop_hands_the_lease_back(taskerd, pg):
     assert lease_left_s(pg, t) > 3000
     assert stop_in_namespace(t) == 0, t.log_tail(20)
     assert lease_left_s(pg, t) <= 0
+    # Another node sees it stopped, not lost (as a crashed node is).
+    other = taskerd(templates={"quick.yaml": QUICK}, db=t.db)
+    states = {n["node_id"]: n["state"]
+              for n in other.get("/v1/nodes").body["nodes"]}
+    assert states == {t.config["node_id"]: "stopped",
+                      other.config["node_id"]: "alive"}, states
+    r = subprocess.run([str(harness.REPO / "tasker-ctl"), "--url",
+                        other.url, "--no-color", "nodes"],
+                       env=harness.clean_env(), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and " stopped " in r.stdout, r.stdout
     t.start(ready_timeout=10)       # not an hour
     assert not t.log_lines("node id still leased")
-    node = t.get("/v1/nodes").body["nodes"][0]
-    assert node["alive"] and node["this_node"], node
+    node = [n for n in t.get("/v1/nodes").body["nodes"]
+            if n["node_id"] == t.config["node_id"]][0]
+    assert node["state"] == "alive" and node["this_node"], node
     assert stop_in_namespace(t) == 0, t.log_tail(20)
 
 

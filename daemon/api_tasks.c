@@ -9,6 +9,7 @@
  */
 #include <sys/queue.h>
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,51 @@ correlation_id(struct evhttp_request *req)
 /* ---- POST /v1/tasks --------------------------------------------------- */
 
 /*
+ * What a strict template's identity hashes, when it differs from the
+ * context: every real that the context's text writes as "N.0" made the
+ * integer N.  That is the database's taskerd_canonical() (migration 010:
+ * each number at its least scale) done here, in one walk; there it cost
+ * 50 us a value, and a large context ran into the statement timeout with
+ * every creation batched with it.  The text writes an integral real below
+ * 1e17 with ".0" (jsontext.c) and any other real without a trailing zero:
+ * a fraction in the fewest digits, or an exponent.  NULL: no such real.
+ */
+static json_t *
+identity_context(json_t *v)
+{
+	const char	*key;
+	json_t		*item, *c, *out = NULL;
+	size_t		 i;
+	double		 d;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		json_object_foreach(v, key, item)
+			if ((c = identity_context(item)) != NULL) {
+				if (out == NULL)
+					out = json_copy(v);
+				json_object_set_new(out, key, c);
+			}
+		return out;
+	case JSON_ARRAY:
+		json_array_foreach(v, i, item)
+			if ((c = identity_context(item)) != NULL) {
+				if (out == NULL)
+					out = json_copy(v);
+				json_array_set_new(out, i, c);
+			}
+		return out;
+	case JSON_REAL:
+		d = json_real_value(v);
+		if (d == trunc(d) && fabs(d) < 1e17)
+			return json_integer((json_int_t)d);
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+/*
  * Create a task of tr->t: the checks every way in shares (depth, schema
  * with defaults, identity), then the next batch of creations (create.c).
  * route: answer in that template route's dialect; NULL: the API's.
@@ -126,13 +172,15 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 
 	cid = correlation_id(req);
 	create_submit(req, t, route, json_pack("{s:I, s:O, s:s?, s:s?, s:s?, "
-	    "s:o, s:s, s:s?, s:s}",
+	    "s:o, s:s, s:s?, s:s, s:o*}",
 	    "template_id", (json_int_t)t->db_id, "context", ctx,
 	    "initiator", tr->initiator, "source_system", tr->source_system,
 	    "reason", tr->reason,
 	    "tags", tr->tags != NULL ? json_incref(tr->tags) : json_array(),
 	    "correlation_id", cid, "ikey", tr->ikey,
-	    "identity", tmpl_identity_name(t->identity)));
+	    "identity", tmpl_identity_name(t->identity),
+	    "icontext", t->identity == IDENTITY_STRICT ?
+	    identity_context(ctx) : NULL));
 	free(cid);
 out:
 	json_decref(ctx);

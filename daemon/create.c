@@ -50,7 +50,8 @@
 
 /*
  * $1: the tasks [{ord, template_id, context, initiator, source_system,
- * reason, tags, correlation_id, ikey, identity, request_id}]; $2: the
+ * reason, tags, correlation_id, ikey, identity, request_id, icontext}]
+ * (icontext: what a strict identity hashes, when not the context); $2: the
  * steps of their templates [{template_id, name, position, handler,
  * service, retry_limit, retryable, timeout_ms, nparents}]; $3: the edges [{template_id, src,
  * dst}]; $4: how many first steps to claim; $5: this node; $6: services
@@ -73,12 +74,12 @@ static const char sql_create[] =
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord int,"
 "    template_id bigint, context jsonb, initiator text, source_system text,"
 "    reason text, tags jsonb, correlation_id text, ikey text,"
-"    identity text, request_id bigint)),"
+"    identity text, request_id bigint, icontext jsonb)),"
 " h AS ("
 "  SELECT x.*, nextval('tasks_id_seq') AS id,"
 "    CASE x.identity"
 "      WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
-"        taskerd_canonical(x.context)::text, 'UTF8')), 'hex')"
+"        coalesce(x.icontext, x.context)::text, 'UTF8')), 'hex')"
 "      WHEN 'caller_provided' THEN 'key:' || x.ikey END AS hash"
 "  FROM x),"
 " t AS ("

@@ -14,6 +14,7 @@ nothing; defaults are inserted into the stored context.
 """
 
 import json
+import random
 
 import harness
 
@@ -114,6 +115,51 @@ def test_strict_identity(taskerd):
                                   "context": {"customer": 8}})
     assert r.status == 201, (r.status, r.body)
     assert task_rows(t) == 5      # (7, 8, 1.5, "8", and 8 of invoices)
+
+
+NUMBERS = ["5", "5.0", "-0.0", "0.0", "1.5", "1.50", "2e0", "100.0",
+           "-3.0e2", "1e16", "1e17", "1e23", "1e-7", "0.1", "123456789012345678",
+           "12345678901234567.0", "9007199254740993.0", "99999999999999999.0",
+           "1.7976931348623157e308", "5e-324", "1.8446744073709552e19",
+           '[1.0, [2.0, {"a": 3.0, "b": "4.0"}]]', '{"z": 1.25, "y": [0.5]}']
+
+
+def test_strict_identity_hashes_what_the_database_would(taskerd, pg):
+    """The node hashes a strict context's numbers at their least scale
+    itself; nodes of a rolling deploy did it in SQL (taskerd_canonical):
+    every kind of number gives the same hash both ways."""
+    t = taskerd(templates={"orders.yaml": tmpl("orders", "strict")})
+    for n in NUMBERS:
+        r = post_raw(t, '{"name": "orders", "namespace": "%s", "context": '
+                        '{"n": %s, "s": "%s"}}' % (NS, n, n.replace('"', "'")))
+        assert r.status in (201, 409), (n, r.status, r.body)
+    rnd = random.Random(7)
+    for form in ("%r", "%.17g", "%.1f"):
+        vals = [form % (rnd.choice([1, -1]) * rnd.randint(0, 10 ** 6) *
+                        10.0 ** rnd.randint(-12, 18)) for _ in range(300)]
+        r = post_raw(t, '{"name": "orders", "namespace": "%s", "context": '
+                        '{"many": [%s]}}' % (NS, ", ".join(vals)))
+        assert r.status == 201, (r.status, r.body)
+    rows = pg.json(t.db, "SELECT id, context, identity_hash = 'sha256:' || "
+                   "encode(sha256(convert_to(taskerd_canonical(context)::"
+                   "text, 'UTF8')), 'hex') AS same FROM tasks ORDER BY id")
+    assert len(rows) >= len(NUMBERS) - 4, rows    # (5, 1.5, 1e16... twice)
+    assert all(r["same"] for r in rows), [r for r in rows if not r["same"]]
+
+
+def test_a_large_strict_context_is_created(taskerd):
+    """A context of 500,000 values (under the body limit): its identity
+    took the database 50 us a value, past the statement timeout, and every
+    creation batched with it failed with 503 too."""
+    t = taskerd(templates={"orders.yaml": tmpl("orders", "strict")},
+                config={"database": {"statement_timeout": "10s"}})
+    ctx = {"arr": [[[[[[[[1]]]]]]]] * 55000, "price": 1.0}
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": ctx}, timeout=60)
+    assert r.status == 201, (r.status, str(r.body)[:300])
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": dict(ctx, price=1)}, timeout=60)
+    harness.assert_json_error(r, 409, "duplicate_task")
 
 
 def test_caller_provided_identity(taskerd):

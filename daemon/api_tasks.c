@@ -417,7 +417,9 @@ action_meta(const char *action, json_t *body)
 }
 
 /* Cancel: what no node has claimed never runs; a claimed attempt ('enqueued'
- * or 'in_progress') belongs to its node, finishes, and is not retried. */
+ * or 'in_progress') belongs to its node and is not retried: the node hands
+ * back what it has not started yet (the NOTIFY, sched_cancel_heard), and
+ * what runs finishes. */
 static const char sql_cancel[] =
 "WITH t0 AS (SELECT id, status FROM tasks WHERE id = $1 FOR UPDATE),"
 " tu AS ("
@@ -440,8 +442,10 @@ static const char sql_cancel[] =
 " st AS ("
 "  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
 "    metadata)"
-"  SELECT id, task_id, old, 'cancelled', $2::jsonb FROM su)"
-"SELECT t0.status, (SELECT count(*) FROM tu) FROM t0";
+"  SELECT id, task_id, old, 'cancelled', $2::jsonb FROM su),"
+" n AS (SELECT pg_notify('" SCHED_CANCEL_CHANNEL "', id::text) FROM tu)"
+"SELECT t0.status, (SELECT count(*) FROM tu), (SELECT count(*) FROM n)"
+" FROM t0";
 
 static const char sql_task_json[] =
 "SELECT taskerd_task_json(t, true)::text FROM tasks t WHERE t.id = $1";

@@ -106,8 +106,11 @@ static struct {
 	bool		 stopping;
 	json_t		*registry;	/* statement text -> index */
 	int64_t		 statement_timeout_ms;
-	char		*channel;	/* LISTENed to on connection 0 */
-	db_notify_cb	 notify_cb;
+	struct {			/* LISTENed to on connection 0 */
+		char		*channel;
+		db_notify_cb	 cb;
+	}		 listen[DB_MAX_CHANNELS];
+	int		 nlisten;
 } db;
 
 static void	conn_start(struct db_conn *);
@@ -295,6 +298,7 @@ conn_ready(struct db_conn *c)
 {
 	struct db_job	*job;
 	char		*sql;
+	int		 i;
 
 	if (PQsetnonblocking(c->pg, 1) != 0 ||
 	    PQenterPipelineMode(c->pg) != 1) {
@@ -310,8 +314,8 @@ conn_ready(struct db_conn *c)
 	 * on one connection, LISTEN (one listening session is enough). */
 	job = db_job_new(conn_started, c);
 	db_job_add(job, sql_backend_start, 0, NULL);
-	if (c->id == 0 && db.channel != NULL) {
-		xasprintf(&sql, "LISTEN %s", db.channel);
+	for (i = 0; c->id == 0 && i < db.nlisten; i++) {
+		xasprintf(&sql, "LISTEN %s", db.listen[i].channel);
 		db_job_add(job, sql, 0, NULL);
 		free(sql);
 	}
@@ -324,10 +328,12 @@ static void
 conn_notifies(struct db_conn *c)
 {
 	PGnotify	*n;
+	int		 i;
 
 	while (c->pg != NULL && (n = PQnotifies(c->pg)) != NULL) {
-		if (db.notify_cb != NULL)
-			db.notify_cb(n->extra);
+		for (i = 0; i < db.nlisten; i++)
+			if (strcmp(n->relname, db.listen[i].channel) == 0)
+				db.listen[i].cb(n->extra);
 		PQfreemem(n);
 	}
 }
@@ -363,9 +369,10 @@ db_unavailable(const char *state)
 void
 db_listen(const char *channel, db_notify_cb cb)
 {
-	free(db.channel);
-	db.channel = xstrdup(channel);
-	db.notify_cb = cb;
+	if (db.nlisten == DB_MAX_CHANNELS)
+		fatalx("db_listen: more than %d channels", DB_MAX_CHANNELS);
+	db.listen[db.nlisten].channel = xstrdup(channel);
+	db.listen[db.nlisten++].cb = cb;
 }
 
 /* Send one job's statements (each preceded by its Prepare the first time
@@ -737,7 +744,8 @@ db_shutdown(void)
 	free(db.conns);
 	free(db.dsn);
 	free(db.options);
-	free(db.channel);
+	while (db.nlisten > 0)
+		free(db.listen[--db.nlisten].channel);
 	json_decref(db.registry);
 	memset(&db, 0, sizeof(db));
 }

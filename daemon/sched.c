@@ -38,6 +38,7 @@
 #include "xmalloc.h"
 
 #define SCHED_BACKSTOP_MS	5000	/* claim anyway, for other nodes' work */
+#define SCHED_CANCELLED_MS	10000	/* a cancel heard stays known */
 #define SCHED_RETRY_APPLY_MS	500	/* database trouble: try the batch again */
 #define SCHED_CONTENDED_MS	20	/* due rows were locked by someone else */
 /* A task whose row is locked elsewhere (an operator's open transaction):
@@ -414,6 +415,8 @@ static struct {
 	json_t		*held;		/* {"task_id": next try (ms)}: locked
 					 * elsewhere, kept out of batches */
 	json_t		*unknown_tmpls;	/* {"template_id": until (ms)} */
+	json_t		*cancelled;	/* {"task_id": until (ms)}: tasks
+					 * cancelled lately (sched_cancel_heard) */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
@@ -427,6 +430,7 @@ static struct {
 
 static void	sched_run(void);
 static void	sched_flush(void);
+static void	sched_cancel_heard(const char *);
 static void	sched_unknown_template(long long, const struct claim *);
 static char	*id_array(json_t *);
 
@@ -758,7 +762,21 @@ sched_start(struct claim *c)
 	sched_mark_arm();
 }
 
-/* Give queued claims to idle workers, as their services allow. */
+/* Whether c's task was cancelled in the last SCHED_CANCELLED_MS. */
+static bool
+claim_cancelled(const struct claim *c)
+{
+	char	key[24];
+
+	if (json_object_size(sc.cancelled) == 0)
+		return false;
+	snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
+	return json_object_get(sc.cancelled, key) != NULL;
+}
+
+/* Give queued claims to idle workers, as their services allow; hand back
+ * those of a cancelled task (which the hand-back cancels) and of an open
+ * breaker. */
 static void
 sched_dispatch_queued(void)
 {
@@ -772,7 +790,8 @@ sched_dispatch_queued(void)
 	for (c = TAILQ_FIRST(&sc.queue); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		service = claim_service(c);
-		if (services_open(service) && nrelease < 64) {
+		if ((services_open(service) || claim_cancelled(c)) &&
+		    nrelease < 64) {
 			TAILQ_REMOVE(&sc.queue, c, entry);
 			sc.nqueued--;
 			release[nrelease++] = c;
@@ -1709,6 +1728,8 @@ sched_init(void)
 	sc.batch = json_object();
 	sc.held = json_object();
 	sc.unknown_tmpls = json_object();
+	sc.cancelled = json_object();
+	db_listen(SCHED_CANCEL_CHANNEL, sched_cancel_heard);
 	sc.want = true;
 	sc.need_due = true;
 	sc.wake = evtimer_new(sv.base, sched_wake_cb, NULL);
@@ -1724,6 +1745,31 @@ sched_init(void)
 	/* Attempts this node held before it restarted are over: fail them
 	 * now instead of waiting for a lease to run out. */
 	sched_sweep(true);
+}
+
+/*
+ * A task was cancelled (the cancel's NOTIFY, from any node): its steps
+ * queued here must not start, as the cancel promises ("steps that have
+ * not started never will"); they are handed back, which cancels them.
+ * The task is remembered a while, for a claim of it whose answer comes
+ * after the notification.  Steps already running finish.
+ */
+static void
+sched_cancel_heard(const char *payload)
+{
+	const char	*k;
+	json_t		*v;
+	void		*tmp;
+	int64_t		 now = mono_ms();
+
+	json_object_foreach_safe(sc.cancelled, tmp, k, v)
+		if (json_integer_value(v) <= now)
+			json_object_del(sc.cancelled, k);
+	if (payload == NULL || *payload == '\0')
+		return;
+	json_object_set_new(sc.cancelled, payload,
+	    json_integer((json_int_t)(now + SCHED_CANCELLED_MS)));
+	sched_dispatch_queued();
 }
 
 /* Hand back every claim still waiting for a worker. */

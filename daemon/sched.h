@@ -43,6 +43,10 @@ struct claim {
 extern const char sched_sql_finalize[];
 extern const char sched_sql_lock_tasks[];
 
+/* A cancel NOTIFYs this channel with the task's id: every node drops
+ * the task's queued steps. */
+#define SCHED_CANCEL_CHANNEL	"taskerd_cancel"
+
 void	sched_init(void);
 void	sched_shutdown(void);
 /* Something may have become ready (a task was created, a timer fired):

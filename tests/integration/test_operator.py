@@ -13,6 +13,8 @@ history (the step's transitions carry {"action", "actor", "reason"}).
 import threading
 import time
 
+import pytest
+
 import harness
 
 NS = "ops"
@@ -187,6 +189,44 @@ def test_cancel(taskerd, service):
     r = t.delete("/v1/tasks/987654")
     harness.assert_json_error(r, 404)
     assert t.task(tid)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("via", ["the_same_node", "another_node"])
+def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
+    """A node claims steps ahead of a free worker ('enqueued').  Those of
+    a cancelled task never start, whichever node the cancel came through:
+    they are handed back and cancelled (they started once their turn
+    came)."""
+    service.route("POST", "/slow", handler=lambda req: (
+        time.sleep(1.5), (200, {"ok": True}))[1])
+    service.route("POST", "/queued", status=200, body={"ok": True})
+    tmpl = {"q.yaml": template("q", http_step("only", service.url + "/queued")),
+            "s.yaml": template("s", http_step("only", service.url + "/slow"))}
+    t = taskerd(workers=1, templates=tmpl)
+    busy = t.create_task("s", {}, namespace=NS)["task_id"]
+    service.wait_requests("/slow", 1, timeout=10)
+    queued = [t.create_task("q", {"n": i}, namespace=NS)["task_id"]
+              for i in range(3)]
+    for tid in queued:
+        harness.wait_until(lambda: step(t, tid, "only")["status"] ==
+                           "enqueued", 10, message="claimed, queued")
+    via_node = t if via == "the_same_node" else \
+        taskerd(workers=1, templates=tmpl, db=t.db)
+    for tid in queued:
+        r = via_node.request("DELETE", "/v1/tasks/%s" % tid,
+                             json={"reason": "not needed"})
+        assert r.status == 200 and r.body["status"] == "cancelled", r.body
+    for tid in queued:
+        s = harness.wait_until(lambda: (lambda x: x if x["status"] ==
+                               "cancelled" else None)(step(t, tid, "only")),
+                               10, message="the queued step cancelled")
+        assert s["attempts"] == 0, s
+        tr = step_transitions(t, tid, "only")
+        assert tr[-1]["to_state"] == "cancelled" and tr[-1]["metadata"] == \
+            {"reason": "task cancelled before the step started"}, tr
+    assert t.wait_task(busy, timeout=15)["status"] == "complete"
+    time.sleep(0.5)
+    assert service.requests_for("/queued") == [], service.requests
 
 
 def test_retry_an_error_step(taskerd, service):

@@ -146,7 +146,7 @@ metrics_done(struct db_job *job, void *arg)
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; version=0.0.4");
 	api_answered(req, 200);
-	evhttp_send_reply(req, 200, "OK", buf);
+	reply_send(req, 200, buf);
 	evbuffer_free(buf);
 }
 
@@ -410,6 +410,7 @@ api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
 {
 	const struct tmpl	*t;
 	const char		*id;
+	bool			 get, post;
 
 	if (m == EVHTTP_REQ_POST && (t = tmpl_registry_route(sv.templates,
 	    ROUTE_CREATE, path, NULL)) != NULL) {
@@ -426,13 +427,18 @@ api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
 		api_route_results(req, t, id);
 		return;
 	}
-	if (tmpl_registry_route(sv.templates, ROUTE_CREATE, path, NULL) ||
-	    tmpl_registry_route(sv.templates, ROUTE_STATUS, path, &id) ||
-	    tmpl_registry_route(sv.templates, ROUTE_RESULTS, path, &id))
-		reply_error(req, 405, "method_not_allowed", "method not "
-		    "allowed here");
-	else
+	/* (A create route takes POST, the others GET: one path may be
+	 * both.) */
+	get = tmpl_registry_route(sv.templates, ROUTE_STATUS, path, &id) ||
+	    tmpl_registry_route(sv.templates, ROUTE_RESULTS, path, &id);
+	post = tmpl_registry_route(sv.templates, ROUTE_CREATE, path, NULL);
+	if (!get && !post) {
 		reply_error(req, 404, "not_found", "no such resource");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+	    get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : "POST");
+	reply_error(req, 405, "method_not_allowed", "method not allowed here");
 }
 
 static void
@@ -440,11 +446,12 @@ api_route(struct evhttp_request *req, void *arg)
 {
 	enum evhttp_cmd_type	 m = evhttp_request_get_command(req);
 	const char		*path;
+	const char		*allow = "GET, HEAD";	/* for a 405 */
 	char			 seg[TMPL_PATH_SEGS][API_SEG_MAX];
 	struct pending		*pend;
 	int			 n;
 
-	/* HEAD is GET without the body, which libevent leaves out. */
+	/* HEAD is GET without the body (reply_send leaves it out). */
 	if (m == EVHTTP_REQ_HEAD)
 		m = EVHTTP_REQ_GET;
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
@@ -512,8 +519,11 @@ api_route(struct evhttp_request *req, void *arg)
 			api_cancel_task(req, seg[2]);
 			return;
 		}
-		if (n <= 3)
+		if (n <= 3) {
+			allow = n == 2 ? "GET, HEAD, POST" :
+			    "GET, HEAD, DELETE";
 			goto method;
+		}
 		if (n == 4 && strcmp(seg[3], "transitions") == 0) {
 			if (m != EVHTTP_REQ_GET)
 				goto method;
@@ -531,8 +541,10 @@ api_route(struct evhttp_request *req, void *arg)
 				api_get_step(req, seg[2], seg[4]);
 			else if (m == EVHTTP_REQ_PATCH)
 				api_step_action(req, seg[2], seg[4]);
-			else
+			else {
+				allow = "GET, HEAD, PATCH";
 				goto method;
+			}
 			return;
 		}
 		if (n == 6 && strcmp(seg[3], "steps") == 0 &&
@@ -579,6 +591,8 @@ notfound:
 	reply_error(req, 404, "not_found", "no such resource");
 	return;
 method:
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+	    allow);
 	reply_error(req, 405, "method_not_allowed", "method not allowed "
 	    "here");
 }

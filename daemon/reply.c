@@ -21,6 +21,26 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
+/*
+ * Send buf as the answer.  To a HEAD: the length of the body a GET gets,
+ * and no body.  libevent 2.1 writes the body anyway, without a length,
+ * and a client on a kept-alive connection reads it as the start of its
+ * next answer.
+ */
+void
+reply_send(struct evhttp_request *req, int status, struct evbuffer *buf)
+{
+	char	len[24];
+
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(buf));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Length", len);
+		evbuffer_drain(buf, evbuffer_get_length(buf));
+	}
+	evhttp_send_reply(req, status, NULL, buf);
+}
+
 void
 reply_raw(struct evhttp_request *req, int status, const char *json,
     size_t len)
@@ -40,7 +60,7 @@ reply_raw(struct evhttp_request *req, int status, const char *json,
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evbuffer_add(buf, json, len);
 	evbuffer_add(buf, "\n", 1);
-	evhttp_send_reply(req, status, NULL, buf);
+	reply_send(req, status, buf);
 	evbuffer_free(buf);
 	free(fixed);
 }

@@ -8,6 +8,8 @@
 
 #include "db.h"
 
+/* Every answer goes out here: to a HEAD, without its body. */
+void	 reply_send(struct evhttp_request *, int status, struct evbuffer *);
 void	 reply_raw(struct evhttp_request *, int status, const char *json,
 	    size_t len);
 /* Takes the reference to body. */

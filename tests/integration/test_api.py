@@ -299,6 +299,7 @@ step_templates:
     assert r.status == 200 and r.body["status"] == "complete", r.body
     r = t.request("DELETE", route.replace("{task_id}", str(tid)))
     harness.assert_json_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "GET, HEAD", dict(r.headers)
     # One segment more than a route may have: not found, as before.
     r = t.get("/v1/tasks/%d/steps/%s/transitions/x/y/z" % (tid, step))
     assert r.status == 404, r.body

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 
 import pytest
 
@@ -227,6 +228,35 @@ def test_head_is_get_without_a_body(server):
         conn.close()
 
 
+def test_head_leaves_a_kept_alive_connection_usable(server):
+    """The bytes after a HEAD's answer are the next answer's: no body (it
+    was written anyway, without a length, and a client read it as the
+    start of its next answer), and the length a GET's body has."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("GET", "/v1/tasks/999999")
+        get_len = len(conn.getresponse().read())
+    finally:
+        conn.close()
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    try:
+        sock.sendall(b"HEAD /v1/tasks/999999 HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                     b"Connection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), data
+    assert b"Content-Length: %d" % get_len in head, head
+    assert rest.startswith(b"HTTP/1.1 200"), data
+
+
 @pytest.mark.parametrize("query", [
     "stauts=error",                 # misspelt: would list every task
     "limit=1&limit=abc",            # which one?
@@ -240,16 +270,25 @@ def test_list_query_unknown_or_repeated(server, query):
         "twice" in body["error"]["message"], body
 
 
-@pytest.mark.parametrize("method,path,status", [
-    ("OPTIONS", "/v1/tasks", 405),
-    ("TRACE", "/health/live", 405),
-    ("PUT", "/v1/tasks/1", 405),
-    ("OPTIONS", "/elsewhere", 404),
+@pytest.mark.parametrize("method,path,status,allow", [
+    ("OPTIONS", "/v1/tasks", 405, "GET, HEAD, POST"),
+    ("TRACE", "/health/live", 405, "GET, HEAD"),
+    ("PUT", "/v1/tasks/1", 405, "GET, HEAD, DELETE"),
+    ("POST", "/v1/tasks/1/steps/a", 405, "GET, HEAD, PATCH"),
+    ("DELETE", "/v1/nodes", 405, "GET, HEAD"),
+    ("OPTIONS", "/elsewhere", 404, None),
 ])
-def test_other_methods_get_json(server, method, path, status):
+def test_other_methods_get_json(server, method, path, status, allow):
     """Methods a resource does not take answer a JSON 405 (OPTIONS and
-    TRACE used to get libevent's HTML 501)."""
-    got, body = raw_request(server, method, path)
-    assert got == status, body
+    TRACE used to get libevent's HTML 501) that says which it takes."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == status, body
     assert body["error"]["code"] == ("method_not_allowed" if status == 405
                                      else "not_found"), body
+    assert resp.getheader("Allow") == allow

@@ -116,7 +116,8 @@ static const struct ctl_cmd commands[] = {
 	  "mark a step resolved by hand",
 	  "Marks a step (error, pending or waiting for a retry) "
 	  "resolved_manually: its children may run, without results from "
-	  "it.",
+	  "it.  A task whose steps all end complete, one or more resolved "
+	  "by hand, ends resolved_manually.",
 	  2, 2, { STEP_ACTION_OPTS } },
 	{ "step", "complete", cmd_step_action,
 	  "TASK STEP --reason TEXT [--actor NAME] [--results JSON|@FILE]",
@@ -606,6 +607,14 @@ parse_command_line(int argc, char **argv, struct ctl_args *a)
 		    a->pos[a->cmd->max_args]);
 		return P_ERROR;
 	}
+	/* No argument means anything empty: `task watch "$id"` with an id
+	 * that a failed create left empty asked for the list of tasks (the
+	 * server reads /v1/tasks/ as /v1/tasks), and waited for ever. */
+	for (i = 0; i < a->npos; i++)
+		if (a->pos[i][0] == '\0') {
+			ctl_usage_error(a, "argument %d is empty", i + 1);
+			return P_ERROR;
+		}
 	return P_OK;
 }
 

@@ -755,7 +755,8 @@ class Taskerd:
         assert r.status == 200, "GET /v1/tasks/%s -> %s %r" % (task_id, r.status, r.body)
         return r.body
 
-    def wait_task(self, task_id, statuses=("complete", "error", "cancelled"),
+    def wait_task(self, task_id, statuses=("complete", "error", "cancelled",
+                                           "resolved_manually"),
                   timeout=30.0):
         """Poll GET /v1/tasks/{id} until its status is one of statuses;
         return the task object."""

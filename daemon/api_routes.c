@@ -138,6 +138,7 @@ route_results_done(struct db_job *job, void *arg)
 	struct route_req	*rr = arg;
 	PGresult		*res;
 	json_t			*scope, *out;
+	const char		*status;
 	char			 err[256];
 
 	if (db_job_error(job) != NULL) {
@@ -150,7 +151,12 @@ route_results_done(struct db_job *job, void *arg)
 		goto done;
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "complete") != 0) {
-		route_error(rr->req, 409, "task is not complete yet",
+		/* (resolved_manually: ended, some of its results missing.) */
+		status = PQgetvalue(res, 0, 0);
+		route_error(rr->req, 409, strcmp(status, "pending") == 0 ||
+		    strcmp(status, "in_progress") == 0 ?
+		    "task is not complete yet" : "task ended without all its "
+		    "results",
 		    json_pack("{s:I, s:s}", "task_id",
 		    (json_int_t)strtoll(rr->id, NULL, 10), "status",
 		    PQgetvalue(res, 0, 0)));

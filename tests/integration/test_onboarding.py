@@ -644,6 +644,8 @@ def test_premium_without_payment_method_is_permanent(taskerd, mocks):
     where = r.body.get("details") if isinstance(r.body.get("details"), dict) \
         else r.body
     assert where.get("status") == "error", r.body
+    # Ended, not "not complete yet": waiting will not bring its results.
+    assert "without all its results" in json.dumps(r.body), r.body
 
 
 def test_every_call_carries_the_correlation_id(taskerd, mocks):

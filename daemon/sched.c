@@ -133,8 +133,9 @@ static const char sql_next_due[] =
 /*
  * Apply a batch of records ($1: [{step_id, token, status, free, delay_ms,
  * results, error, meta, started, smeta}]).  A record is an outcome (status
- * complete, waiting_for_retry or error; free: a breaker probe that grants
- * its attempt back) or a start mark (status in_progress).  started is when
+ * complete, waiting_for_retry or error; free: an attempt that is granted
+ * back, a breaker probe's or one its node ended) or a start mark (status
+ * in_progress).  started is when
  * a worker took the step (epoch seconds): a step that was still 'enqueued'
  * gets its 'in_progress' transition at that time, so a short step costs one
  * row update, not two.  The transition comes from the state before the
@@ -179,7 +180,8 @@ static const char sql_apply[] =
 "  UPDATE steps s SET status = o.final,"
 "    attempts = s.attempts + CASE WHEN o.final = 'in_progress' THEN 0"
 "      ELSE 1 END,"
-"    retry_limit = s.retry_limit + CASE WHEN o.free THEN 1 ELSE 0 END,"
+"    retry_limit = CASE WHEN o.free AND s.retry_limit < 2147483647"
+"      THEN s.retry_limit + 1 ELSE s.retry_limit END,"
 "    results = CASE WHEN o.final = 'complete' THEN o.results"
 "      ELSE s.results END,"
 "    last_error = coalesce(o.error, s.last_error),"
@@ -1054,6 +1056,18 @@ sched_kick(void)
 	sched_run();
 }
 
+/* An attempt ended by its node, not by its step: the node died or
+ * restarted (another node, or its next start, took the claim over), lost
+ * its lease, or lost track of the claim. */
+static bool
+node_fault(const char *code)
+{
+	return strcmp(code, "node_lost") == 0 ||
+	    strcmp(code, "node_restarted") == 0 ||
+	    strcmp(code, "node_lease_lapsed") == 0 ||
+	    strcmp(code, "claim_lost") == 0;
+}
+
 static const char *
 outcome_status(const struct claim *c, const struct proto_step_outcome *o)
 {
@@ -1078,7 +1092,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	const char	*status;
 	json_t		*rec, *meta, *err = json_null();
 	int64_t		 delay = 0;
-	bool		 probe = false;
+	bool		 probe = false, free_attempt;
 
 	if (c->dispatched) {
 		sc.ndispatched--;
@@ -1092,8 +1106,13 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		    claim_template(c), c->step_name);
 	}
 	/* A failed breaker probe is recorded as an attempt but grants one
-	 * more: waiting for a service to come back spends no budget. */
-	status = probe ? "waiting_for_retry" : outcome_status(c, o);
+	 * more: waiting for a service to come back spends no budget.  Nor
+	 * does a node that died, restarted or lost its lease under a step
+	 * (DESIGN: "the step runs again"; a step with one attempt ended in
+	 * error for a crash).  One that must not run twice is not. */
+	free_attempt = probe || (c->retryable && o->error_code != NULL &&
+	    node_fault(o->error_code));
+	status = free_attempt ? "waiting_for_retry" : outcome_status(c, o);
 	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
 	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
 	    1, claim_template(c), c->step_name);
@@ -1133,7 +1152,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	    "step_id", (json_int_t)c->step_id,
 	    "token", (json_int_t)c->lease_token,
 	    "status", status,
-	    "free", probe,
+	    "free", free_attempt,
 	    "delay_ms", (json_int_t)delay,
 	    "results", o->results && o->outcome == OUTCOME_SUCCESS ?
 	    o->results : json_null(),

@@ -287,6 +287,22 @@ def test_retry_an_error_step(taskerd, service):
     harness.assert_json_error(r, 409, "invalid_state")
 
 
+def test_retry_of_a_step_allowed_every_attempt_there_is(taskerd, service):
+    """retry_limit 2147483647 ("retry for ever"): a retry's fresh budget
+    stays at the most an int holds (the sum failed the action with 500)."""
+    service.route("POST", "/no", status=400, body={"error": "bad"})
+    t = taskerd(templates={"forever.yaml": template(
+        "forever", http_step("no", service.url + "/no", limit=2147483647))})
+    tid = t.create_task("forever", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid, timeout=20)["status"] == "error"
+    r = patch_step(t, tid, "no", {"action": "retry", "reason": "again"})
+    assert r.status == 200, (r.status, r.body)
+    assert r.body["retry_limit"] == 2147483647, r.body
+    harness.wait_until(lambda: step(t, tid, "no")["attempts"] == 2, 10,
+                       message="the second attempt")
+    assert t.wait_task(tid, timeout=20)["status"] == "error"
+
+
 def test_retry_puts_the_task_back_in_progress(taskerd, service):
     """Right after the retry, before the new attempt ends, the task is
     in_progress again (not error)."""

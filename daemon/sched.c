@@ -272,7 +272,9 @@ static const char sql_apply[] =
  * which began with sched_sql_lock_tasks: two transactions finishing the
  * last two steps of a task (on two nodes, say) must not each see the other
  * step unfinished and leave the task in_progress for ever.  A task whose
- * status changed meanwhile (a cancel) is left alone.
+ * status changed meanwhile (a cancel) is left alone.  One that ends in the
+ * batch that started it (quick steps) is written in_progress on the way,
+ * as its steps were: the audit trail has no jump from pending to the end.
  */
 const char sched_sql_finalize[] =
 "WITH a AS MATERIALIZED ("
@@ -302,7 +304,11 @@ const char sched_sql_finalize[] =
 "  FROM n WHERE t.id = n.id AND n.old <> n.new AND t.status = n.old"
 "  RETURNING t.id, n.old, n.new)"
 "INSERT INTO task_transitions (task_id, from_state, to_state)"
-"SELECT id, old, new FROM u";
+"SELECT u.id, x.f, x.t FROM u CROSS JOIN LATERAL (VALUES"
+"  (u.old, CASE WHEN u.old = 'pending' THEN 'in_progress' ELSE u.new END, 1),"
+"  ('in_progress', u.new, 2)) x(f, t, k)"
+"WHERE x.k = 1 OR (u.old = 'pending' AND u.new <> 'in_progress')"
+"ORDER BY u.id, x.k";
 
 /* Serialise the transactions that finalise the same tasks ($1: bigint[]):
  * transaction-scoped advisory locks on the task ids (the 64-bit key space;

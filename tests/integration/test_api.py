@@ -111,6 +111,13 @@ def test_create_get_and_list(taskerd, pg):
     failed = t.create_task("api_failing", {"order_id": 8}, namespace="it")
     ftask = t.wait_task(failed["task_id"])
     assert ftask["status"] == "error", ftask
+    # Its one step failed in the batch that started the task: the task
+    # went through in_progress all the same, as the step did.
+    ttrans = pg.json(t.db, "select from_state, to_state from task_transitions "
+                           "where task_id = %d order by id" % failed["task_id"])
+    assert [(x["from_state"], x["to_state"]) for x in ttrans] == \
+        [(None, "pending"), ("pending", "in_progress"),
+         ("in_progress", "error")], ttrans
     doomed = ftask["steps"][0]
     assert (doomed["status"], doomed["attempts"]) == ("error", 1), doomed
     err = doomed["last_error"]

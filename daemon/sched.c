@@ -349,11 +349,14 @@ static const char sql_expired[] =
 
 /*
  * This node's own claims that it does not know about ($1 node, $2 the
- * lease tokens it holds, $3 milliseconds): a transaction that claimed
- * them committed, but its answer was lost with the connection, so no
- * worker will ever run them and no other node sweeps them while this one
- * lives.  Only rows last changed $3 ms ago or more are taken: no job
- * still in flight can have written them.  Each is taken over with a new
+ * lease tokens it holds, $3 milliseconds, $4 when the start-up sweep ran):
+ * a transaction that claimed them committed, but its answer was lost with
+ * the connection, so no worker will ever run them and no other node sweeps
+ * them while this one lives.  Only rows last changed $3 ms ago or more are
+ * taken: no job still in flight can have written them; or changed before
+ * the start-up sweep, which this process's jobs all follow: a batch of its
+ * killed predecessor that the server ran on and committed after that
+ * sweep had passed over its locked rows.  Each is taken over with a new
  * token (a late answer can no longer match); the caller hands 'enqueued'
  * ones back (they never started) and fails 'in_progress' ones (a sweep
  * whose answer was lost took them from a node that may have run them).
@@ -363,7 +366,8 @@ static const char sql_orphans[] =
 "  SELECT s.id, s.status FROM steps s"
 "  WHERE s.lease_owner = $1 AND s.status IN ('enqueued', 'in_progress')"
 "    AND s.lease_token <> ALL($2::bigint[])"
-"    AND s.updated_at < now() - $3::bigint * interval '1 millisecond'"
+"    AND (s.updated_at < now() - $3::bigint * interval '1 millisecond'"
+"      OR s.updated_at < $4::timestamptz)"
 "  LIMIT 1000 FOR UPDATE SKIP LOCKED),"
 " u AS ("
 "  UPDATE steps s SET lease_token = nextval('step_lease_tokens'),"
@@ -415,6 +419,7 @@ static struct {
 	bool		 applying;	/* an apply job is in flight */
 	bool		 sweeping;
 	bool		 recovered;	/* start-up recovery done */
+	char		 recovered_at[48];	/* its now(), database time */
 	struct claimq	 queue;		/* claimed, waiting for a worker */
 	int		 nqueued;
 	struct claimq	 unmarked;	/* running, 'in_progress' not written */
@@ -1635,6 +1640,7 @@ static void
 sched_expired_done(struct db_job *job, void *arg)
 {
 	bool		 startup = (bool)(intptr_t)arg;
+	PGresult	*res;
 
 	sc.sweeping = false;
 	if (db_job_error(job) != NULL) {
@@ -1656,6 +1662,9 @@ sched_expired_done(struct db_job *job, void *arg)
 		    "claim of a lost node taken over", "node_lost",
 		    "the node running the attempt stopped renewing its lease");
 	if (startup) {
+		res = db_job_result(job, 1);
+		snprintf(sc.recovered_at, sizeof(sc.recovered_at), "%s",
+		    PQgetvalue(res, 0, 0));
 		sc.recovered = true;
 		sched_kick();
 	}
@@ -1713,7 +1722,7 @@ static void
 sched_sweep(bool startup)
 {
 	struct db_job	*job;
-	const char	*params[3];
+	const char	*params[4];
 	char		*tokens, age[24];
 
 	if (sc.sweeping)
@@ -1727,12 +1736,15 @@ sched_sweep(bool startup)
 		params[0] = sv.node_id;
 		params[1] = tokens;
 		params[2] = age;
-		db_job_add(job, sql_orphans, 3, params);
+		params[3] = sc.recovered_at[0] != '\0' ? sc.recovered_at : NULL;
+		db_job_add(job, sql_orphans, 4, params);
 		free(tokens);
 	}
 	params[0] = sv.node_id;
 	params[1] = startup ? "true" : "false";
 	db_job_add(job, sql_expired, 2, params);
+	if (startup)
+		db_job_add(job, "SELECT now()::text", 0, NULL);
 	db_submit(job);
 }
 

@@ -166,3 +166,33 @@ def test_restart_hands_back_queued_claims(taskerd, pg):
     lines = t.log_lines("claim of this node before it restarted")
     assert sum("handed back" in x for x in lines) == 5, lines
     assert sum("attempt abandoned" in x for x in lines) == 1, lines
+
+
+def test_a_killed_nodes_batch_that_commits_after_its_restart(taskerd, pg):
+    """A batch the server runs on after its node was killed (it waited for
+    a lock) commits after the restart's sweep passed over its rows: the
+    child it claimed is this node's under a token the new process never
+    saw.  It is handed back at the next sweep, not after the 30 s grace
+    kept for the node's own jobs in flight."""
+    steps = PAIR.replace("    handler: noop\n  - name: second",
+                         "    handler: noop\n    handler_config: "
+                         "{ sleep_ms: 1000 }\n  - name: second", 1)
+    t = taskerd(templates={"pair.yaml": steps})
+    tid = t.create_task("pair", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: pg.scalar(
+        t.db, "select status from steps where task_id = %d and name = "
+        "'first'" % tid) == "in_progress", 10, message="first running")
+    # The child's row held, so the batch with first's outcome waits.
+    locker = pg.psql_background(
+        t.db, "BEGIN; SELECT 1 FROM steps WHERE task_id = %d AND name = "
+        "'second' FOR UPDATE; SELECT pg_sleep(4); COMMIT;" % tid)
+    harness.wait_until(lambda: int(pg.scalar(
+        t.db, "select count(*) from pg_stat_activity where wait_event_type "
+        "= 'Lock' and datname = current_database()")) >= 1, 10,
+        message="the outcome batch waiting for the lock")
+    t.kill()
+    t.start()
+    locker.wait(30)
+    done = t.wait_task(tid, timeout=15)
+    assert done["status"] == "complete", done
+    assert t.log_lines("claim this node had lost track of"), t.log_tail(30)

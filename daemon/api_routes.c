@@ -150,9 +150,11 @@ route_results_done(struct db_job *job, void *arg)
 		route_error(rr->req, 404, "task not found", NULL);
 		goto done;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), "complete") != 0) {
-		/* (resolved_manually: ended, some of its results missing.) */
-		status = PQgetvalue(res, 0, 0);
+	/* (resolved_manually: complete, a step's results perhaps given by
+	 * hand or left out; the body reads what there is.) */
+	status = PQgetvalue(res, 0, 0);
+	if (strcmp(status, "complete") != 0 &&
+	    strcmp(status, "resolved_manually") != 0) {
 		route_error(rr->req, 409, strcmp(status, "pending") == 0 ||
 		    strcmp(status, "in_progress") == 0 ?
 		    "task is not complete yet" : "task ended without all its "

@@ -806,11 +806,14 @@ sched_dispatch_queued(void)
 	for (c = TAILQ_FIRST(&sc.queue); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
 		service = claim_service(c);
-		if ((services_open(service) || claim_cancelled(c)) &&
-		    nrelease < 64) {
+		if (services_open(service) || claim_cancelled(c)) {
 			TAILQ_REMOVE(&sc.queue, c, entry);
 			sc.nqueued--;
 			release[nrelease++] = c;
+			if (nrelease == 64) {
+				sched_release(release, nrelease);
+				nrelease = 0;
+			}
 			continue;
 		}
 		if (pool_idle() == 0 || !services_may_dispatch(service))
@@ -889,6 +892,7 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		 * one, which need not wait for the rest of the rows. */
 		if (pool_idle() > 0 && node_lease_ok() &&
 		    !services_open(claim_service(c)) &&
+		    !claim_cancelled(c) &&
 		    services_may_dispatch(claim_service(c))) {
 			sched_start(c);
 			continue;

@@ -38,15 +38,34 @@
 #include "render.h"
 #include "xmalloc.h"
 
-/* A URL for the log: without its query, which may carry a context value or
- * an {{env.*}} secret.  One per log call (a static buffer). */
+/* A URL as it may be shown: without user and password, and without its
+ * query and fragment, which may carry a context value or an {{env.*}}
+ * secret ("https://h/p?..."). */
+static void
+url_public(const char *u, char *buf, size_t len)
+{
+	const char	*auth, *at, *end;
+	size_t		 n;
+
+	auth = (auth = strstr(u, "://")) != NULL ? auth + 3 : u;
+	n = strcspn(auth, "/?#");
+	if ((at = memrchr(auth, '@', n)) != NULL)
+		snprintf(buf, len, "%.*s%s", (int)(auth - u), u, at + 1);
+	else
+		snprintf(buf, len, "%s", u);
+	if ((end = strpbrk(buf, "?#")) != NULL)
+		snprintf((char *)end, len - (size_t)(end - buf), "%s",
+		    "?...");
+}
+
+/* A URL for the log, as url_public shows it.  One per log call (a static
+ * buffer). */
 static const char *
 url_logged(const char *u)
 {
 	static char	buf[1024];
 
-	snprintf(buf, sizeof(buf), "%.*s%s", (int)strcspn(u, "?"), u,
-	    strchr(u, '?') != NULL ? "?..." : "");
+	url_public(u, buf, sizeof(buf));
 	return log_quote(buf);
 }
 
@@ -400,11 +419,12 @@ http_req_build(const struct proto_run_step *run,
 		/* A context value must not be able to add headers, nor put
 		 * on the wire what RFC 9110 forbids in a field value. */
 		if ((bad = header_value_bad(val)) != NULL) {
-			free(val);
-			json_decref(rendered);
+			/* (key is rendered's: said before it goes.) */
 			outcome_fail(o, OUTCOME_PERMANENT, "render_error",
 			    "%sheader %s: rendered value contains %s", where,
 			    key, bad);
+			free(val);
+			json_decref(rendered);
 			return -1;
 		}
 		http_header_add(req, key, val);
@@ -605,19 +625,17 @@ http_fail_status(struct proto_step_outcome *o, enum proto_outcome cls,
 {
 	char	excerpt[HTTP_MAX_ERR_BODY + 1];
 
-	char	*to = NULL;
+	char	*to = NULL, target[512];
 
 	http_clean_text(resp->body != NULL ? resp->body : "", resp->len,
 	    HTTP_MAX_ERR_BODY, excerpt);
-	/* A redirect says where to (redirects are not followed): without
-	 * the query, which may carry a token. */
+	/* A redirect says where to (redirects are not followed). */
 	if (status >= 300 && status <= 399 && curl_easy_getinfo(http_curl,
-	    CURLINFO_REDIRECT_URL, &to) == CURLE_OK && to != NULL)
-		outcome_fail(o, cls, "http", "%sHTTP %ld from %s, to %.*s%s: "
-		    "%s", pfx, status, req->method,
-		    (int)strcspn(to, "?"), to, strchr(to, '?') ? "?..." : "",
-		    excerpt);
-	else
+	    CURLINFO_REDIRECT_URL, &to) == CURLE_OK && to != NULL) {
+		url_public(to, target, sizeof(target));
+		outcome_fail(o, cls, "http", "%sHTTP %ld from %s, to %s: %s",
+		    pfx, status, req->method, target, excerpt);
+	} else
 		outcome_fail(o, cls, "http", "%sHTTP %ld from %s: %s", pfx,
 		    status, req->method, excerpt);
 	free(o->error_code);

@@ -116,16 +116,18 @@ def test_methods_without_a_body(taskerd, service):
 
 def test_a_redirect_says_where_to(taskerd, service):
     """Redirects are not followed: the error says where the service sent
-    the request, without the query (which may carry a token)."""
+    the request, without what may carry a secret: the user and password
+    (from the request's URL), the query and the fragment."""
     service.route("POST", "/old", status=308, body={"moved": True},
-                  headers={"Location": "/v2/new?token=s3cret"})
-    t = taskerd(templates=template("r", call("only", "POST",
-                                             service.url + "/old")))
+                  headers={"Location": "/v2/new?token=s3cret#s3cret"})
+    url = service.url.replace("http://", "http://ops:pa%40ss@") + "/old"
+    t = taskerd(templates=template("r", call("only", "POST", url)))
     step = run(t, "r")["only"]
     assert step["status"] == "error", step
     msg = step["last_error"]["message"]
-    assert "HTTP 308 from POST, to %s/v2/new?..." % service.url in msg, msg
-    assert "s3cret" not in msg
+    assert "HTTP 308 from POST, to %s/v2/new?...:" % service.url in msg, msg
+    assert "s3cret" not in msg and "ops:" not in msg, msg
+    assert "pa%40ss" not in t.log() and "s3cret" not in t.log()
 
 
 def test_a_lookup_without_an_answer_counts_against_the_service(taskerd,

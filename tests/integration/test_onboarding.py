@@ -647,6 +647,21 @@ def test_premium_without_payment_method_is_permanent(taskerd, mocks):
     # Ended, not "not complete yet": waiting will not bring its results.
     assert "without all its results" in json.dumps(r.body), r.body
 
+    # An operator sets billing up by hand and resolves the step: the rest
+    # runs, the task ends resolved_manually, and its results are there
+    # (billing among the services configured: by hand).
+    r = t.patch("/v1/tasks/%d/steps/setup_billing" % a["task_id"],
+                json={"action": "resolve_manually",
+                      "reason": "billing set up by hand"})
+    assert r.status == 200, (r.status, r.body)
+    task = t.wait_task(a["task_id"], timeout=20)
+    assert task["status"] == "resolved_manually", json.dumps(task, indent=1)
+    r = t.get("/user_onboarding/results/%d" % a["task_id"])
+    assert r.status == 200, (r.status, r.body)
+    assert r.body.get("account_status") == "active", r.body
+    assert sorted(r.body.get("services_configured") or []) == \
+        ["billing_service", "notification_service", "user_service"], r.body
+
 
 def test_every_call_carries_the_correlation_id(taskerd, mocks):
     """Acceptance 6: each service call of a task carried that task's

@@ -287,6 +287,37 @@ def test_retry_an_error_step(taskerd, service):
     harness.assert_json_error(r, 409, "invalid_state")
 
 
+def test_cancel_drops_more_queued_steps_than_one_hand_back_holds(taskerd,
+                                                                   service):
+    """A hand-back carries 64 claims; a cancelled task with many more
+    queued steps than that has none of them started (the ones a pass over
+    the queue did not hand back did, as soon as a worker was free)."""
+    service.route("POST", "/slow", handler=lambda req: (
+        time.sleep(2), (200, {"ok": True}))[1])
+    wide = "".join("  - name: s%d\n    handler: noop\n" % i
+                   for i in range(600))
+    t = taskerd(workers=1, config={"scheduler.prefetch": 1000},
+                templates={"s.yaml": template("s", http_step(
+                    "only", service.url + "/slow")),
+                    "w.yaml": template("w", wide)})
+    busy = t.create_task("s", {}, namespace=NS)["task_id"]
+    service.wait_requests("/slow", 1, timeout=10)
+    tid = t.create_task("w", {}, namespace=NS)["task_id"]
+    # (As many as the prefetch lets first steps be claimed: about 500.)
+    harness.wait_until(lambda: sum(s["status"] == "enqueued" for s in
+                                   t.task(tid)["steps"]) >= 400, 10,
+                       message="400 steps queued for the busy worker")
+    r = t.request("DELETE", "/v1/tasks/%s" % tid, json={"reason": "r"})
+    assert r.status == 200, r.body
+    assert t.wait_task(busy, timeout=15)["status"] == "complete"
+    steps = harness.wait_until(
+        lambda: (lambda s: s if all(x["status"] == "cancelled" for x in s)
+                 else None)(t.task(tid)["steps"]), 10,
+        message="every queued step cancelled")
+    assert all(x["attempts"] == 0 for x in steps), \
+        [x for x in steps if x["attempts"]]
+
+
 def test_retry_of_a_step_allowed_every_attempt_there_is(taskerd, service):
     """retry_limit 2147483647 ("retry for ever"): a retry's fresh budget
     stays at the most an int holds (the sum failed the action with 500)."""

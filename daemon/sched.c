@@ -135,10 +135,9 @@ static const char sql_next_due[] =
  * results, error, meta, started, smeta}]).  A record is an outcome (status
  * complete, waiting_for_retry or error; free: an attempt that is granted
  * back, a breaker probe's or one its node ended) or a start mark (status
- * in_progress).  started is when
- * a worker took the step (epoch seconds): a step that was still 'enqueued'
- * gets its 'in_progress' transition at that time, so a short step costs one
- * row update, not two.  The transition comes from the state before the
+ * in_progress).  started is when a worker took the step (epoch seconds): a
+ * step that was still 'enqueued' gets its 'in_progress' transition at that
+ * time, so a short step costs one row update, not two.  The transition comes from the state before the
  * claim (pending for a first attempt, waiting_for_retry after that).  The
  * lease token fences stale attempts: only the current claim's records
  * match (an applied outcome clears the token).

@@ -13,31 +13,32 @@
 
 #include "jsontext.h"
 
-/* jansson's own text of v, for the comparison. */
+/* jansson's own text of v, for the comparison, with each of our flags
+ * and jansson's that does the same. */
 static void
 same_as_jansson(const json_t *v)
 {
+	static const struct {
+		int	ours;
+		size_t	theirs;
+	} flags[] = {
+		{ 0, 0 },
+		{ JSONTEXT_ASCII, JSON_ENSURE_ASCII },
+		{ JSONTEXT_SORTED, JSON_SORT_KEYS },
+	};
 	char	*ours, *theirs;
+	size_t	 i;
 
-	ours = jsontext(v, 0);
-	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-	assert_non_null(ours);
-	assert_non_null(theirs);
-	assert_string_equal(ours, theirs);
-	free(ours);
-	free(theirs);
-	ours = jsontext(v, JSONTEXT_ASCII);
-	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
-	    JSON_ENSURE_ASCII);
-	assert_string_equal(ours, theirs);
-	free(ours);
-	free(theirs);
-	ours = jsontext(v, JSONTEXT_SORTED);
-	theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
-	    JSON_SORT_KEYS);
-	assert_string_equal(ours, theirs);
-	free(ours);
-	free(theirs);
+	for (i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		ours = jsontext(v, flags[i].ours);
+		theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY |
+		    flags[i].theirs);
+		assert_non_null(ours);
+		assert_non_null(theirs);
+		assert_string_equal(ours, theirs);
+		free(ours);
+		free(theirs);
+	}
 }
 
 static void

@@ -366,6 +366,12 @@ cmd_health(struct ctl_args *a)
 		client_resp_free(&live);
 		return rc;
 	}
+	/* Anything but 200 from /health/live is not taskerd's health (a URL
+	 * with a wrong prefix answers 404): said as any API error is. */
+	if (live.status != 200) {
+		rc = client_report(&live);
+		goto out;
+	}
 	if (live.json == NULL || ready.json == NULL) {
 		ctl_warnx("%s: the health answers are not JSON (HTTP %ld, %ld)",
 		    ctl.url, live.status, ready.status);

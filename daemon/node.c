@@ -64,9 +64,8 @@ static const char sql_id_lease[] =
 /* A clean stop that left no claims behind ends its lease, so the next run
  * of this id (here, or in a restarted container) need not wait for it,
  * and /v1/nodes tells it from a lost node (a lease that ended no later
- * than its last heartbeat);
- * unless the row is no longer this process's (a duplicate of this id
- * started meanwhile keeps its lease). */
+ * than its last heartbeat).  Only while the row is this process's: a
+ * duplicate of this id started meanwhile keeps its lease. */
 static const char sql_hand_back[] =
 "UPDATE nodes SET lease_expires_at = now(), heartbeat_at = now()"
 " WHERE id = $1"
@@ -90,7 +89,7 @@ static struct {
 	bool		 started;	/* the first renewal got through */
 	bool		 lapsed;	/* logged: the lease ran out */
 	bool		 handed_back;	/* stopping: no more renewals */
-	char		 instance[128];	/* boot id and pid namespace */
+	char		 instance[128];	/* pid, boot id, pid namespace */
 } nd;
 
 static void
@@ -168,13 +167,17 @@ id_lease(PGconn *pg, long long *until, long long *left, char *host,
 	return r;
 }
 
-/* Whether the holder (instance inst, the row's pid) ran where we do. */
+/* Whether the holder (instance inst, the row's pid) ran where we do: its
+ * instance is ours but for the pid, which is the row's. */
 static bool
-holder_here(const char *inst, pid_t pid, const char *here)
+holder_here(const char *inst, pid_t pid)
 {
-	char	expect[160];
+	const char	*where = strchr(nd.instance, ' ');
+	char		 expect[160];
 
-	snprintf(expect, sizeof(expect), "%d%s", (int)pid, here);
+	if (where == NULL)
+		return false;	/* (where we run is not known) */
+	snprintf(expect, sizeof(expect), "%d%s", (int)pid, where);
 	return strcmp(inst, expect) == 0;
 }
 
@@ -182,14 +185,10 @@ void
 node_check_id(PGconn *pg)
 {
 	long long	 until, left, again;
-	char		 host[256], holder[256], me[256], inst[128], here[128];
-	const char	*where;
+	char		 host[256], holder[256], me[256], inst[128];
 	pid_t		 pid, pid2;
 
 	instance_read(nd.instance, sizeof(nd.instance));
-	/* (Where this process runs: its instance without its pid.) */
-	where = strchr(nd.instance, ' ');
-	snprintf(here, sizeof(here), "%s", where != NULL ? where : "");
 	if (id_lease(pg, &until, &left, holder, sizeof(holder), &pid,
 	    inst, sizeof(inst)) != 1)
 		return;
@@ -201,16 +200,14 @@ node_check_id(PGconn *pg)
 	if (gethostname(me, sizeof(me)) == -1)
 		me[0] = '\0';
 	me[sizeof(me) - 1] = '\0';
-	if (strcmp(holder, me) == 0 && here[0] != '\0' &&
-	    holder_here(inst, pid, here) && pid > 0 && (pid == getpid() ||
-	    (kill(pid, 0) == -1 && errno == ESRCH)))
+	if (strcmp(holder, me) == 0 && holder_here(inst, pid) && pid > 0 &&
+	    (pid == getpid() || (kill(pid, 0) == -1 && errno == ESRCH)))
 		return;		/* (our own pid: a pid reused since) */
 	/* Elsewhere, or alive: another node with this id renews its lease,
 	 * an earlier run's runs out. */
 	log_warnx("node id still leased, waiting for the lease to run out "
 	    "node=%s host=%s pid=%d left_ms=%lld", log_quote(sv.node_id),
-	    log_quote(holder),
-	    (int)pid, left);
+	    log_quote(holder), (int)pid, left);
 	/* systemd's start timeout (90 s) may be shorter than a lease. */
 	sd_notifyf(0, "STATUS=waiting for the lease on node id %s\n"
 	    "EXTEND_TIMEOUT_USEC=%llu", sv.node_id,

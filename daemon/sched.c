@@ -137,10 +137,11 @@ static const char sql_next_due[] =
  * back, a breaker probe's or one its node ended) or a start mark (status
  * in_progress).  started is when a worker took the step (epoch seconds): a
  * step that was still 'enqueued' gets its 'in_progress' transition at that
- * time, so a short step costs one row update, not two.  The transition comes from the state before the
- * claim (pending for a first attempt, waiting_for_retry after that).  The
- * lease token fences stale attempts: only the current claim's records
- * match (an applied outcome clears the token).
+ * time, so a short step costs one row update, not two.  The transition
+ * comes from the state before the claim (pending for a first attempt,
+ * waiting_for_retry after that).  The lease token fences stale attempts:
+ * only the current claim's records match (an applied outcome clears the
+ * token).
  *
  * Completing a step releases its children; in the same update, up to $4
  * children that became ready are claimed for this node ($2; $3: services

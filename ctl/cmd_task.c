@@ -295,6 +295,8 @@ show_task(const json_t *task)
 	} else
 		show_header_line("completed", "-");
 	show_header_line("correlation", out_str(task, "correlation_id", "-"));
+	if (out_str(task, "idempotency_key", NULL) != NULL)
+		show_header_line("key", out_str(task, "idempotency_key", ""));
 	if (out_str(task, "initiator", NULL) != NULL)
 		show_header_line("initiator", out_str(task, "initiator", ""));
 	if (out_str(task, "reason", NULL) != NULL)

@@ -81,8 +81,9 @@ static const struct ctl_cmd commands[] = {
 	    { "context", "JSON|@FILE", "the task's context, a JSON object" },
 	    { "initiator", "X", "who or what started the task" },
 	    { "reason", "X", "why it was started" },
-	    { "idempotency-key", "K", "the caller's key (templates with "
-		"caller_provided identity need one)" },
+	    { "idempotency-key", "K", "the caller's key: the same key is the "
+		"same task (caller_provided templates need one; strict ones "
+		"go by the context)" },
 	    { "source-system", "X", "the system the request came from" } } },
 	{ "task", "watch", cmd_task_watch, "ID [--interval MS]",
 	  "follow a task until it ends",

@@ -28,6 +28,7 @@
 #include "sched.h"
 #include "supervisor.h"
 #include "jsontext.h"
+#include "utf8.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -132,6 +133,7 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 {
 	const struct tmpl	*t = tr->t;
 	json_t			*ctx, *viol;
+	const char		*ikey;
 	char			 msg[128], *cid;
 
 	ctx = tr->ctx != NULL ? json_incref(tr->ctx) : json_object();
@@ -170,6 +172,11 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 		goto out;
 	}
 
+	/* The key is the identity unless the template's is its context:
+	 * a client that sends one on an always_unique template is asking
+	 * not to get two tasks, and does not (an empty key is none). */
+	ikey = t->identity != IDENTITY_STRICT && tr->ikey != NULL &&
+	    *tr->ikey != '\0' ? tr->ikey : NULL;
 	cid = correlation_id(req);
 	create_submit(req, t, route, json_pack("{s:I, s:O, s:s?, s:s?, s:s?, "
 	    "s:o, s:s, s:s?, s:s, s:o*}",
@@ -177,7 +184,7 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 	    "initiator", tr->initiator, "source_system", tr->source_system,
 	    "reason", tr->reason,
 	    "tags", tr->tags != NULL ? json_incref(tr->tags) : json_array(),
-	    "correlation_id", cid, "ikey", tr->ikey,
+	    "correlation_id", cid, "ikey", ikey,
 	    "identity", tmpl_identity_name(t->identity),
 	    "icontext", t->identity == IDENTITY_STRICT ?
 	    identity_context(ctx) : NULL));
@@ -194,7 +201,7 @@ api_create_task(struct evhttp_request *req)
 	    "idempotency_key", NULL };
 	json_t		*body, *ctx, *tags;
 	const char	*name, *ns, *version, *initiator, *source, *reason;
-	const char	*ikey;
+	const char	*ikey, *hkey;
 	const struct tmpl *t;
 	struct task_request tr;
 
@@ -214,6 +221,22 @@ api_create_task(struct evhttp_request *req)
 	    opt_string(req, body, "reason", &reason) == -1 ||
 	    opt_string(req, body, "idempotency_key", &ikey) == -1)
 		goto out;
+	/* The key may come as a header too, as a route's does (clients and
+	 * proxies that retry add one); two that differ are a client's bug. */
+	hkey = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Idempotency-Key");
+	if (hkey != NULL && !utf8_valid(hkey, strlen(hkey))) {
+		reply_error(req, 400, "invalid_request", "the Idempotency-Key "
+		    "header is not valid UTF-8");
+		goto out;
+	}
+	if (hkey != NULL && ikey != NULL && strcmp(hkey, ikey) != 0) {
+		reply_error(req, 400, "invalid_request", "the Idempotency-Key "
+		    "header and \"idempotency_key\" differ");
+		goto out;
+	}
+	if (ikey == NULL)
+		ikey = hkey;
 	if (name == NULL || *name == '\0') {
 		reply_error(req, 400, "invalid_request", "\"name\" (the "
 		    "template's name) is required");

@@ -80,7 +80,7 @@ static const char sql_create[] =
 "    CASE x.identity"
 "      WHEN 'strict' THEN 'sha256:' || encode(sha256(convert_to("
 "        coalesce(x.icontext, x.context)::text, 'UTF8')), 'hex')"
-"      WHEN 'caller_provided' THEN 'key:' || x.ikey END AS hash"
+"      ELSE 'key:' || x.ikey END AS hash"
 "  FROM x),"
 " t AS ("
 "  INSERT INTO tasks (id, template_id, context, initiator, source_system,"
@@ -336,7 +336,7 @@ task_json(const struct create_req *cr, int64_t id, PGresult *res, int row)
 	json_decref(ids);
 	json_decref(statuses);
 	task = json_pack("{s:I, s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, "
-	    "s:O, s:O, s:O, s:O, s:n, s:o}",
+	    "s:O, s:O, s:O, s:O, s:O, s:n, s:o}",
 	    "task_id", (json_int_t)id, "namespace", t->namespace,
 	    "name", t->name, "version", t->version,
 	    "status", PQgetvalue(res, row, COL_ORD + 3),
@@ -346,6 +346,7 @@ task_json(const struct create_req *cr, int64_t id, PGresult *res, int row)
 	    "reason", json_object_get(rec, "reason"),
 	    "tags", json_object_get(rec, "tags"),
 	    "correlation_id", json_object_get(rec, "correlation_id"),
+	    "idempotency_key", json_object_get(rec, "ikey"),
 	    "created_at", created, "updated_at", created,
 	    "completed_at", "steps", steps);
 	json_decref(created);

@@ -37,8 +37,8 @@ step_templates:
 """
 
 TASK_KEYS = {"task_id", "namespace", "name", "version", "status", "context",
-             "initiator", "source_system", "reason", "tags", "created_at",
-             "updated_at", "completed_at"}
+             "initiator", "source_system", "reason", "tags", "idempotency_key",
+             "created_at", "updated_at", "completed_at"}
 STEP_KEYS = {"name", "status", "handler", "depends_on", "attempts", "retry_limit",
              "retryable", "next_attempt_at", "started_at", "completed_at",
              "results", "last_error"}

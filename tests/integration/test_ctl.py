@@ -732,6 +732,8 @@ def test_create_cancel_watch(taskerd):
     assert r.returncode == 1, r
     assert r.stderr == "tasker-ctl: duplicate_task: a task with the same " \
         "identity exists (task %s)\n" % k1, r.stderr
+    shown = ok(ctl("task", "show", k1, url=t.url)).splitlines()
+    assert "key          k-1" in shown, shown
     r = ctl("task", "create", NS + "/keyed", url=t.url)
     assert r.returncode == 1 and "idempotency_key_required" in r.stderr, r
     r = ctl("task", "create", NS + "/nope", url=t.url)

@@ -6,7 +6,9 @@ identity_strategy per template:
                    id and status; another context makes a new task.
   caller_provided  "idempotency_key" is required (422 without); the same
                    key again answers 409 with the first task's id.
-  always_unique    (the default) duplicates are separate tasks.
+  always_unique    (the default) duplicates are separate tasks, unless
+                   the client sends an idempotency key: then the same key
+                   is the same task, as under caller_provided.
 
 schema: a context that violates the template's JSON Schema answers 422
 invalid_context listing every violation with its JSON path, and writes
@@ -208,6 +210,81 @@ def test_always_unique_is_the_default(taskerd):
             ids.add(r.body["task_id"])
     assert len(ids) == 4, ids
     assert task_rows(t) == 4
+
+
+def test_a_key_sent_to_always_unique_is_kept(taskerd):
+    """A client that sends an idempotency key (in the body or as the
+    Idempotency-Key header) is asking not to get two tasks: it does not,
+    whatever the template's strategy.  A strict template's identity stays
+    its context, and its task shows no key."""
+    route = "routes:\n  create: { path: /pings }\n"
+    t = taskerd(templates={"pings.yaml": tmpl("pings") + route,
+                           "orders.yaml": tmpl("orders", "strict")})
+    r = t.post("/v1/tasks", json={"name": "pings", "namespace": NS,
+                                  "context": {"n": 1},
+                                  "idempotency_key": "ping-1"})
+    assert r.status == 201, (r.status, r.body)
+    first = r.body
+    assert first["idempotency_key"] == "ping-1", first
+    got = t.wait_task(first["task_id"], timeout=20)
+    assert got["idempotency_key"] == "ping-1", got
+    # The answer to the create has what GET has.
+    assert set(first) == set(got), sorted(set(first) ^ set(got))
+
+    # The same key again, in the body or as the header: the first task.
+    for body, headers in (({"idempotency_key": "ping-1"}, None),
+                          ({}, {"Idempotency-Key": "ping-1"}),
+                          ({"idempotency_key": "ping-1"},
+                           {"Idempotency-Key": "ping-1"})):
+        r = t.post("/v1/tasks", json=dict(body, name="pings", namespace=NS,
+                                          context={"n": 2}),
+                   headers=headers)
+        assert_duplicate(r, got)
+    # The template's own create route takes the header as well.
+    r = t.post("/pings", json={"n": 3}, headers={"Idempotency-Key": "ping-1"})
+    assert r.status == 409, (r.status, r.body)
+    assert task_rows(t) == 1
+
+    # Two keys that differ, or a header that is not UTF-8: refused, and
+    # nothing is written.
+    r = t.post("/v1/tasks", json={"name": "pings", "namespace": NS,
+                                  "idempotency_key": "ping-2"},
+               headers={"Idempotency-Key": "ping-3"})
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "differ" in err["message"], err
+    r = t.post("/v1/tasks", json={"name": "pings", "namespace": NS},
+               headers={"Idempotency-Key": b"ping-\xff"})
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "UTF-8" in err["message"], err
+    assert task_rows(t) == 1
+
+    # Another key is another task; no key (or an empty one), a new one
+    # every time.
+    r = t.post("/v1/tasks", json={"name": "pings", "namespace": NS},
+               headers={"Idempotency-Key": "ping-2"})
+    assert r.status == 201 and r.body["idempotency_key"] == "ping-2", \
+        (r.status, r.body)
+    for key in (None, None, "", ""):
+        body = {"name": "pings", "namespace": NS}
+        if key is not None:
+            body["idempotency_key"] = key
+        r = t.post("/v1/tasks", json=body)
+        assert r.status == 201, (key, r.status, r.body)
+        assert r.body["idempotency_key"] is None, r.body
+    assert task_rows(t) == 6
+
+    # Strict: the context is the identity; a key changes nothing and the
+    # task shows none.
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"n": 1},
+                                  "idempotency_key": "order-1"})
+    assert r.status == 201 and r.body["idempotency_key"] is None, \
+        (r.status, r.body)
+    assert t.task(r.body["task_id"])["idempotency_key"] is None
+    r = t.post("/v1/tasks", json={"name": "orders", "namespace": NS,
+                                  "context": {"n": 1},
+                                  "idempotency_key": "order-2"})
+    harness.assert_json_error(r, 409, "duplicate_task")
 
 
 SCHEMA = {

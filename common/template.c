@@ -789,8 +789,9 @@ tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
 	if (path == NULL)
 		return 0;
 	len = strlen(path);
-	if (path[0] != '/' || strncmp(path, "/v1/", 4) == 0 ||
-	    strncmp(path, "/health/", 8) == 0 || strcmp(path, "/metrics") == 0)
+	if (path[0] != '/' || strcmp(path, "/v1") == 0 ||
+	    strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/metrics") == 0 ||
+	    strncmp(path, "/health/", 8) == 0)
 		return yt_error(p->doc, root, "routes.%s.path: \"%s\" must "
 		    "start with / and stay outside /v1, /health and /metrics",
 		    what, path);
@@ -813,11 +814,31 @@ tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
 	return 0;
 }
 
+/* A route path as requests' paths are matched (api.c): no empty segment,
+ * so "/a//b/" is "/a/b" and "/" stays "/". */
+static void
+route_canon(char *path)
+{
+	char	*r, *w;
+
+	if (path == NULL)
+		return;
+	for (r = w = path; *r != '\0'; r++)
+		if (*r != '/' || (w == path || w[-1] != '/'))
+			*w++ = *r;
+	if (w - path > 1 && w[-1] == '/')
+		w--;
+	*w = '\0';
+}
+
 static int
 tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 {
 	struct tmpl	*t = p->t;
 
+	route_canon(t->route_create);
+	route_canon(t->route_status);
+	route_canon(t->route_results);
 	if (tmpl_check_route(p, root, t->route_create, false, "create") ==
 	    -1 || tmpl_check_route(p, root, t->route_status, true,
 	    "status") == -1 || tmpl_check_route(p, root, t->route_results,

@@ -403,15 +403,32 @@ api_authorize(struct evhttp_request *req, enum evhttp_cmd_type m,
 	return true;
 }
 
-/* Paths outside /v1 and /health belong to templates' routes. */
+/* Paths outside /v1 and /health belong to templates' routes, which are
+ * matched on the decoded path ("/r/status/%39" is "/r/status/9") without
+ * empty segments, as template.c writes route paths.  A segment that
+ * decodes to hold a '/' would match another shape of path: it matches
+ * none. */
 static void
 api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
-    const char *path)
+    char seg[][API_SEG_MAX], int n)
 {
 	const struct tmpl	*t;
 	const char		*id;
+	char			 path[TMPL_PATH_SEGS * API_SEG_MAX + 1];
+	size_t			 len = 0;
 	bool			 get, post;
+	int			 i;
 
+	path[0] = '/';
+	path[1] = '\0';
+	for (i = 0; i < n; i++) {
+		if (strchr(seg[i], '/') != NULL) {
+			reply_error(req, 404, "not_found", "no such resource");
+			return;
+		}
+		len += (size_t)snprintf(path + len, sizeof(path) - len, "/%s",
+		    seg[i]);
+	}
 	if (m == EVHTTP_REQ_POST && (t = tmpl_registry_route(sv.templates,
 	    ROUTE_CREATE, path, NULL)) != NULL) {
 		api_route_create(req, t);
@@ -496,7 +513,7 @@ api_route(struct evhttp_request *req, void *arg)
 		goto notfound;
 	}
 	if (n < 1 || strcmp(seg[0], "v1") != 0) {
-		api_template_route(req, m, path);
+		api_template_route(req, m, seg, n);
 		return;
 	}
 	if (n < 2)

@@ -310,3 +310,41 @@ step_templates:
     # One segment more than a route may have: not found, as before.
     r = t.get("/v1/tasks/%d/steps/%s/transitions/x/y/z" % (tid, step))
     assert r.status == 404, r.body
+
+
+def test_template_routes_match_the_decoded_path(taskerd):
+    """A template's routes are matched on the decoded path, as /v1 is: a
+    route with a space is reachable, an id may be percent-encoded, and
+    empty segments do not count; a segment that decodes to hold a '/'
+    matches no route."""
+    t = taskerd(templates={"signups.yaml": """\
+name: signups
+namespace_name: it
+version: 1.0.0
+routes:
+  create: { path: "/sign ups//new/" }
+  status: { path: "/sign ups/status/{task_id}" }
+step_templates:
+  - name: only
+    handler: noop
+"""})
+    r = t.post("/sign%20ups/new", json={})
+    assert r.status == 201, (r.status, r.body)
+    tid = r.body["task_id"]
+    assert r.body["monitor_url"] == "/sign ups/status/%d" % tid, r.body
+    r = t.post("/sign%20ups//new/", json={})
+    assert r.status == 201, (r.status, r.body)
+    t.wait_task(tid)
+    encoded = "".join("%%%02X" % ord(c) for c in str(tid))
+    r = t.get("/sign%20ups/status/" + encoded)
+    assert r.status == 200 and r.body["task_id"] == tid, (r.status, r.body)
+    assert r.body["status"] == "complete", r.body
+    for path in ("/sign%20ups%2Fstatus/" + str(tid),
+                 "/sign%20ups/status/" + str(tid) + "%2F1",
+                 "/sign%20ups%2Fnew"):
+        harness.assert_json_error(t.get(path), 404, "not_found")
+    r = t.post("/sign%20ups%2Fnew", json={})
+    harness.assert_json_error(r, 404, "not_found")
+    r = t.get("/sign%20ups/new")
+    harness.assert_json_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "POST", dict(r.headers)

@@ -1315,6 +1315,27 @@ test_routes(void **state)
 	    "placeholder");
 	expect_error(ROUTES_HEAD "routes:\n  results: {body: {a: 1}}\n",
 	    "t.yaml:1: routes.results.body needs routes.results.path");
+
+	/* Paths are matched without empty segments, and written so. */
+	t = load(ROUTES_HEAD "routes:\n  create: {path: \"//sign ups//new/\"}\n"
+	    "  status: {path: \"/s//{task_id}/\"}\n", err, sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->route_create, "/sign ups/new");
+	assert_string_equal(t->route_status, "/s/{task_id}");
+	tmpl_free(t);
+	t = load(ROUTES_HEAD "routes:\n  create: {path: \"/\"}\n", err,
+	    sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->route_create, "/");
+	tmpl_free(t);
+	expect_error(ROUTES_HEAD "routes:\n  create: {path: /v1/}\n",
+	    "t.yaml:1: routes.create.path: \"/v1\" must start with / "
+	    "and stay outside /v1, /health and /metrics");
+	expect_error(ROUTES_HEAD "routes:\n  create: {path: //v1//tasks}\n",
+	    "t.yaml:1: routes.create.path: \"/v1/tasks\" must start with / "
+	    "and stay outside /v1, /health and /metrics");
 }
 
 int

@@ -517,13 +517,15 @@ http_setup(struct http_req *req, struct http_resp *resp, char *errbuf)
 	return bad ? -1 : 0;
 }
 
-/* The body as results: JSON as is, empty as {}, text as {"body": ...}. */
+/* The body as results: JSON as is, empty as {}, text as {"body": ...}.
+ * A UTF-8 byte order mark before JSON (some frameworks write one) is no
+ * part of it: jansson would take the whole for text. */
 static json_t *
 http_body_results(const struct http_resp *resp)
 {
 	json_t	*j;
 	char	*text;
-	size_t	 i, n;
+	size_t	 i, n, bom = 0;
 
 	for (i = 0; i < resp->len; i++) {
 		if (!isspace((unsigned char)resp->body[i]))
@@ -531,8 +533,10 @@ http_body_results(const struct http_resp *resp)
 	}
 	if (i == resp->len)
 		return json_object();
-	if ((j = json_loadb(resp->body, resp->len, JSON_DECODE_ANY, NULL)) !=
-	    NULL)
+	if (resp->len >= 3 && memcmp(resp->body, "\xef\xbb\xbf", 3) == 0)
+		bom = 3;
+	if ((j = json_loadb(resp->body + bom, resp->len - bom,
+	    JSON_DECODE_ANY, NULL)) != NULL)
 		return j;
 	text = xmalloc(HTTP_MAX_TEXT_RESULT + 1);
 	n = http_clean_text(resp->body, resp->len, HTTP_MAX_TEXT_RESULT, text);

@@ -264,3 +264,30 @@ def test_headers_render_like_a_body(taskerd, service):
     assert by_count["3"]["X-Label"] == "n=3"
     assert by_count["4"]["If-Match"] == "\"v7\""
     assert by_count["4"]["X-Label"] == "n=4!"
+
+
+def test_answer_bodies_become_results(taskerd, service):
+    """JSON is the results as it is, a UTF-8 byte order mark before it
+    included (it was kept as text); text is {"body": ...}; no body is {}."""
+    json_type = {"Content-Type": "application/json; charset=utf-8"}
+    answers = {
+        "bom": (200, b'\xef\xbb\xbf{"id": 7, "name": "Zo\xc3\xab"}', json_type),
+        "text": (200, "accepted, thanks"),
+        "empty": (204, None),
+    }
+    for name, answer in answers.items():
+        service.route("POST", "/" + name, lambda req, a=answer: a)
+    t = taskerd(templates={
+        "%s.yaml" % name: TEMPLATE.format(name=name, limit=1,
+                                          url=service.url + "/" + name)
+        for name in answers})
+    ids = {name: t.create_task(name, {"id": 1}, namespace="it")["task_id"]
+           for name in answers}
+    results = {}
+    for name, tid in ids.items():
+        task = t.wait_task(tid, timeout=20)
+        assert task["status"] == "complete", task
+        results[name] = task["steps"][0]["results"]
+    assert results == {"bom": {"id": 7, "name": "Zo\u00eb"},
+                       "text": {"body": "accepted, thanks"},
+                       "empty": {}}, results

@@ -287,10 +287,14 @@ conn_started(struct db_job *job, void *arg)
 {
 	struct db_conn	*c = arg;
 	PGresult	*res;
+	int		 i;
 
-	if (db_job_error(job) == NULL && (res = db_job_result(job, 0)) != NULL &&
-	    PQntuples(res) == 1)
+	if (db_job_error(job) != NULL)
+		return;
+	if ((res = db_job_result(job, 0)) != NULL && PQntuples(res) == 1)
 		c->backend_start = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	for (i = 0; c->id == 0 && i < db.nlisten; i++)
+		db.listen[i].cb(NULL);
 }
 
 static void

@@ -78,7 +78,10 @@ json_t	*db_json(const PGresult *, int row, int col);
 /* Blocking helpers for start-up work done before the loop runs (migrations,
  * template registration) and never on a request path. */
 /* LISTEN to channel (on one connection, from its next connect on: call
- * it before the loop runs) and call cb with each notification's payload. */
+ * it before the loop runs) and call cb with each notification's payload;
+ * and with NULL each time the LISTEN is in place (again): what was sent
+ * while none was, a connection broken meanwhile, is lost, and cb looks at
+ * what it may have missed. */
 #define DB_MAX_CHANNELS	4
 typedef void (*db_notify_cb)(const char *payload);
 void	 db_listen(const char *channel, db_notify_cb cb);

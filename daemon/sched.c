@@ -1791,15 +1791,9 @@ sched_init(void)
 	sched_sweep(true);
 }
 
-/*
- * A task was cancelled (the cancel's NOTIFY, from any node): its steps
- * queued here must not start, as the cancel promises ("steps that have
- * not started never will"); they are handed back, which cancels them.
- * The task is remembered a while, for a claim of it whose answer comes
- * after the notification.  Steps already running finish.
- */
+/* Remember task id (text) as cancelled, for SCHED_CANCELLED_MS. */
 static void
-sched_cancel_heard(const char *payload)
+sched_cancelled_add(const char *id)
 {
 	const char	*k;
 	json_t		*v;
@@ -1809,11 +1803,69 @@ sched_cancel_heard(const char *payload)
 	json_object_foreach_safe(sc.cancelled, tmp, k, v)
 		if (json_integer_value(v) <= now)
 			json_object_del(sc.cancelled, k);
-	if (payload == NULL || *payload == '\0')
-		return;
-	json_object_set_new(sc.cancelled, payload,
+	json_object_set_new(sc.cancelled, id,
 	    json_integer((json_int_t)(now + SCHED_CANCELLED_MS)));
-	sched_dispatch_queued();
+}
+
+/* Which tasks of the queued claims were cancelled, after a listening
+ * connection came back: their cancels' notifications were lost. */
+static const char sql_cancelled[] =
+"SELECT t.id FROM jsonb_array_elements_text($1::jsonb) AS q(id)"
+" JOIN tasks t ON t.id = q.id::bigint WHERE t.status = 'cancelled'";
+
+static void
+sched_cancelled_found(struct db_job *job, void *arg)
+{
+	PGresult	*res;
+	int		 i;
+
+	(void)arg;
+	if (db_job_error(job) != NULL)
+		return;		/* the next connection asks again */
+	res = db_job_result(job, 0);
+	for (i = 0; i < PQntuples(res); i++)
+		sched_cancelled_add(PQgetvalue(res, i, 0));
+	if (PQntuples(res) > 0)
+		sched_dispatch_queued();
+}
+
+/*
+ * A task was cancelled (the cancel's NOTIFY, from any node): its steps
+ * queued here must not start, as the cancel promises ("steps that have
+ * not started never will"); they are handed back, which cancels them.
+ * The task is remembered a while, for a claim of it whose answer comes
+ * after the notification.  Steps already running finish.  NULL: the
+ * LISTEN is in place again after a broken connection, and the tasks of
+ * the claims queued here are looked up instead.
+ */
+static void
+sched_cancel_heard(const char *payload)
+{
+	struct claim	*c;
+	struct db_job	*job;
+	json_t		*ids;
+	char		*arr;
+	const char	*params[1];
+
+	if (payload != NULL) {
+		if (*payload == '\0')
+			return;
+		sched_cancelled_add(payload);
+		sched_dispatch_queued();
+		return;
+	}
+	if (sc.nqueued == 0)
+		return;
+	ids = json_array();
+	TAILQ_FOREACH(c, &sc.queue, entry)
+		json_array_append_new(ids, json_integer(c->task_id));
+	arr = jsontext(ids, 0);
+	json_decref(ids);
+	params[0] = arr;
+	job = db_job_new(sched_cancelled_found, NULL);
+	db_job_add(job, sql_cancelled, 1, params);
+	free(arr);
+	db_submit(job);
 }
 
 /* Hand back every claim still waiting for a worker. */

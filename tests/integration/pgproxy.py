@@ -65,6 +65,14 @@ class PgProxy:
             self.hold = hold
             self.lost.clear()
 
+    def down_now(self):
+        """Break every connection and refuse new ones until up()."""
+        with self.lock:
+            self.down = True
+            conns, self.conns = self.conns, []
+        for c in conns:
+            self._shut(c)
+
     def up(self):
         with self.lock:
             self.down = False

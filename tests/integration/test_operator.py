@@ -16,6 +16,7 @@ import time
 import pytest
 
 import harness
+from pgproxy import PgProxy
 
 NS = "ops"
 
@@ -227,6 +228,50 @@ def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
     assert t.wait_task(busy, timeout=15)["status"] == "complete"
     time.sleep(0.5)
     assert service.requests_for("/queued") == [], service.requests
+
+
+def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
+    """A cancel's notification sent while a node's listening connection
+    was down never reaches it: once it is connected again, the node looks
+    up the tasks of the steps it has queued, and those of a cancelled
+    task never start (they used to start once a worker was free)."""
+    proxy = PgProxy(pg)
+    try:
+        service.route("POST", "/slow", handler=lambda req: (
+            time.sleep(3), (200, {"ok": True}))[1])
+        service.route("POST", "/queued", status=200, body={"ok": True})
+        tmpl = {"q.yaml": template("q", http_step("only",
+                                                  service.url + "/queued")),
+                "s.yaml": template("s", http_step("only",
+                                                  service.url + "/slow"))}
+        db = pg.createdb()
+        cut = taskerd(workers=1, templates=tmpl, db=db,
+                      config={"database.dsn": proxy.dsn(db)})
+        busy = cut.create_task("s", {}, namespace=NS)["task_id"]
+        service.wait_requests("/slow", 1, timeout=10)
+        queued = [cut.create_task("q", {"n": i}, namespace=NS)["task_id"]
+                  for i in range(2)]
+        for tid in queued:
+            harness.wait_until(lambda: step(cut, tid, "only")["status"] ==
+                               "enqueued", 10, message="claimed, queued")
+        other = taskerd(workers=1, templates=tmpl, db=db)
+        proxy.down_now()
+        for tid in queued:
+            r = other.request("DELETE", "/v1/tasks/%s" % tid,
+                              json={"reason": "not needed"})
+            assert r.status == 200 and r.body["status"] == "cancelled", r.body
+        proxy.up()
+        for tid in queued:
+            s = harness.wait_until(
+                lambda: (lambda x: x if x["status"] == "cancelled" else
+                         None)(step(other, tid, "only")), 10,
+                message="the queued step cancelled")
+            assert s["attempts"] == 0, s
+        assert other.wait_task(busy, timeout=20)["status"] == "complete"
+        time.sleep(0.5)
+        assert service.requests_for("/queued") == [], service.requests
+    finally:
+        proxy.close()
 
 
 def test_retry_an_error_step(taskerd, service):

@@ -30,6 +30,7 @@
 #include "schema.h"
 #include "render.h"
 #include "protocol.h"
+#include "utf8.h"
 
 struct tmpl_byname {
 	const char		*name;
@@ -814,31 +815,60 @@ tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
 	return 0;
 }
 
-/* A route path as requests' paths are matched (api.c): no empty segment,
- * so "/a//b/" is "/a/b" and "/" stays "/". */
-static void
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* A route path as requests' paths are matched (api.c): decoded ("%20" is
+ * a space; a '%' without two hex digits stays), with no empty segment
+ * ("/a//b/" is "/a/b"; "/" stays "/").  -1 when it decodes to a NUL or
+ * to bytes that are not UTF-8, which no request's path matches. */
+static int
 route_canon(char *path)
 {
-	char	*r, *w;
+	char	*r, *w, c;
 
 	if (path == NULL)
-		return;
-	for (r = w = path; *r != '\0'; r++)
-		if (*r != '/' || (w == path || w[-1] != '/'))
-			*w++ = *r;
+		return 0;
+	for (r = w = path; *r != '\0'; r++) {
+		c = *r;
+		if (c == '%' && hexval(r[1]) >= 0 && hexval(r[2]) >= 0) {
+			c = (char)(hexval(r[1]) * 16 + hexval(r[2]));
+			if (c == '\0')
+				return -1;
+			r += 2;
+		}
+		if (c != '/' || (w == path || w[-1] != '/'))
+			*w++ = c;
+	}
 	if (w - path > 1 && w[-1] == '/')
 		w--;
 	*w = '\0';
+	return utf8_valid(path, strlen(path)) ? 0 : -1;
 }
 
 static int
 tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 {
 	struct tmpl	*t = p->t;
+	char		*paths[] = { t->route_create, t->route_status,
+			    t->route_results };
+	const char	*what[] = { "create", "status", "results" };
+	size_t		 i;
 
-	route_canon(t->route_create);
-	route_canon(t->route_status);
-	route_canon(t->route_results);
+	for (i = 0; i < 3; i++)
+		if (route_canon(paths[i]) == -1)
+			return yt_error(p->doc, root, "routes.%s.path: decodes "
+			    "to a NUL or to bytes that are not UTF-8",
+			    what[i]);
 	if (tmpl_check_route(p, root, t->route_create, false, "create") ==
 	    -1 || tmpl_check_route(p, root, t->route_status, true,
 	    "status") == -1 || tmpl_check_route(p, root, t->route_results,

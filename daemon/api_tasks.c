@@ -163,20 +163,19 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 		    "idempotency_key is required", NULL);
 		goto out;
 	}
-	/* The key goes into a unique index, whose entries have a size
-	 * limit: a longer key would fail its whole batch of creations. */
-	if (tr->ikey != NULL && strlen(tr->ikey) > API_IKEY_MAX) {
-		snprintf(msg, sizeof(msg), "the idempotency key is longer "
-		    "than %d bytes", API_IKEY_MAX);
-		create_error(req, route, 400, "invalid_request", msg, NULL);
-		goto out;
-	}
-
 	/* The key is the identity unless the template's is its context:
 	 * a client that sends one on an always_unique template is asking
 	 * not to get two tasks, and does not (an empty key is none). */
 	ikey = t->identity != IDENTITY_STRICT && tr->ikey != NULL &&
 	    *tr->ikey != '\0' ? tr->ikey : NULL;
+	/* It goes into a unique index, whose entries have a size limit: a
+	 * longer key would fail its whole batch of creations. */
+	if (ikey != NULL && strlen(ikey) > API_IKEY_MAX) {
+		snprintf(msg, sizeof(msg), "the idempotency key is longer "
+		    "than %d bytes", API_IKEY_MAX);
+		create_error(req, route, 400, "invalid_request", msg, NULL);
+		goto out;
+	}
 	cid = correlation_id(req);
 	create_submit(req, t, route, json_pack("{s:I, s:O, s:s?, s:s?, s:s?, "
 	    "s:o, s:s, s:s?, s:s, s:o*}",
@@ -221,22 +220,20 @@ api_create_task(struct evhttp_request *req)
 	    opt_string(req, body, "reason", &reason) == -1 ||
 	    opt_string(req, body, "idempotency_key", &ikey) == -1)
 		goto out;
-	/* The key may come as a header too, as a route's does (clients and
-	 * proxies that retry add one); two that differ are a client's bug. */
+	/* Without one in the body, the key may come as a header, as a
+	 * route's does (clients and proxies that retry add one; a taskerd
+	 * http step sends its own).  The body's is the caller's choice and
+	 * wins. */
 	hkey = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Idempotency-Key");
-	if (hkey != NULL && !utf8_valid(hkey, strlen(hkey))) {
-		reply_error(req, 400, "invalid_request", "the Idempotency-Key "
-		    "header is not valid UTF-8");
-		goto out;
-	}
-	if (hkey != NULL && ikey != NULL && strcmp(hkey, ikey) != 0) {
-		reply_error(req, 400, "invalid_request", "the Idempotency-Key "
-		    "header and \"idempotency_key\" differ");
-		goto out;
-	}
-	if (ikey == NULL)
+	if (ikey == NULL && hkey != NULL) {
+		if (!utf8_valid(hkey, strlen(hkey))) {
+			reply_error(req, 400, "invalid_request", "the "
+			    "Idempotency-Key header is not valid UTF-8");
+			goto out;
+		}
 		ikey = hkey;
+	}
 	if (name == NULL || *name == '\0') {
 		reply_error(req, 400, "invalid_request", "\"name\" (the "
 		    "template's name) is required");

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 
 #include "create.h"
@@ -353,6 +354,33 @@ task_json(const struct create_req *cr, int64_t id, PGresult *res, int row)
 	return task;
 }
 
+/* Where the route's status page of task id is: its path (kept decoded,
+ * "/sign ups/status/{task_id}") percent-encoded a segment at a time. */
+static char *
+monitor_url(const char *route, int64_t id)
+{
+	struct evbuffer	*b = evbuffer_new();
+	const char	*p, *end, *slash;
+	char		*seg, *url;
+	size_t		 len;
+
+	end = route + strlen(route) - strlen("{task_id}");
+	for (p = route; p < end; p = slash + 1) {
+		if ((slash = memchr(p, '/', (size_t)(end - p))) == NULL)
+			slash = end;	/* (the placeholder follows a '/') */
+		seg = evhttp_uriencode(p, slash - p, 0);
+		evbuffer_add_printf(b, "%s/", seg);
+		free(seg);
+	}
+	evbuffer_add_printf(b, "%lld", (long long)id);
+	len = evbuffer_get_length(b);
+	url = xmalloc(len + 1);
+	evbuffer_remove(b, url, len);
+	url[len] = '\0';
+	evbuffer_free(b);
+	return url;
+}
+
 /* Answer one request from its row of the statement's result. */
 static void
 create_answer(struct create_req *cr, PGresult *res, int row)
@@ -384,10 +412,7 @@ create_answer(struct create_req *cr, PGresult *res, int row)
 	}
 	if (cr->route != NULL) {
 		if (cr->route->route_status != NULL)
-			xasprintf(&monitor, "%.*s%lld",
-			    (int)(strlen(cr->route->route_status) -
-			    strlen("{task_id}")), cr->route->route_status,
-			    (long long)id);
+			monitor = monitor_url(cr->route->route_status, id);
 		reply_json(req, 201, json_pack("{s:b, s:I, s:s, s:s?}",
 		    "success", 1, "task_id", (json_int_t)id, "status", status,
 		    "monitor_url", monitor));

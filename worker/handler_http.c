@@ -527,14 +527,14 @@ http_body_results(const struct http_resp *resp)
 	char	*text;
 	size_t	 i, n, bom = 0;
 
-	for (i = 0; i < resp->len; i++) {
+	if (resp->len >= 3 && memcmp(resp->body, "\xef\xbb\xbf", 3) == 0)
+		bom = 3;
+	for (i = bom; i < resp->len; i++) {
 		if (!isspace((unsigned char)resp->body[i]))
 			break;
 	}
 	if (i == resp->len)
 		return json_object();
-	if (resp->len >= 3 && memcmp(resp->body, "\xef\xbb\xbf", 3) == 0)
-		bom = 3;
 	if ((j = json_loadb(resp->body + bom, resp->len - bom,
 	    JSON_DECODE_ANY, NULL)) != NULL)
 		return j;

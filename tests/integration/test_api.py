@@ -331,10 +331,13 @@ step_templates:
     r = t.post("/sign%20ups/new", json={})
     assert r.status == 201, (r.status, r.body)
     tid = r.body["task_id"]
-    assert r.body["monitor_url"] == "/sign ups/status/%d" % tid, r.body
+    monitor = r.body["monitor_url"]
+    assert monitor == "/sign%%20ups/status/%d" % tid, r.body
     r = t.post("/sign%20ups//new/", json={})
     assert r.status == 201, (r.status, r.body)
     t.wait_task(tid)
+    r = t.get(monitor)
+    assert r.status == 200 and r.body["task_id"] == tid, (r.status, r.body)
     encoded = "".join("%%%02X" % ord(c) for c in str(tid))
     r = t.get("/sign%20ups/status/" + encoded)
     assert r.status == 200 and r.body["task_id"] == tid, (r.status, r.body)

@@ -268,12 +268,14 @@ def test_headers_render_like_a_body(taskerd, service):
 
 def test_answer_bodies_become_results(taskerd, service):
     """JSON is the results as it is, a UTF-8 byte order mark before it
-    included (it was kept as text); text is {"body": ...}; no body is {}."""
+    included (it was kept as text); text is {"body": ...}; no body (or
+    only a mark and blanks) is {}."""
     json_type = {"Content-Type": "application/json; charset=utf-8"}
     answers = {
         "bom": (200, b'\xef\xbb\xbf{"id": 7, "name": "Zo\xc3\xab"}', json_type),
         "text": (200, "accepted, thanks"),
         "empty": (204, None),
+        "bomonly": (200, b"\xef\xbb\xbf\r\n", json_type),
     }
     for name, answer in answers.items():
         service.route("POST", "/" + name, lambda req, a=answer: a)
@@ -290,4 +292,4 @@ def test_answer_bodies_become_results(taskerd, service):
         results[name] = task["steps"][0]["results"]
     assert results == {"bom": {"id": 7, "name": "Zo\u00eb"},
                        "text": {"body": "accepted, thanks"},
-                       "empty": {}}, results
+                       "empty": {}, "bomonly": {}}, results

@@ -1324,6 +1324,22 @@ test_routes(void **state)
 	assert_string_equal(t->route_create, "/sign ups/new");
 	assert_string_equal(t->route_status, "/s/{task_id}");
 	tmpl_free(t);
+	/* ... and decoded, once: a request's "%20" and the template's are
+	 * the same space. */
+	t = load(ROUTES_HEAD "routes:\n  create: {path: \"/sign%20ups/%2541/"
+	    "100%\"}\n  status: {path: \"/s%2fx/{task_id}\"}\n", err,
+	    sizeof(err));
+	if (t == NULL)
+		fail_msg("%s", err);
+	assert_string_equal(t->route_create, "/sign ups/%41/100%");
+	assert_string_equal(t->route_status, "/s/x/{task_id}");
+	tmpl_free(t);
+	expect_error(ROUTES_HEAD "routes:\n  create: {path: \"/a%00b\"}\n",
+	    "t.yaml:1: routes.create.path: decodes to a NUL or to bytes that "
+	    "are not UTF-8");
+	expect_error(ROUTES_HEAD "routes:\n  results: {path: \"/%ff/{task_id}\"}"
+	    "\n", "t.yaml:1: routes.results.path: decodes to a NUL or to bytes "
+	    "that are not UTF-8");
 	t = load(ROUTES_HEAD "routes:\n  create: {path: \"/\"}\n", err,
 	    sizeof(err));
 	if (t == NULL)

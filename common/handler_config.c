@@ -124,7 +124,7 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 }
 
 char *
-exec_find_program(const char *name)
+exec_find_program(const char *name, const json_t *env)
 {
 	const char	*path, *p, *end;
 	char		*cand;
@@ -132,7 +132,12 @@ exec_find_program(const char *name)
 
 	if (strchr(name, '/') != NULL)
 		return xstrdup(name);
-	if ((path = getenv("PATH")) == NULL || *path == '\0')
+	/* The program runs with the step's PATH, when it sets one: that is
+	 * where its name is looked for. */
+	if ((path = json_string_value(json_object_get(env, "PATH"))) ==
+	    NULL && (path = getenv("PATH")) == NULL)
+		path = "";
+	if (*path == '\0')
 		path = "/usr/local/bin:/usr/bin:/bin";
 	for (p = path; ; p = end + 1) {
 		end = strchrnul(p, ':');

@@ -1108,7 +1108,9 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 				name = json_string_value(json_array_get(
 				    json_object_get(st->handler_config,
 				    "command"), 0));
-				found = exec_find_program(name);
+				found = exec_find_program(name,
+				    json_object_get(st->handler_config,
+				    "env"));
 				if ((why = tmpl_not_runnable(found)) == NULL) {
 					free(found);
 					continue;
@@ -1118,7 +1120,11 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 					xasprintf(&line, "%s:%d: step \"%s\": no "
 					    "program %s to run%s", t->path,
 					    st->line, st->name, name,
-					    strchr(name, '/') ? "" : " in PATH");
+					    strchr(name, '/') ? "" :
+					    json_object_get(json_object_get(
+					    st->handler_config, "env"), "PATH") ?
+					    " in the step's env PATH" :
+					    " in PATH");
 				else
 					xasprintf(&line, "%s:%d: step \"%s\": "
 					    "program %s %s", t->path, st->line,

@@ -30,9 +30,10 @@ int	exec_config_check(json_t *cfg, const char *base_dir, char *err,
 	    size_t errlen);
 
 /* The file execve should run for an exec command[0]: a name with a slash
- * as it is, else the first executable regular file of that name in PATH.
- * A new string, or NULL when there is none. */
-char	*exec_find_program(const char *name);
+ * as it is, else the first executable regular file of that name in PATH:
+ * env's (the step's "env" map), if it sets one, else the process's.  A
+ * new string, or NULL when there is none. */
+char	*exec_find_program(const char *name, const json_t *env);
 
 /* handler_class, when not NULL, is the symbol if cfg names none; it is
  * then written into cfg, which is all a worker gets. */

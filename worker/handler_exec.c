@@ -29,11 +29,13 @@
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -285,7 +287,8 @@ exec_child(int in, int out, int err, int status, pid_t parent,
     const char *path, char **argv, char **envp)
 {
 	sigset_t	all;
-	int		e, fd;
+	struct rlimit	rl;
+	int		e, fd, maxfd;
 
 	setpgid(0, 0);
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
@@ -299,7 +302,11 @@ exec_child(int in, int out, int err, int status, pid_t parent,
 	/* Nothing of the worker's (curl's sockets) reaches the program; the
 	 * status pipe stays open until the exec succeeds. */
 	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
-		for (fd = 3; fd < 1024; fd++) {
+		/* (Before Linux 5.11: every fd the limit allows.) */
+		maxfd = getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < INT_MAX ?
+		    (int)rl.rlim_cur : 65536;
+		for (fd = 3; fd < maxfd; fd++) {
 			if (fd != status)
 				close(fd);
 		}
@@ -552,11 +559,35 @@ exec_errno_transient(int e)
 	    e == ENFILE;
 }
 
+/* The interpreter a script's "#!" line names (a new string), or NULL:
+ * execve says ENOENT for a missing one as for a missing script. */
+static char *
+exec_interpreter(const char *path)
+{
+	char	 buf[256];
+	ssize_t	 n;
+	size_t	 len;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 3 || buf[0] != '#' || buf[1] != '!')
+		return NULL;
+	buf[n] = '\0';
+	len = strcspn(buf + 2, "\n");
+	buf[2 + len] = '\0';
+	return xstrdup(buf + 2 + strspn(buf + 2, " \t"));
+}
+
 static void
 exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 {
 	struct exec_io	 io;
+	json_t		 *env;
 	char		**argv, **envp = NULL, *path = NULL, *input = NULL;
+	char		 *interp;
 	int		  p_in[2] = { -1, -1 }, p_out[2] = { -1, -1 };
 	int		  p_err[2] = { -1, -1 }, p_st[2] = { -1, -1 };
 	int		  e = 0, status, i;
@@ -567,14 +598,17 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 		return;
 	memset(&io, 0, sizeof(io));
 	io.outmax = handler_max_output();
-	if ((path = exec_find_program(argv[0])) == NULL) {
+	env = json_object_get(run->config, "env");
+	if ((path = exec_find_program(argv[0], env)) == NULL) {
 		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
-		    "%s: not found in PATH", argv[0]);
+		    "%s: not found in %s", argv[0],
+		    json_object_get(env, "PATH") ? "the step's env PATH" :
+		    "PATH");
 		goto done;
 	}
 	if ((input = jsontext(run->input, 0)) == NULL)
 		fatalx("exec: cannot encode the step input");
-	envp = exec_env(json_object_get(run->config, "env"), run);
+	envp = exec_env(env, run);
 	if (exec_children[1][0] == '\0')	/* steps run on one thread */
 		snprintf(exec_children[1], sizeof(exec_children[1]),
 		    "/proc/self/task/%d/children", (int)gettid());
@@ -611,7 +645,12 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	status = exec_talk(pid, p_in[1], p_out[0], p_err[0], input,
 	    n == (ssize_t)sizeof(e) ? 0 : strlen(input), &io);
 	p_in[1] = -1;	/* exec_talk closed it */
-	if (n == (ssize_t)sizeof(e))
+	if (n == (ssize_t)sizeof(e) && e == ENOENT &&
+	    (interp = exec_interpreter(path)) != NULL) {
+		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
+		    "%s: its interpreter %s is not there", path, interp);
+		free(interp);
+	} else if (n == (ssize_t)sizeof(e))
 		outcome_fail(o, exec_errno_transient(e) ? OUTCOME_RETRYABLE :
 		    OUTCOME_PERMANENT, "exec_failed", "cannot run %s: %s",
 		    path, strerror(e));

@@ -153,6 +153,7 @@ def test_failures_and_their_codes(taskerd, tmp_path):
                                  "printf '\\0 \\0'\n"),
         "missing": os.path.join(d, "no-such-program"),
         "not_in_path": "taskerd-no-such-program-in-path",
+        "no_interpreter": write_program(d, "old.py", "#! /opt/no-python\n"),
     }
     steps = ""
     for name, prog in progs.items():
@@ -178,6 +179,9 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         "nul_out": ("bad_output", 1, "stdout is not JSON"),
         "missing": ("exec_failed", 1, "No such file or directory"),
         "not_in_path": ("exec_failed", 1, "not found in PATH"),
+        # (execve says ENOENT, as for a missing script.)
+        "no_interpreter": ("exec_failed", 1, "old.py: its interpreter "
+                           "/opt/no-python is not there"),
     }
     for name, (code, attempts, text) in want.items():
         s = step(t, tid, name)
@@ -196,6 +200,33 @@ def test_failures_and_their_codes(taskerd, tmp_path):
     assert any('"missing": no program' in l for l in said), said
     assert any("no-such-program-in-path to run in PATH" in l
                for l in said), said
+
+
+def test_program_is_looked_for_in_the_steps_own_path(taskerd, tmp_path):
+    """A step whose env sets PATH runs its program from that PATH (it was
+    looked for in the worker's, and not found)."""
+    tools = str(tmp_path / "tools")
+    write_program(tools, "mytool", "#!/bin/sh\necho '{\"ran\": true}'\n")
+    steps = ""
+    for name, path in (("found", tools + ":/usr/bin:/bin"),
+                       ("lost", "/nonexistent")):
+        steps += """\
+  - name: %s
+    handler: exec
+    handler_config: { command: [mytool], env: { PATH: "%s" } }
+""" % (name, path)
+    t = taskerd(templates={"tools.yaml": template("tools", steps)})
+    tid = t.create_task("tools", {}, namespace=NS)["task_id"]
+    t.wait_task(tid)
+    assert step(t, tid, "found")["results"] == {"ran": True}, \
+        step(t, tid, "found")
+    lost = step(t, tid, "lost")
+    assert lost["last_error"]["message"] == "cannot run mytool: not found " \
+        "in the step's env PATH", lost
+    said = [harness.logfmt(l)["reason"]
+            for l in t.log_lines("template step cannot run here yet")]
+    assert len(said) == 1 and '"lost": no program mytool to run in the ' \
+        "step's env PATH" in said[0], said
 
 
 def test_output_larger_than_a_frame(taskerd, tmp_path):

@@ -910,11 +910,37 @@ pattern_compile(regex_t *re, const char *text)
  * applied to a group that already holds one, and repeated groups nested
  * more than SCHEMA_MAX_QNEST deep (((a+)+)+... doubles at each level).
  */
+/* The ']' that closes the bracket expression opening at q, or the end of
+ * the string.  A ']' first in it ("[]a]", "[^]a]") is one of its
+ * characters, and so is each one inside "[:alpha:]", "[.-.]" or "[=e=]";
+ * nothing in it ('(', ')', '\\') means what it means outside. */
+static const char *
+bracket_end(const char *q)
+{
+	const char	*e;
+	char		 close[3] = { 0, ']', '\0' };
+
+	q++;
+	if (*q == '^')
+		q++;
+	if (*q == ']')
+		q++;
+	for (; *q != '\0' && *q != ']'; q++) {
+		if (*q == '[' && q[1] != '\0' && strchr(":.=", q[1]) != NULL) {
+			close[0] = q[1];
+			if ((e = strstr(q + 2, close)) == NULL)
+				return q + strlen(q);
+			q = e + 1;
+		}
+	}
+	return q;
+}
+
 static int
 pattern_too_costly(const char *p, char *why, size_t whylen)
 {
 	const char	*q;
-	bool		 after_quant = false, in_bracket = false;
+	bool		 after_quant = false;
 	int		 depth = 0, i, inner;
 	bool		 bounded[64] = { false };
 	int		 qnest[64] = { 0 };	/* repeated groups inside */
@@ -922,11 +948,6 @@ pattern_too_costly(const char *p, char *why, size_t whylen)
 	char		*end;
 
 	for (q = p; *q != '\0'; q++) {
-		if (in_bracket) {
-			if (*q == ']')
-				in_bracket = false;
-			continue;
-		}
 		switch (*q) {
 		case '\\':
 			if (q[1] != '\0')
@@ -934,9 +955,8 @@ pattern_too_costly(const char *p, char *why, size_t whylen)
 			after_quant = false;
 			continue;
 		case '[':
-			in_bracket = true;
-			if (q[1] == ']')
-				q++;
+			if (*(q = bracket_end(q)) == '\0')
+				return 0;	/* regcomp says why */
 			after_quant = false;
 			continue;
 		case '(':

@@ -815,11 +815,17 @@ test_costly_patterns_refused(void **state)
 	    /* Found in review: nested repeated groups, seconds and GBs. */
 	    "((((((((((((((((a{100})+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+",
 	    "(((((((((((((((((((((((a)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+"
-	    ")+)+)+)+", "(((((a)*)+)?)+)+" };
+	    ")+)+)+)+", "(((((a)*)+)?)+)+",
+	    /* Found in review: a ')' inside a bracket expression's class
+	     * hid a group's end from the count. */
+	    "((a{100})[[:alpha:])](b)){100}",
+	    "((a{100})[^])](b)){100}", "((a{100})[])](b)){100}",
+	    "((((((a[[:alpha:])])+)+)+)+)+)+", "(((((a[[.).]])+)+)+)+)+" };
 	static const char *const good[] = { "^[a-z]+$", "a{2,100}", "(ab)+",
 	    "[+*]+", "\\++", "(a|b){3}",
 	    "^[a-z]+(\\.[a-z]+)*@[a-z]+(\\.[a-z]+)+$", "((((a)+)+)+)+",
-	    "(((((a)))))+" };
+	    "(((((a)))))+", "([[:alpha:]]+)+", "[]()]+", "[^]]{3}",
+	    "([(]a[)]){2}" };
 	json_t	*schema;
 	char	 err[256];
 	size_t	 i;

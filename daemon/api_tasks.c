@@ -155,6 +155,16 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 			goto out;
 		}
 		json_decref(viol);
+		/* Defaults can nest deeper than the context sent: each step
+		 * would fail to carry it to its worker. */
+		if (proto_json_depth(ctx) > PROTO_MAX_JSON_DEPTH) {
+			snprintf(msg, sizeof(msg), "the context with the "
+			    "schema's defaults is nested deeper than %d levels",
+			    PROTO_MAX_JSON_DEPTH);
+			create_error(req, route, 422, "invalid_context", msg,
+			    NULL);
+			goto out;
+		}
 	}
 	if (t->identity == IDENTITY_CALLER_PROVIDED &&
 	    (tr->ikey == NULL || *tr->ikey == '\0')) {

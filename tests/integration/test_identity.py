@@ -372,6 +372,26 @@ def test_schema_defaults_are_stored(taskerd):
     assert t.wait_task(r.body["task_id"], timeout=20)["status"] == "complete"
 
 
+def test_defaults_nested_too_deep_are_refused(taskerd):
+    """A default can make the context deeper than a step can carry to its
+    worker: that creation is refused (it was created, and every step
+    failed with input_too_large)."""
+    deep = {}
+    for _ in range(30):
+        deep = {"d": deep}
+    t = taskerd(templates={"deep.yaml": tmpl("deep", schema={
+        "type": "object", "properties": {"tree": {"default": deep}}})})
+    r = t.post("/v1/tasks", json={"name": "deep", "namespace": NS,
+                                  "context": {}})
+    err = harness.assert_json_error(r, 422, "invalid_context")
+    assert "defaults" in err["message"], err
+    assert task_rows(t) == 0
+    r = t.post("/v1/tasks", json={"name": "deep", "namespace": NS,
+                                  "context": {"tree": {"d": {}}}})
+    assert r.status == 201, (r.status, r.body)
+    assert t.wait_task(r.body["task_id"], timeout=20)["status"] == "complete"
+
+
 def test_strict_identity_under_concurrent_creation(taskerd):
     """Eight clients create the same task at once: one task, one 201, and
     every other answer is a 409 naming it."""

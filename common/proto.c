@@ -336,14 +336,21 @@ be_uint(const unsigned char *p, size_t n)
  * values cost jansson far more than their bytes, though: the cost of the
  * whole decoding is estimated (COST_*), and a payload that would take more
  * than 128 MiB, and more than four times its size (a long string takes
- * twice), is refused.  msgpack-c still owns nesting depth: it refuses more
- * than 32 levels.  Returns NULL when the payload is sound, else the reason.
+ * twice), is refused.  So is nesting deeper than msgpack-c unpacks (it
+ * refuses more than PROTO_SCAN_DEPTH levels of containers): the
+ * supervisor scans a frame before sending it, and a worker that cannot
+ * unpack one exits.  Returns NULL when the payload is sound, else the
+ * reason.
  */
+#define PROTO_SCAN_DEPTH	32	/* msgpack-c's MSGPACK_EMBED_STACK_SIZE */
+
 const char *
 proto_scan(const unsigned char *p, size_t len)
 {
 	uint64_t	 pending = 1, count, cost = 0;
+	uint64_t	 left[PROTO_SCAN_DEPTH + 1];	/* elements per level */
 	size_t		 off = 0, lenbytes, body;
+	int		 depth = 0;
 	unsigned char	 c;
 
 	while (pending > 0) {
@@ -399,6 +406,20 @@ proto_scan(const unsigned char *p, size_t len)
 			return "container announces more elements than the "
 			    "payload holds";
 		pending += count;
+		/* The value is one of its container's; a container that
+		 * holds any is a level until they are all read. */
+		if (depth > 0)
+			left[depth]--;
+		if ((c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf)) {
+			/* (An empty one takes a place on msgpack-c's stack
+			 * too, for a moment.) */
+			if (depth == PROTO_SCAN_DEPTH)
+				return "nested too deeply: more than 32 levels";
+			if (count > 0)
+				left[++depth] = count;
+		}
+		while (depth > 0 && left[depth] == 0)
+			depth--;
 		cost += COST_VALUE + 2 * (uint64_t)body;
 		if ((c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf))
 			cost += COST_CONTAINER;

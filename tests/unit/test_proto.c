@@ -1118,6 +1118,47 @@ test_costly_values(void **state)
 	free(p);
 }
 
+/* proto_scan refuses the nesting msgpack-c refuses, and no other: n
+ * levels of arrays of one element, the innermost empty or not, each level
+ * also followed by siblings in one case. */
+static void
+test_scan_depth(void **state)
+{
+	msgpack_sbuffer		 sb;
+	msgpack_packer		 pk;
+	msgpack_unpacked	 u;
+	msgpack_unpack_return	 rc;
+	int			 n, i, shape;
+	bool			 scan_ok, unpack_ok;
+
+	(void)state;
+	for (shape = 0; shape < 3; shape++) {
+		for (n = 28; n <= 36; n++) {
+			msgpack_sbuffer_init(&sb);
+			msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+			for (i = 0; i < n; i++)
+				msgpack_pack_array(&pk, shape == 2 ? 2 : 1);
+			if (shape == 0)
+				msgpack_pack_array(&pk, 0);
+			else
+				msgpack_pack_int(&pk, 7);
+			for (i = 0; shape == 2 && i < n; i++)
+				msgpack_pack_nil(&pk);
+			scan_ok = proto_scan((unsigned char *)sb.data,
+			    sb.size) == NULL;
+			msgpack_unpacked_init(&u);
+			rc = msgpack_unpack_next(&u, sb.data, sb.size, NULL);
+			unpack_ok = rc == MSGPACK_UNPACK_SUCCESS;
+			msgpack_unpacked_destroy(&u);
+			msgpack_sbuffer_destroy(&sb);
+			if (scan_ok != unpack_ok)
+				fail_msg("shape %d, %d levels: scan %s, msgpack "
+				    "%s", shape, n, scan_ok ? "takes" : "refuses",
+				    unpack_ok ? "takes" : "refuses");
+		}
+	}
+}
+
 /* The depth cap that keeps every accepted value encodable (msgpack-c
  * refuses more than 32 levels): a value at the cap still round-trips inside
  * a RUN_STEP's input at its deepest position. */
@@ -1188,6 +1229,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_json_depth),
 		cmocka_unit_test(test_costly_values),
+		cmocka_unit_test(test_scan_depth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

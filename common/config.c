@@ -249,11 +249,24 @@ config_key_tokens(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
 			return -1;
 		/* Names are what logs and metrics show: they must tell
 		 * tokens apart. */
-		for (j = 0; j < i; j++)
+		for (j = 0; j < i; j++) {
 			if (strcmp(cfg->tokens[j].name, tok->name) == 0)
 				return yt_error(doc, yt_lookup(doc, item,
 				    "name"), "token name '%s' is used twice",
 				    tok->name);
+			/* One token cannot be two: the second would never
+			 * match, its scopes never apply. */
+			if (memcmp(cfg->tokens[j].sha256, tok->sha256,
+			    sizeof(tok->sha256)) == 0)
+				return yt_error(doc, yt_lookup(doc, item,
+				    "sha256"), "token '%s' has the sha256 of "
+				    "token '%s'", tok->name,
+				    cfg->tokens[j].name);
+		}
+		if (tok->scopes == 0)
+			return yt_error(doc, yt_lookup(doc, item, "scopes"),
+			    "token '%s' has no scope: it could do nothing",
+			    tok->name);
 	}
 	return 0;
 }

@@ -441,11 +441,22 @@ test_tokens(void **state)
 	    NAME ":5: scopes: expected a sequence, got a string");
 	expect_error("auth:\n  tokens:\n    - name: a\n"
 	    "      sha256: 9f86d081884c7d659a2feaa0c55ad015"
-	    "a3bf4f1b2b0b822cd15d6c15b0f00a08\n      scopes: []\n"
+	    "a3bf4f1b2b0b822cd15d6c15b0f00a08\n      scopes: [read]\n"
 	    "    - name: a\n"
 	    "      sha256: 60303ae22b998861bce3b28f33eec1be"
-	    "758a213c86c93c076dbe9f558c11c752\n      scopes: []\n",
+	    "758a213c86c93c076dbe9f558c11c752\n      scopes: [read]\n",
 	    NAME ":6: token name 'a' is used twice");
+	expect_error("auth:\n  tokens:\n    - name: a\n"
+	    "      sha256: 9f86d081884c7d659a2feaa0c55ad015"
+	    "a3bf4f1b2b0b822cd15d6c15b0f00a08\n      scopes: [read]\n"
+	    "    - name: b\n"
+	    "      sha256: 9F86D081884C7D659A2FEAA0C55AD015"
+	    "A3BF4F1B2B0B822CD15D6C15B0F00A08\n      scopes: [admin]\n",
+	    NAME ":7: token 'b' has the sha256 of token 'a'");
+	expect_error("auth:\n  tokens:\n    - name: a\n"
+	    "      sha256: 9f86d081884c7d659a2feaa0c55ad015"
+	    "a3bf4f1b2b0b822cd15d6c15b0f00a08\n      scopes: []\n",
+	    NAME ":5: token 'a' has no scope: it could do nothing");
 	expect_error("auth:\n  tokens: {name: a}\n",
 	    NAME ":2: auth.tokens: expected a sequence, got a mapping");
 	/* An explicit empty list: no tokens, the API is open. */

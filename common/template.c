@@ -398,16 +398,28 @@ static int
 tmpl_check_handlers(struct tmpl_parse *p)
 {
 	struct tmpl_step	*st;
+	const char		*url;
 	size_t			 i;
 	char			 why[256];
 	int			 rc;
 
 	for (i = 0; i < p->t->nsteps; i++) {
 		st = &p->t->steps[i];
-		if (strcmp(st->handler, "http") == 0)
+		if (strcmp(st->handler, "http") == 0) {
 			rc = http_rules_check(st->handler_config, why,
 			    sizeof(why));
-		else if (strcmp(st->handler, "exec") == 0)
+			/* Every attempt would fail: say so now. */
+			url = json_string_value(json_object_get(
+			    st->handler_config, "url"));
+			if (rc == 0 && url != NULL && url[0] == '/' &&
+			    st->dependent_system == NULL) {
+				snprintf(why, sizeof(why), "url \"%s\" is "
+				    "relative, and the step names no service "
+				    "(dependent_system) whose base_url it "
+				    "would follow", url);
+				rc = -1;
+			}
+		} else if (strcmp(st->handler, "exec") == 0)
 			rc = exec_config_check(st->handler_config, p->dir, why,
 			    sizeof(why));
 		else if (strcmp(st->handler, "plugin") == 0)

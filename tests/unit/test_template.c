@@ -458,6 +458,17 @@ test_err_placeholders(void **state)
 /* An http step's config is checked when the template loads, not at its
  * first attempt: a step that cannot be called fails the load. */
 static void
+expect_loads(const char *yaml)
+{
+	char		 err[1024];
+	struct tmpl	*t;
+
+	if ((t = load(yaml, err, sizeof(err))) == NULL)
+		fail_msg("refused: %s", err);
+	tmpl_free(t);
+}
+
+static void
 test_http_config(void **state)
 {
 	(void)state;
@@ -478,6 +489,16 @@ test_http_config(void **state)
 	    "      url: /x\n      body_template: {}\n",
 	    "t.yaml:3: step \"a\": http handler_config: unknown key "
 	    "'body_template'");
+	/* A relative url needs a service's base_url. */
+	expect_error(HEAD "  - name: a\n    handler_config: {url: /x}\n",
+	    "t.yaml:3: step \"a\": url \"/x\" is relative, and the step "
+	    "names no service (dependent_system) whose base_url it would "
+	    "follow");
+	expect_loads(HEAD "  - name: a\n    dependent_system: billing\n"
+	    "    handler_config: {url: /x}\n");
+	expect_loads("name: t\ndefault_dependent_system: billing\n"
+	    "step_templates:\n  - name: a\n    handler_config: {url: /x}\n"
+	    "  - name: b\n    handler_config: {url: \"{{context.u}}\"}\n");
 }
 
 /* An exec step names its program as a list; a relative path with a slash

@@ -566,6 +566,13 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 
 	if (len > 0 && path[len - 1] == '?')
 		len--;
+	/* "a..b", ".a" and "a." name nothing, ever. */
+	if (len == 0 || path[0] == '.' || path[len - 1] == '.' ||
+	    memmem(path, len, "..", 2) != NULL) {
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s' has an "
+		    "empty segment", (int)(len > 200 ? 200 : len), path);
+		return -1;
+	}
 	n = strcspn(path, ".");
 	if (n > len)
 		n = len;
@@ -577,6 +584,11 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 		    "none of %s", (int)(len > 200 ? 200 : len), path, r->route ?
 		    "context, steps, task" :
 		    "context, steps, attempt, service, env");
+		return -1;
+	}
+	if (strcmp(roots[i], "env") == 0 && n == len) {
+		snprintf(r->why, sizeof(r->why), "placeholder 'env' names no "
+		    "environment variable (env.NAME)");
 		return -1;
 	}
 	if (strcmp(roots[i], "steps") != 0)

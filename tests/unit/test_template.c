@@ -427,6 +427,17 @@ test_scalar_json(void **state)
 
 #define HEAD	"name: t\nstep_templates:\n"	/* lines 1-2 */
 
+static void
+expect_loads(const char *yaml)
+{
+	char		 err[1024];
+	struct tmpl	*t;
+
+	if ((t = load(yaml, err, sizeof(err))) == NULL)
+		fail_msg("refused: %s", err);
+	tmpl_free(t);
+}
+
 /* An http step's placeholders name its input, the environment, or the
  * results of steps it depends on (directly or not). */
 static void
@@ -453,21 +464,29 @@ test_err_placeholders(void **state)
 	    "      url: \"http://x/{{ context.a ? }}\"\n",
 	    "t.yaml:3: step 'b': placeholder 'context.a ?' has a space "
 	    "before its '?'");
+	/* Paths that name nothing, ever. */
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{context..a}}\"\n",
+	    "t.yaml:3: step 'b': placeholder 'context..a' has an empty "
+	    "segment");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{context.?}}\"\n",
+	    "t.yaml:3: step 'b': placeholder 'context.' has an empty "
+	    "segment");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{env.}}\"\n",
+	    "t.yaml:3: step 'b': placeholder 'env.' has an empty segment");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{env}}\"\n",
+	    "t.yaml:3: step 'b': placeholder 'env' names no environment "
+	    "variable (env.NAME)");
+	expect_loads(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: \"http://x/{{env.HOME}}/{{context}}/{{context.first "
+	    "name?}}\"\n");
 }
 
 /* An http step's config is checked when the template loads, not at its
  * first attempt: a step that cannot be called fails the load. */
-static void
-expect_loads(const char *yaml)
-{
-	char		 err[1024];
-	struct tmpl	*t;
-
-	if ((t = load(yaml, err, sizeof(err))) == NULL)
-		fail_msg("refused: %s", err);
-	tmpl_free(t);
-}
-
 static void
 test_http_config(void **state)
 {

@@ -804,7 +804,7 @@ tmpl_check_cycles(struct tmpl_parse *p)
 /* A route path is absolute, outside the API's own namespaces, and (for
  * status and results) ends in the task id segment. */
 static int
-tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
+tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *node,
     const char *path, bool with_id, const char *what)
 {
 	const char	*seg;
@@ -817,22 +817,22 @@ tmpl_check_route(struct tmpl_parse *p, const yaml_node_t *root,
 	if (path[0] != '/' || strcmp(path, "/v1") == 0 ||
 	    strncmp(path, "/v1/", 4) == 0 || strcmp(path, "/metrics") == 0 ||
 	    strncmp(path, "/health/", 8) == 0)
-		return yt_error(p->doc, root, "routes.%s.path: \"%s\" must "
+		return yt_error(p->doc, node, "routes.%s.path: \"%s\" must "
 		    "start with / and stay outside /v1, /health and /metrics",
 		    what, path);
 	if (with_id && (len <= strlen(ROUTE_ID) ||
 	    strcmp(path + len - strlen(ROUTE_ID), ROUTE_ID) != 0 ||
 	    strchr(path, '{') != path + len - strlen(ROUTE_ID) + 1))
-		return yt_error(p->doc, root, "routes.%s.path: \"%s\" must "
+		return yt_error(p->doc, node, "routes.%s.path: \"%s\" must "
 		    "end in /{task_id}", what, path);
 	if (!with_id && strchr(path, '{') != NULL)
-		return yt_error(p->doc, root, "routes.%s.path: \"%s\" takes "
+		return yt_error(p->doc, node, "routes.%s.path: \"%s\" takes "
 		    "no placeholder", what, path);
 	for (seg = path, n = 0; *seg != '\0'; seg += len) {
 		seg += strspn(seg, "/");
 		if ((len = strcspn(seg, "/")) > TMPL_NAME_MAX || (len > 0 &&
 		    ++n > TMPL_PATH_SEGS))
-			return yt_error(p->doc, root, "routes.%s.path: at most "
+			return yt_error(p->doc, node, "routes.%s.path: at most "
 			    "%d segments of at most %d bytes each", what,
 			    TMPL_PATH_SEGS, TMPL_NAME_MAX);
 	}
@@ -879,6 +879,18 @@ route_canon(char *path)
 	return utf8_valid(path, strlen(path)) ? 0 : -1;
 }
 
+/* routes.WHAT.KEY's node, where its errors point; the root's without. */
+static const yaml_node_t *
+route_node(struct tmpl_parse *p, const yaml_node_t *root, const char *what,
+    const char *key)
+{
+	const yaml_node_t	*n;
+
+	n = yt_lookup(p->doc, yt_lookup(p->doc, yt_lookup(p->doc, root,
+	    "routes"), what), key);
+	return n != NULL ? n : root;
+}
+
 static int
 tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 {
@@ -888,23 +900,23 @@ tmpl_check_routes(struct tmpl_parse *p, const yaml_node_t *root)
 	const char	*what[] = { "create", "status", "results" };
 	size_t		 i;
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < 3; i++) {
 		if (route_canon(paths[i]) == -1)
-			return yt_error(p->doc, root, "routes.%s.path: decodes "
-			    "to a NUL or to bytes that are not UTF-8",
-			    what[i]);
-	if (tmpl_check_route(p, root, t->route_create, false, "create") ==
-	    -1 || tmpl_check_route(p, root, t->route_status, true,
-	    "status") == -1 || tmpl_check_route(p, root, t->route_results,
-	    true, "results") == -1)
-		return -1;
+			return yt_error(p->doc, route_node(p, root, what[i],
+			    "path"), "routes.%s.path: decodes to a NUL or to "
+			    "bytes that are not UTF-8", what[i]);
+		if (tmpl_check_route(p, route_node(p, root, what[i], "path"),
+		    paths[i], i > 0, what[i]) == -1)
+			return -1;
+	}
 	if (t->route_results_body != NULL && t->route_results == NULL)
-		return yt_error(p->doc, root, "routes.results.body needs "
-		    "routes.results.path");
+		return yt_error(p->doc, route_node(p, root, "results", "body"),
+		    "routes.results.body needs routes.results.path");
 	if (t->route_status != NULL && t->route_results != NULL &&
 	    strcmp(t->route_status, t->route_results) == 0)
-		return yt_error(p->doc, root, "routes.status.path and "
-		    "routes.results.path are the same path");
+		return yt_error(p->doc, route_node(p, root, "results", "path"),
+		    "routes.status.path and routes.results.path are the same "
+		    "path");
 	return 0;
 }
 

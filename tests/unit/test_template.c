@@ -846,11 +846,11 @@ test_err_name_lengths(void **state)
 	    "128 bytes (they are parts of API paths)");
 	snprintf(doc, sizeof(doc), "name: t\nroutes: { create: { path: "
 	    "/%s } }\nstep_templates:\n  - name: a\n    handler: noop\n", name);
-	expect_error(doc, "t.yaml:1: routes.create.path: at most 8 segments "
+	expect_error(doc, "t.yaml:2: routes.create.path: at most 8 segments "
 	    "of at most 128 bytes each");
 	expect_error("name: t\nroutes: { status: { path: "
 	    "\"/1/2/3/4/5/6/7/8/{task_id}\" } }\nstep_templates:\n"
-	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.status.path: at most 8 "
+	    "  - name: a\n    handler: noop\n", "t.yaml:2: routes.status.path: at most 8 "
 	    "segments of at most 128 bytes each");
 
 	/* At the limits: loaded. */
@@ -1165,7 +1165,7 @@ test_registry_route_clash(void **state)
 	    "body: placeholder names step 'b', which is not in this template");
 	expect_error("name: t\nroutes: { status: { path: \"/x/{task_id}\" }, "
 	    "results: { path: \"/x/{task_id}\" } }\nstep_templates:\n"
-	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.status.path "
+	    "  - name: a\n    handler: noop\n", "t.yaml:2: routes.status.path "
 	    "and routes.results.path are the same path");
 }
 
@@ -1345,16 +1345,16 @@ test_routes(void **state)
 	tmpl_free(t);
 
 	expect_error(ROUTES_HEAD "routes:\n  create: {path: /v1/tasks}\n",
-	    "t.yaml:1: routes.create.path: \"/v1/tasks\" must start with / "
+	    "t.yaml:6: routes.create.path: \"/v1/tasks\" must start with / "
 	    "and stay outside /v1, /health and /metrics");
 	expect_error(ROUTES_HEAD "routes:\n  status: {path: \"/s/{id}\"}\n",
-	    "t.yaml:1: routes.status.path: \"/s/{id}\" must end in "
+	    "t.yaml:6: routes.status.path: \"/s/{id}\" must end in "
 	    "/{task_id}");
 	expect_error(ROUTES_HEAD "routes:\n  create: {path: \"/a/{task_id}\"}\n",
-	    "t.yaml:1: routes.create.path: \"/a/{task_id}\" takes no "
+	    "t.yaml:6: routes.create.path: \"/a/{task_id}\" takes no "
 	    "placeholder");
 	expect_error(ROUTES_HEAD "routes:\n  results: {body: {a: 1}}\n",
-	    "t.yaml:1: routes.results.body needs routes.results.path");
+	    "t.yaml:6: routes.results.body needs routes.results.path");
 
 	/* Paths are matched without empty segments, and written so. */
 	t = load(ROUTES_HEAD "routes:\n  create: {path: \"//sign ups//new/\"}\n"
@@ -1375,10 +1375,10 @@ test_routes(void **state)
 	assert_string_equal(t->route_status, "/s/x/{task_id}");
 	tmpl_free(t);
 	expect_error(ROUTES_HEAD "routes:\n  create: {path: \"/a%00b\"}\n",
-	    "t.yaml:1: routes.create.path: decodes to a NUL or to bytes that "
+	    "t.yaml:6: routes.create.path: decodes to a NUL or to bytes that "
 	    "are not UTF-8");
 	expect_error(ROUTES_HEAD "routes:\n  results: {path: \"/%ff/{task_id}\"}"
-	    "\n", "t.yaml:1: routes.results.path: decodes to a NUL or to bytes "
+	    "\n", "t.yaml:6: routes.results.path: decodes to a NUL or to bytes "
 	    "that are not UTF-8");
 	t = load(ROUTES_HEAD "routes:\n  create: {path: \"/\"}\n", err,
 	    sizeof(err));
@@ -1387,10 +1387,10 @@ test_routes(void **state)
 	assert_string_equal(t->route_create, "/");
 	tmpl_free(t);
 	expect_error(ROUTES_HEAD "routes:\n  create: {path: /v1/}\n",
-	    "t.yaml:1: routes.create.path: \"/v1\" must start with / "
+	    "t.yaml:6: routes.create.path: \"/v1\" must start with / "
 	    "and stay outside /v1, /health and /metrics");
 	expect_error(ROUTES_HEAD "routes:\n  create: {path: //v1//tasks}\n",
-	    "t.yaml:1: routes.create.path: \"/v1/tasks\" must start with / "
+	    "t.yaml:6: routes.create.path: \"/v1/tasks\" must start with / "
 	    "and stay outside /v1, /health and /metrics");
 }
 

@@ -27,6 +27,7 @@
  * [[:alpha:]] matches "é"); escapes such as \d, which ECMA 262 understands
  * and POSIX would silently read as a literal letter, are refused.
  */
+#include <arpa/inet.h>
 #include <locale.h>
 #include <pthread.h>
 #include <regex.h>
@@ -528,24 +529,32 @@ fmt_mdays(int y, int m)
 	return days[m - 1];
 }
 
-/* RFC 3339 date-time: 1985-04-12T23:20:50.52Z, t and z in either case,
- * offsets +hh:mm/-hh:mm, and a leap second only when it is 23:59:60 UTC. */
+/* RFC 3339 full-date: 1985-04-12, a day the month has. */
 static int
-fmt_date_time(const char *s, size_t len)
+fmt_date(const char *s, size_t len)
 {
-	int	 y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0, utc;
+	int	y, mo, d;
+
+	if (len != 10 || (y = fmt_digits(s, 4)) < 0 || s[4] != '-' ||
+	    (mo = fmt_digits(s + 5, 2)) < 0 || s[7] != '-' ||
+	    (d = fmt_digits(s + 8, 2)) < 0)
+		return 0;
+	return mo >= 1 && mo <= 12 && d >= 1 && d <= fmt_mdays(y, mo);
+}
+
+/* RFC 3339 full-time: 23:20:50.52Z, z in either case, offsets +hh:mm or
+ * -hh:mm, and a leap second only when it is 23:59:60 UTC. */
+static int
+fmt_time(const char *s, size_t len)
+{
+	int	 h, mi, sec, oh = 0, om = 0, sign = 0, utc;
 	size_t	 i;
 
-	if (len < 20)
+	if (len < 9 || (h = fmt_digits(s, 2)) < 0 || s[2] != ':' ||
+	    (mi = fmt_digits(s + 3, 2)) < 0 || s[5] != ':' ||
+	    (sec = fmt_digits(s + 6, 2)) < 0)
 		return 0;
-	if ((y = fmt_digits(s, 4)) < 0 || s[4] != '-' ||
-	    (mo = fmt_digits(s + 5, 2)) < 0 || s[7] != '-' ||
-	    (d = fmt_digits(s + 8, 2)) < 0 || (s[10] != 'T' && s[10] != 't') ||
-	    (h = fmt_digits(s + 11, 2)) < 0 || s[13] != ':' ||
-	    (mi = fmt_digits(s + 14, 2)) < 0 || s[16] != ':' ||
-	    (sec = fmt_digits(s + 17, 2)) < 0)
-		return 0;
-	i = 19;
+	i = 8;
 	if (s[i] == '.') {
 		if (++i >= len || !is_digit(s[i]))
 			return 0;
@@ -562,10 +571,7 @@ fmt_date_time(const char *s, size_t len)
 		i += 6;
 	} else
 		return 0;
-	if (i != len)
-		return 0;
-	if (mo < 1 || mo > 12 || d < 1 || d > fmt_mdays(y, mo) || h > 23 ||
-	    mi > 59 || sec > 60 || oh > 23 || om > 59)
+	if (i != len || h > 23 || mi > 59 || sec > 60 || oh > 23 || om > 59)
 		return 0;
 	if (sec == 60) {
 		utc = (h * 60 + mi - sign * (oh * 60 + om)) % 1440;
@@ -574,6 +580,39 @@ fmt_date_time(const char *s, size_t len)
 		if (utc != 23 * 60 + 59)
 			return 0;
 	}
+	return 1;
+}
+
+/* RFC 3339 date-time: 1985-04-12T23:20:50.52Z, t in either case. */
+static int
+fmt_date_time(const char *s, size_t len)
+{
+	return len > 11 && (s[10] == 'T' || s[10] == 't') &&
+	    fmt_date(s, 10) && fmt_time(s + 11, len - 11);
+}
+
+/* Dotted-quad IPv4 and RFC 4291 IPv6 text, as inet_pton reads them (no
+ * leading zeros in IPv4's parts, no zone). */
+static int
+fmt_ip(int af, const char *s, size_t len)
+{
+	unsigned char	buf[sizeof(struct in6_addr)];
+
+	return strlen(s) == len && inet_pton(af, s, buf) == 1;
+}
+
+/* 8-4-4-4-12 hexadecimal digits (RFC 4122's text, any version). */
+static int
+fmt_uuid(const char *s, size_t len)
+{
+	size_t	i;
+
+	if (len != 36)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' :
+		    !is_hex(s[i]))
+			return 0;
 	return 1;
 }
 
@@ -1308,6 +1347,18 @@ val_format(struct schema_val *v, const json_t *schema, const json_t *kw,
 		val_fail(v, "not a valid absolute URI (RFC 3986)");
 	else if (strcmp(f, "date-time") == 0 && !fmt_date_time(s, n))
 		val_fail(v, "not a valid RFC 3339 date-time");
+	else if (strcmp(f, "date") == 0 && !fmt_date(s, n))
+		val_fail(v, "not a valid RFC 3339 full-date (YYYY-MM-DD)");
+	else if (strcmp(f, "time") == 0 && !fmt_time(s, n))
+		val_fail(v, "not a valid RFC 3339 full-time");
+	else if (strcmp(f, "hostname") == 0 && !fmt_hostname(s, n))
+		val_fail(v, "not a valid host name");
+	else if (strcmp(f, "ipv4") == 0 && !fmt_ip(AF_INET, s, n))
+		val_fail(v, "not a valid IPv4 address");
+	else if (strcmp(f, "ipv6") == 0 && !fmt_ip(AF_INET6, s, n))
+		val_fail(v, "not a valid IPv6 address");
+	else if (strcmp(f, "uuid") == 0 && !fmt_uuid(s, n))
+		val_fail(v, "not a valid UUID");
 }
 
 /* minimum and friends: which comparison results are violations. */

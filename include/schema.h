@@ -5,11 +5,12 @@
  * additionalProperties (boolean or schema), enum, const, minLength,
  * maxLength, pattern (POSIX extended regex), minimum, maximum,
  * exclusiveMinimum, exclusiveMaximum (draft-7 numeric form), items (schema
- * or array of schemas), minItems, maxItems, format (email, uri, date-time;
- * other formats are not asserted), default (inserted into objects for
- * absent properties before validation), and the annotations title,
- * description, $schema, $id, $comment, examples.  Boolean schemas true/false
- * are accepted.  Anything else is rejected when the template loads.
+ * or array of schemas), minItems, maxItems, format (email, uri, date-time,
+ * date, time, hostname, ipv4, ipv6, uuid; other formats are not asserted),
+ * default (inserted into objects for absent properties before validation),
+ * and the annotations title, description, $schema, $id, $comment, examples.
+ * Boolean schemas true/false are accepted.  Anything else is rejected when
+ * the template loads.
  */
 #ifndef TASKERD_SCHEMA_H
 #define TASKERD_SCHEMA_H

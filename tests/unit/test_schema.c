@@ -747,7 +747,24 @@ static void
 test_format_other(void **state)
 {
 	(void)state;
-	VALID("{\"format\":\"hostname\"}", "\"not a hostname!\"");
+	/* The other formats taskerd checks (the suite has all but uuid). */
+	INVALID("{\"format\":\"hostname\"}", "\"not a hostname!\"");
+	VALID("{\"format\":\"hostname\"}", "\"api.example.com\"");
+	VALID("{\"format\":\"date\"}", "\"2024-02-29\"");
+	INVALID("{\"format\":\"date\"}", "\"2023-02-29\"");
+	VALID("{\"format\":\"time\"}", "\"08:30:00+02:00\"");
+	INVALID("{\"format\":\"time\"}", "\"08:30\"");
+	VALID("{\"format\":\"ipv4\"}", "\"192.168.0.1\"");
+	INVALID("{\"format\":\"ipv4\"}", "\"192.168.0.1\\u0000\"");
+	VALID("{\"format\":\"ipv6\"}", "\"::ffff:192.168.0.1\"");
+	INVALID("{\"format\":\"ipv6\"}", "\"fe80::1%eth0\"");
+	VALID("{\"format\":\"uuid\"}",
+	    "\"2EB8AA08-AA98-11EA-B4AA-73B441D16380\"");
+	INVALID("{\"format\":\"uuid\"}",
+	    "\"2eb8aa08aa9811eab4aa73b441d16380\"");
+	INVALID("{\"format\":\"uuid\"}",
+	    "\"2eb8aa08-aa98-11ea-b4aa-73b441d1638g\"");
+	/* Formats it does not know are not asserted, as JSON Schema says. */
 	VALID("{\"format\":\"no-such-format\"}", "\"x\"");
 	VALID("{\"format\":\"email\"}", "12");
 	VALID("{\"format\":\"date-time\"}", "null");

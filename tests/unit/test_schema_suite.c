@@ -45,6 +45,11 @@ static const char *const suite_files[] = {
 	"optional/format/email.json",
 	"optional/format/date-time.json",
 	"optional/format/uri.json",
+	"optional/format/date.json",
+	"optional/format/time.json",
+	"optional/format/hostname.json",
+	"optional/format/ipv4.json",
+	"optional/format/ipv6.json",
 };
 #define SUITE_NFILES	(sizeof(suite_files) / sizeof(suite_files[0]))
 

@@ -476,6 +476,7 @@ tmpl_check_names(struct tmpl_parse *p)
 {
 	struct tmpl	*t = p->t;
 	const char	**named;
+	yaml_node_t	*item;
 	size_t		 i, run = 0, dup = SIZE_MAX, first = 0, nnamed;
 	int		 rc = 0;
 
@@ -531,6 +532,15 @@ tmpl_check_names(struct tmpl_parse *p)
 			rc = yt_errorl(p->doc, tmpl_name_line(p, i),
 			    "step '%s' is not listed in named_steps",
 			    t->steps[i].name);
+	/* And the other way: a name listed for a step that is not there
+	 * (misspelt, or its step deleted) is a template out of step. */
+	for (i = 0; i < nnamed && rc == 0; i++) {
+		item = yt_item(p->doc, p->named_node, i);
+		if (bsearch(yt_text(item), p->byname, t->nsteps,
+		    sizeof(*p->byname), tmpl_cmp_name) == NULL)
+			rc = yt_error(p->doc, item, "named_steps lists '%s', "
+			    "which no step template is", yt_text(item));
+	}
 	free(named);
 	return rc;
 }

@@ -809,6 +809,9 @@ test_err_names(void **state)
 	expect_error("name: t\nnamed_steps: [a]\nstep_templates:\n"
 	    "  - name: a\n  - name: b\n",
 	    "t.yaml:5: step 'b' is not listed in named_steps");
+	expect_error("name: t\nnamed_steps:\n  - a\n  - b\n  - c\n"
+	    "step_templates:\n  - name: a\n  - name: c\n",
+	    "t.yaml:4: named_steps lists 'b', which no step template is");
 	expect_error("", "t.yaml:1: empty template");
 	expect_error(HEAD "  - name: f.g\n",
 	    "t.yaml:3: step name 'f.g' may hold only letters, digits, '_' "

@@ -45,6 +45,14 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
+/* The methods libevent 2.1 parses, and what it calls any other method
+ * (EVHTTP_REQ_UNKNOWN_, a bit its public header does not name). */
+#define API_KNOWN_METHODS	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | \
+	EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT | \
+	EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | \
+	EVHTTP_REQ_CONNECT)
+#define API_REQ_UNKNOWN		(1 << 15)
+
 /* The bytes of a path segment as sent: a name of TMPL_NAME_MAX bytes,
  * each percent-encoded, fits. */
 #define API_SEG_MAX	(3 * TMPL_NAME_MAX + 1)
@@ -468,6 +476,15 @@ api_route(struct evhttp_request *req, void *arg)
 	struct pending		*pend;
 	int			 n;
 
+	if ((m & API_KNOWN_METHODS) == 0) {
+		/* A body it may have sent was not read: it would be taken
+		 * for the next request. */
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Connection", "close");
+		reply_error(req, 501, "not_implemented", "method not "
+		    "recognized (methods are case-sensitive)");
+		return;
+	}
 	/* HEAD is GET without the body (reply_send leaves it out). */
 	if (m == EVHTTP_REQ_HEAD)
 		m = EVHTTP_REQ_GET;
@@ -714,13 +731,10 @@ api_init(struct event_base *base, char *err, size_t errlen)
 	evhttp_set_max_headers_size(http, sv.conf->http_max_headers);
 	evhttp_set_timeout(http, (int)((sv.conf->http_timeout_ms + 999) /
 	    1000));
-	/* Every method libevent knows reaches the router, which answers
-	 * those a resource does not take with a JSON 405 (libevent's own
-	 * answer would be an HTML 501). */
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT);
+	/* Every method reaches the router, which answers those a resource
+	 * does not take with a JSON 405, and those libevent does not know
+	 * with a JSON 501 (libevent's own answers are HTML 501s). */
+	evhttp_set_allowed_methods(http, API_KNOWN_METHODS | API_REQ_UNKNOWN);
 	evhttp_set_default_content_type(http, "application/json");
 	evhttp_set_gencb(http, api_route, NULL);
 	if (strncmp(listen, "unix:", 5) == 0)

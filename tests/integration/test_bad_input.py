@@ -292,3 +292,33 @@ def test_other_methods_get_json(server, method, path, status, allow):
     assert body["error"]["code"] == ("method_not_allowed" if status == 405
                                      else "not_found"), body
     assert resp.getheader("Allow") == allow
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "get", "BREW"])
+def test_unknown_methods_get_json(server, method):
+    """A method libevent does not know (or a known one in lower case:
+    methods are case-sensitive) answers a JSON 501, not libevent's HTML.
+    The body it came with is not read, so the connection ends with the
+    answer rather than read that body as the next request."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    try:
+        sock.sendall(b"%s /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: 17\r\n\r\nGET /v1/tasks HTTP"
+                     b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+                     % method.encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501"), data
+    assert b"Content-Type: application/json" in head, head
+    assert b"Connection: close" in head, head
+    err = json.loads(body)["error"]
+    assert err["code"] == "not_implemented", err
+    # Nothing after it: neither the body as a request nor the next one.
+    assert data.count(b"HTTP/1.1 ") == 1, data

@@ -286,15 +286,41 @@ out:
 
 /* ---- GET /v1/tasks, /v1/tasks/{id} ------------------------------------ */
 
-static const char sql_list[] =
-"SELECT taskerd_task_json(t, false)::text, t.id FROM tasks t"
-" JOIN templates tp ON tp.id = t.template_id"
-" JOIN namespaces n ON n.id = tp.namespace_id"
-" WHERE ($1::text IS NULL OR t.status = $1)"
-"   AND ($2::text IS NULL OR n.name = $2)"
-"   AND ($3::text IS NULL OR tp.name = $3)"
-"   AND ($4::bigint IS NULL OR t.id < $4)"
-" ORDER BY t.id DESC LIMIT $5";
+/*
+ * The statement for the filters given, each a plain condition the planner
+ * can take to an index: "$n IS NULL OR ..." forms are left to a generic
+ * plan's filter, which walks the whole table backwards for a rare status
+ * or template.  $1 the cursor (below every id without one), $2 the limit,
+ * then the status, namespace and name given.  By namespace or name, the
+ * newest tasks of each matching template (tasks_template's order) are
+ * merged.  A new string.
+ */
+static char *
+list_sql(bool status, bool ns, bool name)
+{
+	char	*sql, cond[64] = "", tcond[96] = "";
+	int	 n = 2;
+
+	if (status)
+		snprintf(cond, sizeof(cond), " AND t.status = $%d", ++n);
+	if (ns)
+		snprintf(tcond, sizeof(tcond), " AND n.name = $%d", ++n);
+	if (name)
+		snprintf(tcond + strlen(tcond), sizeof(tcond) - strlen(tcond),
+		    " AND tp.name = $%d", ++n);
+	if (!ns && !name) {
+		xasprintf(&sql, "SELECT taskerd_task_json(t, false)::text, t.id"
+		    " FROM tasks t WHERE t.id < $1::bigint%s"
+		    " ORDER BY t.id DESC LIMIT $2::int", cond);
+		return sql;
+	}
+	xasprintf(&sql, "SELECT taskerd_task_json(x.t, false)::text, x.id"
+	    " FROM templates tp JOIN namespaces n ON n.id = tp.namespace_id,"
+	    " LATERAL (SELECT t, t.id FROM tasks t WHERE t.template_id = tp.id"
+	    "   AND t.id < $1::bigint%s ORDER BY t.id DESC LIMIT $2::int) x"
+	    " WHERE true%s ORDER BY x.id DESC LIMIT $2::int", cond, tcond);
+	return sql;
+}
 
 struct list_req {
 	struct evhttp_request	*req;
@@ -344,9 +370,9 @@ api_list_tasks(struct evhttp_request *req)
 	const char		*params[5];
 	struct list_req		*lr;
 	struct db_job		*job;
-	char			 limit[24];
+	char			 limit[24], *sql;
 	int64_t			 n;
-	int			 i;
+	int			 i, np;
 
 	TAILQ_INIT(&q);
 	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
@@ -393,16 +419,22 @@ api_list_tasks(struct evhttp_request *req)
 		goto out;
 	}
 	snprintf(limit, sizeof(limit), "%lld", (long long)n + 1);
-	params[0] = status;
-	params[1] = ns;
-	params[2] = name;
-	params[3] = cursor;
-	params[4] = limit;
+	np = 0;
+	params[np++] = cursor != NULL ? cursor : "9223372036854775807";
+	params[np++] = limit;
+	if (status != NULL)
+		params[np++] = status;
+	if (ns != NULL)
+		params[np++] = ns;
+	if (name != NULL)
+		params[np++] = name;
+	sql = list_sql(status != NULL, ns != NULL, name != NULL);
 	lr = xcalloc(1, sizeof(*lr));
 	lr->req = req;
 	lr->limit = (int)n;
 	job = db_job_new(list_done, lr);
-	db_job_add(job, sql_list, 5, params);
+	db_job_add(job, sql, np, params);
+	free(sql);
 	db_submit(job);
 out:
 	evhttp_clear_headers(&q);

@@ -172,6 +172,56 @@ def test_pagination_returns_every_task_once(taskerd):
     assert sorted(seen) == sorted(created)
 
 
+def test_filtered_listing_merges_templates_and_versions(taskerd):
+    """By namespace or name, the tasks of every matching template (each
+    version its own) come newest first, each once, page after page, with
+    the status filter on top."""
+    def tmpl(ns, name, version, fail=False):
+        return ("name: %s\nnamespace_name: %s\nversion: %s\n"
+                "step_templates:\n  - name: only\n    handler: noop\n%s"
+                % (name, ns, version, "    handler_config: { fail: "
+                   "permanent }\n" if fail else ""))
+    t = taskerd(templates={"x1.yaml": tmpl("a", "x", "1.0.0"),
+                           "x2.yaml": tmpl("a", "x", "2.0.0", fail=True),
+                           "y.yaml": tmpl("a", "y", "1.0.0"),
+                           "z.yaml": tmpl("b", "x", "1.0.0")})
+    made = []
+    for i in range(24):
+        ns, name, version = [("a", "x", "1.0.0"), ("a", "x", "2.0.0"),
+                             ("a", "y", "1.0.0"), ("b", "x", "1.0.0")][i % 4]
+        r = t.post("/v1/tasks", json={"name": name, "namespace": ns,
+                                      "version": version, "context": {}})
+        assert r.status == 201, r.body
+        made.append((r.body["task_id"], ns, name, version))
+    for tid, *_ in made:
+        t.wait_task(tid)
+
+    def pages(**filters):
+        seen, cursor = [], None
+        for _ in range(30):
+            page = list_tasks(t, limit=5, cursor=cursor, **filters)
+            seen += [(x["task_id"], x["namespace"], x["name"], x["version"],
+                      x["status"]) for x in page["tasks"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+        raise AssertionError("pagination does not end: %r" % seen)
+
+    def want(pred):
+        return [m for m in sorted(made, reverse=True) if pred(m)]
+    got = pages(namespace="a")
+    assert [g[:4] for g in got] == want(lambda m: m[1] == "a"), got
+    got = pages(name="x")
+    assert [g[:4] for g in got] == want(lambda m: m[2] == "x"), got
+    got = pages(namespace="a", name="x", status="error")
+    assert [g[:4] for g in got] == want(lambda m: m[3] == "2.0.0"), got
+    assert all(g[4] == "error" for g in got), got
+    assert pages(namespace="a", name="x", status="cancelled") == []
+    assert pages(namespace="nowhere") == []
+    got = pages(status="complete")
+    assert [g[:4] for g in got] == want(lambda m: m[3] != "2.0.0"), got
+
+
 def test_templates_listed(taskerd):
     t = taskerd(templates={"chain.yaml": CHAIN, "failing.yaml": FAILING})
     r = t.get("/v1/templates")

@@ -1,11 +1,11 @@
 /*
  * embedpg.c - a private PostgreSQL for taskerd's default configuration.
  *
- * The cluster lives in state_dir/pgdata and listens on a Unix socket in
- * state_dir only (no TCP).  PostgreSQL refuses to run as root, so when
+ * The cluster lives in state_dir/pg/data and listens on a Unix socket in
+ * state_dir/pg only (no TCP).  PostgreSQL refuses to run as root, so when
  * taskerd runs as root the cluster belongs to an unprivileged user: the
- * `postgres` system user of Debian's packages if there is one, else
- * `nobody`.  The server is our child: SIGCHLD tells us when it dies, and it
+ * owner of the cluster there already, else the `postgres` system user of
+ * Debian's packages if there is one, else `nobody`.  The server is our child: SIGCHLD tells us when it dies, and it
  * is restarted with a delay that grows while it keeps dying (and starts
  * over once it has run a while); taskerd's database connections reconnect
  * by themselves meanwhile.
@@ -59,35 +59,103 @@ static struct {
 	bool		 stopping;
 } pg;
 
-/* The newest /usr/lib/postgresql/N/bin with a postgres binary. */
+/* Whether /usr/lib/postgresql/V/bin has an executable name. */
+static bool
+has_program(const char *v, const char *name)
+{
+	char	*path;
+	bool	 ok;
+
+	xasprintf(&path, "/usr/lib/postgresql/%s/bin/%s", v, name);
+	ok = access(path, X_OK) == 0;
+	free(path);
+	return ok;
+}
+
+/*
+ * The server's bin directory: for a cluster there already, its own major
+ * version's (a newer one installed beside it, as a Debian upgrade does,
+ * cannot run it); for a new one, the newest with both initdb and postgres
+ * (a client package alone installs a bin directory too).
+ */
 static char *
-find_bindir(void)
+find_bindir(const char *datadir)
 {
 	DIR		*d;
 	struct dirent	*e;
-	char		*best = NULL, *path;
-	long		 v, bestv = -1;
+	FILE		*f;
+	char		*path, v[16] = "", best[16] = "";
+	long		 n, bestv = -1;
 
+	xasprintf(&path, "%s/PG_VERSION", datadir);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(v, sizeof(v), f) != NULL)
+			v[strcspn(v, "\n")] = '\0';
+		fclose(f);
+		if (*v == '\0' || strspn(v, "0123456789.") != strlen(v))
+			fatalx("embedded database: %s does not say a "
+			    "PostgreSQL version", path);
+		if (!has_program(v, "postgres"))
+			fatalx("embedded database: the cluster in %s is "
+			    "PostgreSQL %s, whose server is not installed "
+			    "(/usr/lib/postgresql/%s/bin/postgres): install "
+			    "postgresql-%s, or move the cluster to the installed "
+			    "version with pg_upgrade", datadir, v, v, v);
+		free(path);
+		xasprintf(&path, "/usr/lib/postgresql/%s/bin", v);
+		return path;
+	}
+	if (errno != ENOENT)
+		fatal("embedded database: %s", path);
+	free(path);
 	if ((d = opendir("/usr/lib/postgresql")) == NULL)
 		fatal("embedded database: /usr/lib/postgresql (is the "
 		    "postgresql package installed?)");
 	while ((e = readdir(d)) != NULL) {
-		v = strtol(e->d_name, NULL, 10);
-		if (v <= bestv)
+		n = strtol(e->d_name, NULL, 10);
+		if (n <= bestv || strlen(e->d_name) >= sizeof(best) ||
+		    !has_program(e->d_name, "postgres") ||
+		    !has_program(e->d_name, "initdb"))
 			continue;
-		xasprintf(&path, "/usr/lib/postgresql/%s/bin", e->d_name);
-		if (access(path, X_OK) == 0) {
-			free(best);
-			best = path;
-			bestv = v;
-		} else
-			free(path);
+		snprintf(best, sizeof(best), "%s", e->d_name);
+		bestv = n;
 	}
 	closedir(d);
-	if (best == NULL)
-		fatalx("embedded database: no PostgreSQL server under "
-		    "/usr/lib/postgresql");
-	return best;
+	if (bestv == -1)
+		fatalx("embedded database: no PostgreSQL server (postgres and "
+		    "initdb) under /usr/lib/postgresql");
+	xasprintf(&path, "/usr/lib/postgresql/%s/bin", best);
+	return path;
+}
+
+/*
+ * Who runs the server when taskerd runs as root (PostgreSQL will not run
+ * as root): the owner of the cluster's directory when there is one - it
+ * may be a service user's, and a root run must not take it away - else
+ * Debian's postgres user, or nobody.  Returns whether the directory must
+ * be given to that user.
+ */
+static bool
+server_user(void)
+{
+	struct passwd	*pw;
+	struct stat	 st;
+
+	if (geteuid() != 0)
+		return false;
+	pg.drop = true;
+	if (stat(pg.sockdir, &st) == 0 && st.st_uid != 0) {
+		pg.uid = st.st_uid;
+		pg.gid = (pw = getpwuid(st.st_uid)) != NULL ? pw->pw_gid :
+		    st.st_gid;
+		return false;
+	}
+	if ((pw = getpwnam("postgres")) == NULL &&
+	    (pw = getpwnam("nobody")) == NULL)
+		fatalx("embedded database: no unprivileged user");
+	pg.uid = pw->pw_uid;
+	pg.gid = pw->pw_gid;
+	return true;
 }
 
 /* Run argv (as the cluster's owner) and wait; returns its exit status. */
@@ -153,11 +221,11 @@ remove_tree(const char *path)
 static void	wait_ready(void);
 
 static void
-mkdir_owned(const char *path)
+mkdir_owned(const char *path, bool give)
 {
 	if (mkdir(path, 0700) == -1 && errno != EEXIST)
 		fatal("embedded database: mkdir %s", path);
-	if (pg.drop && chown(path, pg.uid, pg.gid) == -1)
+	if (give && chown(path, pg.uid, pg.gid) == -1)
 		fatal("embedded database: chown %s", path);
 }
 
@@ -292,24 +360,17 @@ stray_server(void)
 char *
 embedpg_start(const char *state_dir)
 {
-	struct passwd	*pw;
 	char		*initdb, *log, *versionfile, *aside;
 	int		 status;
+	bool		 give;
 
-	pg.bindir = find_bindir();
-	if (geteuid() == 0) {
-		if ((pw = getpwnam("postgres")) == NULL &&
-		    (pw = getpwnam("nobody")) == NULL)
-			fatalx("embedded database: no unprivileged user");
-		pg.drop = true;
-		pg.uid = pw->pw_uid;
-		pg.gid = pw->pw_gid;
-	}
 	if (mkdir(state_dir, 0755) == -1 && errno != EEXIST)
 		fatal("embedded database: mkdir %s", state_dir);
 	xasprintf(&pg.sockdir, "%s/pg", state_dir);
 	xasprintf(&pg.datadir, "%s/pg/data", state_dir);
-	mkdir_owned(pg.sockdir);
+	give = server_user();
+	mkdir_owned(pg.sockdir, give);
+	pg.bindir = find_bindir(pg.datadir);
 	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
 
 	/* A cluster is made aside and renamed into place once whole: a
@@ -319,8 +380,12 @@ embedpg_start(const char *state_dir)
 	 * fills it in place, as it always did.) */
 	xasprintf(&versionfile, "%s/PG_VERSION", pg.datadir);
 	if (access(versionfile, F_OK) == -1) {
+		/* The locale is fixed: the caller's (a LANG an ssh client
+		 * sent, not generated here) would fail initdb, or decide the
+		 * cluster's collation by who started it first. */
 		char *argv[] = { NULL, "-D", NULL, "-U", "postgres",
-		    "--auth=trust", "-E", "UTF8", "--no-instructions", NULL };
+		    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+		    "--no-instructions", NULL };
 
 		if (access(pg.datadir, F_OK) == 0)
 			aside = xstrdup(pg.datadir);

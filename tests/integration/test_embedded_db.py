@@ -3,6 +3,7 @@ PostgreSQL under state_dir: it runs tasks, keeps them across restarts, and
 brings the server back if it dies."""
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -206,6 +207,73 @@ def test_server_left_on_the_data_directory_is_stopped(taskerd, state, pg):
     assert not harness.proc_alive(stray)
     assert postmaster_pid(state) != stray
     assert t.task(tid)["status"] == "complete"
+    assert t.stop() == 0
+
+
+def test_cluster_is_made_whatever_the_callers_locale(taskerd, state,
+                                                    monkeypatch):
+    """A LANG that names a locale this machine has not generated (as an
+    ssh client sends it) does not fail the cluster's creation: initdb is
+    given its locale (it took the caller's, and refused)."""
+    base = harness.clean_env
+
+    def foreign(more=None):
+        env = base(more)
+        del env["LC_ALL"]
+        env.update(LANG="xx_XX.UTF-8", LC_CTYPE="UTF-8")
+        return env
+    monkeypatch.setattr(harness, "clean_env", foreign)
+    t = embedded(taskerd, state)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    r = subprocess.run(["psql", "-h", os.path.join(state, "pg"), "-U",
+                        "postgres", "-d", "postgres", "-Atc",
+                        "SELECT datcollate FROM pg_database "
+                        "WHERE datname = 'postgres'"],
+                       capture_output=True, text=True, timeout=30,
+                       env={"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8"})
+    assert r.stdout.strip() == "C.UTF-8", (r.stdout, r.stderr)
+
+
+def test_cluster_of_a_version_not_installed_is_named(taskerd, state):
+    """A cluster made by a PostgreSQL whose server is not installed (a
+    Debian upgrade installed the next one beside it) is not started with
+    another version's server: the error says which one it needs."""
+    data = os.path.join(state, "pg", "data")
+    os.makedirs(data)
+    with open(os.path.join(data, "PG_VERSION"), "w") as f:
+        f.write("99\n")
+    t = embedded(taskerd, state, start=False)
+    with pytest.raises(AssertionError):
+        t.start(ready_timeout=20)
+    assert t.log_lines("the cluster in %s is PostgreSQL 99, whose server "
+                       "is not installed" % data), t.log_tail(20)
+    assert "install postgresql-99" in t.log()
+    assert os.listdir(data) == ["PG_VERSION"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the cluster's "
+                    "owner is chosen when taskerd runs as root")
+def test_a_root_start_keeps_the_clusters_owner(taskerd, state):
+    """taskerd run as root on a cluster a service user owns (sudo taskerd
+    on /var/lib/taskerd) runs its server as that user and changes no
+    owner: it gave the directory to postgres, and the service could not
+    reach its own database any more."""
+    t = embedded(taskerd, state)
+    assert t.stop() == 0
+    nobody = pwd.getpwnam("nobody")
+    pgdir = os.path.join(state, "pg")
+    for top, dirs, files in os.walk(pgdir):
+        for name in [top] + [os.path.join(top, x) for x in dirs + files]:
+            os.lchown(name, nobody.pw_uid, nobody.pw_gid)
+    t._stopped = False
+    t.start(ready_timeout=60)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert os.stat(pgdir).st_uid == nobody.pw_uid
+    with open("/proc/%d/status" % postmaster_pid(state)) as f:
+        uid = [line.split()[1] for line in f if line.startswith("Uid:")]
+    assert uid == [str(nobody.pw_uid)], uid
     assert t.stop() == 0
 
 

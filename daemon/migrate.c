@@ -11,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "duration.h"
 #include "migrate.h"
+#include "sdnotify.h"
 #include "jsontext.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -54,6 +56,9 @@ applied(PGconn *pg, int version, char *err, size_t errlen)
 	PQclear(res);
 	return n > 0;
 }
+
+/* How long systemd is told one migration may take. */
+#define MIGRATE_EXTEND_S	3600
 
 static int
 apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
@@ -127,14 +132,20 @@ newer_schema(PGconn *pg)
 int
 migrate_run(PGconn *pg, char *err, size_t errlen)
 {
-	char	 why[512];
-	int	 i, r, n = 0;
+	struct timespec	 extended = { 0, 0 };
+	char		 why[512];
+	int		 i, r, n = 0;
 
-	/* Another node may be migrating: say so while waiting. */
+	/* Another node may be migrating: say so while waiting, and keep
+	 * systemd's start timeout (90 s) from ending the wait. */
 	for (i = 0; (r = lock_taken(pg, err, errlen)) == 0; i++) {
-		if (i % 50 == 0)
+		if (i % 50 == 0) {
 			log_warnx("waiting for the migration lock, held by "
 			    "another session");
+			sd_notifyf(0, "STATUS=waiting for the migration lock\n"
+			    "EXTEND_TIMEOUT_USEC=%llu",
+			    (unsigned long long)30 * 1000000);
+		}
 		usleep(100000);
 	}
 	if (r == -1)
@@ -155,6 +166,17 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 		}
 		if (r == 1)
 			continue;
+		/* One may rewrite a big table: killed at the start timeout,
+		 * it would roll back, and be tried again, for ever.  (Once a
+		 * minute at most: nobody reads the datagrams of a start that
+		 * is not systemd's, and the eleventh would block.) */
+		if (extended.tv_sec == 0 ||
+		    duration_ms_since(&extended) >= 60000) {
+			sd_notifyf(0, "STATUS=applying migration %s\n"
+			    "EXTEND_TIMEOUT_USEC=%llu", migrations[i].name,
+			    (unsigned long long)MIGRATE_EXTEND_S * 1000000);
+			clock_gettime(CLOCK_MONOTONIC, &extended);
+		}
 		if (apply_one(pg, &migrations[i], why, sizeof(why)) == -1) {
 			snprintf(err, errlen, "migration %s: %s",
 			    migrations[i].name, why);

@@ -111,6 +111,7 @@ static struct {
 		db_notify_cb	 cb;
 	}		 listen[DB_MAX_CHANNELS];
 	int		 nlisten;
+	void		(*on_connect)(void);
 } db;
 
 static void	conn_start(struct db_conn *);
@@ -244,8 +245,9 @@ conn_fail(struct db_conn *c, const char *reason)
 	/* reason is often PQerrorMessage(c->pg), which PQfinish frees. */
 	snprintf(why, sizeof(why), "%s", reason);
 	if (c->state != CONN_DOWN && !db.stopping)
-		log_warnx("database connection lost conn=%d reason=%s",
-		    c->id, log_quote(why));
+		log_warnx("%s conn=%d reason=%s", c->state == CONN_CONNECTING ?
+		    "cannot connect to the database" :
+		    "database connection lost", c->id, log_quote(why));
 	c->state = CONN_DOWN;
 	c->job = NULL;
 	if (c->ev != NULL) {
@@ -287,14 +289,27 @@ conn_started(struct db_job *job, void *arg)
 {
 	struct db_conn	*c = arg;
 	PGresult	*res;
+	char		 why[256];
 	int		 i;
 
-	if (db_job_error(job) != NULL)
+	if (c->state == CONN_DOWN)
+		return;		/* lost on the way: it connects again */
+	if (db_job_error(job) != NULL) {
+		/* A server that takes connections and fails them (a standby
+		 * refuses LISTEN): not a connection to use, or to listen on
+		 * for ever without hearing. */
+		snprintf(why, sizeof(why), "its first statements failed: %s",
+		    db_job_error(job));
+		conn_fail(c, why);
 		return;
+	}
+	c->backoff_ms = 0;
 	if ((res = db_job_result(job, 0)) != NULL && PQntuples(res) == 1)
 		c->backend_start = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	for (i = 0; c->id == 0 && i < db.nlisten; i++)
 		db.listen[i].cb(NULL);
+	if (db.on_connect != NULL)
+		db.on_connect();
 }
 
 static void
@@ -311,7 +326,6 @@ conn_ready(struct db_conn *c)
 	}
 	log_info("database connected conn=%d", c->id);
 	c->state = CONN_IDLE;
-	c->backoff_ms = 0;
 	c->backend_start = 0;
 	conn_arm(c, EV_READ | EV_PERSIST);
 	/* The connection's own first job: which server process it has; and
@@ -368,6 +382,12 @@ db_unavailable(const char *state)
 		if (strncmp(state, transient[i], strlen(transient[i])) == 0)
 			return true;
 	return false;
+}
+
+void
+db_on_connect(void (*cb)(void))
+{
+	db.on_connect = cb;
 }
 
 void
@@ -523,6 +543,9 @@ conn_read(struct db_conn *c)
 			PQclear(res);
 		job->got = true;
 	}
+	/* Notifications that came in with the results were parsed with them:
+	 * hand them over now, not at the connection's next input. */
+	conn_notifies(c);
 	if (c->pg != NULL && PQstatus(c->pg) == CONNECTION_BAD)
 		conn_fail(c, PQerrorMessage(c->pg));
 	else if (c->state == CONN_IDLE)

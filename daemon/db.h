@@ -83,6 +83,9 @@ json_t	*db_json(const PGresult *, int row, int col);
  * while none was, a connection broken meanwhile, is lost, and cb looks at
  * what it may have missed. */
 #define DB_MAX_CHANNELS	4
+/* cb() each time a connection is ready for jobs (its first statements
+ * done), so that what waits for the database can go on. */
+void	 db_on_connect(void (*cb)(void));
 typedef void (*db_notify_cb)(const char *payload);
 void	 db_listen(const char *channel, db_notify_cb cb);
 

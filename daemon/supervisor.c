@@ -501,6 +501,8 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	db_init(sv.base, sv.dsn, conf->database_pool,
 	    conf->database_statement_timeout_ms,
 	    conf->database_lock_timeout_ms);
+	/* Ready once workers and the database both are, whichever is last. */
+	db_on_connect(supervisor_check_ready);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
 	    conf->workers_ping_timeout_ms, conf->workers_user);

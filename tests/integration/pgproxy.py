@@ -1,4 +1,6 @@
-"""A proxy in front of the test cluster's PostgreSQL that can lose one
+"""A proxy in front of the test cluster's PostgreSQL that can slow the
+client's bytes (delay), change them once (rewrite: same length, or the
+message's length is wrong), refuse connections (down_now, up), or lose one
 answer: the statement reaches the server and commits, and the connection
 breaks before the client hears so - what a network cut or a failover at
 the wrong moment does.
@@ -38,6 +40,8 @@ class PgProxy:
         self.lost = threading.Event()   # the armed answer was lost
         self.refused = 0                # connections refused while down
         self.down = False               # refuse new connections
+        self.delay = 0                  # seconds before passing bytes on
+        self.rewrite = None             # (old, new): once, client's bytes
         self.conns = []
         self.closed = False
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -166,6 +170,13 @@ class PgProxy:
                 return
             if marker is not None:
                 tail = (tail + data)[-len(marker):]
+            with self.lock:
+                if self.rewrite is not None and self.rewrite[0] in data:
+                    data = data.replace(*self.rewrite, 1)
+                    self.rewrite = None
+                delay = self.delay
+            if delay:
+                time.sleep(delay)
             try:
                 server.sendall(data)
             except OSError:

@@ -241,6 +241,7 @@ conn_fail(struct db_conn *c, const char *reason)
 	struct db_job	*job = c->job;
 	struct timeval	 tv;
 	char		 why[256];
+	int		 ms;
 
 	/* reason is often PQerrorMessage(c->pg), which PQfinish frees. */
 	snprintf(why, sizeof(why), "%s", reason);
@@ -275,8 +276,12 @@ conn_fail(struct db_conn *c, const char *reason)
 		db_fail_queue("the database is unavailable", "08006");
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
 	    (c->backoff_ms >= 5000 ? 5000 : c->backoff_ms * 2);
-	tv.tv_sec = c->backoff_ms / 1000;
-	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
+	/* Up to a quarter less, at random: the connections of every node
+	 * lost together do not all come back in the same instant. */
+	ms = c->backoff_ms - (int)arc4random_uniform(
+	    (uint32_t)c->backoff_ms / 4 + 1);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(c->retry, &tv);
 }
 

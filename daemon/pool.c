@@ -679,7 +679,7 @@ replaced(struct worker *w, bool started)
 		return;
 	w->replacing = false;
 	pool.replacing--;
-	if (started)
+	if (started || pool.stopping)
 		return;		/* (the hello goes on to the next one) */
 	log_warnx("a worker replaced after a reload did not start; the "
 	    "others are kept slot=%d", w->slot);

@@ -1,10 +1,10 @@
 /*
  * db.c - asynchronous libpq connections driven by libevent.
  *
- * Each connection is a small state machine: CONNECTING (PQconnectPoll until
- * it says OK), IDLE, BUSY (one job in flight: its statements were sent in
- * pipeline mode followed by one Sync), or DOWN (waiting for a reconnect
- * timer).  The event for a connection is re-armed after every step because
+ * Each connection is a small state machine: CONNECTING (a thread of its own
+ * makes it: see connect_thread), IDLE, BUSY (one job in flight: its
+ * statements were sent in pipeline mode followed by one Sync), or DOWN
+ * (waiting for a reconnect timer).  The event for a connection is re-armed after every step because
  * PQsocket() may change while connecting.  Jobs wait in one FIFO and go to
  * the first idle connection, so statements from different jobs never
  * interleave inside one pipeline.
@@ -17,10 +17,14 @@
  * starts with none prepared.
  */
 #include <sys/queue.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -39,7 +43,7 @@
 
 enum conn_state {
 	CONN_DOWN,		/* broken or never started; reconnect timer set */
-	CONN_CONNECTING,	/* PQconnectPoll in progress */
+	CONN_CONNECTING,	/* its connect thread is at work */
 	CONN_IDLE,		/* usable, no job */
 	CONN_BUSY,		/* a job is in flight */
 };
@@ -77,6 +81,7 @@ struct db_conn {
 	PGconn		*pg;
 	struct event	*ev;		/* socket readiness */
 	struct event	*retry;		/* reconnect timer */
+	unsigned	 attempt;	/* connect attempts made */
 	int		 backoff_ms;
 	struct db_job	*job;
 	/* Its server process's start, in microseconds since the epoch (0
@@ -117,6 +122,7 @@ static struct {
 static void	conn_start(struct db_conn *);
 static void	conn_arm(struct db_conn *, short);
 static void	conn_fail(struct db_conn *, const char *);
+static void	conn_ready(struct db_conn *);
 static void	conn_event(evutil_socket_t, short, void *);
 static void	db_dispatch(void);
 static void	conn_send(struct db_conn *, struct db_job *);
@@ -152,24 +158,122 @@ conn_notice(void *arg, const char *message)
 	    log_quote(message));
 }
 
+/*
+ * Connections are made on threads: libpq looks a host name up with a
+ * blocking getaddrinfo(), even in PQconnectStartParams and PQconnectPoll,
+ * and a slow resolver would stall the loop - API, pings, step deadlines,
+ * the heartbeat - at every reconnect.  A thread makes one connection,
+ * blocking, and hands it over through a pipe; the loop takes it from
+ * there.  The thread owns its request; the hand-over is under a lock, so
+ * that once the loop has ended (db_shutdown) no request is left in the
+ * pipe: a thread finishing later closes its connection itself.  None of
+ * this is ever freed or zeroed: a thread may outlive db_shutdown.
+ */
+struct connect_req {
+	int		 conn;		/* which connection */
+	unsigned	 attempt;	/* which attempt of it */
+	char		*dsn;
+	char		*options;
+	PGconn		*pg;		/* the result */
+};
+
+static struct {
+	int		 pipe[2];
+	struct event	*ev;
+	pthread_mutex_t	 lock;
+	bool		 closed;	/* the loop reads no more */
+} connector = { { -1, -1 }, NULL, PTHREAD_MUTEX_INITIALIZER, false };
+
+static void
+connect_req_free(struct connect_req *r)
+{
+	free(r->dsn);
+	free(r->options);
+	free(r);
+}
+
+static void *
+connect_thread(void *arg)
+{
+	struct connect_req	*r = arg;
+	/* A server that accepts and never answers must not keep the
+	 * connection CONNECTING for ever; the DSN's own timeout wins. */
+	const char		*keys[] = { "connect_timeout", "dbname",
+				    "options", NULL };
+	const char		*vals[] = { "10", r->dsn, r->options, NULL };
+	bool			 sent = false;
+
+	r->pg = PQconnectdbParams(keys, vals, 1);
+	pthread_mutex_lock(&connector.lock);
+	if (!connector.closed)
+		while (!(sent = write(connector.pipe[1], &r, sizeof(r)) ==
+		    sizeof(r)) && errno == EINTR)
+			;
+	pthread_mutex_unlock(&connector.lock);
+	if (!sent) {
+		PQfinish(r->pg);
+		connect_req_free(r);
+	}
+	return NULL;
+}
+
+/* Connections made: each goes on if it is still awaited. */
+static void
+connect_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct connect_req	*r;
+	struct db_conn		*c;
+
+	while (read(fd, &r, sizeof(r)) == sizeof(r)) {
+		c = &db.conns[r->conn];
+		if (db.stopping || c->state != CONN_CONNECTING ||
+		    r->attempt != c->attempt) {
+			PQfinish(r->pg);
+		} else if (r->pg == NULL || PQstatus(r->pg) != CONNECTION_OK) {
+			c->pg = r->pg;
+			conn_fail(c, c->pg != NULL ? PQerrorMessage(c->pg) :
+			    "out of memory");
+		} else {
+			c->pg = r->pg;
+			PQsetNoticeProcessor(c->pg, conn_notice, c);
+			conn_ready(c);
+		}
+		connect_req_free(r);
+	}
+}
+
 static void
 conn_start(struct db_conn *c)
 {
-	const char	*keys[] = { "dbname", "options", NULL };
-	const char	*vals[] = { db.dsn, db.options, NULL };
+	struct connect_req	*r;
+	pthread_attr_t		 attr;
+	pthread_t		 th;
+	sigset_t		 all, old;
+	int			 e;
 
 	if (c->pg != NULL)
 		PQfinish(c->pg);
-	c->pg = PQconnectStartParams(keys, vals, 1);
-	if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
-		conn_fail(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-		return;
-	}
-	PQsetNoticeProcessor(c->pg, conn_notice, c);
-	c->state = CONN_CONNECTING;
+	c->pg = NULL;
 	if (c->nprepared > 0)
 		memset(c->prepared, 0, (size_t)c->nprepared);
-	conn_arm(c, EV_WRITE);
+	c->state = CONN_CONNECTING;
+	r = xcalloc(1, sizeof(*r));
+	r->conn = c->id;
+	r->attempt = ++c->attempt;
+	r->dsn = xstrdup(db.dsn);
+	r->options = xstrdup(db.options);
+	/* Signals are the loop's: the thread starts with them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	e = pthread_create(&th, &attr, connect_thread, r);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
+		connect_req_free(r);
+		conn_fail(c, strerror(e));
+	}
 }
 
 /* (Re)arm the socket event; PQsocket() can change while connecting. */
@@ -564,22 +668,6 @@ conn_event(evutil_socket_t fd, short what, void *arg)
 	int		 r;
 
 	switch (c->state) {
-	case CONN_CONNECTING:
-		switch (PQconnectPoll(c->pg)) {
-		case PGRES_POLLING_READING:
-			conn_arm(c, EV_READ);
-			break;
-		case PGRES_POLLING_WRITING:
-			conn_arm(c, EV_WRITE);
-			break;
-		case PGRES_POLLING_OK:
-			conn_ready(c);
-			break;
-		default:
-			conn_fail(c, PQerrorMessage(c->pg));
-			break;
-		}
-		break;
 	case CONN_BUSY:
 		if (what & EV_WRITE) {
 			if ((r = PQflush(c->pg)) == -1) {
@@ -600,6 +688,7 @@ conn_event(evutil_socket_t fd, short what, void *arg)
 		else
 			conn_notifies(c);
 		break;
+	case CONN_CONNECTING:
 	case CONN_DOWN:
 	default:
 		break;
@@ -717,6 +806,17 @@ db_init(struct event_base *base, const char *dsn, int n,
 	    (long long)statement_timeout_ms, (long long)lock_timeout_ms);
 	if (info != NULL)
 		PQconninfoFree(info);
+	if (connector.ev == NULL) {
+		if (pipe2(connector.pipe, O_CLOEXEC) == -1 ||
+		    fcntl(connector.pipe[0], F_SETFL, O_NONBLOCK) == -1)
+			fatal("db: pipe");
+		connector.ev = event_new(base, connector.pipe[0],
+		    EV_READ | EV_PERSIST, connect_done, NULL);
+		event_add(connector.ev, NULL);
+	}
+	pthread_mutex_lock(&connector.lock);
+	connector.closed = false;
+	pthread_mutex_unlock(&connector.lock);
 	db.registry = json_object();
 	db.nconns = n;
 	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
@@ -762,6 +862,13 @@ db_shutdown(void)
 	int	i;
 
 	db_stop();
+	/* Connections made from now on are closed by their threads; those
+	 * already handed over are closed here. */
+	pthread_mutex_lock(&connector.lock);
+	connector.closed = true;
+	pthread_mutex_unlock(&connector.lock);
+	if (connector.ev != NULL)
+		connect_done(connector.pipe[0], EV_READ, NULL);
 	/* The loop has ended: what waits to be called back is called now
 	 * (and what those callbacks submit fails at once). */
 	db.submitting = 0;

@@ -26,8 +26,11 @@ import time
 
 
 class PgProxy:
-    def __init__(self, pg):
+    def __init__(self, pg, tcp=False):
+        """tcp: listen on 127.0.0.1 (dsn() names it "localhost"), not on
+        a Unix socket."""
         self.pg = pg
+        self.tcp = tcp
         self.dir = tempfile.mkdtemp(prefix="taskerd-pgproxy-")
         self.path = os.path.join(self.dir, ".s.PGSQL.%d" % pg.port)
         self.target = os.path.join(pg.sockdir, ".s.PGSQL.%d" % pg.port)
@@ -44,12 +47,23 @@ class PgProxy:
         self.rewrite = None             # (old, new): once, client's bytes
         self.conns = []
         self.closed = False
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
+        if tcp:
+            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listener.bind(("127.0.0.1", 0))
+            self.port = self.listener.getsockname()[1]
+        else:
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(self.path)
         self.listener.listen(64)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def dsn(self, dbname):
+        if self.tcp:
+            # (No SSL or GSS request: their one-byte answers are not
+            # messages _back can read.)
+            return ("host=localhost port=%d dbname=%s user=%s "
+                    "sslmode=disable gssencmode=disable" % (
+                        self.port, dbname, self.pg.user))
         return "host=%s port=%d dbname=%s user=%s" % (
             self.dir, self.pg.port, dbname, self.pg.user)
 

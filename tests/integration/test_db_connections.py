@@ -1,6 +1,7 @@
 """The node's database connections: how it comes up, and what a
 connection must have done before it is used."""
 
+import subprocess
 import time
 
 import harness
@@ -89,5 +90,75 @@ def test_a_connection_whose_first_statements_fail_is_not_used(taskerd, pg):
         assert t.wait_task(busy, timeout=20)["status"] == "complete"
         time.sleep(0.3)
         assert step(t, queued)["attempts"] == 0
+    finally:
+        proxy.close()
+
+
+SLOW_LOOKUP = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <string.h>
+#include <unistd.h>
+
+/* "localhost" takes 2 s to look up, as with a resolver that is slow. */
+int
+getaddrinfo(const char *node, const char *service,
+    const struct addrinfo *hints, struct addrinfo **res)
+{
+	int (*real)(const char *, const char *, const struct addrinfo *,
+	    struct addrinfo **) = (int (*)(const char *, const char *,
+	    const struct addrinfo *, struct addrinfo **))dlsym(RTLD_NEXT,
+	    "getaddrinfo");
+
+	if (node != NULL && strcmp(node, "localhost") == 0)
+		sleep(2);
+	return real(node, service, hints, res);
+}
+"""
+
+
+def test_reconnects_do_not_wait_for_name_lookups(taskerd, pg, tmp_path,
+                                                 monkeypatch):
+    """A database named by host name, and a resolver that takes 2 s: the
+    node's reconnects look it up off its loop, which goes on answering
+    (each lookup stalled everything - API, pings, deadlines, heartbeat -
+    for as long as it took)."""
+    src = tmp_path / "slowlookup.c"
+    src.write_text(SLOW_LOOKUP)
+    lib = tmp_path / "slowlookup.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src),
+                    "-ldl"], check=True)
+    base = harness.clean_env
+
+    def slow(more=None):
+        env = base(more)
+        env["LD_PRELOAD"] = str(lib)
+        # (A sanitized build wants its runtime first: it is not.)
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                               ":verify_asan_link_order=0").lstrip(":")
+        return env
+    monkeypatch.setattr(harness, "clean_env", slow)
+    proxy = PgProxy(pg, tcp=True)
+    try:
+        db = pg.createdb()
+        t = taskerd(templates=TEMPLATES, db=db, ready_timeout=60,
+                    config={"database.dsn": proxy.dsn(db)})
+        pg.execute(db, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+        worst, end = 0.0, time.monotonic() + 5
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            r = t.get("/health/live", timeout=10)
+            assert r.status == 200, r.body
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.05)
+        assert worst < 1.0, "the loop stalled %.1f s" % worst
+        # And the connections came back.
+        harness.wait_until(lambda: t.get("/health/ready").status == 200, 20,
+                           message="connected again")
+        tid = t.create_task("quick", {}, namespace=NS)["task_id"]
+        assert t.wait_task(tid, timeout=20)["status"] == "complete"
     finally:
         proxy.close()

@@ -364,7 +364,11 @@ embedpg_start(const char *state_dir)
 	int		 status;
 	bool		 give;
 
-	if (mkdir(state_dir, 0755) == -1 && errno != EEXIST)
+	/* One made here is made for the server's user to enter, whatever
+	 * the umask (077 would shut it out). */
+	if (mkdir(state_dir, 0755) == 0)
+		(void)chmod(state_dir, 0755);
+	else if (errno != EEXIST)
 		fatal("embedded database: mkdir %s", state_dir);
 	xasprintf(&pg.sockdir, "%s/pg", state_dir);
 	xasprintf(&pg.datadir, "%s/pg/data", state_dir);
@@ -402,7 +406,10 @@ embedpg_start(const char *state_dir)
 		    log_quote(pg.datadir));
 		status = run(argv, log);
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-			fatalx("embedded database: initdb failed (see %s)", log);
+			fatalx("embedded database: initdb failed (see %s%s)",
+			    log, pg.drop ? "; it ran as the server's user, who "
+			    "must be able to enter every directory above the "
+			    "cluster" : "");
 		if (strcmp(aside, pg.datadir) != 0 &&
 		    rename(aside, pg.datadir) == -1)
 			fatal("embedded database: rename %s", aside);

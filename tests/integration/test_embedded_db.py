@@ -235,6 +235,22 @@ def test_cluster_is_made_whatever_the_callers_locale(taskerd, state,
     assert r.stdout.strip() == "C.UTF-8", (r.stdout, r.stderr)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the server "
+                    "runs as another user only when taskerd is root")
+def test_state_directory_made_under_umask_077(taskerd, state):
+    """A state directory taskerd makes itself is one the server's user can
+    enter, whatever the umask (with 077, initdb could not reach it)."""
+    sub = os.path.join(state, "sub")
+    old = os.umask(0o077)
+    try:
+        t = embedded(taskerd, sub)
+    finally:
+        os.umask(old)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert os.stat(sub).st_mode & 0o777 == 0o755
+
+
 def test_cluster_of_a_version_not_installed_is_named(taskerd, state):
     """A cluster made by a PostgreSQL whose server is not installed (a
     Debian upgrade installed the next one beside it) is not started with

@@ -228,6 +228,22 @@ def test_head_is_get_without_a_body(server):
         conn.close()
 
 
+def send_raw(t, data):
+    """Send bytes as they are; everything the server answers until it
+    closes the connection."""
+    sock = socket.create_connection((t.host, t.port), timeout=10)
+    try:
+        sock.sendall(data)
+        got = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+    finally:
+        sock.close()
+
+
 def test_head_leaves_a_kept_alive_connection_usable(server):
     """The bytes after a HEAD's answer are the next answer's: no body (it
     was written anyway, without a length, and a client read it as the
@@ -238,19 +254,9 @@ def test_head_leaves_a_kept_alive_connection_usable(server):
         get_len = len(conn.getresponse().read())
     finally:
         conn.close()
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    try:
-        sock.sendall(b"HEAD /v1/tasks/999999 HTTP/1.1\r\nHost: x\r\n\r\n"
-                     b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
-                     b"Connection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
+    data = send_raw(server, b"HEAD /v1/tasks/999999 HTTP/1.1\r\nHost: x\r\n"
+                    b"\r\nGET /health/live HTTP/1.1\r\nHost: x\r\n"
+                    b"Connection: close\r\n\r\n")
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404"), data
     assert b"Content-Length: %d" % get_len in head, head
@@ -300,20 +306,10 @@ def test_unknown_methods_get_json(server, method):
     methods are case-sensitive) answers a JSON 501, not libevent's HTML.
     The body it came with is not read, so the connection ends with the
     answer rather than read that body as the next request."""
-    sock = socket.create_connection((server.host, server.port), timeout=10)
-    try:
-        sock.sendall(b"%s /v1/tasks HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Length: 17\r\n\r\nGET /v1/tasks HTTP"
-                     b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
-                     % method.encode())
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
+    data = send_raw(server, b"%s /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 17\r\n\r\nGET /v1/tasks HTTP"
+                    b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+                    % method.encode())
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 501"), data
     assert b"Content-Type: application/json" in head, head

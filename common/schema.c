@@ -940,15 +940,6 @@ pattern_compile(regex_t *re, const char *text)
 #define SCHEMA_MAX_REPEAT	100	/* bound of {m,n} */
 #define SCHEMA_MAX_QNEST	4	/* repeated groups within each other */
 
-/*
- * glibc's regcomp expands repetition while compiling: stacked quantifiers
- * (a++++...) double its tree each time and large or nested {m,n} bounds
- * multiply it, so a pattern of a few dozen bytes can take gigabytes.  Such
- * patterns mean nothing a context check needs: refuse a quantifier right
- * after another one, bounds over SCHEMA_MAX_REPEAT, a bounded repetition
- * applied to a group that already holds one, and repeated groups nested
- * more than SCHEMA_MAX_QNEST deep (((a+)+)+... doubles at each level).
- */
 /* The ']' that closes the bracket expression opening at q, or the end of
  * the string.  A ']' first in it ("[]a]", "[^]a]") is one of its
  * characters, and so is each one inside "[:alpha:]", "[.-.]" or "[=e=]";
@@ -975,6 +966,15 @@ bracket_end(const char *q)
 	return q;
 }
 
+/*
+ * glibc's regcomp expands repetition while compiling: stacked quantifiers
+ * (a++++...) double its tree each time and large or nested {m,n} bounds
+ * multiply it, so a pattern of a few dozen bytes can take gigabytes.  Such
+ * patterns mean nothing a context check needs: refuse a quantifier right
+ * after another one, bounds over SCHEMA_MAX_REPEAT, a bounded repetition
+ * applied to a group that already holds one, and repeated groups nested
+ * more than SCHEMA_MAX_QNEST deep (((a+)+)+... doubles at each level).
+ */
 static int
 pattern_too_costly(const char *p, char *why, size_t whylen)
 {

@@ -4,17 +4,17 @@
  * Each connection is a small state machine: CONNECTING (a thread of its own
  * makes it: see connect_thread), IDLE, BUSY (one job in flight: its
  * statements were sent in pipeline mode followed by one Sync), or DOWN
- * (waiting for a reconnect timer).  The event for a connection is re-armed after every step because
- * PQsocket() may change while connecting.  Jobs wait in one FIFO and go to
- * the first idle connection, so statements from different jobs never
+ * (waiting for a reconnect timer).  Jobs wait in one FIFO and go to the
+ * first idle connection, so statements from different jobs never
  * interleave inside one pipeline.
  *
  * Statements are prepared: the first time a connection sends a statement
  * text, a Prepare goes ahead of it in the same pipeline, and from then on
  * the connection only executes it.  Planning our larger statements cost
  * about as much as running them.  Every statement taskerd sends is one of
- * its compiled-in texts, so the set of names stays small; a reconnect
- * starts with none prepared.
+ * its compiled-in texts (or, for a task listing, one of a few made from
+ * them), so the set of names stays small; a reconnect starts with none
+ * prepared.
  */
 #include <sys/queue.h>
 #include <errno.h>

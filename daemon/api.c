@@ -46,7 +46,9 @@
 #include "xmalloc.h"
 
 /* The methods libevent 2.1 parses, and what it calls any other method
- * (EVHTTP_REQ_UNKNOWN_, a bit its public header does not name). */
+ * (EVHTTP_REQ_UNKNOWN_, a bit its public header does not name).  Were it
+ * another method's in another version, that method would get the 501
+ * too, which is what it gets without the bit. */
 #define API_KNOWN_METHODS	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | \
 	EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_PUT | \
 	EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | \

@@ -197,13 +197,15 @@ connect_thread(void *arg)
 {
 	struct connect_req	*r = arg;
 	/* A server that accepts and never answers must not keep the
-	 * connection CONNECTING for ever; the DSN's own timeout wins. */
+	 * connection CONNECTING for ever; the DSN's own timeout wins, and
+	 * so does PGCONNECT_TIMEOUT. */
 	const char		*keys[] = { "connect_timeout", "dbname",
 				    "options", NULL };
 	const char		*vals[] = { "10", r->dsn, r->options, NULL };
+	int			 ours = getenv("PGCONNECT_TIMEOUT") == NULL;
 	bool			 sent = false;
 
-	r->pg = PQconnectdbParams(keys, vals, 1);
+	r->pg = PQconnectdbParams(keys + !ours, vals + !ours, 1);
 	pthread_mutex_lock(&connector.lock);
 	if (!connector.closed)
 		while (!(sent = write(connector.pipe[1], &r, sizeof(r)) ==
@@ -262,8 +264,15 @@ conn_start(struct db_conn *c)
 	r->attempt = ++c->attempt;
 	r->dsn = xstrdup(db.dsn);
 	r->options = xstrdup(db.options);
-	/* Signals are the loop's: the thread starts with them blocked. */
+	/* Signals are the loop's: the thread starts with them blocked (but
+	 * for those a fault raises, which must still end the process, with
+	 * a report). */
 	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGABRT);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -379,7 +388,7 @@ conn_fail(struct db_conn *c, const char *reason)
 	if (db_all_down())
 		db_fail_queue("the database is unavailable", "08006");
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
-	    (c->backoff_ms >= 5000 ? 5000 : c->backoff_ms * 2);
+	    (c->backoff_ms >= 2500 ? 5000 : c->backoff_ms * 2);
 	/* Up to a quarter less, at random: the connections of every node
 	 * lost together do not all come back in the same instant. */
 	ms = c->backoff_ms - (int)arc4random_uniform(

@@ -29,6 +29,7 @@
 
 #include <libpq-fe.h>
 
+#include "childenv.h"
 #include "duration.h"
 #include "embedpg.h"
 #include "log.h"
@@ -177,6 +178,9 @@ run(char *const argv[], const char *logfile)
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
+		/* (A connection a thread was making may not be close-on-exec
+		 * yet.) */
+		close_range(3, ~0U, 0);
 		execv(argv[0], argv);
 		_exit(127);
 	default:
@@ -232,12 +236,20 @@ mkdir_owned(const char *path, bool give)
 static pid_t
 spawn_server(void)
 {
-	char	*log, *postgres;
+	/* jit=off: the unit's MemoryDenyWriteExecute forbids it. */
+	char	*argv[] = { "postgres", "-D", NULL, "-p", EMBEDPG_PORT, "-c",
+		    "listen_addresses=", "-c", "jit=off", "-k", NULL, NULL };
+	char	*log, *postgres, **env;
 	pid_t	 pid, parent = getpid();
 	int	 fd;
 
 	xasprintf(&postgres, "%s/postgres", pg.bindir);
 	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
+	/* systemd's socket is taskerd's: a server built with systemd support
+	 * would tell it READY=1 and STOPPING=1 as its own (childenv). */
+	env = childenv(NULL, NULL);
+	argv[2] = pg.datadir;
+	argv[10] = pg.sockdir;
 	switch ((pid = fork())) {
 	case -1:
 		fatal("fork");
@@ -256,22 +268,18 @@ spawn_server(void)
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
+		/* (A connection a thread was making may not be close-on-exec
+		 * yet: the server would hold it open.) */
+		close_range(3, ~0U, 0);
 		/* Its own process group: a Ctrl-C meant for taskerd must not
 		 * reach the server before taskerd has drained. */
 		setpgid(0, 0);
-		/* systemd's socket is taskerd's: a server built with systemd
-		 * support would tell it READY=1 and STOPPING=1 as its own. */
-		unsetenv("NOTIFY_SOCKET");
-		unsetenv("WATCHDOG_USEC");
-		unsetenv("WATCHDOG_PID");
-		/* jit=off: the unit's MemoryDenyWriteExecute forbids it. */
-		execl(postgres, "postgres", "-D", pg.datadir, "-p",
-		    EMBEDPG_PORT, "-c", "listen_addresses=", "-c", "jit=off",
-		    "-k", pg.sockdir, (char *)NULL);
+		execve(postgres, argv, env);
 		_exit(127);
 	default:
 		break;
 	}
+	childenv_free(env);
 	free(postgres);
 	free(log);
 	clock_gettime(CLOCK_MONOTONIC, &pg.started);

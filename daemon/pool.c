@@ -28,6 +28,7 @@
 #include <event2/bufferevent.h>
 
 #include "pool.h"
+#include "childenv.h"
 #include "embedpg.h"
 #include "sched.h"
 #include "metrics.h"
@@ -340,8 +341,9 @@ worker_spawn(struct worker *w)
 {
 	int		 sp[2], devnull;
 	pid_t		 pid;
-	char		 frame[32];
-	const char	*level = log_level_name();
+	char		 frame[48], level[48], **env;
+	char		*argv[] = { "taskerd-worker", NULL };
+	const char	*set[] = { frame, NULL }, *deflt[] = { level, NULL };
 
 	if (pool.stopping)
 		return;
@@ -349,9 +351,18 @@ worker_spawn(struct worker *w)
 		log_warn("socketpair for worker slot=%d", w->slot);
 		goto retry;
 	}
+	/* The supervisor's log level, unless the environment sets the
+	 * workers' own; systemd's notification socket is the supervisor's
+	 * alone (childenv). */
+	snprintf(frame, sizeof(frame), "TASKERD_MAX_FRAME=%zu",
+	    pool.max_frame);
+	snprintf(level, sizeof(level), "TASKERD_LOG_LEVEL=%s",
+	    log_level_name());
+	env = childenv(set, deflt);
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork worker slot=%d", w->slot);
+		childenv_free(env);
 		close(sp[0]);
 		close(sp[1]);
 		goto retry;
@@ -383,20 +394,12 @@ worker_spawn(struct worker *w)
 			_exit(WORKER_EXIT_CANNOT_START);
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 			_exit(WORKER_EXIT_CANNOT_START);
-		/* systemd's notification socket is the supervisor's alone. */
-		unsetenv("NOTIFY_SOCKET");
-		unsetenv("WATCHDOG_USEC");
-		unsetenv("WATCHDOG_PID");
-		snprintf(frame, sizeof(frame), "%zu", pool.max_frame);
-		setenv("TASKERD_MAX_FRAME", frame, 1);
-		/* The supervisor's log level, unless the environment sets
-		 * the workers' own. */
-		setenv("TASKERD_LOG_LEVEL", level, 0);
-		execl(pool.path, "taskerd-worker", (char *)NULL);
+		execve(pool.path, argv, env);
 		_exit(WORKER_EXIT_CANNOT_START);
 	default:
 		break;
 	}
+	childenv_free(env);
 	close(sp[1]);
 	evutil_make_socket_nonblocking(sp[0]);
 	w->pid = pid;

@@ -6,6 +6,7 @@
  * shares a database serialises here, and the one that comes second finds
  * nothing left to do.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +58,69 @@ applied(PGconn *pg, int version, char *err, size_t errlen)
 	return n > 0;
 }
 
-/* How long systemd is told one migration may take. */
-#define MIGRATE_EXTEND_S	3600
+/*
+ * Under systemd, a start that migrates tells it to wait: a migration may
+ * rewrite a big table, and killed at the start timeout (90 s) it would
+ * roll back, and be tried again at the next start, for ever.  The wait is
+ * asked for MIGRATE_EXTEND_S at a time, again every MIGRATE_RENEW_MS while
+ * migrations run (and no more often: nobody reads the datagrams of a
+ * start that is not systemd's, and the eleventh would block).
+ */
+#define MIGRATE_EXTEND_S	180
+#define MIGRATE_RENEW_MS	60000
+
+static void
+extend_start(const char *name, struct timespec *last)
+{
+	if (last->tv_sec != 0 && duration_ms_since(last) < MIGRATE_RENEW_MS)
+		return;
+	sd_notifyf(0, "STATUS=applying migration %s\nEXTEND_TIMEOUT_USEC=%llu",
+	    name, (unsigned long long)MIGRATE_EXTEND_S * 1000000);
+	clock_gettime(CLOCK_MONOTONIC, last);
+}
+
+/* Run a migration's statements, asking systemd for more time while they
+ * take it. */
+static int
+exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
+    char *err, size_t errlen)
+{
+	struct pollfd	 pfd;
+	PGresult	*res;
+	int		 rc = 0;
+
+	extend_start(m->name, last);
+	if (!PQsendQuery(pg, m->sql)) {
+		snprintf(err, errlen, "%s", PQerrorMessage(pg));
+		return -1;
+	}
+	for (;;) {
+		while (PQisBusy(pg)) {
+			pfd.fd = PQsocket(pg);
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, MIGRATE_RENEW_MS / 4) == 0) {
+				extend_start(m->name, last);
+				continue;
+			}
+			if (!PQconsumeInput(pg)) {
+				snprintf(err, errlen, "%s", PQerrorMessage(pg));
+				return -1;
+			}
+		}
+		if ((res = PQgetResult(pg)) == NULL)
+			return rc;
+		if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    PQresultStatus(res) != PGRES_TUPLES_OK) {
+			snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+			rc = -1;
+		}
+		PQclear(res);
+	}
+}
 
 static int
-apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
+apply_one(PGconn *pg, const struct migration *m, struct timespec *last,
+    char *err, size_t errlen)
 {
 	char		 v[16];
 	const char	*params[2] = { v, m->name };
@@ -69,7 +128,7 @@ apply_one(PGconn *pg, const struct migration *m, char *err, size_t errlen)
 
 	if (exec_ok(pg, "BEGIN", err, errlen) == -1)
 		return -1;
-	if (exec_ok(pg, m->sql, err, errlen) == -1)
+	if (exec_migration(pg, m, last, err, errlen) == -1)
 		goto fail;
 	snprintf(v, sizeof(v), "%d", m->version);
 	res = PQexecParams(pg, "INSERT INTO taskerd_migrations (version, name)"
@@ -166,18 +225,8 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 		}
 		if (r == 1)
 			continue;
-		/* One may rewrite a big table: killed at the start timeout,
-		 * it would roll back, and be tried again, for ever.  (Once a
-		 * minute at most: nobody reads the datagrams of a start that
-		 * is not systemd's, and the eleventh would block.) */
-		if (extended.tv_sec == 0 ||
-		    duration_ms_since(&extended) >= 60000) {
-			sd_notifyf(0, "STATUS=applying migration %s\n"
-			    "EXTEND_TIMEOUT_USEC=%llu", migrations[i].name,
-			    (unsigned long long)MIGRATE_EXTEND_S * 1000000);
-			clock_gettime(CLOCK_MONOTONIC, &extended);
-		}
-		if (apply_one(pg, &migrations[i], why, sizeof(why)) == -1) {
+		if (apply_one(pg, &migrations[i], &extended, why,
+		    sizeof(why)) == -1) {
 			snprintf(err, errlen, "migration %s: %s",
 			    migrations[i].name, why);
 			n = -1;

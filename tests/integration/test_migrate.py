@@ -170,9 +170,14 @@ step_templates:
 
 
 
-def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg):
+def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg,
+                                                        notify_socket,
+                                                        monkeypatch):
     """Another session holds the migration lock (another node migrating):
-    the start waits, says what it waits for, and goes on once it is free."""
+    the start waits, says what it waits for (to systemd too, asking it
+    for more time), and goes on once it is free."""
+    sock, path = notify_socket
+    harness.notify_env(monkeypatch, path)
     t = taskerd(start=False)
     holder = pg.psql_background(
         t.db, "SELECT pg_advisory_lock(7317280215); SELECT pg_sleep(3);")
@@ -184,3 +189,6 @@ def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg):
     finally:
         holder.wait(10)
     assert t.log_lines("waiting for the migration lock"), t.log_tail(20)
+    texts = [m for _, m in harness.notify_messages(sock, 0.5)]
+    assert "STATUS=waiting for the migration lock\n" \
+        "EXTEND_TIMEOUT_USEC=30000000" in texts, texts

@@ -10,12 +10,15 @@
 
 extern char	**environ;
 
-/* Whether entry ("NAME=value") names one of list's entries' names. */
+/* Whether entry ("NAME=value") names one of list's entries' names.  An
+ * entry without '=' names nothing (setenv takes no notice of one). */
 static bool
 named_in(const char *entry, const char *const *list)
 {
 	size_t	n = strcspn(entry, "=");
 
+	if (entry[n] != '=')
+		return false;
 	for (; list != NULL && *list != NULL; list++)
 		if (strncmp(entry, *list, n) == 0 && ((*list)[n] == '=' ||
 		    (*list)[n] == '\0'))

@@ -202,7 +202,8 @@ connect_thread(void *arg)
 	const char		*keys[] = { "connect_timeout", "dbname",
 				    "options", NULL };
 	const char		*vals[] = { "10", r->dsn, r->options, NULL };
-	int			 ours = getenv("PGCONNECT_TIMEOUT") == NULL;
+	const char		*env = getenv("PGCONNECT_TIMEOUT");
+	int			 ours = env == NULL || *env == '\0';
 	bool			 sent = false;
 
 	r->pg = PQconnectdbParams(keys + !ours, vals + !ours, 1);
@@ -1049,10 +1050,13 @@ PGconn *
 db_connect_blocking(const char *dsn, char *err, size_t errlen)
 {
 	/* A server that accepts and never answers must not hang the start;
-	 * a connect_timeout in the DSN (read after this one) wins. */
+	 * a connect_timeout in the DSN (read after this one) wins, and so
+	 * does PGCONNECT_TIMEOUT, as for the pool's connections. */
 	const char	*keys[] = { "connect_timeout", "dbname", NULL };
 	const char	*vals[] = { "10", dsn, NULL };
-	PGconn		*pg = PQconnectdbParams(keys, vals, 1);
+	const char	*env = getenv("PGCONNECT_TIMEOUT");
+	int		 ours = env == NULL || *env == '\0';
+	PGconn		*pg = PQconnectdbParams(keys + !ours, vals + !ours, 1);
 
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
 		snprintf(err, errlen, "%s", pg ? PQerrorMessage(pg) :

@@ -96,26 +96,45 @@ exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
 	}
 	for (;;) {
 		while (PQisBusy(pg)) {
+			/* (Whether or not the server sends anything meanwhile,
+			 * a notice say: extend_start keeps to its pace.) */
+			extend_start(m->name, last);
 			pfd.fd = PQsocket(pg);
 			pfd.events = POLLIN;
-			if (poll(&pfd, 1, MIGRATE_RENEW_MS / 4) == 0) {
-				extend_start(m->name, last);
+			if (poll(&pfd, 1, MIGRATE_RENEW_MS / 4) == 0)
 				continue;
-			}
 			if (!PQconsumeInput(pg)) {
 				snprintf(err, errlen, "%s", PQerrorMessage(pg));
-				return -1;
+				goto out;
 			}
 		}
 		if ((res = PQgetResult(pg)) == NULL)
-			return rc;
-		if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK &&
-		    PQresultStatus(res) != PGRES_TUPLES_OK) {
-			snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+			break;
+		switch (PQresultStatus(res)) {
+		case PGRES_COMMAND_OK:
+		case PGRES_TUPLES_OK:
+			break;
+		case PGRES_COPY_IN:
+		case PGRES_COPY_OUT:
+			/* No migration copies; one that did would never end. */
+			snprintf(err, errlen, "COPY is not for migrations");
+			PQclear(res);
+			goto out;
+		default:
+			if (rc == 0)
+				snprintf(err, errlen, "%s",
+				    PQresultErrorMessage(res));
 			rc = -1;
+			break;
 		}
 		PQclear(res);
 	}
+	if (rc == 0)
+		return 0;
+out:
+	/* One line: the log's. */
+	err[strcspn(err, "\n")] = '\0';
+	return -1;
 }
 
 static int

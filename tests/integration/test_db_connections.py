@@ -162,3 +162,17 @@ def test_reconnects_do_not_wait_for_name_lookups(taskerd, pg, tmp_path,
         assert t.wait_task(tid, timeout=20)["status"] == "complete"
     finally:
         proxy.close()
+
+
+def test_an_empty_pgconnect_timeout_is_no_timeout_setting(taskerd,
+                                                          monkeypatch):
+    """PGCONNECT_TIMEOUT set to nothing is as good as unset: libpq would
+    refuse "" as connect_timeout, and every connection would fail."""
+    t = taskerd(templates=TEMPLATES, start=False)
+    base = harness.clean_env
+    monkeypatch.setattr(harness, "clean_env", lambda more=None: dict(
+        base(more), PGCONNECT_TIMEOUT=""))
+    t.start()
+    monkeypatch.setattr(harness, "clean_env", base)
+    tid = t.create_task("quick", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid, timeout=20)["status"] == "complete"

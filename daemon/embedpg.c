@@ -5,10 +5,11 @@
  * state_dir/pg only (no TCP).  PostgreSQL refuses to run as root, so when
  * taskerd runs as root the cluster belongs to an unprivileged user: the
  * owner of the cluster there already, else the `postgres` system user of
- * Debian's packages if there is one, else `nobody`.  The server is our child: SIGCHLD tells us when it dies, and it
- * is restarted with a delay that grows while it keeps dying (and starts
- * over once it has run a while); taskerd's database connections reconnect
- * by themselves meanwhile.
+ * Debian's packages if there is one, else `nobody`.  The server is our
+ * child: SIGCHLD tells us when it dies, and it is restarted with a delay
+ * that grows while it keeps dying (and starts over once it has run a
+ * while); taskerd's database connections reconnect by themselves
+ * meanwhile.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>

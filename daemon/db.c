@@ -170,6 +170,7 @@ conn_notice(void *arg, const char *message)
  * this is ever freed or zeroed: a thread may outlive db_shutdown.
  */
 struct connect_req {
+	LIST_ENTRY(connect_req) entry;
 	int		 conn;		/* which connection */
 	unsigned	 attempt;	/* which attempt of it */
 	char		*dsn;
@@ -182,11 +183,18 @@ static struct {
 	struct event	*ev;
 	pthread_mutex_t	 lock;
 	bool		 closed;	/* the loop reads no more */
-} connector = { { -1, -1 }, NULL, PTHREAD_MUTEX_INITIALIZER, false };
+	/* Every request not yet freed: an exit before the loop reads the
+	 * pipe (a start that fails) leaves none unaccounted for. */
+	LIST_HEAD(, connect_req) reqs;
+} connector = { { -1, -1 }, NULL, PTHREAD_MUTEX_INITIALIZER, false,
+    LIST_HEAD_INITIALIZER(connector.reqs) };
 
 static void
 connect_req_free(struct connect_req *r)
 {
+	pthread_mutex_lock(&connector.lock);
+	LIST_REMOVE(r, entry);
+	pthread_mutex_unlock(&connector.lock);
 	free(r->dsn);
 	free(r->options);
 	free(r);
@@ -265,6 +273,9 @@ conn_start(struct db_conn *c)
 	r->attempt = ++c->attempt;
 	r->dsn = xstrdup(db.dsn);
 	r->options = xstrdup(db.options);
+	pthread_mutex_lock(&connector.lock);
+	LIST_INSERT_HEAD(&connector.reqs, r, entry);
+	pthread_mutex_unlock(&connector.lock);
 	/* Signals are the loop's: the thread starts with them blocked (but
 	 * for those a fault raises, which must still end the process, with
 	 * a report). */

@@ -123,6 +123,13 @@ exec_config_check(json_t *cfg, const char *base_dir, char *err,
 	return 0;
 }
 
+const char *
+exec_path_name(const json_t *env)
+{
+	return json_string_value(json_object_get(env, "PATH")) != NULL ?
+	    "the step's env PATH" : "PATH";
+}
+
 char *
 exec_find_program(const char *name, const json_t *env)
 {

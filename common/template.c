@@ -1164,13 +1164,12 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 				free(found);
 				if (*why == '\0')
 					xasprintf(&line, "%s:%d: step \"%s\": no "
-					    "program %s to run%s", t->path,
+					    "program %s to run%s%s", t->path,
 					    st->line, st->name, name,
+					    strchr(name, '/') ? "" : " in ",
 					    strchr(name, '/') ? "" :
-					    json_object_get(json_object_get(
-					    st->handler_config, "env"), "PATH") ?
-					    " in the step's env PATH" :
-					    " in PATH");
+					    exec_path_name(json_object_get(
+					    st->handler_config, "env")));
 				else
 					xasprintf(&line, "%s:%d: step \"%s\": "
 					    "program %s %s", t->path, st->line,

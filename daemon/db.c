@@ -297,7 +297,7 @@ conn_start(struct db_conn *c)
 	}
 }
 
-/* (Re)arm the socket event; PQsocket() can change while connecting. */
+/* (Re)arm the socket event of a connection made (connect_done). */
 static void
 conn_arm(struct db_conn *c, short what)
 {

@@ -34,6 +34,8 @@ int	exec_config_check(json_t *cfg, const char *base_dir, char *err,
  * env's (the step's "env" map), if it sets one, else the process's.  A
  * new string, or NULL when there is none. */
 char	*exec_find_program(const char *name, const json_t *env);
+/* Which PATH exec_find_program searched, for messages. */
+const char *exec_path_name(const json_t *env);
 
 /* handler_class, when not NULL, is the symbol if cfg names none; it is
  * then written into cfg, which is all a worker gets. */

@@ -601,9 +601,7 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	env = json_object_get(run->config, "env");
 	if ((path = exec_find_program(argv[0], env)) == NULL) {
 		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
-		    "%s: not found in %s", argv[0],
-		    json_object_get(env, "PATH") ? "the step's env PATH" :
-		    "PATH");
+		    "%s: not found in %s", argv[0], exec_path_name(env));
 		goto done;
 	}
 	if ((input = jsontext(run->input, 0)) == NULL)

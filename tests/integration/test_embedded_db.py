@@ -267,6 +267,16 @@ def test_cluster_of_a_version_not_installed_is_named(taskerd, state):
     assert "install postgresql-99" in t.log()
     assert os.listdir(data) == ["PG_VERSION"]
 
+    # One that does not say a version is not taken for any.
+    with open(os.path.join(data, "PG_VERSION"), "w") as f:
+        f.write("../../bin\n")
+    t._stopped = False
+    with pytest.raises(AssertionError):
+        t.start(ready_timeout=20)
+    assert t.log_lines("PG_VERSION does not say a PostgreSQL version"), \
+        t.log_tail(20)
+    assert os.listdir(data) == ["PG_VERSION"]
+
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the cluster's "
                     "owner is chosen when taskerd runs as root")

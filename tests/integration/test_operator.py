@@ -192,25 +192,48 @@ def test_cancel(taskerd, service):
     assert t.task(tid)["status"] == "cancelled"
 
 
+def slow_and_quick(service, seconds):
+    """Templates "s", whose call takes seconds, and "q", answered at once
+    (at /queued)."""
+    service.route("POST", "/slow", handler=lambda req: (
+        time.sleep(seconds), (200, {"ok": True}))[1])
+    service.route("POST", "/queued", status=200, body={"ok": True})
+    return {"q.yaml": template("q", http_step("only",
+                                              service.url + "/queued")),
+            "s.yaml": template("s", http_step("only", service.url + "/slow"))}
+
+
+def queue_behind_a_busy_worker(t, service, n):
+    """A task of "s" busy on t's only worker, then n of "q" whose steps t
+    claimed ahead of a free worker ('enqueued'): (busy, [queued])."""
+    busy = t.create_task("s", {}, namespace=NS)["task_id"]
+    service.wait_requests("/slow", 1, timeout=10)
+    queued = [t.create_task("q", {"n": i}, namespace=NS)["task_id"]
+              for i in range(n)]
+    for tid in queued:
+        harness.wait_until(lambda: step(t, tid, "only")["status"] ==
+                           "enqueued", 10, message="claimed, queued")
+    return busy, queued
+
+
+def cancelled_unstarted(t, tid):
+    """Wait for tid's step to be cancelled; it never ran."""
+    s = harness.wait_until(lambda: (lambda x: x if x["status"] ==
+                           "cancelled" else None)(step(t, tid, "only")),
+                           10, message="the queued step cancelled")
+    assert s["attempts"] == 0, s
+    return s
+
+
 @pytest.mark.parametrize("via", ["the_same_node", "another_node"])
 def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
     """A node claims steps ahead of a free worker ('enqueued').  Those of
     a cancelled task never start, whichever node the cancel came through:
     they are handed back and cancelled (they started once their turn
     came)."""
-    service.route("POST", "/slow", handler=lambda req: (
-        time.sleep(1.5), (200, {"ok": True}))[1])
-    service.route("POST", "/queued", status=200, body={"ok": True})
-    tmpl = {"q.yaml": template("q", http_step("only", service.url + "/queued")),
-            "s.yaml": template("s", http_step("only", service.url + "/slow"))}
+    tmpl = slow_and_quick(service, 1.5)
     t = taskerd(workers=1, templates=tmpl)
-    busy = t.create_task("s", {}, namespace=NS)["task_id"]
-    service.wait_requests("/slow", 1, timeout=10)
-    queued = [t.create_task("q", {"n": i}, namespace=NS)["task_id"]
-              for i in range(3)]
-    for tid in queued:
-        harness.wait_until(lambda: step(t, tid, "only")["status"] ==
-                           "enqueued", 10, message="claimed, queued")
+    busy, queued = queue_behind_a_busy_worker(t, service, 3)
     via_node = t if via == "the_same_node" else \
         taskerd(workers=1, templates=tmpl, db=t.db)
     for tid in queued:
@@ -218,10 +241,7 @@ def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
                              json={"reason": "not needed"})
         assert r.status == 200 and r.body["status"] == "cancelled", r.body
     for tid in queued:
-        s = harness.wait_until(lambda: (lambda x: x if x["status"] ==
-                               "cancelled" else None)(step(t, tid, "only")),
-                               10, message="the queued step cancelled")
-        assert s["attempts"] == 0, s
+        cancelled_unstarted(t, tid)
         tr = step_transitions(t, tid, "only")
         assert tr[-1]["to_state"] == "cancelled" and tr[-1]["metadata"] == \
             {"reason": "task cancelled before the step started"}, tr
@@ -237,23 +257,11 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
     task never start (they used to start once a worker was free)."""
     proxy = PgProxy(pg)
     try:
-        service.route("POST", "/slow", handler=lambda req: (
-            time.sleep(3), (200, {"ok": True}))[1])
-        service.route("POST", "/queued", status=200, body={"ok": True})
-        tmpl = {"q.yaml": template("q", http_step("only",
-                                                  service.url + "/queued")),
-                "s.yaml": template("s", http_step("only",
-                                                  service.url + "/slow"))}
+        tmpl = slow_and_quick(service, 3)
         db = pg.createdb()
         cut = taskerd(workers=1, templates=tmpl, db=db,
                       config={"database.dsn": proxy.dsn(db)})
-        busy = cut.create_task("s", {}, namespace=NS)["task_id"]
-        service.wait_requests("/slow", 1, timeout=10)
-        queued = [cut.create_task("q", {"n": i}, namespace=NS)["task_id"]
-                  for i in range(2)]
-        for tid in queued:
-            harness.wait_until(lambda: step(cut, tid, "only")["status"] ==
-                               "enqueued", 10, message="claimed, queued")
+        busy, queued = queue_behind_a_busy_worker(cut, service, 2)
         other = taskerd(workers=1, templates=tmpl, db=db)
         proxy.down_now()
         for tid in queued:
@@ -262,11 +270,7 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
             assert r.status == 200 and r.body["status"] == "cancelled", r.body
         proxy.up()
         for tid in queued:
-            s = harness.wait_until(
-                lambda: (lambda x: x if x["status"] == "cancelled" else
-                         None)(step(other, tid, "only")), 10,
-                message="the queued step cancelled")
-            assert s["attempts"] == 0, s
+            cancelled_unstarted(other, tid)
         assert other.wait_task(busy, timeout=20)["status"] == "complete"
         time.sleep(0.5)
         assert service.requests_for("/queued") == [], service.requests

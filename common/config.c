@@ -311,6 +311,24 @@ config_check_ping(struct yt_doc *doc, const struct config *cfg)
 	    (long long)cfg->workers_ping_interval_ms);
 }
 
+/* A base above the cap is a slip (the delays would all be the cap): say
+ * so rather than guess which was meant. */
+static int
+config_check_backoff(struct yt_doc *doc, const struct config *cfg)
+{
+	const struct backoff	*b = &cfg->step_defaults.backoff;
+	yaml_node_t		*bo, *node;
+
+	if (b->base_ms <= b->max_ms)
+		return 0;
+	bo = yt_lookup(doc, yt_lookup(doc, yt_root(doc), "steps"), "backoff");
+	if ((node = yt_lookup(doc, bo, "base")) == NULL)
+		node = yt_lookup(doc, bo, "max");
+	return yt_error(doc, node, "steps.backoff.base (%lld ms) is longer "
+	    "than steps.backoff.max (%lld ms), which caps every delay",
+	    (long long)b->base_ms, (long long)b->max_ms);
+}
+
 /* Relative to the config file's directory, so that the file means the same
  * whatever directory taskerd was started from. */
 static void
@@ -345,7 +363,8 @@ config_parse(struct yt_doc *doc)
 		return NULL;
 	}
 	if (config_check_listen(doc, cfg) == -1 ||
-	    config_check_ping(doc, cfg) == -1) {
+	    config_check_ping(doc, cfg) == -1 ||
+	    config_check_backoff(doc, cfg) == -1) {
 		config_free(cfg);
 		return NULL;
 	}

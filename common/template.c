@@ -345,6 +345,19 @@ tmpl_reads_results(const struct tmpl_step *st)
 	return reads;
 }
 
+/* Where a step's backoff is wrong: its base, else its max (the other
+ * came from the defaults), else the step. */
+static yaml_node_t *
+tmpl_backoff_node(struct tmpl_parse *p, yaml_node_t *item)
+{
+	yaml_node_t	*bo = yt_lookup(p->doc, item, "backoff"), *node;
+
+	if ((node = yt_lookup(p->doc, bo, "base")) == NULL &&
+	    (node = yt_lookup(p->doc, bo, "max")) == NULL)
+		node = item;
+	return node;
+}
+
 static int
 tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 {
@@ -367,6 +380,12 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 		if (yt_decode(p->doc, item, step_keys, YT_NELEM(step_keys), st,
 		    p, "step") == -1)
 			return -1;
+		if (st->backoff.base_ms > st->backoff.max_ms)
+			return yt_error(p->doc, tmpl_backoff_node(p, item),
+			    "step \"%s\": backoff.base (%lld ms) is longer "
+			    "than backoff.max (%lld ms), which caps every "
+			    "delay", st->name, (long long)st->backoff.base_ms,
+			    (long long)st->backoff.max_ms);
 		if (st->handler == NULL)
 			st->handler = xstrdup(st->handler_class != NULL ?
 			    "plugin" : "http");

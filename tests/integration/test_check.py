@@ -91,6 +91,22 @@ step_templates:
     depends_on_step: fetch
 """
 
+# Every delay would be the cap: a slip, refused rather than guessed at.
+BACKOFF_BASE_OVER_MAX = """\
+name: slow_retries
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: fetch
+    handler: noop
+  - name: store
+    handler: noop
+    depends_on_step: fetch
+    backoff:
+      max: 10s
+      base: 2m
+"""
+
 # The daemon must not try to reach this.
 NO_DB = "host=/nonexistent/taskerd-check-no-db port=5432 dbname=none user=nobody"
 
@@ -162,6 +178,9 @@ CASES = [
      ["duplicate", "fetch"], None),
     ("unknown_key", UNKNOWN_KEY, {line_of(UNKNOWN_KEY, "default_retry_limt")},
      ["default_retry_limt"], ("unknown", "unexpected", "not allowed", "invalid")),
+    ("backoff_base_over_max", BACKOFF_BASE_OVER_MAX,
+     {line_of(BACKOFF_BASE_OVER_MAX, "base: 2m")},
+     ["store", "backoff.base", "backoff.max", "120000 ms", "10000 ms"], None),
 ]
 
 
@@ -212,6 +231,21 @@ def test_check_rejects_unknown_config_key(tmp_path):
     line, reason = errs[0]
     assert line == line_of(text, "bogus_setting"), (line, reason, text)
     assert "bogus_setting" in reason, reason
+
+
+def test_check_rejects_config_backoff_base_over_max(tmp_path):
+    tdir = tmp_path / "templates"
+    cfg = config_for(tmp_path, tdir)
+    cfg["steps"] = {"backoff": {"base": "10s", "max": "2s"}}
+    text = harness.to_yaml(cfg) + "\n"
+    r, _, cfg_path = check(tmp_path, {"valid.yaml": VALID}, config_text=text)
+    assert r.returncode != 0, r.stderr
+    errs = errors_for(r.stderr, cfg_path)
+    assert errs, "stderr does not name the config file:\n" + r.stderr
+    line, reason = errs[0]
+    assert line == line_of(text, "    base:"), (line, reason, text)
+    for w in ("steps.backoff.base", "10000 ms", "steps.backoff.max", "2000 ms"):
+        assert w in reason, reason
 
 
 RUNS_NOTHING_YET = """\

@@ -35,7 +35,7 @@ static const struct yt_key config_keys[] = {
 	{ "database.dsn", YT_STRING, C(database_dsn), NULL, 0, 0, 0, NULL,
 	    "libpq connection string; unset: embedded PostgreSQL" },
 	{ "database.pool", YT_INT, C(database_pool), "4", 1, 64, 0, NULL,
-	    "connections to the database" },
+	    "connections to the database, and one more for the heartbeat" },
 	{ "database.statement_timeout", YT_DURATION,
 	    C(database_statement_timeout_ms), "30s", 100, 3600000, 0, NULL,
 	    "longest statement; a database silent for longer still is "

@@ -8,6 +8,11 @@
  * first idle connection, so statements from different jobs never
  * interleave inside one pipeline.
  *
+ * One connection beyond the pool is kept for urgent jobs (the heartbeat,
+ * db_submit_first): with every pool connection held by slow statements -
+ * heavy listings a dashboard polls, waits on a lock - the node's lease
+ * would otherwise lapse and its running steps be stopped.
+ *
  * Statements are prepared: the first time a connection sends a statement
  * text, a Prepare goes ahead of it in the same pipeline, and from then on
  * the connection only executes it.  Planning our larger statements cost
@@ -69,6 +74,7 @@ struct db_job {
 	bool		 got;		/* cur has produced a result */
 	bool		 inprep;	/* the results are cur's Prepare's */
 	bool		 lost;		/* its connection broke under it */
+	bool		 urgent;	/* db_submit_first: may take the spare */
 	int		 backend_pid;	/* the server process it went to */
 	int64_t		 backend_start;	/* and when that process started */
 	char		*error;
@@ -100,8 +106,9 @@ static struct {
 	struct event_base *base;
 	char		*dsn;
 	char		*options;	/* the DSN's and DB_SESSION_OPTIONS */
-	struct db_conn	*conns;
+	struct db_conn	*conns;		/* the pool, then the spare */
 	int		 nconns;
+	int		 npool;
 	struct db_jobq	 queue;
 	int		 nqueued;
 	struct event	*queue_timer;
@@ -126,8 +133,9 @@ static void	conn_ready(struct db_conn *);
 static void	conn_event(evutil_socket_t, short, void *);
 static void	db_dispatch(void);
 static void	conn_send(struct db_conn *, struct db_job *);
-static void	db_fail_queue(const char *why, const char *sqlstate);
-static bool	db_all_down(void);
+static void	db_fail_queue(const char *why, const char *sqlstate,
+		    bool all);
+static bool	db_down_for(bool urgent);
 
 static void
 conn_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -395,10 +403,9 @@ conn_fail(struct db_conn *c, const char *reason)
 		memset(c->prepared, 0, (size_t)c->nprepared);
 	if (db.stopping)
 		return;
-	/* With no connection left, queued work fails now rather than hanging
-	 * its HTTP client until the database returns. */
-	if (db_all_down())
-		db_fail_queue("the database is unavailable", "08006");
+	/* Queued work no connection is left to take fails now rather than
+	 * hanging its HTTP client until the database returns. */
+	db_fail_queue("the database is unavailable", "08006", false);
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
 	    (c->backoff_ms >= 2500 ? 5000 : c->backoff_ms * 2);
 	/* Up to a quarter less, at random: the connections of every node
@@ -725,35 +732,58 @@ db_dispatch(void)
 	for (i = 0; i < db.nconns && !TAILQ_EMPTY(&db.queue); i++) {
 		if (db.conns[i].state != CONN_IDLE)
 			continue;
+		/* (Urgent jobs are queued first: see db_submit_at.) */
 		job = TAILQ_FIRST(&db.queue);
+		if (i >= db.npool && !job->urgent)
+			break;		/* the spare waits for urgent work */
 		TAILQ_REMOVE(&db.queue, job, entry);
 		db.nqueued--;
 		conn_send(&db.conns[i], job);
 	}
 }
 
-static bool
-db_all_down(void)
+/* Fail the jobs set apart on q (off the queue, as a callback may submit
+ * and change the queue). */
+static void
+jobs_fail(struct db_jobq *q, const char *why, const char *sqlstate)
 {
-	int	i;
+	struct db_job	*job;
 
-	for (i = 0; i < db.nconns; i++)
+	while ((job = TAILQ_FIRST(q)) != NULL) {
+		TAILQ_REMOVE(q, job, entry);
+		job_set_error(job, why, sqlstate);
+		job_finish(job);
+	}
+}
+
+/* Whether no connection that may take such a job is up or on its way. */
+static bool
+db_down_for(bool urgent)
+{
+	int	i, n = urgent ? db.nconns : db.npool;
+
+	for (i = 0; i < n; i++)
 		if (db.conns[i].state != CONN_DOWN)
 			return false;
 	return true;
 }
 
+/* Fail the queued jobs: all of them, or those no connection can take. */
 static void
-db_fail_queue(const char *why, const char *sqlstate)
+db_fail_queue(const char *why, const char *sqlstate, bool all)
 {
-	struct db_job	*job;
+	struct db_jobq	 failed = TAILQ_HEAD_INITIALIZER(failed);
+	struct db_job	*job, *next;
 
-	while ((job = TAILQ_FIRST(&db.queue)) != NULL) {
+	for (job = TAILQ_FIRST(&db.queue); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, entry);
+		if (!all && !db_down_for(job->urgent))
+			continue;
 		TAILQ_REMOVE(&db.queue, job, entry);
 		db.nqueued--;
-		job_set_error(job, why, sqlstate);
-		job_finish(job);
+		TAILQ_INSERT_TAIL(&failed, job, entry);
 	}
+	jobs_fail(&failed, why, sqlstate);
 }
 
 /* Jobs may not wait for a connection longer than this (a connect that
@@ -768,6 +798,7 @@ ms_between(const struct timespec *from, const struct timespec *to)
 static void
 db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct db_jobq	 expired = TAILQ_HEAD_INITIALIZER(expired);
 	struct db_job	*job, *next;
 	struct db_conn	*c;
 	struct timespec	 now;
@@ -783,10 +814,10 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		TAILQ_REMOVE(&db.queue, job, entry);
 		db.nqueued--;
-		job_set_error(job, "no database connection became available",
-		    "08006");
-		job_finish(job);
+		TAILQ_INSERT_TAIL(&expired, job, entry);
 	}
+	jobs_fail(&expired, "no database connection became available",
+	    "08006");
 	for (i = 0; i < db.nconns; i++) {
 		c = &db.conns[i];
 		if (c->state != CONN_BUSY || c->job == NULL)
@@ -839,8 +870,9 @@ db_init(struct event_base *base, const char *dsn, int n,
 	connector.closed = false;
 	pthread_mutex_unlock(&connector.lock);
 	db.registry = json_object();
-	db.nconns = n;
-	db.conns = xcalloc((size_t)n, sizeof(*db.conns));
+	db.npool = n;
+	db.nconns = n + 1;
+	db.conns = xcalloc((size_t)db.nconns, sizeof(*db.conns));
 	TAILQ_INIT(&db.queue);
 	TAILQ_INIT(&db.finished);
 	db.finish_ev = event_new(base, -1, 0, db_finished_cb, NULL);
@@ -850,7 +882,7 @@ db_init(struct event_base *base, const char *dsn, int n,
 		struct timeval tv = { 1, 0 };
 		event_add(db.queue_timer, &tv);
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < db.nconns; i++) {
 		db.conns[i].id = i;
 		db.conns[i].retry = evtimer_new(base, conn_retry_cb,
 		    &db.conns[i]);
@@ -874,7 +906,7 @@ db_stop(void)
 		evtimer_del(db.conns[i].retry);
 		conn_fail(&db.conns[i], "shutting down");
 	}
-	db_fail_queue("shutting down", "57P01");
+	db_fail_queue("shutting down", "57P01", true);
 }
 
 void
@@ -915,7 +947,7 @@ db_connected(void)
 {
 	int	i, n = 0;
 
-	for (i = 0; i < db.nconns; i++)
+	for (i = 0; i < db.npool; i++)
 		if (db.conns[i].state == CONN_IDLE ||
 		    db.conns[i].state == CONN_BUSY)
 			n++;
@@ -995,7 +1027,8 @@ static void
 db_submit_at(struct db_job *job, bool first)
 {
 	db.submitting++;
-	if (db.stopping || db_all_down()) {
+	job->urgent = first;
+	if (db.stopping || db_down_for(first)) {
 		job_set_error(job, db.stopping ? "shutting down" :
 		    "the database is unavailable", db.stopping ? "57P01" :
 		    "08006");

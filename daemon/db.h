@@ -26,13 +26,14 @@
 struct db_job;
 typedef void (*db_cb)(struct db_job *, void *arg);
 
-/* Start the pool: n connections to dsn, connecting in the background. */
+/* Start the pool: n connections to dsn, and a spare for urgent jobs,
+ * connecting in the background. */
 void	 db_init(struct event_base *, const char *dsn, int n,
 	    int64_t statement_timeout_ms, int64_t lock_timeout_ms);
 /* Close every connection and fail every job now (no reconnecting). */
 void	 db_stop(void);
 void	 db_shutdown(void);
-/* Connections currently usable. */
+/* Pool connections currently usable (not counting the spare). */
 int	 db_connected(void);
 /* Jobs queued but not yet on a connection. */
 int	 db_queued(void);
@@ -48,8 +49,9 @@ void	 db_job_add(struct db_job *, const char *sql, int nparams,
 	    const char *const *params);
 /* Queue the job (ownership passes to the db module). */
 void	 db_submit(struct db_job *);
-/* The same, ahead of every job queued: for the node's heartbeat, which
- * must not wait behind requests held up by the database. */
+/* The same, ahead of every job queued and on the spare connection too:
+ * for the node's heartbeat, which must not wait behind requests held up
+ * by the database. */
 void	 db_submit_first(struct db_job *);
 
 /* In the callback: NULL when every statement succeeded, else the first

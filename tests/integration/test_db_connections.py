@@ -2,6 +2,7 @@
 connection must have done before it is used."""
 
 import subprocess
+import threading
 import time
 
 import harness
@@ -176,3 +177,42 @@ def test_an_empty_pgconnect_timeout_is_no_timeout_setting(taskerd,
     monkeypatch.setattr(harness, "clean_env", base)
     tid = t.create_task("quick", {}, namespace=NS)["task_id"]
     assert t.wait_task(tid, timeout=20)["status"] == "complete"
+
+
+def test_the_lease_holds_while_every_pool_connection_waits(taskerd, pg):
+    """Listings (a dashboard's) hold every pool connection on a lock for
+    longer than the node's lease.  The heartbeat has a connection of its
+    own, so the lease holds and the step a worker runs is left to finish,
+    once.  It lapsed: the heartbeat queued behind the listings, and the
+    running step was stopped."""
+    templates = dict(TEMPLATES)
+    templates["long.yaml"] = TEMPLATES["slow.yaml"].replace(
+        "name: slow", "name: long").replace("3000", "8000")
+    t = taskerd(templates=templates, workers=1,
+                config={"scheduler": {"lease": "2s"},
+                        "database": {"pool": 2, "lock_timeout": "8s"}})
+    tid = t.create_task("long", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: step(t, tid)["status"] == "in_progress", 10,
+                       message="the long step running")
+
+    locker = pg.psql_background(
+        t.db, "BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE; "
+              "SELECT pg_sleep(5); COMMIT;")
+    harness.wait_until(lambda: pg.scalar(t.db, (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'tasks'::regclass "
+        "AND mode = 'AccessExclusiveLock' AND granted")) == "1", 5,
+        message="the lock taken")
+    answers = []
+    listers = [threading.Thread(target=lambda: answers.append(
+        t.get("/v1/tasks", timeout=20).status)) for _ in range(4)]
+    for th in listers:
+        th.start()
+    for th in listers:
+        th.join()
+    assert locker.wait(timeout=10) == 0
+    assert answers == [200] * 4, answers
+
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "complete", done
+    assert done["steps"][0]["attempts"] == 1, done["steps"]
+    assert not t.log_lines("node lease lapsed"), t.log_tail(40)

@@ -506,14 +506,16 @@ static const char sql_cancel[] =
 "    metadata)"
 "  SELECT id, task_id, old, 'cancelled', $2::jsonb FROM su),"
 " n AS (SELECT pg_notify('" SCHED_CANCEL_CHANNEL "', id::text) FROM tu)"
-"SELECT t0.status, (SELECT count(*) FROM tu), (SELECT count(*) FROM n)"
+"SELECT t0.status, (SELECT count(*) FROM tu), t0.status,"
+"  (SELECT count(*) FROM n)"
 " FROM t0";
 
 static const char sql_task_json[] =
 "SELECT taskerd_task_json(t, true)::text FROM tasks t WHERE t.id = $1";
 
 /* One action's answer: statement `first` says (old status, applied
- * count), statement `show` has the JSON to return. */
+ * count, what the status is called in a refusal), statement `show` has
+ * the JSON to return. */
 struct action_req {
 	struct evhttp_request	*req;
 	const char		*what;		/* "task" or "step" */
@@ -540,7 +542,7 @@ action_done(struct db_job *job, void *arg)
 	if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
 		reply_error(req, 409, "invalid_state", "the %s is %s; the "
 		    "action does not apply", ar->what,
-		    PQgetvalue(res, 0, PQnfields(res) > 2 ? 2 : 0));
+		    PQgetvalue(res, 0, 2));
 		goto done;
 	}
 	res = db_job_result(job, ar->show);

@@ -753,7 +753,8 @@ def test_create_cancel_watch(taskerd):
                                        "reason": "no longer needed"}), tr[-1]
     r = ctl("task", "cancel", slow, url=t.url)
     assert r.returncode == 1, r
-    assert r.stderr.startswith("tasker-ctl: invalid_state: "), r.stderr
+    assert r.stderr == ("tasker-ctl: invalid_state: the task is cancelled; "
+                        "the action does not apply\n"), r.stderr
     r = ctl("--json", "task", "cancel", slow, url=t.url)
     assert r.returncode == 1
     assert json.loads(r.stdout)["error"]["code"] == "invalid_state"

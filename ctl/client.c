@@ -26,6 +26,8 @@
 static CURL	*curl;
 static char	*base;		/* the URL requests are relative to */
 static char	*unix_path;	/* non-NULL: connect through this socket */
+static bool	 quiet;		/* an unreachable server is not reported */
+static char	 failure[CURL_ERROR_SIZE + 256];	/* why, the last time */
 
 void
 client_init(void)
@@ -161,10 +163,13 @@ client_request(const char *method, const char *path, const json_t *body,
 		if (sink.too_big)
 			ctl_warnx("%s: the answer is larger than %u bytes", url,
 			    CLIENT_MAX_BODY);
-		else
-			ctl_warnx("cannot reach %s: %s", unix_path ?
-			    ctl.url : url, errbuf[0] ? errbuf :
-			    curl_easy_strerror(cc));
+		else {
+			snprintf(failure, sizeof(failure), "cannot reach "
+			    "%s: %s", unix_path ? ctl.url : url, errbuf[0] ?
+			    errbuf : curl_easy_strerror(cc));
+			if (!quiet)
+				ctl_warnx("%s", failure);
+		}
 		free(sink.buf);
 		free(url);
 		return CTL_EXIT_UNREACHABLE;
@@ -175,6 +180,18 @@ client_request(const char *method, const char *path, const json_t *body,
 	r->len = sink.len;
 	r->json = jsontext_load(r->body, r->len, 0, NULL);
 	return 0;
+}
+
+void
+client_quiet(bool on)
+{
+	quiet = on;
+}
+
+const char *
+client_failure(void)
+{
+	return failure;
 }
 
 void

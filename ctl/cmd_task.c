@@ -493,16 +493,28 @@ cmd_task_watch(struct ctl_args *a)
 	const char	*st;
 	int64_t		 interval;
 	int		 rc;
-	bool		 tty = ctl.tty && !ctl.json;
+	bool		 tty = ctl.tty && !ctl.json, lost = false;
 
 	if ((interval = ctl_opt_int(a, "interval", 1000, 3600000)) == -1) {
 		free(path);
 		return CTL_EXIT_USAGE;
 	}
 	for (;;) {
+		/* Once the task was seen, an unreachable server is taskerd
+		 * restarting, most likely: said once, and watched through. */
+		client_quiet(last != NULL);
 		rc = client_request("GET", path, NULL, &r);
-		if (rc != 0)
-			break;
+		if (rc != 0 && last == NULL)
+			break;		/* a wrong URL, most likely */
+		if (rc != 0) {
+			if (!lost)
+				fprintf(stderr, "%stasker-ctl: %s; still "
+				    "watching task %s\n", tty ? "\n" : "",
+				    client_failure(), a->pos[0]);
+			lost = true;
+			goto sleep;
+		}
+		lost = false;
 		if (r.status == 503) {
 			/* The database is away for a moment: keep watching. */
 			client_resp_free(&r);

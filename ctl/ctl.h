@@ -118,6 +118,10 @@ int	 client_request(const char *method, const char *path,
  */
 int	 client_call(const char *method, const char *path,
 	    const json_t *body, struct client_resp *r);
+/* Whether client_request leaves an unreachable server unreported, for a
+ * caller that tries again and says so itself, with client_failure(). */
+void	 client_quiet(bool);
+const char *client_failure(void);
 /* Report a non-2xx answer as client_call does; returns CTL_EXIT_API. */
 int	 client_report(const struct client_resp *);
 void	 client_resp_free(struct client_resp *);

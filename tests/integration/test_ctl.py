@@ -22,6 +22,7 @@ import select
 import shutil
 import subprocess
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -773,6 +774,38 @@ def test_create_cancel_watch(taskerd):
         assert re.fullmatch(r"tasker-ctl: not_found: no such (task|step)\n",
                             r.stderr), (args, r.stderr)
         assert r.stdout == "", (args, r.stdout)
+
+
+def test_watch_follows_a_task_through_a_restart(taskerd):
+    """taskerd restarts under a watch (it stops listening at SIGTERM): the
+    watch says so once and goes on to the task's end.  It exited 3, and a
+    script's `watch || echo failed` called a healthy task failed."""
+    t = taskerd(templates={
+        "slow.yaml": template("slow", noop("wait", config="{ sleep_ms: 1500 }"),
+                              noop("then", deps=("wait",)))})
+    tid = t.create_task("slow", {}, namespace=NS)["task_id"]
+    watch = subprocess.Popen([ctl_bin(), "--url", t.url, "task", "watch",
+                              str(tid), "--interval", "50"], env=ctl_env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        first = watch.stdout.readline()
+        assert " task %d " % tid in first, first
+        t.stop()
+        time.sleep(0.5)
+        t.start()
+        out, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert watch.returncode == 0, (watch.returncode, out, err)
+    assert out.splitlines()[-1].endswith(
+        "task %d complete, 2/2 steps done" % tid), out
+    lost = err.splitlines()
+    assert len(lost) == 1 and lost[0].startswith(
+        "tasker-ctl: cannot reach %s/v1/tasks/%d: " % (t.url, tid)) and \
+        lost[0].endswith("; still watching task %d" % tid), err
 
 
 def test_step_actions_and_watch_error(taskerd, service):

@@ -423,6 +423,9 @@ static struct {
 	struct claimq	 queue;		/* claimed, waiting for a worker */
 	int		 nqueued;
 	struct claimq	 unmarked;	/* running, 'in_progress' not written */
+	struct claimq	 marking;	/* must not run twice: waiting for
+					 * their 'in_progress' to commit */
+	int		 nmarking;	/* (each keeps an idle worker) */
 	int		 ndispatched;	/* claims held by workers */
 	int		 reserved;	/* limits of claims in flight */
 	json_t		*batch;		/* {"step_id": record} not yet sent */
@@ -448,6 +451,7 @@ static void	sched_run(void);
 static void	sched_flush(void);
 static void	sched_cancel_heard(const char *);
 static void	sched_unknown_template(long long, const struct claim *);
+static void	sched_marks_done(json_t *, json_t *, unsigned);
 static char	*id_array(json_t *);
 
 /*
@@ -528,7 +532,14 @@ sched_queued(void)
 int
 sched_inflight(void)
 {
-	return sc.nqueued + sc.ndispatched;
+	return sc.nqueued + sc.nmarking + sc.ndispatched;
+}
+
+/* Idle workers not kept for a claim whose mark is on its way. */
+static int
+workers_free(void)
+{
+	return pool_idle() - sc.nmarking;
 }
 
 static void
@@ -652,7 +663,7 @@ static int
 sched_room(bool children)
 {
 	struct claim	*c;
-	int		 held = sc.ndispatched + sc.reserved;
+	int		 held = sc.ndispatched + sc.nmarking + sc.reserved;
 	int		 cap = sv.conf->workers_count;
 
 	TAILQ_FOREACH(c, &sc.queue, entry)
@@ -735,6 +746,19 @@ start_fields(const struct claim *c, json_t *rec)
 	    "attempt", (json_int_t)c->attempt, "node", sv.node_id));
 }
 
+/* Its 'in_progress' into the next batch. */
+static void
+mark_put(struct claim *c)
+{
+	json_t	*rec;
+
+	c->marked = true;
+	rec = json_pack("{s:I, s:I, s:s}", "step_id", (json_int_t)c->step_id,
+	    "token", (json_int_t)c->lease_token, "status", "in_progress");
+	start_fields(c, rec);
+	batch_put(c, rec);
+}
+
 /*
  * Steps that have run for SCHED_MARK_MS get their 'in_progress' written
  * with the next batch.  Shorter ones never need it: their outcome carries
@@ -745,34 +769,44 @@ sched_mark_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct claim	*c;
 	struct timespec	 now;
-	json_t		*rec;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	while ((c = TAILQ_FIRST(&sc.unmarked)) != NULL &&
 	    ms_since(&c->started, &now) >= SCHED_MARK_MS) {
 		TAILQ_REMOVE(&sc.unmarked, c, entry);
-		c->marked = true;
-		rec = json_pack("{s:I, s:I, s:s}",
-		    "step_id", (json_int_t)c->step_id,
-		    "token", (json_int_t)c->lease_token,
-		    "status", "in_progress");
-		start_fields(c, rec);
-		batch_put(c, rec);
+		mark_put(c);
 	}
 	sched_mark_arm();
 	sched_flush();
 }
 
-/* Give a claim to an idle worker (pool_idle() > 0). */
+/*
+ * Give a claim to an idle worker (workers_free() > 0).  A step that must
+ * not run twice (retryable: false) goes to one only once its 'in_progress'
+ * has committed (sched_marks_done); its claim keeps the worker meanwhile.
+ * Started first and marked later, as the others are, it would read
+ * 'enqueued' if the node died in between, which a sweep takes for never
+ * run and hands back: the step would run again.
+ */
 static void
 sched_start(struct claim *c)
 {
+	if (!c->marked) {
+		clock_gettime(CLOCK_MONOTONIC, &c->started);
+		clock_gettime(CLOCK_REALTIME, &c->started_wall);
+		services_started(claim_service(c));
+	}
+	if (!c->retryable && !c->marked) {
+		TAILQ_INSERT_TAIL(&sc.marking, c, entry);
+		sc.nmarking++;
+		mark_put(c);
+		sched_flush();
+		return;
+	}
 	sc.ndispatched++;
 	c->dispatched = true;
-	clock_gettime(CLOCK_MONOTONIC, &c->started);
-	clock_gettime(CLOCK_REALTIME, &c->started_wall);
-	TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
-	services_started(claim_service(c));
+	if (!c->marked)
+		TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
 	metrics_inc(M_STEPS_STARTED, 1, claim_template(c), c->step_name);
 	pool_dispatch(c);	/* the pool holds it until the outcome */
 	sched_mark_arm();
@@ -816,7 +850,7 @@ sched_dispatch_queued(void)
 			}
 			continue;
 		}
-		if (pool_idle() == 0 || !services_may_dispatch(service))
+		if (workers_free() <= 0 || !services_may_dispatch(service))
 			continue;
 		TAILQ_REMOVE(&sc.queue, c, entry);
 		sc.nqueued--;
@@ -890,7 +924,7 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		}
 		/* A worker is idle: nothing queued could start before this
 		 * one, which need not wait for the rest of the rows. */
-		if (pool_idle() > 0 && node_lease_ok() &&
+		if (workers_free() > 0 && node_lease_ok() &&
 		    !services_open(claim_service(c)) &&
 		    !claim_cancelled(c) &&
 		    services_may_dispatch(claim_service(c))) {
@@ -1125,8 +1159,8 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	 * does a node that died, restarted or lost its lease under a step
 	 * (DESIGN: "the step runs again"; a step with one attempt ended in
 	 * error for a crash).  One that must not run twice is not. */
-	free_attempt = probe || (c->retryable && o->error_code != NULL &&
-	    node_fault(o->error_code));
+	free_attempt = probe || c->unstarted || (c->retryable &&
+	    o->error_code != NULL && node_fault(o->error_code));
 	status = free_attempt ? "waiting_for_retry" : outcome_status(c, o);
 	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
 	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
@@ -1386,6 +1420,7 @@ sched_apply_done(struct db_job *job, void *arg)
 		    "name")), json_pack("{s:O}", "results",
 		    json_object_get(v, "results")));
 	}
+	sched_marks_done(sent->recs, applied, sent->epoch);
 	json_object_foreach(sent->recs, k, v)
 		if (json_object_get(applied, k) == NULL)
 			log_warnx("stale outcome discarded step_id=%s "
@@ -1408,6 +1443,68 @@ done:
 	free(sent);
 	sched_run();
 	sched_flush();
+}
+
+/*
+ * A claim whose mark committed but that cannot start now (the node's lease
+ * lapsed meanwhile, it is stopping, its worker is gone): the step never
+ * ran, and waits for another attempt, which this one does not spend.
+ */
+static void
+sched_unstarted(struct claim *c, const char *why)
+{
+	struct proto_step_outcome o;
+
+	memset(&o, 0, sizeof(o));
+	o.step_id = c->step_id;
+	o.lease_token = c->lease_token;
+	o.outcome = OUTCOME_RETRYABLE;
+	o.error_code = "not_started";
+	o.error_message = (char *)why;
+	o.retry_after_ms = -1;
+	services_finished(claim_service(c), &o);	/* (says nothing) */
+	c->unstarted = true;
+	sched_outcome(c, &o);
+}
+
+/* The marks of steps that must not run twice that were in a batch just
+ * committed (recs; applied: those that applied): the claims go to their
+ * workers; a stale one (the claim was lost) is dropped. */
+static void
+sched_marks_done(json_t *recs, json_t *applied, unsigned epoch)
+{
+	struct proto_step_outcome o;
+	struct claim	*c, *next;
+	json_t		*rec;
+	char		 key[24];
+
+	for (c = TAILQ_FIRST(&sc.marking); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		snprintf(key, sizeof(key), "%lld", (long long)c->step_id);
+		if ((rec = json_object_get(recs, key)) == NULL ||
+		    strcmp(json_string_value(json_object_get(rec, "status")),
+		    "in_progress") != 0)
+			continue;
+		TAILQ_REMOVE(&sc.marking, c, entry);
+		sc.nmarking--;
+		if (json_object_get(applied, key) == NULL) {
+			memset(&o, 0, sizeof(o));
+			o.outcome = OUTCOME_RETRYABLE;
+			o.error_code = "not_started";
+			services_finished(claim_service(c), &o);
+			claim_free(c);
+		} else if (sv.stopping)
+			sched_unstarted(c, "the node began to stop before the "
+			    "step started");
+		else if (!node_lease_ok() || epoch != node_epoch())
+			sched_unstarted(c, "the node's lease lapsed before the "
+			    "step started");
+		else if (workers_free() <= 0)
+			sched_unstarted(c, "its worker was gone before the "
+			    "step started");
+		else
+			sched_start(c);
+	}
 }
 
 static void
@@ -1605,8 +1702,9 @@ sched_flush(void)
  * status they had in column scol (and their old node in ncol, or -1).  One
  * still 'enqueued' was queued ahead and, but for a step its holder started
  * in its last SCHED_MARK_MS, never ran: it is handed back, costing no
- * attempt (one that did start runs again, as after any crash).  A started
- * one has its attempt failed (code, why).
+ * attempt (one that did start runs again, as after any crash; one that
+ * must not run twice never starts before its 'in_progress' commits).  A
+ * started one has its attempt failed (code, why).
  */
 static void
 sched_taken_over(PGresult *res, int scol, int ncol, const char *whose,
@@ -1769,6 +1867,7 @@ sched_init(void)
 
 	TAILQ_INIT(&sc.queue);
 	TAILQ_INIT(&sc.unmarked);
+	TAILQ_INIT(&sc.marking);
 	sc.batch = json_object();
 	sc.held = json_object();
 	sc.unknown_tmpls = json_object();
@@ -1909,5 +2008,5 @@ bool
 sched_busy(void)
 {
 	return sc.applying || json_object_size(sc.batch) > 0 ||
-	    sc.ndispatched > 0;
+	    sc.ndispatched > 0 || sc.nmarking > 0;
 }

@@ -34,6 +34,7 @@ struct claim {
 	struct timespec		 started_wall;	/* the same, for the audit */
 	bool			 dispatched;	/* reached a worker */
 	bool			 marked;	/* its 'in_progress' is written */
+	bool			 unstarted;	/* marked, and never ran */
 	TAILQ_ENTRY(claim)	 entry;		/* the queue, or running and
 						 * not yet marked */
 };

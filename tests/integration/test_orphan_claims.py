@@ -196,3 +196,45 @@ def test_a_killed_nodes_batch_that_commits_after_its_restart(taskerd, pg):
     done = t.wait_task(tid, timeout=15)
     assert done["status"] == "complete", done
     assert t.log_lines("claim this node had lost track of"), t.log_tail(30)
+
+
+CHARGE_ONCE = """\
+name: charge_once
+namespace_name: orphans
+version: 1.0.0
+step_templates:
+  - name: charge
+    handler: http
+    default_retryable: false
+    handler_config: { method: POST, url: "@SVC@/charge" }
+"""
+
+
+def test_a_step_that_must_not_run_twice_is_not_run_after_a_crash(taskerd,
+                                                                 service):
+    """The node dies the moment a step that must not run twice calls its
+    service.  Restarted, it does not call again: the step ends in error
+    (node_restarted).  It called twice: the step had started before its
+    'in_progress' was written, so its claim read 'enqueued', which the
+    restart took for never run and handed back."""
+    node, calls = {}, []
+
+    def charge(req):
+        calls.append(req)
+        if len(calls) == 1:
+            node["t"].kill()
+        return 200, {"charged": True}
+
+    service.route("POST", "/charge", charge)
+    t = taskerd(templates={"charge.yaml": CHARGE_ONCE.replace("@SVC@", service.url)},
+                config={"scheduler": {"lease": "2s"}})
+    node["t"] = t
+    tid = t.create_task("charge_once", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: calls and not t.running, 10,
+                       message="the node killed")
+    t.start()
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "error", done
+    step = done["steps"][0]
+    assert step["last_error"]["code"] == "node_restarted", step
+    assert len(calls) == 1, "the step ran %d times" % len(calls)

@@ -31,6 +31,7 @@
 #include "services.h"
 #include "metrics.h"
 #include "node.h"
+#include "oldversions.h"
 #include "supervisor.h"
 #include "backoff.h"
 #include "jsontext.h"
@@ -979,9 +980,11 @@ sched_claim_done(struct db_job *job, void *arg)
  * A step of a template this node has not loaded: another node created its
  * task, and this one claimed the step (the general claim takes any task's).
  * The caller hands it back unstarted, and for a while this node's claims
- * pass over the template's steps, leaving them to a node that has it.
- * Were no node to have it, the step would wait, and every node would say
- * so here each time it looked again.
+ * pass over the template's steps, leaving them to a node that has it -
+ * unless it is an older version of one this node has, which is loaded as
+ * stored (oldversions.c) and claimed again at once.  Were no node to have
+ * it, the step would wait, and every node would say so here each time it
+ * looked again.
  */
 #define SCHED_UNKNOWN_TMPL_MS	60000
 
@@ -997,6 +1000,7 @@ sched_unknown_template(long long template_id, const struct claim *c)
 	snprintf(key, sizeof(key), "%lld", template_id);
 	json_object_set_new(sc.unknown_tmpls, key, json_integer(
 	    (json_int_t)(mono_ms() + SCHED_UNKNOWN_TMPL_MS)));
+	oldversions_lookup(template_id);
 }
 
 /* "{7,9}": the templates sched_unknown_template holds back from claims,

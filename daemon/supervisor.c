@@ -41,6 +41,7 @@
 #include "embedpg.h"
 #include "migrate.h"
 #include "node.h"
+#include "oldversions.h"
 #include "pool.h"
 #include "sched.h"
 #include "metrics.h"
@@ -66,7 +67,7 @@ supervisor_template(int64_t db_id)
 	for (i = 0; i < sv.templates->n; i++)
 		if (sv.templates->items[i]->db_id == db_id)
 			return sv.templates->items[i];
-	return NULL;
+	return oldversions_find(db_id);
 }
 
 void
@@ -520,6 +521,7 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 
 	pool_shutdown();
 	db_shutdown();
+	oldversions_free();
 	embedpg_stop();
 	services_shutdown();
 	metrics_free();

@@ -27,7 +27,8 @@ extern struct supervisor sv;
 int	supervisor_run(struct config *, struct tmpl_registry *,
 	    const char *argv0);
 
-/* The loaded template with this database id, or NULL. */
+/* The loaded template with this database id (from the files, or an older
+ * version loaded as stored: oldversions.c), or NULL. */
 const struct tmpl *supervisor_template(int64_t db_id);
 
 /* Readiness changed (db, workers, listener): maybe tell systemd. */

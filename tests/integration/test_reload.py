@@ -261,3 +261,78 @@ def test_a_worker_starting_at_a_reload_is_replaced_too(taskerd, tmp_path):
     tid = t.create_task("first", {})["task_id"]
     assert t.wait_task(tid, timeout=15)["status"] == "complete"
     assert worker_debug_lines(t), t.log_tail(20)
+
+
+# A version whose second step says which version ran it; the first is slow
+# enough to replace the file under it.  An exec step with a relative
+# program, found from the template directory.
+VERSIONED = """\
+name: versioned
+namespace_name: reload
+version: @V@
+step_templates:
+  - name: first
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+  - name: second
+    handler: exec
+    depends_on_step: first
+    handler_config: { command: [./say.sh, "@V@"] }
+"""
+
+SAY = "#!/bin/sh\nprintf '{\"version\": \"%s\"}' \"$1\"\n"
+
+
+def versioned(t, version):
+    tdir = t.config["templates"]["dir"]
+    with open(os.path.join(tdir, "versioned.yaml"), "w") as f:
+        f.write(VERSIONED.replace("@V@", version))
+
+
+def start_versioned(taskerd):
+    t = taskerd(templates={"versioned.yaml": VERSIONED.replace("@V@", "1.0.0")},
+                workers=1)
+    say = os.path.join(t.config["templates"]["dir"], "say.sh")
+    with open(say, "w") as f:
+        f.write(SAY)
+    os.chmod(say, 0o755)
+    tid = t.create_task("versioned", {}, namespace="reload")["task_id"]
+    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["first"]
+                       ["status"] == "in_progress", 10,
+                       message="the first step running")
+    return t, tid
+
+
+def assert_ran_on_its_version(t, tid):
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "complete", done
+    assert done["version"] == "1.0.0", done
+    second = harness.steps_by_name(done)["second"]
+    assert second["results"] == {"version": "1.0.0"}, second
+    assert len(t.log_lines("loaded as stored")) == 1, t.log_tail(30)
+    # New tasks get the new version.
+    new = t.create_task("versioned", {}, namespace="reload")["task_id"]
+    second = harness.steps_by_name(t.wait_task(new, timeout=20))["second"]
+    assert second["results"] == {"version": "2.0.0"}, second
+
+
+def test_a_task_ends_on_its_version_after_a_reload_replaced_it(taskerd):
+    """A new version replaces the file, and a reload follows, while a task
+    of the old version runs: the task goes on to its end on its own
+    version, loaded as stored.  It waited for ever: the node had no
+    template for its next step and handed it back every minute."""
+    t, tid = start_versioned(taskerd)
+    versioned(t, "2.0.0")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates reloaded"), 10,
+                       message="the reload")
+    assert_ran_on_its_version(t, tid)
+
+
+def test_a_task_ends_on_its_version_after_a_restart_replaced_it(taskerd):
+    """The same across a restart, which loads only the new version."""
+    t, tid = start_versioned(taskerd)
+    t.stop()
+    versioned(t, "2.0.0")
+    t.start()
+    assert_ran_on_its_version(t, tid)

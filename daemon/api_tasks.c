@@ -263,6 +263,13 @@ api_create_task(struct evhttp_request *req)
 		    "array or an object");
 		goto out;
 	}
+	/* Every listing carries them, nested a few levels more: JSON
+	 * deeper than a client's parser takes would break the listing. */
+	if (tags != NULL && proto_json_depth(tags) > PROTO_MAX_JSON_DEPTH) {
+		reply_error(req, 400, "invalid_request", "\"tags\" is nested "
+		    "deeper than %d levels", PROTO_MAX_JSON_DEPTH);
+		goto out;
+	}
 	if ((t = tmpl_registry_find(sv.templates, ns, name, version)) ==
 	    NULL) {
 		reply_error(req, 404, "unknown_template", "no template "

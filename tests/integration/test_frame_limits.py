@@ -136,3 +136,26 @@ def test_operator_results_nesting(taskerd):
                       "results": shallow})
     assert r.status == 200, r.body
     assert t.wait_task(task["task_id"])["status"] == "complete"
+
+
+def test_tags_nesting(taskerd):
+    """Tags nested deeper than any JSON taskerd takes in are refused, and
+    nothing is created: every listing carries a task's tags, and one
+    tag deep enough broke listing for every client (jansson's limit in
+    tasker-ctl, Python's far below)."""
+    t = taskerd(templates={"one.yaml": template("one", """\
+  - name: only
+    handler: noop
+""")}, config=CONFIG)
+    deep = []
+    for _ in range(30):
+        deep = [deep]
+    r = t.post("/v1/tasks", json={"namespace": NS, "name": "one",
+                                  "context": {}, "tags": deep})
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "tags" in err["message"] and "nested deeper" in err["message"], err
+    assert t.get("/v1/tasks").body["tasks"] == []
+    r = t.post("/v1/tasks", json={"namespace": NS, "name": "one",
+                                  "context": {}, "tags": [[["ok"]]]})
+    assert r.status == 201, r.body
+    assert t.get("/v1/tasks").body["tasks"][0]["tags"] == [[["ok"]]]

@@ -151,7 +151,7 @@ render_each_path(const char *s, int (*fn)(const char *, size_t, void *),
  */
 static json_t *
 render_resolve(const char *path, size_t pathlen, const json_t *scope,
-    char *err, size_t errlen)
+    bool lenient, char *err, size_t errlen)
 {
 	const json_t	*v;
 	const char	*env;
@@ -163,6 +163,7 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 	/* "path?" is optional: a missing value is null, not an error. */
 	optional = pathlen > 1 && path[pathlen - 1] == '?';
 	p = xstrndup(path, optional ? pathlen - 1 : pathlen);
+	optional = optional || lenient;
 	if (strncmp(p, RENDER_ENV_PREFIX, plen) == 0) {
 		if (p[plen] == '\0') {
 			errbuf_set(err, errlen, "placeholder '%s' names no "
@@ -254,17 +255,18 @@ render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
 	free(dump);
 }
 
-/* Is the placeholder path optional ("path?") and its value missing? */
+/* Is the placeholder path optional ("path?", or any when lenient) and its
+ * value missing? */
 static bool
 render_missing_optional(const char *path, size_t pathlen,
-    const json_t *scope)
+    const json_t *scope, bool lenient)
 {
 	char	*p;
-	bool	 absent;
+	bool	 absent, mark = pathlen > 1 && path[pathlen - 1] == '?';
 
-	if (pathlen < 2 || path[pathlen - 1] != '?')
+	if (!mark && !lenient)
 		return false;
-	p = xstrndup(path, pathlen - 1);
+	p = xstrndup(path, mark ? pathlen - 1 : pathlen);
 	if (strncmp(p, RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0)
 		absent = getenv(p + strlen(RENDER_ENV_PREFIX)) == NULL;
 	else
@@ -273,9 +275,9 @@ render_missing_optional(const char *path, size_t pathlen,
 	return absent;
 }
 
-char *
-render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
-    char *err, size_t errlen)
+static char *
+render_text(const char *tmpl, const json_t *scope, enum render_mode mode,
+    bool lenient, char *err, size_t errlen)
 {
 	struct render_buf	 b = { NULL, 0, 0 };
 	const char		*s = tmpl, *path;
@@ -294,9 +296,9 @@ render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
 		s += end;
 		/* In text, a missing optional value is no text at all
 		 * ("?ref={{context.ref?}}" is "?ref=", not "?ref=null"). */
-		if (render_missing_optional(path, pathlen, scope))
+		if (render_missing_optional(path, pathlen, scope, lenient))
 			continue;
-		if ((v = render_resolve(path, pathlen, scope, err,
+		if ((v = render_resolve(path, pathlen, scope, lenient, err,
 		    errlen)) == NULL)
 			goto fail;
 		render_put_value(&b, v, b.len == 0 && strncmp(path,
@@ -311,6 +313,13 @@ fail:
 	return NULL;
 }
 
+char *
+render_string(const char *tmpl, const json_t *scope, enum render_mode mode,
+    char *err, size_t errlen)
+{
+	return render_text(tmpl, scope, mode, false, err, errlen);
+}
+
 /* Is s exactly one optional placeholder ("{{path?}}") whose value is
  * missing?  Such an object member is left out rather than sent as null. */
 static bool
@@ -321,13 +330,13 @@ render_absent(const char *s, const json_t *scope)
 
 	return render_next(s, &start, &end, &path, &pathlen, NULL, 0) == 1 &&
 	    start == 0 && s[end] == '\0' &&
-	    render_missing_optional(path, pathlen, scope);
+	    render_missing_optional(path, pathlen, scope, false);
 }
 
 /* A string that is exactly one placeholder becomes the value itself. */
 static json_t *
-render_json_string(const char *s, const json_t *scope, char *err,
-    size_t errlen)
+render_json_string(const char *s, const json_t *scope, bool lenient,
+    char *err, size_t errlen)
 {
 	const char	*path;
 	size_t		 start, end, pathlen;
@@ -344,8 +353,10 @@ render_json_string(const char *s, const json_t *scope, char *err,
 		return out;
 	}
 	if (start == 0 && s[end] == '\0')
-		return render_resolve(path, pathlen, scope, err, errlen);
-	if ((text = render_string(s, scope, RENDER_TEXT, err, errlen)) == NULL)
+		return render_resolve(path, pathlen, scope, lenient, err,
+		    errlen);
+	if ((text = render_text(s, scope, RENDER_TEXT, lenient, err,
+	    errlen)) == NULL)
 		return NULL;
 	if ((out = json_string(text)) == NULL)
 		errbuf_set(err, errlen, "rendered text is not valid UTF-8");
@@ -353,9 +364,9 @@ render_json_string(const char *s, const json_t *scope, char *err,
 	return out;
 }
 
-json_t *
-render_json(const json_t *tmpl, const json_t *scope, char *err,
-    size_t errlen)
+static json_t *
+render_value(const json_t *tmpl, const json_t *scope, bool lenient,
+    char *err, size_t errlen)
 {
 	const char	*key;
 	json_t		*out, *item, *r;
@@ -367,8 +378,8 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 	}
 	switch (json_typeof(tmpl)) {
 	case JSON_STRING:
-		return render_json_string(json_string_value(tmpl), scope, err,
-		    errlen);
+		return render_json_string(json_string_value(tmpl), scope,
+		    lenient, err, errlen);
 	case JSON_OBJECT:
 		out = json_object();
 		/* jansson's iteration macros take a non-const object. */
@@ -376,8 +387,8 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 			if (json_is_string(item) &&
 			    render_absent(json_string_value(item), scope))
 				continue;
-			if ((r = render_json(item, scope, err, errlen)) ==
-			    NULL) {
+			if ((r = render_value(item, scope, lenient, err,
+			    errlen)) == NULL) {
 				json_decref(out);
 				return NULL;
 			}
@@ -387,8 +398,8 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 	case JSON_ARRAY:
 		out = json_array();
 		json_array_foreach(tmpl, i, item) {
-			if ((r = render_json(item, scope, err, errlen)) ==
-			    NULL) {
+			if ((r = render_value(item, scope, lenient, err,
+			    errlen)) == NULL) {
 				json_decref(out);
 				return NULL;
 			}
@@ -398,4 +409,18 @@ render_json(const json_t *tmpl, const json_t *scope, char *err,
 	default:
 		return json_deep_copy(tmpl);
 	}
+}
+
+json_t *
+render_json(const json_t *tmpl, const json_t *scope, char *err,
+    size_t errlen)
+{
+	return render_value(tmpl, scope, false, err, errlen);
+}
+
+json_t *
+render_json_lenient(const json_t *tmpl, const json_t *scope, char *err,
+    size_t errlen)
+{
+	return render_value(tmpl, scope, true, err, errlen);
 }

@@ -151,7 +151,8 @@ route_results_done(struct db_job *job, void *arg)
 		goto done;
 	}
 	/* (resolved_manually: complete, a step's results perhaps given by
-	 * hand or left out; the body reads what there is.) */
+	 * hand or left out; the body reads what there is, null for what is
+	 * not.) */
 	status = PQgetvalue(res, 0, 0);
 	if (strcmp(status, "complete") != 0 &&
 	    strcmp(status, "resolved_manually") != 0) {
@@ -175,8 +176,14 @@ route_results_done(struct db_job *job, void *arg)
 	    "task", "id", (json_int_t)strtoll(rr->id, NULL, 10), "status",
 	    PQgetvalue(res, 0, 0),
 	    "services", db_json(res, 0, 3));
-	out = scope ? render_json(rr->t->route_results_body, scope, err,
-	    sizeof(err)) : NULL;
+	if (scope == NULL)
+		out = NULL;
+	else if (strcmp(status, "complete") == 0)
+		out = render_json(rr->t->route_results_body, scope, err,
+		    sizeof(err));
+	else
+		out = render_json_lenient(rr->t->route_results_body, scope,
+		    err, sizeof(err));
 	if (out == NULL) {
 		log_warnx("results route cannot render template=%s/%s "
 		    "task_id=%s reason=%s", rr->t->namespace, rr->t->name,

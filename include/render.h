@@ -29,6 +29,12 @@ enum render_mode { RENDER_TEXT, RENDER_URL };
 json_t	*render_json(const json_t *tmpl, const json_t *scope,
 	    char *err, size_t errlen);
 
+/* The same, every missing path rendering as an optional one does (null,
+ * or no text inside a longer string): for what there is of the results
+ * of a task an operator resolved by hand. */
+json_t	*render_json_lenient(const json_t *tmpl, const json_t *scope,
+	    char *err, size_t errlen);
+
 /* Render one string as text (mode TEXT or URL).  Returns a malloc'd string
  * or NULL with a reason in err. */
 char	*render_string(const char *tmpl, const json_t *scope,

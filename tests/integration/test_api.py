@@ -401,3 +401,41 @@ step_templates:
     r = t.get("/sign%20ups/new")
     harness.assert_json_error(r, 405, "method_not_allowed")
     assert r.headers["Allow"] == "POST", dict(r.headers)
+
+
+def test_results_route_of_a_task_resolved_by_hand(taskerd):
+    """A step an operator resolved by hand has no results: the results
+    route of the task answers what there is, null for the rest.  It
+    answered 500 ("missing path") on every call."""
+    t = taskerd(templates={"signups.yaml": """\
+name: accounts
+namespace_name: it
+version: 1.0.0
+routes:
+  results:
+    path: "/accounts/results/{task_id}"
+    body:
+      id: "{{steps.create.results.id}}"
+      label: "account {{steps.create.results.id}} ({{context.plan}})"
+      plan: "{{context.plan}}"
+      note: "{{steps.create.results.note?}}"
+step_templates:
+  - name: create
+    handler: noop
+    handler_config: { fail: permanent }
+  - name: welcome
+    handler: noop
+    depends_on_step: create
+"""})
+    tid = t.create_task("accounts", {"plan": "basic"}, namespace="it")[
+        "task_id"]
+    assert t.wait_task(tid)["status"] == "error"
+    r = t.patch("/v1/tasks/%d/steps/create" % tid,
+                json={"action": "resolve_manually", "reason": "by hand"})
+    assert r.status == 200, r.body
+    assert t.wait_task(tid)["status"] == "resolved_manually"
+    r = t.get("/accounts/results/%d" % tid)
+    assert r.status == 200, (r.status, r.body)
+    assert r.body == {"id": None, "label": "account  (basic)",
+                      "plan": "basic"}, r.body
+    assert not t.log_lines("results route cannot render"), t.log_tail(10)

@@ -384,6 +384,38 @@ test_optional_paths(void **state)
 	json_decref(scope);
 }
 
+/* Lenient: every missing path is as an optional one, but a member that
+ * is a plain placeholder stays, as null (a malformed one still fails). */
+static void
+test_lenient(void **state)
+{
+	json_t	*scope, *tmpl, *out, *want;
+	char	 err[256];
+
+	(void)state;
+	scope = json_pack("{s:{s:s}}", "context", "plan", "free");
+	tmpl = json_pack("{s:s, s:s, s:s, s:[s]}", "id", "{{steps.a.results.id}}",
+	    "label", "{{context.plan}} #{{steps.a.results.id}}",
+	    "note", "{{steps.a.results.note?}}", "list", "{{steps.b}}");
+	out = render_json_lenient(tmpl, scope, err, sizeof(err));
+	assert_non_null(out);
+	want = parse("{\"id\": null, \"label\": \"free #\", "
+	    "\"list\": [null]}");
+	assert_true(json_equal(out, want));
+	json_decref(want);
+	json_decref(out);
+	json_decref(tmpl);
+
+	/* The strict renderer still refuses the same body. */
+	tmpl = json_pack("{s:s}", "id", "{{steps.a.results.id}}");
+	assert_null(render_json(tmpl, scope, err, sizeof(err)));
+	json_decref(tmpl);
+	tmpl = json_pack("{s:s}", "id", "{{steps.a.results.id");
+	assert_null(render_json_lenient(tmpl, scope, err, sizeof(err)));
+	json_decref(tmpl);
+	json_decref(scope);
+}
+
 int
 main(void)
 {
@@ -402,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_untouched),
 		cmocka_unit_test(test_no_rescan),
 		cmocka_unit_test(test_optional_paths),
+		cmocka_unit_test(test_lenient),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

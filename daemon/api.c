@@ -487,6 +487,15 @@ api_route(struct evhttp_request *req, void *arg)
 		    "recognized (methods are case-sensitive)");
 		return;
 	}
+	/* libevent reads no body after a HEAD or a TRACE: one sent would be
+	 * taken for the next request on the connection. */
+	if ((m == EVHTTP_REQ_HEAD || m == EVHTTP_REQ_TRACE) &&
+	    (evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Content-Length") != NULL ||
+	    evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Transfer-Encoding") != NULL))
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Connection", "close");
 	/* HEAD is GET without the body (reply_send leaves it out). */
 	if (m == EVHTTP_REQ_HEAD)
 		m = EVHTTP_REQ_GET;

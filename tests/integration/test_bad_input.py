@@ -263,6 +263,19 @@ def test_head_leaves_a_kept_alive_connection_usable(server):
     assert rest.startswith(b"HTTP/1.1 200"), data
 
 
+@pytest.mark.parametrize("method", ["HEAD", "TRACE"])
+def test_a_body_after_head_or_trace_is_no_request(server, method):
+    """libevent reads no body after HEAD or TRACE: one sent with them
+    ends the connection with the answer, not taken for the next request
+    (a proxy reusing connections would have passed it on)."""
+    data = send_raw(server, b"%s /health/live HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 38\r\n\r\nGET /health/live HTTP/1.1"
+                    b"\r\nHost: x\r\n\r\n" % method.encode())
+    head = data.partition(b"\r\n\r\n")[0]
+    assert b"Connection: close" in head, data
+    assert data.count(b"HTTP/1.1 ") == 1, data
+
+
 @pytest.mark.parametrize("query", [
     "stauts=error",                 # misspelt: would list every task
     "limit=1&limit=abc",            # which one?

@@ -146,6 +146,23 @@ static const struct yt_key step_keys[] = {
 	{ "custom_events", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
 };
 
+/* Tasker's keys above that change what runs there: ignored here, they are
+ * warned of (tmpl_registry_warnings), so that a ported file's
+ * per-environment URLs do not go unnoticed. */
+static const struct {
+	const char	*key;
+	const char	*why;
+} tmpl_unheeded[] = {
+	{ "environments", "Tasker's per-environment overrides are not read "
+	    "here: every step runs with the handler_config it has" },
+	{ "handler_config", "a task-level handler_config is Tasker's task "
+	    "handler's, not read here: each step has its own" },
+};
+
+_Static_assert(YT_NELEM(tmpl_unheeded) ==
+    sizeof(((struct tmpl *)0)->unheeded_line) / sizeof(int),
+    "a line for each of tmpl_unheeded");
+
 static const char *const tmpl_handlers[] = { "http", "exec", "plugin",
 	"noop" };
 
@@ -979,8 +996,8 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 {
 	struct tmpl_parse	 p;
 	struct tmpl		*t;
-	yaml_node_t		*root;
-	size_t			 i;
+	yaml_node_t		*root, *node;
+	size_t			 i, k;
 	int			 rc = -1;
 
 	if ((root = yt_root(doc)) == NULL) {
@@ -1019,6 +1036,12 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 		    "nor version a space, '/' or '@'");
 		goto done;
 	}
+	/* (The key's line: a value of several lines starts below it.) */
+	for (i = 0; i < YT_NELEM(tmpl_unheeded); i++)
+		for (k = 0; k < yt_len(root); k++)
+			if ((node = yt_key(doc, root, k)) != NULL &&
+			    strcmp(yt_text(node), tmpl_unheeded[i].key) == 0)
+				t->unheeded_line[i] = yt_line(node);
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||
 	    tmpl_resolve(&p) == -1 || tmpl_check_cycles(&p) == -1 ||
 	    tmpl_check_refs(&p) == -1 || tmpl_check_handlers(&p) == -1 ||
@@ -1167,6 +1190,15 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 
 	for (i = 0; i < reg->n; i++) {
 		t = reg->items[i];
+		for (k = 0; k < YT_NELEM(tmpl_unheeded); k++) {
+			if (t->unheeded_line[k] == 0)
+				continue;
+			xasprintf(&line, "%s:%d: %s: %s", t->path,
+			    t->unheeded_line[k], tmpl_unheeded[k].key,
+			    tmpl_unheeded[k].why);
+			tmpl_errs_add(&out, line);
+			free(line);
+		}
 		for (k = 0; k < t->nsteps; k++) {
 			st = &t->steps[k];
 			if (strcmp(st->handler, "exec") == 0) {

@@ -75,6 +75,9 @@ struct tmpl {
 	struct tmpl_step *steps;		/* in file order */
 	size_t		 nsteps;
 	char		*path;
+	/* Lines of Tasker's keys that would change what runs there and are
+	 * not read here (tmpl_unheeded); 0: absent. */
+	int		 unheeded_line[2];
 	int64_t		 db_id;			/* set by the daemon; 0 until then */
 };
 

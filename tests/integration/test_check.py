@@ -288,6 +288,42 @@ def test_missing_programs_are_warned_about(tmp_path):
     assert '"present"' not in r.stderr
 
 
+PORTED = """\
+name: ported
+namespace_name: it
+version: 1.0.0
+module_namespace: Tasker
+environments:
+  production:
+    step_templates:
+      - name: fetch
+        handler_config: { url: "https://prod.example.com/fetch" }
+handler_config: { timeout: 10 }
+step_templates:
+  - name: fetch
+    handler_config: { url: "https://dev.example.com/fetch" }
+"""
+
+
+def test_tasker_keys_that_would_change_what_runs_are_warned_about(tmp_path):
+    """A file ported from Tasker loads, but its per-environment overrides
+    and its task-level handler_config, which taskerd does not read, are
+    warned about at their lines: a step would otherwise call the base URL
+    without a word.  Keys without such meaning load silently."""
+    r, tdir, _ = check(tmp_path, {"ported.yaml": PORTED})
+    assert r.returncode == 0, r.stderr
+    found = dict(errors_for(r.stderr, tdir / "ported.yaml"))
+    assert set(found) == {line_of(PORTED, "environments:"),
+                          line_of(PORTED, "handler_config: { timeout")}, \
+        r.stderr
+    assert found[line_of(PORTED, "environments:")].startswith(
+        "environments: "), found
+    assert "not read" in found[line_of(PORTED, "environments:")], found
+    assert all(line.startswith("warning: ") for line in
+               r.stderr.splitlines() if "ported.yaml" in line), r.stderr
+    assert "module_namespace" not in r.stderr, r.stderr
+
+
 def test_programs_that_cannot_run_are_warned_about(tmp_path):
     """A directory, or a script without its #! line (execve() does not
     fall back to sh), named as an exec step's program passes the check

@@ -898,6 +898,10 @@ pool_init(struct event_base *base, int count, const char *path,
 	} else if (user != NULL)
 		log_warnx("workers.user=%s ignored: not started as root",
 		    log_quote(user));
+	else if (geteuid() == 0)
+		log_warnx("workers run as root: exec programs and plugins may "
+		    "do anything on this machine; set workers.user to a user "
+		    "of their own");
 
 	pool.base = base;
 	pool.n = count;

@@ -583,3 +583,22 @@ def test_program_gets_only_the_results_of_the_steps_it_depends_on(taskerd):
     assert step(t, tid, "e")["results"] == {"seen": ["a", "c"]}
     order = {s["name"]: s["completed_at"] for s in done["steps"]}
     assert order["d"] < order["c"], order
+
+
+def test_workers_that_run_as_root_are_warned_about(taskerd):
+    """Started as root without workers.user, the workers (and every exec
+    program and plugin) run as root: the log says so, once, at start."""
+    t = taskerd(templates={"noop.yaml": """\
+name: idle
+namespace_name: exec
+version: 1.0.0
+step_templates:
+  - name: only
+    handler: noop
+"""})
+    lines = t.log_lines("workers run as root")
+    if os.geteuid() == 0:
+        assert len(lines) == 1 and "level=warn" in lines[0], t.log_tail(20)
+        assert "workers.user" in lines[0], lines
+    else:
+        assert lines == [], lines

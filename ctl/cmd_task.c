@@ -207,8 +207,8 @@ cmd_tasks_list(struct ctl_args *a)
 	}
 	out_table_print(t, stdout);
 	if (json_is_string(cursor))
-		fprintf(stderr, "(more than %lld tasks: --limit shows more)\n",
-		    (long long)limit);
+		fprintf(stderr, "(more than %lld task%s: --limit shows more)\n",
+		    (long long)limit, limit == 1 ? "" : "s");
 out:
 	json_decref(all);
 	json_decref(cursor);

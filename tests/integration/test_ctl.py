@@ -352,6 +352,8 @@ def test_tasks_list_follows_the_cursor(service):
     assert r.stderr == "(more than 50 tasks: --limit shows more)\n", r.stderr
     assert [x.query for x in service.requests_for("/v1/tasks")[n:]] == \
         [{"limit": "50"}]
+    r = ctl("tasks", "list", "--limit", "1", url=service.url)
+    assert r.stderr == "(more than 1 task: --limit shows more)\n", r.stderr
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,9 @@ nothing; defaults are inserted into the stored context.
 """
 
 import json
+import os
 import random
+import signal
 
 import harness
 
@@ -196,6 +198,39 @@ def test_caller_provided_identity(taskerd):
     assert r.status == 201, (r.status, r.body)
     assert r.body["task_id"] != first["task_id"]
     assert task_rows(t) == 2
+
+
+def test_a_key_outlives_a_new_version(taskerd):
+    """A key names one task of a template whatever its version: a retry
+    sent after a new version was loaded answers 409 with the first task
+    (it made a second one).  Another key gets the new version.  A strict
+    template's identity stays per version (its name and version are part
+    of it)."""
+    t = taskerd(templates={"payments.yaml": tmpl("payments",
+                                                 "caller_provided"),
+                           "pings.yaml": tmpl("pings")})
+    firsts = {}
+    for name in ("payments", "pings"):
+        r = t.post("/v1/tasks", json={"name": name, "namespace": NS,
+                                      "context": {}, "idempotency_key": "k1"})
+        assert r.status == 201, (r.status, r.body)
+        firsts[name] = t.wait_task(r.body["task_id"], timeout=20)
+    tdir = t.config["templates"]["dir"]
+    for name, strategy in (("payments", "caller_provided"), ("pings", None)):
+        with open(os.path.join(tdir, name + ".yaml"), "w") as f:
+            f.write(tmpl(name, strategy).replace("version: 1.0.0",
+                                                 "version: 2.0.0"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates reloaded"), 10,
+                       message="the reload")
+    for name in ("payments", "pings"):
+        r = t.post("/v1/tasks", json={"name": name, "namespace": NS,
+                                      "context": {}, "idempotency_key": "k1"})
+        assert_duplicate(r, firsts[name])
+        r = t.post("/v1/tasks", json={"name": name, "namespace": NS,
+                                      "context": {}, "idempotency_key": "k2"})
+        assert r.status == 201 and r.body["version"] == "2.0.0", r.body
+    assert task_rows(t) == 4
 
 
 def test_always_unique_is_the_default(taskerd):

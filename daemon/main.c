@@ -16,6 +16,8 @@
 #include "supervisor.h"
 #include "log.h"
 
+/* Exit 2 on a usage error, as tasker-ctl does; 1 is for a config that
+ * does not load, a database that does not answer and the like. */
 static void __attribute__((noreturn))
 usage(int code)
 {
@@ -71,11 +73,11 @@ main(int argc, char **argv)
 		case 'h':
 			usage(0);
 		default:
-			usage(1);
+			usage(2);
 		}
 	}
 	if (optind != argc || path == NULL || (check && migrate))
-		usage(1);
+		usage(2);
 
 	if ((conf = config_load(path, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "%s\n", err);

@@ -356,3 +356,15 @@ step_templates:
     assert "program %s/handlers/adir is not a file" % tdir.resolve() \
         in r.stderr, r.stderr
     assert "good.sh" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--check"],
+                                  ["-c", "x.yaml", "extra"],
+                                  ["-c", "x.yaml", "--check", "--migrate"]])
+def test_usage_errors_exit_2(args):
+    """A command line taskerd cannot run exits 2 with its usage, before
+    reading any file (exit 1 is for a config or database problem)."""
+    r = harness.run_cli(args, timeout=20)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "usage: taskerd -c FILE" in r.stderr, r.stderr
+

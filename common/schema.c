@@ -56,6 +56,8 @@ struct schema_chk {
 	struct schema_path	 path;		/* "/properties/email" */
 	char			*err;
 	size_t			 errlen;
+	char			*where;		/* the path of the problem */
+	size_t			 wherelen;
 };
 
 struct schema_val {
@@ -223,6 +225,9 @@ chk_fail(struct schema_chk *c, const char *fmt, ...)
 	size_t	 avail, head;
 	int	 n;
 
+	if (c->where != NULL && c->wherelen > 0)
+		snprintf(c->where, c->wherelen, "%s", c->path.len > 0 ?
+		    c->path.buf : "");
 	if (c->err == NULL || c->errlen == 0)
 		return;
 	va_start(ap, fmt);
@@ -1697,15 +1702,26 @@ schema_fill(const json_t *schema, json_t *inst, int depth)
 int
 schema_check(const json_t *schema, char *err, size_t errlen)
 {
+	return schema_check_at(schema, err, errlen, NULL, 0);
+}
+
+int
+schema_check_at(const json_t *schema, char *err, size_t errlen, char *where,
+    size_t wherelen)
+{
 	struct schema_chk	c;
 	int			rc;
 
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
+	if (where != NULL && wherelen > 0)
+		where[0] = '\0';
 	memset(&c, 0, sizeof(c));
 	path_init(&c.path, "");
 	c.err = err;
 	c.errlen = errlen;
+	c.where = where;
+	c.wherelen = wherelen;
 	if (schema == NULL) {
 		chk_fail(&c, "no schema");
 		rc = -1;

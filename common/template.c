@@ -211,15 +211,17 @@ tmpl_key_schema(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
     void *base, void *arg)
 {
 	struct tmpl	*t = base;
-	char		 why[512];
+	char		 why[512], where[256];
 
 	(void)arg;
 	if (yt_expect(doc, v, YAML_MAPPING_NODE, k->name) == -1)
 		return -1;
 	if ((t->schema = yt_json(doc, v)) == NULL)
 		return -1;
-	if (schema_check(t->schema, why, sizeof(why)) == -1)
-		return yt_error(doc, v, "%s: %s", k->name, why);
+	if (schema_check_at(t->schema, why, sizeof(why), where,
+	    sizeof(where)) == -1)
+		return yt_error(doc, yt_pointer(doc, v, where), "%s: %s",
+		    k->name, why);
 	return 0;
 }
 

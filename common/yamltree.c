@@ -594,6 +594,43 @@ yt_lookup(struct yt_doc *doc, const yaml_node_t *map, const char *key)
 	return NULL;
 }
 
+yaml_node_t *
+yt_pointer(struct yt_doc *doc, yaml_node_t *node, const char *ptr)
+{
+	yaml_node_t	*next;
+	const char	*end;
+	char		*tok, *o;
+	size_t		 i, n;
+
+	while (node != NULL && *ptr == '/') {
+		ptr++;
+		end = ptr + strcspn(ptr, "/");
+		/* Unescaped: "~1" is '/', "~0" is '~'. */
+		tok = o = xstrndup(ptr, (size_t)(end - ptr));
+		for (i = 0; tok[i] != '\0'; i++) {
+			if (tok[i] == '~' && (tok[i + 1] == '0' ||
+			    tok[i + 1] == '1'))
+				*o++ = tok[++i] == '0' ? '~' : '/';
+			else
+				*o++ = tok[i];
+		}
+		*o = '\0';
+		next = NULL;
+		if (node->type == YAML_MAPPING_NODE)
+			next = yt_lookup(doc, node, tok);
+		else if (node->type == YAML_SEQUENCE_NODE &&
+		    tok[0] >= '0' && tok[0] <= '9' &&
+		    (n = strtoul(tok, NULL, 10)) < yt_len(node))
+			next = yt_item(doc, node, n);
+		free(tok);
+		if (next == NULL)
+			break;
+		node = next;
+		ptr = end;
+	}
+	return node;
+}
+
 /*
  * Text-level conversions, shared by node reads and table defaults so that a
  * default and a configured value can never be read differently.  On failure

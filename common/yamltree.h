@@ -74,6 +74,10 @@ yaml_node_t	*yt_value(struct yt_doc *, const yaml_node_t *map, size_t);
 /* The value under key in map, or NULL. */
 yaml_node_t	*yt_lookup(struct yt_doc *, const yaml_node_t *map,
 		    const char *key);
+/* The node a JSON pointer (RFC 6901, "/properties/email") names below
+ * node, or the deepest one on its way that exists. */
+yaml_node_t	*yt_pointer(struct yt_doc *, yaml_node_t *node,
+		    const char *ptr);
 
 /*
  * Typed reads.  Each returns 0, or records "WHAT: reason" at the node and

@@ -23,6 +23,10 @@
  * naming the JSON path inside the schema, e.g. "/properties/email/pattern:
  * invalid regular expression". */
 int	 schema_check(const json_t *schema, char *err, size_t errlen);
+/* The same, and where the problem is as a JSON pointer into schema ("" for
+ * its root) in where, so that a loader can point at its line. */
+int	 schema_check_at(const json_t *schema, char *err, size_t errlen,
+	    char *where, size_t wherelen);
 
 /* Insert defaults into instance (objects only, recursively through
  * properties and items, for properties that are absent), then validate.

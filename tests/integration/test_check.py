@@ -107,6 +107,45 @@ step_templates:
       base: 2m
 """
 
+# A schema's problem is reported at its own line, however deep (a key
+# with a '/' is "~1" in the path).
+SCHEMA_DEEP = """\
+name: deep_schema
+namespace_name: it
+version: 1.0.0
+schema:
+  type: object
+  properties:
+    user:
+      type: object
+      properties:
+        "a/b":
+          type: string
+        email:
+          type: string
+          pattern: "(unclosed"
+step_templates:
+  - name: fetch
+    handler: noop
+"""
+
+SCHEMA_ITEMS = """\
+name: items_schema
+namespace_name: it
+version: 1.0.0
+schema:
+  type: object
+  properties:
+    "a/b":
+      type: array
+      items:
+        - type: string
+        - type: strng
+step_templates:
+  - name: fetch
+    handler: noop
+"""
+
 # The daemon must not try to reach this.
 NO_DB = "host=/nonexistent/taskerd-check-no-db port=5432 dbname=none user=nobody"
 
@@ -178,6 +217,11 @@ CASES = [
      ["duplicate", "fetch"], None),
     ("unknown_key", UNKNOWN_KEY, {line_of(UNKNOWN_KEY, "default_retry_limt")},
      ["default_retry_limt"], ("unknown", "unexpected", "not allowed", "invalid")),
+    ("schema_deep", SCHEMA_DEEP, {line_of(SCHEMA_DEEP, "(unclosed")},
+     ["/properties/user/properties/email/pattern", "regular expression"],
+     None),
+    ("schema_items", SCHEMA_ITEMS, {line_of(SCHEMA_ITEMS, "strng")},
+     ["/properties/a~1b/items/1/type"], None),
     ("backoff_base_over_max", BACKOFF_BASE_OVER_MAX,
      {line_of(BACKOFF_BASE_OVER_MAX, "base: 2m")},
      ["store", "backoff.base", "backoff.max", "120000 ms", "10000 ms"], None),

@@ -595,7 +595,28 @@ struct tmpl_refs {
 	bool			*ancestor;	/* by step index */
 	bool			 route;		/* routes.results.body */
 	char			 why[320];
+	char			 at[256];	/* JSON pointer to the string
+						 * being checked */
 };
+
+/* Append "/" and token (RFC 6901 escaped) to r->at; returns its old end. */
+static size_t
+tmpl_refs_push(struct tmpl_refs *r, const char *token)
+{
+	size_t	len = strlen(r->at), n = len;
+
+	if (n + 1 < sizeof(r->at))
+		r->at[n++] = '/';
+	for (; *token != '\0' && n + 2 < sizeof(r->at); token++) {
+		if (*token == '~' || *token == '/') {
+			r->at[n++] = '~';
+			r->at[n++] = *token == '~' ? '0' : '1';
+		} else
+			r->at[n++] = *token;
+	}
+	r->at[n] = '\0';
+	return len;
+}
 
 static int
 tmpl_check_path(const char *path, size_t len, void *arg)
@@ -667,7 +688,8 @@ tmpl_check_refs_in(json_t *v, struct tmpl_refs *r)
 {
 	const char	*key;
 	json_t		*item;
-	size_t		 i;
+	size_t		 i, mark;
+	char		 index[24];
 	int		 rc;
 
 	if (json_is_string(v)) {
@@ -676,13 +698,20 @@ tmpl_check_refs_in(json_t *v, struct tmpl_refs *r)
 		return rc == 0 ? 0 : -1;
 	}
 	if (json_is_object(v)) {
-		json_object_foreach(v, key, item)
+		json_object_foreach(v, key, item) {
+			mark = tmpl_refs_push(r, key);
 			if (tmpl_check_refs_in(item, r) == -1)
-				return -1;
+				return -1;	/* (r->at says where) */
+			r->at[mark] = '\0';
+		}
 	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, item)
+		json_array_foreach(v, i, item) {
+			snprintf(index, sizeof(index), "%zu", i);
+			mark = tmpl_refs_push(r, index);
 			if (tmpl_check_refs_in(item, r) == -1)
 				return -1;
+			r->at[mark] = '\0';
+		}
 	}
 	return 0;
 }
@@ -692,6 +721,7 @@ tmpl_check_refs(struct tmpl_parse *p)
 {
 	struct tmpl		*t = p->t;
 	struct tmpl_refs	 r;
+	yaml_node_t		*at;
 	size_t			*stack, sp, i, k, v, w;
 	int			 rc = 0;
 
@@ -728,8 +758,15 @@ tmpl_check_refs(struct tmpl_parse *p)
 		}
 		if (strcmp(t->steps[i].handler, "http") != 0)
 			continue;
-		r.why[0] = '\0';
-		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == -1)
+		r.why[0] = r.at[0] = '\0';
+		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == 0)
+			continue;
+		/* At the string's line, else the step's name. */
+		if ((at = yt_pointer(p->doc, yt_lookup(p->doc, yt_item(p->doc,
+		    p->steps_node, i), "handler_config"), r.at)) != NULL)
+			rc = yt_error(p->doc, at, "step '%s': %s",
+			    t->steps[i].name, r.why);
+		else
 			rc = yt_errorl(p->doc, tmpl_name_line(p, i), "step "
 			    "'%s': %s", t->steps[i].name, r.why);
 	}
@@ -738,11 +775,12 @@ tmpl_check_refs(struct tmpl_parse *p)
 	if (rc == 0 && t->route_results_body != NULL) {
 		r.route = true;
 		r.why[0] = '\0';
+		snprintf(r.at, sizeof(r.at), "/routes/results/body");
 		for (i = 0; i < t->nsteps; i++)
 			r.ancestor[i] = true;
 		if (tmpl_check_refs_in(t->route_results_body, &r) == -1)
-			rc = yt_error(p->doc, yt_root(p->doc),
-			    "routes.results.body: %s", r.why);
+			rc = yt_error(p->doc, yt_pointer(p->doc, yt_root(p->doc),
+			    r.at), "routes.results.body: %s", r.why);
 	}
 	free(stack);
 	free(r.ancestor);

@@ -447,38 +447,44 @@ test_err_placeholders(void **state)
 	expect_error(HEAD "  - name: a\n    handler: noop\n"
 	    "  - name: b\n    handler_config:\n      url: http://x/\n"
 	    "      body: {n: \"{{steps.a.results.n}}\"}\n",
-	    "t.yaml:5: step 'b': placeholder reads step 'a', which it does "
+	    "t.yaml:8: step 'b': placeholder reads step 'a', which it does "
 	    "not depend on (depends_on_steps)");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{steps.nosuch.results.n?}}\"\n",
-	    "t.yaml:3: step 'b': placeholder names step 'nosuch', which is "
+	    "t.yaml:5: step 'b': placeholder names step 'nosuch', which is "
 	    "not in this template");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: http://x/\n      headers: {X-A: \"{{contxt.a}}\"}\n",
-	    "t.yaml:3: step 'b': placeholder 'contxt.a' names none of "
+	    "t.yaml:6: step 'b': placeholder 'contxt.a' names none of "
+	    "context, steps, attempt, service, env");
+	/* At the string's own line, however its keys are spelt. */
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: http://x/\n      headers:\n        X-Ok: a\n"
+	    "        \"X/Y~Z\": \"{{contxt.a}}\"\n",
+	    "t.yaml:8: step 'b': placeholder 'contxt.a' names none of "
 	    "context, steps, attempt, service, env");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{context.a\"\n",
-	    "t.yaml:3: step 'b': unterminated placeholder at offset 9");
+	    "t.yaml:5: step 'b': unterminated placeholder at offset 9");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{ context.a ? }}\"\n",
-	    "t.yaml:3: step 'b': placeholder 'context.a ?' has a space "
+	    "t.yaml:5: step 'b': placeholder 'context.a ?' has a space "
 	    "before its '?'");
 	/* Paths that name nothing, ever. */
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{context..a}}\"\n",
-	    "t.yaml:3: step 'b': placeholder 'context..a' has an empty "
+	    "t.yaml:5: step 'b': placeholder 'context..a' has an empty "
 	    "segment");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{context.?}}\"\n",
-	    "t.yaml:3: step 'b': placeholder 'context.' has an empty "
+	    "t.yaml:5: step 'b': placeholder 'context.' has an empty "
 	    "segment");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{env.}}\"\n",
-	    "t.yaml:3: step 'b': placeholder 'env.' has an empty segment");
+	    "t.yaml:5: step 'b': placeholder 'env.' has an empty segment");
 	expect_error(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{env}}\"\n",
-	    "t.yaml:3: step 'b': placeholder 'env' names no environment "
+	    "t.yaml:5: step 'b': placeholder 'env' names no environment "
 	    "variable (env.NAME)");
 	expect_loads(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{env.HOME}}/{{context}}/{{context.first "
@@ -1160,11 +1166,11 @@ test_registry_route_clash(void **state)
 	/* A results body names the finished task's context, steps, task. */
 	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
 	    "body: { a: \"{{contxt.a}}\" } } }\nstep_templates:\n"
-	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.results."
+	    "  - name: a\n    handler: noop\n", "t.yaml:2: routes.results."
 	    "body: placeholder 'contxt.a' names none of context, steps, task");
 	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
 	    "body: { a: \"{{steps.b.results.x}}\" } } }\nstep_templates:\n"
-	    "  - name: a\n    handler: noop\n", "t.yaml:1: routes.results."
+	    "  - name: a\n    handler: noop\n", "t.yaml:2: routes.results."
 	    "body: placeholder names step 'b', which is not in this template");
 	expect_error("name: t\nroutes: { status: { path: \"/x/{task_id}\" }, "
 	    "results: { path: \"/x/{task_id}\" } }\nstep_templates:\n"

@@ -925,6 +925,15 @@ pattern_locale(void)
 	return pattern_loc;
 }
 
+static bool
+beyond_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
 static int
 pattern_compile(regex_t *re, const char *text)
 {
@@ -1115,7 +1124,11 @@ chk_pattern(struct schema_chk *c, const json_t *v, int depth)
 	}
 	if ((rc = pattern_compile(&re, json_string_value(v))) != 0) {
 		regerror(rc, &re, why, sizeof(why));
-		chk_fail(c, "invalid regular expression: %s", why);
+		/* glibc takes a range only between ASCII ends. */
+		chk_fail(c, "invalid regular expression: %s%s", why,
+		    (rc == REG_ECOLLATE || rc == REG_ERANGE) &&
+		    beyond_ascii(json_string_value(v)) ? " (a range with an "
+		    "end past ASCII: write its characters out, [àáâ])" : "");
 		regfree(&re);
 		return -1;
 	}

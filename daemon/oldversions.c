@@ -48,6 +48,18 @@ oldversions_find(int64_t db_id)
 	return NULL;
 }
 
+size_t
+oldversions_count(void)
+{
+	return ov.n;
+}
+
+const struct tmpl *
+oldversions_item(size_t i)
+{
+	return i < ov.n ? ov.items[i] : NULL;
+}
+
 /* Whether the files hold a later version of namespace/name than id. */
 static bool
 superseded(const char *namespace, const char *name, int64_t id)

@@ -445,6 +445,7 @@ static struct {
 	struct event	*held_due;	/* the first held task's next try */
 	struct event	*mark;
 	const struct tmpl_registry *readers_of;	/* registry readers is for */
+	size_t		 readers_old;	/* and how many old versions */
 	char		*readers;
 } sc;
 
@@ -455,37 +456,48 @@ static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static char	*id_array(json_t *);
 
+static void
+readers_add(json_t *obj, const struct tmpl *t)
+{
+	json_t	*names = json_object();
+	char	 key[24];
+	size_t	 j;
+
+	for (j = 0; j < t->nsteps; j++)
+		if (t->steps[j].reads_results)
+			json_object_set(names, t->steps[j].name,
+			    t->steps[j].ancestors);
+	snprintf(key, sizeof(key), "%lld", (long long)t->db_id);
+	json_object_set_new(obj, key, names);
+}
+
 /*
  * The steps whose handler may read other steps' results, with the steps
  * whose results they get, as the claims' readers parameter:
- * {"template_id": {"step": [the steps it depends on]}}.  Built once per
- * template registry (a reload replaces the registry, and never frees the
- * old one while the daemon runs, so the pointer identifies it).
+ * {"template_id": {"step": [the steps it depends on]}}: those of the
+ * template files and of the old versions loaded as stored.  Built again
+ * when either changes (a reload replaces the registry, and never frees
+ * the old one while the daemon runs, so the pointer identifies it; old
+ * versions are only ever added).
  */
 static const char *
 results_readers(void)
 {
-	const struct tmpl	*t;
-	json_t			*obj, *names;
-	char			 key[24];
-	size_t			 i, j;
+	json_t	*obj;
+	size_t	 i;
 
-	if (sc.readers != NULL && sc.readers_of == sv.templates)
+	if (sc.readers != NULL && sc.readers_of == sv.templates &&
+	    sc.readers_old == oldversions_count())
 		return sc.readers;
 	obj = json_object();
-	for (i = 0; i < sv.templates->n; i++) {
-		t = sv.templates->items[i];
-		names = json_object();
-		for (j = 0; j < t->nsteps; j++)
-			if (t->steps[j].reads_results)
-				json_object_set(names, t->steps[j].name,
-				    t->steps[j].ancestors);
-		snprintf(key, sizeof(key), "%lld", (long long)t->db_id);
-		json_object_set_new(obj, key, names);
-	}
+	for (i = 0; i < sv.templates->n; i++)
+		readers_add(obj, sv.templates->items[i]);
+	for (i = 0; i < oldversions_count(); i++)
+		readers_add(obj, oldversions_item(i));
 	free(sc.readers);
 	sc.readers = jsontext(obj, 0);
 	sc.readers_of = sv.templates;
+	sc.readers_old = oldversions_count();
 	json_decref(obj);
 	return sc.readers;
 }

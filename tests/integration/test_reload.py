@@ -263,9 +263,10 @@ def test_a_worker_starting_at_a_reload_is_replaced_too(taskerd, tmp_path):
     assert worker_debug_lines(t), t.log_tail(20)
 
 
-# A version whose second step says which version ran it; the first is slow
-# enough to replace the file under it.  An exec step with a relative
-# program, found from the template directory.
+# A version whose second step says which version ran it, and what its
+# parent's results were; the first is slow enough to replace the file under
+# it.  An exec step with a relative program, found from the template
+# directory.
 VERSIONED = """\
 name: versioned
 namespace_name: reload
@@ -273,14 +274,19 @@ version: @V@
 step_templates:
   - name: first
     handler: noop
-    handler_config: { sleep_ms: 1500 }
+    handler_config: { sleep_ms: 1500, results: { from: "first @V@" } }
   - name: second
     handler: exec
     depends_on_step: first
-    handler_config: { command: [./say.sh, "@V@"] }
+    handler_config: { command: [./say.py, "@V@"] }
 """
 
-SAY = "#!/bin/sh\nprintf '{\"version\": \"%s\"}' \"$1\"\n"
+SAY = """#!/usr/bin/python3
+import json, sys
+got = json.load(sys.stdin)
+print(json.dumps({"version": sys.argv[1],
+                  "parent": got["steps"]["first"]["results"]["from"]}))
+"""
 
 
 def versioned(t, version):
@@ -292,7 +298,7 @@ def versioned(t, version):
 def start_versioned(taskerd):
     t = taskerd(templates={"versioned.yaml": VERSIONED.replace("@V@", "1.0.0")},
                 workers=1)
-    say = os.path.join(t.config["templates"]["dir"], "say.sh")
+    say = os.path.join(t.config["templates"]["dir"], "say.py")
     with open(say, "w") as f:
         f.write(SAY)
     os.chmod(say, 0o755)
@@ -308,12 +314,14 @@ def assert_ran_on_its_version(t, tid):
     assert done["status"] == "complete", done
     assert done["version"] == "1.0.0", done
     second = harness.steps_by_name(done)["second"]
-    assert second["results"] == {"version": "1.0.0"}, second
+    assert second["results"] == {"version": "1.0.0",
+                                 "parent": "first 1.0.0"}, second
     assert len(t.log_lines("loaded as stored")) == 1, t.log_tail(30)
     # New tasks get the new version.
     new = t.create_task("versioned", {}, namespace="reload")["task_id"]
     second = harness.steps_by_name(t.wait_task(new, timeout=20))["second"]
-    assert second["results"] == {"version": "2.0.0"}, second
+    assert second["results"] == {"version": "2.0.0",
+                                 "parent": "first 2.0.0"}, second
 
 
 def test_a_task_ends_on_its_version_after_a_reload_replaced_it(taskerd):

@@ -426,7 +426,7 @@ static struct {
 	struct claimq	 unmarked;	/* running, 'in_progress' not written */
 	struct claimq	 marking;	/* must not run twice: waiting for
 					 * their 'in_progress' to commit */
-	int		 nmarking;	/* (each keeps an idle worker) */
+	int		 nmarking;
 	int		 ndispatched;	/* claims held by workers */
 	int		 reserved;	/* limits of claims in flight */
 	json_t		*batch;		/* {"step_id": record} not yet sent */
@@ -454,6 +454,8 @@ static void	sched_flush(void);
 static void	sched_cancel_heard(const char *);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
+static void	sched_unstarted(struct claim *, const char *);
+static void	marking_drop(struct claim *);
 static char	*id_array(json_t *);
 
 static void
@@ -546,13 +548,6 @@ int
 sched_inflight(void)
 {
 	return sc.nqueued + sc.nmarking + sc.ndispatched;
-}
-
-/* Idle workers not kept for a claim whose mark is on its way. */
-static int
-workers_free(void)
-{
-	return pool_idle() - sc.nmarking;
 }
 
 static void
@@ -680,7 +675,7 @@ sched_room(bool children)
 	int		 cap = sv.conf->workers_count;
 
 	TAILQ_FOREACH(c, &sc.queue, entry)
-		if (services_may_dispatch(claim_service(c)))
+		if (c->marked || services_may_dispatch(claim_service(c)))
 			held++;
 	cap += children ? sv.conf->scheduler_prefetch :
 	    sv.conf->scheduler_prefetch / 2;
@@ -794,12 +789,13 @@ sched_mark_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Give a claim to an idle worker (workers_free() > 0).  A step that must
- * not run twice (retryable: false) goes to one only once its 'in_progress'
- * has committed (sched_marks_done); its claim keeps the worker meanwhile.
+ * Give a claim to an idle worker (pool_idle() > 0).  A step that must not
+ * run twice (retryable: false) goes to one only once its 'in_progress' has
+ * committed: then it waits at the head of the queue (sched_marks_done).
  * Started first and marked later, as the others are, it would read
  * 'enqueued' if the node died in between, which a sweep takes for never
- * run and hands back: the step would run again.
+ * run and hands back: the step would run again.  (No worker waits for the
+ * mark: a task locked elsewhere can hold it back for long.)
  */
 static void
 sched_start(struct claim *c)
@@ -839,7 +835,7 @@ claim_cancelled(const struct claim *c)
 
 /* Give queued claims to idle workers, as their services allow; hand back
  * those of a cancelled task (which the hand-back cancels) and of an open
- * breaker. */
+ * breaker (a marked one's record does the same: sched_unstarted). */
 static void
 sched_dispatch_queued(void)
 {
@@ -856,6 +852,13 @@ sched_dispatch_queued(void)
 		if (services_open(service) || claim_cancelled(c)) {
 			TAILQ_REMOVE(&sc.queue, c, entry);
 			sc.nqueued--;
+			if (c->marked) {
+				sched_unstarted(c, claim_cancelled(c) ?
+				    "the task was cancelled before the step "
+				    "started" : "its service's breaker opened "
+				    "before the step started");
+				continue;
+			}
 			release[nrelease++] = c;
 			if (nrelease == 64) {
 				sched_release(release, nrelease);
@@ -863,7 +866,9 @@ sched_dispatch_queued(void)
 			}
 			continue;
 		}
-		if (workers_free() <= 0 || !services_may_dispatch(service))
+		/* (A marked one has its service's place already.) */
+		if (pool_idle() == 0 ||
+		    (!c->marked && !services_may_dispatch(service)))
 			continue;
 		TAILQ_REMOVE(&sc.queue, c, entry);
 		sc.nqueued--;
@@ -937,7 +942,7 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		}
 		/* A worker is idle: nothing queued could start before this
 		 * one, which need not wait for the rest of the rows. */
-		if (workers_free() > 0 && node_lease_ok() &&
+		if (pool_idle() > 0 && node_lease_ok() &&
 		    !services_open(claim_service(c)) &&
 		    !claim_cancelled(c) &&
 		    services_may_dispatch(claim_service(c))) {
@@ -1275,6 +1280,7 @@ struct sent {
 static void
 apply_refused(json_t *recs, const char *why)
 {
+	struct claim	*c;
 	const char	*k;
 	json_t		*v, *err;
 
@@ -1294,6 +1300,17 @@ apply_refused(json_t *recs, const char *why)
 			    (long long)json_integer_value(json_object_get(v,
 			    "task_id")), json_string_value(json_object_get(v,
 			    "name")));
+			/* The mark of a step that must not run twice: no
+			 * outcome follows, its claim goes (the sweeper hands
+			 * the step back). */
+			TAILQ_FOREACH(c, &sc.marking, entry)
+				if (c->step_id == strtoll(k, NULL, 10))
+					break;
+			if (c != NULL) {
+				TAILQ_REMOVE(&sc.marking, c, entry);
+				sc.nmarking--;
+				marking_drop(c);
+			}
 			json_object_del(recs, k);
 			return;
 		}
@@ -1462,9 +1479,11 @@ done:
 }
 
 /*
- * A claim whose mark committed but that cannot start now (the node's lease
- * lapsed meanwhile, it is stopping, its worker is gone): the step never
- * ran, and waits for another attempt, which this one does not spend.
+ * A claim whose mark committed but that will not start here (the node's
+ * lease lapsed meanwhile, it is stopping, the task was cancelled, the
+ * service's breaker opened): the step never ran, and waits for another
+ * attempt, which this one does not spend (in a cancelled task it is
+ * cancelled).
  */
 static void
 sched_unstarted(struct claim *c, const char *why)
@@ -1483,13 +1502,26 @@ sched_unstarted(struct claim *c, const char *why)
 	sched_outcome(c, &o);
 }
 
+/* A marking claim whose mark will never apply (stale: the claim was lost;
+ * or refused): nothing ran, and its service's place is free again. */
+static void
+marking_drop(struct claim *c)
+{
+	struct proto_step_outcome o;
+
+	memset(&o, 0, sizeof(o));
+	o.outcome = OUTCOME_RETRYABLE;
+	o.error_code = "not_started";
+	services_finished(claim_service(c), &o);
+	claim_free(c);
+}
+
 /* The marks of steps that must not run twice that were in a batch just
- * committed (recs; applied: those that applied): the claims go to their
- * workers; a stale one (the claim was lost) is dropped. */
+ * committed (recs; applied: those that applied): the claims go to the
+ * head of the queue; a stale one is dropped. */
 static void
 sched_marks_done(json_t *recs, json_t *applied, unsigned epoch)
 {
-	struct proto_step_outcome o;
 	struct claim	*c, *next;
 	json_t		*rec;
 	char		 key[24];
@@ -1503,23 +1535,22 @@ sched_marks_done(json_t *recs, json_t *applied, unsigned epoch)
 			continue;
 		TAILQ_REMOVE(&sc.marking, c, entry);
 		sc.nmarking--;
-		if (json_object_get(applied, key) == NULL) {
-			memset(&o, 0, sizeof(o));
-			o.outcome = OUTCOME_RETRYABLE;
-			o.error_code = "not_started";
-			services_finished(claim_service(c), &o);
-			claim_free(c);
-		} else if (sv.stopping)
+		if (json_object_get(applied, key) == NULL)
+			marking_drop(c);
+		else if (sv.stopping)
 			sched_unstarted(c, "the node began to stop before the "
 			    "step started");
 		else if (!node_lease_ok() || epoch != node_epoch())
 			sched_unstarted(c, "the node's lease lapsed before the "
 			    "step started");
-		else if (workers_free() <= 0)
-			sched_unstarted(c, "its worker was gone before the "
+		else if (claim_cancelled(c))
+			sched_unstarted(c, "the task was cancelled before the "
 			    "step started");
-		else
-			sched_start(c);
+		else {
+			/* First for the next idle worker (sched_run). */
+			TAILQ_INSERT_HEAD(&sc.queue, c, entry);
+			sc.nqueued++;
+		}
 	}
 }
 
@@ -1983,9 +2014,10 @@ sched_cancel_heard(const char *payload)
 	db_submit(job);
 }
 
-/* Hand back every claim still waiting for a worker. */
+/* Hand back every claim still waiting for a worker; a marked one (its
+ * 'in_progress' written) ends its attempt unspent, for why. */
 static void
-sched_release_queue(void)
+sched_release_queue(const char *why)
 {
 	struct claim	*c, **claims;
 	size_t		 n = 0;
@@ -1993,7 +2025,10 @@ sched_release_queue(void)
 	claims = xcalloc((size_t)sc.nqueued + 1, sizeof(*claims));
 	while ((c = TAILQ_FIRST(&sc.queue)) != NULL) {
 		TAILQ_REMOVE(&sc.queue, c, entry);
-		claims[n++] = c;
+		if (c->marked)		/* 'in_progress' already */
+			sched_unstarted(c, why);
+		else
+			claims[n++] = c;
 	}
 	sc.nqueued = 0;
 	sched_release(claims, n);
@@ -2004,7 +2039,8 @@ sched_release_queue(void)
 void
 sched_shutdown(void)
 {
-	sched_release_queue();
+	sched_release_queue("the node began to stop before the step "
+	    "started");
 }
 
 /*
@@ -2015,7 +2051,8 @@ sched_shutdown(void)
 void
 sched_lease_regained(void)
 {
-	sched_release_queue();
+	sched_release_queue("the node's lease lapsed before the step "
+	    "started");
 	sched_kick();
 }
 

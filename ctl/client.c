@@ -159,17 +159,20 @@ client_request(const char *method, const char *path, const json_t *body,
 		explicit_bzero(auth, strlen(auth));
 		free(auth);
 	}
+	if (cc != CURLE_OK && sink.too_big) {
+		/* It answered, with more than a client takes. */
+		ctl_warnx("%s: the answer is larger than %u bytes", url,
+		    CLIENT_MAX_BODY);
+		free(sink.buf);
+		free(url);
+		return CTL_EXIT_API;
+	}
 	if (cc != CURLE_OK) {
-		if (sink.too_big)
-			ctl_warnx("%s: the answer is larger than %u bytes", url,
-			    CLIENT_MAX_BODY);
-		else {
-			snprintf(failure, sizeof(failure), "cannot reach "
-			    "%s: %s", unix_path ? ctl.url : url, errbuf[0] ?
-			    errbuf : curl_easy_strerror(cc));
-			if (!quiet)
-				ctl_warnx("%s", failure);
-		}
+		snprintf(failure, sizeof(failure), "cannot reach %s: %s",
+		    unix_path ? ctl.url : url, errbuf[0] ? errbuf :
+		    curl_easy_strerror(cc));
+		if (!quiet)
+			ctl_warnx("%s", failure);
 		free(sink.buf);
 		free(url);
 		return CTL_EXIT_UNREACHABLE;

@@ -504,7 +504,7 @@ cmd_task_watch(struct ctl_args *a)
 		 * restarting, most likely: said once, and watched through. */
 		client_quiet(last != NULL);
 		rc = client_request("GET", path, NULL, &r);
-		if (rc != 0 && last == NULL)
+		if (rc != 0 && (last == NULL || rc != CTL_EXIT_UNREACHABLE))
 			break;		/* a wrong URL, most likely */
 		if (rc != 0) {
 			if (!lost)

@@ -107,7 +107,8 @@ void	 client_cleanup(void);
 /*
  * One request; body (may be NULL) is sent as JSON.  Returns 0 with *r
  * filled when the server answered anything; CTL_EXIT_UNREACHABLE with the
- * URL and curl's reason printed when it did not.
+ * URL and curl's reason printed when it did not; CTL_EXIT_API, said so,
+ * when its answer is larger than a client takes.
  */
 int	 client_request(const char *method, const char *path,
 	    const json_t *body, struct client_resp *r);

@@ -960,6 +960,13 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 	}
 	sched_release(back, nback);
 	free(back);
+	/* After the hand-back, so that the claim made once an old version
+	 * is loaded finds its steps ready. */
+	for (i = 0; i < PQntuples(res); i++)
+		if (!PQgetisnull(res, i, 0) && supervisor_template(strtoll(
+		    PQgetvalue(res, i, 8), NULL, 10)) == NULL)
+			oldversions_lookup(strtoll(PQgetvalue(res, i, 8), NULL,
+			    10));
 	return n;
 }
 
@@ -1017,7 +1024,6 @@ sched_unknown_template(long long template_id, const struct claim *c)
 	snprintf(key, sizeof(key), "%lld", template_id);
 	json_object_set_new(sc.unknown_tmpls, key, json_integer(
 	    (json_int_t)(mono_ms() + SCHED_UNKNOWN_TMPL_MS)));
-	oldversions_lookup(template_id);
 }
 
 /* "{7,9}": the templates sched_unknown_template holds back from claims,

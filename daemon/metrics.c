@@ -202,7 +202,15 @@ metrics_render(struct evbuffer *b)
 			if (f->kind != HISTOGRAM) {
 				evbuffer_add_printf(b, "%s", f->name);
 				put_labels(b, f, s, NULL);
-				evbuffer_add_printf(b, " %.10g\n", s->value);
+				/* Counts exactly, however large (%g would
+				 * round past ten digits). */
+				if (s->value == floor(s->value) &&
+				    fabs(s->value) < 9007199254740992.0)
+					evbuffer_add_printf(b, " %.0f\n",
+					    s->value);
+				else
+					evbuffer_add_printf(b, " %.10g\n",
+					    s->value);
 				continue;
 			}
 			for (j = 0; j < NBUCKETS; j++) {

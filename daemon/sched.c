@@ -198,7 +198,7 @@ static const char sql_apply[] =
 "  FROM o WHERE s.id = ANY(ARRAY(SELECT step_id FROM o))"
 "    AND s.id = o.step_id AND s.lease_token = o.token"
 "  RETURNING s.id, s.task_id, s.status, s.children, o.old, o.before,"
-"    o.meta, o.started, o.smeta),"
+"    o.meta, o.started, o.smeta, o.task_status),"
 " st AS ("
 "  INSERT INTO step_transitions (step_id, task_id, from_state, to_state,"
 "    metadata, created_at)"
@@ -255,15 +255,15 @@ static const char sql_apply[] =
 "      AND u.task_id <> ALL(ARRAY(SELECT task_id FROM k WHERE live))) f) "
 "SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::int, NULL::int,"
 "  NULL::boolean, NULL::int, NULL::bigint, NULL::bigint, NULL::text,"
-"  NULL::text, NULL::text, u.id FROM u "
+"  NULL::text, NULL::text, u.id, u.task_status FROM u "
 "UNION ALL "
 "SELECT k.id, k.task_id, k.name, k.attempts, k.retry_limit, k.retryable,"
 "  k.timeout_ms, k.lease_token, t.template_id, t.correlation_id,"
-"  t.context::text, " SQL_RESULTS_FOR("k", "$5") ", NULL"
+"  t.context::text, " SQL_RESULTS_FOR("k", "$5") ", NULL, NULL"
 " FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
 "UNION ALL "
 "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-"  NULL, NULL FROM f WHERE f.v IS NULL";
+"  NULL, NULL, NULL FROM f WHERE f.v IS NULL";
 
 /*
  * Finalise tasks ($1: bigint[]; NULL: the ones sql_apply chose, earlier in
@@ -427,6 +427,7 @@ static struct {
 	struct claimq	 marking;	/* must not run twice: waiting for
 					 * their 'in_progress' to commit */
 	int		 nmarking;
+	int		 nmarked;	/* committed, queued (c->marked) */
 	int		 ndispatched;	/* claims held by workers */
 	int		 reserved;	/* limits of claims in flight */
 	json_t		*batch;		/* {"step_id": record} not yet sent */
@@ -455,7 +456,6 @@ static void	sched_cancel_heard(const char *);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static void	sched_unstarted(struct claim *, const char *);
-static void	marking_drop(struct claim *);
 static char	*id_array(json_t *);
 
 static void
@@ -548,6 +548,22 @@ int
 sched_inflight(void)
 {
 	return sc.nqueued + sc.nmarking + sc.ndispatched;
+}
+
+/* Whether a claim of a step that must not run twice may be marked now:
+ * an idle worker is there for it, beside those its marked elders wait
+ * for (sched_start). */
+static bool
+may_mark(void)
+{
+	return pool_idle() - sc.nmarking - sc.nmarked > 0;
+}
+
+/* Whether a queued claim may start now, as far as its kind goes. */
+static bool
+may_start(const struct claim *c)
+{
+	return c->retryable || c->marked || may_mark();
 }
 
 static void
@@ -675,7 +691,7 @@ sched_room(bool children)
 	int		 cap = sv.conf->workers_count;
 
 	TAILQ_FOREACH(c, &sc.queue, entry)
-		if (c->marked || services_may_dispatch(claim_service(c)))
+		if (services_may_dispatch(claim_service(c)))
 			held++;
 	cap += children ? sv.conf->scheduler_prefetch :
 	    sv.conf->scheduler_prefetch / 2;
@@ -794,8 +810,11 @@ sched_mark_cb(evutil_socket_t fd, short what, void *arg)
  * committed: then it waits at the head of the queue (sched_marks_done).
  * Started first and marked later, as the others are, it would read
  * 'enqueued' if the node died in between, which a sweep takes for never
- * run and hands back: the step would run again.  (No worker waits for the
- * mark: a task locked elsewhere can hold it back for long.)
+ * run and hands back: the step would run again.  No worker waits for the
+ * mark (a task locked elsewhere can hold it back for long), nor does its
+ * service's place; but only as many are marked as workers are idle
+ * (may_mark): a mark says the step started, and a crash would end each
+ * marked one's attempt.
  */
 static void
 sched_start(struct claim *c)
@@ -803,7 +822,6 @@ sched_start(struct claim *c)
 	if (!c->marked) {
 		clock_gettime(CLOCK_MONOTONIC, &c->started);
 		clock_gettime(CLOCK_REALTIME, &c->started_wall);
-		services_started(claim_service(c));
 	}
 	if (!c->retryable && !c->marked) {
 		TAILQ_INSERT_TAIL(&sc.marking, c, entry);
@@ -816,6 +834,9 @@ sched_start(struct claim *c)
 	c->dispatched = true;
 	if (!c->marked)
 		TAILQ_INSERT_TAIL(&sc.unmarked, c, entry);
+	else
+		sc.nmarked--;
+	services_started(claim_service(c));
 	metrics_inc(M_STEPS_STARTED, 1, claim_template(c), c->step_name);
 	pool_dispatch(c);	/* the pool holds it until the outcome */
 	sched_mark_arm();
@@ -853,6 +874,7 @@ sched_dispatch_queued(void)
 			TAILQ_REMOVE(&sc.queue, c, entry);
 			sc.nqueued--;
 			if (c->marked) {
+				sc.nmarked--;
 				sched_unstarted(c, claim_cancelled(c) ?
 				    "the task was cancelled before the step "
 				    "started" : "its service's breaker opened "
@@ -866,9 +888,8 @@ sched_dispatch_queued(void)
 			}
 			continue;
 		}
-		/* (A marked one has its service's place already.) */
-		if (pool_idle() == 0 ||
-		    (!c->marked && !services_may_dispatch(service)))
+		if (pool_idle() == 0 || !may_start(c) ||
+		    !services_may_dispatch(service))
 			continue;
 		TAILQ_REMOVE(&sc.queue, c, entry);
 		sc.nqueued--;
@@ -942,7 +963,7 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		}
 		/* A worker is idle: nothing queued could start before this
 		 * one, which need not wait for the rest of the rows. */
-		if (pool_idle() > 0 && node_lease_ok() &&
+		if (pool_idle() > 0 && may_start(c) && node_lease_ok() &&
 		    !services_open(claim_service(c)) &&
 		    !claim_cancelled(c) &&
 		    services_may_dispatch(claim_service(c))) {
@@ -1315,7 +1336,7 @@ apply_refused(json_t *recs, const char *why)
 			if (c != NULL) {
 				TAILQ_REMOVE(&sc.marking, c, entry);
 				sc.nmarking--;
-				marking_drop(c);
+				claim_free(c);	/* (nothing ran) */
 			}
 			json_object_del(recs, k);
 			return;
@@ -1439,7 +1460,9 @@ sched_apply_done(struct db_job *job, void *arg)
 		if (PQgetisnull(res, r, 12))
 			continue;
 		k = PQgetvalue(res, r, 12);
-		json_object_set_new(applied, k, json_true());
+		/* (With its task's status, as the batch found it.) */
+		json_object_set_new(applied, k, json_string(PQgetvalue(res, r,
+		    13)));
 		v = json_object_get(sent->recs, k);
 		/* The retry is due delay_ms after this commit: the wake-up
 		 * armed with the outcome may have come before the commit and
@@ -1503,23 +1526,8 @@ sched_unstarted(struct claim *c, const char *why)
 	o.error_code = "not_started";
 	o.error_message = (char *)why;
 	o.retry_after_ms = -1;
-	services_finished(claim_service(c), &o);	/* (says nothing) */
 	c->unstarted = true;
 	sched_outcome(c, &o);
-}
-
-/* A marking claim whose mark will never apply (stale: the claim was lost;
- * or refused): nothing ran, and its service's place is free again. */
-static void
-marking_drop(struct claim *c)
-{
-	struct proto_step_outcome o;
-
-	memset(&o, 0, sizeof(o));
-	o.outcome = OUTCOME_RETRYABLE;
-	o.error_code = "not_started";
-	services_finished(claim_service(c), &o);
-	claim_free(c);
 }
 
 /* The marks of steps that must not run twice that were in a batch just
@@ -1530,6 +1538,7 @@ sched_marks_done(json_t *recs, json_t *applied, unsigned epoch)
 {
 	struct claim	*c, *next;
 	json_t		*rec;
+	const char	*status;
 	char		 key[24];
 
 	for (c = TAILQ_FIRST(&sc.marking); c != NULL; c = next) {
@@ -1541,21 +1550,23 @@ sched_marks_done(json_t *recs, json_t *applied, unsigned epoch)
 			continue;
 		TAILQ_REMOVE(&sc.marking, c, entry);
 		sc.nmarking--;
-		if (json_object_get(applied, key) == NULL)
-			marking_drop(c);
+		if ((status = json_string_value(json_object_get(applied,
+		    key))) == NULL)
+			claim_free(c);	/* (nothing ran) */
 		else if (sv.stopping)
 			sched_unstarted(c, "the node began to stop before the "
 			    "step started");
 		else if (!node_lease_ok() || epoch != node_epoch())
 			sched_unstarted(c, "the node's lease lapsed before the "
 			    "step started");
-		else if (claim_cancelled(c))
+		else if (claim_cancelled(c) || strcmp(status, "cancelled") == 0)
 			sched_unstarted(c, "the task was cancelled before the "
 			    "step started");
 		else {
 			/* First for the next idle worker (sched_run). */
 			TAILQ_INSERT_HEAD(&sc.queue, c, entry);
 			sc.nqueued++;
+			sc.nmarked++;
 		}
 	}
 }
@@ -2006,10 +2017,12 @@ sched_cancel_heard(const char *payload)
 		sched_dispatch_queued();
 		return;
 	}
-	if (sc.nqueued == 0)
+	if (sc.nqueued == 0 && sc.nmarking == 0)
 		return;
 	ids = json_array();
 	TAILQ_FOREACH(c, &sc.queue, entry)
+		json_array_append_new(ids, json_integer(c->task_id));
+	TAILQ_FOREACH(c, &sc.marking, entry)
 		json_array_append_new(ids, json_integer(c->task_id));
 	arr = jsontext(ids, 0);
 	json_decref(ids);
@@ -2031,9 +2044,10 @@ sched_release_queue(const char *why)
 	claims = xcalloc((size_t)sc.nqueued + 1, sizeof(*claims));
 	while ((c = TAILQ_FIRST(&sc.queue)) != NULL) {
 		TAILQ_REMOVE(&sc.queue, c, entry);
-		if (c->marked)		/* 'in_progress' already */
+		if (c->marked) {	/* 'in_progress' already */
+			sc.nmarked--;
 			sched_unstarted(c, why);
-		else
+		} else
 			claims[n++] = c;
 	}
 	sc.nqueued = 0;

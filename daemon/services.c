@@ -206,7 +206,7 @@ service_verdict(const struct proto_step_outcome *o)
 {
 	static const char *const ours[] = { "worker_died",
 	    "worker_unresponsive", "node_lease_lapsed", "node_lost",
-	    "node_restarted", "claim_lost", "not_started", NULL };
+	    "node_restarted", "claim_lost", NULL };
 	int	i;
 
 	if (o->outcome == OUTCOME_SUCCESS || (o->http_status > 0 &&

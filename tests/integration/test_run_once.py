@@ -1,8 +1,10 @@
 """Steps that must not run twice (retryable: false) start only once their
-'in_progress' is written.  While that write waits (here on a lock held on
-the step's row), no worker waits with it, and a cancel heard meanwhile
-keeps the step from starting.  (A crash in that window: see
-test_orphan_claims.py.)"""
+'in_progress' is written, so that a crash never leaves one that ran
+looking unstarted; and only as many are written as workers are idle, so
+that a crash does not end the attempts of queued ones that never ran.
+While that write waits (here on a lock held on the step's row), no worker
+and no place of its service waits with it, and a cancel heard meanwhile
+keeps the step from starting."""
 
 import time
 
@@ -27,6 +29,7 @@ version: 1.0.0
 step_templates:
   - name: charge
     handler: http
+    dependent_system: svc
     default_retryable: false
     handler_config: { method: POST, url: "@SVC@/charge" }
 """,
@@ -41,15 +44,15 @@ step_templates:
 }
 
 
-def held_mark(taskerd, service, pg):
+def held_mark(taskerd, service, pg, extra=None, config=None):
     """One worker, busy; a charge task queued behind it; its step's row
     locked for 12 s, so that its mark waits: the batch it is in fails at
     the lock timeout (5 s), and from then on only the charge's record is
     held back.  Returns (t, charge task id, the locking psql)."""
     service.route("POST", "/charge", status=200, body={"charged": True})
     templates = {k: v.replace("@SVC@", service.url)
-                 for k, v in TEMPLATES.items()}
-    t = taskerd(templates=templates, workers=1)
+                 for k, v in dict(TEMPLATES, **(extra or {})).items()}
+    t = taskerd(templates=templates, workers=1, config=config)
     busy = t.create_task("busy", {}, namespace=NS)["task_id"]
     harness.wait_until(lambda: t.task(busy)["steps"][0]["status"] ==
                        "in_progress", 10, message="the worker busy")
@@ -103,3 +106,100 @@ def test_a_cancel_heard_while_the_mark_waits_keeps_the_step_from_starting(
     assert done["status"] == "cancelled", done
     step = done["steps"][0]
     assert step["status"] == "cancelled", step
+
+
+CHARGE_ONCE = """\
+name: charge_once
+namespace_name: once
+version: 1.0.0
+step_templates:
+  - name: charge
+    handler: http
+    default_retryable: false
+    handler_config: { method: POST, url: "@SVC@/charge" }
+"""
+
+
+def test_a_step_that_must_not_run_twice_is_not_run_after_a_crash(taskerd,
+                                                                 service):
+    """The node dies the moment a step that must not run twice calls its
+    service.  Restarted, it does not call again: the step ends in error
+    (node_restarted).  It called twice: the step had started before its
+    'in_progress' was written, so its claim read 'enqueued', which the
+    restart took for never run and handed back."""
+    node, calls = {}, []
+
+    def charge(req):
+        calls.append(req)
+        if len(calls) == 1:
+            node["t"].kill()
+        return 200, {"charged": True}
+
+    service.route("POST", "/charge", charge)
+    t = taskerd(templates={"charge.yaml": CHARGE_ONCE.replace("@SVC@", service.url)},
+                config={"scheduler": {"lease": "2s"}})
+    node["t"] = t
+    tid = t.create_task("charge_once", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: calls and not t.running, 10,
+                       message="the node killed")
+    t.start()
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "error", done
+    step = done["steps"][0]
+    assert step["last_error"]["code"] == "node_restarted", step
+    assert len(calls) == 1, "the step ran %d times" % len(calls)
+
+
+def test_a_crash_ends_only_the_attempts_that_started(taskerd, service):
+    """Eight charges queue behind one worker; the node dies during the
+    second call.  After the restart only that attempt ends in error
+    (node_restarted): the six waiting ones run.  All eight were written
+    'in_progress' at once, and all but the first ended in error."""
+    node, calls = {}, []
+
+    def charge(req):
+        calls.append(req)
+        if len(calls) == 2:
+            node["t"].kill()
+        else:
+            time.sleep(0.3)
+        return 200, {"charged": True}
+
+    service.route("POST", "/charge", charge)
+    t = taskerd(templates={"charge.yaml": CHARGE_ONCE.replace(
+        "@SVC@", service.url)}, workers=1,
+        config={"scheduler": {"lease": "2s"}})
+    node["t"] = t
+    ids = [t.create_task("charge_once", {"n": i}, namespace=NS)["task_id"]
+           for i in range(8)]
+    harness.wait_until(lambda: len(calls) >= 2 and not t.running, 15,
+                       message="the node killed at the second call")
+    t.start()
+    done = [t.wait_task(i, timeout=30) for i in ids]
+    errors = [d for d in done if d["status"] == "error"]
+    assert len(errors) == 1, [(d["task_id"], d["status"]) for d in done]
+    assert errors[0]["steps"][0]["last_error"]["code"] == "node_restarted"
+    assert len(calls) == 8, len(calls)
+
+
+def test_a_held_mark_keeps_no_place_of_its_service(taskerd, service, pg):
+    """The charge's service allows one call at a time; while its mark
+    waits on the lock, another step of the service runs.  It waited for
+    the lock: the place was taken when the mark was written."""
+    service.route("GET", "/ping", status=200, body={"pong": True})
+    t, charge, locker = held_mark(taskerd, service, pg, extra={
+        "ping.yaml": """\
+name: ping
+namespace_name: once
+version: 1.0.0
+step_templates:
+  - name: ping
+    handler: http
+    dependent_system: svc
+    handler_config: { method: GET, url: "@SVC@/ping" }
+"""}, config={"services": {"svc": {"concurrency": 1}}})
+    ping = t.create_task("ping", {}, namespace=NS)["task_id"]
+    assert t.wait_task(ping, timeout=15)["status"] == "complete"
+    assert locker.poll() is None, "the lock ended before the ping"
+    assert locker.wait(timeout=15) == 0
+    assert t.wait_task(charge, timeout=20)["status"] == "complete"

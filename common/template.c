@@ -1037,6 +1037,7 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	struct tmpl_parse	 p;
 	struct tmpl		*t;
 	yaml_node_t		*root, *node;
+	const char		*text;
 	size_t			 i, k;
 	int			 rc = -1;
 
@@ -1048,6 +1049,9 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	p.doc = doc;
 	p.t = t = xcalloc(1, sizeof(*t));
 	t->path = xstrdup(yt_name(doc));
+	text = yt_source(doc, &t->sourcelen);
+	t->source = xmalloc(t->sourcelen + 1);
+	memcpy(t->source, text, t->sourcelen + 1);
 	p.dir = tmpl_dir(t->path);
 	yt_defaults(tmpl_keys, YT_NELEM(tmpl_keys), t);
 
@@ -1160,6 +1164,7 @@ tmpl_free(struct tmpl *t)
 	json_decref(t->schema);	/* read by tmpl_key_schema, not the table */
 	yt_release(tmpl_keys, YT_NELEM(tmpl_keys), t);
 	json_decref(t->definition);
+	free(t->source);
 	free(t->path);
 	free(t);
 }

@@ -30,6 +30,8 @@
 struct yt_doc {
 	yaml_document_t	 doc;
 	char		*name;
+	char		*text;		/* what it was read from */
+	size_t		 textlen;
 	char		*err;		/* the caller's buffer */
 	size_t		 errlen;
 };
@@ -303,6 +305,10 @@ yt_load_buffer(const char *name, const char *buf, size_t len, char *err,
 
 	doc = xcalloc(1, sizeof(*doc));
 	doc->name = xstrdup(name);
+	doc->text = xmalloc(len + 1);
+	memcpy(doc->text, buf, len);
+	doc->text[len] = '\0';
+	doc->textlen = len;
 	doc->err = err;
 	doc->errlen = errlen;
 	if (!yaml_parser_initialize(&p))
@@ -313,6 +319,7 @@ yt_load_buffer(const char *name, const char *buf, size_t len, char *err,
 		yt_parser_error(&p, name, buf, len, err, errlen);
 		yaml_parser_delete(&p);
 		free(doc->name);
+		free(doc->text);
 		free(doc);
 		return NULL;
 	}
@@ -387,6 +394,7 @@ yt_free(struct yt_doc *doc)
 		return;
 	yaml_document_delete(&doc->doc);
 	free(doc->name);
+	free(doc->text);
 	free(doc);
 }
 
@@ -394,6 +402,13 @@ const char *
 yt_name(const struct yt_doc *doc)
 {
 	return doc->name;
+}
+
+const char *
+yt_source(const struct yt_doc *doc, size_t *len)
+{
+	*len = doc->textlen;
+	return doc->text;
 }
 
 yaml_node_t *

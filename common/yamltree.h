@@ -46,6 +46,8 @@ struct yt_doc	*yt_load_buffer(const char *name, const char *buf, size_t len,
 void		 yt_free(struct yt_doc *);
 
 const char	*yt_name(const struct yt_doc *);
+/* The text the document was read from (NUL-terminated; len without it). */
+const char	*yt_source(const struct yt_doc *, size_t *len);
 /* The top node, or NULL when the document is empty. */
 yaml_node_t	*yt_root(struct yt_doc *);
 

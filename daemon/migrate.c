@@ -267,17 +267,18 @@ out:
 const char migrate_templates_sql[] =
 "WITH x AS ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(i int, ns text,"
-"    name text, version text, definition jsonb)),"
+"    name text, version text, definition jsonb, source text)),"
 " ns AS ("
 "  INSERT INTO namespaces (name) SELECT DISTINCT ns FROM x"
 "  ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name"
 "  RETURNING id, name),"
 " t AS ("
-"  INSERT INTO templates (namespace_id, name, version, definition)"
-"  SELECT ns.id, x.name, x.version, x.definition"
+"  INSERT INTO templates (namespace_id, name, version, definition, source)"
+"  SELECT ns.id, x.name, x.version, x.definition, x.source"
 "  FROM x JOIN ns ON ns.name = x.ns"
 "  ON CONFLICT (namespace_id, name, version) DO UPDATE"
-"    SET definition = EXCLUDED.definition, loaded_at = now()"
+"    SET definition = EXCLUDED.definition, source = EXCLUDED.source,"
+"      loaded_at = now()"
 "  RETURNING id, namespace_id, name, version)"
 "SELECT x.i, t.id FROM x JOIN ns ON ns.name = x.ns"
 "  JOIN t ON t.namespace_id = ns.id AND t.name = x.name"
@@ -293,9 +294,13 @@ migrate_templates_param(const struct tmpl_registry *reg)
 	for (i = 0; i < reg->n; i++) {
 		const struct tmpl *t = reg->items[i];
 
-		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s, s:O}",
-		    "i", (int)i, "ns", t->namespace, "name", t->name,
-		    "version", t->version, "definition", t->definition));
+		/* (A source that is not UTF-8 goes as null: the definition
+		 * stands in for it.) */
+		json_array_append_new(arr, json_pack("{s:i, s:s, s:s, s:s, s:O, "
+		    "s:o?}", "i", (int)i, "ns", t->namespace, "name", t->name,
+		    "version", t->version, "definition", t->definition,
+		    "source", t->source != NULL ? json_stringn(t->source,
+		    t->sourcelen) : NULL));
 	}
 	s = jsontext(arr, 0);
 	json_decref(arr);

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "autoconf.h"
 #include "node.h"
 #include "db.h"
@@ -39,16 +41,21 @@
 #include "supervisor.h"
 #include "log.h"
 #include "sdnotify.h"
+#include "xmalloc.h"
 
 #define NODE_HINT_CHANNEL	"taskerd_work"
 #define NODE_HINT_MS		100
 
+/* (templates: the ids of the versions in its files, which other nodes
+ * leave to it: oldversions.c.) */
 static const char sql_beat[] =
-"INSERT INTO nodes (id, host, pid, version, lease_expires_at, instance)"
-" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', $7)"
+"INSERT INTO nodes (id, host, pid, version, lease_expires_at, instance,"
+"  templates)"
+" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', $7,"
+"  $8::bigint[])"
 " ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
 "   version = excluded.version, heartbeat_at = now(),"
-"   instance = excluded.instance,"
+"   instance = excluded.instance, templates = excluded.templates,"
 "   lease_expires_at = excluded.lease_expires_at,"
 "   started_at = CASE WHEN $6::boolean THEN now()"
 "     ELSE nodes.started_at END";
@@ -297,14 +304,34 @@ beat_done(struct db_job *job, void *arg)
 		sched_kick();
 }
 
+/* "{3,7,9}": the template versions of this node's files. */
+static char *
+template_ids(void)
+{
+	struct evbuffer	*b = evbuffer_new();
+	char		*s;
+	size_t		 i, n;
+
+	evbuffer_add(b, "{", 1);
+	for (i = 0; i < sv.templates->n; i++)
+		evbuffer_add_printf(b, "%s%lld", i > 0 ? "," : "",
+		    (long long)sv.templates->items[i]->db_id);
+	evbuffer_add(b, "}", 2);	/* (and the NUL) */
+	n = evbuffer_get_length(b);
+	s = xmalloc(n);
+	evbuffer_remove(b, s, n);
+	evbuffer_free(b);
+	return s;
+}
+
 static void
 beat(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_job	*job;
 	struct timespec	*sent;
 	struct timeval	 tv;
-	char		 host[256], pid[16], lease[24];
-	const char	*params[7];
+	char		 host[256], pid[16], lease[24], *ids;
+	const char	*params[8];
 
 	if (nd.handed_back)
 		return;
@@ -326,12 +353,16 @@ beat(evutil_socket_t fd, short what, void *arg)
 	params[4] = lease;
 	params[5] = nd.started ? "false" : "true";
 	params[6] = nd.instance[0] != '\0' ? nd.instance : NULL;
+	params[7] = ids = template_ids();
 	sent = malloc(sizeof(*sent));
-	if (sent == NULL)
+	if (sent == NULL) {
+		free(ids);
 		return;
+	}
 	clock_gettime(CLOCK_MONOTONIC, sent);
 	job = db_job_new(beat_done, sent);
-	db_job_add(job, sql_beat, 7, params);
+	db_job_add(job, sql_beat, 8, params);
+	free(ids);
 	nd.beating = true;
 	db_submit_first(job);
 }

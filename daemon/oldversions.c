@@ -3,14 +3,16 @@
  * tasks still running on them.
  *
  * A task runs to its end on the version it was created with.  When that
- * version leaves the template files (a new version replaced it, and a
- * reload or a restart followed), the node has no template for the task's
- * next steps.  It loads the version as it was registered (templates.
- * definition) when the files hold a later version of the same template:
- * one registered after it, so with a higher id.  Not otherwise: a version
- * registered later than the node's own is a rolling deploy's, whose steps
- * (and whose programs, perhaps) belong to the nodes that have it; those
- * steps stay theirs (sched.c hands them back).
+ * version leaves the template files (a new version replaced it, or an old
+ * one came back, and a reload or a restart followed), the node has no
+ * template for the task's next steps.  It loads the version as it was
+ * registered (templates.source, the file's text; the jsonb definition for
+ * a version registered before migration 013) when its files hold another
+ * version of the same template and no live node has this one in its files
+ * (nodes.templates, which the heartbeat renews; a node older than 013
+ * says nothing, and might).  A version a live node has belongs to that
+ * node, with its programs: a rolling deploy's (sched.c hands the steps
+ * back).
  *
  * Loaded versions are kept until exit: claims point into them, and there
  * are few.
@@ -27,7 +29,10 @@
 #include "xmalloc.h"
 
 static const char sql_version[] =
-"SELECT n.name, t.name, t.version, t.definition::text"
+"SELECT n.name, t.name, t.version, coalesce(t.source, t.definition::text),"
+"  EXISTS (SELECT 1 FROM nodes o WHERE o.id <> $2"
+"    AND o.lease_expires_at > now()"
+"    AND (o.templates IS NULL OR t.id = ANY(o.templates)))"
 " FROM templates t JOIN namespaces n ON n.id = t.namespace_id"
 " WHERE t.id = $1";
 
@@ -60,17 +65,16 @@ oldversions_item(size_t i)
 	return i < ov.n ? ov.items[i] : NULL;
 }
 
-/* Whether the files hold a later version of namespace/name than id. */
+/* Whether the files hold a version of namespace/name. */
 static bool
-superseded(const char *namespace, const char *name, int64_t id)
+in_the_files(const char *namespace, const char *name)
 {
 	const struct tmpl_registry	*reg = sv.templates;
 	size_t				 i;
 
 	for (i = 0; i < reg->n; i++)
 		if (strcmp(reg->items[i]->namespace, namespace) == 0 &&
-		    strcmp(reg->items[i]->name, name) == 0 &&
-		    reg->items[i]->db_id > id)
+		    strcmp(reg->items[i]->name, name) == 0)
 			return true;
 	return false;
 }
@@ -93,8 +97,8 @@ lookup_done(struct db_job *job, void *arg)
 	name = PQgetvalue(res, 0, 1);
 	version = PQgetvalue(res, 0, 2);
 	text = PQgetvalue(res, 0, 3);
-	if (!superseded(ns, name, id))
-		return;
+	if (!in_the_files(ns, name) || strcmp(PQgetvalue(res, 0, 4), "t") == 0)
+		return;		/* another node's, or may be */
 	/* Relative programs are found from the template directory, where
 	 * its file was. */
 	snprintf(label, sizeof(label), "stored template %lld", (long long)id);
@@ -130,7 +134,7 @@ oldversions_lookup(int64_t db_id)
 	struct db_job	*job;
 	int64_t		*arg;
 	char		 key[24];
-	const char	*params[1] = { key };
+	const char	*params[2] = { key, sv.node_id };
 
 	if (ov.asked == NULL)
 		ov.asked = json_object();
@@ -142,7 +146,7 @@ oldversions_lookup(int64_t db_id)
 	arg = xmalloc(sizeof(*arg));
 	*arg = db_id;
 	job = db_job_new(lookup_done, arg);
-	db_job_add(job, sql_version, 1, params);
+	db_job_add(job, sql_version, 2, params);
 	db_submit(job);
 }
 

@@ -1038,8 +1038,8 @@ sched_unknown_template(long long template_id, const struct claim *c)
 {
 	char		 key[24];
 
-	log_warnx("step of a template this node does not have, left for "
-	    "another node template_id=%lld task_id=%lld step=%s "
+	log_warnx("step of a template this node does not have in its files, "
+	    "handed back template_id=%lld task_id=%lld step=%s "
 	    "correlation_id=%s", template_id, (long long)c->task_id,
 	    c->step_name, c->correlation_id);
 	snprintf(key, sizeof(key), "%lld", template_id);

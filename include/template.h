@@ -64,6 +64,8 @@ struct tmpl {
 	enum identity_strategy identity;
 	json_t		*schema;		/* NULL when absent */
 	json_t		*definition;		/* the whole file as JSON */
+	char		*source;		/* the file's text */
+	size_t		 sourcelen;
 	/* Routes the template publishes beside /v1 (NULL: none). */
 	char		*route_create;		/* POST path */
 	char		*route_context_from;	/* body member holding the

@@ -266,7 +266,8 @@ def test_a_worker_starting_at_a_reload_is_replaced_too(taskerd, tmp_path):
 # A version whose second step says which version ran it, and what its
 # parent's results were; the first is slow enough to replace the file under
 # it.  An exec step with a relative program, found from the template
-# directory.
+# directory.  Its results hold what the database's jsonb would not give
+# back as written: a number past a 64-bit integer, a DEL character.
 VERSIONED = """\
 name: versioned
 namespace_name: reload
@@ -274,7 +275,9 @@ version: @V@
 step_templates:
   - name: first
     handler: noop
-    handler_config: { sleep_ms: 1500, results: { from: "first @V@" } }
+    handler_config:
+      sleep_ms: 1500
+      results: { from: "first @V@", big: 1.0e300, odd: "a\\x7fb" }
   - name: second
     handler: exec
     depends_on_step: first
@@ -285,8 +288,12 @@ SAY = """#!/usr/bin/python3
 import json, sys
 got = json.load(sys.stdin)
 print(json.dumps({"version": sys.argv[1],
-                  "parent": got["steps"]["first"]["results"]["from"]}))
+                  "parent": got["steps"]["first"]["results"]}))
 """
+
+
+def parent(version):
+    return {"from": "first " + version, "big": 1e300, "odd": "a\x7fb"}
 
 
 def versioned(t, version):
@@ -315,13 +322,13 @@ def assert_ran_on_its_version(t, tid):
     assert done["version"] == "1.0.0", done
     second = harness.steps_by_name(done)["second"]
     assert second["results"] == {"version": "1.0.0",
-                                 "parent": "first 1.0.0"}, second
+                                 "parent": parent("1.0.0")}, second
     assert len(t.log_lines("loaded as stored")) == 1, t.log_tail(30)
     # New tasks get the new version.
     new = t.create_task("versioned", {}, namespace="reload")["task_id"]
     second = harness.steps_by_name(t.wait_task(new, timeout=20))["second"]
     assert second["results"] == {"version": "2.0.0",
-                                 "parent": "first 2.0.0"}, second
+                                 "parent": parent("2.0.0")}, second
 
 
 def test_a_task_ends_on_its_version_after_a_reload_replaced_it(taskerd):
@@ -344,3 +351,35 @@ def test_a_task_ends_on_its_version_after_a_restart_replaced_it(taskerd):
     versioned(t, "2.0.0")
     t.start()
     assert_ran_on_its_version(t, tid)
+
+
+def test_a_task_ends_on_its_version_after_a_rollback(taskerd):
+    """Version 2.0.0 replaced 1.0.0 and a task of it runs; the files go
+    back to 1.0.0 (a rollback) and a reload follows: the task ends on
+    2.0.0, loaded as stored.  It waited for ever: only a version older
+    than the files' was loaded."""
+    t = taskerd(templates={"versioned.yaml": VERSIONED.replace("@V@",
+                                                               "1.0.0")},
+                workers=1)
+    say = os.path.join(t.config["templates"]["dir"], "say.py")
+    with open(say, "w") as f:
+        f.write(SAY)
+    os.chmod(say, 0o755)
+    versioned(t, "2.0.0")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates reloaded"), 10,
+                       message="the first reload")
+    tid = t.create_task("versioned", {}, namespace="reload")["task_id"]
+    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["first"]
+                       ["status"] == "in_progress", 10,
+                       message="the first step running")
+    versioned(t, "1.0.0")
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: len(t.log_lines("templates reloaded")) == 2,
+                       10, message="the rollback's reload")
+    done = t.wait_task(tid, timeout=20)
+    assert done["status"] == "complete" and done["version"] == "2.0.0", done
+    second = harness.steps_by_name(done)["second"]
+    assert second["results"] == {"version": "2.0.0",
+                                 "parent": parent("2.0.0")}, second
+

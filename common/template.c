@@ -1084,6 +1084,7 @@ tmpl_parse_doc(struct yt_doc *doc, const struct tmpl_defaults *defs)
 	for (i = 0; i < YT_NELEM(tmpl_unheeded); i++)
 		for (k = 0; k < yt_len(root); k++)
 			if ((node = yt_key(doc, root, k)) != NULL &&
+			    yt_text(node) != NULL &&
 			    strcmp(yt_text(node), tmpl_unheeded[i].key) == 0)
 				t->unheeded_line[i] = yt_line(node);
 	if (tmpl_load_steps(&p, defs) == -1 || tmpl_check_names(&p) == -1 ||

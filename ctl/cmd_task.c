@@ -504,8 +504,10 @@ cmd_task_watch(struct ctl_args *a)
 		 * restarting, most likely: said once, and watched through. */
 		client_quiet(last != NULL);
 		rc = client_request("GET", path, NULL, &r);
+		/* (Not reached at the first request: a wrong URL, most
+		 * likely.  An answer too large is no restart either.) */
 		if (rc != 0 && (last == NULL || rc != CTL_EXIT_UNREACHABLE))
-			break;		/* a wrong URL, most likely */
+			break;
 		if (rc != 0) {
 			if (!lost)
 				fprintf(stderr, "%stasker-ctl: %s; still "

@@ -1022,14 +1022,15 @@ sched_claim_done(struct db_job *job, void *arg)
 }
 
 /*
- * A step of a template this node has not loaded: another node created its
- * task, and this one claimed the step (the general claim takes any task's).
+ * A step of a template this node has not loaded (another node created its
+ * task, or its version left this node's files), which it claimed: the
+ * general claim takes any task's.
  * The caller hands it back unstarted, and for a while this node's claims
- * pass over the template's steps, leaving them to a node that has it -
- * unless it is an older version of one this node has, which is loaded as
- * stored (oldversions.c) and claimed again at once.  Were no node to have
- * it, the step would wait, and every node would say so here each time it
- * looked again.
+ * pass over the template's steps, leaving them to a node that has it.
+ * When no live node has it in its files and this node's files hold
+ * another version of the template, oldversions.c loads it as stored, and
+ * the steps are claimed again.  Otherwise the step waits, and every node
+ * says so here each time it looks again.
  */
 #define SCHED_UNKNOWN_TMPL_MS	60000
 

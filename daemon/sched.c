@@ -456,6 +456,7 @@ static void	sched_cancel_heard(const char *);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static void	sched_unstarted(struct claim *, const char *);
+static const char *claim_service(const struct claim *);
 static char	*id_array(json_t *);
 
 static void
@@ -550,20 +551,42 @@ sched_inflight(void)
 	return sc.nqueued + sc.nmarking + sc.ndispatched;
 }
 
-/* Whether a claim of a step that must not run twice may be marked now:
- * an idle worker is there for it, beside those its marked elders wait
- * for (sched_start). */
-static bool
-may_mark(void)
+/* How many claims of service are marked or being marked: the places of
+ * the service they will take when they start. */
+static int
+marks_of(const char *service)
 {
-	return pool_idle() - sc.nmarking - sc.nmarked > 0;
+	struct claim	*c;
+	int		 n = 0;
+
+	TAILQ_FOREACH(c, &sc.marking, entry)
+		if (claim_service(c) != NULL &&
+		    strcmp(claim_service(c), service) == 0)
+			n++;
+	TAILQ_FOREACH(c, &sc.queue, entry)
+		if (c->marked && claim_service(c) != NULL &&
+		    strcmp(claim_service(c), service) == 0)
+			n++;
+	return n;
+}
+
+/* Whether a claim of a step that must not run twice may be marked now:
+ * an idle worker is there for it, and a place of its service, beside
+ * those its marked elders wait for (sched_start). */
+static bool
+may_mark(const struct claim *c)
+{
+	const char	*service = claim_service(c);
+
+	return pool_idle() - sc.nmarking - sc.nmarked > 0 &&
+	    (service == NULL || services_room(service) > marks_of(service));
 }
 
 /* Whether a queued claim may start now, as far as its kind goes. */
 static bool
 may_start(const struct claim *c)
 {
-	return c->retryable || c->marked || may_mark();
+	return c->retryable || c->marked || may_mark(c);
 }
 
 static void

@@ -10,6 +10,7 @@
  * refused connection - not a 4xx, which is the caller's problem and proves
  * the service answers.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,22 @@ services_may_dispatch(const char *name)
 	struct service	*s = service_find(name);
 
 	return s == NULL || !service_blocked(s);
+}
+
+int
+services_room(const char *name)
+{
+	struct service	*s = service_find(name);
+
+	if (s == NULL)
+		return INT_MAX;
+	if (service_blocked(s))
+		return 0;
+	if (s->state == BREAKER_HALF_OPEN)
+		return 1;		/* the probe */
+	if (s->conf != NULL && s->conf->concurrency > 0)
+		return s->conf->concurrency - s->inflight;
+	return INT_MAX;
 }
 
 bool

@@ -20,6 +20,9 @@ void	 services_shutdown(void);
 bool	 services_may_dispatch(const char *name);
 /* Is the service's breaker open (its steps should wait)? */
 bool	 services_open(const char *name);
+/* How many more of its steps may start now: 0 when it may not dispatch,
+ * INT_MAX without a limit. */
+int	 services_room(const char *name);
 void	 services_started(const char *name);
 /* Returns true when the attempt was the half-open breaker's probe and it
  * failed: that attempt must not spend the step's budget. */

@@ -203,3 +203,54 @@ step_templates:
     assert locker.poll() is None, "the lock ended before the ping"
     assert locker.wait(timeout=15) == 0
     assert t.wait_task(charge, timeout=20)["status"] == "complete"
+
+
+FANOUT = """\
+name: fanout
+namespace_name: once
+version: 1.0.0
+step_templates:
+  - name: root
+    handler: noop
+""" + "".join("""\
+  - name: c%d
+    handler: http
+    dependent_system: svc
+    depends_on_step: root
+    default_retryable: false
+    handler_config: { method: POST, url: "@SVC@/charge" }
+""" % i for i in (1, 2, 3))
+
+
+def test_a_crash_ends_only_the_attempt_its_service_allowed(taskerd, service):
+    """Three charges of one task are ready at once, with workers to spare,
+    but their service takes one call at a time; the node dies during the
+    first call.  After the restart only that attempt ends in error: the
+    service's limit kept the other two unmarked.  All three were written
+    'in_progress', and all three ended in error."""
+    node, calls = {}, []
+
+    def charge(req):
+        calls.append(req)
+        if len(calls) == 1:
+            time.sleep(0.5)
+            node["t"].kill()
+        return 200, {"charged": True}
+
+    service.route("POST", "/charge", charge)
+    t = taskerd(templates={"fanout.yaml": FANOUT.replace("@SVC@",
+                                                         service.url)},
+                workers=4, config={"scheduler": {"lease": "2s"},
+                                   "services": {"svc": {"concurrency": 1}}})
+    node["t"] = t
+    tid = t.create_task("fanout", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: calls and not t.running, 15,
+                       message="the node killed at the first call")
+    t.start()
+    done = t.wait_task(tid, timeout=30)
+    steps = harness.steps_by_name(done)
+    failed = [n for n in ("c1", "c2", "c3") if steps[n]["status"] == "error"]
+    assert len(failed) == 1, steps
+    assert steps[failed[0]]["last_error"]["code"] == "node_restarted"
+    assert len(calls) == 3, len(calls)
+

@@ -120,6 +120,32 @@ step_templates:
 """
 
 
+def killed_at_call(taskerd, service, template, create, at, delay=0.0,
+                   workers=1, config=None):
+    """A node on template whose service call number `at` kills it, after
+    delay seconds (the other calls take 0.3 s); the tasks create(t) makes;
+    started again once killed.  Returns (t, the calls, create's ids)."""
+    node, calls = {}, []
+
+    def charge(req):
+        calls.append(req)
+        time.sleep(delay if len(calls) == at else 0.3)
+        if len(calls) == at:
+            node["t"].kill()
+        return 200, {"charged": True}
+
+    service.route("POST", "/charge", charge)
+    t = taskerd(templates={"t.yaml": template.replace("@SVC@", service.url)},
+                workers=workers,
+                config=dict({"scheduler": {"lease": "2s"}}, **(config or {})))
+    node["t"] = t
+    ids = create(t)
+    harness.wait_until(lambda: len(calls) >= at and not t.running, 15,
+                       message="the node killed at call %d" % at)
+    t.start()
+    return t, calls, ids
+
+
 def test_a_step_that_must_not_run_twice_is_not_run_after_a_crash(taskerd,
                                                                  service):
     """The node dies the moment a step that must not run twice calls its
@@ -127,22 +153,9 @@ def test_a_step_that_must_not_run_twice_is_not_run_after_a_crash(taskerd,
     (node_restarted).  It called twice: the step had started before its
     'in_progress' was written, so its claim read 'enqueued', which the
     restart took for never run and handed back."""
-    node, calls = {}, []
-
-    def charge(req):
-        calls.append(req)
-        if len(calls) == 1:
-            node["t"].kill()
-        return 200, {"charged": True}
-
-    service.route("POST", "/charge", charge)
-    t = taskerd(templates={"charge.yaml": CHARGE_ONCE.replace("@SVC@", service.url)},
-                config={"scheduler": {"lease": "2s"}})
-    node["t"] = t
-    tid = t.create_task("charge_once", {}, namespace=NS)["task_id"]
-    harness.wait_until(lambda: calls and not t.running, 10,
-                       message="the node killed")
-    t.start()
+    t, calls, (tid,) = killed_at_call(
+        taskerd, service, CHARGE_ONCE, lambda t: [t.create_task(
+            "charge_once", {}, namespace=NS)["task_id"]], at=1)
     done = t.wait_task(tid, timeout=20)
     assert done["status"] == "error", done
     step = done["steps"][0]
@@ -155,26 +168,10 @@ def test_a_crash_ends_only_the_attempts_that_started(taskerd, service):
     second call.  After the restart only that attempt ends in error
     (node_restarted): the six waiting ones run.  All eight were written
     'in_progress' at once, and all but the first ended in error."""
-    node, calls = {}, []
-
-    def charge(req):
-        calls.append(req)
-        if len(calls) == 2:
-            node["t"].kill()
-        else:
-            time.sleep(0.3)
-        return 200, {"charged": True}
-
-    service.route("POST", "/charge", charge)
-    t = taskerd(templates={"charge.yaml": CHARGE_ONCE.replace(
-        "@SVC@", service.url)}, workers=1,
-        config={"scheduler": {"lease": "2s"}})
-    node["t"] = t
-    ids = [t.create_task("charge_once", {"n": i}, namespace=NS)["task_id"]
-           for i in range(8)]
-    harness.wait_until(lambda: len(calls) >= 2 and not t.running, 15,
-                       message="the node killed at the second call")
-    t.start()
+    t, calls, ids = killed_at_call(
+        taskerd, service, CHARGE_ONCE, lambda t: [t.create_task(
+            "charge_once", {"n": i}, namespace=NS)["task_id"]
+            for i in range(8)], at=2)
     done = [t.wait_task(i, timeout=30) for i in ids]
     errors = [d for d in done if d["status"] == "error"]
     assert len(errors) == 1, [(d["task_id"], d["status"]) for d in done]
@@ -228,29 +225,13 @@ def test_a_crash_ends_only_the_attempt_its_service_allowed(taskerd, service):
     first call.  After the restart only that attempt ends in error: the
     service's limit kept the other two unmarked.  All three were written
     'in_progress', and all three ended in error."""
-    node, calls = {}, []
-
-    def charge(req):
-        calls.append(req)
-        if len(calls) == 1:
-            time.sleep(0.5)
-            node["t"].kill()
-        return 200, {"charged": True}
-
-    service.route("POST", "/charge", charge)
-    t = taskerd(templates={"fanout.yaml": FANOUT.replace("@SVC@",
-                                                         service.url)},
-                workers=4, config={"scheduler": {"lease": "2s"},
-                                   "services": {"svc": {"concurrency": 1}}})
-    node["t"] = t
-    tid = t.create_task("fanout", {}, namespace=NS)["task_id"]
-    harness.wait_until(lambda: calls and not t.running, 15,
-                       message="the node killed at the first call")
-    t.start()
+    t, calls, (tid,) = killed_at_call(
+        taskerd, service, FANOUT, lambda t: [t.create_task(
+            "fanout", {}, namespace=NS)["task_id"]], at=1, delay=0.5,
+        workers=4, config={"services": {"svc": {"concurrency": 1}}})
     done = t.wait_task(tid, timeout=30)
     steps = harness.steps_by_name(done)
     failed = [n for n in ("c1", "c2", "c3") if steps[n]["status"] == "error"]
     assert len(failed) == 1, steps
     assert steps[failed[0]]["last_error"]["code"] == "node_restarted"
     assert len(calls) == 3, len(calls)
-

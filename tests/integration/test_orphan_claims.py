@@ -196,4 +196,3 @@ def test_a_killed_nodes_batch_that_commits_after_its_restart(taskerd, pg):
     done = t.wait_task(tid, timeout=15)
     assert done["status"] == "complete", done
     assert t.log_lines("claim this node had lost track of"), t.log_tail(30)
-

@@ -931,9 +931,10 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 {
 	struct claim	*c, *last = NULL, **back = NULL;
 	json_t		*ctx, *steps;
+	int64_t		*unknown = NULL;	/* template ids not loaded */
 	char		 key[24];
 	int		 i, n = 0;
-	size_t		 nback = 0;
+	size_t		 nback = 0, nunknown = 0, k;
 
 	for (i = 0; i < PQntuples(res); i++) {
 		if (PQgetisnull(res, i, 0))
@@ -948,9 +949,13 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		 * template (a rolling deploy: a version this node has not
 		 * loaded yet). */
 		if (sv.stopping || epoch != node_epoch() || c->tmpl == NULL) {
-			if (c->tmpl == NULL)
-				sched_unknown_template(strtoll(PQgetvalue(res,
-				    i, 8), NULL, 10), c);
+			if (c->tmpl == NULL) {
+				unknown = xreallocarray(unknown, nunknown + 1,
+				    sizeof(*unknown));
+				unknown[nunknown] = strtoll(PQgetvalue(res, i,
+				    8), NULL, 10);
+				sched_unknown_template(unknown[nunknown++], c);
+			}
 			back = xreallocarray(back, nback + 1, sizeof(*back));
 			back[nback++] = c;
 			continue;
@@ -1006,11 +1011,9 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 	free(back);
 	/* After the hand-back, so that the claim made once an old version
 	 * is loaded finds its steps ready. */
-	for (i = 0; i < PQntuples(res); i++)
-		if (!PQgetisnull(res, i, 0) && supervisor_template(strtoll(
-		    PQgetvalue(res, i, 8), NULL, 10)) == NULL)
-			oldversions_lookup(strtoll(PQgetvalue(res, i, 8), NULL,
-			    10));
+	for (k = 0; k < nunknown; k++)
+		oldversions_lookup(unknown[k]);
+	free(unknown);
 	return n;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "xmalloc.h"
 #include "yamltree.h"
 #include "config.h"
@@ -473,4 +474,64 @@ config_service(const struct config *cfg, const char *name)
 		if (strcmp(cfg->services[i].name, name) == 0)
 			return &cfg->services[i];
 	return NULL;
+}
+
+int64_t
+config_lock_timeout_ms(const struct config *cfg)
+{
+	if (cfg->database_lock_timeout_ms < cfg->database_statement_timeout_ms)
+		return cfg->database_lock_timeout_ms;
+	return cfg->database_statement_timeout_ms / 2;
+}
+
+char *
+config_warnings(const struct config *cfg)
+{
+	char	*out = NULL;
+
+	if (config_lock_timeout_ms(cfg) != cfg->database_lock_timeout_ms)
+		xasprintf(&out, "%s: database.lock_timeout (%lld ms) is not "
+		    "shorter than database.statement_timeout (%lld ms): waits "
+		    "on a lock end after %lld ms",
+		    cfg->path != NULL ? cfg->path : "config",
+		    (long long)cfg->database_lock_timeout_ms,
+		    (long long)cfg->database_statement_timeout_ms,
+		    (long long)config_lock_timeout_ms(cfg));
+	return out;
+}
+
+char *
+config_service_warnings(const struct config *cfg,
+    const struct tmpl_registry *reg)
+{
+	const struct tmpl		*t;
+	const struct tmpl_step		*st;
+	const struct service_config	*svc;
+	const char			*url;
+	char				*line, *out = NULL, where[64];
+	size_t				 i, k;
+
+	for (i = 0; i < reg->n; i++) {
+		t = reg->items[i];
+		for (k = 0; k < t->nsteps; k++) {
+			st = &t->steps[k];
+			if (strcmp(st->handler, "http") != 0 ||
+			    st->dependent_system == NULL ||
+			    (url = http_rules_relative_url(st->handler_config,
+			    where, sizeof(where))) == NULL)
+				continue;
+			svc = config_service(cfg, st->dependent_system);
+			if (svc != NULL && svc->base_url != NULL)
+				continue;
+			xasprintf(&line, "%s:%d: step \"%s\": %s %s is "
+			    "relative, and service \"%s\" %s", t->path,
+			    st->line, st->name, where, url,
+			    st->dependent_system,
+			    svc == NULL ? "is not among the config's services" :
+			    "has no base_url in the config");
+			errbuf_line(&out, line);
+			free(line);
+		}
+	}
+	return out;
 }

@@ -162,6 +162,17 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 		    "or with a placeholder", where);
 		return -1;
 	}
+	/* Only {{env.NAME}} may give the scheme and host: any other value
+	 * is percent-encoded in a URL ("http%3A%2F%2Fh/x"). */
+	if (strncmp(key, "{{", 2) == 0 &&
+	    strncmp(key + 2 + strspn(key + 2, " \t\n\v\f\r"), "env.",
+	    4) != 0) {
+		errbuf_set(err, errlen, "http %surl may start with a "
+		    "placeholder only from env ({{env.NAME}}): any other is "
+		    "percent-encoded in a URL; start it with / for the "
+		    "service's base_url", where);
+		return -1;
+	}
 	if ((v = json_object_get(obj, "headers")) != NULL) {
 		if (!json_is_object(v)) {
 			errbuf_set(err, errlen, "http %sheaders must map "
@@ -509,6 +520,29 @@ http_rules_service(const json_t *input, struct http_service *svc, char *err,
 		svc->timeout_ms = (int64_t)json_integer_value(v);
 	}
 	return 0;
+}
+
+const char *
+http_rules_relative_url(const json_t *cfg, char *where, size_t wherelen)
+{
+	const char	*url, *key;
+	json_t		*rule;
+
+	url = json_string_value(json_object_get(cfg, "url"));
+	if (url != NULL && url[0] == '/') {
+		snprintf(where, wherelen, "url");
+		return url;
+	}
+	json_object_foreach(json_object_get(cfg, "on_status"), key, rule) {
+		url = json_string_value(json_object_get(json_object_get(rule,
+		    "lookup"), "url"));
+		if (url != NULL && url[0] == '/') {
+			snprintf(where, wherelen, "on_status.%s.lookup.url",
+			    key);
+			return url;
+		}
+	}
+	return NULL;
 }
 
 int

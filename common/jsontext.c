@@ -263,10 +263,11 @@ jsontext(const json_t *v, int flags)
  * Such an integer, and only such, is read as the real it was written as.
  *
  * The walk over text: the number of such integers, and with out, the text
- * again with "e0" after each (which makes it a real).
+ * again with "e0" after each (which makes it a real), or with each quoted
+ * (a string of its digits).
  */
 static size_t
-jt_big_ints(const char *text, size_t len, struct jt_buf *out)
+jt_big_ints(const char *text, size_t len, struct jt_buf *out, bool quote)
 {
 	const char	*p, *end = text + len;
 	char		*num;
@@ -301,8 +302,12 @@ jt_big_ints(const char *text, size_t len, struct jt_buf *out)
 			}
 			found += big;
 			if (out != NULL) {
+				if (big && quote)
+					jt_put(out, "\"", 1);
 				jt_put(out, p, n);
-				if (big)
+				if (big && quote)
+					jt_put(out, "\"", 1);
+				else if (big)
 					jt_put(out, "e0", 2);
 			}
 			continue;
@@ -318,14 +323,15 @@ jsontext_big_ints_as_reals(const char *text, size_t len)
 {
 	struct jt_buf	b = { NULL, 0, 0 };
 
-	if (jt_big_ints(text, len, NULL) == 0)
+	if (jt_big_ints(text, len, NULL, false) == 0)
 		return NULL;
-	jt_big_ints(text, len, &b);
+	jt_big_ints(text, len, &b, false);
 	return b.data;
 }
 
-json_t *
-jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
+static json_t *
+jt_load(const char *text, size_t len, size_t flags, json_error_t *err,
+    bool quote)
 {
 	struct jt_buf	 b = { NULL, 0, 0 };
 	json_error_t	 e;
@@ -337,10 +343,23 @@ jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
 			*err = e;
 		return v;
 	}
-	jt_big_ints(text, len, &b);
+	jt_big_ints(text, len, &b, quote);
 	v = json_loadb(b.data != NULL ? b.data : "", b.len, flags, &e);
 	free(b.data);
 	if (err != NULL)
 		*err = e;
 	return v;
+}
+
+json_t *
+jsontext_load(const char *text, size_t len, size_t flags, json_error_t *err)
+{
+	return jt_load(text, len, flags, err, false);
+}
+
+json_t *
+jsontext_load_exact(const char *text, size_t len, size_t flags,
+    json_error_t *err)
+{
+	return jt_load(text, len, flags, err, true);
 }

@@ -104,9 +104,9 @@ static const struct yt_key tmpl_keys[] = {
 };
 
 /*
- * Rows sharing a field are Tasker's spelling and ours of the same key; when
- * both are given the later one in the file wins.  Defaults come from struct
- * tmpl_defaults at load time, not from this table.
+ * Rows sharing a field are Tasker's spelling and ours of the same key
+ * (step_spellings): a step may not give them two values.  Defaults come from
+ * struct tmpl_defaults at load time, not from this table.
  */
 static const struct yt_key step_keys[] = {
 	{ "name", YT_STRING, S(name), NULL, 0, 0, YT_REQUIRED, NULL,
@@ -144,6 +144,14 @@ static const struct yt_key step_keys[] = {
 	{ "handler_config", YT_JSON, S(handler_config), NULL, 0, 0, 0, NULL,
 	    "handler specific" },
 	{ "custom_events", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+	/* (Nothing is skipped here: every step runs.) */
+	{ "skippable", YT_IGNORE, 0, NULL, 0, 0, 0, NULL, "Tasker" },
+};
+
+/* Keys of step_keys that are one setting: a step may give only one. */
+static const char *const step_spellings[][2] = {
+	{ "default_retryable", "retryable" },
+	{ "default_retry_limit", "retry_limit" },
 };
 
 /* Tasker's keys above that change what runs there: ignored here, they are
@@ -238,6 +246,9 @@ tmpl_key_steps(struct yt_doc *doc, const struct yt_key *k, yaml_node_t *v,
 		return -1;
 	if (yt_len(v) == 0)
 		return yt_error(doc, v, "%s: no steps", k->name);
+	if (yt_len(v) > TMPL_MAX_STEPS)
+		return yt_error(doc, v, "%s: %zu steps; a template has at "
+		    "most %d", k->name, yt_len(v), TMPL_MAX_STEPS);
 	p->steps_node = v;
 	return 0;
 }
@@ -339,6 +350,81 @@ tmpl_name_line(struct tmpl_parse *p, size_t i)
 	return n != NULL ? yt_line(n) : p->t->steps[i].line;
 }
 
+/* Whether a step gives one setting under both its names, with two values
+ * (the later one in the file won, without a word). */
+static bool
+tmpl_spelt_twice(struct tmpl_parse *p, yaml_node_t *item,
+    const char *const names[2])
+{
+	yaml_node_t	*a = yt_lookup(p->doc, item, names[0]);
+	yaml_node_t	*b = yt_lookup(p->doc, item, names[1]);
+	json_t		*ja, *jb;
+	bool		 differ;
+
+	if (a == NULL || b == NULL)
+		return false;
+	ja = yt_json(p->doc, a);
+	jb = yt_json(p->doc, b);
+	differ = !json_equal(ja, jb);
+	json_decref(ja);
+	json_decref(jb);
+	return differ;
+}
+
+/* Line of the key of a mapping named key, or 0. */
+static int
+tmpl_key_line(struct yt_doc *doc, const yaml_node_t *map, const char *key)
+{
+	const char	*text;
+	size_t		 j;
+
+	for (j = 0; j < yt_len(map); j++)
+		if ((text = yt_text(yt_key(doc, map, j))) != NULL &&
+		    strcmp(text, key) == 0)
+			return yt_line(yt_key(doc, map, j));
+	return 0;
+}
+
+/* Whether a message names key, a top-level key of a handler_config, as
+ * a word of its own ("unknown key 'methd'", "http timeout must", "exec
+ * env.N", "command[0]"): not in a path below another key
+ * ("on_status.409.lookup.url"), nor in a list after "(" of the keys
+ * there are. */
+static bool
+tmpl_names_key(const char *why, const char *key)
+{
+	const char	*at, *end = why + strcspn(why, "(");
+	size_t		 n = strlen(key);
+
+	for (at = strstr(why, key); n > 0 && at != NULL && at < end;
+	    at = strstr(at + 1, key))
+		if ((at == why || strchr(" '", at[-1]) != NULL) &&
+		    strchr(" '.[,:)", at[n]) != NULL)	/* (or its NUL) */
+			return true;
+	return false;
+}
+
+/* Where a step's handler_config problem is: at the first key of it that
+ * the message names, else at handler_config (a step's name may be many
+ * lines above). */
+static int
+tmpl_config_line(struct tmpl_parse *p, size_t i, const char *why)
+{
+	yaml_node_t	*item = yt_item(p->doc, p->steps_node, i), *cfg;
+	const char	*text;
+	size_t		 j;
+	int		 line;
+
+	if ((line = tmpl_key_line(p->doc, item, "handler_config")) == 0)
+		return tmpl_name_line(p, i);
+	cfg = yt_lookup(p->doc, item, "handler_config");
+	for (j = 0; cfg != NULL && j < yt_len(cfg); j++)
+		if ((text = yt_text(yt_key(p->doc, cfg, j))) != NULL &&
+		    tmpl_names_key(why, text))
+			return yt_line(yt_key(p->doc, cfg, j));
+	return line;
+}
+
 /*
  * Whether a step's handler may read other steps' results from its input,
  * so that a step that cannot is not sent them (the claim would otherwise
@@ -383,7 +469,7 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 	struct tmpl		*t = p->t;
 	struct tmpl_step	*st;
 	yaml_node_t		*item;
-	size_t			 i;
+	size_t			 i, k;
 
 	t->nsteps = yt_len(p->steps_node);
 	t->steps = xcalloc(t->nsteps, sizeof(*t->steps));
@@ -399,6 +485,14 @@ tmpl_load_steps(struct tmpl_parse *p, const struct tmpl_defaults *defs)
 		if (yt_decode(p->doc, item, step_keys, YT_NELEM(step_keys), st,
 		    p, "step") == -1)
 			return -1;
+		for (k = 0; k < YT_NELEM(step_spellings); k++)
+			if (tmpl_spelt_twice(p, item, step_spellings[k]))
+				return yt_errorl(p->doc, tmpl_key_line(p->doc,
+				    item, step_spellings[k][1]), "step \"%s\": "
+				    "%s and %s are one setting (Tasker's name "
+				    "and ours), given two values: give one",
+				    st->name, step_spellings[k][0],
+				    step_spellings[k][1]);
 		if (st->backoff.base_ms > st->backoff.max_ms)
 			return yt_error(p->doc, tmpl_backoff_node(p, item),
 			    "step \"%s\": backoff.base (%lld ms) is longer "
@@ -438,7 +532,7 @@ tmpl_check_handlers(struct tmpl_parse *p)
 	struct tmpl_step	*st;
 	const char		*url;
 	size_t			 i;
-	char			 why[256];
+	char			 why[256], where[64];
 	int			 rc;
 
 	for (i = 0; i < p->t->nsteps; i++) {
@@ -447,14 +541,13 @@ tmpl_check_handlers(struct tmpl_parse *p)
 			rc = http_rules_check(st->handler_config, why,
 			    sizeof(why));
 			/* Every attempt would fail: say so now. */
-			url = json_string_value(json_object_get(
-			    st->handler_config, "url"));
-			if (rc == 0 && url != NULL && url[0] == '/' &&
-			    st->dependent_system == NULL) {
-				snprintf(why, sizeof(why), "url \"%s\" is "
+			if (rc == 0 && st->dependent_system == NULL &&
+			    (url = http_rules_relative_url(st->handler_config,
+			    where, sizeof(where))) != NULL) {
+				snprintf(why, sizeof(why), "%s \"%s\" is "
 				    "relative, and the step names no service "
 				    "(dependent_system) whose base_url it "
-				    "would follow", url);
+				    "would follow", where, url);
 				rc = -1;
 			}
 		} else if (strcmp(st->handler, "exec") == 0)
@@ -469,7 +562,7 @@ tmpl_check_handlers(struct tmpl_parse *p)
 		else
 			rc = 0;
 		if (rc == -1)
-			return yt_errorl(p->doc, tmpl_name_line(p, i),
+			return yt_errorl(p->doc, tmpl_config_line(p, i, why),
 			    "step \"%s\": %s", st->name, why);
 	}
 	return 0;
@@ -592,6 +685,7 @@ tmpl_check_names(struct tmpl_parse *p)
  */
 struct tmpl_refs {
 	struct tmpl_parse	*p;
+	const struct tmpl_step	*step;		/* whose; NULL: the route's */
 	bool			*ancestor;	/* by step index */
 	bool			 route;		/* routes.results.body */
 	char			 why[320];
@@ -618,6 +712,72 @@ tmpl_refs_push(struct tmpl_refs *r, const char *token)
 	return len;
 }
 
+/* Whether the n bytes at seg are name. */
+static bool
+tmpl_seg_is(const char *seg, size_t n, const char *name)
+{
+	return strlen(name) == n && strncmp(seg, name, n) == 0;
+}
+
+/* Whether the first segment of path (len bytes) is one of names. */
+static bool
+tmpl_path_is(const char *path, size_t len, const char *const *names)
+{
+	size_t	n = strcspn(path, ".");
+
+	if (n > len)
+		n = len;
+	for (; *names != NULL; names++)
+		if (tmpl_seg_is(path, n, *names))
+			return true;
+	return false;
+}
+
+/*
+ * What a step's input holds (sched.c), under attempt: a number; service:
+ * its dependent_system's name, base_url and timeout_ms; steps.NAME: its
+ * results.  A placeholder past those can never render, and would fail
+ * every attempt.  path (len bytes, its root known) is a step's.
+ */
+static int
+tmpl_check_input(struct tmpl_refs *r, const char *path, size_t len)
+{
+	static const char *const service_members[] = { "name", "base_url",
+	    "timeout_ms", NULL };
+	static const char *const step_members[] = { "results", NULL };
+	const char	*rest = path + strcspn(path, ".");
+	size_t		 n = (size_t)(rest - path), m;
+	int		 wlen = len > 200 ? 200 : (int)len;
+
+	if (n >= len)
+		rest = NULL;	/* the root alone */
+	else {
+		rest++;
+		len -= n + 1;
+	}
+	if (tmpl_seg_is(path, n, "attempt") && rest != NULL)
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s': attempt "
+		    "is a number, with no members", wlen, path);
+	else if (tmpl_seg_is(path, n, "service") &&
+	    r->step->dependent_system == NULL)
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s' reads the "
+		    "step's service, and the step names none "
+		    "(dependent_system)", wlen, path);
+	else if (tmpl_seg_is(path, n, "service") && rest != NULL &&
+	    !tmpl_path_is(rest, len, service_members))
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s': a "
+		    "service has name, base_url and timeout_ms", wlen, path);
+	else if (tmpl_seg_is(path, n, "steps") && rest != NULL &&
+	    (m = strcspn(rest, ".")) < len &&
+	    !tmpl_path_is(rest + m + 1, len - m - 1, step_members))
+		snprintf(r->why, sizeof(r->why), "placeholder '%.*s': a "
+		    "step's results are steps.%.*s.results", wlen, path,
+		    m > 100 ? 100 : (int)m, rest);
+	else
+		return 0;
+	return -1;
+}
+
 static int
 tmpl_check_path(const char *path, size_t len, void *arg)
 {
@@ -632,8 +792,9 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 	const char *const	*roots = r->route ? route_roots : step_roots;
 	size_t			 n, i;
 	char			 name[256];
+	bool			 optional = len > 0 && path[len - 1] == '?';
 
-	if (len > 0 && path[len - 1] == '?')
+	if (optional)
 		len--;
 	/* "a..b", ".a" and "a." name nothing, ever. */
 	if (len == 0 || path[0] == '.' || path[len - 1] == '.' ||
@@ -646,7 +807,7 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 	if (n > len)
 		n = len;
 	for (i = 0; roots[i] != NULL; i++)
-		if (strlen(roots[i]) == n && strncmp(path, roots[i], n) == 0)
+		if (tmpl_seg_is(path, n, roots[i]))
 			break;
 	if (roots[i] == NULL) {
 		snprintf(r->why, sizeof(r->why), "placeholder '%.*s' names "
@@ -660,6 +821,10 @@ tmpl_check_path(const char *path, size_t len, void *arg)
 		    "environment variable (env.NAME)");
 		return -1;
 	}
+	/* (An optional placeholder renders as nothing, as it always did.) */
+	if (!optional && r->step != NULL &&
+	    tmpl_check_input(r, path, len) == -1)
+		return -1;
 	if (strcmp(roots[i], "steps") != 0)
 		return 0;
 	/* steps.NAME... */
@@ -758,6 +923,7 @@ tmpl_check_refs(struct tmpl_parse *p)
 		}
 		if (strcmp(t->steps[i].handler, "http") != 0)
 			continue;
+		r.step = &t->steps[i];
 		r.why[0] = r.at[0] = '\0';
 		if (tmpl_check_refs_in(t->steps[i].handler_config, &r) == 0)
 			continue;
@@ -774,6 +940,7 @@ tmpl_check_refs(struct tmpl_parse *p)
 	 * any step. */
 	if (rc == 0 && t->route_results_body != NULL) {
 		r.route = true;
+		r.step = NULL;
 		r.why[0] = '\0';
 		snprintf(r.at, sizeof(r.at), "/routes/results/body");
 		for (i = 0; i < t->nsteps; i++)
@@ -1183,22 +1350,6 @@ tmpl_step_index(const struct tmpl *t, const char *name)
 
 /* Registry. */
 
-static void
-tmpl_errs_add(char **errs, const char *line)
-{
-	char	*s;
-
-	if (errs == NULL)
-		return;
-	if (*errs == NULL) {
-		*errs = xstrdup(line);
-		return;
-	}
-	xasprintf(&s, "%s\n%s", *errs, line);
-	free(*errs);
-	*errs = s;
-}
-
 /* Why execve() would refuse path: NULL if it would not, "" if there is
  * no such program. */
 static const char *
@@ -1242,7 +1393,7 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 			xasprintf(&line, "%s:%d: %s: %s", t->path,
 			    t->unheeded_line[k], tmpl_unheeded[k].key,
 			    tmpl_unheeded[k].why);
-			tmpl_errs_add(&out, line);
+			errbuf_line(&out, line);
 			free(line);
 		}
 		for (k = 0; k < t->nsteps; k++) {
@@ -1284,7 +1435,7 @@ tmpl_registry_warnings(const struct tmpl_registry *reg)
 				    st->name, name);
 			} else
 				continue;
-			tmpl_errs_add(&out, line);
+			errbuf_line(&out, line);
 			free(line);
 		}
 	}
@@ -1445,7 +1596,7 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 	if ((d = opendir(dir)) == NULL) {
 		xasprintf(&line, "%s: cannot open directory: %s", dir,
 		    strerror(errno));
-		tmpl_errs_add(errs, line);
+		errbuf_line(errs, line);
 		free(line);
 		return NULL;
 	}
@@ -1467,12 +1618,12 @@ tmpl_registry_load(const char *dir, const struct tmpl_defaults *defs,
 		t = tmpl_load_file(path, defs, err, sizeof(err));
 		free(path);
 		if (t == NULL) {
-			tmpl_errs_add(errs, err);
+			errbuf_line(errs, err);
 			failed = true;
 			continue;
 		}
 		if (tmpl_registry_add(reg, t, err, sizeof(err)) == -1) {
-			tmpl_errs_add(errs, err);
+			errbuf_line(errs, err);
 			tmpl_free(t);
 			failed = true;
 		}
@@ -1512,9 +1663,13 @@ tmpl_registry_find(const struct tmpl_registry *reg, const char *namespace,
 		if (strcmp(t->namespace, namespace) != 0 ||
 		    strcmp(t->name, name) != 0)
 			continue;
+		/* A version as spelt, else one that ranks alike ("1.0" for
+		 * 1.0.0): the registry holds no two of those. */
 		if (version != NULL) {
 			if (strcmp(t->version, version) == 0)
 				return t;
+			if (tmpl_version_cmp(t->version, version) == 0)
+				best = t;
 			continue;
 		}
 		if (best == NULL || tmpl_version_cmp(t->version,

@@ -86,5 +86,18 @@ char	*config_restart_changes(const struct config *a,
 
 const struct service_config *config_service(const struct config *,
 	    const char *name);
+/* The lock timeout the database connections use: database.lock_timeout,
+ * or half of database.statement_timeout when it is not shorter (a lock
+ * wait must end as a lock timeout, which holds back the locked task's
+ * outcomes only; as a statement timeout it held back every task's). */
+int64_t	 config_lock_timeout_ms(const struct config *);
+/* What the config sets that works otherwise than it reads, one line
+ * each, or NULL. */
+char	*config_warnings(const struct config *);
+/* The http steps of reg whose relative url no configured base_url makes
+ * whole (each attempt would fail), one line each as
+ * "FILE:LINE: step ...", or NULL. */
+char	*config_service_warnings(const struct config *,
+	    const struct tmpl_registry *);
 
 #endif

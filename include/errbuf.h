@@ -12,4 +12,8 @@
 void	errbuf_set(char *err, size_t errlen, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 
+/* Append line to *lines, lines joined by "\n" (NULL: none yet); nothing
+ * when lines is NULL. */
+void	errbuf_line(char **lines, const char *line);
+
 #endif

@@ -80,6 +80,12 @@ int	http_rules_service(const json_t *input, struct http_service *,
 char	*http_rules_url(const char *url, const struct http_service *,
 	    char *err, size_t errlen);
 
+/* The first of cfg's urls (its own, then each on_status lookup's) that is
+ * relative, which takes a service's base_url; its key ("url",
+ * "on_status.409.lookup.url") in where.  NULL when none is. */
+const char *http_rules_relative_url(const json_t *cfg, char *where,
+	    size_t wherelen);
+
 /* A service's base_url: absolute http(s) with a host, and no query,
  * fragment, space or control character (a step's path goes after it).
  * 0, or -1 with the reason in err. */

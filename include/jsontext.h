@@ -29,5 +29,10 @@ json_t	*jsontext_load(const char *text, size_t len, size_t flags,
  * NULL when it holds none (a quick walk, no parse).  Every other byte of
  * text is kept, so other numbers keep their digits. */
 char	*jsontext_big_ints_as_reals(const char *text, size_t len);
+/* json_loadb(), except that an integer too big for jansson becomes a
+ * string of its digits, which keeps them all (a service's 128-bit id read
+ * as a real would lose the last ones).  For JSON from elsewhere. */
+json_t	*jsontext_load_exact(const char *text, size_t len, size_t flags,
+	    json_error_t *err);
 
 #endif

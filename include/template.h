@@ -22,6 +22,12 @@
 #define TMPL_NAME_MAX	128
 #define TMPL_PATH_SEGS	8
 
+/* Each step that reads results carries the names of all the steps it
+ * depends on, directly or not (tmpl_step.ancestors), and every claim
+ * sends them all: in a chain that is quadratic in the steps (a 10,000
+ * step one took 4.4 GB to load).  A template has at most this many. */
+#define TMPL_MAX_STEPS	1000
+
 enum identity_strategy { IDENTITY_ALWAYS_UNIQUE, IDENTITY_STRICT,
 	IDENTITY_CALLER_PROVIDED };
 

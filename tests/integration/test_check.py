@@ -292,6 +292,26 @@ def test_check_rejects_config_backoff_base_over_max(tmp_path):
         assert w in reason, reason
 
 
+def test_a_lock_timeout_not_shorter_than_statements_is_warned_about(
+        tmp_path):
+    """database.lock_timeout at or past database.statement_timeout: the
+    check says what the waits on a lock are cut to (half the statement
+    timeout), and passes."""
+    tdir = tmp_path / "templates"
+    cfg = config_for(tmp_path, tdir)
+    cfg["database"].update(statement_timeout="1s")
+    r, _, cfg_path = check(tmp_path, {"valid.yaml": VALID},
+                           config_text=harness.to_yaml(cfg) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert "warning: %s: database.lock_timeout (5000 ms) is not shorter " \
+        "than database.statement_timeout (1000 ms): waits on a lock end " \
+        "after 500 ms" % cfg_path in r.stderr, r.stderr
+    cfg["database"].update(lock_timeout="900ms")
+    r, _, _ = check(tmp_path, {"valid.yaml": VALID},
+                    config_text=harness.to_yaml(cfg) + "\n")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
 RUNS_NOTHING_YET = """\
 name: deploy_later
 namespace_name: it
@@ -366,6 +386,59 @@ def test_tasker_keys_that_would_change_what_runs_are_warned_about(tmp_path):
     assert all(line.startswith("warning: ") for line in
                r.stderr.splitlines() if "ported.yaml" in line), r.stderr
     assert "module_namespace" not in r.stderr, r.stderr
+
+
+SERVICES = """\
+name: calls
+step_templates:
+  - name: typo
+    dependent_system: user_servce
+    handler_config: { url: /users }
+  - name: no_base
+    dependent_system: audit
+    handler_config: { url: /log }
+  - name: fine
+    dependent_system: user_service
+    handler_config: { url: /users }
+  - name: absolute
+    dependent_system: elsewhere
+    handler_config: { url: "http://127.0.0.1:9/x" }
+  - name: lookup
+    dependent_system: audit
+    handler_config:
+      url: "http://127.0.0.1:9/x"
+      on_status: { "409": { lookup: { url: /log/1 } } }
+"""
+
+
+def test_relative_urls_without_a_base_url_are_warned_about(tmp_path):
+    """A relative url follows its service's base_url: a service the
+    config does not have (a typo), or one without a base_url, fails every
+    attempt.  The file loads (the config may be fixed first), with a
+    warning at the step."""
+    tdir = tmp_path / "templates"
+    conf = config_for(tmp_path, tdir)
+    conf["services"] = {"user_service": {"base_url": "http://127.0.0.1:9"},
+                        "audit": {"timeout": "5s"}}
+    r, tdir, _ = check(tmp_path, {"calls.yaml": SERVICES},
+                       harness.to_yaml(conf) + "\n")
+    assert r.returncode == 0, r.stderr
+    found = dict(errors_for(r.stderr, tdir / "calls.yaml"))
+    assert set(found) == {line_of(SERVICES, "- name: typo"),
+                          line_of(SERVICES, "- name: no_base"),
+                          line_of(SERVICES, "- name: lookup")}, r.stderr
+    assert found[line_of(SERVICES, "- name: typo")] == (
+        'step "typo": url /users is relative, and service "user_servce" '
+        "is not among the config's services"), found
+    assert found[line_of(SERVICES, "- name: no_base")] == (
+        'step "no_base": url /log is relative, and service "audit" has no '
+        "base_url in the config"), found
+    # A lookup's url too (lookups are built before the first request).
+    assert found[line_of(SERVICES, "- name: lookup")] == (
+        'step "lookup": on_status.409.lookup.url /log/1 is relative, and '
+        'service "audit" has no base_url in the config'), found
+    assert all(line.startswith("warning: ") for line in
+               r.stderr.splitlines() if "calls.yaml" in line), r.stderr
 
 
 def test_programs_that_cannot_run_are_warned_about(tmp_path):

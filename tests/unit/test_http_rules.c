@@ -82,6 +82,8 @@ test_check_accepts(void **state)
 	(void)state;
 	check_good(onboarding_cfg);
 	check_good("{\"url\": \"http://x/\"}");
+	check_good("{\"url\": \"{{env.BASE}}/x\"}");
+	check_good("{\"url\": \"{{ env.BASE }}/x\"}");
 	/* (A GET with a body is unusual but defined: some search APIs.) */
 	check_good("{\"url\": \"/a\", \"method\": \"GET\", \"body\": {}}");
 	check_good("{\"url\": \"/a\", \"method\": \"HEAD\", \"body\": null}");
@@ -101,6 +103,14 @@ test_check_refuses(void **state)
 	(void)state;
 	check_bad("[]", "must be an object");
 	check_bad("{\"method\": \"POST\"}", "url is required");
+	/* Percent-encoded, such a value never gives a scheme and host. */
+	check_bad("{\"url\": \"{{context.base}}/x\"}",
+	    "url may start with a placeholder only from env");
+	check_bad("{\"url\": \"{{ service.base_url }}/x\"}",
+	    "url may start with a placeholder only from env");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\": {\"lookup\":"
+	    " {\"url\": \"{{steps.a.results.next}}\"}}}}",
+	    "url may start with a placeholder only from env");
 	check_bad("{\"url\": \"/a\", \"on_stauts\": {}}",
 	    "unknown key 'on_stauts'");
 	check_bad("{\"url\": \"/a\", \"set\": [1]}", "set must be an object");

@@ -267,6 +267,39 @@ test_load(void **state)
 	assert_int_equal(json_error_code(&e), json_error_invalid_syntax);
 }
 
+/* Another service's JSON: such an integer becomes a string of all its
+ * digits; everything else is read as json_loadb reads it. */
+static void
+test_load_exact(void **state)
+{
+	const char	*text;
+	json_error_t	 e;
+	json_t		*v;
+	char		*s;
+
+	(void)state;
+	text = "{\"id\": 123456789012345678901234567, \"s\": "
+	    "\"99999999999999999999\", \"a\": [9223372036854775807, "
+	    "-92233720368547758080, 2.5, 1e19]}";
+	v = jsontext_load_exact(text, strlen(text), 0, &e);
+	assert_non_null(v);
+	s = jsontext(v, JSONTEXT_SORTED);
+	assert_string_equal(s, "{\"a\":[9223372036854775807,"
+	    "\"-92233720368547758080\",2.5,1e+19],"
+	    "\"id\":\"123456789012345678901234567\","
+	    "\"s\":\"99999999999999999999\"}");
+	free(s);
+	json_decref(v);
+	v = jsontext_load_exact("18446744073709551616", 20, JSON_DECODE_ANY,
+	    &e);
+	assert_true(json_is_string(v));
+	assert_string_equal(json_string_value(v), "18446744073709551616");
+	json_decref(v);
+	assert_null(jsontext_load_exact("[1e400]", 7, 0, &e));
+	assert_null(jsontext_load_exact("[1, 10000000000000000000", 24, 0,
+	    &e));
+}
+
 /* An answer's text with such integers made reals, and nothing else
  * changed. */
 static void
@@ -297,6 +330,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_like_jansson),
 		cmocka_unit_test(test_big_ints_as_reals),
+		cmocka_unit_test(test_load_exact),
 		cmocka_unit_test(test_like_jansson_random),
 		cmocka_unit_test(test_reals),
 		cmocka_unit_test(test_reals_round_trip),

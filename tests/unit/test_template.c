@@ -489,6 +489,39 @@ test_err_placeholders(void **state)
 	expect_loads(HEAD "  - name: b\n    handler_config:\n"
 	    "      url: \"http://x/{{env.HOME}}/{{context}}/{{context.first "
 	    "name?}}\"\n");
+	/* What a step's input holds: steps.NAME.results, a number for
+	 * attempt, and a service only where the step names one.  Each of
+	 * these failed every attempt with "missing path". */
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "  - name: b\n    depends_on_step: a\n    handler_config:\n"
+	    "      url: http://x/\n      body: {id: \"{{steps.a.result.id}}\"}\n",
+	    "t.yaml:9: step 'b': placeholder 'steps.a.result.id': a step's "
+	    "results are steps.a.results");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: http://x/\n      body: {n: \"{{attempt.n}}\"}\n",
+	    "t.yaml:6: step 'b': placeholder 'attempt.n': attempt is a "
+	    "number, with no members");
+	expect_error(HEAD "  - name: b\n    handler_config:\n"
+	    "      url: http://x/\n      body: {s: \"{{service.name}}\"}\n",
+	    "t.yaml:6: step 'b': placeholder 'service.name' reads the step's "
+	    "service, and the step names none (dependent_system)");
+	expect_error(HEAD "  - name: b\n    dependent_system: billing\n"
+	    "    handler_config:\n      url: /x\n"
+	    "      body: {s: \"{{service.url}}\"}\n",
+	    "t.yaml:7: step 'b': placeholder 'service.url': a service has "
+	    "name, base_url and timeout_ms");
+	expect_loads(HEAD "  - name: a\n    handler: noop\n"
+	    "  - name: b\n    depends_on_step: a\n"
+	    "    dependent_system: billing\n    handler_config:\n"
+	    "      url: /x\n      body: {a: \"{{steps.a}}\", "
+	    "n: \"{{steps.a.results.n?}}\", t: \"{{attempt}}\", "
+	    "s: \"{{service.name}}/{{service.base_url?}}/"
+	    "{{service.timeout_ms?}}\"}\n");
+	/* An optional one renders as nothing, as it always did. */
+	expect_loads(HEAD "  - name: a\n    handler: noop\n"
+	    "  - name: b\n    depends_on_step: a\n    handler_config:\n"
+	    "      url: http://x/\n      headers: {X-S: \"{{service.name?}}\"}\n"
+	    "      body: {a: \"{{steps.a.status?}}\", n: \"{{attempt.n?}}\"}\n");
 }
 
 /* An http step's config is checked when the template loads, not at its
@@ -504,26 +537,86 @@ test_http_config(void **state)
 	    "t.yaml:3: step \"a\": http url is required and must be a string");
 	expect_error(HEAD "  - name: a\n    handler_config:\n"
 	    "      url: /x\n      timeout: 5s\n",
-	    "t.yaml:3: step \"a\": http timeout must be milliseconds in "
+	    "t.yaml:6: step \"a\": http timeout must be milliseconds in "
 	    "(0, 1 day]");
 	expect_error(HEAD "  - name: a\n    handler_config:\n"
 	    "      url: /x\n      on_status: {\"4xx\": maybe}\n",
-	    "t.yaml:3: step \"a\": http on_status.4xx must be \"success\", "
+	    "t.yaml:6: step \"a\": http on_status.4xx must be \"success\", "
 	    "\"retryable\", \"permanent\" or an object");
 	expect_error(HEAD "  - name: a\n    handler_config:\n"
 	    "      url: /x\n      body_template: {}\n",
-	    "t.yaml:3: step \"a\": http handler_config: unknown key "
+	    "t.yaml:6: step \"a\": http handler_config: unknown key "
 	    "'body_template'");
 	/* A relative url needs a service's base_url. */
 	expect_error(HEAD "  - name: a\n    handler_config: {url: /x}\n",
-	    "t.yaml:3: step \"a\": url \"/x\" is relative, and the step "
+	    "t.yaml:4: step \"a\": url \"/x\" is relative, and the step "
 	    "names no service (dependent_system) whose base_url it would "
 	    "follow");
 	expect_loads(HEAD "  - name: a\n    dependent_system: billing\n"
 	    "    handler_config: {url: /x}\n");
+	/* A lookup's too: lookups are built before the first request, and
+	 * every attempt failed, the service never called. */
+	expect_error(HEAD "  - name: a\n    handler_config:\n"
+	    "      url: http://127.0.0.1:9/x\n"
+	    "      on_status: {\"409\": {lookup: {url: /users/x}}}\n",
+	    "t.yaml:6: step \"a\": on_status.409.lookup.url \"/users/x\" is "
+	    "relative, and the step names no service (dependent_system) "
+	    "whose base_url it would follow");
 	expect_loads("name: t\ndefault_dependent_system: billing\n"
+	    "step_templates:\n  - name: a\n    handler_config: {url: /x}\n");
+	/* A url from the context would be percent-encoded whole
+	 * ("http%3A%2F%2F..."): only the environment may give a base. */
+	expect_error("name: t\ndefault_dependent_system: billing\n"
 	    "step_templates:\n  - name: a\n    handler_config: {url: /x}\n"
-	    "  - name: b\n    handler_config: {url: \"{{context.u}}\"}\n");
+	    "  - name: b\n    handler_config: {url: \"{{context.u}}\"}\n",
+	    "t.yaml:7: step \"b\": http url may start with a placeholder only "
+	    "from env ({{env.NAME}}): any other is percent-encoded in a URL; "
+	    "start it with / for the service's base_url");
+	expect_loads(HEAD "  - name: a\n"
+	    "    handler_config: {url: \"{{ env.BASE }}/x\"}\n");
+	/* At the key the message names, not at the step's name. */
+	expect_error(HEAD "  - name: a\n    dependent_system: b\n"
+	    "    description: x\n    handler_config:\n      url: /x\n"
+	    "      methd: POST\n",
+	    "t.yaml:8: step \"a\": http handler_config: unknown key 'methd'");
+	/* Not at a key the list of valid ones names, nor at a top-level
+	 * key that a path below another ends with. */
+	expect_error(HEAD "  - name: a\n    handler: exec\n"
+	    "    handler_config:\n      command: [ls]\n      env: {A: b}\n"
+	    "      cwd: /tmp\n",
+	    "t.yaml:8: step \"a\": exec handler_config: unknown key 'cwd' "
+	    "(command, env)");
+	expect_error(HEAD "  - name: a\n    dependent_system: b\n"
+	    "    handler_config:\n      url: /a\n      on_status:\n"
+	    "        \"409\":\n          lookup: {url: \"{{context.n}}\"}\n",
+	    "t.yaml:7: step \"a\": http on_status.409.lookup.url may start "
+	    "with a placeholder only from env ({{env.NAME}}): any other is "
+	    "percent-encoded in a URL; start it with / for the service's "
+	    "base_url");
+}
+
+/* Tasker's step keys port over; one setting given two values under its
+ * two names is refused (the later one won, silently). */
+static void
+test_step_key_spellings(void **state)
+{
+	(void)state;
+	expect_loads(HEAD "  - name: a\n    handler: noop\n"
+	    "    skippable: false\n    default_retryable: false\n"
+	    "    default_retry_limit: 2\n");
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "    retryable: false\n    default_retryable: true\n",
+	    "t.yaml:5: step \"a\": default_retryable and retryable are one "
+	    "setting (Tasker's name and ours), given two values: give one");
+	expect_error(HEAD "  - name: a\n    handler: noop\n"
+	    "    default_retry_limit: 2\n    retry_limit: 5\n",
+	    "t.yaml:6: step \"a\": default_retry_limit and retry_limit are "
+	    "one setting (Tasker's name and ours), given two values: give "
+	    "one");
+	/* The same value twice says one thing. */
+	expect_loads(HEAD "  - name: a\n    handler: noop\n"
+	    "    retryable: False\n    default_retryable: false\n"
+	    "    retry_limit: 4\n    default_retry_limit: 4\n");
 }
 
 /* An exec step names its program as a list; a relative path with a slash
@@ -567,39 +660,39 @@ test_exec_config(void **state)
 	    "of strings: [program, arg, ...]");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: ls -l\n",
-	    "t.yaml:3: step \"a\": exec handler_config needs command, a list "
+	    "t.yaml:6: step \"a\": exec handler_config needs command, a list "
 	    "of strings: [program, arg, ...]");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: []\n",
-	    "t.yaml:3: step \"a\": exec handler_config needs command, a list "
+	    "t.yaml:6: step \"a\": exec handler_config needs command, a list "
 	    "of strings: [program, arg, ...]");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [\"\", x]\n",
-	    "t.yaml:3: step \"a\": exec command[0] must name a program");
+	    "t.yaml:6: step \"a\": exec command[0] must name a program");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls, [x]]\n",
-	    "t.yaml:3: step \"a\": exec command[1] must be a string");
+	    "t.yaml:6: step \"a\": exec command[1] must be a string");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: {N: 3}\n",
-	    "t.yaml:3: step \"a\": exec env.N must be a string: write \"3\", "
+	    "t.yaml:7: step \"a\": exec env.N must be a string: write \"3\", "
 	    "in quotes");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [sleep, 5]\n",
-	    "t.yaml:3: step \"a\": exec command[1] must be a string: write "
+	    "t.yaml:6: step \"a\": exec command[1] must be a string: write "
 	    "\"5\", in quotes");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: [A=b]\n",
-	    "t.yaml:3: step \"a\": exec env must be a map of names to strings");
+	    "t.yaml:7: step \"a\": exec env must be a map of names to strings");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: {\"A=B\": x}\n",
-	    "t.yaml:3: step \"a\": exec env: 'A=B' is not a variable name");
+	    "t.yaml:7: step \"a\": exec env: 'A=B' is not a variable name");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      env: {TASKERD_TASK_ID: \"7\"}\n",
-	    "t.yaml:3: step \"a\": exec env: TASKERD_TASK_ID: TASKERD_ "
+	    "t.yaml:7: step \"a\": exec env: TASKERD_TASK_ID: TASKERD_ "
 	    "variables are the step's own");
 	expect_error(HEAD "  - name: a\n    handler: exec\n    handler_config:\n"
 	    "      command: [ls]\n      url: http://x/\n",
-	    "t.yaml:3: step \"a\": exec handler_config: unknown key 'url' "
+	    "t.yaml:7: step \"a\": exec handler_config: unknown key 'url' "
 	    "(command, env)");
 }
 
@@ -647,19 +740,19 @@ test_plugin_config(void **state)
 	expect_error(HEAD "  - name: a\n"
 	    "    handler_class: Shop::StepHandler::Reserve\n"
 	    "    handler_config: {library: libshop.so}\n",
-	    "t.yaml:3: step \"a\": a plugin step needs a C function name: "
+	    "t.yaml:5: step \"a\": a plugin step needs a C function name: "
 	    "handler_config.symbol, or a handler_class that is one "
 	    "('Shop::StepHandler::Reserve' is not)");
 	expect_error(HEAD "  - name: a\n    handler: plugin\n"
 	    "    handler_config: {library: libshop.so}\n",
-	    "t.yaml:3: step \"a\": a plugin step needs handler_config.symbol, "
+	    "t.yaml:5: step \"a\": a plugin step needs handler_config.symbol, "
 	    "the C function to call");
 	expect_error(HEAD "  - name: a\n    handler: plugin\n"
 	    "    handler_config: {library: libshop.so, symbol: 2go}\n",
-	    "t.yaml:3: step \"a\": plugin symbol must be a C function name");
+	    "t.yaml:5: step \"a\": plugin symbol must be a C function name");
 	expect_error(HEAD "  - name: a\n    handler: plugin\n"
 	    "    handler_config: {library: \"\", symbol: go}\n",
-	    "t.yaml:3: step \"a\": a plugin step needs handler_config.library, "
+	    "t.yaml:5: step \"a\": a plugin step needs handler_config.library, "
 	    "the shared object to load");
 }
 
@@ -777,6 +870,33 @@ test_err_types(void **state)
 	    "t.yaml:5: integer out of range: 99999999999999999999");
 }
 
+/* A chain of TMPL_MAX_STEPS exec steps (each reads its ancestors'
+ * results) loads; one more step is refused. */
+static void
+expect_many_steps(void)
+{
+	char	*yaml;
+	size_t	 len;
+	FILE	*f = open_memstream(&yaml, &len);
+	int	 i;
+
+	assert_non_null(f);
+	fprintf(f, "name: t\nstep_templates:\n");
+	for (i = 0; i < TMPL_MAX_STEPS; i++) {
+		fprintf(f, "  - name: s%d\n    handler: exec\n"
+		    "    handler_config: {command: [/bin/true]}\n", i);
+		if (i > 0)
+			fprintf(f, "    depends_on_step: s%d\n", i - 1);
+	}
+	fflush(f);
+	expect_loads(yaml);
+	fprintf(f, "  - name: one_more\n    handler: noop\n");
+	fclose(f);
+	expect_error(yaml, "t.yaml:3: step_templates: 1001 steps; a template "
+	    "has at most 1000");
+	free(yaml);
+}
+
 static void
 test_err_names(void **state)
 {
@@ -789,6 +909,7 @@ test_err_names(void **state)
 	    "t.yaml:1: template is missing 'step_templates'");
 	expect_error("name: t\nstep_templates: []\n",
 	    "t.yaml:2: step_templates: no steps");
+	expect_many_steps();
 	expect_error(HEAD "  - name: a\n  - description: b\n",
 	    "t.yaml:4: step is missing 'name'");
 	expect_error(HEAD "  - name: a\n  - name: b\n  - handler: noop\n"
@@ -1081,6 +1202,12 @@ test_registry_versions(void **state)
 	t = tmpl_registry_find(reg, "default", "reg", NULL);
 	assert_non_null(t);
 	assert_string_equal(t->version, "9.0");
+	/* A version asked for as spelt otherwise, which the registry holds
+	 * as the same (it refuses 9.0 and 9.0.0 together). */
+	assert_ptr_equal(tmpl_registry_find(reg, "default", "reg", "9.0.0"),
+	    t);
+	assert_ptr_equal(tmpl_registry_find(reg, "ns", "reg", "1.9.2.0"),
+	    tmpl_registry_find(reg, "ns", "reg", "1.9.2"));
 	assert_ptr_equal(tmpl_registry_find(reg, NULL, "reg", NULL), t);
 	tmpl_registry_free(reg);
 	rmdir_tmp(dir);
@@ -1148,20 +1275,20 @@ test_registry_route_clash(void **state)
 
 	/* A url that no base or scheme makes whole would fail every run. */
 	expect_error(HEAD "  - name: a\n    handler_config: { url: "
-	    "example.com/users }\n", "t.yaml:3: step \"a\": http url must be "
+	    "example.com/users }\n", "t.yaml:4: step \"a\": http url must be "
 	    "absolute http:// or https://, or start with / (the service's "
 	    "base_url) or with a placeholder");
 	/* A noop step's config is checked at load, not at its first run. */
 	expect_error(HEAD "  - name: a\n    handler: noop\n"
 	    "    handler_config: { fail: permanant }\n",
-	    "t.yaml:3: step \"a\": noop fail must be \"retryable\" or "
+	    "t.yaml:5: step \"a\": noop fail must be \"retryable\" or "
 	    "\"permanent\"");
 	expect_error(HEAD "  - name: a\n    handler: noop\n"
 	    "    handler_config: { sleep_ms: -1 }\n",
-	    "t.yaml:3: step \"a\": noop sleep_ms must be an integer >= 0");
+	    "t.yaml:5: step \"a\": noop sleep_ms must be an integer >= 0");
 	expect_error(HEAD "  - name: a\n    handler: noop\n"
 	    "    handler_config: { sleep: 5 }\n",
-	    "t.yaml:3: step \"a\": noop handler_config: unknown key 'sleep' "
+	    "t.yaml:5: step \"a\": noop handler_config: unknown key 'sleep' "
 	    "(valid: sleep_ms, fail, results)");
 	/* A results body names the finished task's context, steps, task. */
 	expect_error("name: t\nroutes: { results: { path: \"/r/{task_id}\", "
@@ -1278,7 +1405,7 @@ test_identity_name(void **state)
 static void
 test_long_chain(void **state)
 {
-	enum { N = 20000 };
+	enum { N = TMPL_MAX_STEPS };
 	char		*y, *p, err[1024], want[2048];
 	struct tmpl	*t;
 	size_t		 i, cap = 64 + (size_t)N * 64;
@@ -1434,6 +1561,7 @@ main(void)
 		cmocka_unit_test(test_long_chain),
 		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_http_config),
+		cmocka_unit_test(test_step_key_spellings),
 		cmocka_unit_test(test_exec_config),
 		cmocka_unit_test(test_plugin_config),
 	};

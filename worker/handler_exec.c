@@ -353,7 +353,7 @@ exec_read_err(int fd, struct exec_io *io, int *open_)
 
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		k = (size_t)n;
-		if (k >= sizeof(io->err)) {
+		if (k > sizeof(io->err)) {
 			memcpy(io->err, buf + k - sizeof(io->err),
 			    sizeof(io->err));
 			io->err_cut = 1;
@@ -503,7 +503,7 @@ exec_outcome(const char *prog, int status, struct exec_io *io,
 	json_t		*results;
 	json_error_t	 jerr;
 	char		*why;
-	size_t		 i;
+	size_t		 i, bom;
 	int		 code;
 
 	why = exec_err_text(io);
@@ -522,14 +522,18 @@ exec_outcome(const char *prog, int status, struct exec_io *io,
 		    "exec_failed", "%s exited with status %d%s%s", prog, code,
 		    why != NULL ? ": " : "", why != NULL ? why : "");
 	} else {
-		for (i = 0; i < io->outlen; i++) {
+		/* (A byte order mark first, as some runtimes write, is no
+		 * part of the JSON: as for an http answer.) */
+		bom = io->outlen >= 3 && memcmp(io->out, "\xef\xbb\xbf", 3) == 0 ?
+		    3 : 0;
+		for (i = bom; i < io->outlen; i++) {
 			if (io->out[i] != ' ' && io->out[i] != '\t' &&
 			    io->out[i] != '\r' && io->out[i] != '\n')
 				break;
 		}
 		if (i == io->outlen)
 			outcome_success(o, json_object());
-		else if ((results = json_loadb(io->out, io->outlen,
+		else if ((results = json_loadb(io->out + bom, io->outlen - bom,
 		    JSON_DECODE_ANY, &jerr)) == NULL)
 			outcome_fail(o, OUTCOME_PERMANENT, "bad_output",
 			    "%s exited 0 but its stdout is not JSON: %s "
@@ -560,13 +564,14 @@ exec_errno_transient(int e)
 }
 
 /* The interpreter a script's "#!" line names (a new string), or NULL:
- * execve says ENOENT for a missing one as for a missing script. */
+ * execve says ENOENT for a missing one as for a missing script.  It is
+ * the line's first word, as the kernel reads it (an argument may follow
+ * a blank). */
 static char *
 exec_interpreter(const char *path)
 {
-	char	 buf[256];
+	char	 buf[256], *p;
 	ssize_t	 n;
-	size_t	 len;
 	int	 fd;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
@@ -576,9 +581,9 @@ exec_interpreter(const char *path)
 	if (n < 3 || buf[0] != '#' || buf[1] != '!')
 		return NULL;
 	buf[n] = '\0';
-	len = strcspn(buf + 2, "\n");
-	buf[2 + len] = '\0';
-	return xstrdup(buf + 2 + strspn(buf + 2, " \t"));
+	p = buf + 2 + strspn(buf + 2, " \t");
+	p[strcspn(p, " \t\n")] = '\0';
+	return xstrdup(p);
 }
 
 static void
@@ -592,6 +597,7 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	int		  p_err[2] = { -1, -1 }, p_st[2] = { -1, -1 };
 	int		  e = 0, status, i;
 	ssize_t		  n;
+	size_t		  len;
 	pid_t		  pid, parent = getpid();
 
 	if ((argv = exec_argv(run->config, o)) == NULL)
@@ -645,8 +651,18 @@ exec_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	p_in[1] = -1;	/* exec_talk closed it */
 	if (n == (ssize_t)sizeof(e) && e == ENOENT &&
 	    (interp = exec_interpreter(path)) != NULL) {
-		outcome_fail(o, OUTCOME_PERMANENT, "exec_failed", "cannot run "
-		    "%s: its interpreter %s is not there", path, interp);
+		/* (The kernel reads the line to its \n: saved with Windows
+		 * line ends, "/bin/sh\r", which no screen shows.) */
+		if ((len = strlen(interp)) > 0 && interp[len - 1] == '\r') {
+			interp[len - 1] = '\0';
+			outcome_fail(o, OUTCOME_PERMANENT, "exec_failed",
+			    "cannot run %s: its #! line ends in a carriage "
+			    "return (Windows line ends), and no interpreter "
+			    "\"%s\\r\" is there", path, interp);
+		} else
+			outcome_fail(o, OUTCOME_PERMANENT, "exec_failed",
+			    "cannot run %s: its interpreter %s is not there",
+			    path, interp);
 		free(interp);
 	} else if (n == (ssize_t)sizeof(e))
 		outcome_fail(o, exec_errno_transient(e) ? OUTCOME_RETRYABLE :

@@ -22,6 +22,7 @@
  * msgpack str and PostgreSQL text both depend on it.
  */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +246,10 @@ http_header_add(struct http_req *req, const char *name, const char *value)
 {
 	char	*line;
 
-	/* "Name;" is how curl is told to send a header with no value. */
-	if (*value == '\0')
+	/* "Name;" is how curl is told to send a header with no value;
+	 * "Name:" with nothing but blanks after it removes the header (and
+	 * curl's own, for Accept, Host or User-Agent). */
+	if (value[strspn(value, " \t")] == '\0')
 		xasprintf(&line, "%s;", name);
 	else
 		xasprintf(&line, "%s: %s", name, value);
@@ -517,16 +520,18 @@ http_setup(struct http_req *req, struct http_resp *resp, char *errbuf)
 	return bad ? -1 : 0;
 }
 
-/* The body as results: JSON as is, empty as {}, text as {"body": ...}.
+/* The body as results: JSON as is (an integer past 64 bits as a string of
+ * its digits), empty as {}, text as {"body": ...}.
  * A UTF-8 byte order mark before JSON (some frameworks write one) is no
  * part of it: jansson would take the whole for text. */
 static json_t *
-http_body_results(const struct http_resp *resp)
+http_body_results(const struct http_resp *resp, bool *is_text)
 {
 	json_t	*j;
 	char	*text;
 	size_t	 i, n, bom = 0;
 
+	*is_text = false;
 	if (resp->len >= 3 && memcmp(resp->body, "\xef\xbb\xbf", 3) == 0)
 		bom = 3;
 	for (i = bom; i < resp->len; i++) {
@@ -535,9 +540,10 @@ http_body_results(const struct http_resp *resp)
 	}
 	if (i == resp->len)
 		return json_object();
-	if ((j = json_loadb(resp->body + bom, resp->len - bom,
+	if ((j = jsontext_load_exact(resp->body + bom, resp->len - bom,
 	    JSON_DECODE_ANY, NULL)) != NULL)
 		return j;
+	*is_text = true;
 	text = xmalloc(HTTP_MAX_TEXT_RESULT + 1);
 	n = http_clean_text(resp->body, resp->len, HTTP_MAX_TEXT_RESULT, text);
 	j = json_pack("{s:s%}", "body", text, n);
@@ -658,10 +664,11 @@ http_fail_status(struct proto_step_outcome *o, enum proto_outcome cls,
 	}
 }
 
-/* Success: results from doc (consumed) by the rule's map and set. */
+/* Success: results from doc (consumed) by the rule's map and set; doc
+ * is_text when the answer was no JSON. */
 static void
 http_succeed(const struct proto_run_step *run, const struct http_rule *rule,
-    json_t *doc, const char *pfx, struct proto_step_outcome *o)
+    json_t *doc, bool is_text, const char *pfx, struct proto_step_outcome *o)
 {
 	const char	*code = "extract_error";
 	json_t		*results;
@@ -669,7 +676,11 @@ http_succeed(const struct proto_run_step *run, const struct http_rule *rule,
 
 	if ((results = http_rules_results(doc, rule->results, rule->set,
 	    run->input, &code, err, sizeof(err))) == NULL) {
-		outcome_fail(o, OUTCOME_PERMANENT, code, "%s%s", pfx, err);
+		/* "response has no 'id'" alone sends one looking for a
+		 * misnamed field. */
+		outcome_fail(o, OUTCOME_PERMANENT, code, "%s%s%s", pfx, err,
+		    is_text ? " (the answer is not JSON: its text is "
+		    "{\"body\": ...})" : "");
 		return;
 	}
 	outcome_success(o, results);
@@ -704,6 +715,7 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 	long			 lstatus;
 	int64_t			 left;
 	int			 rc;
+	bool			 is_text;
 
 	memset(&lresp, 0, sizeof(lresp));
 	snprintf(where, sizeof(where), "on_status.%s.lookup.", rule->key);
@@ -736,13 +748,16 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 		    pfx, lstatus, &lreq, &lresp);
 		goto done;
 	}
-	if (rc == 1)		/* a 2xx, its body cut short or too large */
+	if (rc == 1) {		/* a 2xx, its body cut short or too large */
+		if (!lresp.too_large)
+			o->http_status = 0;	/* cut: as no answer */
 		goto done;
-	doc = http_body_results(&lresp);
+	}
+	doc = http_body_results(&lresp, &is_text);
 	switch (http_rules_match(json_object_get(rule->lookup, "match"), doc,
 	    run->input, err, sizeof(err))) {
 	case 1:
-		http_succeed(run, rule, doc, pfx, o);
+		http_succeed(run, rule, doc, is_text, pfx, o);
 		break;
 	case 0:
 		json_decref(doc);
@@ -785,9 +800,11 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	struct http_resp	 resp;
 	struct http_rule	 rule;
 	struct timespec		 t0;
+	json_t			*doc;
 	char			 err[512];
 	long			 status;
 	int			 rc;
+	bool			 is_text;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&req, 0, sizeof(req));
@@ -813,11 +830,13 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 
 	if ((rc = http_perform(&req, &resp, &status, "", o)) == -1)
 		goto done;
-	o->http_status = (int32_t)status;
 	http_rules_decide(run->config, status, &rule);
+	/* The body was needed: the transfer's outcome, without the status,
+	 * or the service's breaker would count a 200 cut short as up. */
 	if (rc == 1 && (rule.action == HTTP_ACT_SUCCESS ||
 	    rule.action == HTTP_ACT_LOOKUP))
-		goto done;	/* the body was needed: the transfer's outcome */
+		goto done;
+	o->http_status = (int32_t)status;
 	log_debug("http answer step_id=%lld task_id=%lld correlation_id=%s "
 	    "status=%ld rule=%s action=%s", (long long)run->step_id,
 	    (long long)run->task_id, run->correlation_id, status,
@@ -825,7 +844,8 @@ http_run(const struct proto_run_step *run, struct proto_step_outcome *o)
 	    http_action_name(rule.action));
 	switch (rule.action) {
 	case HTTP_ACT_SUCCESS:
-		http_succeed(run, &rule, http_body_results(&resp), "", o);
+		doc = http_body_results(&resp, &is_text);
+		http_succeed(run, &rule, doc, is_text, "", o);
 		break;
 	case HTTP_ACT_RETRYABLE:
 		http_fail_status(o, OUTCOME_RETRYABLE, "http", "", status, &req,

@@ -111,3 +111,28 @@ def test_a_failed_probe_does_not_run_a_step_that_must_not_run_twice(
     assert done["status"] == "error", done
     assert done["steps"][0]["attempts"] == 1, done["steps"]
     assert len(service.requests_for("/once")) == 1
+
+
+def test_an_answer_cut_short_counts_against_the_service(taskerd):
+    """A 200 whose body never all came (the service died mid-answer) is a
+    failed call: it used to count as an answer, the service as up, and a
+    service that kept dying mid-answer never opened its breaker."""
+    from test_http_outcomes import RawServer
+    cut = (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+           b'{"ok": tr')
+    srv = RawServer([cut, cut])
+    try:
+        t = taskerd(templates={"down.yaml": template("down", "/x")},
+                    config={"services": {"svc": {
+                        "base_url": srv.url, "timeout": "10s",
+                        "breaker": {"failures": 2, "cooldown": "60s"}}}})
+        for _ in range(2):
+            tid = t.create_task("down", {}, namespace=NS)["task_id"]
+            step = t.wait_task(tid)["steps"][0]
+            assert step["status"] == "error", step
+            assert step["last_error"]["code"] in ("curl_18", "curl_56"), \
+                step["last_error"]
+        assert breaker(t)["breaker"] == "open", breaker(t)
+        assert t.log_lines("circuit opened"), t.log_tail(20)
+    finally:
+        srv.close()

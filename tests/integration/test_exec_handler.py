@@ -154,6 +154,16 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         "missing": os.path.join(d, "no-such-program"),
         "not_in_path": "taskerd-no-such-program-in-path",
         "no_interpreter": write_program(d, "old.py", "#! /opt/no-python\n"),
+        # Saved with Windows line ends: the kernel looks for "/bin/sh\r".
+        "crlf": write_program(d, "crlf.sh", "#!/bin/sh\r\necho {}\r\n"),
+        # With an argument: the line's \r is the argument's.
+        "arg_crlf": write_program(d, "arg_crlf.sh",
+                                  "#!/opt/no-sh -e\r\necho {}\r\n"),
+        # Exactly the 1024 bytes of stderr kept, in one write: none cut.
+        "err_1024": write_program(d, "err_1024.py", "#!/usr/bin/python3\n"
+                                  "import os, sys\n"
+                                  "os.write(2, b'card declined\\n' + "
+                                  "b'0' * 1010)\nsys.exit(3)\n"),
     }
     steps = ""
     for name, prog in progs.items():
@@ -182,6 +192,13 @@ def test_failures_and_their_codes(taskerd, tmp_path):
         # (execve says ENOENT, as for a missing script.)
         "no_interpreter": ("exec_failed", 1, "old.py: its interpreter "
                            "/opt/no-python is not there"),
+        "crlf": ("exec_failed", 1, "crlf.sh: its #! line ends in a "
+                 "carriage return (Windows line ends), and no interpreter "
+                 "\"/bin/sh\\r\" is there"),
+        "arg_crlf": ("exec_failed", 1, "arg_crlf.sh: its interpreter "
+                     "/opt/no-sh is not there"),
+        "err_1024": ("exec_failed", 1, "exited with status 3: card "
+                     "declined"),
     }
     for name, (code, attempts, text) in want.items():
         s = step(t, tid, name)
@@ -200,6 +217,24 @@ def test_failures_and_their_codes(taskerd, tmp_path):
     assert any('"missing": no program' in l for l in said), said
     assert any("no-such-program-in-path to run in PATH" in l
                for l in said), said
+
+
+def test_output_after_a_byte_order_mark_is_json(taskerd, tmp_path):
+    """Some runtimes write a byte order mark first: the JSON after it is
+    the results, as for an http answer (the step failed for good with
+    "invalid token near ''", the program's work done)."""
+    prog = write_program(str(tmp_path), "bom.py", "#!/usr/bin/python3\n"
+                         "import sys\n"
+                         "sys.stdout.buffer.write(b'\\xef\\xbb\\xbf"
+                         "{\"ok\": true}\\n')\n")
+    t = taskerd(templates={"bom.yaml": template("bom", """\
+  - name: only
+    handler: exec
+    handler_config: { command: [%s] }
+""" % prog)})
+    tid = t.create_task("bom", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete", t.log_tail(20)
+    assert step(t, tid, "only")["results"] == {"ok": True}
 
 
 def test_program_is_looked_for_in_the_steps_own_path(taskerd, tmp_path):
@@ -248,16 +283,20 @@ def test_output_larger_than_a_frame(taskerd, tmp_path):
 
 @pytest.fixture
 def started():
-    """Pids of programs a test's steps started.  Each leads its process
-    group; what is left of the groups at the end (the test failed, or left
-    them on purpose) is killed."""
+    """Pids of programs a test started.  What is left of them at the end
+    (the test failed, or left them on purpose) is killed: the process
+    group each leads, or the process alone (a wrapper's helper leads
+    none)."""
     pids = []
     yield pids
     for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def read_pids(path, started):

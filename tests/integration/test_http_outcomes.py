@@ -268,14 +268,18 @@ def test_headers_render_like_a_body(taskerd, service):
 
 def test_answer_bodies_become_results(taskerd, service):
     """JSON is the results as it is, a UTF-8 byte order mark before it
-    included (it was kept as text); text is {"body": ...}; no body (or
-    only a mark and blanks) is {}."""
+    included (it was kept as text), an integer past 64 bits as a string of
+    its digits (the same); text is {"body": ...}; no body (or only a mark
+    and blanks) is {}."""
     json_type = {"Content-Type": "application/json; charset=utf-8"}
     answers = {
         "bom": (200, b'\xef\xbb\xbf{"id": 7, "name": "Zo\xc3\xab"}', json_type),
         "text": (200, "accepted, thanks"),
         "empty": (204, None),
         "bomonly": (200, b"\xef\xbb\xbf\r\n", json_type),
+        # An id past 64 bits: its digits as a string (it was all text).
+        "bigid": (200, b'{"id": 123456789012345678901234567, "n": -1,'
+                  b' "name": "alice"}', json_type),
     }
     for name, answer in answers.items():
         service.route("POST", "/" + name, lambda req, a=answer: a)
@@ -292,4 +296,43 @@ def test_answer_bodies_become_results(taskerd, service):
         results[name] = task["steps"][0]["results"]
     assert results == {"bom": {"id": 7, "name": "Zo\u00eb"},
                        "text": {"body": "accepted, thanks"},
-                       "empty": {}, "bomonly": {}}, results
+                       "empty": {}, "bomonly": {},
+                       "bigid": {"id": "123456789012345678901234567",
+                                 "n": -1, "name": "alice"}}, results
+
+
+MAPPED = """\
+name: {name}
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: call
+    handler: http
+    default_retry_limit: 1
+    handler_config:
+      method: GET
+      url: "{url}"
+      results: {{ user_id: id }}
+"""
+
+
+def test_a_results_map_on_an_answer_that_is_not_json_says_so(taskerd,
+                                                             service):
+    """The map finds no "id": in a JSON answer without one, that is all
+    there is to say; in a text answer, "response has no 'id'" sent one
+    looking for a misnamed field when the service did not send JSON."""
+    service.route("GET", "/text", status=200, body="OK, created user 7")
+    service.route("GET", "/json", status=200, body={"uid": 7})
+    t = taskerd(templates={
+        "%s.yaml" % n: MAPPED.format(name=n, url=service.url + "/" + n)
+        for n in ("text", "json")})
+    errors = {}
+    for n in ("text", "json"):
+        tid = t.create_task(n, {}, namespace="it")["task_id"]
+        task = t.wait_task(tid, timeout=20)
+        assert task["status"] == "error", task
+        errors[n] = task["steps"][0]["last_error"]
+        assert errors[n]["code"] == "extract_error", errors[n]
+        assert "'id'" in errors[n]["message"], errors[n]
+    assert "the answer is not JSON" in errors["text"]["message"], errors
+    assert "not JSON" not in errors["json"]["message"], errors

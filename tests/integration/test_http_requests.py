@@ -81,6 +81,14 @@ def test_headers_are_judged_as_rendered(taskerd, service):
     assert (r.headers["Content-Type"], r.headers["Accept"]) == \
         ("application/merge-patch+json", "text/csv"), dict(r.headers)
 
+    # Blanks only are an empty value, sent as such: curl took "Name:   "
+    # for "remove the header" (and its own Accept with it).
+    assert run(t, "h", {"note": "  ", "accept": "\t"})["only"]["status"] \
+        == "complete"
+    r = service.requests_for("/p")[-1]
+    assert (r.headers.get("X-Note"), r.headers.get("Accept")) == ("", ""), \
+        dict(r.headers)
+
     sent = len(service.requests)
     for note in ("a\x0bb", "a\x7fb"):
         step = run(t, "h", {"note": note})["only"]

@@ -319,10 +319,14 @@ which(struct taskerd_step *s)
 	return TASKERD_STEP_OK;
 }
 
+/* Runs until the file GATE exists (20 s at most). */
 int
 slow(struct taskerd_step *s)
 {
-	sleep(2);
+	int	i;
+
+	for (i = 0; i < 1000 && access(GATE, F_OK) != 0; i++)
+		usleep(20000);
 	s->results = strdup("{\"slow\": " VERSION "}");
 	return TASKERD_STEP_OK;
 }
@@ -331,12 +335,13 @@ slow(struct taskerd_step *s)
 
 def build_versioned(tmp_path, version, dest):
     """The library at dest, as a deployment puts it: built aside, renamed
-    into place."""
+    into place.  Its slow step ends once tmp_path/gate exists."""
     src = tmp_path / "v.c"
     src.write_text(VERSIONED)
     aside = str(dest) + ".new"
     r = subprocess.run(["cc", "-shared", "-fPIC", "-Wall", "-Werror",
                         "-DVERSION=\"%d\"" % version,
+                        "-DGATE=\"%s\"" % (tmp_path / "gate"),
                         "-I", str(harness.REPO / "include"),
                         "-o", aside, str(src)],
                        capture_output=True, text=True, timeout=60)
@@ -373,8 +378,25 @@ def test_a_reload_replaces_the_workers_and_their_plugins(taskerd, tmp_path,
     harness.wait_until(lambda: steps_by_name(t, slow)["slow"]["status"] ==
                        "in_progress", 10, message="the slow step running")
     build_versioned(tmp_path, 2, lib)
-    os.kill(t.pid, signal.SIGHUP)
     ready = []
+
+    def sampling(cond):
+        def f():
+            ready.append(t.get("/health/ready").status)
+            return cond()
+        return f
+    try:
+        os.kill(t.pid, signal.SIGHUP)
+        # The slow step runs on until the reload is heard and the idle
+        # workers (if any) are replaced.
+        harness.wait_until(sampling(lambda: t.log_lines(
+            'msg="templates (unchanged|reloaded)"')), 10, interval=0.02,
+            message="the reload heard")
+        harness.wait_until(sampling(lambda: len(t.log_lines(
+            'msg="worker replaced after a reload"')) >= workers - 1), 10,
+            interval=0.02, message="the idle workers replaced")
+    finally:
+        (tmp_path / "gate").touch()
     while t.task(slow)["status"] != "complete":
         ready.append(t.get("/health/ready").status)
         time.sleep(0.02)

@@ -110,7 +110,9 @@ client_request(const char *method, const char *path, const json_t *body,
 	struct curl_slist	*hdrs = NULL;
 	struct sink		 sink;
 	char			 errbuf[CURL_ERROR_SIZE], *url, *auth = NULL;
-	char			*payload = NULL;
+	char			*payload = NULL, *location = NULL;
+	long			 sent = 0;
+	curl_off_t		 ready = 0;
 	CURLcode		 cc;
 
 	memset(r, 0, sizeof(*r));
@@ -167,6 +169,23 @@ client_request(const char *method, const char *path, const json_t *body,
 		free(url);
 		return CTL_EXIT_API;
 	}
+	/* Sent: the connection (through a proxy, TLS) was made, and the
+	 * request went out on it. */
+	if (cc != CURLE_OK && strcmp(method, "GET") != 0 &&
+	    curl_easy_getinfo(curl, CURLINFO_PRETRANSFER_TIME_T, &ready) ==
+	    CURLE_OK && ready > 0 &&
+	    curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &sent) ==
+	    CURLE_OK && sent > 0) {
+		/* Not "unreachable" (exit 3, safe to send again): the server
+		 * may have carried it out before the answer was lost. */
+		ctl_warnx("%s %s: sent, but the answer was lost (%s): it may "
+		    "have been carried out; look before sending it again",
+		    method, unix_path ? ctl.url : url, errbuf[0] ? errbuf :
+		    curl_easy_strerror(cc));
+		free(sink.buf);
+		free(url);
+		return CTL_EXIT_API;
+	}
 	if (cc != CURLE_OK) {
 		snprintf(failure, sizeof(failure), "cannot reach %s: %s",
 		    unix_path ? ctl.url : url, errbuf[0] ? errbuf :
@@ -179,6 +198,9 @@ client_request(const char *method, const char *path, const json_t *body,
 	}
 	free(url);
 	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
+	if (curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &location) ==
+	    CURLE_OK && location != NULL)
+		r->location = xstrdup(location);
 	r->body = sink.buf ? sink.buf : xstrdup("");
 	r->len = sink.len;
 	r->json = jsontext_load(r->body, r->len, 0, NULL);
@@ -201,6 +223,7 @@ void
 client_resp_free(struct client_resp *r)
 {
 	free(r->body);
+	free(r->location);
 	json_decref(r->json);
 	memset(r, 0, sizeof(*r));
 }
@@ -238,8 +261,15 @@ client_report(const struct client_resp *r)
 	const char	*code, *msg;
 	size_t		 i, n;
 
-	if (ctl.json && r->len > 0)
+	/* (Only JSON goes to stdout, for a script's JSON parser.) */
+	if (ctl.json && r->json != NULL)
 		client_print_raw(r);
+	if (r->location != NULL) {
+		/* tasker-ctl follows no redirect: --url names the API. */
+		ctl_warnx("HTTP %ld: redirected to %s; give --url as the API's "
+		    "own address", r->status, r->location);
+		return CTL_EXIT_API;
+	}
 	if (!json_is_object(err)) {
 		/* Not taskerd's shape: a proxy's page, say.  Its first line. */
 		n = strcspn(r->body, "\r\n");

@@ -3,9 +3,10 @@
  * templates (list, show, validate), workers, services, nodes, health.
  *
  * `template validate` is the one command that needs no server: it runs
- * tmpl_load_file(), the loader taskerd itself uses, with the daemon's
- * built-in step defaults (config_default()), so a file it passes is a file
- * taskerd loads and a file it fails gets the same FILE:LINE: reason.
+ * tmpl_load_file(), the loader taskerd itself uses, with the step
+ * defaults of taskerd's config (--config; else the built-in ones), so a
+ * file it passes is a file taskerd loads and a file it fails gets the
+ * same FILE:LINE: reason.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,8 +110,12 @@ cmd_templates_show(struct ctl_args *a)
 	printf("%s/%s@%s  identity %s\n", out_str(r.json, "namespace", "?"),
 	    out_str(r.json, "name", "?"), out_str(r.json, "version", "?"),
 	    out_str(r.json, "identity_strategy", "?"));
-	if (out_str(r.json, "description", NULL) != NULL)
-		printf("%s\n", out_str(r.json, "description", ""));
+	/* (Free text a template's author wrote: no escape sequence of its
+	 * reaches the terminal.) */
+	if (out_str(r.json, "description", NULL) != NULL) {
+		out_text(stdout, out_str(r.json, "description", ""));
+		putchar('\n');
+	}
 	putchar('\n');
 	dag_print(stdout, json_object_get(r.json, "steps"), 5, hdr,
 	    template_step_cells, json_object_get(r.json, "definition"));
@@ -141,13 +146,25 @@ given_before(const struct ctl_args *a, int i)
 int
 cmd_template_validate(struct ctl_args *a)
 {
-	struct config	*defaults = config_default();
-	struct tmpl_registry *reg = tmpl_registry_new(&defaults->step_defaults);
+	const char	*path = ctl_opt(a, "config");
+	struct config	*defaults;
+	struct tmpl_registry *reg;
 	struct tmpl	*t;
-	json_t		*out = json_array();
+	json_t		*out;
 	char		 err[2048], *warnings, *p, *line;
 	int		 i, rc = 0;
 	bool		 again;
+
+	/* A config's steps: defaults change what a file means (a step's
+	 * backoff.base past the config's backoff.max is refused). */
+	if (path == NULL)
+		defaults = config_default();
+	else if ((defaults = config_load(path, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "tasker-ctl: %s\n", err);
+		return CTL_EXIT_USAGE;
+	}
+	reg = tmpl_registry_new(&defaults->step_defaults);
+	out = json_array();
 
 	/* Each file on its own, and each against the ones before it, as a
 	 * templates directory holding them all would load. */

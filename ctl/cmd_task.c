@@ -33,6 +33,10 @@ cmd_actor(const struct ctl_args *a)
 
 	if (actor != NULL && *actor != '\0')
 		return actor;
+	/* Under sudo, the operator rather than root. */
+	if (geteuid() == 0 && (actor = getenv("SUDO_USER")) != NULL &&
+	    *actor != '\0')
+		return actor;
 	if ((pw = getpwuid(geteuid())) != NULL && pw->pw_name[0] != '\0')
 		return pw->pw_name;
 	return getenv("USER");
@@ -451,7 +455,8 @@ watch_draw(const json_t *task, bool tty)
 	const char	*st = out_str(task, "status", "?");
 	char		*run, *wait, *err, *line;
 	char		 when[48];
-	int		 done, total, width = 24, fill, i;
+	int		 done, total, width = 24, fill, i, room;
+	size_t		 cut;
 
 	count_done(json_object_get(task, "steps"), &done, &total);
 	run = watch_steps_in(task, "in_progress", ", running: ");
@@ -460,7 +465,17 @@ watch_draw(const json_t *task, bool tty)
 	xasprintf(&line, "%d/%d steps done%s%s%s", done, total, run, wait,
 	    err);
 	if (tty) {
-		/* Redrawn in place: \r, the bar, clear to the end of line. */
+		/* Redrawn in place: \r, the bar, clear to the end of line.
+		 * All of it fits the terminal, or \r would come back to
+		 * the last of the lines it wrapped to. */
+		room = term_columns() - 4 - (int)strlen(st);
+		if (width > room)
+			width = room > 0 ? room : 0;
+		room -= width;
+		for (cut = room > 0 ? (size_t)room : 0;
+		    cut > 0 && cut < strlen(line) &&
+		    (line[cut] & 0xc0) == 0x80; cut--)
+			;	/* not inside a UTF-8 character */
 		fill = total > 0 ? done * width / total : 0;
 		fputs("\r[", stdout);
 		for (i = 0; i < width; i++)
@@ -468,9 +483,7 @@ watch_draw(const json_t *task, bool tty)
 			    (ctl.utf8 ? "░" : "-"), stdout);
 		fputs("] ", stdout);
 		out_colored(stdout, out_state_color(st), st);
-		/* Cut the line to the terminal so \r comes back to its start. */
-		printf(" %.*s\033[K", term_columns() - width - 4 -
-		    (int)strlen(st), line);
+		printf(" %.*s\033[K", (int)cut, line);
 	} else {
 		out_fmt_time(when, sizeof(when), out_now(), false);
 		printf("%s task %lld %s, %s\n", when, (long long)
@@ -493,7 +506,7 @@ cmd_task_watch(struct ctl_args *a)
 	const char	*st;
 	int64_t		 interval;
 	int		 rc;
-	bool		 tty = ctl.tty && !ctl.json, lost = false;
+	bool		 tty = ctl.tty && !ctl.json, lost = false, away = false;
 
 	if ((interval = ctl_opt_int(a, "interval", 1000, 3600000)) == -1) {
 		free(path);
@@ -517,11 +530,20 @@ cmd_task_watch(struct ctl_args *a)
 			goto sleep;
 		}
 		lost = false;
-		if (r.status == 503) {
-			/* The database is away for a moment: keep watching. */
+		if (r.status == 503 && strcmp(out_str(json_object_get(r.json,
+		    "error"), "code", ""), "database_unavailable") == 0) {
+			/* The database is away for a moment: keep watching.
+			 * (Only taskerd's 503 says so: a proxy's, with no
+			 * taskerd behind it, is reported.) */
+			if (!away)
+				fprintf(stderr, "%stasker-ctl: the database is "
+				    "unavailable; still watching task %s\n",
+				    tty && last != NULL ? "\n" : "", a->pos[0]);
+			away = true;
 			client_resp_free(&r);
 			goto sleep;
 		}
+		away = false;
 		if (r.status != 200 || !json_is_object(r.json)) {
 			if (tty && last != NULL)
 				putchar('\n');

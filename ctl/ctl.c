@@ -148,14 +148,16 @@ static const struct ctl_cmd commands[] = {
 	  "Shows a loaded template (its highest version) and its steps as a "
 	  "tree with handler, retry limit, timeout and service.",
 	  1, 1, { { NULL, NULL, NULL } } },
-	{ "template", "validate", cmd_template_validate, "FILE...",
+	{ "template", "validate", cmd_template_validate,
+	  "[--config FILE] FILE...",
 	  "check template files offline",
 	  "Loads each file with the loader taskerd uses, and against the "
 	  "files before it as one templates directory (a name and version "
 	  "or a route defined twice), and prints \"FILE: ok\" or "
 	  "\"FILE:LINE: reason\".  Needs no server.  Exits 1 if any file is "
 	  "bad.",
-	  1, -1, { { NULL, NULL, NULL } } },
+	  1, -1, { { "config", "FILE", "taskerd's config, whose steps: "
+	    "defaults the files take (else the built-in ones)" } } },
 	{ NULL, "workers", cmd_workers, "",
 	  "the worker pool",
 	  "Lists the worker processes: slot, pid, state, the task and step "
@@ -622,16 +624,17 @@ parse_command_line(int argc, char **argv, struct ctl_args *a)
 /*
  * The config file keeps a token out of shell history and process lists:
  * $TASKER_CTL_CONFIG, else $XDG_CONFIG_HOME/tasker-ctl/config, else
- * ~/.config/tasker-ctl/config; lines "url = ..." and "token = ...", '#'
- * comments.  A missing file is fine; a file others may read is refused
- * when it holds a token.
+ * ~/.config/tasker-ctl/config; lines "url = ..." and "token = ...", a
+ * value up to the first blank, and lines starting with '#' comments (a
+ * '#' inside a value is the value's: a token may hold one).  A missing
+ * file is fine; a file others may read is refused when it holds a token.
  */
 static void
 ctl_read_config(void)
 {
-	static char	 url[1024], token[1024];
 	const char	*home, *xdg, *env = getenv("TASKER_CTL_CONFIG");
-	char		 path[1024], line[1200], *k, *v, *e;
+	char		 path[1024], *line = NULL, *k, *v;
+	size_t		 cap = 0;
 	struct stat	 st;
 	FILE		*f;
 
@@ -646,10 +649,10 @@ ctl_read_config(void)
 		return;
 	if ((f = fopen(path, "r")) == NULL)
 		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if ((e = strchr(line, '#')) != NULL)
-			*e = '\0';
-		if ((v = strchr(line, '=')) == NULL)
+	/* Lines of any length: a cut token would be an unknown one. */
+	while (getline(&line, &cap, f) != -1) {
+		if (line[strspn(line, " \t")] == '#' ||
+		    (v = strchr(line, '=')) == NULL)
 			continue;
 		*v++ = '\0';
 		k = line + strspn(line, " \t");
@@ -657,7 +660,7 @@ ctl_read_config(void)
 		v += strspn(v, " \t");
 		v[strcspn(v, " \t\r\n")] = '\0';
 		if (strcmp(k, "url") == 0)
-			ctl.url = strncpy(url, v, sizeof(url) - 1);
+			ctl.url = xstrdup(v);
 		else if (strcmp(k, "token") == 0) {
 			if (fstat(fileno(f), &st) == 0 &&
 			    (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
@@ -666,12 +669,22 @@ ctl_read_config(void)
 				    path);
 				continue;
 			}
-			ctl.token = strncpy(token, v, sizeof(token) - 1);
+			ctl.token = xstrdup(v);
 		} else
 			fprintf(stderr, "tasker-ctl: %s: unknown key \"%s\"\n",
 			    path, k);
 	}
+	free(line);
 	fclose(f);
+}
+
+/* A variable set but empty counts as unset: it leaves the file's value. */
+static const char *
+env_value(const char *name)
+{
+	const char	*v = getenv(name);
+
+	return v != NULL && *v != '\0' ? v : NULL;
 }
 
 int
@@ -687,10 +700,10 @@ main(int argc, char **argv)
 	ctl.utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 	/* Precedence: options, then the environment, then the file. */
 	ctl_read_config();
-	if (getenv("TASKER_URL") != NULL)
-		ctl.url = getenv("TASKER_URL");
-	if (getenv("TASKER_TOKEN") != NULL)
-		ctl.token = getenv("TASKER_TOKEN");
+	if (env_value("TASKER_URL") != NULL)
+		ctl.url = env_value("TASKER_URL");
+	if (env_value("TASKER_TOKEN") != NULL)
+		ctl.token = env_value("TASKER_TOKEN");
 	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
 		printf("tasker-ctl %s\n", PACKAGE_VERSION);
 		return 0;

@@ -100,6 +100,7 @@ struct client_resp {
 	char		*body;		/* NUL-terminated */
 	size_t		 len;
 	json_t		*json;		/* parsed body; NULL if not JSON */
+	char		*location;	/* a redirect's target, or NULL */
 };
 
 void	 client_init(void);

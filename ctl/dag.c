@@ -145,6 +145,10 @@ dag_print(FILE *f, const json_t *steps, int ncols, const char *const *headers,
 			p = json_string_value(json_array_get(deps, k));
 			if (p == NULL || (j = dag_index(&g, p)) == -1 || j == i)
 				continue;
+			/* A parent named twice (a malformed answer) is one. */
+			if (g.n[j].nkids > 0 &&
+			    g.n[j].kids[g.n[j].nkids - 1] == i)
+				continue;
 			if (g.n[i].first_parent == -1)
 				g.n[i].first_parent = j;
 			g.n[j].kids[g.n[j].nkids++] = i;

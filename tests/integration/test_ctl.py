@@ -13,6 +13,7 @@ and TASKER_CTL_NOW pins the clock the running step's duration is measured
 against.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,7 +21,9 @@ import pty
 import re
 import select
 import shutil
+import struct
 import subprocess
+import termios
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -358,6 +361,29 @@ def test_tasks_list_follows_the_cursor(service):
 
 # ---------------------------------------------------------------------------
 # template validate (offline; acceptance 3)
+
+def test_template_validate_with_taskerds_config(tmp_path):
+    """A config's steps: defaults change what a file means: a step's
+    backoff.base past the config's backoff.max is refused by taskerd
+    --check, and was passed by validate, which knew only the built-in
+    defaults.  With --config it says what taskerd says."""
+    tpl = tmp_path / "slow_backoff.yaml"
+    tpl.write_text("name: slow\nstep_templates:\n  - name: a\n"
+                   "    handler: noop\n    backoff: { base: 1m }\n")
+    conf = tmp_path / "taskerd.yaml"
+    conf.write_text("steps:\n  backoff: { base: 1s, max: 30s }\n")
+    assert ok(ctl("template", "validate", tpl)) == "%s: ok\n" % tpl
+    r = ctl("template", "validate", "--config", conf, tpl)
+    assert r.returncode == 1, r
+    assert r.stderr == "%s:5: step \"a\": backoff.base (60000 ms) is " \
+        "longer than backoff.max (30000 ms), which caps every delay\n" % \
+        tpl, r.stderr
+    # A config that does not load is said, not taken for the defaults.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: {}\n")
+    r = ctl("template", "validate", "--config", bad, tpl)
+    assert r.returncode == 2 and "unknown key 'stepz'" in r.stderr, r
+
 
 def test_template_validate(tmp_path):
     good = tmp_path / "good.yaml"
@@ -925,8 +951,11 @@ def api_auth(t, path, token):
 # ---------------------------------------------------------------------------
 # Colours: only on a terminal, and NO_COLOR / --no-color turn them off
 
-def run_on_pty(argv, env):
+def run_on_pty(argv, env, columns=None):
     master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, columns, 0, 0))
     try:
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
                              stderr=subprocess.PIPE, env=env)

@@ -32,6 +32,7 @@
 
 #include "api.h"
 #include "db.h"
+#include "duration.h"
 #include "template.h"
 #include "pool.h"
 #include "reply.h"
@@ -40,6 +41,7 @@
 #include "services.h"
 #include "sha256.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "supervisor.h"
 #include "log.h"
 #include "utf8.h"
@@ -73,6 +75,17 @@ struct pending {
 };
 static TAILQ_HEAD(, pending) pendings = TAILQ_HEAD_INITIALIZER(pendings);
 
+static struct pending *
+pending_of(struct evhttp_request *req)
+{
+	struct pending	*p;
+
+	TAILQ_FOREACH(p, &pendings, entry)
+		if (p->req == req)
+			return p;
+	return NULL;
+}
+
 void
 api_answered(struct evhttp_request *req, int status)
 {
@@ -80,55 +93,65 @@ api_answered(struct evhttp_request *req, int status)
 	struct timespec	 now;
 	char		 code[8];
 
-	TAILQ_FOREACH(p, &pendings, entry)
-		if (p->req == req)
-			break;
-	if (p == NULL)
+	if ((p = pending_of(req)) == NULL)
 		return;
 	TAILQ_REMOVE(&pendings, p, entry);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	snprintf(code, sizeof(code), "%d", status);
-	metrics_inc(M_API_REQUESTS, 1, p->route, code);
+	metrics_inc(M_API_REQUESTS, 1, p->route, code, NULL);
 	metrics_observe(M_API_DURATION, (double)(now.tv_sec -
 	    p->start.tv_sec) + (now.tv_nsec - p->start.tv_nsec) / 1e9,
-	    p->route, NULL);
+	    p->route, NULL, NULL);
 	free(p);
 }
 
-/* A bounded label for a path: ids and names from the path are not labels. */
+/* The label of a request still being answered, once its handler knows
+ * better than the path's shape (route_label). */
+static void
+api_relabel(struct evhttp_request *req, const char *route)
+{
+	struct pending	*p;
+
+	if ((p = pending_of(req)) != NULL)
+		p->route = route;
+}
+
+/* A bounded label for a path: ids and names from the path are not labels.
+ * A path that names no resource is "other". */
 static const char *
 route_label(char seg[][API_SEG_MAX], int n)
 {
 	if (n == 2 && strcmp(seg[0], "health") == 0)
 		return strcmp(seg[1], "live") == 0 ? "/health/live" :
-		    "/health/ready";
+		    strcmp(seg[1], "ready") == 0 ? "/health/ready" : "other";
 	if (n == 1 && strcmp(seg[0], "metrics") == 0)
 		return "/metrics";
 	if (n < 2 || strcmp(seg[0], "v1") != 0)
 		return "template_route";
 	if (strcmp(seg[1], "tasks") == 0) {
-		switch (n) {
-		case 2:
+		if (n == 2)
 			return "/v1/tasks";
-		case 3:
+		if (n == 3)
 			return "/v1/tasks/{id}";
-		case 4:
-			return strcmp(seg[3], "diagram") == 0 ?
-			    "/v1/tasks/{id}/diagram" :
-			    "/v1/tasks/{id}/transitions";
-		case 5:
+		if (n == 4 && strcmp(seg[3], "diagram") == 0)
+			return "/v1/tasks/{id}/diagram";
+		if (n == 4 && strcmp(seg[3], "transitions") == 0)
+			return "/v1/tasks/{id}/transitions";
+		if (n == 5 && strcmp(seg[3], "steps") == 0)
 			return "/v1/tasks/{id}/steps/{step}";
-		default:
+		if (n == 6 && strcmp(seg[3], "steps") == 0 &&
+		    strcmp(seg[5], "transitions") == 0)
 			return "/v1/tasks/{id}/steps/{step}/transitions";
-		}
+		return "other";
 	}
 	if (strcmp(seg[1], "templates") == 0)
-		return n == 2 ? "/v1/templates" : "/v1/templates/{ns}/{name}";
-	if (strcmp(seg[1], "workers") == 0)
+		return n == 2 ? "/v1/templates" : n == 4 ?
+		    "/v1/templates/{ns}/{name}" : "other";
+	if (n == 2 && strcmp(seg[1], "workers") == 0)
 		return "/v1/workers";
-	if (strcmp(seg[1], "services") == 0)
+	if (n == 2 && strcmp(seg[1], "services") == 0)
 		return "/v1/services";
-	if (strcmp(seg[1], "nodes") == 0)
+	if (n == 2 && strcmp(seg[1], "nodes") == 0)
 		return "/v1/nodes";
 	return "other";
 }
@@ -147,10 +170,10 @@ metrics_done(struct db_job *job, void *arg)
 	if ((res = db_job_result(job, 0)) != NULL)
 		for (i = 0; i < PQntuples(res); i++)
 			metrics_set(M_TASKS, strtod(PQgetvalue(res, i, 1),
-			    NULL), PQgetvalue(res, i, 0), NULL);
-	metrics_set(M_SCHED_QUEUED, sched_queued(), NULL, NULL);
-	metrics_set(M_SCHED_INFLIGHT, sched_inflight(), NULL, NULL);
-	metrics_set(M_WORKERS_UP, pool_up(), NULL, NULL);
+			    NULL), PQgetvalue(res, i, 0), NULL, NULL);
+	metrics_set(M_SCHED_QUEUED, sched_queued(), NULL, NULL, NULL);
+	metrics_set(M_SCHED_INFLIGHT, sched_inflight(), NULL, NULL, NULL);
+	metrics_set(M_WORKERS_UP, pool_up(), NULL, NULL, NULL);
 	services_metrics();
 	metrics_render(buf);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -433,6 +456,7 @@ api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
 	path[1] = '\0';
 	for (i = 0; i < n; i++) {
 		if (strchr(seg[i], '/') != NULL) {
+			api_relabel(req, "other");
 			reply_error(req, 404, "not_found", "no such resource");
 			return;
 		}
@@ -460,6 +484,7 @@ api_template_route(struct evhttp_request *req, enum evhttp_cmd_type m,
 	    tmpl_registry_route(sv.templates, ROUTE_RESULTS, path, &id);
 	post = tmpl_registry_route(sv.templates, ROUTE_CREATE, path, NULL);
 	if (!get && !post) {
+		api_relabel(req, "other");	/* (no template's route) */
 		reply_error(req, 404, "not_found", "no such resource");
 		return;
 	}
@@ -478,6 +503,20 @@ api_route(struct evhttp_request *req, void *arg)
 	struct pending		*pend;
 	int			 n;
 
+	/* Counted from here, whatever the answer (a label once the path is
+	 * known). */
+	pend = xcalloc(1, sizeof(*pend));
+	pend->req = req;
+	pend->route = "other";
+	clock_gettime(CLOCK_MONOTONIC, &pend->start);
+	TAILQ_INSERT_TAIL(&pendings, pend, entry);
+	if (m == EVHTTP_REQ_CONNECT) {
+		/* (libevent keeps a CONNECT's connection open whatever the
+		 * headers say; reply_send gives the answer its length.) */
+		reply_error(req, 501, "not_implemented", "CONNECT is not "
+		    "supported: this is no proxy");
+		return;
+	}
 	if ((m & API_KNOWN_METHODS) == 0) {
 		/* A body it may have sent was not read: it would be taken
 		 * for the next request. */
@@ -504,11 +543,7 @@ api_route(struct evhttp_request *req, void *arg)
 		goto notfound;
 	log_debug("api request method=%d path=%s", (int)m,
 	    log_quote(path));
-	pend = xcalloc(1, sizeof(*pend));
-	pend->req = req;
 	pend->route = route_label(seg, n);
-	clock_gettime(CLOCK_MONOTONIC, &pend->start);
-	TAILQ_INSERT_TAIL(&pendings, pend, entry);
 
 	if (!url_utf8(req, seg, n)) {
 		reply_error(req, 400, "invalid_request", "the URL's path or "
@@ -644,6 +679,51 @@ method:
 
 /* ---- listening --------------------------------------------------------- */
 
+/*
+ * An accept() that fails for want of descriptors (EMFILE at the process's
+ * limit, ENFILE at the system's) or memory leaves the connection in the
+ * backlog, and libevent calls again at once: a loop at full CPU, printing
+ * a warning each time (over 400,000 a second, measured).  Accepts pause
+ * instead, ACCEPT_PAUSE_MS at a time, while the connections wait in the
+ * backlog; the warning is said at most once per ACCEPT_WARN_S.
+ */
+#define ACCEPT_PAUSE_MS	100
+#define ACCEPT_WARN_S	10
+
+static struct event	*accept_resume;
+static struct timespec	 accept_warned;
+static unsigned		 accept_failures;	/* since the last warning */
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (bound != NULL)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(bound));
+}
+
+static void
+accept_failed(struct evconnlistener *l, void *arg)
+{
+	const struct timeval	 pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+	int			 e = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	evconnlistener_disable(l);
+	evtimer_add(accept_resume, &pause);
+	accept_failures++;
+	if (accept_warned.tv_sec != 0 &&
+	    duration_ms_since(&accept_warned) < ACCEPT_WARN_S * 1000)
+		return;
+	log_warnx("cannot accept connections, pausing accepts %d ms at a "
+	    "time error=%s failures=%u", ACCEPT_PAUSE_MS,
+	    log_quote(strerror(e)), accept_failures);
+	clock_gettime(CLOCK_MONOTONIC, &accept_warned);
+	accept_failures = 0;
+}
+
 static int
 bind_unix(const char *path, char *err, size_t errlen)
 {
@@ -731,6 +811,18 @@ bind_inet(const char *listen, char *err, size_t errlen)
 	return 0;
 }
 
+/* Whether the listener takes connections from this host only. */
+static bool
+bound_to_loopback(void)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 len = sizeof(ss);
+
+	return getsockname(evhttp_bound_socket_get_fd(bound),
+	    (struct sockaddr *)&ss, &len) == 0 &&
+	    sockaddr_is_loopback((struct sockaddr *)&ss);
+}
+
 int
 api_init(struct event_base *base, char *err, size_t errlen)
 {
@@ -754,7 +846,18 @@ api_init(struct event_base *base, char *err, size_t errlen)
 		r = bind_inet(listen, err, errlen);
 	if (r == -1)
 		return -1;
+	accept_resume = evtimer_new(base, accept_resume_cb, NULL);
+	evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound),
+	    accept_failed);
 	log_info("listening http=%s", listen);
+	/* An API without tokens lets whoever reaches it create, cancel and
+	 * complete tasks by hand: on loopback or a socket file that is the
+	 * host's users; past them, say so. */
+	if (sv.conf->ntokens == 0 && strncmp(listen, "unix:", 5) != 0 &&
+	    !bound_to_loopback())
+		log_warnx("the API is open to the network: no auth.tokens "
+		    "are set and http.listen=%s is not a loopback address",
+		    log_quote(listen));
 	return 0;
 }
 
@@ -770,6 +873,9 @@ void
 api_free(void)
 {
 	api_stop_listening();
+	if (accept_resume != NULL)
+		event_free(accept_resume);
+	accept_resume = NULL;
 	if (http != NULL)
 		evhttp_free(http);
 	http = NULL;

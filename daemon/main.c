@@ -31,6 +31,17 @@ usage(int code)
 	exit(code);
 }
 
+/* Lines of warnings (freed here), each as "warning: LINE". */
+static void
+print_warnings(char *lines)
+{
+	char	*p, *line;
+
+	for (p = lines; p != NULL && (line = strsep(&p, "\n")) != NULL;)
+		fprintf(stderr, "warning: %s\n", line);
+	free(lines);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -47,7 +58,7 @@ main(int argc, char **argv)
 	bool			 check = false, migrate = false;
 	struct config		*conf;
 	struct tmpl_registry	*reg;
-	char			 err[1024], *errs = NULL, *p, *line;
+	char			 err[1024], *errs = NULL;
 	PGconn			*pg;
 	int			 ch, n;
 
@@ -120,11 +131,9 @@ main(int argc, char **argv)
 	}
 	free(errs);
 	if (check) {
-		if ((errs = tmpl_registry_warnings(reg)) != NULL) {
-			for (p = errs; (line = strsep(&p, "\n")) != NULL;)
-				fprintf(stderr, "warning: %s\n", line);
-			free(errs);
-		}
+		print_warnings(config_warnings(conf));
+		print_warnings(tmpl_registry_warnings(reg));
+		print_warnings(config_service_warnings(conf, reg));
 		printf("%s: ok (%zu template(s) in %s)\n", path, reg->n,
 		    conf->templates_dir);
 		tmpl_registry_free(reg);

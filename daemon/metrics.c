@@ -15,7 +15,7 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define MAX_LABELS	2
+#define MAX_LABELS	3
 
 enum metric_kind { COUNTER, GAUGE, HISTOGRAM };
 
@@ -40,21 +40,22 @@ struct family {
 	size_t		 n;
 };
 
+/* Step families: by template, whose name is unique within its namespace. */
+#define STEP_LABELS	{ "namespace", "template", "step" }
+
 static struct family families[M_NMETRICS] = {
 	[M_STEPS_STARTED] = { "taskerd_steps_started_total",
-	    "Step attempts started.", COUNTER, { "template", "step" } },
+	    "Step attempts started.", COUNTER, STEP_LABELS },
 	[M_STEPS_COMPLETED] = { "taskerd_steps_completed_total",
-	    "Step attempts that succeeded.", COUNTER, { "template", "step" } },
+	    "Step attempts that succeeded.", COUNTER, STEP_LABELS },
 	[M_STEPS_FAILED] = { "taskerd_steps_failed_total",
-	    "Steps that ended in error.", COUNTER, { "template", "step" } },
+	    "Steps that ended in error.", COUNTER, STEP_LABELS },
 	[M_STEPS_RETRIED] = { "taskerd_steps_retried_total",
-	    "Failed attempts that will be retried.", COUNTER,
-	    { "template", "step" } },
+	    "Failed attempts that will be retried.", COUNTER, STEP_LABELS },
 	[M_STEPS_TIMED_OUT] = { "taskerd_steps_timed_out_total",
-	    "Attempts stopped at their timeout.", COUNTER,
-	    { "template", "step" } },
+	    "Attempts stopped at their timeout.", COUNTER, STEP_LABELS },
 	[M_STEP_DURATION] = { "taskerd_step_duration_seconds",
-	    "Duration of step attempts.", HISTOGRAM, { "template", "step" } },
+	    "Duration of step attempts.", HISTOGRAM, STEP_LABELS },
 	[M_WORKER_RESTARTS] = { "taskerd_worker_restarts_total",
 	    "Worker processes started again after one ended.", COUNTER,
 	    { NULL } },
@@ -85,9 +86,11 @@ static struct family families[M_NMETRICS] = {
 };
 
 static struct series *
-series_get(struct family *f, const char *l0, const char *l1)
+series_get(struct family *f, const char *l0, const char *l1,
+    const char *l2)
 {
-	const char	*want[MAX_LABELS] = { l0 ? l0 : "", l1 ? l1 : "" };
+	const char	*want[MAX_LABELS] = { l0 ? l0 : "", l1 ? l1 : "",
+			    l2 ? l2 : "" };
 	struct series	*s;
 	size_t		 i;
 	int		 k;
@@ -109,21 +112,24 @@ series_get(struct family *f, const char *l0, const char *l1)
 }
 
 void
-metrics_inc(enum metric_id id, double v, const char *l0, const char *l1)
+metrics_inc(enum metric_id id, double v, const char *l0, const char *l1,
+    const char *l2)
 {
-	series_get(&families[id], l0, l1)->value += v;
+	series_get(&families[id], l0, l1, l2)->value += v;
 }
 
 void
-metrics_set(enum metric_id id, double v, const char *l0, const char *l1)
+metrics_set(enum metric_id id, double v, const char *l0, const char *l1,
+    const char *l2)
 {
-	series_get(&families[id], l0, l1)->value = v;
+	series_get(&families[id], l0, l1, l2)->value = v;
 }
 
 void
-metrics_observe(enum metric_id id, double v, const char *l0, const char *l1)
+metrics_observe(enum metric_id id, double v, const char *l0, const char *l1,
+    const char *l2)
 {
-	struct series	*s = series_get(&families[id], l0, l1);
+	struct series	*s = series_get(&families[id], l0, l1, l2);
 	size_t		 i;
 
 	s->value += v;

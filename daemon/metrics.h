@@ -9,12 +9,12 @@
 #include <event2/buffer.h>
 
 enum metric_id {
-	M_STEPS_STARTED,	/* counter {template, step} */
-	M_STEPS_COMPLETED,	/* counter {template, step} */
-	M_STEPS_FAILED,		/* counter {template, step}: ended in error */
-	M_STEPS_RETRIED,	/* counter {template, step} */
-	M_STEPS_TIMED_OUT,	/* counter {template, step} */
-	M_STEP_DURATION,	/* histogram {template, step}, seconds */
+	M_STEPS_STARTED,	/* counter {namespace, template, step} */
+	M_STEPS_COMPLETED,	/* counter {namespace, template, step} */
+	M_STEPS_FAILED,		/* counter {namespace, template, step}: in error */
+	M_STEPS_RETRIED,	/* counter {namespace, template, step} */
+	M_STEPS_TIMED_OUT,	/* counter {namespace, template, step} */
+	M_STEP_DURATION,	/* histogram {namespace, template, step}, seconds */
 	M_WORKER_RESTARTS,	/* counter {} */
 	M_WORKER_DEATHS,	/* counter {reason}: SIGKILL, exit_2, ... */
 	M_BREAKER_STATE,	/* gauge {service}: 0 closed, 1 open, 2 half */
@@ -30,9 +30,12 @@ enum metric_id {
 };
 
 /* Label values in the family's order; missing trailing ones are "". */
-void	metrics_inc(enum metric_id, double, const char *, const char *);
-void	metrics_set(enum metric_id, double, const char *, const char *);
-void	metrics_observe(enum metric_id, double, const char *, const char *);
+void	metrics_inc(enum metric_id, double, const char *, const char *,
+	    const char *);
+void	metrics_set(enum metric_id, double, const char *, const char *,
+	    const char *);
+void	metrics_observe(enum metric_id, double, const char *, const char *,
+	    const char *);
 /* Drop a gauge family's series (before setting them afresh). */
 void	metrics_clear(enum metric_id);
 void	metrics_render(struct evbuffer *);

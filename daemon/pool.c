@@ -30,6 +30,7 @@
 #include "pool.h"
 #include "childenv.h"
 #include "embedpg.h"
+#include "fdlimit.h"
 #include "sched.h"
 #include "metrics.h"
 #include "supervisor.h"
@@ -394,6 +395,8 @@ worker_spawn(struct worker *w)
 			_exit(WORKER_EXIT_CANNOT_START);
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 			_exit(WORKER_EXIT_CANNOT_START);
+		/* (Last: its own descriptors are opened under taskerd's.) */
+		fdlimit_restore();
 		execve(pool.path, argv, env);
 		_exit(WORKER_EXIT_CANNOT_START);
 	default:
@@ -566,7 +569,7 @@ worker_reaped(struct worker *w, int status)
 		else
 			snprintf(reason, sizeof(reason), "exit_%d",
 			    WEXITSTATUS(status));
-		metrics_inc(M_WORKER_DEATHS, 1, reason, NULL);
+		metrics_inc(M_WORKER_DEATHS, 1, reason, NULL, NULL);
 	}
 	worker_close_socket(w);
 	event_del(w->deadline);
@@ -618,7 +621,7 @@ worker_reaped(struct worker *w, int status)
 		tv.tv_usec = (w->start_delay_ms % 1000) * 1000;
 	}
 	w->restarts++;
-	metrics_inc(M_WORKER_RESTARTS, 1, NULL, NULL);
+	metrics_inc(M_WORKER_RESTARTS, 1, NULL, NULL, NULL);
 	evtimer_add(w->respawn, &tv);
 	supervisor_check_ready();
 }

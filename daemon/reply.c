@@ -25,19 +25,21 @@
  * Send buf as the answer.  To a HEAD: the length of the body a GET gets,
  * and no body.  libevent 2.1 writes the body anyway, without a length,
  * and a client on a kept-alive connection reads it as the start of its
- * next answer.
+ * next answer.  To a CONNECT (answered 501) it gives no length either.
  */
 void
 reply_send(struct evhttp_request *req, int status, struct evbuffer *buf)
 {
-	char	len[24];
+	enum evhttp_cmd_type	m = evhttp_request_get_command(req);
+	char			len[24];
 
-	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+	if (m == EVHTTP_REQ_HEAD || m == EVHTTP_REQ_CONNECT) {
 		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(buf));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Content-Length", len);
-		evbuffer_drain(buf, evbuffer_get_length(buf));
 	}
+	if (m == EVHTTP_REQ_HEAD)
+		evbuffer_drain(buf, evbuffer_get_length(buf));
 	evhttp_send_reply(req, status, NULL, buf);
 }
 

@@ -39,6 +39,7 @@
 #include "create.h"
 #include "db.h"
 #include "embedpg.h"
+#include "fdlimit.h"
 #include "migrate.h"
 #include "node.h"
 #include "oldversions.h"
@@ -82,6 +83,32 @@ supervisor_check_ready(void)
 	    log_quote(sv.node_id), sv.conf->workers_count,
 	    log_quote(sv.conf->http_listen));
 	sd_notify(0, "READY=1");
+}
+
+/* libevent's own messages (a failed accept or epoll_ctl, say) as log
+ * events, not raw "[warn] ..." lines among them on stderr. */
+static void
+libevent_log(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_DEBUG:
+		log_debug("libevent message=%s", log_quote(msg));
+		break;
+	case EVENT_LOG_MSG:
+		log_info("libevent message=%s", log_quote(msg));
+		break;
+	default:
+		log_warnx("libevent message=%s", log_quote(msg));
+		break;
+	}
+}
+
+/* A database connection came up. */
+static void
+db_up(void)
+{
+	supervisor_check_ready();
+	node_db_up();
 }
 
 /*
@@ -297,18 +324,23 @@ reload_notify(const char *state)
 }
 
 /* Steps that load but cannot run as things stand here (see
- * tmpl_registry_warnings): said at start and at each reload. */
+ * tmpl_registry_warnings, config_service_warnings): said at start and at
+ * each reload. */
 static void
 log_template_warnings(const struct tmpl_registry *reg)
 {
-	char	*warnings, *p, *line;
+	char	*warnings[2], *p, *line;
+	size_t	 i;
 
-	if ((warnings = tmpl_registry_warnings(reg)) == NULL)
-		return;
-	for (p = warnings; (line = strsep(&p, "\n")) != NULL;)
-		log_warnx("template step cannot run here yet reason=%s",
-		    log_quote(line));
-	free(warnings);
+	warnings[0] = tmpl_registry_warnings(reg);
+	warnings[1] = config_service_warnings(sv.conf, reg);
+	for (i = 0; i < 2; i++) {
+		for (p = warnings[i]; p != NULL &&
+		    (line = strsep(&p, "\n")) != NULL;)
+			log_warnx("template step cannot run here yet "
+			    "reason=%s", log_quote(line));
+		free(warnings[i]);
+	}
 }
 
 /* SIGHUP: validate the config and every template, then swap the templates
@@ -461,12 +493,13 @@ int
 supervisor_run(struct config *conf, struct tmpl_registry *reg,
     const char *argv0)
 {
-	char	err[512], host[256];
+	char	err[512], host[256], *warning;
 
 	signal(SIGTERM, stop_during_start);
 	signal(SIGINT, stop_during_start);
 	sv.conf = conf;
 	sv.templates = reg;
+	fdlimit_raise();
 	/* systemd's StateDirectory= wins over the configured state_dir. */
 	if (conf->database_dsn == NULL)
 		sv.dsn = embedpg_start(getenv("STATE_DIRECTORY") != NULL ?
@@ -486,9 +519,13 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 		fatal("worker binary %s", sv.worker_path);
 
 	log_template_warnings(reg);
+	if ((warning = config_warnings(conf)) != NULL)
+		log_warnx("config warning reason=%s", log_quote(warning));
+	free(warning);
 	prepare_database();
 
 	signal(SIGPIPE, SIG_IGN);
+	event_set_log_callback(libevent_log);
 	if ((sv.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	ev_term = evsignal_new(sv.base, SIGTERM, stop_cb, NULL);
@@ -501,9 +538,9 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	embedpg_watch(sv.base);
 	db_init(sv.base, sv.dsn, conf->database_pool,
 	    conf->database_statement_timeout_ms,
-	    conf->database_lock_timeout_ms);
+	    config_lock_timeout_ms(conf));
 	/* Ready once workers and the database both are, whichever is last. */
-	db_on_connect(supervisor_check_ready);
+	db_on_connect(db_up);
 	pool_init(sv.base, conf->workers_count, sv.worker_path,
 	    (size_t)conf->workers_max_frame, conf->workers_ping_interval_ms,
 	    conf->workers_ping_timeout_ms, conf->workers_user);
@@ -513,9 +550,10 @@ supervisor_run(struct config *conf, struct tmpl_registry *reg,
 	if (api_init(sv.base, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	status_start();
-	log_info("taskerd started node=%s templates=%zu worker=%s",
-	    log_quote(sv.node_id), sv.templates->n,
-	    log_quote(sv.worker_path));
+	log_info("taskerd started node=%s templates=%zu worker=%s "
+	    "max_open_files=%llu", log_quote(sv.node_id), sv.templates->n,
+	    log_quote(sv.worker_path),
+	    (unsigned long long)fdlimit_current());
 
 	event_base_dispatch(sv.base);
 

@@ -183,6 +183,15 @@ def proc_alive(pid):
     return state is not None and state not in ("Z", "X")
 
 
+def proc_soft_nofile(pid):
+    """The soft limit of open files of pid."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise HarnessError("no Max open files in /proc/%d/limits" % pid)
+
+
 def proc_children(ppid):
     kids = []
     for name in os.listdir("/proc"):

@@ -46,6 +46,11 @@ def test_tokens_and_scopes(taskerd):
     r = t.post("/v1/tasks", json=body, headers=bearer("writer"))
     assert r.status == 201, r.body
     tid = r.body["task_id"]
+    # The audit names the token that created it.
+    hist = t.get("/v1/tasks/%d/transitions" % tid,
+                 headers=bearer("reader")).body["transitions"]
+    assert hist[0]["to_state"] == "pending" and \
+        hist[0]["metadata"]["actor"] == "writer", hist
     assert t.get("/v1/tasks/%d" % tid, headers=bearer("reader")).status == 200
     assert t.get("/v1/tasks/%d" % tid, headers=bearer("writer")).status == 200
     assert t.get("/metrics", headers=bearer("reader")).status == 200
@@ -75,3 +80,20 @@ def test_tokens_and_scopes(taskerd):
     assert meta["actor"] == "operator"
     assert meta["on_behalf_of"] == "alice"
     assert meta["reason"] == "checked by hand"
+
+
+def test_an_open_api_on_loopback_draws_no_warning(taskerd):
+    """With no tokens the API is open, which is fine on loopback: no
+    warning there (on 127.0.0.1 or another loopback address).  The addresses
+    that do draw it (0.0.0.0, ::, an interface's) are in test_netaddr.c:
+    the tests listen on loopback only."""
+    t = taskerd(templates={"guarded.yaml": TEMPLATE})
+    assert t.get("/v1/tasks").status == 200
+    assert t.log_lines('msg="listening" http=127.0.0.1:') != []
+    assert t.log_lines("open to the network") == []
+    port = t.port
+    t.stop()
+    t = taskerd(templates={"guarded.yaml": TEMPLATE},
+                config={"http": {"listen": "127.0.0.2:%d" % port}})
+    assert t.get("/v1/tasks").status == 200
+    assert t.log_lines("open to the network") == []

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import re
 import socket
 
 import pytest
@@ -331,3 +332,24 @@ def test_unknown_methods_get_json(server, method):
     assert err["code"] == "not_implemented", err
     # Nothing after it: neither the body as a request nor the next one.
     assert data.count(b"HTTP/1.1 ") == 1, data
+
+
+def test_connect_gets_a_json_501_with_its_length(server):
+    """CONNECT (a client taking the API for a proxy) answers a JSON 501
+    with its length, and the next request on the connection is answered
+    after it.  The answer had no length, and the connection stays open
+    after a CONNECT: the client waited for the body's end until its
+    timeout."""
+    data = send_raw(server, b"CONNECT localhost:80 HTTP/1.1\r\nHost: x\r\n"
+                    b"\r\nGET /health/live HTTP/1.1\r\nHost: x\r\n"
+                    b"Connection: close\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501"), data
+    length = re.search(rb"Content-Length: (\d+)", head)
+    assert length, data
+    body, rest = rest[:int(length[1])], rest[int(length[1]):]
+    err = json.loads(body)["error"]
+    assert err["code"] == "not_implemented" and "CONNECT" in err["message"]
+    assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(
+        b'{"status":"ok"}\n'), data
+

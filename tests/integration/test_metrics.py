@@ -86,7 +86,7 @@ def scrape(t):
 def test_metrics_parse_and_move(taskerd):
     t = taskerd(templates={"metered.yaml": SLOW}, workers=2)
     before = scrape(t)
-    assert value(before, "taskerd_steps_started_total",
+    assert value(before, "taskerd_steps_started_total", namespace="default",
                  template="metered", step="first") == 0
 
     task = t.create_task("metered", {})
@@ -107,15 +107,15 @@ def test_metrics_parse_and_move(taskerd):
 
     after = scrape(t)
     assert value(after, "taskerd_steps_started_total",
-                 template="metered", step="first") == 1
+                 namespace="default", template="metered", step="first") == 1
     assert value(after, "taskerd_steps_started_total",
-                 template="metered", step="slow") == 2
+                 namespace="default", template="metered", step="slow") == 2
     assert value(after, "taskerd_steps_completed_total",
-                 template="metered", step="slow") == 1
+                 namespace="default", template="metered", step="slow") == 1
     assert value(after, "taskerd_steps_retried_total",
-                 template="metered", step="slow") == 1
+                 namespace="default", template="metered", step="slow") == 1
     assert value(after, "taskerd_step_duration_seconds_count",
-                 template="metered", step="slow") == 2
+                 namespace="default", template="metered", step="slow") == 2
     assert value(after, "taskerd_worker_deaths_total", reason="SIGKILL") == 1
     assert value(after, "taskerd_worker_restarts_total") >= 1
     assert value(after, "taskerd_tasks", state="complete") == 1
@@ -127,6 +127,80 @@ def test_metrics_parse_and_move(taskerd):
                  route="/v1/tasks/{id}", status="200") >= 1
     assert value(after, "taskerd_db_roundtrip_seconds_count") > \
         value(before, "taskerd_db_roundtrip_seconds_count")
+
+
+def test_step_metrics_keep_namespaces_apart(taskerd):
+    """Templates of one name in two namespaces count apart: the step
+    metrics carry the namespace (they were labelled by name alone, and
+    the two counted as one)."""
+    t = taskerd(templates={
+        "a.yaml": "name: hello\nnamespace_name: a\n" + SLOW.split(
+            "name: metered\n", 1)[1],
+        "b.yaml": "name: hello\nnamespace_name: b\n" + SLOW.split(
+            "name: metered\n", 1)[1]})
+    for ns, n in (("a", 2), ("b", 1)):
+        for _ in range(n):
+            tid = t.create_task("hello", {}, namespace=ns)["task_id"]
+            assert t.wait_task(tid, timeout=30)["status"] == "complete"
+    got = scrape(t)
+    for ns, n in (("a", 2), ("b", 1)):
+        assert value(got, "taskerd_steps_completed_total", namespace=ns,
+                     template="hello", step="first") == n, got
+
+
+def test_a_failure_in_a_cancelled_task_is_no_retry(taskerd):
+    """A step fails (retryably) after its task was cancelled: it is
+    written cancelled, not waiting for a retry, and the retry counter
+    does not move (it counted what the worker said, not what was
+    written)."""
+    t = taskerd(templates={"doomed.yaml": """
+name: doomed
+step_templates:
+  - name: fails
+    handler: noop
+    handler_config: { sleep_ms: 1500, fail: retryable }
+"""})
+    tid = t.create_task("doomed", {})["task_id"]
+    harness.wait_until(lambda: t.task(tid)["steps"][0]["status"] ==
+                       "in_progress", 10, message="the step running")
+    assert t.request("DELETE", "/v1/tasks/%d" % tid).status == 200
+    harness.wait_until(lambda: t.task(tid)["steps"][0]["status"] ==
+                       "cancelled", 10, message="the step's end written")
+    got = scrape(t)
+    labels = dict(namespace="default", template="doomed", step="fails")
+    assert value(got, "taskerd_steps_started_total", **labels) == 1, got
+    for name in ("retried", "failed", "completed"):
+        assert value(got, "taskerd_steps_%s_total" % name, **labels) == 0, \
+            (name, got)
+
+
+def test_api_requests_are_counted_by_the_route_they_name(taskerd):
+    """A path that names no resource counts as route "other" (they were
+    labelled as the nearest route: /health/x as /health/ready,
+    /v1/tasks/1/x as transitions, /favicon.ico as a template's route),
+    and answers given before the path was
+    read count too (an unknown method's 501, a path of too many
+    segments)."""
+    t = taskerd(templates={"metered.yaml": SLOW})
+    before = scrape(t)
+    for method, path, status in (
+            ("GET", "/health/x", 404), ("GET", "/v1/tasks/1/x", 404),
+            ("GET", "/v1/workers/x", 404), ("BREW", "/v1/tasks", 501),
+            ("GET", "/favicon.ico", 404),
+            ("GET", "/a" * 40, 404), ("GET", "/health/ready", 200),
+            ("GET", "/v1/tasks/1/transitions", 404)):
+        r = t.request(method, path)
+        assert r.status == status, (method, path, r.status, r.body)
+    after = scrape(t)
+
+    def counted(route, status):
+        return value(after, "taskerd_api_requests_total", route=route,
+                     status=status) - value(
+            before, "taskerd_api_requests_total", route=route, status=status)
+    assert counted("other", "404") == 5, after
+    assert counted("other", "501") == 1, after
+    assert counted("/health/ready", "200") == 1, after
+    assert counted("/v1/tasks/{id}/transitions", "404") == 1, after
 
 
 def test_parser_rejects_bad_exposition():

@@ -37,12 +37,12 @@ test_values(void **state)
 	char	*text;
 
 	(void)state;
-	metrics_inc(M_STEPS_STARTED, 12345678901.0, "t", "a");
-	metrics_inc(M_STEPS_STARTED, 1.0, "t", "a");
-	metrics_set(M_WORKERS_UP, 4.0, NULL, NULL);
-	metrics_set(M_SCHED_QUEUED, 0.5, NULL, NULL);
+	metrics_inc(M_STEPS_STARTED, 12345678901.0, "n", "t", "a");
+	metrics_inc(M_STEPS_STARTED, 1.0, "n", "t", "a");
+	metrics_set(M_WORKERS_UP, 4.0, NULL, NULL, NULL);
+	metrics_set(M_SCHED_QUEUED, 0.5, NULL, NULL, NULL);
 	text = scrape();
-	assert_non_null(strstr(text, "{template=\"t\",step=\"a\"} "
+	assert_non_null(strstr(text, "{namespace=\"n\",template=\"t\",step=\"a\"} "
 	    "12345678902\n"));
 	assert_non_null(strstr(text, "\ntaskerd_workers_up 4\n"));
 	assert_non_null(strstr(text, " 0.5\n"));

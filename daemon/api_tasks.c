@@ -188,7 +188,7 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 	}
 	cid = correlation_id(req);
 	create_submit(req, t, route, json_pack("{s:I, s:O, s:s?, s:s?, s:s?, "
-	    "s:o, s:s, s:s?, s:s, s:o*}",
+	    "s:o, s:s, s:s?, s:s, s:o*, s:s*}",
 	    "template_id", (json_int_t)t->db_id, "context", ctx,
 	    "initiator", tr->initiator, "source_system", tr->source_system,
 	    "reason", tr->reason,
@@ -196,7 +196,9 @@ task_create(struct evhttp_request *req, const struct task_request *tr,
 	    "correlation_id", cid, "ikey", ikey,
 	    "identity", tmpl_identity_name(t->identity),
 	    "icontext", t->identity == IDENTITY_STRICT ?
-	    identity_context(ctx) : NULL));
+	    identity_context(ctx) : NULL,
+	    /* Who created it, for the audit: the token (none: open API). */
+	    "actor", api_current_actor()));
 	free(cid);
 out:
 	json_decref(ctx);
@@ -233,10 +235,10 @@ api_create_task(struct evhttp_request *req)
 	/* Without one in the body, the key may come as a header, as a
 	 * route's does (clients and proxies that retry add one; a taskerd
 	 * http step sends its own).  The body's is the caller's choice and
-	 * wins. */
+	 * wins - unless it is empty, which is no key. */
 	hkey = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Idempotency-Key");
-	if (ikey == NULL && hkey != NULL) {
+	if ((ikey == NULL || *ikey == '\0') && hkey != NULL) {
 		if (!utf8_valid(hkey, strlen(hkey))) {
 			reply_error(req, 400, "invalid_request", "the "
 			    "Idempotency-Key header is not valid UTF-8");
@@ -251,13 +253,16 @@ api_create_task(struct evhttp_request *req)
 	}
 	if (ns == NULL)
 		ns = "default";
-	ctx = json_object_get(body, "context");
+	/* null is absent, as for the string fields. */
+	if (json_is_null(ctx = json_object_get(body, "context")))
+		ctx = NULL;
 	if (ctx != NULL && !json_is_object(ctx)) {
 		reply_error(req, 400, "invalid_request", "\"context\" must be "
 		    "a JSON object");
 		goto out;
 	}
-	tags = json_object_get(body, "tags");
+	if (json_is_null(tags = json_object_get(body, "tags")))
+		tags = NULL;
 	if (tags != NULL && !json_is_array(tags) && !json_is_object(tags)) {
 		reply_error(req, 400, "invalid_request", "\"tags\" must be an "
 		    "array or an object");
@@ -542,8 +547,10 @@ action_done(struct db_job *job, void *arg)
 		goto done;
 	}
 	res = db_job_result(job, ar->first);
-	if (PQntuples(res) == 0) {
-		reply_error(req, 404, "not_found", "no such %s", ar->what);
+	/* No row: no such task; a row of nulls: the task has no such step. */
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+		reply_error(req, 404, "not_found", "no such %s",
+		    PQntuples(res) == 0 ? "task" : ar->what);
 		goto done;
 	}
 	if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
@@ -651,11 +658,12 @@ static const char sql_step_action[] =
 "SELECT s0.status, (SELECT count(*) FROM u),"
 "  CASE WHEN s0.task_status IN ('pending', 'in_progress', 'error')"
 "    THEN s0.status ELSE 'in a ' || s0.task_status || ' task' END"
-" FROM s0";
+" FROM tasks t LEFT JOIN s0 ON true WHERE t.id = $1";
 
 static const char sql_step_json[] =
-"SELECT taskerd_step_json(s)::text FROM steps s"
-" WHERE s.task_id = $1 AND s.name = $2";
+"SELECT (SELECT taskerd_step_json(s)::text FROM steps s"
+"  WHERE s.task_id = t.id AND s.name = $2)"
+" FROM tasks t WHERE t.id = $1";
 
 void
 api_step_action(struct evhttp_request *req, const char *idstr,
@@ -770,9 +778,10 @@ static const char sql_step_transitions[] =
 "  'created_at', tr.created_at) ORDER BY tr.id)"
 "  FILTER (WHERE tr.id IS NOT NULL), '[]')::text,"
 "  count(s.id)"
-" FROM steps s LEFT JOIN step_transitions tr ON tr.task_id = s.task_id"
+" FROM tasks t LEFT JOIN steps s ON s.task_id = t.id AND s.name = $2"
+" LEFT JOIN step_transitions tr ON tr.task_id = s.task_id"
 "   AND tr.step_id = s.id"
-" WHERE s.task_id = $1 AND s.name = $2";
+" WHERE t.id = $1 GROUP BY t.id";
 
 static const char sql_task_transitions[] =
 "SELECT coalesce((SELECT jsonb_agg(x.j ORDER BY x.at, x.id) FROM ("
@@ -809,10 +818,12 @@ read_done(struct db_job *job, void *arg)
 		goto done;
 	}
 	res = db_job_result(job, 0);
-	/* A second column, when present, counts the parent rows found. */
-	if (PQntuples(res) == 0 || (PQnfields(res) > 1 &&
-	    strcmp(PQgetvalue(res, 0, 1), "0") == 0)) {
-		reply_error(rr->req, 404, "not_found", "no such %s", rr->what);
+	/* No row: no such task.  A null, or a second column counting the
+	 * rows found as 0: the task has no such step. */
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0) ||
+	    (PQnfields(res) > 1 && strcmp(PQgetvalue(res, 0, 1), "0") == 0)) {
+		reply_error(rr->req, 404, "not_found", "no such %s",
+		    PQntuples(res) == 0 ? "task" : rr->what);
 		goto done;
 	}
 	if (rr->wrap == NULL) {

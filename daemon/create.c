@@ -51,8 +51,9 @@
 
 /*
  * $1: the tasks [{ord, template_id, context, initiator, source_system,
- * reason, tags, correlation_id, ikey, identity, request_id, icontext}]
- * (icontext: what a strict identity hashes, when not the context); $2: the
+ * reason, tags, correlation_id, ikey, identity, request_id, icontext,
+ * actor}] (icontext: what a strict identity hashes, when not the context;
+ * actor: the name of the API token that asked, if any); $2: the
  * steps of their templates [{template_id, name, position, handler,
  * service, retry_limit, retryable, timeout_ms, nparents}]; $3: the edges [{template_id, src,
  * dst}]; $4: how many first steps to claim; $5: this node; $6: services
@@ -75,7 +76,7 @@ static const char sql_create[] =
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(ord int,"
 "    template_id bigint, context jsonb, initiator text, source_system text,"
 "    reason text, tags jsonb, correlation_id text, ikey text,"
-"    identity text, request_id bigint, icontext jsonb)),"
+"    identity text, request_id bigint, icontext jsonb, actor text)),"
 " h AS ("
 "  SELECT x.*, nextval('tasks_id_seq') AS id,"
 "    CASE x.identity"
@@ -144,7 +145,7 @@ static const char sql_create[] =
 "  INSERT INTO task_transitions (task_id, from_state, to_state, metadata)"
 "  SELECT t.id, NULL, 'pending', jsonb_strip_nulls(jsonb_build_object("
 "    'initiator', t.initiator, 'source_system', t.source_system,"
-"    'reason', t.reason)) FROM t),"
+"    'reason', t.reason, 'actor', h.actor)) FROM t JOIN h ON h.id = t.id),"
 " sa AS ("
 "  SELECT task_id, array_agg(id ORDER BY position) AS ids,"
 "    array_agg(status ORDER BY position) AS statuses FROM s"
@@ -172,6 +173,23 @@ static const char sql_create[] =
 "   LIMIT 1) d ON true";
 
 #define COL_ORD		12	/* first column of a request's row */
+
+/*
+ * Before sql_create, when requests of the batch carry an idempotency key
+ * ($1: ["namespace\nname\nkey", ...]): a transaction-scoped advisory lock
+ * per key (the two-key space, class 7355; the sweeper's is 7354), in
+ * order, so two batches never wait for each other in a circle.  The
+ * unique index decides only within a template version: two batches
+ * creating one key under two versions (one loaded since, or on another
+ * node) each saw no task of the other's and both inserted.  Held, the
+ * lock makes the second wait for the first to commit; sql_create,
+ * a statement after it, then sees the first's task (its snapshot is
+ * taken after the wait).
+ */
+static const char sql_lock_keys[] =
+"SELECT count(pg_advisory_xact_lock(7355, k)) FROM"
+" (SELECT DISTINCT hashtext(x) AS k"
+"  FROM jsonb_array_elements_text($1::jsonb) x ORDER BY 1) l";
 
 /*
  * A connection that broke under a batch does not stop its server process,
@@ -231,6 +249,7 @@ TAILQ_HEAD(create_q, create_req);
 struct batch {
 	struct create_q		 reqs;
 	int			 n;
+	int			 stmt;		/* sql_create's in the job */
 	int			 reserved;	/* first steps it may claim */
 	unsigned		 epoch;		/* node_epoch() when sent */
 	int64_t			 floor;		/* below all its task ids */
@@ -663,7 +682,7 @@ create_done(struct db_job *job, void *arg)
 		}
 		goto out;
 	}
-	res = db_job_result(job, 0);
+	res = db_job_result(job, b->stmt);
 	n = PQntuples(res);
 	/* The claims first: their steps can start while we answer. */
 	claimed = sched_claims_taken(res, b->reserved, b->epoch);
@@ -737,6 +756,47 @@ template_rows(struct batch *b, char **steps, char **edges)
 	json_decref(seen);
 }
 
+/*
+ * Whether cr may join the batch whose requests seen describes, noting it
+ * there if so; its key's lock name goes into keys.  Two that one
+ * statement would get wrong wait for the next batch: two definitions of
+ * one stored template (a reload edited it in place: the steps are sent
+ * once per template id), and one key under two versions (neither sees
+ * the other's task, being in one statement).
+ */
+static bool
+batch_admits(json_t *seen, const struct create_req *cr, json_t *keys)
+{
+	/* (No key for a strict identity: task_create leaves it out.) */
+	const char	*ikey = json_string_value(json_object_get(cr->rec,
+			    "ikey"));
+	json_t		*had;
+	char		 id[32], *k;
+
+	snprintf(id, sizeof(id), "t%lld", (long long)cr->t->db_id);
+	if ((had = json_object_get(seen, id)) != NULL &&
+	    json_integer_value(had) != (json_int_t)(intptr_t)cr->t)
+		return false;		/* another definition of it */
+	if (ikey != NULL) {
+		xasprintf(&k, "%s\n%s\n%s", cr->t->namespace, cr->t->name,
+		    ikey);
+		if ((had = json_object_get(seen, k)) != NULL &&
+		    json_integer_value(had) != (json_int_t)cr->t->db_id) {
+			free(k);
+			return false;	/* the key under another version */
+		}
+		if (had == NULL) {
+			json_array_append_new(keys, json_string(k));
+			json_object_set_new(seen, k,
+			    json_integer((json_int_t)cr->t->db_id));
+		}
+		free(k);
+	}
+	json_object_set_new(seen, id,
+	    json_integer((json_int_t)(intptr_t)cr->t));
+	return true;
+}
+
 /* Send what waits as one batch, if fewer than CREATE_INFLIGHT_MAX are
  * being written.  A request that failed in a batch goes alone. */
 static void
@@ -745,8 +805,8 @@ create_flush(void)
 	struct batch		*b;
 	struct create_req	*cr;
 	struct db_job		*job;
-	json_t			*tasks;
-	char			*p1, *p2, *p3, *blocked, room[16];
+	json_t			*tasks, *seen, *keys;
+	char			*p1, *p2, *p3, *blocked, *locks, room[16];
 	const char		*params[6];
 	int			 ord = 0, roots;
 
@@ -754,11 +814,15 @@ create_flush(void)
 		b = xcalloc(1, sizeof(*b));
 		TAILQ_INIT(&b->reqs);
 		tasks = json_array();
+		seen = json_object();
+		keys = json_array();
 		roots = 0;
 		while ((cr = TAILQ_FIRST(&cq.waiting)) != NULL &&
 		    b->n < CREATE_BATCH_MAX) {
 			if (cr->alone && b->n > 0)
 				break;
+			if (!batch_admits(seen, cr, keys))
+				break;	/* (never the first: seen was empty) */
 			TAILQ_REMOVE(&cq.waiting, cr, entry);
 			cq.nwaiting--;
 			json_object_set_new(cr->rec, "ord", json_integer(ord++));
@@ -784,6 +848,15 @@ create_flush(void)
 		params[4] = sv.node_id;
 		params[5] = blocked;
 		job = db_job_new(create_done, b);
+		if (json_array_size(keys) > 0) {
+			locks = jsontext(keys, 0);
+			db_job_add(job, sql_lock_keys, 1,
+			    (const char **)&locks);
+			free(locks);
+			b->stmt = 1;
+		}
+		json_decref(seen);
+		json_decref(keys);
 		db_job_add(job, sql_create, 6, params);
 		free(p1);
 		free(p2);

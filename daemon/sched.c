@@ -157,8 +157,11 @@ static const char sql_next_due[] =
  * statistics say: they lag behind a burst of new tasks, and a plan that
  * scans the steps table per batch is what made batches slow.
  *
- * Rows: applied records (column 12: their step id), then claimed
- * children (columns 0-11; column 11: the results of the task's steps
+ * Rows: applied records (column 12: their step id; 13: their task's
+ * status as the batch found it; 14: the status the step was written
+ * with; 15: false), records found written by an earlier batch whose
+ * answer was lost (12, 14; 15: true), then claimed children (columns
+ * 0-11; column 11: the results of the task's steps
  * completed before this batch - the batch's own are added by the caller -
  * or {} for a step that does not read them).
  */
@@ -166,7 +169,8 @@ static const char sql_apply[] =
 "WITH o0 AS MATERIALIZED ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(step_id bigint,"
 "    token bigint, status text, free boolean, delay_ms bigint,"
-"    results jsonb, error jsonb, meta jsonb, started float8, smeta jsonb)),"
+"    results jsonb, error jsonb, meta jsonb, started float8, smeta jsonb,"
+"    lost boolean)),"
 /* A cancelled task's steps are not retried. */
 " o AS MATERIALIZED ("
 "  SELECT o0.*, s0.task_id, t.status AS task_status, s0.status AS old,"
@@ -255,15 +259,29 @@ static const char sql_apply[] =
 "      AND u.task_id <> ALL(ARRAY(SELECT task_id FROM k WHERE live))) f) "
 "SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::int, NULL::int,"
 "  NULL::boolean, NULL::int, NULL::bigint, NULL::bigint, NULL::text,"
-"  NULL::text, NULL::text, u.id, u.task_status FROM u "
+"  NULL::text, NULL::text, u.id, u.task_status, u.status, false FROM u "
 "UNION ALL "
 "SELECT k.id, k.task_id, k.name, k.attempts, k.retry_limit, k.retryable,"
 "  k.timeout_ms, k.lease_token, t.template_id, t.correlation_id,"
-"  t.context::text, " SQL_RESULTS_FOR("k", "$5") ", NULL, NULL"
-" FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
+"  t.context::text, " SQL_RESULTS_FOR("k", "$5") ", NULL, NULL, NULL,"
+"  NULL FROM k JOIN tasks t ON t.id = k.task_id WHERE k.claimed "
+"UNION ALL "
+/* Outcomes sent again after a batch's answer was lost that the lost batch
+ * did write (their transition is there, metadata and all), with the status
+ * it wrote.  Looked up through the transitions' key, (task_id, id): there
+ * is no index on step_id, and a scan of the table took as long as the
+ * table is big.  Only for the records flagged lost. */
+"SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+"  NULL, o0.step_id, NULL, w.to_state, true FROM o0"
+" CROSS JOIN LATERAL (SELECT st.to_state FROM steps s1"
+"   JOIN step_transitions st ON st.task_id = s1.task_id"
+"     AND st.step_id = s1.id"
+"   WHERE s1.id = o0.step_id AND st.metadata = o0.meta"
+"   ORDER BY st.id DESC LIMIT 1) w"
+" WHERE o0.lost AND o0.step_id <> ALL(ARRAY(SELECT id FROM u)) "
 "UNION ALL "
 "SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-"  NULL, NULL, NULL FROM f WHERE f.v IS NULL";
+"  NULL, NULL, NULL, NULL, NULL FROM f WHERE f.v IS NULL";
 
 /*
  * Finalise tasks ($1: bigint[]; NULL: the ones sql_apply chose, earlier in
@@ -551,21 +569,36 @@ sched_inflight(void)
 	return sc.nqueued + sc.nmarking + sc.ndispatched;
 }
 
-/* How many claims of service are marked or being marked: the places of
- * the service they will take when they start. */
+/* Whether claim c is of service (NULL: any). */
+static bool
+claim_of(const struct claim *c, const char *service)
+{
+	return service == NULL || (claim_service(c) != NULL &&
+	    strcmp(claim_service(c), service) == 0);
+}
+
+/*
+ * How many claims of service (NULL: any) are marked or being marked: the
+ * workers and places of the service they will take when they start.
+ * Without held, not those being marked for a task held aside (locked
+ * elsewhere: that write may wait long, and no retryable claim waits with
+ * it, nor any worker).
+ */
 static int
-marks_of(const char *service)
+marks_of(const char *service, bool held)
 {
 	struct claim	*c;
+	char		 key[24];
 	int		 n = 0;
 
-	TAILQ_FOREACH(c, &sc.marking, entry)
-		if (claim_service(c) != NULL &&
-		    strcmp(claim_service(c), service) == 0)
+	TAILQ_FOREACH(c, &sc.marking, entry) {
+		snprintf(key, sizeof(key), "%lld", (long long)c->task_id);
+		if (claim_of(c, service) &&
+		    (held || json_object_get(sc.held, key) == NULL))
 			n++;
+	}
 	TAILQ_FOREACH(c, &sc.queue, entry)
-		if (c->marked && claim_service(c) != NULL &&
-		    strcmp(claim_service(c), service) == 0)
+		if (c->marked && claim_of(c, service))
 			n++;
 	return n;
 }
@@ -579,14 +612,29 @@ may_mark(const struct claim *c)
 	const char	*service = claim_service(c);
 
 	return pool_idle() - sc.nmarking - sc.nmarked > 0 &&
-	    (service == NULL || services_room(service) > marks_of(service));
+	    (service == NULL || services_room(service) >
+	    marks_of(service, true));
 }
 
-/* Whether a queued claim may start now, as far as its kind goes. */
+/*
+ * Whether a queued claim may start now, as far as its kind goes (the
+ * callers check for an idle worker and the service's room).  A retryable
+ * one leaves the workers and places of its service that marked claims
+ * wait for: one that took the worker while a mark was being written left
+ * the marked step 'in_progress' without running, and a crash then ended
+ * its attempt - an error, for a step that must not run twice.
+ */
 static bool
 may_start(const struct claim *c)
 {
-	return c->retryable || c->marked || may_mark(c);
+	const char	*service = claim_service(c);
+
+	if (c->marked || sc.nmarking + sc.nmarked == 0)
+		return true;
+	if (!c->retryable)
+		return may_mark(c);
+	return pool_idle() > marks_of(NULL, false) && (service == NULL ||
+	    services_room(service) > marks_of(service, false));
 }
 
 static void
@@ -684,6 +732,13 @@ claim_from_row(PGresult *res, int row)
 	return c;
 }
 
+/* The labels of a claim's step metrics. */
+static const char *
+claim_namespace(const struct claim *c)
+{
+	return c->tmpl != NULL ? c->tmpl->namespace : "unknown";
+}
+
 static const char *
 claim_template(const struct claim *c)
 {
@@ -723,9 +778,21 @@ sched_room(bool children)
 	return cap - held;
 }
 
+/* Handed back: this node may claim them again (the hint does not wake
+ * this node itself), at once rather than at the backstop - a lost node's
+ * queued claims, with no other node to take them.  (sched_run claims
+ * nothing while this node stops or has no lease, nor the steps of a
+ * service whose breaker is open.) */
+static void
+sched_released(struct db_job *job, void *arg)
+{
+	if (db_job_error(job) == NULL)
+		sched_kick();
+}
+
 /* Hand back claims without counting an attempt (their service's breaker
- * opened, this node is stopping or its lease lapsed); ownership of the
- * claims ends here. */
+ * opened, this node is stopping or its lease lapsed, a lost node's queued
+ * ones); ownership of the claims ends here. */
 static void
 sched_release(struct claim **claims, size_t n)
 {
@@ -746,7 +813,7 @@ sched_release(struct claim **claims, size_t n)
 	}
 	s = jsontext(arr, 0);
 	params[0] = s;
-	job = db_job_new(NULL, NULL);
+	job = db_job_new(sched_released, NULL);
 	db_job_add(job, sql_release, 1, params);
 	db_submit(job);
 	node_hint();
@@ -860,7 +927,8 @@ sched_start(struct claim *c)
 	else
 		sc.nmarked--;
 	services_started(claim_service(c));
-	metrics_inc(M_STEPS_STARTED, 1, claim_template(c), c->step_name);
+	metrics_inc(M_STEPS_STARTED, 1, claim_namespace(c), claim_template(c),
+	    c->step_name);
 	pool_dispatch(c);	/* the pool holds it until the outcome */
 	sched_mark_arm();
 }
@@ -1227,7 +1295,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		probe = services_finished(claim_service(c), o) &&
 		    c->retryable;
 		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
-		    claim_template(c), c->step_name);
+		    claim_namespace(c), claim_template(c), c->step_name);
 	}
 	/* A failed breaker probe is recorded as an attempt but grants one
 	 * more: waiting for a service to come back spends no budget.  Nor
@@ -1237,12 +1305,6 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	free_attempt = probe || c->unstarted || (c->retryable &&
 	    o->error_code != NULL && node_fault(o->error_code));
 	status = free_attempt ? "waiting_for_retry" : outcome_status(c, o);
-	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
-	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
-	    1, claim_template(c), c->step_name);
-	if (o->error_code != NULL && strcmp(o->error_code, "timeout") == 0)
-		metrics_inc(M_STEPS_TIMED_OUT, 1, claim_template(c),
-		    c->step_name);
 	if (strcmp(status, "waiting_for_retry") == 0) {
 		delay = backoff_delay_ms(b, c->attempt, o->retry_after_ms,
 		    rnd01());
@@ -1284,9 +1346,43 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	    "meta", meta);
 	if (c->dispatched)
 		start_fields(c, rec);
+	/* The labels of the counters it moves once applied (outcome_counted);
+	 * a hand-back of a step that never started moves none. */
+	if (!c->unstarted)
+		json_object_set_new(rec, "metric", json_pack("[s, s, s]",
+		    claim_namespace(c), claim_template(c), c->step_name));
 	batch_put(c, rec);
 	claim_free(c);
 	sched_flush();
+}
+
+/*
+ * The step counters an outcome moves, counted once the database applied
+ * it, by the status the step was written with (written): an outcome
+ * discarded as stale (its attempt taken over by another node, which
+ * counts its own) moves none, one the database refused counts as the
+ * error it became, a failure in a cancelled task as none.
+ */
+static void
+outcome_counted(json_t *rec, const char *status)
+{
+	json_t		*m = json_object_get(rec, "metric");
+	const char	*ns, *tmpl, *step, *code;
+
+	if (m == NULL || (strcmp(status, "complete") != 0 &&
+	    strcmp(status, "error") != 0 &&
+	    strcmp(status, "waiting_for_retry") != 0))
+		return;
+	ns = json_string_value(json_array_get(m, 0));
+	tmpl = json_string_value(json_array_get(m, 1));
+	step = json_string_value(json_array_get(m, 2));
+	metrics_inc(strcmp(status, "complete") == 0 ? M_STEPS_COMPLETED :
+	    strcmp(status, "error") == 0 ? M_STEPS_FAILED : M_STEPS_RETRIED,
+	    1, ns, tmpl, step);
+	code = json_string_value(json_object_get(json_object_get(rec, "error"),
+	    "code"));
+	if (code != NULL && strcmp(code, "timeout") == 0)
+		metrics_inc(M_STEPS_TIMED_OUT, 1, ns, tmpl, step);
 }
 
 void
@@ -1461,9 +1557,14 @@ sched_apply_done(struct db_job *job, void *arg)
 			    json_object_size(sent->recs));
 			sc.alone += (int)json_object_size(sent->recs);
 		}
-		json_object_foreach(sent->recs, k, v)
+		json_object_foreach(sent->recs, k, v) {
+			/* Written, perhaps: applied again, it will read as
+			 * stale (below). */
+			if (db_job_lost(job))
+				json_object_set_new(v, "lost", json_true());
 			if (json_object_get(sc.batch, k) == NULL)
 				json_object_set(sc.batch, k, v);
+		}
 		/* The database itself is in trouble: a pause.  (A lock held
 		 * elsewhere is no reason to keep back the other tasks.) */
 		if (!locked) {
@@ -1487,10 +1588,27 @@ sched_apply_done(struct db_job *job, void *arg)
 		if (PQgetisnull(res, r, 12))
 			continue;
 		k = PQgetvalue(res, r, 12);
+		if (PQgetvalue(res, r, 15)[0] == 't') {
+			log_info("outcome found written by a batch whose "
+			    "answer was lost step_id=%s status=%s", k,
+			    PQgetvalue(res, r, 14));
+			if ((v = json_object_get(sent->recs, k)) != NULL)
+				outcome_counted(v, PQgetvalue(res, r, 14));
+			/* (Its retry's wake-up may have found it unwritten.) */
+			if (v != NULL && strcmp(PQgetvalue(res, r, 14),
+			    "waiting_for_retry") == 0)
+				sched_wake_in(json_integer_value(
+				    json_object_get(v, "delay_ms")));
+			/* (No status: not stale, and no mark.) */
+			json_object_set_new(applied, k, json_null());
+			continue;
+		}
 		/* (With its task's status, as the batch found it.) */
 		json_object_set_new(applied, k, json_string(PQgetvalue(res, r,
 		    13)));
 		v = json_object_get(sent->recs, k);
+		if (v != NULL)
+			outcome_counted(v, PQgetvalue(res, r, 14));
 		/* The retry is due delay_ms after this commit: the wake-up
 		 * armed with the outcome may have come before the commit and
 		 * found nothing to claim. */

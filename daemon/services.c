@@ -371,8 +371,8 @@ services_metrics(void)
 
 	for (i = 0; i < svc.n; i++) {
 		metrics_set(M_BREAKER_STATE, svc.s[i].state, svc.s[i].name,
-		    NULL);
+		    NULL, NULL);
 		metrics_set(M_SERVICE_INFLIGHT, svc.s[i].inflight,
-		    svc.s[i].name, NULL);
+		    svc.s[i].name, NULL, NULL);
 	}
 }

@@ -20,6 +20,8 @@ import os
 import random
 import signal
 
+import pytest
+
 import harness
 
 NS = "ident"
@@ -231,6 +233,72 @@ def test_a_key_outlives_a_new_version(taskerd):
                                       "context": {}, "idempotency_key": "k2"})
         assert r.status == 201 and r.body["version"] == "2.0.0", r.body
     assert task_rows(t) == 4
+
+
+@pytest.mark.parametrize("isolation", [None, "repeatable read"])
+def test_a_key_sent_to_two_versions_at_once_makes_one_task(taskerd, pg,
+                                                           isolation):
+    """Clients send one key to both loaded versions of a template at
+    once: one task, one 201, every other answer a 409 naming it.  The
+    unique index holds per version only, and each of two batches (or two
+    requests in one) saw no task of the other's: both were stored.  (Also
+    with a database whose default isolation is repeatable read, where a
+    statement after a lock would not see what the lock's holder wrote.)"""
+    import threading
+    v1 = tmpl("payments", "caller_provided")
+    db = pg.createdb()
+    if isolation:
+        pg.execute(db, "ALTER DATABASE %s SET default_transaction_isolation"
+                   " = '%s'" % (db, isolation))
+    t = taskerd(db=db, templates={"payments1.yaml": v1, "payments2.yaml":
+                                  v1.replace("version: 1.0.0",
+                                             "version: 2.0.0")})
+    keys = ["k%d" % i for i in range(12)]
+    answers = {k: [] for k in keys}
+    lock = threading.Lock()
+    go = threading.Barrier(len(keys) * 4)
+
+    def client(key, version):
+        go.wait()
+        r = t.post("/v1/tasks", json={
+            "name": "payments", "namespace": NS, "version": version,
+            "context": {}, "idempotency_key": key})
+        with lock:
+            answers[key].append(r)
+    threads = [threading.Thread(target=client, args=(k, v))
+               for k in keys for v in ("1.0.0", "2.0.0") * 2]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    for key, rs in answers.items():
+        assert len(rs) == 4, (key, rs)
+        created = [r for r in rs if r.status == 201]
+        assert len(created) == 1, (key, [(r.status, r.body) for r in rs])
+        for r in rs:
+            if r.status != 201:
+                err = harness.assert_json_error(r, 409, "duplicate_task")
+                assert err["task_id"] == created[0].body["task_id"], err
+    assert task_rows(t) == len(keys)
+
+
+def test_empty_and_null_fields_are_absent(taskerd):
+    """An empty idempotency_key in the body is no key: the header's is
+    used (the empty one was taken, and answered 422 key required).  A null
+    context or tags is absent, as a null string field is (it was a 400)."""
+    t = taskerd(templates={"payments.yaml": tmpl("payments",
+                                                 "caller_provided")})
+    body = {"name": "payments", "namespace": NS, "context": None,
+            "tags": None, "idempotency_key": ""}
+    r = t.post("/v1/tasks", json=body, headers={"Idempotency-Key": "h1"})
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["idempotency_key"] == "h1", r.body
+    assert r.body["context"] == {} and r.body["tags"] == [], r.body
+    first = t.wait_task(r.body["task_id"], timeout=20)
+    again = t.post("/v1/tasks", json=body, headers={"Idempotency-Key": "h1"})
+    assert_duplicate(again, first)
+    r = t.post("/v1/tasks", json=body)
+    harness.assert_json_error(r, 422, "idempotency_key_required")
 
 
 def test_always_unique_is_the_default(taskerd):

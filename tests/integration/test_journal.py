@@ -7,7 +7,6 @@ and libsystemd sends each event there in the journal's native protocol."""
 import os
 import socket
 import threading
-import time
 
 import pytest
 
@@ -76,7 +75,13 @@ def test_events_reach_the_journal_as_fields(taskerd, monkeypatch):
         t.start()
         tid = t.create_task("logged", {})["task_id"]
         assert t.wait_task(tid)["status"] == "complete"
-        time.sleep(0.3)
+        # The datagrams are read on another thread: wait for the start's
+        # and the step's.
+        harness.wait_until(lambda: (lambda got: any(
+            e.get("MESSAGE") == "taskerd started" for e in got) and any(
+            e.get("TASK_ID") == str(tid) and e.get("STEP") == "only"
+            for e in got))(list(journal.entries)), 10,
+            message="the start's and the step's entries in the journal")
         got = list(journal.entries)
 
         started = [e for e in got if e.get("MESSAGE") == "taskerd started"]

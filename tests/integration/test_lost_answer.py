@@ -214,3 +214,68 @@ def test_steps_claimed_meanwhile_run_once(taskerd, pg, proxy):
         assert len(runs) == 1, (name, runs)
         s = [x for x in done["steps"] if x["name"] == name][0]
         assert s["attempts"] == 1, s
+
+
+MARKED = """\
+name: marked
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: mark
+    handler: noop
+    handler_config: { results: { note: outcome-marker } }
+"""
+
+
+def test_an_outcome_whose_answer_was_lost_is_counted_once(taskerd, pg,
+                                                          proxy):
+    """The batch that writes a step's outcome commits and its answer is
+    lost: sent again, the outcome reads as stale (the first batch cleared
+    its token), but its transition shows it written.  It counts as the
+    completion it was, once; it counted as none (the counters follow
+    what was written)."""
+    db = pg.createdb()
+    t = taskerd(templates={"marked.yaml": MARKED}, db=db,
+                config={"database.dsn": proxy.dsn(db)})
+    proxy.lose_answer_to(b"outcome-marker")
+    tid = t.create_task("marked", {}, namespace=NS)["task_id"]
+    done = t.wait_task(tid, timeout=20)
+    assert proxy.lost.is_set(), "the proxy never saw the outcome"
+    assert done["status"] == "complete", done
+    # (Sent again after the pause that follows a failed batch.)
+    harness.wait_until(lambda: t.log_lines(
+        "outcome found written by a batch whose answer was lost"), 10,
+        message="the outcome sent again")
+    assert not t.log_lines("stale outcome discarded"), t.log_tail(30)
+    r = t.get("/metrics")
+    text = r.body if isinstance(r.body, str) else r.body.decode()
+    assert 'taskerd_steps_completed_total{namespace="lost",' \
+        'template="marked",step="mark"} 1\n' in text, text
+
+
+def test_a_lost_answer_counts_what_was_written(taskerd, pg, proxy):
+    """As above, for a failure written as the cancel of its task wanted:
+    found written, it counts by what was written (cancelled: no retry),
+    not by what the node had sent (a failure to retry)."""
+    db = pg.createdb()
+    t = taskerd(templates={"doomed.yaml": """\
+name: doomed
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: fails
+    handler: noop
+    handler_config: { sleep_ms: 1500, fail: retryable }
+"""}, db=db, config={"database.dsn": proxy.dsn(db)})
+    tid = t.create_task("doomed", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: t.task(tid)["steps"][0]["status"] ==
+                       "in_progress", 10, message="the step running")
+    proxy.lose_answer_to(b"noop asked to fail")
+    assert t.request("DELETE", "/v1/tasks/%d" % tid).status == 200
+    harness.wait_until(lambda: t.log_lines(
+        "outcome found written by a batch whose answer was lost"), 15,
+        message="the outcome sent again")
+    assert t.task(tid)["steps"][0]["status"] == "cancelled"
+    r = t.get("/metrics")
+    text = r.body if isinstance(r.body, str) else r.body.decode()
+    assert "taskerd_steps_retried_total{" not in text, text

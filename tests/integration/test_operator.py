@@ -93,9 +93,12 @@ def template(name, *steps):
 
 
 def test_cancel(taskerd, service):
+    cancelled = threading.Event()
+
     def slow(status, body):
+        # Running until the cancel has been answered (20 s at most).
         def fn(req):
-            time.sleep(2)
+            cancelled.wait(20)
             return status, body
         return fn
     # doomed: running at cancel time, then fails retryably -> cancelled.
@@ -107,8 +110,8 @@ def test_cancel(taskerd, service):
     service.route("POST", "/child", status=200, body={"ok": True})
     t = taskerd(workers=3, templates={"cancelme.yaml": template(
         "cancelme",
-        http_step("doomed", service.url + "/doomed"),
-        http_step("lucky", service.url + "/lucky"),
+        http_step("doomed", service.url + "/doomed", timeout="30s"),
+        http_step("lucky", service.url + "/lucky", timeout="30s"),
         http_step("waiter", service.url + "/waiter",
                   backoff="{ base: 10s, max: 10s, jitter: none }"),
         http_step("child", service.url + "/child", deps=("doomed",)),
@@ -116,18 +119,22 @@ def test_cancel(taskerd, service):
         http_step("lucky_child", service.url + "/child", deps=("lucky",)),
     )})
     tid = t.create_task("cancelme", {}, namespace=NS)["task_id"]
-    service.wait_requests("/doomed", 1, timeout=10)
-    service.wait_requests("/lucky", 1, timeout=10)
-    harness.wait_until(lambda: step(t, tid, "waiter")["status"] ==
-                       "waiting_for_retry", 10, message="waiter waiting")
-    # A running step shows in_progress once it has run ~100 ms.
-    for name in ("doomed", "lucky"):
-        harness.wait_until(lambda: step(t, tid, name)["status"] ==
-                           "in_progress", 10, message=name + " in_progress")
+    try:
+        service.wait_requests("/doomed", 1, timeout=10)
+        service.wait_requests("/lucky", 1, timeout=10)
+        harness.wait_until(lambda: step(t, tid, "waiter")["status"] ==
+                           "waiting_for_retry", 10, message="waiter waiting")
+        # A running step shows in_progress once it has run ~100 ms.
+        for name in ("doomed", "lucky"):
+            harness.wait_until(lambda: step(t, tid, name)["status"] ==
+                               "in_progress", 10,
+                               message=name + " in_progress")
 
-    r = t.request("DELETE", "/v1/tasks/%s" % tid,
-                  json={"reason": "customer withdrew the order",
-                        "actor": "ops-alice"})
+        r = t.request("DELETE", "/v1/tasks/%s" % tid,
+                      json={"reason": "customer withdrew the order",
+                            "actor": "ops-alice"})
+    finally:
+        cancelled.set()     # the running calls end only now
     assert r.status == 200, (r.status, r.body)
     assert r.body["status"] == "cancelled", r.body
     st = harness.steps_by_name(r.body)
@@ -192,15 +199,18 @@ def test_cancel(taskerd, service):
     assert t.task(tid)["status"] == "cancelled"
 
 
-def slow_and_quick(service, seconds):
-    """Templates "s", whose call takes seconds, and "q", answered at once
-    (at /queued)."""
+def slow_and_quick(service):
+    """Templates "s", whose call is answered once the returned event is
+    set (20 s at most), and "q", answered at once (at /queued).  Returns
+    (templates, event)."""
+    release = threading.Event()
     service.route("POST", "/slow", handler=lambda req: (
-        time.sleep(seconds), (200, {"ok": True}))[1])
+        release.wait(20), (200, {"ok": True}))[1])
     service.route("POST", "/queued", status=200, body={"ok": True})
     return {"q.yaml": template("q", http_step("only",
                                               service.url + "/queued")),
-            "s.yaml": template("s", http_step("only", service.url + "/slow"))}
+            "s.yaml": template("s", http_step("only", service.url + "/slow",
+                                              timeout="30s"))}, release
 
 
 def queue_behind_a_busy_worker(t, service, n):
@@ -231,20 +241,25 @@ def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
     a cancelled task never start, whichever node the cancel came through:
     they are handed back and cancelled (they started once their turn
     came)."""
-    tmpl = slow_and_quick(service, 1.5)
-    t = taskerd(workers=1, templates=tmpl)
-    busy, queued = queue_behind_a_busy_worker(t, service, 3)
-    via_node = t if via == "the_same_node" else \
-        taskerd(workers=1, templates=tmpl, db=t.db)
-    for tid in queued:
-        r = via_node.request("DELETE", "/v1/tasks/%s" % tid,
-                             json={"reason": "not needed"})
-        assert r.status == 200 and r.body["status"] == "cancelled", r.body
-    for tid in queued:
-        cancelled_unstarted(t, tid)
-        tr = step_transitions(t, tid, "only")
-        assert tr[-1]["to_state"] == "cancelled" and tr[-1]["metadata"] == \
-            {"reason": "task cancelled before the step started"}, tr
+    tmpl, release = slow_and_quick(service)
+    try:
+        t = taskerd(workers=1, templates=tmpl)
+        busy, queued = queue_behind_a_busy_worker(t, service, 3)
+        via_node = t if via == "the_same_node" else \
+            taskerd(workers=1, templates=tmpl, db=t.db)
+        for tid in queued:
+            r = via_node.request("DELETE", "/v1/tasks/%s" % tid,
+                                 json={"reason": "not needed"})
+            assert r.status == 200 and r.body["status"] == "cancelled", \
+                r.body
+        for tid in queued:
+            cancelled_unstarted(t, tid)
+            tr = step_transitions(t, tid, "only")
+            assert tr[-1]["to_state"] == "cancelled" and \
+                tr[-1]["metadata"] == \
+                {"reason": "task cancelled before the step started"}, tr
+    finally:
+        release.set()       # the worker is free only now
     assert t.wait_task(busy, timeout=15)["status"] == "complete"
     time.sleep(0.5)
     assert service.requests_for("/queued") == [], service.requests
@@ -257,20 +272,24 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
     task never start (they used to start once a worker was free)."""
     proxy = PgProxy(pg)
     try:
-        tmpl = slow_and_quick(service, 3)
+        tmpl, release = slow_and_quick(service)
         db = pg.createdb()
         cut = taskerd(workers=1, templates=tmpl, db=db,
                       config={"database.dsn": proxy.dsn(db)})
-        busy, queued = queue_behind_a_busy_worker(cut, service, 2)
-        other = taskerd(workers=1, templates=tmpl, db=db)
-        proxy.down_now()
-        for tid in queued:
-            r = other.request("DELETE", "/v1/tasks/%s" % tid,
-                              json={"reason": "not needed"})
-            assert r.status == 200 and r.body["status"] == "cancelled", r.body
-        proxy.up()
-        for tid in queued:
-            cancelled_unstarted(other, tid)
+        try:
+            busy, queued = queue_behind_a_busy_worker(cut, service, 2)
+            other = taskerd(workers=1, templates=tmpl, db=db)
+            proxy.down_now()
+            for tid in queued:
+                r = other.request("DELETE", "/v1/tasks/%s" % tid,
+                                  json={"reason": "not needed"})
+                assert r.status == 200 and \
+                    r.body["status"] == "cancelled", r.body
+            proxy.up()
+            for tid in queued:
+                cancelled_unstarted(other, tid)
+        finally:
+            release.set()   # the worker is free only now
         assert other.wait_task(busy, timeout=20)["status"] == "complete"
         time.sleep(0.5)
         assert service.requests_for("/queued") == [], service.requests
@@ -556,10 +575,20 @@ def test_bad_actions(taskerd):
         harness.assert_json_error(r, 400, "invalid_request")
     r = t.patch("/v1/tasks/%s/steps/first" % tid, data="{not json")
     harness.assert_json_error(r, 400)
+    # A 404 names what is missing: the step, or the task itself.
     r = patch_step(t, tid, "nosuch", {"action": "retry", "reason": "r"})
-    harness.assert_json_error(r, 404, "not_found")
+    err = harness.assert_json_error(r, 404, "not_found")
+    assert err["message"] == "no such step", err
     r = patch_step(t, 987654, "first", {"action": "retry", "reason": "r"})
-    harness.assert_json_error(r, 404, "not_found")
+    err = harness.assert_json_error(r, 404, "not_found")
+    assert err["message"] == "no such task", err
+    for path, what in (("/v1/tasks/%s/steps/nosuch" % tid, "step"),
+                       ("/v1/tasks/%s/steps/nosuch/transitions" % tid, "step"),
+                       ("/v1/tasks/987654/steps/first", "task"),
+                       ("/v1/tasks/987654/steps/first/transitions", "task"),
+                       ("/v1/tasks/987654/transitions", "task")):
+        err = harness.assert_json_error(t.get(path), 404, "not_found")
+        assert err["message"] == "no such " + what, (path, err)
     # second is pending: nothing to retry.
     r = patch_step(t, tid, "second", {"action": "retry", "reason": "r"})
     harness.assert_json_error(r, 409, "invalid_state")

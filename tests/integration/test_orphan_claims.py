@@ -133,7 +133,9 @@ step_templates:
 
 
 def test_restart_hands_back_queued_claims(taskerd, pg):
-    t = taskerd(templates={"long.yaml": LONG.replace("4000", "3000"),
+    # (6 s: the step must outlast five creations and the waits below,
+    # under a sanitizer on a loaded machine too.)
+    t = taskerd(templates={"long.yaml": LONG.replace("4000", "6000"),
                            "once.yaml": ONCE}, workers=1)
     long_ = t.create_task("long", {}, namespace=NS)["task_id"]
     harness.wait_until(lambda: any(w["state"] == "busy" for w in t.workers()),
@@ -148,16 +150,19 @@ def test_restart_hands_back_queued_claims(taskerd, pg):
                              % node))
     harness.wait_until(lambda: queued() == 5, 10,
                        message="the five steps queued for the busy worker")
-    # (The running step's start is written 100 ms in: surely by now.)
-    assert pg.scalar(t.db, "select status from steps where task_id = %d"
-                     % long_) == "in_progress"
+    # The running step's start is written 100 ms in: its claim must read
+    # 'in_progress' before the kill (not 'enqueued', handed back unrun).
+    harness.wait_until(lambda: pg.scalar(
+        t.db, "select status from steps where task_id = %d" % long_)
+        == "in_progress", 10, interval=0.02,
+        message="the running step's start to be written")
     t.kill()
     t.start()
     for tid in once:
         done = t.wait_task(tid, timeout=20)
         assert done["status"] == "complete", done
         assert done["steps"][0]["attempts"] == 1, done["steps"]
-    done = t.wait_task(long_, timeout=20)
+    done = t.wait_task(long_, timeout=30)
     assert done["status"] == "complete", done
     # One attempt allowed, two made: the crash's was granted back.
     assert (done["steps"][0]["attempts"], done["steps"][0]["retry_limit"]) \

@@ -34,7 +34,7 @@ step_templates:
   - name: x
     handler: noop
     retry_limit: 3
-    backoff: { base: 1h, max: 1h }
+    backoff: { base: 1h, max: 1h, jitter: none }
     handler_config: { fail: retryable }
   - name: y
     handler: noop

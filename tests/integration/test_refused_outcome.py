@@ -60,6 +60,13 @@ def test_refused_outcome_fails_its_step_only(taskerd, pg):
             assert task["status"] == "complete", task
     assert t.log_lines("outcome refused by the database, failing the step"
                        ".*step=a"), t.log_tail(30)
+    # The counters follow what was written, not what the worker said: the
+    # refused success counted as one (it was counted before the write).
+    r = t.get("/metrics")
+    text = r.body if isinstance(r.body, str) else r.body.decode()
+    labels = '{namespace="refuse",template="work",step="a"}'
+    assert "taskerd_steps_completed_total%s 29\n" % labels in text, text
+    assert "taskerd_steps_failed_total%s 1\n" % labels in text, text
 
 
 TWO = """\

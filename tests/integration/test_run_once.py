@@ -6,6 +6,7 @@ While that write waits (here on a lock held on the step's row), no worker
 and no place of its service waits with it, and a cancel heard meanwhile
 keeps the step from starting."""
 
+import threading
 import time
 
 import harness
@@ -19,8 +20,9 @@ namespace_name: once
 version: 1.0.0
 step_templates:
   - name: work
-    handler: noop
-    handler_config: { sleep_ms: 1500 }
+    handler: http
+    timeout: 30s
+    handler_config: { method: POST, url: "@SVC@/busy" }
 """,
     "charge.yaml": """\
 name: charge
@@ -50,23 +52,31 @@ def held_mark(taskerd, service, pg, extra=None, config=None):
     the lock timeout (5 s), and from then on only the charge's record is
     held back.  Returns (t, charge task id, the locking psql)."""
     service.route("POST", "/charge", status=200, body={"charged": True})
+    # The busy step's call lasts until the charge's row is locked (20 s
+    # at most): the charge's mark must meet the lock.
+    locked = threading.Event()
+    service.route("POST", "/busy", lambda req: (locked.wait(20),
+                                               (200, {"ok": True}))[1])
     templates = {k: v.replace("@SVC@", service.url)
                  for k, v in dict(TEMPLATES, **(extra or {})).items()}
-    t = taskerd(templates=templates, workers=1, config=config)
-    busy = t.create_task("busy", {}, namespace=NS)["task_id"]
-    harness.wait_until(lambda: t.task(busy)["steps"][0]["status"] ==
-                       "in_progress", 10, message="the worker busy")
-    charge = t.create_task("charge", {}, namespace=NS)["task_id"]
-    harness.wait_until(lambda: t.task(charge)["steps"][0]["status"] ==
-                       "enqueued", 10, message="the charge queued")
-    locker = pg.psql_background(t.db, (
-        "BEGIN; SELECT 1 FROM steps WHERE task_id = %d FOR UPDATE; "
-        "SELECT pg_sleep(12); COMMIT;") % charge)
-    harness.wait_until(lambda: int(pg.scalar(t.db, (
-        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
-        "ON a.pid = l.pid WHERE l.locktype = 'transactionid' AND "
-        "a.query LIKE '%%pg_sleep(12)%%' AND l.granted"))) >= 1, 5,
-        message="the lock taken")
+    try:
+        t = taskerd(templates=templates, workers=1, config=config)
+        busy = t.create_task("busy", {}, namespace=NS)["task_id"]
+        harness.wait_until(lambda: t.task(busy)["steps"][0]["status"] ==
+                           "in_progress", 10, message="the worker busy")
+        charge = t.create_task("charge", {}, namespace=NS)["task_id"]
+        harness.wait_until(lambda: t.task(charge)["steps"][0]["status"] ==
+                           "enqueued", 10, message="the charge queued")
+        locker = pg.psql_background(t.db, (
+            "BEGIN; SELECT 1 FROM steps WHERE task_id = %d FOR UPDATE; "
+            "SELECT pg_sleep(12); COMMIT;") % charge)
+        harness.wait_until(lambda: int(pg.scalar(t.db, (
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+            "ON a.pid = l.pid WHERE l.locktype = 'transactionid' AND "
+            "a.query LIKE '%%pg_sleep(12)%%' AND l.granted"))) >= 1, 5,
+            message="the lock taken")
+    finally:
+        locked.set()
     assert t.wait_task(busy, timeout=15)["status"] == "complete"
     assert locker.poll() is None
     return t, charge, locker
@@ -235,3 +245,42 @@ def test_a_crash_ends_only_the_attempt_its_service_allowed(taskerd, service):
     assert len(failed) == 1, steps
     assert steps[failed[0]]["last_error"]["code"] == "node_restarted"
     assert len(calls) == 3, len(calls)
+
+
+ONCE_BESIDE_SLOW = """\
+name: beside
+namespace_name: once
+version: 1.0.0
+step_templates:
+  - name: root
+    handler: noop
+  - name: once
+    handler: noop
+    depends_on_step: root
+    default_retryable: false
+  - name: slow
+    handler: noop
+    depends_on_step: root
+    handler_config: { sleep_ms: 3000 }
+"""
+
+
+def test_a_marked_step_keeps_its_worker(taskerd):
+    """Two children are claimed together for one idle worker: one that
+    must not run twice, marked first, and a retryable one.  The marked
+    one runs first; the node then dies while the other runs, and the
+    marked one is complete.  The retryable one took the worker while the
+    mark was being written, and the marked one, 'in_progress' but never
+    run, ended in error (node_restarted) at the restart."""
+    t = taskerd(templates={"beside.yaml": ONCE_BESIDE_SLOW}, workers=1)
+    tid = t.create_task("beside", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["slow"][
+        "status"] == "in_progress", 10, message="the slow step running")
+    time.sleep(0.5)     # the other step's outcome, had it run, is written
+    t.kill()
+    t.start()
+    done = t.wait_task(tid, timeout=30)
+    once = harness.steps_by_name(done)["once"]
+    assert done["status"] == "complete", done
+    assert once["status"] == "complete" and once["attempts"] == 1, once
+

@@ -172,6 +172,29 @@ def start_nodes(taskerd, service, count=2):
                               db=first.db) for _ in range(count - 1)]
 
 
+# A step held by the service, whose retry would wait an hour, and a quick
+# one (the handed-back claim test).
+HELD_AND_QUICK = {"held.yaml": """\
+name: held
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: hold
+    handler: http
+    retry_limit: 3
+    backoff: { base: 1h, max: 1h, jitter: none }
+    timeout: 60s
+    handler_config: { method: POST, url: "@SVC@/hold" }
+""", "quick.yaml": """\
+name: quick
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: q
+    handler: noop
+"""}
+
+
 def wait_drained(pg, db, nodes, timeout):
     """Every task final; returns the tasks' rows."""
     def done():
@@ -247,6 +270,13 @@ def test_sigkill_one_node_mid_load(taskerd, service, pg):
         kill_wall = time.time()
         kill_mono = time.monotonic()
         victim.kill()
+        # The server may still commit a batch the victim had sent before
+        # it died: its claims are final only once its backends are gone
+        # (they carry its node_id as application_name).
+        harness.wait_until(lambda: int(pg.scalar(
+            victim.db, "select count(*) from pg_stat_activity where "
+            "application_name = '%s'" % vid)) == 0, 15, interval=0.02,
+            message="the dead node's backends to end")
         inflight = pg.json(victim.db, "select id, name, status, attempts "
                            "from steps where lease_owner = '%s' and status in "
                            "('enqueued', 'in_progress')" % vid)
@@ -321,6 +351,38 @@ def test_sigkill_one_node_mid_load(taskerd, service, pg):
           "workers gone after %.2f s" % (
               len(inflight), ", ".join(s["status"] for s in inflight),
               sorted(restarts), workers_gone_s))
+
+
+def test_a_lost_nodes_queued_claim_runs_at_once(taskerd, service, pg):
+    """A step the dead node had claimed but not started (queued for a busy
+    worker) is handed back by the node that takes the claims over, and
+    that node claims it again at once.  It waited for the 5 s backstop:
+    the hand-back's hint wakes other nodes only."""
+    service.route("POST", "/hold", lambda req: (req.wait_or_gone(60),
+                                               (200, {}))[1])
+    tmpl = {k: v.replace("@SVC@", service.url)
+            for k, v in HELD_AND_QUICK.items()}
+    cfg = {"scheduler.lease": "%dms" % int(LEASE_S * 1000),
+           "log.level": "info"}
+    victim = taskerd(templates=tmpl, config=cfg, workers=1)
+    vid = victim.config["node_id"]
+    victim.create_task("held", {}, namespace="it")
+    service.wait_requests("/hold", 1, timeout=10)
+    quick = victim.create_task("quick", {}, namespace="it")["task_id"]
+    harness.wait_until(lambda: pg.scalar(
+        victim.db, "select status || ' ' || coalesce(lease_owner, '') "
+        "from steps where name = 'q'") == "enqueued " + vid, 10,
+        interval=0.02, message="the quick step queued on the victim")
+    survivor = taskerd(templates=tmpl, config=cfg, workers=2, db=victim.db)
+    victim.kill()
+    handed = harness.wait_until(lambda: survivor.log_lines(
+        r"claim of a lost node taken over, handed back.*step=q\b"),
+        4 * LEASE_S, interval=0.02, message="the queued claim handed back")
+    back = time.monotonic()
+    survivor.wait_task(quick, timeout=10)
+    took = time.monotonic() - back
+    assert took < 1.0, "the handed-back step ran %.1f s later (%s)" % (
+        took, handed)
 
 
 @pytest.fixture
@@ -417,26 +479,46 @@ def start_to_cut_off(taskerd, pg, service, prefix):
     return db, role, node, tid, tmpl, cfg
 
 
+def wait_marked(pg, db):
+    """Until the running step's 'in_progress' has committed (written once
+    it has run 100 ms).  A node cut off before that leaves the claim
+    'enqueued', which the takeover hands back as never started: no attempt
+    of the cut-off node's in the audit trail."""
+    harness.wait_until(lambda: pg.scalar(
+        db, "select status from steps where name = 'long_call'")
+        == "in_progress", 10, interval=0.02,
+        message="the step's start to be written")
+
+
 def test_partitioned_node_outcome_is_fenced(taskerd, service, pg):
     """A node cut off from the database finishes a step meanwhile; another
     node takes the claim over and runs the step again.  When the first
     node gets through again, its outcome is stale: discarded, never
     applied (the step's results are the second attempt's)."""
     calls = []
+    cut_done = threading.Event()
 
     def answer(req):
         calls.append(req)
-        req.wait_or_gone(0.8)
-        return 200, {"call": len(calls)}
+        n = len(calls)
+        if n == 1:
+            # The first call answers only once its node is cut off, so
+            # that its outcome cannot commit before the cut (the bound
+            # only keeps a failed test from hanging).
+            cut_done.wait(20)
+        return 200, {"call": n}
     service.route("POST", "/long_call", answer)
     db, role, cut, tid, tmpl, cfg = start_to_cut_off(taskerd, pg, service,
                                                      "fence")
-    service.wait_requests("/long_call", 1, timeout=10)
-    other = taskerd(templates=tmpl, workers=2, db=db, config=cfg)
-    cut_off(pg, role)
     try:
+        service.wait_requests("/long_call", 1, timeout=10)
+        wait_marked(pg, db)
+        other = taskerd(templates=tmpl, workers=2, db=db, config=cfg)
+        cut_off(pg, role)
+        cut_done.set()
         task = other.wait_task(tid, timeout=6 * LEASE_S)
     finally:
+        cut_done.set()
         pg.execute("postgres", "ALTER ROLE %s LOGIN" % role)
     assert task["status"] == "complete", task
     step = harness.steps_by_name(task)["long_call"]
@@ -474,6 +556,7 @@ def test_partitioned_node_never_runs_a_step_twice(taskerd, service, pg):
     db, role, cut, tid, tmpl, cfg = start_to_cut_off(taskerd, pg, service,
                                                      "part")
     first = service.wait_requests("/long_call", 1, timeout=10)[0]
+    wait_marked(pg, db)
     other = taskerd(templates=tmpl, workers=2, db=db, config=cfg)
     cut_off(pg, role)
     try:

@@ -75,6 +75,7 @@ struct db_job {
 	bool		 inprep;	/* the results are cur's Prepare's */
 	bool		 lost;		/* its connection broke under it */
 	bool		 urgent;	/* db_submit_first: may take the spare */
+	int64_t		 answer_ms;	/* db_job_deadline; 0: by its statements */
 	int		 backend_pid;	/* the server process it went to */
 	int64_t		 backend_start;	/* and when that process started */
 	char		*error;
@@ -151,12 +152,18 @@ conn_retry_cb(evutil_socket_t fd, short what, void *arg)
  * a sequential scan looked cheapest.  Kept as the table grows, such a plan
  * cost more than all the rest of a batch.  Without sequential scans the
  * planner keeps to the indexes; without JIT, the huge costs it then puts
- * on the odd unavoidable scan do not trigger a compilation.
+ * on the odd unavoidable scan do not trigger a compilation.  Read
+ * committed whatever the database's default: a statement after a lock
+ * (an advisory lock on tasks or idempotency keys) must see what the
+ * lock's previous holder committed, which a snapshot taken before the
+ * wait (repeatable read) does not.
  */
-#define DB_SESSION_OPTIONS	"-c enable_seqscan=off -c jit=off"
+#define DB_SESSION_OPTIONS	"-c enable_seqscan=off -c jit=off " \
+	"-c default_transaction_isolation=read\\ committed"
 
 /* The server's notices (and errors on an idle connection, such as its
- * termination) as log events, not libpq's raw lines on stderr. */
+ * termination) as log events, not libpq's raw lines on stderr: the
+ * pool's connections name themselves, once they are the pool's. */
 static void
 conn_notice(void *arg, const char *message)
 {
@@ -164,6 +171,36 @@ conn_notice(void *arg, const char *message)
 
 	log_info("database notice conn=%d message=%s", c->id,
 	    log_quote(message));
+}
+
+static void
+notice_logged(void *arg, const char *message)
+{
+	(void)arg;
+	log_info("database notice message=%s", log_quote(message));
+}
+
+/*
+ * PQconnectdbParams (expand_dbname), with notices logged from the start.
+ * It hands the PGconn over only once the startup is over, and libpq
+ * prints what came before on stderr: a server stopping as a startup ends
+ * sends its FATAL right after the ReadyForQuery, read with it and printed
+ * raw among the log's events.  The one blocking connect of a PGconn made
+ * already is PQreset's, which keeps the notice processor and does all
+ * else as PQconnectdbParams (connect_timeout per host, then the next
+ * host); the attempt PQconnectStartParams began is closed before it sent
+ * a byte, which a server ends without a word.
+ */
+static PGconn *
+db_connect_params(const char *const *keys, const char *const *vals)
+{
+	PGconn	*pg = PQconnectStartParams(keys, vals, 1);
+
+	if (pg == NULL || PQstatus(pg) == CONNECTION_BAD)
+		return pg;	/* (a malformed DSN: PQreset would lose why) */
+	PQsetNoticeProcessor(pg, notice_logged, NULL);
+	PQreset(pg);
+	return pg;
 }
 
 /*
@@ -222,7 +259,7 @@ connect_thread(void *arg)
 	int			 ours = env == NULL || *env == '\0';
 	bool			 sent = false;
 
-	r->pg = PQconnectdbParams(keys + !ours, vals + !ours, 1);
+	r->pg = db_connect_params(keys + !ours, vals + !ours);
 	pthread_mutex_lock(&connector.lock);
 	if (!connector.closed)
 		while (!(sent = write(connector.pipe[1], &r, sizeof(r)) ==
@@ -378,7 +415,12 @@ conn_fail(struct db_conn *c, const char *reason)
 
 	/* reason is often PQerrorMessage(c->pg), which PQfinish frees. */
 	snprintf(why, sizeof(why), "%s", reason);
-	if (c->state != CONN_DOWN && !db.stopping)
+	/* A connect that keeps failing is said at its first failure and
+	 * then every tenth (about every 10 s): each connection tries each
+	 * second. */
+	if (c->state != CONN_DOWN && !db.stopping &&
+	    (c->state != CONN_CONNECTING || c->backoff_ms < 1000 ||
+	    c->attempt % 10 == 0))
 		log_warnx("%s conn=%d reason=%s", c->state == CONN_CONNECTING ?
 		    "cannot connect to the database" :
 		    "database connection lost", c->id, log_quote(why));
@@ -406,8 +448,10 @@ conn_fail(struct db_conn *c, const char *reason)
 	/* Queued work no connection is left to take fails now rather than
 	 * hanging its HTTP client until the database returns. */
 	db_fail_queue("the database is unavailable", "08006", false);
+	/* At most a second: the heartbeat waits for a connection, and a
+	 * lease lasts a few of them (a restart of the server takes some). */
 	c->backoff_ms = c->backoff_ms == 0 ? 100 :
-	    (c->backoff_ms >= 2500 ? 5000 : c->backoff_ms * 2);
+	    (c->backoff_ms >= 500 ? 1000 : c->backoff_ms * 2);
 	/* Up to a quarter less, at random: the connections of every node
 	 * lost together do not all come back in the same instant. */
 	ms = c->backoff_ms - (int)arc4random_uniform(
@@ -594,7 +638,7 @@ db_observe(const struct db_job *job)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	metrics_observe(M_DB_ROUNDTRIP, (double)(now.tv_sec -
 	    job->sent.tv_sec) + (now.tv_nsec - job->sent.tv_nsec) / 1e9,
-	    NULL, NULL);
+	    NULL, NULL, NULL);
 }
 
 /* Prepares of this job still in flight at its Sync did not happen. */
@@ -822,7 +866,8 @@ db_queue_timer_cb(evutil_socket_t fd, short what, void *arg)
 		c = &db.conns[i];
 		if (c->state != CONN_BUSY || c->job == NULL)
 			continue;
-		max_ms = c->job->nstmts * db.statement_timeout_ms +
+		max_ms = c->job->answer_ms > 0 ? c->job->answer_ms :
+		    c->job->nstmts * db.statement_timeout_ms +
 		    DB_ANSWER_GRACE_MS;
 		if (ms_between(&c->job->sent, &now) < max_ms)
 			continue;
@@ -1057,6 +1102,12 @@ db_submit_first(struct db_job *job)
 	db_submit_at(job, true);
 }
 
+void
+db_job_deadline(struct db_job *job, int64_t ms)
+{
+	job->answer_ms = ms;
+}
+
 const char *
 db_job_error(const struct db_job *job)
 {
@@ -1100,15 +1151,26 @@ db_connect_blocking(const char *dsn, char *err, size_t errlen)
 	const char	*vals[] = { "10", dsn, NULL };
 	const char	*env = getenv("PGCONNECT_TIMEOUT");
 	int		 ours = env == NULL || *env == '\0';
-	PGconn		*pg = PQconnectdbParams(keys + !ours, vals + !ours, 1);
+	PGconn		*pg = db_connect_params(keys + !ours, vals + !ours);
+	PGresult	*res = NULL;
 
-	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+	/* Read committed, as the pool's (DB_SESSION_OPTIONS): two nodes
+	 * registering templates at once meet on the same rows.  (The other
+	 * session options are for the daemon's statements, not these.)  Its
+	 * failure is the connection's: one the server ended as it was made
+	 * (a restart) is tried again, as one that was refused. */
+	if (pg != NULL && PQstatus(pg) == CONNECTION_OK)
+		res = PQexec(pg, "SET default_transaction_isolation = "
+		    "'read committed'");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		snprintf(err, errlen, "%s", pg ? PQerrorMessage(pg) :
 		    "out of memory");
 		err[strcspn(err, "\n")] = '\0';
+		PQclear(res);
 		PQfinish(pg);
 		return NULL;
 	}
+	PQclear(res);
 	return pg;
 }
 

@@ -53,6 +53,11 @@ void	 db_submit(struct db_job *);
  * for the node's heartbeat, which must not wait behind requests held up
  * by the database. */
 void	 db_submit_first(struct db_job *);
+/* Before submitting: a job not answered ms after it was sent (checked
+ * each second) takes its connection with it, which is made anew, and
+ * fails as lost.  Without it, a job may take as long as its statements
+ * may, and a few seconds more. */
+void	 db_job_deadline(struct db_job *, int64_t ms);
 
 /* In the callback: NULL when every statement succeeded, else the first
  * error's text. */

@@ -87,6 +87,7 @@ exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
 {
 	struct pollfd	 pfd;
 	PGresult	*res;
+	const char	*state;
 	int		 rc = 0;
 
 	extend_start(m->name, last);
@@ -121,10 +122,16 @@ exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
 			PQclear(res);
 			goto out;
 		default:
-			if (rc == 0)
+			if (rc == 0) {
 				snprintf(err, errlen, "%s",
 				    PQresultErrorMessage(res));
-			rc = -1;
+				if ((state = PQresultErrorField(res,
+				    PG_DIAG_SQLSTATE)) != NULL &&
+				    strcmp(state, "55P03") == 0)
+					rc = -2;	/* lock_timeout */
+			}
+			if (rc == 0)
+				rc = -1;
 			break;
 		}
 		PQclear(res);
@@ -134,7 +141,7 @@ exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
 out:
 	/* One line: the log's. */
 	err[strcspn(err, "\n")] = '\0';
-	return -1;
+	return rc == -2 ? -2 : -1;
 }
 
 static int
@@ -144,11 +151,14 @@ apply_one(PGconn *pg, const struct migration *m, struct timespec *last,
 	char		 v[16];
 	const char	*params[2] = { v, m->name };
 	PGresult	*res;
+	int		 rc;
 
 	if (exec_ok(pg, "BEGIN", err, errlen) == -1)
 		return -1;
-	if (exec_migration(pg, m, last, err, errlen) == -1)
-		goto fail;
+	if ((rc = exec_migration(pg, m, last, err, errlen)) != 0) {
+		PQclear(PQexec(pg, "ROLLBACK"));
+		return rc;
+	}
 	snprintf(v, sizeof(v), "%d", m->version);
 	res = PQexecParams(pg, "INSERT INTO taskerd_migrations (version, name)"
 	    " VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
@@ -166,6 +176,12 @@ fail:
 	PQclear(PQexec(pg, "ROLLBACK"));
 	return -1;
 }
+
+/* Migrations wait this long for a lock on a table (one that another
+ * session's open transaction uses), then give way and try again: every
+ * statement on the table queues behind a waiting ALTER, the running nodes'
+ * heartbeats too, and their leases would lapse. */
+#define MIGRATE_LOCK_WAIT_MS	"1000"
 
 /* 1 when this session took the migration lock, 0 when another holds it,
  * -1 on error. */
@@ -230,6 +246,8 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 		return -1;
 	if (exec_ok(pg, "SET client_min_messages = warning", err,
 	    errlen) == -1 ||
+	    exec_ok(pg, "SET lock_timeout = " MIGRATE_LOCK_WAIT_MS, err,
+	    errlen) == -1 ||
 	    exec_ok(pg, "CREATE TABLE IF NOT EXISTS taskerd_migrations ("
 	    "version int PRIMARY KEY, name text NOT NULL, "
 	    "applied_at timestamptz NOT NULL DEFAULT now())", err,
@@ -244,8 +262,19 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 		}
 		if (r == 1)
 			continue;
-		if (apply_one(pg, &migrations[i], &extended, why,
-		    sizeof(why)) == -1) {
+		if ((r = apply_one(pg, &migrations[i], &extended, why,
+		    sizeof(why))) == -2) {
+			/* (Said each time: the operator has a session to
+			 * end.) */
+			log_warnx("migration waits for a lock that another "
+			    "session holds (an open transaction?), trying again "
+			    "migration=%s error=%s", migrations[i].name,
+			    log_quote(why));
+			sleep(1);
+			i--;
+			continue;
+		}
+		if (r == -1) {
 			snprintf(err, errlen, "migration %s: %s",
 			    migrations[i].name, why);
 			n = -1;
@@ -255,6 +284,7 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 	}
 	newer_schema(pg);
 out:
+	PQclear(PQexec(pg, "RESET lock_timeout"));
 	PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return n;
 }

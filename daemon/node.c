@@ -45,20 +45,44 @@
 
 #define NODE_HINT_CHANNEL	"taskerd_work"
 #define NODE_HINT_MS		100
+/* A renewal that failed is tried again this soon, not a third of a lease
+ * later: two missed renewals would cost the lease. */
+#define NODE_BEAT_RETRY_MS	250
 
-/* (templates: the ids of the versions in its files, which other nodes
- * leave to it: oldversions.c.) */
+/*
+ * The renewal: the row is this process's (its instance), or its lease has
+ * run out, or (the first renewal) it is the earlier run's that
+ * node_check_id found gone ($9).  Another process's live lease is left
+ * alone: two started with one id at once both found it free, and a node
+ * cut off until its lease ran out may come back to a successor on its
+ * id; each took the other's claims for its own lost ones, and ran their
+ * steps a second time.  (The pid too: a taskerd older than migration 011
+ * renews the row's pid and leaves its instance as it was; and where /proc
+ * gives no instance, there is only the pid.)  Answers whether it renewed,
+ * and else the row's holder (its host and pid, unless it committed after
+ * this statement began).  (templates: the ids of the versions in its
+ * files, which other nodes leave to it: oldversions.c.)
+ */
 static const char sql_beat[] =
-"INSERT INTO nodes (id, host, pid, version, lease_expires_at, instance,"
-"  templates)"
-" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', $7,"
-"  $8::bigint[])"
+"WITH b AS ("
+" INSERT INTO nodes (id, host, pid, version, lease_expires_at, instance,"
+"   templates)"
+" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond',"
+"   $7, $8::bigint[])"
 " ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
 "   version = excluded.version, heartbeat_at = now(),"
 "   instance = excluded.instance, templates = excluded.templates,"
 "   lease_expires_at = excluded.lease_expires_at,"
 "   started_at = CASE WHEN $6::boolean THEN now()"
-"     ELSE nodes.started_at END";
+"     ELSE nodes.started_at END"
+" WHERE nodes.lease_expires_at <= now()"
+"   OR (nodes.instance IS NOT DISTINCT FROM excluded.instance"
+"     AND nodes.pid IS NOT DISTINCT FROM excluded.pid)"
+"   OR nodes.instance = $9::text"
+" RETURNING 1) "
+"SELECT EXISTS (SELECT 1 FROM b),"
+"  (SELECT host FROM nodes WHERE id = $1),"
+"  (SELECT pid FROM nodes WHERE id = $1)";
 
 /* The lease on this node's id, while it lasts: its expiry (epoch ms),
  * what is left of it (ms), and its holder's host, pid and instance. */
@@ -93,10 +117,13 @@ static struct {
 	struct timespec	 valid_until;	/* CLOCK_MONOTONIC */
 	unsigned	 epoch;		/* lapses so far */
 	bool		 beating;	/* a renewal is in flight */
+	bool		 failing;	/* the last renewal failed */
 	bool		 started;	/* the first renewal got through */
 	bool		 lapsed;	/* logged: the lease ran out */
 	bool		 handed_back;	/* stopping: no more renewals */
 	char		 instance[128];	/* pid, boot id, pid namespace */
+	char		 gone[128];	/* the instance of an earlier run here,
+					 * found gone at start ("": none) */
 } nd;
 
 static void
@@ -208,8 +235,11 @@ node_check_id(PGconn *pg)
 		me[0] = '\0';
 	me[sizeof(me) - 1] = '\0';
 	if (strcmp(holder, me) == 0 && holder_here(inst, pid) && pid > 0 &&
-	    (pid == getpid() || (kill(pid, 0) == -1 && errno == ESRCH)))
-		return;		/* (our own pid: a pid reused since) */
+	    (pid == getpid() || (kill(pid, 0) == -1 && errno == ESRCH))) {
+		/* (our own pid: a pid reused since) */
+		snprintf(nd.gone, sizeof(nd.gone), "%s", inst);
+		return;
+	}
 	/* Elsewhere, or alive: another node with this id renews its lease,
 	 * an earlier run's runs out. */
 	log_warnx("node id still leased, waiting for the lease to run out "
@@ -272,13 +302,38 @@ expiry_arm(void)
 	evtimer_add(nd.expiry, &tv);
 }
 
+/* The next renewal in ms (at once: 0). */
+static void
+beat_in(int64_t ms)
+{
+	struct timeval	tv;
+
+	if (nd.handed_back)
+		return;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = ms % 1000 * 1000;
+	evtimer_add(nd.timer, &tv);
+}
+
 static void
 beat_done(struct db_job *job, void *arg)
 {
 	struct timespec	*sent = arg;
+	PGresult	*res;
+	char		 holder[320] = "";
 	bool		 was_ok = node_lease_ok(), first = !nd.started;
 
 	nd.beating = false;
+	if (db_job_error(job) == NULL &&
+	    strcmp(PQgetvalue(res = db_job_result(job, 0), 0, 0), "t") != 0) {
+		if (!PQgetisnull(res, 0, 1))
+			snprintf(holder, sizeof(holder), " (host %s, pid %s)",
+			    PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+		free(sent);
+		fatalx("node id %s is in use by another process%s, whose "
+		    "lease is live: give each node its own node_id",
+		    sv.node_id, holder);
+	}
 	if (db_job_error(job) != NULL) {
 		if (!was_ok && !nd.lapsed) {
 			nd.lapsed = true;
@@ -286,9 +341,12 @@ beat_done(struct db_job *job, void *arg)
 			    "node=%s error=%s", log_quote(sv.node_id),
 			    log_quote(db_job_error(job)));
 		}
+		nd.failing = true;
+		beat_in(NODE_BEAT_RETRY_MS);
 		free(sent);
 		return;
 	}
+	nd.failing = false;
 	nd.valid_until = *sent;
 	ts_add_ms(&nd.valid_until, sv.conf->node_lease_ms);
 	nd.started = true;
@@ -297,11 +355,37 @@ beat_done(struct db_job *job, void *arg)
 	if (!was_ok && !first) {
 		log_warnx("node lease renewed after it lapsed, claiming afresh "
 		    "node=%s", log_quote(sv.node_id));
+		/* (The expiry timer may not have run yet, the loop late:
+		 * what ran under the lapsed lease may run elsewhere now.) */
+		pool_abandon_running();
 		nd.lapsed = false;
 		nd.epoch++;
 		sched_lease_regained();
 	} else if (first)
 		sched_kick();
+}
+
+void
+node_db_up(void)
+{
+	/* A renewal that failed for want of a connection goes now, rather
+	 * than at its retry. */
+	if (nd.failing && !nd.beating)
+		beat_in(0);
+}
+
+/* How long a renewal sent now may wait for its answer. */
+static int64_t
+beat_deadline_ms(void)
+{
+	struct timespec	now;
+	int64_t		left = 0, least = sv.conf->node_lease_ms / 3;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (nd.started)
+		left = (nd.valid_until.tv_sec - now.tv_sec) * 1000 +
+		    (nd.valid_until.tv_nsec - now.tv_nsec) / 1000000;
+	return left / 2 > least ? left / 2 : least;
 }
 
 /* "{3,7,9}": the template versions of this node's files. */
@@ -329,15 +413,12 @@ beat(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_job	*job;
 	struct timespec	*sent;
-	struct timeval	 tv;
 	char		 host[256], pid[16], lease[24], *ids;
-	const char	*params[8];
+	const char	*params[9];
 
 	if (nd.handed_back)
 		return;
-	tv.tv_sec = sv.conf->node_lease_ms / 3 / 1000;
-	tv.tv_usec = sv.conf->node_lease_ms / 3 % 1000 * 1000;
-	evtimer_add(nd.timer, &tv);
+	beat_in(sv.conf->node_lease_ms / 3);
 	if (nd.beating)
 		return;
 	if (gethostname(host, sizeof(host)) == -1)
@@ -354,6 +435,7 @@ beat(evutil_socket_t fd, short what, void *arg)
 	params[5] = nd.started ? "false" : "true";
 	params[6] = nd.instance[0] != '\0' ? nd.instance : NULL;
 	params[7] = ids = template_ids();
+	params[8] = !nd.started && nd.gone[0] != '\0' ? nd.gone : NULL;
 	sent = malloc(sizeof(*sent));
 	if (sent == NULL) {
 		free(ids);
@@ -361,7 +443,12 @@ beat(evutil_socket_t fd, short what, void *arg)
 	}
 	clock_gettime(CLOCK_MONOTONIC, sent);
 	job = db_job_new(beat_done, sent);
-	db_job_add(job, sql_beat, 8, params);
+	db_job_add(job, sql_beat, 9, params);
+	/* A connection that stalls (half-open, a NAT entry dropped) is
+	 * given up in time for a retry on another within the lease: after
+	 * half of what is left of it, and no sooner than a third of a
+	 * lease, which a slow but healthy database may need. */
+	db_job_deadline(job, beat_deadline_ms());
 	free(ids);
 	nd.beating = true;
 	db_submit_first(job);

@@ -16,6 +16,8 @@ bool	node_lease_ok(void);
 /* Counts the lapses of this node's lease: a claim made before the last one
  * may have been taken over by another node meanwhile. */
 unsigned node_epoch(void);
+/* A database connection came up: a renewal that failed goes at once. */
+void	node_db_up(void);
 /* Ready work was left unclaimed here: wake the other nodes (debounced). */
 void	node_hint(void);
 /* A clean stop wrote everything: end the lease, if no claims are left.

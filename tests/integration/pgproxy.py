@@ -13,7 +13,9 @@ follows the commit, and closes the connection instead of passing that on.
 Or, armed to lose the statement itself, it closes the connection without
 passing the statement on: the client cannot tell the two apart.  Or it
 cuts the client off as soon as the statement has passed, and lets the
-server finish it unheard.
+server finish it unheard.  Or it ends connections as they are made: the
+server's answer to the startup, then a FATAL in the same bytes, as a
+server stopping at that moment sends.
 """
 
 import os
@@ -23,6 +25,10 @@ import struct
 import tempfile
 import threading
 import time
+
+
+# What a connection ended as it was made hears.
+END_STARTUP_MESSAGE = b"terminating connection as it was made (the proxy)"
 
 
 class PgProxy:
@@ -45,6 +51,8 @@ class PgProxy:
         self.down = False               # refuse new connections
         self.delay = 0                  # seconds before passing bytes on
         self.rewrite = None             # (old, new): once, client's bytes
+        self.end_startups = 0           # connections to end as made
+        self.ended = 0                  # connections so ended
         self.conns = []
         self.closed = False
         if tcp:
@@ -134,7 +142,7 @@ class PgProxy:
                 client.close()
                 continue
             pair = (client, server)
-            state = {"swallow": False}
+            state = {"swallow": False, "startup": True}
             # Under the lock _lose takes: a connection is either among
             # those it cuts, or sees that the proxy is down.
             with self.lock:
@@ -217,6 +225,10 @@ class PgProxy:
                 if len(buf) < 1 + length:
                     break
                 msg, buf = buf[:1 + length], buf[1 + length:]
+                if msg[:1] == b"Z" and state["startup"]:
+                    state["startup"] = False
+                    if self._end_startup(pair, out + msg):
+                        return
                 if not state["swallow"]:
                     out += msg
                 elif msg[:1] == b"Z":
@@ -231,6 +243,25 @@ class PgProxy:
                 except OSError:
                     self._shut(pair)
                     return
+
+    def _end_startup(self, pair, answer):
+        """If armed, the startup's answer with a FATAL after it, and the
+        connection closed."""
+        with self.lock:
+            if self.end_startups == 0:
+                return False
+            self.end_startups -= 1
+        fields = (b"SFATAL\0VFATAL\0C57P01\0M" + END_STARTUP_MESSAGE +
+                  b"\0\0")
+        fatal = b"E" + struct.pack("!I", 4 + len(fields)) + fields
+        try:
+            pair[0].sendall(answer + fatal)
+        except OSError:
+            pass
+        with self.lock:
+            self.ended += 1
+        self._shut(pair)
+        return True
 
     def _lose(self, pair):
         # Said before it happens: the client may answer its own client

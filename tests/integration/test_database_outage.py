@@ -88,6 +88,47 @@ def test_database_down_and_back(own_pg, outage_taskerd):
         sorted([first["task_id"], again["task_id"]])
 
 
+RUN_ONCE = """\
+name: once
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: only
+    handler: noop
+    retryable: false
+    handler_config: { sleep_ms: 15000 }
+"""
+
+
+def test_a_short_restart_of_the_database_keeps_the_lease(own_pg, request):
+    """PostgreSQL restarts (a minor upgrade, a setting), 6 s down, just
+    after a renewal of the 10 s lease.  A renewal that failed is tried
+    again as soon as a connection is back, and connections are made again
+    within a second, so the lease holds and a step that must not run
+    twice, running meanwhile, completes on its one attempt.  Renewals
+    used to wait for their next turn, a third of a lease, and connections
+    up to 5 s: the lease lapsed, the step was stopped and its task ended
+    in error."""
+    with taskerd_factory(own_pg, request) as factory:
+        t = factory(workers=1, templates={"once.yaml": RUN_ONCE})
+        tid = t.create_task("once", {}, namespace="it")["task_id"]
+        harness.wait_until(
+            lambda: t.task(tid)["steps"][0]["status"] == "in_progress", 10,
+            message="the step running")
+        last = t.pg.scalar(t.db, "SELECT heartbeat_at FROM nodes")
+        harness.wait_until(
+            lambda: t.pg.scalar(t.db, "SELECT heartbeat_at FROM nodes") !=
+            last, 10, interval=0.02, message="a renewal")
+        own_pg.pause()
+        time.sleep(6)           # the server's downtime, the point here
+        own_pg.resume()
+        done = t.wait_task(tid, timeout=40)
+        assert done["status"] == "complete", done
+        assert done["steps"][0]["attempts"] == 1, done["steps"]
+        assert not t.log_lines("lease lapsed"), t.log_tail(30)
+        assert t.log_lines("database connection lost"), t.log_tail(30)
+
+
 def test_sigterm_while_database_is_down(own_pg, outage_taskerd):
     t = outage_taskerd
     own_pg.pause()
@@ -329,8 +370,10 @@ def hold_task_row(pg, t, task_id, seconds):
     return holder
 
 
+@pytest.mark.parametrize("config", [{}, {
+    "database.statement_timeout": "1s"}], ids=["default", "short-statements"])
 def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
-        own_pg, service, request):
+        own_pg, service, request, config):
     """An open transaction holds a task's row (an operator's SELECT ... FOR
     UPDATE in psql): that task's outcome waits until it ends, but the
     outcomes of other tasks are written meanwhile.  They used to wait in
@@ -339,17 +382,22 @@ def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
     found, the locked task is set aside: its outcome is tried again alone
     every second, waiting on the lock only briefly, and the others no
     longer wait database.lock_timeout (5 s here) each time the whole batch
-    meets the lock again."""
+    meets the lock again.  With a statement timeout shorter than the lock
+    timeout, the wait ended as a statement timeout, which held back every
+    task's outcomes: waits on a lock are cut to half of it then."""
     service.route("POST", "/slow", status=200, body={"ok": 1}, delay=1.0)
     service.route("POST", "/quick", status=200, body={"ok": 2})
     with taskerd_factory(own_pg, request) as factory:
-        t = factory(templates={"call.yaml": TWO_SPEEDS % service.url})
+        t = factory(templates={"call.yaml": TWO_SPEEDS % service.url},
+                    config=config)
         a = t.create_task("call", {"path": "slow"}, namespace="it")["task_id"]
         service.wait_requests("/slow", 1, timeout=10)
         holder = hold_task_row(own_pg, t, a, 14)
         try:
-            assert t.log_lines("a task is locked elsewhere; its outcomes "
-                               "wait.*task_id=%d" % a)
+            # (Logged just after the failure hold_task_row waited for.)
+            harness.wait_until(lambda: t.log_lines(
+                "a task is locked elsewhere; its outcomes wait.*task_id=%d"
+                % a), 5, message="the locked task set aside")
             for _ in range(3):
                 started = time.monotonic()
                 b = t.create_task("call", {"path": "quick"},

@@ -1,11 +1,13 @@
 """The node's database connections: how it comes up, and what a
 connection must have done before it is used."""
 
+import re
 import subprocess
 import threading
 import time
 
 import harness
+import pgproxy
 from pgproxy import PgProxy
 
 NS = "conns"
@@ -91,6 +93,42 @@ def test_a_connection_whose_first_statements_fail_is_not_used(taskerd, pg):
         assert t.wait_task(busy, timeout=20)["status"] == "complete"
         time.sleep(0.3)
         assert step(t, queued)["attempts"] == 0
+    finally:
+        proxy.close()
+
+
+def test_a_connection_ended_as_it_is_made(taskerd, pg):
+    """A server stopping just as a connection's startup ends (a restart,
+    a failover) sends its FATAL right after the ReadyForQuery, and libpq
+    reads both at once.  It printed the FATAL raw on stderr - a line that
+    is no log event, for whatever parses the log - because the connection
+    was not yet taskerd's to give a notice processor.  It is a logged
+    notice now, and the connection is made again: the start's (its
+    migration failed on it, ending the start) and the pool's."""
+    proxy = PgProxy(pg)
+    try:
+        db = pg.createdb()
+        proxy.end_startups = 1      # the start's connection, the first
+        t = taskerd(templates=TEMPLATES, db=db, ready_timeout=60,
+                    config={"database.dsn": proxy.dsn(db)})
+        assert proxy.ended == 1
+        assert t.log_lines("database not reachable, retrying"), \
+            t.log_tail(20)
+
+        proxy.end_startups = 2      # two of the pool's, made again
+        pg.execute(db, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid()")
+        harness.wait_until(lambda: proxy.ended == 3, 20,
+                           message="two pool connections ended as made")
+        tid = t.create_task("quick", {}, namespace=NS)["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+
+        harness.assert_logfmt(t.log())
+        made = t.log_lines(re.escape(
+            pgproxy.END_STARTUP_MESSAGE.decode()))
+        assert len(made) == 3, made
+        assert all('msg="database notice"' in line for line in made), made
     finally:
         proxy.close()
 
@@ -216,3 +254,66 @@ def test_the_lease_holds_while_every_pool_connection_waits(taskerd, pg):
     assert done["status"] == "complete", done
     assert done["steps"][0]["attempts"] == 1, done["steps"]
     assert not t.log_lines("node lease lapsed"), t.log_tail(40)
+
+
+RUN_ONCE = """\
+name: once
+namespace_name: conns
+version: 1.0.0
+step_templates:
+  - name: only
+    handler: noop
+    retryable: false
+    handler_config: { sleep_ms: 15000 }
+"""
+
+
+def test_a_stalled_heartbeat_connection_is_given_up_in_time(taskerd, pg):
+    """The answer to one renewal of the lease never comes (a half-open
+    connection, a dropped NAT entry): every other connection is fine.
+    The renewal is given up after a quarter of a lease and sent again on
+    another connection, so the lease holds and a step that must not run
+    twice runs once.  The connection used to be waited on for 35 s, the
+    lease lapsed at 10 s, and the step was stopped: the task ended in
+    error."""
+    boot = open("/proc/sys/kernel/random/boot_id").read().strip().encode()
+    proxy = PgProxy(pg)
+    try:
+        db = pg.createdb()
+        t = taskerd(workers=1, templates={"once.yaml": RUN_ONCE}, db=db,
+                    config={"database.dsn": proxy.dsn(db)})
+        tid = t.create_task("once", {}, namespace=NS)["task_id"]
+        harness.wait_until(lambda: step(t, tid)["status"] == "in_progress",
+                           10, message="the step running")
+        # The boot id is in the renewal's parameters, and in nothing else.
+        proxy.lose_answer_to(boot, hold=30)
+        harness.wait_until(lambda: t.log_lines(r"no answer from the "
+                                               r"database in \d+ ms"), 20,
+                           message="the stalled renewal given up")
+        done = t.wait_task(tid, timeout=40)
+        assert done["status"] == "complete", done
+        assert done["steps"][0]["attempts"] == 1, done["steps"]
+        assert not t.log_lines("lease lapsed"), t.log_tail(30)
+    finally:
+        proxy.close()
+
+
+def test_a_slow_database_keeps_the_lease(taskerd, pg):
+    """Each renewal takes 3 s (a database slow to commit, here a trigger
+    that sleeps): under a third of the 10 s lease, which it keeps.  A
+    renewal is not given up while it may still come in time."""
+    db = pg.createdb()
+    t = taskerd(workers=1, templates={"once.yaml": RUN_ONCE}, db=db)
+    tid = t.create_task("once", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: step(t, tid)["status"] == "in_progress",
+                       10, message="the step running")
+    pg.execute(db, """
+        CREATE FUNCTION slow_beat() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+        CREATE TRIGGER slow_beat BEFORE UPDATE ON nodes
+          FOR EACH ROW EXECUTE FUNCTION slow_beat();""")
+    done = t.wait_task(tid, timeout=40)
+    assert done["status"] == "complete", done
+    assert done["steps"][0]["attempts"] == 1, done["steps"]
+    assert not t.log_lines("lease lapsed"), t.log_tail(30)
+    assert not t.log_lines("no answer from the database"), t.log_tail(30)

@@ -1,6 +1,7 @@
 """`taskerd -c FILE --migrate`: apply sql/ migrations and exit."""
 
 import subprocess
+import time
 
 import harness
 
@@ -34,6 +35,20 @@ def schema_of(pg, db):
 
 def migrate(t, timeout=30):
     return harness.run_cli(["-c", t.config_path, "--migrate"], timeout=timeout)
+
+
+def migrated_before(pg, db, version):
+    """db as a taskerd that knew the migrations before version left it."""
+    pg.execute(db, "CREATE TABLE taskerd_migrations (version int PRIMARY KEY,"
+               " name text NOT NULL, applied_at timestamptz NOT NULL"
+               " DEFAULT now())")
+    for f in sorted((harness.REPO / "sql").glob("0*.sql")):
+        v = int(f.name.split("_")[0])
+        if v >= version:
+            break
+        pg.execute(db, f.read_text())
+        pg.execute(db, "INSERT INTO taskerd_migrations (version, name)"
+                   " VALUES (%d, '%s')" % (v, f.stem))
 
 
 def test_migrate_creates_schema_and_is_repeatable(taskerd, pg):
@@ -122,16 +137,7 @@ step_templates:
     handler: noop
     depends_on_steps: [a, b]
 """})
-    pg.execute(t.db, "CREATE TABLE taskerd_migrations (version int PRIMARY KEY,"
-               " name text NOT NULL, applied_at timestamptz NOT NULL"
-               " DEFAULT now())")
-    for f in sorted((harness.REPO / "sql").glob("00*.sql")):
-        version = int(f.name.split("_")[0])
-        if version >= 8:
-            break
-        pg.execute(t.db, f.read_text())
-        pg.execute(t.db, "INSERT INTO taskerd_migrations (version, name)"
-                   " VALUES (%d, '%s')" % (version, f.stem))
+    migrated_before(pg, t.db, 8)
     # The task as a 007 node wrote it: a is pending and ready, b and c wait.
     pg.execute(t.db, """
         INSERT INTO namespaces (id, name) VALUES (1, 'default');
@@ -192,3 +198,38 @@ def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg,
     texts = [m for _, m in harness.notify_messages(sock, 0.5)]
     assert "STATUS=waiting for the migration lock\n" \
         "EXTEND_TIMEOUT_USEC=30000000" in texts, texts
+
+
+def test_a_migration_waiting_for_a_lock_gives_way(taskerd, pg):
+    """Migration 013 alters `nodes` while another session's open
+    transaction reads it.  Waiting, the ALTER would hold up every other
+    statement on the table (the running nodes' heartbeats: their leases
+    would lapse); it waits a second at a time, giving way between tries,
+    says so, and is applied once the transaction ends."""
+    t = taskerd(start=False)
+    migrated_before(pg, t.db, 13)
+    holder = pg.psql_background(
+        t.db, "BEGIN; SELECT count(*) FROM nodes; SELECT pg_sleep(6); COMMIT;")
+    try:
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "SELECT count(*) FROM pg_locks l JOIN pg_class c"
+            " ON c.oid = l.relation WHERE c.relname = 'nodes'"
+            " AND l.granted") != "0", 5, message="the read lock taken")
+        migrating = subprocess.Popen(
+            [harness.taskerd_bin(), "-c", t.config_path, "--migrate"],
+            env=harness.clean_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(1.5)         # the migration at its waiting
+        # A heartbeat's write on the table gets through meanwhile.
+        pg.execute(t.db, "SET lock_timeout = '2500ms'; UPDATE nodes"
+                   " SET heartbeat_at = now() WHERE id = 'none'")
+        out, _ = migrating.communicate(timeout=30)
+    finally:
+        holder.wait(20)
+    assert migrating.returncode == 0, out
+    assert "migration waits for a lock that another session holds" in out, \
+        out
+    assert "1 migration(s) applied" in out, out
+    assert pg.scalar(t.db, "SELECT max(version) FROM taskerd_migrations") \
+        == str(max(int(f.name.split("_")[0]) for f in
+                   (harness.REPO / "sql").glob("0*.sql")))

@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 import harness
+from pgproxy import PgProxy
 
 QUICK = "name: quick\nstep_templates:\n  - name: only\n    handler: noop\n"
 SLOW = """\
@@ -101,6 +102,75 @@ def test_second_node_with_the_same_id_refuses_to_start(taskerd, holder,
         task["steps"][0]["attempts"] == 1, task
     if holder == "in_a_container":
         assert stop_in_namespace(first) == 0, first.log_tail(20)
+
+
+def cut_off(taskerd, pg, proxy):
+    """A node on a 2 s lease, through proxy, cut off from the database
+    until its lease has run out."""
+    db = pg.createdb()
+    first = taskerd(templates={"quick.yaml": QUICK}, db=db,
+                    config={"scheduler": {"lease": "2s"},
+                            "database.dsn": proxy.dsn(db)})
+    proxy.down_now()
+    harness.wait_until(lambda: lease_left_s(pg, first) < 0, 10,
+                       message="the first's lease run out")
+    return first
+
+
+def back_and_stopped(proxy, first):
+    """Through again: the node stops, exit 1."""
+    proxy.up()
+    harness.wait_until(lambda: first.proc.poll() is not None, 20,
+                       message="the first to stop")
+    assert first.proc.returncode == 1, first.log_tail(20)
+
+
+def test_a_node_back_after_its_lease_ran_out_leaves_its_successor(taskerd,
+                                                                  pg):
+    """A node cut off from the database until its lease ran out, and a
+    successor started on its id meanwhile (the lease free, it need not
+    wait).  When the first got through again it renewed the lease over
+    the successor's, and both ran on one id: each took the other's claims
+    for its own lost ones, and ran their steps a second time.  A renewal
+    leaves another process's live lease alone: the first stops, saying
+    why, and the successor runs on."""
+    proxy = PgProxy(pg)
+    try:
+        first = cut_off(taskerd, pg, proxy)
+        db = first.db
+        second = taskerd(templates={"quick.yaml": QUICK}, db=db,
+                         config={"scheduler": {"lease": "2s"},
+                                 "node_id": first.config["node_id"]})
+        assert not second.log_lines("node id still leased")
+        back_and_stopped(proxy, first)
+        assert first.log_lines(
+            "node id %s is in use by another process \\(host [^,]+, pid "
+            "%d\\), whose lease is live" % (first.config["node_id"],
+                                          second.pid)), first.log_tail(20)
+        tid = second.create_task("quick", {})["task_id"]
+        assert second.wait_task(tid)["status"] == "complete"
+        assert pg.scalar(db, "SELECT pid FROM nodes WHERE id = '%s'" %
+                         first.config["node_id"]) == str(second.pid)
+    finally:
+        proxy.close()
+
+
+def test_a_node_back_to_an_older_successor_on_its_id_stops(taskerd, pg):
+    """As above, the successor a taskerd older than migration 011, whose
+    renewal sets the row's host and pid and leaves its instance as it was
+    (the first node's): the pid tells them apart."""
+    proxy = PgProxy(pg)
+    try:
+        first = cut_off(taskerd, pg, proxy)
+        pg.execute(first.db, "UPDATE nodes SET host = 'otherhost',"
+                   " pid = 4242, heartbeat_at = now(),"
+                   " lease_expires_at = now() + interval '1 hour'"
+                   " WHERE id = '%s'" % first.config["node_id"])
+        back_and_stopped(proxy, first)
+        assert first.log_lines(r"in use by another process \(host "
+                               r"otherhost, pid 4242\)"), first.log_tail(20)
+    finally:
+        proxy.close()
 
 
 def test_clean_stop_hands_the_lease_back(taskerd, pg):

@@ -11,15 +11,18 @@
  * while); taskerd's database connections reconnect by themselves
  * meanwhile.
  */
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +36,7 @@
 #include "childenv.h"
 #include "duration.h"
 #include "embedpg.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "xmalloc.h"
@@ -59,6 +63,8 @@ static struct {
 	struct timespec	 started;	/* the running server's start */
 	struct event	*restart;
 	bool		 stopping;
+	int		 lockfd;	/* state_dir/taskerd.lock, held */
+	pid_t		 owner;		/* taskerd (not a child it forked) */
 } pg;
 
 /* Whether /usr/lib/postgresql/V/bin has an executable name. */
@@ -160,6 +166,64 @@ server_user(void)
 	return true;
 }
 
+/* s as a connection string's value: quoted, with \ and ' escaped (a
+ * state_dir may hold a space). */
+static char *
+dsn_quote(const char *s)
+{
+	char	*q, *p;
+
+	q = p = xmalloc(strlen(s) * 2 + 3);
+	*p++ = '\'';
+	for (; *s != '\0'; s++) {
+		if (*s == '\'' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p++ = '\'';
+	*p = '\0';
+	return q;
+}
+
+/* The log file a child of ours writes (initdb, the server), opened once
+ * it is the server's user: opened as root, a link the server's user put
+ * in its place would name a file of root's. */
+static int
+open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
+/*
+ * Whether the server's user may enter dir and write in it (every directory
+ * above it must let it through: a state_dir of root's, mode 0750, does
+ * not).  Asked of a child that becomes that user.
+ */
+static bool
+server_user_reaches(const char *dir)
+{
+	pid_t	pid;
+	int	status;
+
+	if (!pg.drop)
+		return true;
+	switch ((pid = fork())) {
+	case -1:
+		fatal("fork");
+	case 0:
+		if (setgroups(1, &pg.gid) == -1 || setgid(pg.gid) == -1 ||
+		    setuid(pg.uid) == -1)
+			_exit(2);
+		_exit(access(dir, W_OK | X_OK) == 0 ? 0 : 1);
+	default:
+		break;
+	}
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			fatal("waitpid");
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 /* Run argv (as the cluster's owner) and wait; returns its exit status. */
 static int
 run(char *const argv[], const char *logfile)
@@ -174,14 +238,14 @@ run(char *const argv[], const char *logfile)
 		if (pg.drop && (setgroups(1, &pg.gid) == -1 ||
 		    setgid(pg.gid) == -1 || setuid(pg.uid) == -1))
 			_exit(126);
-		if ((fd = open(logfile, O_WRONLY | O_CREAT | O_APPEND, 0600)) !=
-		    -1) {
+		if ((fd = open_log(logfile)) != -1) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
 		/* (A connection a thread was making may not be close-on-exec
 		 * yet.) */
 		close_range(3, ~0U, 0);
+		fdlimit_restore();
 		execv(argv[0], argv);
 		_exit(127);
 	default:
@@ -224,6 +288,7 @@ remove_tree(const char *path)
 }
 
 static void	wait_ready(void);
+static void	stop_at_exit(void);
 
 static void
 mkdir_owned(const char *path, bool give)
@@ -237,7 +302,9 @@ mkdir_owned(const char *path, bool give)
 static pid_t
 spawn_server(void)
 {
-	/* jit=off: the unit's MemoryDenyWriteExecute forbids it. */
+	/* jit=off: JIT compiles code at run time, which a unit with
+	 * MemoryDenyWriteExecute= (a hardening drop-in) forbids, and short
+	 * statements gain nothing from it. */
 	char	*argv[] = { "postgres", "-D", NULL, "-p", EMBEDPG_PORT, "-c",
 		    "listen_addresses=", "-c", "jit=off", "-k", NULL, NULL };
 	char	*log, *postgres, **env;
@@ -265,7 +332,7 @@ spawn_server(void)
 		if (prctl(PR_SET_PDEATHSIG, SIGINT) == -1 ||
 		    getppid() != parent)
 			_exit(125);
-		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) != -1) {
+		if ((fd = open_log(log)) != -1) {
 			dup2(fd, STDOUT_FILENO);
 			dup2(fd, STDERR_FILENO);
 		}
@@ -275,6 +342,8 @@ spawn_server(void)
 		/* Its own process group: a Ctrl-C meant for taskerd must not
 		 * reach the server before taskerd has drained. */
 		setpgid(0, 0);
+		/* (Last: the log is opened under taskerd's limit.) */
+		fdlimit_restore();
 		execve(postgres, argv, env);
 		_exit(127);
 	default:
@@ -289,15 +358,32 @@ spawn_server(void)
 	return pid;
 }
 
-/* The pid in the data directory's postmaster.pid, or 0. */
+/* The server's lock files: postmaster.pid (LOCK_DATA) and its socket's
+ * (LOCK_SOCKET). */
+enum { LOCK_DATA, LOCK_SOCKET };
+
+static char *
+lock_file(int which)
+{
+	char	*path;
+
+	if (which == LOCK_DATA)
+		xasprintf(&path, "%s/postmaster.pid", pg.datadir);
+	else
+		xasprintf(&path, "%s/.s.PGSQL.%s.lock", pg.sockdir,
+		    EMBEDPG_PORT);
+	return path;
+}
+
+/* The pid a lock file names (its first line), or 0. */
 static pid_t
-server_pid(void)
+lock_pid(int which)
 {
 	char	*path, line[32];
 	FILE	*f;
 	pid_t	 pid = 0;
 
-	xasprintf(&path, "%s/postmaster.pid", pg.datadir);
+	path = lock_file(which);
 	if ((f = fopen(path, "r")) != NULL) {
 		if (fgets(line, sizeof(line), f) != NULL)
 			pid = (pid_t)strtol(line, NULL, 10);
@@ -305,6 +391,33 @@ server_pid(void)
 	}
 	free(path);
 	return pid;
+}
+
+/* The pid in the data directory's postmaster.pid, or 0. */
+static pid_t
+server_pid(void)
+{
+	return lock_pid(LOCK_DATA);
+}
+
+/*
+ * The lock files of a server that is gone, whose pid is some process that
+ * is no server of ours: postmaster.pid and its socket's lock file, each
+ * while it names pid.  PostgreSQL refuses to start while either names a
+ * process it can signal.
+ */
+static void
+remove_stale_locks(pid_t pid)
+{
+	char	*path;
+	int	 which;
+
+	for (which = LOCK_DATA; which <= LOCK_SOCKET; which++) {
+		path = lock_file(which);
+		if (lock_pid(which) == pid && unlink(path) == -1)
+			log_warn("embedded database: unlink %s", path);
+		free(path);
+	}
 }
 
 /* The first len bytes of /proc/PID/NAME, NULs made spaces; "" if none. */
@@ -327,30 +440,125 @@ proc_read(pid_t pid, const char *name, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+/* The state letter of /proc/PID/stat and its ppid ("pid (comm) state
+ * ppid ...": comm may hold spaces); state '?' if there is none. */
+static char
+proc_state(pid_t pid, pid_t *ppid)
+{
+	char	 buf[1024], *p, state = '?';
+	int	 parent = 0;
+
+	proc_read(pid, "stat", buf, sizeof(buf));
+	if ((p = strrchr(buf, ')')) != NULL)
+		sscanf(p + 1, " %c %d", &state, &parent);
+	if (ppid != NULL)
+		*ppid = parent;
+	return state;
+}
+
+/* A process other than this one whose working directory is real (the
+ * server's processes all run in the data directory); its pid, or 0. */
+static pid_t
+process_in(const char *real)
+{
+	char		 link[64], cwd[PATH_MAX], *end;
+	DIR		*d;
+	struct dirent	*e;
+	ssize_t		 n;
+	pid_t		 pid, found = 0;
+
+	if ((d = opendir("/proc")) == NULL)
+		return 0;
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		pid = (pid_t)strtol(e->d_name, &end, 10);
+		if (pid <= 0 || *end != '\0' || pid == getpid())
+			continue;
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		if ((n = readlink(link, cwd, sizeof(cwd) - 1)) <= 0)
+			continue;
+		cwd[n] = '\0';
+		if (strcmp(cwd, real) == 0)
+			found = pid;
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * The pid in postmaster.pid is a zombie: a server that died (or was
+ * stopped) and that the process which inherited it never reaped - a pid 1
+ * that does not reap, in a container.  PostgreSQL takes it for a server
+ * still running and refuses to start, every time.  Once none of the dead
+ * server's processes runs in the data directory (they end when they see
+ * it gone), its lock files are stale and removed.
+ */
+static void
+zombie_server(pid_t pid)
+{
+	char	*real;
+	pid_t	 left = 0;
+	int	 i;
+
+	if ((real = realpath(pg.datadir, NULL)) == NULL)
+		return;
+	for (i = 0; i < 100 && (left = process_in(real)) > 0; i++)
+		usleep(100000);
+	free(real);
+	if (left > 0)
+		fatalx("embedded database: the server left on %s (pid %d) is "
+		    "dead, but its process %d still runs there",
+		    pg.datadir, (int)pid, (int)left);
+	log_warnx("embedded database: removing the lock files of a dead "
+	    "server never reaped (a zombie: the process that inherited it "
+	    "does not reap its children) pid=%d", (int)pid);
+	remove_stale_locks(pid);
+}
+
 /*
  * A server already running on our data directory: one left by a taskerd
  * that is gone is stopped; one that a taskerd still supervises (another
- * one on the same state_dir) is a configuration error.  A pid in a stale
- * postmaster.pid that names some other program now is left alone.
+ * one on the same state_dir) is a configuration error.  A stale
+ * postmaster.pid whose pid is now a process elsewhere (its working
+ * directory is not the data directory, as a server's and its children's
+ * are) is removed, with the socket's lock file: PostgreSQL would refuse
+ * to start while that process lives, if it is the server's user's (pids
+ * are reused after a crash).
  */
 static void
 stray_server(void)
 {
-	char	 buf[1024], *p;
+	char	 buf[1024], link[64], cwd[PATH_MAX], *p, *real;
 	pid_t	 pid, ppid = 0;
+	ssize_t	 n;
 	int	 i;
 
-	if ((pid = server_pid()) <= 0 || kill(pid, 0) == -1)
+	/* (The socket's lock file alone, if postmaster.pid went.) */
+	if ((pid = server_pid()) <= 0)
+		pid = lock_pid(LOCK_SOCKET);
+	if (pid <= 0 || kill(pid, 0) == -1)
 		return;		/* none, or a stale file postgres clears */
+	if (proc_state(pid, &ppid) == 'Z') {
+		zombie_server(pid);
+		return;
+	}
 	proc_read(pid, "cmdline", buf, sizeof(buf));
 	if ((p = strchr(buf, ' ')) == NULL || p - buf < 8 ||
 	    strncmp(p - 8, "postgres", 8) != 0 ||
-	    strstr(buf, pg.datadir) == NULL)
+	    strstr(buf, pg.datadir) == NULL) {
+		snprintf(link, sizeof(link), "/proc/%d/cwd", (int)pid);
+		if ((n = readlink(link, cwd, sizeof(cwd) - 1)) <= 0)
+			return;		/* (not ours to look at) */
+		cwd[n] = '\0';
+		if ((real = realpath(pg.datadir, NULL)) != NULL &&
+		    strcmp(real, cwd) != 0) {
+			log_warnx("embedded database: removing the stale "
+			    "lock files of a server, whose pid is another "
+			    "process now pid=%d", (int)pid);
+			remove_stale_locks(pid);
+		}
+		free(real);
 		return;
-	proc_read(pid, "stat", buf, sizeof(buf));
-	/* "pid (comm) state ppid ...": comm may hold spaces. */
-	if ((p = strrchr(buf, ')')) != NULL)
-		sscanf(p + 1, " %*c %d", &ppid);
+	}
 	proc_read(ppid, "comm", buf, sizeof(buf));
 	if (strcmp(buf, "taskerd") == 0)
 		fatalx("embedded database: %s is in use by the server of "
@@ -366,10 +574,44 @@ stray_server(void)
 		    "did not stop", (int)pid);
 }
 
+/*
+ * Hold state_dir/taskerd.lock for as long as this taskerd runs, so that a
+ * second one on the same state_dir stops at once with the first's pid.
+ * Without it, two first starts at once both ran initdb into one cluster.
+ * The lock goes with the process, however it ends; the descriptor is
+ * closed on exec, so no child (a server left running) keeps it.
+ */
+static void
+lock_state_dir(const char *state_dir)
+{
+	char	*path, buf[32];
+	ssize_t	 n;
+
+	xasprintf(&path, "%s/taskerd.lock", state_dir);
+	if ((pg.lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
+		fatal("embedded database: open %s", path);
+	if (flock(pg.lockfd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK)
+			fatal("embedded database: lock %s", path);
+		/* (Empty while the other has just taken the lock.) */
+		n = pread(pg.lockfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		fatalx("embedded database: state_dir %s is in use by another "
+		    "taskerd%s%s%s", state_dir, buf[0] != '\0' ? " (pid " : "",
+		    buf, buf[0] != '\0' ? ")" : "");
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(pg.lockfd, 0) == -1 ||
+	    pwrite(pg.lockfd, buf, (size_t)n, 0) != n)
+		fatal("embedded database: write %s", path);
+	free(path);
+}
+
 char *
 embedpg_start(const char *state_dir)
 {
-	char		*initdb, *log, *versionfile, *aside;
+	char		*initdb, *log, *versionfile, *aside, *dsn_host;
 	int		 status;
 	bool		 give;
 
@@ -379,10 +621,28 @@ embedpg_start(const char *state_dir)
 		(void)chmod(state_dir, 0755);
 	else if (errno != EEXIST)
 		fatal("embedded database: mkdir %s", state_dir);
+	lock_state_dir(state_dir);
+	pg.owner = getpid();
+	atexit(stop_at_exit);
 	xasprintf(&pg.sockdir, "%s/pg", state_dir);
 	xasprintf(&pg.datadir, "%s/pg/data", state_dir);
+	/* The server's socket is a file there, whose path has a limit. */
+	if (strlen(pg.sockdir) + sizeof("/.s.PGSQL." EMBEDPG_PORT) >
+	    sizeof(((struct sockaddr_un *)0)->sun_path))
+		fatalx("embedded database: state_dir %s is too long for the "
+		    "server's socket in it (%zu bytes; at most %zu)", state_dir,
+		    strlen(state_dir), sizeof(((struct sockaddr_un *)0)->
+		    sun_path) - sizeof("/pg/.s.PGSQL." EMBEDPG_PORT));
 	give = server_user();
 	mkdir_owned(pg.sockdir, give);
+	if (!server_user_reaches(pg.sockdir)) {
+		struct passwd *pw = getpwuid(pg.uid);
+
+		fatalx("embedded database: the server's user %s cannot reach "
+		    "%s: every directory above it must let that user through "
+		    "(state_dir mode 0755, say), or run taskerd as its own "
+		    "user", pw != NULL ? pw->pw_name : "(unknown)", pg.sockdir);
+	}
 	pg.bindir = find_bindir(pg.datadir);
 	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
 
@@ -430,8 +690,10 @@ embedpg_start(const char *state_dir)
 
 	stray_server();
 	pg.pid = spawn_server();
+	dsn_host = dsn_quote(pg.sockdir);
 	xasprintf(&pg.dsn, "host=%s port=%s dbname=postgres user=postgres",
-	    pg.sockdir, EMBEDPG_PORT);
+	    dsn_host, EMBEDPG_PORT);
+	free(dsn_host);
 	wait_ready();
 	return xstrdup(pg.dsn);
 }
@@ -459,12 +721,17 @@ wait_ready(void)
 	clock_gettime(CLOCK_MONOTONIC, &started);
 	answered = started;	/* its last sign of life */
 	for (;;) {
-		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid)
+		if (waitpid(pg.pid, &status, WNOHANG) == pg.pid) {
+			pg.pid = 0;	/* (reaped: nothing to stop at exit) */
 			fatalx("embedded database exited at start (see "
 			    "%s/postgresql.log)", pg.sockdir);
+		}
 		switch (PQping(probe)) {
 		case PQPING_OK:
 			break;
+		case PQPING_NO_ATTEMPT:
+			fatalx("embedded database: cannot make a connection "
+			    "string of %s", pg.sockdir);
 		case PQPING_REJECT:
 			clock_gettime(CLOCK_MONOTONIC, &answered);
 			if ((ms = duration_ms_since(&started)) / 10000 >
@@ -572,32 +839,54 @@ stop_server(int sig, const char *mode, int ms)
 	return false;
 }
 
-void
-embedpg_stop(void)
+/*
+ * Fast (SIGINT: sessions end, a checkpoint, data safe), then immediate
+ * (SIGQUIT: the next start recovers from the WAL), then SIGKILL: together
+ * with the drain and the workers' grace this stays within the unit's
+ * TimeoutStopSec=30s, after which systemd would kill the whole cgroup
+ * anyway.  The server is reaped here, dead or alive.
+ */
+static void
+stop_and_reap(void)
 {
 	int	status;
 
+	if (pg.pid <= 0)
+		return;
+	if (!stop_server(SIGINT, "a fast", EMBEDPG_STOP_FAST_MS) &&
+	    !stop_server(SIGQUIT, "an immediate", EMBEDPG_STOP_IMMEDIATE_MS)) {
+		kill(pg.pid, SIGKILL);
+		while (waitpid(pg.pid, &status, 0) == -1 && errno == EINTR)
+			;
+	}
+	pg.pid = 0;
+	log_info("embedded database stopped");
+}
+
+/*
+ * A start that fails once the server runs (fatal: a migration, the HTTP
+ * port) stops it before taskerd exits, as a normal stop does.  Left to
+ * PR_SET_PDEATHSIG, the server shut down after taskerd was gone, while a
+ * restarted taskerd found it still there; and one that had died unreaped
+ * became a zombie of whoever inherited it, which PostgreSQL takes for a
+ * server still running (stray_server).  (A signal during the start exits
+ * with _exit, at once: PR_SET_PDEATHSIG covers that.)
+ */
+static void
+stop_at_exit(void)
+{
+	if (getpid() == pg.owner && !pg.stopping)
+		stop_and_reap();
+}
+
+void
+embedpg_stop(void)
+{
 	pg.stopping = true;
 	if (pg.restart != NULL)
 		event_free(pg.restart);
 	pg.restart = NULL;
-	/* Fast (SIGINT: sessions end, a checkpoint, data safe), then
-	 * immediate (SIGQUIT: the next start recovers from the WAL), then
-	 * SIGKILL: together with the drain and the workers' grace this stays
-	 * within the unit's TimeoutStopSec=30s, after which systemd would
-	 * kill the whole cgroup anyway. */
-	if (pg.pid > 0) {
-		if (!stop_server(SIGINT, "a fast", EMBEDPG_STOP_FAST_MS) &&
-		    !stop_server(SIGQUIT, "an immediate",
-		    EMBEDPG_STOP_IMMEDIATE_MS)) {
-			kill(pg.pid, SIGKILL);
-			while (waitpid(pg.pid, &status, 0) == -1 &&
-			    errno == EINTR)
-				;
-		}
-		log_info("embedded database stopped");
-	}
-	pg.pid = 0;
+	stop_and_reap();
 	free(pg.bindir);
 	free(pg.datadir);
 	free(pg.sockdir);

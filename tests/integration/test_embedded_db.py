@@ -2,6 +2,7 @@
 PostgreSQL under state_dir: it runs tasks, keeps them across restarts, and
 brings the server back if it dies."""
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -165,8 +166,10 @@ def test_embedded_server_ends_with_taskerd(taskerd, state):
         with pytest.raises(AssertionError, match="exited with 1"):
             t.start(ready_timeout=60)
         assert t.log_lines("embedded database ready"), t.log_tail(20)
-        harness.wait_until(lambda: server_gone(state), 15,
-                           message="the server to stop with taskerd")
+        # Stopped and reaped before taskerd exited (it was left to stop
+        # by itself, after taskerd was gone).
+        assert t.log_lines("embedded database stopped"), t.log_tail(20)
+        assert server_gone(state)
 
         # Started again (the port free now): it runs, on the same data.
         taken.close()
@@ -183,6 +186,79 @@ def test_embedded_server_ends_with_taskerd(taskerd, state):
         assert t.stop() == 0
     finally:
         taken.close()
+
+
+def stale_locks(state, pid, pidfile_rest):
+    """The lock files a server that was killed leaves, naming pid, owned
+    by the server's user: postmaster.pid (pid, then pidfile_rest's lines)
+    and its socket's lock file.  PostgreSQL refuses to start while either
+    names a process it can signal."""
+    data = os.path.join(state, "pg", "data")
+    st = os.stat(data)
+    for path, rest in ((os.path.join(data, "postmaster.pid"), pidfile_rest),
+                       (os.path.join(state, "pg", ".s.PGSQL.5432.lock"),
+                        [os.path.join(state, "pg")])):
+        with open(path, "w") as f:
+            f.write("\n".join([str(pid)] + rest) + "\n")
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+@contextlib.contextmanager
+def dead_server_left(t, state, linger_s):
+    """t stopped, and lock files left naming a zombie of the server's user
+    (a dead server never reaped, as under a container's pid 1 that does not
+    reap; of that user, for PostgreSQL takes another user's process, which
+    it cannot signal, for gone), and a process still in the data directory
+    for linger_s seconds.  Yields (zombie, lingering process)."""
+    data = os.path.join(state, "pg", "data")
+    with open(os.path.join(data, "postmaster.pid")) as f:
+        pidfile = f.read().split("\n")[1:]
+    assert t.stop() == 0
+    st = os.stat(data)
+    zombie = subprocess.Popen(["true"], user=st.st_uid, group=st.st_gid)
+    lingering = subprocess.Popen(["sleep", str(linger_s)], cwd=data)
+    try:
+        harness.wait_until(lambda: harness.proc_state(zombie.pid) == "Z", 10,
+                           message="a zombie")
+        stale_locks(state, zombie.pid, pidfile)
+        t._stopped = False
+        yield zombie, lingering
+    finally:
+        lingering.kill()
+        lingering.wait()
+        zombie.wait()
+
+
+def test_a_dead_server_never_reaped_does_not_hold_the_data(taskerd, state):
+    """postmaster.pid names a zombie: PostgreSQL took it for a server
+    still running and refused every start.  The file is removed - once no
+    process runs in the data directory any more (one that does, ending,
+    is waited for)."""
+    t = embedded(taskerd, state)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    with dead_server_left(t, state, 1.5) as (zombie, lingering):
+        t.start(ready_timeout=60)
+        assert lingering.poll() is not None, \
+            "started while a process ran in the data directory"
+        assert t.log_lines(r"removing the lock files of a dead server"
+                           r".* pid=%d" % zombie.pid), t.log_tail(20)
+        assert t.task(tid)["status"] == "complete"
+        assert t.stop() == 0
+
+
+def test_a_dead_servers_process_still_running_there_stops_the_start(
+        taskerd, state):
+    """As above, but a process still runs in the data directory after the
+    10 s taskerd waits for it: the start fails, naming it, rather than
+    start a server beside it."""
+    t = embedded(taskerd, state)
+    with dead_server_left(t, state, 60) as (zombie, lingering):
+        with pytest.raises(AssertionError, match="exited with 1"):
+            t.start(ready_timeout=60)
+        assert t.log_lines(r"is dead, but its process %d still runs "
+                           r"there" % lingering.pid), t.log_tail(10)
+        assert lingering.poll() is None         # left alone
 
 
 def test_server_left_on_the_data_directory_is_stopped(taskerd, state, pg):
@@ -303,6 +379,96 @@ def test_a_root_start_keeps_the_clusters_owner(taskerd, state):
     assert t.stop() == 0
 
 
+def test_a_state_dir_with_a_space(taskerd, state):
+    """A state_dir with a space (and a quote) in its path: the server's
+    socket directory goes into a connection string quoted.  It used to
+    make one libpq could not read, and the start waited 60 s for a
+    server that was up."""
+    odd = os.path.join(state, "my state's dir")
+    os.mkdir(odd)
+    os.chmod(odd, 0o755)
+    t = embedded(taskerd, odd)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert t.stop() == 0
+
+
+def test_a_state_dir_too_long_for_the_socket_is_named(taskerd, state):
+    """The server's socket file lives in state_dir, and a socket's path
+    has a limit (108 bytes): a longer one is refused at once, saying so,
+    rather than by the server, as "could not create any Unix-domain
+    sockets"."""
+    deep = os.path.join(state, "d" * (91 - len(state) - 1))
+    assert len(deep) == 91
+    t = embedded(taskerd, deep, start=False)
+    with pytest.raises(AssertionError):
+        t.start(ready_timeout=20)
+    assert t.returncode == 1
+    assert t.log_lines("is too long for the server's socket in it "
+                       r"\(91 bytes; at most 90\)"), t.log_tail(10)
+    assert not t.log_lines("creating a cluster"), t.log_tail(10)
+    # At the limit, it runs.
+    t = embedded(taskerd, deep[:-1])
+    assert t.wait_task(t.create_task("hello", {})["task_id"])["status"] == \
+        "complete"
+    assert t.stop() == 0
+
+
+@pytest.mark.parametrize("files", ["both", "socket lock only"])
+def test_a_stale_pid_file_naming_another_process_is_removed(taskerd, state,
+                                                           files):
+    """After a crash the pid in postmaster.pid (and in the socket's lock
+    file) may be some other process of the server's user: PostgreSQL
+    refuses to start while it lives.  That process does not run in the
+    data directory, as a server does: the files are stale, and removed
+    (the socket's was left, and still refused the start)."""
+    t = embedded(taskerd, state)
+    assert t.stop() == 0
+    data = os.path.join(state, "pg", "data")
+    owner = os.stat(data).st_uid
+
+    def become_owner():
+        if os.geteuid() == 0 and owner != 0:
+            os.setgid(os.stat(data).st_gid)
+            os.setuid(owner)
+    other = subprocess.Popen(["sleep", "60"], preexec_fn=become_owner,
+                             cwd="/")
+    try:
+        stale_locks(state, other.pid, [data])
+        if files == "socket lock only":
+            os.unlink(os.path.join(data, "postmaster.pid"))
+        t._stopped = False
+        t.start(ready_timeout=60)
+        assert t.log_lines("removing the stale lock files of a server"), \
+            t.log_tail(20)
+        tid = t.create_task("hello", {})["task_id"]
+        assert t.wait_task(tid)["status"] == "complete"
+        assert other.poll() is None     # left alone
+        assert t.stop() == 0
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the server runs "
+                    "as another user only when taskerd runs as root")
+def test_a_state_dir_the_servers_user_cannot_enter(taskerd, state):
+    """As root on a state_dir only root may enter (a systemd unit run as
+    root, StateDirectoryMode=0750), the server's user cannot reach its
+    cluster: the start says so at once, naming the user and the
+    directory.  initdb used to fail, pointing at a log it could not
+    write."""
+    os.chmod(state, 0o750)
+    t = embedded(taskerd, state, start=False)
+    with pytest.raises(AssertionError):
+        t.start(ready_timeout=60)
+    assert t.returncode == 1
+    assert t.log_lines(r"the server's user \S+ cannot reach %s/pg: every "
+                       "directory above it must let that user through"
+                       % state), t.log_tail(20)
+    assert not t.log_lines("creating a cluster"), t.log_tail(20)
+
+
 def test_start_stopped_during_initdb_starts_next_time(taskerd, state):
     """taskerd killed while initdb creates its cluster (a restart during
     the first start, a power cut): the next start makes the cluster anew
@@ -331,6 +497,41 @@ def test_start_stopped_during_initdb_starts_next_time(taskerd, state):
     assert t.wait_task(tid)["status"] == "complete"
     assert not os.path.exists(os.path.join(state, "pg", "data.new"))
     assert t.stop() == 0
+
+
+def test_a_second_taskerd_on_the_state_directory_is_refused(taskerd, state):
+    """Two first starts at once on one state_dir: one runs, the other
+    exits at once naming the state_dir (both used to run initdb into the
+    same cluster).  A start while the first runs names its pid; once it
+    has stopped, the state_dir is free again."""
+    first, second = (embedded(taskerd, state, start=False) for _ in "12")
+    starts = [start_in_background(t) for t in (first, second)]
+    for starter, _ in starts:
+        starter.join(90)
+    failed = [t for t, (_, f) in zip((first, second), starts) if f]
+    assert len(failed) == 1, "two taskerd ran on one state_dir"
+    loser = failed[0]
+    winner = second if loser is first else first
+    assert loser.returncode == 1, loser.log_tail(10)
+    line = r"in use by another taskerd( \(pid %d\))?" % winner.pid
+    assert len(loser.log_lines(line)) == 1, loser.log_tail(10)
+    assert not loser.log_lines("creating a cluster"), loser.log_tail(10)
+    tid = winner.create_task("hello", {})["task_id"]
+    assert winner.wait_task(tid)["status"] == "complete"
+
+    third = embedded(taskerd, state, start=False)
+    with pytest.raises(AssertionError):
+        third.start(ready_timeout=30)
+    assert third.returncode == 1
+    assert third.log_lines(r"state_dir %s is in use by another taskerd "
+                           r"\(pid %d\)" % (state, winner.pid)), \
+        third.log_tail(10)
+    assert winner.task(tid)["status"] == "complete"
+
+    assert winner.stop() == 0
+    loser.start(ready_timeout=60)
+    assert loser.task(tid)["status"] == "complete"
+    assert loser.stop() == 0
 
 
 def test_server_that_does_not_stop_is_ended_within_the_stop_budget(taskerd, state):
@@ -389,3 +590,17 @@ def test_start_waits_for_a_recovering_server(taskerd, state, pg):
     assert not failed, failed
     assert t.task(tid)["status"] == "complete"
     assert t.stop() == 0
+
+
+def test_the_server_gets_the_descriptor_limit_taskerd_was_given(taskerd,
+                                                               state):
+    """taskerd raises its own soft limit to the hard one (its API clients
+    each hold a descriptor); the embedded server is started with the
+    limit taskerd was given, as its other children are."""
+    t = embedded(taskerd, state, start=False)
+    t.launcher = ["prlimit", "--nofile=256:4096", "--"]
+    t.start(ready_timeout=60)
+    assert harness.proc_soft_nofile(t.pid) == 4096
+    assert harness.proc_soft_nofile(postmaster_pid(state)) == 256
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"

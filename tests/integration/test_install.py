@@ -8,10 +8,13 @@ with.  `systemd-analyze verify` runs offline: it needs the systemd package,
 not a running systemd.
 """
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,8 @@ import harness
 
 REPO = harness.REPO
 UNIT = "taskerd.service"
-DIRS = ("prefix", "bindir", "libexecdir", "sysconfdir", "pkgdatadir",
-        "includedir", "systemdsystemunitdir")
+DIRS = ("prefix", "bindir", "libexecdir", "pkglibexecdir", "sysconfdir",
+        "pkgdatadir", "includedir", "systemdsystemunitdir")
 
 
 def make(*args, timeout=300, stdin=None):
@@ -163,6 +166,66 @@ def test_installed_config_and_templates_check(installed):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 template(s)" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_installed_onboarding_example_runs(installed, tmp_path):
+    """The installed onboarding example runs as its README says: the
+    installed mock-services serves, services.yaml names the ports it
+    listens on by default (it kept the demo's @PORT@ placeholders, and
+    mock-services was not installed), and the config that merges them
+    with the example template checks without a warning."""
+    destdir, d = installed
+    example = under(destdir, d["pkgdatadir"] + "/examples/onboarding")
+    mock = under(destdir, d["pkglibexecdir"] + "/mock-services")
+    assert mock.is_file() and os.access(mock, os.X_OK), mock
+    assert not under(destdir, d["bindir"] + "/mock-services").exists()
+
+    services = (example / "services.yaml").read_text()
+    assert "@" not in services, services
+    ports = re.findall(r'base_url: "http://127\.0\.0\.1:(\d+)"', services)
+    usage = subprocess.run([str(mock), "--no-such-option"],
+                           env=harness.clean_env(), capture_output=True,
+                           text=True, timeout=10)
+    assert usage.returncode != 0
+    m = re.search(r"Ports default to (\d+), (\d+), (\d+)", usage.stderr)
+    assert m and ports == list(m.groups()), (ports, usage.stderr)
+
+    conf = tmp_path / "taskerd.yaml"
+    conf.write_text(
+        under(destdir, d["sysconfdir"] + "/taskerd/taskerd.yaml").read_text()
+        .replace("dir: templates", "dir: %s" % (example / "templates"))
+        + "\n".join(l for l in services.splitlines()
+                    if not l.startswith("#")) + "\n")
+    r = subprocess.run([str(under(destdir, d["bindir"] + "/taskerd")),
+                        "-c", str(conf), "--check"],
+                       env=harness.clean_env(), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=30)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "level=warn" not in out, out
+    assert "1 template(s)" in out, out
+
+    # It serves (on free ports here: the defaults may be taken).
+    portfile = tmp_path / "ports"
+    p = subprocess.Popen([str(mock), "--user-port", "0", "--billing-port",
+                          "0", "--notification-port", "0", "--port-file",
+                          str(portfile)], env=harness.clean_env(),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        harness.wait_until(lambda: portfile.exists(), 10,
+                           message="mock-services' port file")
+        got = dict(l.split("=") for l in portfile.read_text().split())
+        req = urllib.request.Request(
+            "http://127.0.0.1:%s/users/validate" % got["user"], method="POST",
+            data=json.dumps({"email": "a@example.com", "first_name": "A",
+                             "last_name": "B"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            assert answer.status == 200
+            assert json.load(answer)["valid"] is True
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
 
 
 def installed_unit(installed):

@@ -538,13 +538,39 @@ def test_notification_outage_breaker(taskerd, mocks):
         return True
     harness.wait_until(all_waiting_at_welcome, 10, interval=0.1,
                        message="every task waiting at send_welcome_sequence")
-    s1 = services_by_name(t)["notification_service"]
-    a1 = welcome_attempts()
+
+    def settled():
+        """(breaker, attempts, calls) read within one open period, once
+        every call the service got is counted: a half-open probe (each
+        cooldown's end) may be in flight, or its outcome not yet written,
+        and the counts are compared only between probes."""
+        before = services_by_name(t)["notification_service"]
+        a = welcome_attempts()
+        calls = [c for c in mocks.calls(service="notification")
+                 if c["path"] == "/notifications/welcome"]
+        after = services_by_name(t)["notification_service"]
+        last[:] = [before, after, a, len(calls)]
+        if before["breaker"] == after["breaker"] == "open" and \
+                before["times_opened"] == after["times_opened"] and \
+                all(st != "in_progress" for st, _ in a.values()) and \
+                len(calls) == sum(n for _, n in a.values()):
+            return before, a, calls
+        return None
+
+    def settled_snapshot():
+        # The breaker never closes while the service is down: it is open
+        # but for each probe, and so the wait ends within a cooldown.
+        try:
+            return harness.wait_until(settled, 3 * cooldown_s,
+                                      interval=0.05,
+                                      message="a moment between probes")
+        except AssertionError as e:
+            raise AssertionError("%s; last read (breaker before, after, "
+                                 "attempts, calls): %r" % (e, last))
+    last = []
+    s1, a1, _ = settled_snapshot()
     time.sleep(2.5)     # longer than the step's backoff after 1-2 attempts
-    s2 = services_by_name(t)["notification_service"]
-    a2 = welcome_attempts()
-    calls_down = [c for c in mocks.calls(service="notification")
-                  if c["path"] == "/notifications/welcome"]
+    s2, a2, calls_down = settled_snapshot()
     assert s1["breaker"] == "open" and s2["breaker"] == "open", (s1, s2)
     if s2["times_opened"] == s1["times_opened"]:
         # Still the same open period: not one attempt was spent.

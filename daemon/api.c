@@ -42,6 +42,7 @@
 #include "sha256.h"
 #include "metrics.h"
 #include "netaddr.h"
+#include "node.h"
 #include "supervisor.h"
 #include "log.h"
 #include "utf8.h"
@@ -295,11 +296,16 @@ static void
 api_ready(struct evhttp_request *req)
 {
 	int	 dbs = db_connected(), up = pool_up();
-	bool	 ok = dbs > 0 && up > 0;
+	bool	 lease = node_lease_ok();
+	bool	 ok = dbs > 0 && up > 0 && lease;
 
-	reply_json(req, ok ? 200 : 503, json_pack("{s:s, s:s, s:i, s:i}",
+	/* The lease too: until the first renewal this node is not in
+	 * /v1/nodes and claims nothing, and one whose lease lapsed claims
+	 * nothing until it is back. */
+	reply_json(req, ok ? 200 : 503, json_pack("{s:s, s:s, s:s, s:i, s:i}",
 	    "status", ok ? "ready" : "not_ready",
 	    "database", dbs > 0 ? "ok" : "unavailable",
+	    "lease", lease ? "held" : "not_held",
 	    "workers_up", up, "workers", sv.conf->workers_count));
 }
 

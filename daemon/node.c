@@ -361,8 +361,10 @@ beat_done(struct db_job *job, void *arg)
 		nd.lapsed = false;
 		nd.epoch++;
 		sched_lease_regained();
-	} else if (first)
+	} else if (first) {
+		supervisor_check_ready();
 		sched_kick();
+	}
 }
 
 void

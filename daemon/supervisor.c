@@ -76,7 +76,8 @@ supervisor_check_ready(void)
 {
 	if (sv.ready || sv.stopping)
 		return;
-	if (db_connected() == 0 || pool_up() < sv.conf->workers_count)
+	if (db_connected() == 0 || pool_up() < sv.conf->workers_count ||
+	    !node_lease_ok())
 		return;
 	sv.ready = true;
 	log_info("taskerd ready node=%s workers=%d listen=%s",

@@ -687,7 +687,7 @@ def test_json_matches_api(taskerd, service):
                             "FAILURES"], table
     assert table[1][:5] == ["svc", "closed", "0/3", "1", "0"], table
     out = ok(ctl("health", url=t.url))
-    assert out == "live   ok\nready  ready (database ok, workers 2/2 up)\n", out
+    assert out == "live   ok\nready  ready (database ok, lease held, workers 2/2 up)\n", out
     # A URL with a wrong prefix: the reason, not "live ?".
     r = ctl("health", url=t.url + "/api")
     assert r.returncode == 1 and r.stdout == "" and \

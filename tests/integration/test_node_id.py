@@ -206,6 +206,42 @@ def test_clean_stop_hands_the_lease_back(taskerd, pg):
     assert stop_in_namespace(t) == 0, t.log_tail(20)
 
 
+def test_ready_only_while_the_lease_is_held(taskerd, pg):
+    """A node claims nothing without its lease: until its first renewal
+    (it was ready, yet missing from /v1/nodes) and while its renewals
+    cannot get through though the database answers, /health/ready says
+    503, so a load balancer sends the work elsewhere."""
+    t = taskerd(templates={"quick.yaml": QUICK},
+                config={"scheduler": {"lease": "2s"}})
+    node_id = t.config["node_id"]
+    r = t.get("/health/ready")
+    assert r.status == 200 and r.body["lease"] == "held", r
+    assert node_id in {n["node_id"] for n in t.get("/v1/nodes").body["nodes"]}
+    # An operator's transaction holds the node's row: no renewal gets
+    # through until it ends.
+    holder = pg.psql_background(
+        t.db, "BEGIN; SELECT 1 FROM nodes WHERE id = '%s' FOR UPDATE; "
+        "SELECT pg_sleep(5); COMMIT;" % node_id)
+    try:
+        harness.wait_until(lambda: t.get("/health/ready").status == 503, 10,
+                           message="/health/ready to answer 503")
+        r = t.get("/health/ready")
+        assert r.status == 503 and r.body == {
+            "status": "not_ready", "database": "ok", "lease": "not_held",
+            "workers_up": 2, "workers": 2}, r
+        assert t.log_lines("node lease lapsed"), t.log_tail(20)
+        r = subprocess.run([str(harness.REPO / "tasker-ctl"), "--url", t.url,
+                            "--no-color", "health"], env=harness.clean_env(),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "lease not_held" in r.stdout, r.stdout
+    finally:
+        holder.wait(20)
+    harness.wait_until(lambda: t.get("/health/ready").status == 200, 10,
+                       message="/health/ready back to 200")
+    tid = t.create_task("quick", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+
+
 def test_stop_that_leaves_a_step_running_keeps_the_lease(taskerd, pg):
     """A step still running when the drain time is up keeps its claim, and
     the lease keeps fencing it until it runs out."""

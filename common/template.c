@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "handler_config.h"
@@ -1447,11 +1448,13 @@ tmpl_is_yaml(const char *name)
 {
 	size_t	len = strlen(name);
 
-	/* Dot files are editor and VCS droppings, not templates. */
+	/* Dot files are editor and VCS droppings, not templates.  Any case
+	 * (a file saved as X.YAML was skipped without a word, though
+	 * template validate loads it). */
 	if (name[0] == '.')
 		return 0;
-	return (len > 5 && strcmp(name + len - 5, ".yaml") == 0) ||
-	    (len > 4 && strcmp(name + len - 4, ".yml") == 0);
+	return (len > 5 && strcasecmp(name + len - 5, ".yaml") == 0) ||
+	    (len > 4 && strcasecmp(name + len - 4, ".yml") == 0);
 }
 
 static bool

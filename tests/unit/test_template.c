@@ -1176,8 +1176,11 @@ test_registry_versions(void **state)
 	    "step_templates:\n  - name: s\n    handler: noop\n");
 	put(dir, "c.yaml", "name: reg\nversion: 9.0\n"
 	    "step_templates:\n  - name: s\n    handler: noop\n");
+	put(dir, "e.YAML", "name: upper\n"
+	    "step_templates:\n  - name: s\n    handler: noop\n");
 	/* Not templates: skipped without a word. */
 	put(dir, "README.txt", "not yaml: [");
+	put(dir, "c.yaml~", "not yaml: [");
 	put(dir, ".#a.yaml", "not yaml: [");
 	put(dir, "yaml", "not yaml: [");
 
@@ -1185,7 +1188,7 @@ test_registry_versions(void **state)
 	if (reg == NULL)
 		fail_msg("%s", errs);
 	assert_null(errs);
-	assert_int_equal(reg->n, 3);
+	assert_int_equal(reg->n, 4);
 	snprintf(want, sizeof(want), "%s/a.yaml", dir);
 	assert_string_equal(reg->items[0]->path, want);
 	snprintf(want, sizeof(want), "%s/b.yml", dir);
@@ -1209,6 +1212,10 @@ test_registry_versions(void **state)
 	assert_ptr_equal(tmpl_registry_find(reg, "ns", "reg", "1.9.2.0"),
 	    tmpl_registry_find(reg, "ns", "reg", "1.9.2"));
 	assert_ptr_equal(tmpl_registry_find(reg, NULL, "reg", NULL), t);
+	t = tmpl_registry_find(reg, "default", "upper", NULL);
+	assert_non_null(t);
+	snprintf(want, sizeof(want), "%s/e.YAML", dir);
+	assert_string_equal(t->path, want);
 	tmpl_registry_free(reg);
 	rmdir_tmp(dir);
 }

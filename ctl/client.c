@@ -113,6 +113,7 @@ client_request(const char *method, const char *path, const json_t *body,
 	char			*payload = NULL, *location = NULL;
 	long			 sent = 0;
 	curl_off_t		 ready = 0;
+	bool			 sent_out;
 	CURLcode		 cc;
 
 	memset(r, 0, sizeof(*r));
@@ -171,11 +172,12 @@ client_request(const char *method, const char *path, const json_t *body,
 	}
 	/* Sent: the connection (through a proxy, TLS) was made, and the
 	 * request went out on it. */
-	if (cc != CURLE_OK && strcmp(method, "GET") != 0 &&
+	sent_out = cc != CURLE_OK &&
 	    curl_easy_getinfo(curl, CURLINFO_PRETRANSFER_TIME_T, &ready) ==
 	    CURLE_OK && ready > 0 &&
 	    curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &sent) ==
-	    CURLE_OK && sent > 0) {
+	    CURLE_OK && sent > 0;
+	if (sent_out && strcmp(method, "GET") != 0) {
 		/* Not "unreachable" (exit 3, safe to send again): the server
 		 * may have carried it out before the answer was lost. */
 		ctl_warnx("%s %s: sent, but the answer was lost (%s): it may "
@@ -187,9 +189,13 @@ client_request(const char *method, const char *path, const json_t *body,
 		return CTL_EXIT_API;
 	}
 	if (cc != CURLE_OK) {
-		snprintf(failure, sizeof(failure), "cannot reach %s: %s",
-		    unix_path ? ctl.url : url, errbuf[0] ? errbuf :
-		    curl_easy_strerror(cc));
+		/* A read is safe to send again (exit 3 either way); one that
+		 * went out reached the server, which is slow or stuck, not
+		 * away. */
+		snprintf(failure, sizeof(failure), sent_out ?
+		    "no answer from %s, which was reached: %s" :
+		    "cannot reach %s: %s", unix_path ? ctl.url : url,
+		    errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		if (!quiet)
 			ctl_warnx("%s", failure);
 		free(sink.buf);

@@ -8,6 +8,8 @@ import json
 import os
 import socket
 
+import harness
+
 from test_ctl import ctl, ctl_bin, ctl_env, ok, run_on_pty
 
 
@@ -37,8 +39,13 @@ def test_a_write_whose_answer_is_lost_is_not_called_unreachable(service):
                                    (method, service.url)), r.stderr
         assert "cannot reach" not in r.stderr, r.stderr
     assert len(service.requests_for("/v1/tasks", "POST")) == 1
-    # A read is safe to repeat: still "cannot reach", exit 3.
+    # A read is safe to repeat: exit 3, though the server was reached.
     r = ctl("task", "show", "7", url=service.url)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert "no answer from %s/v1/tasks/7, which was reached" % service.url \
+        in r.stderr, r.stderr
+    # Nothing listening: not reached.
+    r = ctl("task", "show", "7", url="http://127.0.0.1:%d" % harness.free_port())
     assert r.returncode == 3 and "cannot reach" in r.stderr, r.stderr
 
 

@@ -1133,6 +1133,14 @@ db_job_sqlstate(const struct db_job *job)
 	return job->sqlstate;
 }
 
+const char *
+db_error(PGconn *pg, const PGresult *res)
+{
+	const char	*m = res != NULL ? PQresultErrorMessage(res) : "";
+
+	return *m != '\0' ? m : PQerrorMessage(pg);
+}
+
 PGresult *
 db_job_result(const struct db_job *job, int i)
 {

@@ -97,5 +97,9 @@ typedef void (*db_notify_cb)(const char *payload);
 void	 db_listen(const char *channel, db_notify_cb cb);
 
 PGconn	*db_connect_blocking(const char *dsn, char *err, size_t errlen);
+/* Why a blocking statement failed: res's message, or the connection's when
+ * there is no result (PQexec on a connection that is gone answers NULL,
+ * whose message is ""). */
+const char *db_error(PGconn *, const PGresult *);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "duration.h"
 #include "migrate.h"
 #include "sdnotify.h"
@@ -28,7 +29,7 @@ exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
 	ExecStatusType	 st = PQresultStatus(res);
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		snprintf(err, errlen, "%s", db_error(pg, res));
 		err[strcspn(err, "\n")] = '\0';
 		PQclear(res);
 		return -1;
@@ -49,7 +50,7 @@ applied(PGconn *pg, int version, char *err, size_t errlen)
 	res = PQexecParams(pg, "SELECT 1 FROM taskerd_migrations "
 	    "WHERE version = $1", 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		snprintf(err, errlen, "%s", db_error(pg, res));
 		PQclear(res);
 		return -1;
 	}
@@ -124,7 +125,7 @@ exec_migration(PGconn *pg, const struct migration *m, struct timespec *last,
 		default:
 			if (rc == 0) {
 				snprintf(err, errlen, "%s",
-				    PQresultErrorMessage(res));
+				    db_error(pg, res));
 				if ((state = PQresultErrorField(res,
 				    PG_DIAG_SQLSTATE)) != NULL &&
 				    strcmp(state, "55P03") == 0)
@@ -163,7 +164,7 @@ apply_one(PGconn *pg, const struct migration *m, struct timespec *last,
 	res = PQexecParams(pg, "INSERT INTO taskerd_migrations (version, name)"
 	    " VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		snprintf(err, errlen, "%s", db_error(pg, res));
 		PQclear(res);
 		goto fail;
 	}
@@ -193,7 +194,7 @@ lock_taken(PGconn *pg, char *err, size_t errlen)
 
 	res = PQexec(pg, "SELECT pg_try_advisory_lock(" MIGRATE_LOCK_KEY ")");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+		snprintf(err, errlen, "%s", db_error(pg, res));
 		PQclear(res);
 		return -1;
 	}
@@ -372,7 +373,7 @@ migrate_register_templates(PGconn *pg, struct tmpl_registry *reg,
 	free(json);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "registering templates: %s",
-		    PQresultErrorMessage(res));
+		    db_error(pg, res));
 		err[strcspn(err, "\n")] = '\0';
 		PQclear(res);
 		return -1;

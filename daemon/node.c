@@ -186,7 +186,7 @@ id_lease(PGconn *pg, long long *until, long long *left, char *host,
 	res = PQexecParams(pg, sql_id_lease, 1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		log_warnx("node id check failed error=%s",
-		    log_quote(PQresultErrorMessage(res)));
+		    log_quote(db_error(pg, res)));
 		PQclear(res);
 		return -1;
 	}

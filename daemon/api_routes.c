@@ -31,6 +31,17 @@ route_error(struct evhttp_request *req, int status, const char *message,
 	    "error", message, "details", details ? details : json_null()));
 }
 
+/* A failed statement, in the routes' format. */
+static void
+route_db_error(struct evhttp_request *req, struct db_job *job)
+{
+	const char	*code;
+	char		 msg[128];
+	int		 status = reply_db_failure(req, job, &code, msg, sizeof(msg));
+
+	route_error(req, status, msg, NULL);
+}
+
 void
 api_route_create(struct evhttp_request *req, const struct tmpl *t)
 {
@@ -123,7 +134,7 @@ route_status_done(struct db_job *job, void *arg)
 	PGresult		*res;
 
 	if (db_job_error(job) != NULL)
-		reply_db_error(rr->req, job);
+		route_db_error(rr->req, job);
 	else if (PQntuples(res = db_job_result(job, 0)) == 0)
 		route_error(rr->req, 404, "task not found", NULL);
 	else
@@ -142,7 +153,7 @@ route_results_done(struct db_job *job, void *arg)
 	char			 err[256];
 
 	if (db_job_error(job) != NULL) {
-		reply_db_error(rr->req, job);
+		route_db_error(rr->req, job);
 		goto done;
 	}
 	res = db_job_result(job, 0);

@@ -636,8 +636,9 @@ create_done(struct db_job *job, void *arg)
 	struct batch		*b = arg;
 	struct create_req	*cr;
 	PGresult		*res;
-	const char		*state = db_job_sqlstate(job);
-	int			 i, n, claimed, roots = 0;
+	const char		*state = db_job_sqlstate(job), *code;
+	char			 msg[128];
+	int			 i, n, claimed, roots = 0, status;
 
 	cq.inflight--;
 	if (db_job_error(job) != NULL) {
@@ -676,7 +677,12 @@ create_done(struct db_job *job, void *arg)
 		} else {
 			while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
 				TAILQ_REMOVE(&b->reqs, cr, entry);
-				reply_db_error(cr->req, job);
+				/* (In the caller's format: a template's
+				 * route answers {"success": false}.) */
+				status = reply_db_failure(cr->req, job, &code,
+				    msg, sizeof(msg));
+				create_error(cr->req, cr->route, status, code,
+				    msg, NULL);
 				create_req_free(cr);
 			}
 		}
@@ -696,8 +702,8 @@ create_done(struct db_job *job, void *arg)
 	}
 	while ((cr = TAILQ_FIRST(&b->reqs)) != NULL) {
 		TAILQ_REMOVE(&b->reqs, cr, entry);
-		reply_error(cr->req, 500, "internal", "no answer for the task "
-		    "in its batch");
+		create_error(cr->req, cr->route, 500, "internal", "no answer "
+		    "for the task in its batch", NULL);
 		create_req_free(cr);
 	}
 	/* First steps that found no room (or whose service must wait) are

@@ -107,22 +107,35 @@ reply_error(struct evhttp_request *req, int status, const char *code,
 }
 
 /* A database job failed: say so honestly and suggest when to come back. */
-void
-reply_db_error(struct evhttp_request *req, struct db_job *job)
+int
+reply_db_failure(struct evhttp_request *req, struct db_job *job,
+    const char **code, char *msg, size_t msglen)
 {
 	const char	*state = db_job_sqlstate(job);
 
 	if (db_unavailable(state)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", "1");
-		reply_error(req, 503, "database_unavailable",
-		    "the database is unavailable; try again shortly");
-		return;
+		*code = "database_unavailable";
+		snprintf(msg, msglen, "the database is unavailable; try again "
+		    "shortly");
+		return 503;
 	}
 	log_warnx("api database error sqlstate=%s error=%s",
 	    state ? state : "none", log_quote(db_job_error(job)));
-	reply_error(req, 500, "internal", "database error (%s)",
-	    state ? state : "unknown");
+	*code = "internal";
+	snprintf(msg, msglen, "database error (%s)", state ? state : "unknown");
+	return 500;
+}
+
+void
+reply_db_error(struct evhttp_request *req, struct db_job *job)
+{
+	const char	*code;
+	char		 msg[128];
+	int		 status = reply_db_failure(req, job, &code, msg, sizeof(msg));
+
+	reply_error(req, status, code, "%s", msg);
 }
 
 int

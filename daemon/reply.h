@@ -19,6 +19,11 @@ void	 reply_error(struct evhttp_request *, int status, const char *code,
 /* A failed db job: 503 with Retry-After when the database is away, else
  * 500 (logged). */
 void	 reply_db_error(struct evhttp_request *, struct db_job *);
+/* What reply_db_error answers, for a caller answering in a format of its
+ * own (a template's routes): the status, its code and message (503, with
+ * Retry-After set on the request, while the database is away). */
+int	 reply_db_failure(struct evhttp_request *, struct db_job *,
+	    const char **, char *, size_t);
 
 /* The body as JSON; NULL when the reply (413/400) has been sent. */
 json_t	*read_body(struct evhttp_request *);

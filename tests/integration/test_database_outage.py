@@ -27,6 +27,9 @@ step_templates:
   - name: two
     handler: noop
     depends_on_step: one
+routes:
+  create: { path: /outage }
+  status: { path: "/outage/status/{task_id}" }
 """
 
 
@@ -77,6 +80,16 @@ def test_database_down_and_back(own_pg, outage_taskerd):
     r = answer_within(12, "GET /v1/tasks/{id}", t.get, "/v1/tasks/%d" % first["task_id"])
     assert 500 <= r.status < 600, (r.status, r.body)
     harness.assert_json_error(r, r.status)
+    # A template's routes answer in their own format, as the seed's
+    # clients read it.
+    r = answer_within(12, "POST /outage", t.post, "/outage",
+                      json={"n": 2})
+    assert r.status == 503 and r.body["success"] is False and \
+        r.body["code"] == "database_unavailable", (r.status, r.body)
+    r = answer_within(12, "GET /outage/status/{id}", t.get,
+                      "/outage/status/%d" % first["task_id"])
+    assert r.status == 503 and r.body["success"] is False and \
+        "database" in r.body["error"], (r.status, r.body)
 
     own_pg.resume()
     harness.wait_until(lambda: ready_status(t) == 200, 20,

@@ -173,7 +173,9 @@ metrics_done(struct db_job *job, void *arg)
 			metrics_set(M_TASKS, strtod(PQgetvalue(res, i, 1),
 			    NULL), PQgetvalue(res, i, 0), NULL, NULL);
 	metrics_set(M_SCHED_QUEUED, sched_queued(), NULL, NULL, NULL);
-	metrics_set(M_SCHED_INFLIGHT, sched_inflight(), NULL, NULL, NULL);
+	/* (sched_inflight counts the queued ones too.) */
+	metrics_set(M_SCHED_INFLIGHT, sched_inflight() - sched_queued(), NULL,
+	    NULL, NULL);
 	metrics_set(M_WORKERS_UP, pool_up(), NULL, NULL, NULL);
 	services_metrics();
 	metrics_render(buf);

@@ -215,3 +215,24 @@ def test_parser_rejects_bad_exposition():
         except AssertionError:
             continue
         raise AssertionError("accepted: %r" % bad)
+
+
+def test_scheduler_gauges_tell_running_from_queued(taskerd):
+    """One worker, three slow steps: one runs on the worker, the others
+    wait for it.  The inflight gauge ("steps running on workers") counted
+    the waiting ones too, which queue_depth already counts."""
+    slow = ("name: snail\nstep_templates:\n  - name: only\n    handler: noop\n"
+            "    handler_config: { sleep_ms: 4000 }\n")
+    t = taskerd(templates={"snail.yaml": slow}, workers=1)
+    for _ in range(3):
+        t.create_task("snail", {})
+
+    def both():
+        s = scrape(t)
+        q = value(s, "taskerd_scheduler_queue_depth")
+        return s if q >= 1 else None
+    s = harness.wait_until(both, 10, message="a step queued for the worker")
+    assert value(s, "taskerd_scheduler_inflight") == 1, \
+        {k: v for k, v in s.items() if k[0].startswith("taskerd_sched")}
+    busy = [w for w in t.workers() if w["state"] == "busy"]
+    assert len(busy) == 1, t.workers()

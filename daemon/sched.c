@@ -856,7 +856,7 @@ start_fields(const struct claim *c, json_t *rec)
 	json_object_set_new(rec, "started", json_real(
 	    (double)c->started_wall.tv_sec +
 	    (double)c->started_wall.tv_nsec / 1e9));
-	json_object_set_new(rec, "smeta", json_pack("{s:i, s:s}",
+	json_object_set_new(rec, "smeta", json_pack("{s:I, s:s}",
 	    "attempt", (json_int_t)c->attempt, "node", sv.node_id));
 }
 
@@ -1039,7 +1039,7 @@ sched_enqueue(PGresult *res, bool first, json_t *done, unsigned epoch)
 		    c->tstep->reads_results)
 			results_of_ancestors(steps, json_object_get(done, key),
 			    c->tstep);
-		c->input = json_pack("{s:o, s:o, s:i}",
+		c->input = json_pack("{s:o, s:o, s:I}",
 		    "context", ctx ? ctx : json_object(),
 		    "steps", steps ? steps : json_object(),
 		    "attempt", (json_int_t)c->attempt);
@@ -1310,11 +1310,11 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 		    rnd01());
 		sched_wake_in(delay);
 	}
-	meta = json_pack("{s:i, s:s, s:f}", "attempt", (json_int_t)c->attempt,
+	meta = json_pack("{s:I, s:s, s:f}", "attempt", (json_int_t)c->attempt,
 	    "outcome", proto_outcome_name(o->outcome),
 	    "duration_ms", (double)o->duration_us / 1000.0);
 	if (o->outcome != OUTCOME_SUCCESS) {
-		err = json_pack("{s:s, s:s, s:i}",
+		err = json_pack("{s:s, s:s, s:I}",
 		    "code", o->error_code ? o->error_code : "error",
 		    "message", o->error_message ? o->error_message : "",
 		    "http_status", (json_int_t)o->http_status);

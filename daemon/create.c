@@ -264,8 +264,8 @@ static struct {
 	int		 nwaiting;
 	int		 inflight;
 	int		 confirming;	/* lost batches being looked up */
-	int64_t		 max_id;	/* highest task id answered (or
-					 * stored before this node started) */
+	int64_t		 max_id;	/* highest task id answered, or
+					 * seen stored (create_floor) */
 } cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0, 0, 0 };
 
 static void	create_flush(void);
@@ -624,6 +624,13 @@ create_start(PGconn *pg)
 	PQclear(res);
 }
 
+void
+create_floor(int64_t id)
+{
+	if (id > cq.max_id)
+		cq.max_id = id;
+}
+
 bool
 create_busy(void)
 {
@@ -648,8 +655,8 @@ create_done(struct db_job *job, void *arg)
 			 * up the claims it made, or the orphan sweep hands
 			 * them back). */
 			log_warnx("task batch answer lost, looking its tasks "
-			    "up count=%d error=%s", b->n,
-			    log_quote(db_job_error(job)));
+			    "up count=%d after_id=%lld error=%s", b->n,
+			    (long long)b->floor, log_quote(db_job_error(job)));
 			clock_gettime(CLOCK_MONOTONIC, &b->lost);
 			db_job_backend(job, &b->backend, &b->backend_start);
 			cq.confirming++;

@@ -279,3 +279,28 @@ step_templates:
     r = t.get("/metrics")
     text = r.body if isinstance(r.body, str) else r.body.decode()
     assert "taskerd_steps_retried_total{" not in text, text
+
+
+def test_a_lost_batch_is_looked_up_among_recent_tasks_only(taskerd, pg,
+                                                           proxy):
+    """The lookup reads the tasks above a floor: the highest id stored
+    when the batch went out.  That floor moved only with the node's own
+    creations, so a node that creates rarely, beside others that create
+    much, scanned all their tasks since its start (request ids have no
+    index: a lookup past the statement timeout answers "unknown").  The
+    lease renewals move it now, to the highest id of any node's."""
+    db = pg.createdb()
+    t = taskerd(templates={"order.yaml": TEMPLATE}, db=db,
+                config={"database.dsn": proxy.dsn(db),
+                        "scheduler": {"lease": "1500ms"}})
+    other = taskerd(templates={"order.yaml": TEMPLATE}, db=db)
+    ids = [other.create_task("order", {"order": "o%d" % i},
+                             namespace=NS)["task_id"] for i in range(5)]
+    time.sleep(1.5)         # past a renewal (every 500 ms)
+    proxy.lose_answer_to(b"order-late")
+    r = create(t, "order-late")
+    assert r.status == 201, (r.status, r.body)
+    line = t.log_lines("task batch answer lost, looking")[-1]
+    after = int(line.split("after_id=")[1].split()[0])
+    assert after >= max(ids), line
+    assert after < r.body["task_id"], line

@@ -265,8 +265,9 @@ static struct {
 	int		 inflight;
 	int		 confirming;	/* lost batches being looked up */
 	int64_t		 max_id;	/* highest task id answered, or
-					 * seen stored (create_floor) */
-} cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0, 0, 0 };
+					 * seen stored (floor_read) */
+	bool		 floor_reading;
+} cq = { TAILQ_HEAD_INITIALIZER(cq.waiting), 0, 0, 0, 0, false };
 
 static void	create_flush(void);
 static void	create_confirm(struct batch *);
@@ -624,11 +625,37 @@ create_start(PGconn *pg)
 	PQclear(res);
 }
 
-void
-create_floor(int64_t id)
+/* The highest task id stored: the tasks of batches sent from now on are
+ * above it, and a lost batch's are looked up only there (among every
+ * node's tasks: a floor that moved only with this node's own creations
+ * left a node that creates rarely scanning all the others' since its
+ * start).  A failure leaves the floor where it was. */
+static void
+floor_read(struct db_job *job, void *arg)
 {
+	int64_t	id;
+
+	(void)arg;
+	cq.floor_reading = false;
+	if (db_job_error(job) != NULL)
+		return;
+	id = strtoll(PQgetvalue(db_job_result(job, 0), 0, 0), NULL, 10);
 	if (id > cq.max_id)
 		cq.max_id = id;
+}
+
+void
+create_floor_read(void)
+{
+	struct db_job	*job;
+
+	/* (One at a time: a lock on tasks may hold it until lock_timeout.) */
+	if (cq.floor_reading)
+		return;
+	cq.floor_reading = true;
+	job = db_job_new(floor_read, NULL);
+	db_job_add(job, "SELECT coalesce(max(id), 0) FROM tasks", 0, NULL);
+	db_submit(job);
 }
 
 bool

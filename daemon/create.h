@@ -18,12 +18,10 @@ void	create_submit(struct evhttp_request *, const struct tmpl *t,
 /* At start, before the loop: read what the node needs from the database
  * (blocking). */
 void	create_start(PGconn *);
-/* A task id the database had stored: the tasks of batches sent from now
- * on are above it, and a lost batch's are looked up only there (among
- * every node's tasks: a floor that moved only with this node's own
- * creations left a node that creates rarely scanning all the others'
- * since its start).  Fed by the lease renewals. */
-void	create_floor(int64_t);
+/* Read the highest task id stored, below which no lost batch's tasks
+ * are looked for (after each lease renewal: one probe of the primary
+ * key). */
+void	create_floor_read(void);
 /* Creations not yet answered (the drain waits for them). */
 bool	create_busy(void);
 /* An error in the caller's dialect: the API's {"error": {code, message}}

@@ -62,8 +62,8 @@
  * gives no instance, there is only the pid.)  Answers whether it renewed,
  * and else the row's holder (its host and pid, unless it committed after
  * this statement began).  (templates: the ids of the versions in its
- * files, which other nodes leave to it: oldversions.c.  And the highest
- * task id stored, for create_floor: one probe of the primary key.)
+ * files, which other nodes leave to it: oldversions.c.)  It reads no
+ * other table: a lock on one (a migration's ALTER) must not hold it up.
  */
 static const char sql_beat[] =
 "WITH b AS ("
@@ -84,8 +84,7 @@ static const char sql_beat[] =
 " RETURNING 1) "
 "SELECT EXISTS (SELECT 1 FROM b),"
 "  (SELECT host FROM nodes WHERE id = $1),"
-"  (SELECT pid FROM nodes WHERE id = $1),"
-"  (SELECT coalesce(max(id), 0) FROM tasks)";
+"  (SELECT pid FROM nodes WHERE id = $1)";
 
 /* The lease on this node's id, while it lasts: its expiry (epoch ms),
  * what is left of it (ms), and its holder's host, pid and instance. */
@@ -350,8 +349,6 @@ beat_done(struct db_job *job, void *arg)
 		return;
 	}
 	nd.failing = false;
-	create_floor(strtoll(PQgetvalue(db_job_result(job, 0), 0, 3), NULL,
-	    10));
 	nd.valid_until = *sent;
 	ts_add_ms(&nd.valid_until, sv.conf->node_lease_ms);
 	nd.started = true;
@@ -370,6 +367,7 @@ beat_done(struct db_job *job, void *arg)
 		supervisor_check_ready();
 		sched_kick();
 	}
+	create_floor_read();
 }
 
 void

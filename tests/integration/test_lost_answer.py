@@ -296,7 +296,12 @@ def test_a_lost_batch_is_looked_up_among_recent_tasks_only(taskerd, pg,
     other = taskerd(templates={"order.yaml": TEMPLATE}, db=db)
     ids = [other.create_task("order", {"order": "o%d" % i},
                              namespace=NS)["task_id"] for i in range(5)]
-    time.sleep(1.5)         # past a renewal (every 500 ms)
+    # Two renewals (every 500 ms) after the last of them was stored: the
+    # highest id is read after each.
+    harness.wait_until(lambda: pg.scalar(db, (
+        "SELECT heartbeat_at > (SELECT max(created_at) FROM tasks)"
+        " + interval '1 second' FROM nodes WHERE id = '%s'")
+        % t.config["node_id"]) == "t", 10, message="two renewals since")
     proxy.lose_answer_to(b"order-late")
     r = create(t, "order-late")
     assert r.status == 201, (r.status, r.body)

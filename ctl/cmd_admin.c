@@ -409,10 +409,12 @@ cmd_health(struct ctl_args *a)
 	printf("\nready  ");
 	out_colored(stdout, out_state_color(out_str(ready.json, "status",
 	    NULL)), out_str(ready.json, "status", "?"));
+	/* (An older taskerd says nothing of the lease.) */
 	if (json_object_get(ready.json, "database") != NULL)
-		printf(" (database %s, lease %s, workers %lld/%lld up)",
+		printf(" (database %s%s%s, workers %lld/%lld up)",
 		    out_str(ready.json, "database", "?"),
-		    out_str(ready.json, "lease", "?"),
+		    json_object_get(ready.json, "lease") ? ", lease " : "",
+		    out_str(ready.json, "lease", ""),
 		    (long long)json_integer_value(json_object_get(ready.json,
 		    "workers_up")), (long long)json_integer_value(
 		    json_object_get(ready.json, "workers")));

@@ -363,10 +363,10 @@ beat_done(struct db_job *job, void *arg)
 		nd.lapsed = false;
 		nd.epoch++;
 		sched_lease_regained();
-	} else if (first) {
-		supervisor_check_ready();
+	} else if (first)
 		sched_kick();
-	}
+	/* (Each time: a lease that lapsed during the start held it back.) */
+	supervisor_check_ready();
 	create_floor_read();
 }
 

@@ -220,8 +220,9 @@ def test_ready_only_while_the_lease_is_held(taskerd, pg):
     # An operator's transaction holds the node's row: no renewal gets
     # through until it ends.
     holder = pg.psql_background(
-        t.db, "BEGIN; SELECT 1 FROM nodes WHERE id = '%s' FOR UPDATE; "
-        "SELECT pg_sleep(5); COMMIT;" % node_id)
+        t.db, "SET application_name = 'row-holder'; BEGIN; SELECT 1 FROM "
+        "nodes WHERE id = '%s' FOR UPDATE; SELECT pg_sleep(60); COMMIT;"
+        % node_id)
     try:
         harness.wait_until(lambda: t.get("/health/ready").status == 503, 10,
                            message="/health/ready to answer 503")
@@ -235,6 +236,9 @@ def test_ready_only_while_the_lease_is_held(taskerd, pg):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 1 and "lease not_held" in r.stdout, r.stdout
     finally:
+        # Held until here, however slow the checks above.
+        pg.execute(t.db, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE application_name = 'row-holder'")
         holder.wait(20)
     harness.wait_until(lambda: t.get("/health/ready").status == 200, 10,
                        message="/health/ready back to 200")

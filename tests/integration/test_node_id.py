@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -244,6 +245,56 @@ def test_ready_only_while_the_lease_is_held(taskerd, pg):
                        message="/health/ready back to 200")
     tid = t.create_task("quick", {})["task_id"]
     assert t.wait_task(tid)["status"] == "complete"
+
+
+def test_a_lease_lapsed_during_the_start_still_ends_it_ready(taskerd, pg,
+                                                            tmp_path):
+    """The first renewal got through while the workers were starting,
+    then the lease lapsed (an operator's transaction held the node's row)
+    and the workers came up.  Readiness was looked at again only after
+    the first renewal: once the lease was back the node served, but the
+    start never ended - no "taskerd ready", no READY=1, and systemd would
+    have killed the unit at its start timeout."""
+    wrapper = tmp_path / "slow-worker"
+    wrapper.write_text("#!/bin/sh\nsleep 4\nexec '%s' \"$@\"\n"
+                       % harness.worker_bin())
+    wrapper.chmod(0o755)
+    t = taskerd(templates={"quick.yaml": QUICK}, start=False,
+                config={"scheduler": {"lease": "1500ms"},
+                        "workers": {"path": str(wrapper)}})
+    node_id = t.config["node_id"]
+    starting = threading.Thread(target=t.start,
+                                kwargs={"ready_timeout": 40})
+    starting.start()
+    holder = None
+    try:
+        def leased():
+            try:
+                return pg.scalar(t.db, (
+                    "SELECT count(*) FROM nodes WHERE id = '%s' AND "
+                    "lease_expires_at > now()") % node_id) == "1"
+            except harness.HarnessError:
+                return False        # (not migrated yet)
+        harness.wait_until(leased, 10, message="the first renewal")
+        holder = pg.psql_background(
+            t.db, "SET application_name = 'row-holder'; BEGIN; SELECT 1 "
+            "FROM nodes WHERE id = '%s' FOR UPDATE; SELECT pg_sleep(60); "
+            "COMMIT;" % node_id)
+        harness.wait_until(lambda: t.log_lines("node lease lapsed"), 10,
+                           message="the lease to lapse")
+        harness.wait_until(
+            lambda: len(t.log_lines('msg="worker ready"')) >= 2, 20,
+            message="the workers up")
+        assert not t.log_lines('msg="taskerd ready"'), t.log_tail(20)
+    finally:
+        pg.execute(t.db, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE application_name = 'row-holder'")
+        if holder is not None:
+            holder.wait(20)
+        starting.join(60)
+    assert t.get("/health/ready").status == 200
+    harness.wait_until(lambda: t.log_lines('msg="taskerd ready"'), 10,
+                       message="the start to end ready")
 
 
 def test_stop_that_leaves_a_step_running_keeps_the_lease(taskerd, pg):

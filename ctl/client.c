@@ -191,8 +191,12 @@ client_request(const char *method, const char *path, const json_t *body,
 	if (cc != CURLE_OK) {
 		/* A read is safe to send again (exit 3 either way); one that
 		 * went out reached the server, which is slow or stuck, not
-		 * away. */
-		snprintf(failure, sizeof(failure), sent_out ?
+		 * away - unless it ends in a failed connect: curl sends again
+		 * on a new connection what a reused one lost unanswered. */
+		snprintf(failure, sizeof(failure), sent_out &&
+		    cc != CURLE_COULDNT_CONNECT &&
+		    cc != CURLE_COULDNT_RESOLVE_HOST &&
+		    cc != CURLE_COULDNT_RESOLVE_PROXY ?
 		    "no answer from %s, which was reached: %s" :
 		    "cannot reach %s: %s", unix_path ? ctl.url : url,
 		    errbuf[0] ? errbuf : curl_easy_strerror(cc));

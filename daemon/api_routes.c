@@ -23,14 +23,6 @@
 #include "utf8.h"
 #include "xmalloc.h"
 
-static void
-route_error(struct evhttp_request *req, int status, const char *message,
-    json_t *details)
-{
-	reply_json(req, status, json_pack("{s:b, s:s, s:o}", "success", 0,
-	    "error", message, "details", details ? details : json_null()));
-}
-
 /* A failed statement, in the routes' format. */
 static void
 route_db_error(struct evhttp_request *req, struct db_job *job)
@@ -39,7 +31,7 @@ route_db_error(struct evhttp_request *req, struct db_job *job)
 	char		 msg[128];
 	int		 status = reply_db_failure(req, job, &code, msg, sizeof(msg));
 
-	route_error(req, status, msg, NULL);
+	reply_route_error(req, status, code, msg, NULL);
 }
 
 void
@@ -52,7 +44,8 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	size_t			 len = evbuffer_get_length(in);
 
 	if ((int64_t)len > sv.conf->http_max_body) {
-		route_error(req, 413, "request body too large", json_pack(
+		reply_route_error(req, 413, "body_too_large",
+		    "request body too large", json_pack(
 		    "{s:I}", "limit", (json_int_t)sv.conf->http_max_body));
 		return;
 	}
@@ -60,17 +53,18 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	body = json_loadb(len > 0 ? (const char *)evbuffer_pullup(in, -1) : "",
 	    len, JSON_REJECT_DUPLICATES, &jerr);
 	if (body == NULL) {
-		route_error(req, 400, "malformed JSON", json_pack("{s:s, s:i, "
-		    "s:i}", "reason", jerr.text, "line", jerr.line, "column",
-		    jerr.column));
+		reply_route_error(req, 400, "bad_json", "malformed JSON",
+		    json_pack("{s:s, s:i, s:i}", "reason", jerr.text, "line",
+		    jerr.line, "column", jerr.column));
 		return;
 	}
 	ctx = t->route_context_from != NULL ?
 	    json_object_get(body, t->route_context_from) : body;
 	if (!json_is_object(ctx)) {
-		route_error(req, 422, "invalid data", json_pack("[{s:s, s:s}]",
-		    "path", t->route_context_from ? t->route_context_from : "$",
-		    "message", "must be a JSON object"));
+		reply_route_error(req, 422, "invalid_context", "invalid data",
+		    json_pack("[{s:s, s:s}]", "path", t->route_context_from ?
+		    t->route_context_from : "$", "message",
+		    "must be a JSON object"));
 		json_decref(body);
 		return;
 	}
@@ -83,7 +77,8 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	tr.ikey = evhttp_find_header(evhttp_request_get_input_headers(req),
 	    "Idempotency-Key");
 	if (tr.ikey != NULL && !utf8_valid(tr.ikey, strlen(tr.ikey))) {
-		route_error(req, 400, "invalid Idempotency-Key header", json_pack(
+		reply_route_error(req, 400, "invalid_request",
+		    "invalid Idempotency-Key header", json_pack(
 		    "{s:s}", "reason", "not valid UTF-8"));
 		json_decref(body);
 		return;
@@ -136,7 +131,8 @@ route_status_done(struct db_job *job, void *arg)
 	if (db_job_error(job) != NULL)
 		route_db_error(rr->req, job);
 	else if (PQntuples(res = db_job_result(job, 0)) == 0)
-		route_error(rr->req, 404, "task not found", NULL);
+		reply_route_error(rr->req, 404, "not_found",
+		    "task not found", NULL);
 	else
 		reply_raw(rr->req, 200, PQgetvalue(res, 0, 0),
 		    (size_t)PQgetlength(res, 0, 0));
@@ -158,7 +154,8 @@ route_results_done(struct db_job *job, void *arg)
 	}
 	res = db_job_result(job, 0);
 	if (PQntuples(res) == 0) {
-		route_error(rr->req, 404, "task not found", NULL);
+		reply_route_error(rr->req, 404, "not_found",
+		    "task not found", NULL);
 		goto done;
 	}
 	/* (resolved_manually: complete, a step's results perhaps given by
@@ -167,7 +164,8 @@ route_results_done(struct db_job *job, void *arg)
 	status = PQgetvalue(res, 0, 0);
 	if (strcmp(status, "complete") != 0 &&
 	    strcmp(status, "resolved_manually") != 0) {
-		route_error(rr->req, 409, strcmp(status, "pending") == 0 ||
+		reply_route_error(rr->req, 409, "invalid_state",
+		    strcmp(status, "pending") == 0 ||
 		    strcmp(status, "in_progress") == 0 ?
 		    "task is not complete yet" : "task ended without all its "
 		    "results",
@@ -199,7 +197,8 @@ route_results_done(struct db_job *job, void *arg)
 		log_warnx("results route cannot render template=%s/%s "
 		    "task_id=%s reason=%s", rr->t->namespace, rr->t->name,
 		    rr->id, log_quote(scope ? err : "bad row"));
-		route_error(rr->req, 500, "results cannot be rendered",
+		reply_route_error(rr->req, 500, "internal",
+		    "results cannot be rendered",
 		    json_pack("{s:s}", "reason", scope ? err : "bad row"));
 	} else
 		reply_json(rr->req, 200, out);
@@ -218,7 +217,8 @@ route_read(struct evhttp_request *req, const struct tmpl *t,
 	int64_t			 n;
 
 	if (parse_id(id, &n) == -1) {
-		route_error(req, 404, "task not found", NULL);
+		reply_route_error(req, 404, "not_found", "task not found",
+		    NULL);
 		return;
 	}
 	rr = xcalloc(1, sizeof(*rr));

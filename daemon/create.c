@@ -298,17 +298,14 @@ create_error(struct evhttp_request *req, const struct tmpl *route,
 {
 	json_t	*body;
 
-	if (route != NULL)
-		body = json_pack("{s:b, s:s, s:s, s:o}", "success", 0,
-		    "error", message, "code", code,
-		    "details", details ? details : json_null());
-	else {
-		body = json_pack("{s:{s:s, s:s}}", "error", "code", code,
-		    "message", message);
-		if (details != NULL)
-			json_object_update_new(json_object_get(body, "error"),
-			    details);
+	if (route != NULL) {
+		reply_route_error(req, status, code, message, details);
+		return;
 	}
+	body = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
+	    message);
+	if (details != NULL)
+		json_object_update_new(json_object_get(body, "error"), details);
 	reply_json(req, status, body);
 }
 

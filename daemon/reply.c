@@ -106,6 +106,15 @@ reply_error(struct evhttp_request *req, int status, const char *code,
 	free(fixed);
 }
 
+void
+reply_route_error(struct evhttp_request *req, int status, const char *code,
+    const char *message, json_t *details)
+{
+	reply_json(req, status, json_pack("{s:b, s:s, s:s, s:o}", "success", 0,
+	    "error", message, "code", code,
+	    "details", details ? details : json_null()));
+}
+
 /* A database job failed: say so honestly and suggest when to come back. */
 int
 reply_db_failure(struct evhttp_request *req, struct db_job *job,

@@ -16,6 +16,11 @@ void	 reply_raw(struct evhttp_request *, int status, const char *json,
 void	 reply_json(struct evhttp_request *, int status, json_t *body);
 void	 reply_error(struct evhttp_request *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* An error in the dialect of a template's routes: {"success": false,
+ * "error": message, "code": code, "details": details or null}.  Takes the
+ * reference to details. */
+void	 reply_route_error(struct evhttp_request *, int status,
+	    const char *code, const char *message, json_t *details);
 /* A failed db job: 503 with Retry-After when the database is away, else
  * 500 (logged). */
 void	 reply_db_error(struct evhttp_request *, struct db_job *);

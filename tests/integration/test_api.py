@@ -403,6 +403,45 @@ step_templates:
     assert r.headers["Allow"] == "POST", dict(r.headers)
 
 
+def test_template_route_errors_name_their_code(taskerd):
+    """Every error a template's route answers is in the routes' format
+    with the code /v1 would give: the status and results routes had no
+    `code`, creation's had one."""
+    t = taskerd(templates={"signups.yaml": """\
+name: signups
+namespace_name: it
+version: 1.0.0
+routes:
+  create: { path: "/signups" }
+  status: { path: "/signups/status/{task_id}" }
+  results: { path: "/signups/results/{task_id}", body: { ok: true } }
+step_templates:
+  - name: only
+    handler: noop
+"""}, config={"http.max_body": "1KiB"})
+
+    def error(r, status, code):
+        assert r.status == status, (r.status, r.body)
+        assert r.body.get("success") is False, r.body
+        assert isinstance(r.body.get("error"), str) and r.body["error"], \
+            r.body
+        assert r.body.get("code") == code, r.body
+        return r.body
+
+    error(t.post("/signups", data=b'{"a": '), 400, "bad_json")
+    error(t.post("/signups", data=b'{"a": "' + b"x" * 2048 + b'"}'), 413,
+          "body_too_large")
+    error(t.post("/signups", json=[1]), 422, "invalid_context")
+    error(t.get("/signups/status/424242"), 404, "not_found")
+    error(t.get("/signups/status/0"), 404, "not_found")
+    error(t.get("/signups/results/424242"), 404, "not_found")
+    r = t.post("/signups", json={})
+    assert r.status == 201, (r.status, r.body)
+    assert t.wait_task(r.body["task_id"])["status"] == "complete"
+    r = t.get("/signups/results/%d" % r.body["task_id"])
+    assert r.status == 200 and r.body == {"ok": True}, (r.status, r.body)
+
+
 def test_results_route_of_a_task_resolved_by_hand(taskerd):
     """A step an operator resolved by hand has no results: the results
     route of the task answers what there is, null for the rest.  It

@@ -409,6 +409,11 @@ def test_seed_requests_complete_with_status_and_results(taskerd, mocks):
     r = t.get("/user_onboarding/status/999999")
     assert r.status == 404 and r.body.get("success") is False, (r.status,
                                                                  r.body)
+    # Every error of a route names its code, as creation errors do.
+    assert r.body.get("code") == "not_found", r.body
+    r = t.get("/user_onboarding/results/999999")
+    assert r.status == 404 and r.body.get("code") == "not_found", \
+        (r.status, r.body)
 
 
 def test_first_request_twice_already_exists(taskerd, mocks):
@@ -665,8 +670,9 @@ def test_premium_without_payment_method_is_permanent(taskerd, mocks):
     sb = {s["name"]: s for s in r.body["steps"]}["setup_billing"]
     assert sb["status"] == "error", r.body
     r = t.get("/user_onboarding/results/%d" % a["task_id"])
-    assert 400 <= r.status < 500 and r.body.get("success") is False, \
+    assert r.status == 409 and r.body.get("success") is False, \
         (r.status, r.body)
+    assert r.body.get("code") == "invalid_state", r.body
     where = r.body.get("details") if isinstance(r.body.get("details"), dict) \
         else r.body
     assert where.get("status") == "error", r.body
@@ -758,6 +764,7 @@ def test_invalid_onboarding_data_is_422_and_no_task(taskerd, mocks):
             r.body
         assert isinstance(r.body.get("error"), str) and r.body["error"], \
             r.body
+        assert r.body.get("code") == "invalid_context", r.body
         details = r.body.get("details")
         assert isinstance(details, list) and details, r.body
         assert mention in json.dumps(details), (mention, r.body)

@@ -53,9 +53,18 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	body = json_loadb(len > 0 ? (const char *)evbuffer_pullup(in, -1) : "",
 	    len, JSON_REJECT_DUPLICATES, &jerr);
 	if (body == NULL) {
-		reply_route_error(req, 400, "bad_json", "malformed JSON",
-		    json_pack("{s:s, s:i, s:i}", "reason", jerr.text, "line",
-		    jerr.line, "column", jerr.column));
+		/* (Valid JSON, but jansson holds integers in 64 bits.) */
+		if (json_error_code(&jerr) == json_error_numeric_overflow)
+			reply_route_error(req, 400, "invalid_request",
+			    "integer out of range", json_pack("{s:s, s:i, "
+			    "s:i}", "reason", "integers must fit in 64 bits: "
+			    "send a bigger one as a string", "line", jerr.line,
+			    "column", jerr.column));
+		else
+			reply_route_error(req, 400, "bad_json",
+			    "malformed JSON", json_pack("{s:s, s:i, s:i}",
+			    "reason", jerr.text, "line", jerr.line, "column",
+			    jerr.column));
 		return;
 	}
 	ctx = t->route_context_from != NULL ?

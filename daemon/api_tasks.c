@@ -251,8 +251,11 @@ api_create_task(struct evhttp_request *req)
 		    "template's name) is required");
 		goto out;
 	}
-	if (ns == NULL)
+	/* An empty string is absent, as null is (the key's rule). */
+	if (ns == NULL || *ns == '\0')
 		ns = "default";
+	if (version != NULL && *version == '\0')
+		version = NULL;
 	/* null is absent, as for the string fields. */
 	if (json_is_null(ctx = json_object_get(body, "context")))
 		ctx = NULL;
@@ -379,6 +382,9 @@ api_list_tasks(struct evhttp_request *req)
 	struct evkeyvalq	 q;
 	struct evkeyval		*kv;
 	const char		*query, *status, *ns, *name, *cursor, *lim;
+	const char		**slot[] = { &status, &ns, &name, &cursor,
+				    &lim };
+	char			*key;
 	const char		*params[5];
 	struct list_req		*lr;
 	struct db_job		*job;
@@ -393,28 +399,26 @@ api_list_tasks(struct evhttp_request *req)
 		    "string");
 		return;
 	}
-	/* A misspelt filter would list every task. */
+	/* A misspelt filter would list every task.  libevent decodes the
+	 * values, not the keys: "st%61tus" is "status". */
+	status = ns = name = cursor = lim = NULL;
 	TAILQ_FOREACH(kv, &q, next) {
+		if ((key = evhttp_uridecode(kv->key, 1, NULL)) == NULL)
+			fatal("evhttp_uridecode");
 		for (i = 0; known[i] != NULL; i++)
-			if (strcmp(kv->key, known[i]) == 0)
+			if (strcmp(key, known[i]) == 0)
 				break;
-		if (known[i] == NULL) {
-			reply_error(req, 400, "invalid_request", "unknown "
-			    "query parameter \"%s\" (known: status, namespace, "
-			    "name, cursor, limit)", kv->key);
+		if (known[i] == NULL || *slot[i] != NULL) {
+			reply_error(req, 400, "invalid_request", known[i] ==
+			    NULL ? "unknown query parameter \"%s\" (known: "
+			    "status, namespace, name, cursor, limit)" : "query "
+			    "parameter \"%s\" given twice", key);
+			free(key);
 			goto out;
 		}
-		if (evhttp_find_header(&q, kv->key) != kv->value) {
-			reply_error(req, 400, "invalid_request", "query "
-			    "parameter \"%s\" given twice", kv->key);
-			goto out;
-		}
+		*slot[i] = kv->value;
+		free(key);
 	}
-	status = evhttp_find_header(&q, "status");
-	ns = evhttp_find_header(&q, "namespace");
-	name = evhttp_find_header(&q, "name");
-	cursor = evhttp_find_header(&q, "cursor");
-	lim = evhttp_find_header(&q, "limit");
 	n = API_LIST_DEFAULT;
 	if (status != NULL && !valid_state(status)) {
 		reply_error(req, 400, "invalid_request", "unknown status "
@@ -704,7 +708,9 @@ api_step_action(struct evhttp_request *req, const char *idstr,
 		goto out;
 	}
 	action = json_string_value(json_object_get(body, "action"));
-	results = json_object_get(body, "results");
+	/* null is absent, as for the other fields. */
+	if (json_is_null(results = json_object_get(body, "results")))
+		results = NULL;
 	if (strcmp(action, "retry") == 0) {
 		status = "waiting_for_retry";
 		allowed = "{error}";

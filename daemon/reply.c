@@ -5,6 +5,7 @@
  * client (and tasker-ctl) handles failures one way.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,16 +151,16 @@ reply_db_error(struct evhttp_request *req, struct db_job *job)
 int
 parse_id(const char *s, int64_t *id)
 {
-	char	*end;
 	size_t	 i, n = strlen(s);
 
-	if (n == 0 || n > 18)
+	if (n == 0 || n > 19)
 		return -1;
 	for (i = 0; i < n; i++)
 		if (!isdigit((unsigned char)s[i]))
 			return -1;
-	*id = strtoll(s, &end, 10);
-	return *id > 0 ? 0 : -1;
+	errno = 0;
+	*id = strtoll(s, NULL, 10);
+	return *id > 0 && errno != ERANGE ? 0 : -1;
 }
 
 /* The request body as JSON; on failure the reply has been sent. */
@@ -184,11 +185,13 @@ read_body(struct evhttp_request *req)
 	}
 	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,
 	    JSON_REJECT_DUPLICATES, &jerr);
-	if (j == NULL) {
+	if (j == NULL && json_error_code(&jerr) == json_error_numeric_overflow)
+		reply_error(req, 400, "invalid_request", "the integer at line "
+		    "%d column %d does not fit in 64 bits: send it as a "
+		    "string, or as a real (1e19)", jerr.line, jerr.column);
+	else if (j == NULL)
 		reply_error(req, 400, "bad_json", "malformed JSON at line %d "
 		    "column %d: %s", jerr.line, jerr.column, jerr.text);
-		return NULL;
-	}
 	return j;
 }
 

@@ -39,7 +39,7 @@ int	 known_fields(struct evhttp_request *, json_t *body,
 /* An optional string member; -1 when present but not a string (400 sent). */
 int	 opt_string(struct evhttp_request *, json_t *body, const char *key,
 	    const char **out);
-/* A positive decimal id of at most 18 digits; -1 otherwise. */
+/* A positive decimal id that fits an int64_t; -1 otherwise. */
 int	 parse_id(const char *, int64_t *);
 
 #endif

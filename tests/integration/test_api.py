@@ -478,3 +478,68 @@ step_templates:
     assert r.body == {"id": None, "label": "account  (basic)",
                       "plan": "basic"}, r.body
     assert not t.log_lines("results route cannot render"), t.log_tail(10)
+
+
+def test_empty_and_null_fields_are_absent_in_every_body(taskerd):
+    """An empty version or namespace is absent, as an empty key is: the
+    newest version of the template in "default" (an empty version was
+    looked up as "name@" and answered 404).  A null "results" in a manual
+    completion is absent too (it was a 400)."""
+    t = taskerd(templates={"chain.yaml": CHAIN, "failing.yaml": FAILING,
+                           "plain.yaml": "name: plain\nversion: 2.0.0\n"
+                           "step_templates:\n  - name: only\n"
+                           "    handler: noop\n"})
+    r = t.post("/v1/tasks", json={"name": "plain", "namespace": "",
+                                  "version": ""})
+    assert r.status == 201, (r.status, r.body)
+    assert r.body["namespace"] == "default" and r.body["version"] == "2.0.0", \
+        r.body
+    r = t.post("/v1/tasks", json={"name": "api_failing", "namespace": "it"})
+    assert r.status == 201, (r.status, r.body)
+    tid = r.body["task_id"]
+    assert t.wait_task(tid)["status"] == "error"
+    r = t.patch("/v1/tasks/%d/steps/doomed" % tid,
+                json={"action": "complete_manually", "reason": "by hand",
+                      "results": None})
+    assert r.status == 200, (r.status, r.body)
+    assert t.wait_task(tid)["status"] == "complete"
+
+
+def test_ids_and_cursors_up_to_the_largest_bigint(taskerd):
+    """An id or cursor of 19 digits is read (it was refused from 10^18 on:
+    the listing's own first cursor, 2^63 - 1, answered 400); one past
+    2^63 - 1 is not an id."""
+    t = taskerd(templates={"chain.yaml": CHAIN})
+    tid = t.create_task("api_chain", {}, namespace="it")["task_id"]
+    t.wait_task(tid)
+    page = list_tasks(t, cursor="9223372036854775807")
+    assert [x["task_id"] for x in page["tasks"]] == [tid], page
+    harness.assert_json_error(t.get("/v1/tasks/9223372036854775807"), 404,
+                              "not_found")
+    harness.assert_json_error(t.get("/v1/tasks/1000000000000000000"), 404,
+                              "not_found")
+    harness.assert_json_error(t.get("/v1/tasks/9223372036854775808"), 404,
+                              "not_found")
+    harness.assert_json_error(t.get("/v1/tasks?cursor=9223372036854775808"),
+                              400, "invalid_request")
+
+
+def test_query_keys_are_decoded_as_values_are(taskerd):
+    """A percent-encoded query key is the key it encodes ("st%61tus" is
+    "status": it was refused as unknown); an unknown one is still refused,
+    by its decoded name, and a key given twice, however written."""
+    t = taskerd(templates={"chain.yaml": CHAIN, "failing.yaml": FAILING})
+    ok = t.create_task("api_chain", {}, namespace="it")["task_id"]
+    bad = t.post("/v1/tasks", json={"name": "api_failing",
+                                    "namespace": "it"}).body["task_id"]
+    t.wait_task(ok)
+    t.wait_task(bad)
+    r = t.get("/v1/tasks?st%61tus=error&n%61me=api%5Ffailing")
+    assert r.status == 200, (r.status, r.body)
+    assert [x["task_id"] for x in r.body["tasks"]] == [bad], r.body
+    r = t.get("/v1/tasks?st%61tu=error")
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert '"statu"' in err["message"], err
+    r = t.get("/v1/tasks?status=error&st%61tus=complete")
+    err = harness.assert_json_error(r, 400, "invalid_request")
+    assert "twice" in err["message"], err

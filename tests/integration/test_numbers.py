@@ -10,6 +10,8 @@ import json
 import re
 import urllib.request
 
+import harness
+
 TEMPLATE = """\
 name: charge
 namespace_name: numbers
@@ -132,3 +134,33 @@ def test_reals_of_2_63_and_more_reach_the_steps(taskerd, service):
         with urllib.request.urlopen(t.url + path, timeout=10) as f:
             body = json.loads(f.read())
         assert isinstance(find(body), float), (path, body)
+
+
+def test_integers_beyond_64_bits_are_refused_by_name(taskerd):
+    """An integer past 64 bits is valid JSON that taskerd cannot hold
+    exactly: it is refused as that, saying where and what to send instead
+    (it was "malformed JSON"), through /v1 and a template's route, and no
+    task is made.  A real of that size is taken (the test above)."""
+    big = BIG.replace("routes:\n", "routes:\n  create: { path: /big }\n")
+    t = taskerd(templates={"big.yaml": big % ("http://127.0.0.1:9",
+                                              "http://127.0.0.1:9")})
+    for n in ("18446744073709551615", "-9223372036854775809"):
+        body = ('{"name": "big", "namespace": "numbers",\n "context": '
+                '{"n": %s}}' % n)
+        r = t.request("POST", "/v1/tasks", data=body.encode(),
+                      headers={"Content-Type": "application/json"})
+        err = harness.assert_json_error(r, 400, "invalid_request")
+        assert "line 2" in err["message"], err
+        assert "64 bits" in err["message"] and "string" in err["message"], err
+        r = t.request("POST", "/big", data=('{"n": %s}' % n).encode(),
+                      headers={"Content-Type": "application/json"})
+        assert r.status == 400 and r.body["success"] is False, r.body
+        assert r.body["code"] == "invalid_request", r.body
+        assert "64 bits" in r.body["details"]["reason"], r.body
+    # The largest integers that fit are taken.
+    r = t.request("POST", "/v1/tasks", data=b'{"name": "big", "namespace": '
+                  b'"numbers", "context": {"n": 9223372036854775807}}',
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 201, r.body
+    assert r.body["context"] == {"n": 9223372036854775807}, r.body
+    assert t.pg.scalar(t.db, "SELECT count(*) FROM tasks") == "1"

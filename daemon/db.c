@@ -652,6 +652,19 @@ conn_prepared_settle(struct db_conn *c, struct db_job *job)
 			c->prepared[job->stmts[i].reg] = 0;
 }
 
+/* A FATAL ends the session before its transaction committed: the job's
+ * trouble is the connection's, not its statements'. */
+static const char *
+res_sqlstate(const PGresult *res)
+{
+	const char	*sev = PQresultErrorField(res,
+			    PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (sev != NULL && strcmp(sev, "FATAL") == 0)
+		return "08006";
+	return PQresultErrorField(res, PG_DIAG_SQLSTATE);
+}
+
 /* Collect whatever results are complete; finish the job at its Sync. */
 static void
 conn_read(struct db_conn *c)
@@ -699,7 +712,7 @@ conn_read(struct db_conn *c)
 				job_set_error(job, PQresultStatus(res) ==
 				    PGRES_PIPELINE_ABORTED ? "statement skipped "
 				    "after an error" : PQresultErrorMessage(res),
-				    PQresultErrorField(res, PG_DIAG_SQLSTATE));
+				    res_sqlstate(res));
 			PQclear(res);
 			job->got = true;
 			continue;
@@ -714,7 +727,7 @@ conn_read(struct db_conn *c)
 			break;
 		default:
 			job_set_error(job, PQresultErrorMessage(res),
-			    PQresultErrorField(res, PG_DIAG_SQLSTATE));
+			    res_sqlstate(res));
 			break;
 		}
 		if (job->cur < job->nstmts) {

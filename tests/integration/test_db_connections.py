@@ -317,3 +317,41 @@ def test_a_slow_database_keeps_the_lease(taskerd, pg):
     assert done["steps"][0]["attempts"] == 1, done["steps"]
     assert not t.log_lines("lease lapsed"), t.log_tail(30)
     assert not t.log_lines("no answer from the database"), t.log_tail(30)
+
+
+def test_a_connection_the_server_ended_is_no_refusal(request):
+    """A FATAL the server sent on an idle connection (idle_session_timeout
+    here; a terminated backend, a shutdown) is the connection's end, not
+    the statements' fault: the outcome batch that meets it is sent again
+    and the step's outcome stands.  It was taken for a refusal of the
+    outcome (57P05 is no "unavailable" state), and the step that had
+    succeeded ended in error."""
+    import os
+    import signal
+    import conftest
+    with conftest.running_cluster(idle_session_timeout="1000") as pg, \
+            conftest.taskerd_factory(pg, request) as factory:
+        t = factory(templates={"one.yaml": """\
+name: one
+namespace_name: conns
+version: 1.0.0
+step_templates:
+  - name: a
+    handler: noop
+    handler_config: { sleep_ms: 300 }
+"""}, workers=1)
+        # A stalled host: the step ends and the connections time out
+        # meanwhile; on waking, the outcome is read before the FATALs.
+        # (These pauses met a FATAL on every run before the fix.)
+        time.sleep(1.5)
+        tid = t.create_task("one", {}, namespace=NS)["task_id"]
+        time.sleep(0.2)
+        os.kill(t.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)
+        finally:
+            os.kill(t.pid, signal.SIGCONT)
+        task = t.wait_task(tid, timeout=20)
+        assert task["status"] == "complete", task
+        assert task["steps"][0]["attempts"] == 1, task
+        assert "outcome refused" not in t.log(), t.log()[-3000:]

@@ -526,6 +526,14 @@ static const char sql_cancel[] =
 "  (SELECT count(*) FROM n)"
 " FROM t0";
 
+/* The cancel's own statement reads the steps as they were when it began;
+ * a node handing a claim back share-locks the task's row and makes its
+ * step 'pending' again, which a cancel that waited for that lock would
+ * not see: the step would stay claimable in a cancelled task.  Waiting
+ * for the row in a statement of its own lets the cancel's begin after. */
+static const char sql_task_row_lock[] =
+"SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE";
+
 static const char sql_task_json[] =
 "SELECT taskerd_task_json(t, true)::text FROM tasks t WHERE t.id = $1";
 
@@ -609,14 +617,15 @@ api_cancel_task(struct evhttp_request *req, const char *idstr)
 	ar = xcalloc(1, sizeof(*ar));
 	ar->req = req;
 	ar->what = "task";
-	ar->first = 1;
-	ar->show = 2;
+	ar->first = 2;
+	ar->show = 3;
 	job = db_job_new(action_done, ar);
 	/* In line with the scheduler's batches: they lock the task first. */
 	params[0] = ids;
 	db_job_add(job, sched_sql_lock_tasks, 1, params);
 	params[0] = idstr;
 	params[1] = metas;
+	db_job_add(job, sql_task_row_lock, 1, params);
 	db_job_add(job, sql_cancel, 2, params);
 	db_job_add(job, sql_task_json, 1, params);
 	db_submit(job);

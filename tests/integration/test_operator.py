@@ -10,6 +10,8 @@ step states afterwards, the requests the services received, and the audit
 history (the step's transitions carry {"action", "actor", "reason"}).
 """
 
+import os
+import signal
 import threading
 import time
 
@@ -262,6 +264,59 @@ def test_cancel_drops_steps_queued_for_a_worker(taskerd, service, via):
         release.set()       # the worker is free only now
     assert t.wait_task(busy, timeout=15)["status"] == "complete"
     time.sleep(0.5)
+    assert service.requests_for("/queued") == [], service.requests
+
+
+def test_cancel_while_a_node_hands_the_step_back(taskerd, service, pg):
+    """A node hands a queued step back (here: it is stopping) while a
+    cancel of its task waits for the task's row (an operator's session
+    holds it).  The step ends cancelled with its task.  It was left
+    'pending' in the cancelled task: the cancel read the steps as they
+    were before it waited, and a node could have run the step later."""
+    tmpl, release = slow_and_quick(service)
+    try:
+        t = taskerd(workers=1, templates=tmpl)
+        busy, (tid,) = queue_behind_a_busy_worker(t, service, 1)
+        # The cancel goes through a node that knows neither template, so
+        # that no node claims what the stop hands back.
+        other = taskerd(workers=1, db=t.db, templates={
+            "other.yaml": template("other", "  - name: x\n"
+                                   "    handler: noop\n")},
+            config={"database.lock_timeout": "20s",
+                    "database.statement_timeout": "30s"})
+        holder = pg.psql_background(
+            t.db, "BEGIN; SELECT 1 FROM tasks WHERE id = %d FOR SHARE; "
+            "SELECT pg_sleep(5); COMMIT" % tid)
+        answer = {}
+        cancel = threading.Thread(target=lambda: answer.update(r=other.request(
+            "DELETE", "/v1/tasks/%s" % tid, json={"reason": "not needed"},
+            timeout=30)))
+        try:
+            harness.wait_until(lambda: pg.scalar(
+                t.db, "SELECT count(*) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND wait_event = 'PgSleep'")
+                != "0", 10, message="a session holds the task's row")
+            cancel.start()
+            harness.wait_until(lambda: pg.scalar(
+                t.db, "SELECT count(*) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND wait_event_type = 'Lock'")
+                != "0", 10, message="the cancel waits for the task's row")
+            os.kill(t.pid, signal.SIGTERM)  # hands its queued step back
+            harness.wait_until(lambda: pg.scalar(
+                t.db, "SELECT status FROM steps WHERE task_id = %d" % tid)
+                == "pending", 10, message="the step handed back")
+            assert holder.poll() is None, "the row was let go too soon"
+        finally:
+            if cancel.ident is not None:
+                cancel.join(40)
+            holder.wait(30)
+        r = answer["r"]
+        assert r.status == 200 and r.body["status"] == "cancelled", r.body
+        s = step(other, tid, "only")
+        assert s["status"] == "cancelled" and s["attempts"] == 0, s
+    finally:
+        release.set()       # the worker is free only now
+    assert t.stop() == 0
     assert service.requests_for("/queued") == [], service.requests
 
 

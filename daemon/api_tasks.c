@@ -554,6 +554,17 @@ action_done(struct db_job *job, void *arg)
 	struct evhttp_request	*req = ar->req;
 	PGresult		*res;
 
+	/* Sent, and the connection lost before its answer: it may have
+	 * committed, and "try again" would meet a 409 if it did. */
+	if (db_job_error(job) != NULL && db_job_lost(job)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		reply_error(req, 503, "outcome_unknown", "the database "
+		    "connection was lost before the action's answer came: it "
+		    "may have been applied; read the %s before sending it "
+		    "again", ar->what);
+		goto done;
+	}
 	if (db_job_error(job) != NULL) {
 		reply_db_error(req, job);
 		goto done;

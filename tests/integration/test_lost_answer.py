@@ -309,3 +309,33 @@ def test_a_lost_batch_is_looked_up_among_recent_tasks_only(taskerd, pg,
     after = int(line.split("after_id=")[1].split()[0])
     assert after >= max(ids), line
     assert after < r.body["task_id"], line
+
+
+def test_an_action_whose_answer_was_lost_may_have_been_applied(taskerd, pg,
+                                                                proxy):
+    """An operator's cancel reached the database and the connection broke
+    before its answer: 503 outcome_unknown, "read the task" - it was 503
+    "try again", and the cancel sent again met a 409 (it had been
+    applied)."""
+    db = pg.createdb()
+    t = taskerd(templates={"slow.yaml": """\
+name: slow
+namespace_name: lost
+version: 1.0.0
+step_templates:
+  - name: wait
+    handler: noop
+    handler_config: { sleep_ms: 3000 }
+"""}, db=db, config={"database.dsn": proxy.dsn(db)})
+    tid = t.create_task("slow", {}, namespace=NS)["task_id"]
+    proxy.lose_answer_to(b"cancel-answer-lost")
+    r = t.request("DELETE", "/v1/tasks/%d" % tid,
+                  json={"reason": "cancel-answer-lost"})
+    assert proxy.lost.is_set(), "the proxy never saw the statement"
+    err = harness.assert_json_error(r, 503, "outcome_unknown")
+    assert "read the task" in err["message"], err
+    assert r.headers.get("Retry-After") == "1"
+    assert t.wait_task(tid, timeout=20)["status"] == "cancelled"
+    # Sent again, it says what happened.
+    r = t.request("DELETE", "/v1/tasks/%d" % tid, json={"reason": "again"})
+    harness.assert_json_error(r, 409, "invalid_state")

@@ -281,10 +281,78 @@ test_pattern(void **state)
 	VALID("{\"pattern\":\"^[\\u00e8\\u00e9]$\"}", "\"\\u00e9\"");
 	INVALID("{\"pattern\":\"^[\\u00e8\\u00e9]$\"}", "\"\\u00c3\"");
 	VALID("{\"pattern\":\"^.$\"}", "\"\\ud83d\\ude00\"");
+	/* A match anywhere, top-level alternatives and anchors kept. */
+	VALID("{\"pattern\":\"a|^b\"}", "\"xa\"");
+	VALID("{\"pattern\":\"a|^b\"}", "\"bx\"");
+	INVALID("{\"pattern\":\"a|^b\"}", "\"xb\"");
+	VALID("{\"pattern\":\"b$|^c\"}", "\"ab\"");
+	INVALID("{\"pattern\":\"b$|^c\"}", "\"abc\"");
 #ifdef REG_STARTEND
 	/* The whole string is searched, past a NUL character. */
 	VALID("{\"pattern\":\"b$\"}", "\"a\\u0000b\"");
 #endif
+}
+
+/* A long string that does not match an unanchored pattern is refused in
+ * one pass: from each position in turn, it took the square of its length
+ * (the seconds of a 40,000-character string on the supervisor's loop). */
+static void
+test_pattern_long_string(void **state)
+{
+	json_t	*schema, *inst, *v;
+	char	*digits, err[256];
+	size_t	 n = 4 * 1024 * 1024;
+
+	(void)state;
+	digits = malloc(n + 1);
+	assert_non_null(digits);
+	memset(digits, '7', n);
+	digits[n] = '\0';
+	schema = jparse("{\"pattern\":\"[0-9]+-[0-9]+\"}");
+	assert_int_equal(schema_check(schema, err, sizeof(err)), 0);
+	inst = json_string(digits);
+	v = schema_validate(schema, inst);
+	assert_int_equal(json_array_size(v), 1);
+	json_decref(v);
+	digits[n / 2] = '-';
+	json_string_set(inst, digits);
+	v = schema_validate(schema, inst);
+	assert_int_equal(json_array_size(v), 0);
+	json_decref(v);
+	json_decref(inst);
+	json_decref(schema);
+	free(digits);
+}
+
+/* A context wrong in many places answers the first violations and how
+ * many more there are, not one entry for each. */
+static void
+test_violations_capped(void **state)
+{
+	json_t	*schema, *inst, *v;
+	char	 err[256];
+	int	 i;
+
+	(void)state;
+	schema = jparse("{\"items\":{\"type\":\"string\"}}");
+	assert_int_equal(schema_check(schema, err, sizeof(err)), 0);
+	inst = json_array();
+	for (i = 0; i < 250; i++)
+		json_array_append_new(inst, json_integer(i));
+	v = schema_validate(schema, inst);
+	assert_int_equal(json_array_size(v), 101);
+	assert_true(has(v, "$[99]", "string"));
+	assert_false(has(v, "$[100]", "string"));
+	assert_true(has(v, "$", "150 more violations not listed"));
+	json_decref(v);
+	json_array_remove(inst, 249);
+	for (i = 0; i < 148; i++)
+		json_array_remove(inst, 0);
+	v = schema_validate(schema, inst);	/* 101 left */
+	assert_true(has(v, "$", "1 more violation not listed"));
+	json_decref(v);
+	json_decref(inst);
+	json_decref(schema);
 }
 
 /* Compiled patterns are kept by their text: many patterns (the cache
@@ -875,6 +943,8 @@ main(void)
 		cmocka_unit_test(test_enum_const),
 		cmocka_unit_test(test_length),
 		cmocka_unit_test(test_pattern),
+		cmocka_unit_test(test_pattern_long_string),
+		cmocka_unit_test(test_violations_capped),
 		cmocka_unit_test(test_pattern_cache),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_items),

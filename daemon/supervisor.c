@@ -236,6 +236,28 @@ defaults_equal(const struct tmpl_defaults *a, const struct tmpl_defaults *b)
 	    a->backoff.jitter == b->backoff.jitter;
 }
 
+/* The steps' handler configs as loaded: a relative exec program or plugin
+ * library is made absolute from its template's real directory, which a
+ * release switch (a templates.dir symlink to a new copy) changes while
+ * the definitions stay the same. */
+static bool
+handlers_equal(const struct tmpl_registry *a, const struct tmpl_registry *b)
+{
+	size_t	i, k;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++) {
+		if (a->items[i]->nsteps != b->items[i]->nsteps)
+			return false;
+		for (k = 0; k < a->items[i]->nsteps; k++)
+			if (!json_equal(a->items[i]->steps[k].handler_config,
+			    b->items[i]->steps[k].handler_config))
+				return false;
+	}
+	return true;
+}
+
 static void
 reload_done(struct db_job *job, void *arg)
 {
@@ -398,7 +420,7 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 	 * identical one would only cost memory. */
 	cur = migrate_templates_param(sv.templates);
 	if (strcmp(json, cur) == 0 && defaults_equal(&reg->defaults,
-	    &sv.templates->defaults)) {
+	    &sv.templates->defaults) && handlers_equal(reg, sv.templates)) {
 		log_setlevel(reload_level);
 		log_info("templates unchanged templates=%zu", reg->n);
 		pool_recycle();

@@ -383,3 +383,46 @@ def test_a_task_ends_on_its_version_after_a_rollback(taskerd):
     assert second["results"] == {"version": "2.0.0",
                                  "parent": parent("2.0.0")}, second
 
+
+
+def test_a_reload_follows_a_release_switch(taskerd, tmp_path):
+    """templates.dir is a symlink to the current release; a deploy points
+    it at a new copy and reloads.  The definitions are the same, but the
+    exec program a step names relatively is the new release's: the reload
+    takes it (it said "templates unchanged" and ran the old release's
+    program, which failed every step once the old release was pruned)."""
+    releases = {}
+    for name in ("r1", "r2"):
+        d = tmp_path / name
+        (d / "bin").mkdir(parents=True)
+        (d / "run.yaml").write_text("""\
+name: run
+step_templates:
+  - name: a
+    handler: exec
+    handler_config: { command: [./bin/h.sh] }
+""")
+        h = d / "bin" / "h.sh"
+        h.write_text("#!/bin/sh\ncat >/dev/null\necho '{\"release\": \"%s\"}'\n"
+                     % name)
+        h.chmod(0o755)
+        releases[name] = d
+    current = tmp_path / "current"
+    current.symlink_to(releases["r1"])
+    t = taskerd(config={"templates.dir": str(current)})
+
+    def release_run():
+        tid = t.create_task("run", {})["task_id"]
+        done = t.wait_task(tid)
+        assert done["status"] == "complete", t.log_tail(30)
+        return done["steps"][0]["results"]["release"]
+
+    assert release_run() == "r1"
+    nxt = tmp_path / "next"
+    nxt.symlink_to(releases["r2"])
+    os.replace(nxt, current)
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines('msg="templates reloaded"'), 10,
+                       message="the reload")
+    assert not t.log_lines('msg="templates unchanged"')
+    assert release_run() == "r2"

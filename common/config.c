@@ -33,8 +33,10 @@ static int	config_key_scopes(struct yt_doc *, const struct yt_key *,
 #define TK(f)	offsetof(struct auth_token, f)
 
 static const struct yt_key config_keys[] = {
-	{ "database.dsn", YT_STRING, C(database_dsn), NULL, 0, 0, 0, NULL,
-	    "libpq connection string; unset: embedded PostgreSQL" },
+	/* A config rendered with its variable unset must not quietly make
+	 * a node with a private database. */
+	{ "database.dsn", YT_STRING, C(database_dsn), NULL, 0, 0, YT_NOT_NULL,
+	    NULL, "libpq connection string; unset: embedded PostgreSQL" },
 	{ "database.pool", YT_INT, C(database_pool), "4", 1, 64, 0, NULL,
 	    "connections to the database, and one more for the heartbeat" },
 	{ "database.statement_timeout", YT_DURATION,

@@ -1089,7 +1089,13 @@ yt_walk_map(struct yt_walk *w, const yaml_node_t *map, const char *prefix)
 			for (r = 0; r < w->nkeys; r++)
 				if (strcmp(w->keys[r].name, path) == 0)
 					break;
-		if (r < w->nkeys) {
+		if (r < w->nkeys && yt_is_null(v) &&
+		    (w->keys[r].flags & YT_NOT_NULL))
+			rc = yt_error(w->doc, v, "%s has no value: leave the "
+			    "key out for its default%s%s%s", path,
+			    w->keys[r].doc ? " (" : "", w->keys[r].doc ?
+			    w->keys[r].doc : "", w->keys[r].doc ? ")" : "");
+		else if (r < w->nkeys) {
 			if (!yt_is_null(v)) {
 				w->seen[r] = true;
 				rc = yt_set(w, &w->keys[r], v);

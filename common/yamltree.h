@@ -110,6 +110,8 @@ enum yt_type {
 };
 
 #define YT_REQUIRED	0x01	/* yt_decode fails when the key is absent */
+#define YT_NOT_NULL	0x02	/* a null value (no value) is refused: it
+				 * does not mean the default */
 
 struct yt_key;
 typedef int	(*yt_fn)(struct yt_doc *, const struct yt_key *, yaml_node_t *,
@@ -121,7 +123,7 @@ struct yt_key {
 	size_t		 off;		/* of the field in the filled struct */
 	const char	*def;		/* default as YAML text; NULL: none */
 	int64_t		 min, max;	/* for YT_INT, YT_DURATION, YT_SIZE */
-	int		 flags;		/* YT_REQUIRED */
+	int		 flags;		/* YT_REQUIRED, YT_NOT_NULL */
 	yt_fn		 fn;		/* for YT_FUNC */
 	const char	*doc;		/* one line, for humans */
 };

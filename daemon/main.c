@@ -58,8 +58,9 @@ main(int argc, char **argv)
 	bool			 check = false, migrate = false;
 	struct config		*conf;
 	struct tmpl_registry	*reg;
-	char			 err[1024], *errs = NULL;
+	char			 err[1024], *errs = NULL, *perr = NULL;
 	PGconn			*pg;
+	PQconninfoOption	*opts = NULL;
 	int			 ch, n;
 
 	/* Until the daemon's loop handles it, a SIGHUP (a deploy script's
@@ -94,6 +95,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
+	/* A misspelt option would otherwise pass --check, then be retried
+	 * at start as if the database were away. */
+	if (conf->database_dsn != NULL &&
+	    (opts = PQconninfoParse(conf->database_dsn, &perr)) == NULL) {
+		if (perr != NULL)
+			perr[strcspn(perr, "\n")] = '\0';
+		fprintf(stderr, "%s: database.dsn: %s\n", path,
+		    perr != NULL ? perr : "out of memory");
+		PQfreemem(perr);
+		config_free(conf);
+		return 1;
+	}
+	PQconninfoFree(opts);
 	log_setlevel(conf->log_level);
 
 	if (migrate) {

@@ -292,6 +292,35 @@ def test_check_rejects_config_backoff_base_over_max(tmp_path):
         assert w in reason, reason
 
 
+def test_a_database_dsn_that_cannot_be_used_is_refused(tmp_path):
+    """A misspelt connection option is refused by --check, and a start
+    ends at once saying so (it passed the check, then was retried for 30 s
+    as if the database were away).  A dsn key with no value (a config
+    rendered with its variable unset) is refused too: it meant the
+    embedded database, a node storing its tasks where no other sees them."""
+    tdir = tmp_path / "templates"
+    cfg = config_for(tmp_path, tdir)
+    cfg["database"] = {"dsn": "hots=/tmp dbname=taskerd"}
+    text = harness.to_yaml(cfg) + "\n"
+    r, _, cfg_path = check(tmp_path, {"valid.yaml": VALID}, config_text=text)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "%s: database.dsn: invalid connection option \"hots\"" % \
+        cfg_path in r.stderr, r.stderr
+    r = harness.run_cli(["-c", str(cfg_path)], timeout=20)
+    assert r.returncode == 1 and "database.dsn" in r.stderr, \
+        (r.returncode, r.stderr)
+    assert "retrying" not in r.stderr, r.stderr
+
+    cfg = config_for(tmp_path, tdir)
+    cfg.pop("database", None)
+    text = "database:\n  dsn:\n" + harness.to_yaml(cfg) + "\n"
+    r, _, cfg_path = check(tmp_path, {"valid.yaml": VALID}, config_text=text)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert errors_for(r.stderr, cfg_path) == [
+        (2, "database.dsn has no value: leave the key out for its default "
+         "(libpq connection string; unset: embedded PostgreSQL)")], r.stderr
+
+
 def test_a_lock_timeout_not_shorter_than_statements_is_warned_about(
         tmp_path):
     """database.lock_timeout at or past database.statement_timeout: the

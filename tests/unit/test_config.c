@@ -305,6 +305,11 @@ static void
 test_bad_values(void **state)
 {
 	(void)state;
+	/* A config whose variable was left unset: not the embedded
+	 * database, quietly. */
+	expect_error("database:\n  dsn:\n  pool: 4\n",
+	    NAME ":2: database.dsn has no value: leave the key out for its "
+	    "default (libpq connection string; unset: embedded PostgreSQL)");
 	expect_error("http:\n  max_body: 1 MiB\n",
 	    NAME ":2: http.max_body: invalid size '1 MiB' (use 512, 64KiB, "
 	    "16MiB or 1GiB)");

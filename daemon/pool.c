@@ -921,6 +921,10 @@ pool_init(struct event_base *base, int count, const char *path,
 		    "killed worker's programs started may outlive them");
 	pool.sigchld = evsignal_new(base, SIGCHLD, pool_sigchld_cb, NULL);
 	evsignal_add(pool.sigchld, NULL);
+	/* A child that died before (the embedded server, during the start's
+	 * migrations or lease wait) sent its SIGCHLD to no one: reaped now,
+	 * the server is started again. */
+	pool_sigchld_cb(SIGCHLD, 0, NULL);
 	pool.sweep = evtimer_new(base, pool_sweep_cb, NULL);
 	pool.ping = event_new(base, -1, EV_PERSIST, pool_ping_cb, NULL);
 	tv.tv_sec = ping_interval_ms / 1000;

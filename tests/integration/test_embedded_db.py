@@ -604,3 +604,38 @@ def test_the_server_gets_the_descriptor_limit_taskerd_was_given(taskerd,
     assert harness.proc_soft_nofile(postmaster_pid(state)) == 256
     tid = t.create_task("hello", {})["task_id"]
     assert t.wait_task(tid)["status"] == "complete"
+
+
+def test_a_server_that_dies_during_the_start_is_started_again(taskerd, state):
+    """The embedded server dies while the start waits (here for the lease
+    of its node id, held elsewhere): it is reaped once the loop runs and
+    started again, and the start ends ready.  Its death went unseen (no
+    SIGCHLD handler yet): a zombie, and a start never ready."""
+    t = embedded(taskerd, state, config={"node_id": "n1",
+                                         "scheduler.lease": "3s"})
+    # Stopped, so that no renewal undoes it: the lease is another host's.
+    os.kill(t.pid, signal.SIGSTOP)
+    try:
+        r = subprocess.run(
+            ["psql", "-h", os.path.join(state, "pg"), "-U", "postgres",
+             "-d", "postgres", "-Atc", "UPDATE nodes SET host = "
+             "'elsewhere', lease_expires_at = now() + interval '4 s' "
+             "WHERE id = 'n1' RETURNING id"], capture_output=True,
+            text=True, timeout=30, env={"PATH": os.environ["PATH"]})
+        assert r.stdout.split() == ["n1", "UPDATE", "1"], (r.stdout, r.stderr)
+        pm = postmaster_pid(state)
+    finally:
+        t.kill()
+    harness.wait_until(lambda: not harness.proc_alive(pm), 15,
+                       message="the server to stop with taskerd")
+    starter, failed = start_in_background(t)
+    try:
+        harness.wait_until(lambda: t.log_lines("node id still leased"), 30,
+                           message="the start waiting for the lease")
+        os.kill(postmaster_pid(state), signal.SIGKILL)
+    finally:
+        starter.join(90)
+    assert not failed, failed
+    assert t.log_lines("embedded database died"), t.log_tail(30)
+    tid = t.create_task("hello", {})["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"

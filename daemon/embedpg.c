@@ -584,12 +584,24 @@ stray_server(void)
 static void
 lock_state_dir(const char *state_dir)
 {
-	char	*path, buf[32];
-	ssize_t	 n;
+	struct stat	 st;
+	char		*path, buf[32];
+	ssize_t		 n;
 
 	xasprintf(&path, "%s/taskerd.lock", state_dir);
-	if ((pg.lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
+	pg.lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (pg.lockfd == -1 && errno == EACCES)
+		fatal("embedded database: open %s (another user's run left "
+		    "it: give it to this one, or remove it while no taskerd "
+		    "runs there)", path);
+	if (pg.lockfd == -1)
 		fatal("embedded database: open %s", path);
+	/* A run as root (an operator's, by hand) leaves the lock to the
+	 * state_dir's owner, the service's user, whose next start opens it
+	 * for writing. */
+	if (geteuid() == 0 && stat(state_dir, &st) == 0 &&
+	    fchown(pg.lockfd, st.st_uid, st.st_gid) == -1)
+		fatal("embedded database: chown %s", path);
 	if (flock(pg.lockfd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno != EWOULDBLOCK)
 			fatal("embedded database: lock %s", path);

@@ -360,11 +360,14 @@ def test_a_root_start_keeps_the_clusters_owner(taskerd, state):
     """taskerd run as root on a cluster a service user owns (sudo taskerd
     on /var/lib/taskerd) runs its server as that user and changes no
     owner: it gave the directory to postgres, and the service could not
-    reach its own database any more."""
+    reach its own database any more.  Its lock file is left to the
+    state directory's owner: a root run left it root's, and the service's
+    next start could not open it."""
     t = embedded(taskerd, state)
     assert t.stop() == 0
     nobody = pwd.getpwnam("nobody")
     pgdir = os.path.join(state, "pg")
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
     for top, dirs, files in os.walk(pgdir):
         for name in [top] + [os.path.join(top, x) for x in dirs + files]:
             os.lchown(name, nobody.pw_uid, nobody.pw_gid)
@@ -376,6 +379,8 @@ def test_a_root_start_keeps_the_clusters_owner(taskerd, state):
     with open("/proc/%d/status" % postmaster_pid(state)) as f:
         uid = [line.split()[1] for line in f if line.startswith("Uid:")]
     assert uid == [str(nobody.pw_uid)], uid
+    lock = os.stat(os.path.join(state, "taskerd.lock"))
+    assert (lock.st_uid, lock.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert t.stop() == 0
 
 

@@ -808,7 +808,8 @@ embedpg_watch(struct event_base *base)
 bool
 embedpg_reaped(pid_t pid, int status)
 {
-	struct timeval	tv;
+	struct timeval	 tv;
+	char		*log;
 
 	if (pg.pid == 0 || pid != pg.pid)
 		return false;
@@ -820,8 +821,15 @@ embedpg_reaped(pid_t pid, int status)
 	pg.delay_ms = pg.delay_ms == 0 ? 250 : pg.delay_ms * 2;
 	if (pg.delay_ms > EMBEDPG_RESTART_MAX_MS)
 		pg.delay_ms = EMBEDPG_RESTART_MAX_MS;
-	log_warnx("embedded database died status=%d restart_in_ms=%d", status,
-	    pg.delay_ms);
+	/* The server's own log says why; it is the operator's next read. */
+	xasprintf(&log, "%s/postgresql.log", pg.sockdir);
+	if (WIFSIGNALED(status))
+		log_warnx("embedded database died signal=%d restart_in_ms=%d "
+		    "log=%s", WTERMSIG(status), pg.delay_ms, log_quote(log));
+	else
+		log_warnx("embedded database died exit=%d restart_in_ms=%d "
+		    "log=%s", WEXITSTATUS(status), pg.delay_ms, log_quote(log));
+	free(log);
 	tv.tv_sec = pg.delay_ms / 1000;
 	tv.tv_usec = (pg.delay_ms % 1000) * 1000;
 	evtimer_add(pg.restart, &tv);

@@ -86,9 +86,13 @@ def test_embedded_database(taskerd, state):
     pm = postmaster_pid(state)
     assert harness.proc_ppid(pm) == t.pid
     os.kill(pm, signal.SIGKILL)
-    harness.wait_until(lambda: t.log_lines(
+    (died,) = harness.wait_until(lambda: t.log_lines(
         r'msg="embedded database died"'), 10, message="death noticed")
     assert len(t.log_lines(r"restart_in_ms=250\b")) == 1
+    # What killed it, and where the server says why.
+    died = harness.logfmt(died)
+    assert died["signal"] == "9", died
+    assert died["log"] == os.path.join(state, "pg", "postgresql.log"), died
     # Dying again at once waits longer before the next start.
     pm = crash_and_restart(t, state, pm, accept=False)
     assert len(t.log_lines(r"restart_in_ms=500\b")) == 1

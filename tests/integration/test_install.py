@@ -242,6 +242,12 @@ def test_unit_follows_configured_paths(installed):
     s = unit_settings(text)
     assert s[("Service", "ExecStart")] == [
         "%s/taskerd -c %s/taskerd/taskerd.yaml" % (d["bindir"], d["sysconfdir"])]
+    # A reload checks the files first: a broken one fails `systemctl
+    # reload` instead of being refused in the journal only.
+    assert s[("Service", "ExecReload")] == [
+        "%s/taskerd -c %s/taskerd/taskerd.yaml --check" % (d["bindir"],
+                                                          d["sysconfdir"]),
+        "/bin/kill -HUP $MAINPID"]
 
 
 def test_unit_settings(installed):
@@ -253,7 +259,7 @@ def test_unit_settings(installed):
         return v[0]
 
     want = {
-        "Type": "notify", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "Type": "notify",
         "WatchdogSec": "30s", "Restart": "on-failure", "KillMode": "mixed",
         "TimeoutStopSec": "30s", "User": "taskerd", "Group": "taskerd",
         "StateDirectory": "taskerd", "ConfigurationDirectory": "taskerd",
@@ -282,15 +288,17 @@ def test_unit_settings(installed):
 
 @pytest.fixture
 def verifiable_unit(installed, tmp_path):
-    """A copy of the installed unit whose ExecStart names the DESTDIR
-    binary: verify checks that the executable exists, and the configured
-    path (e.g. /usr/local/bin/taskerd) is not installed on this machine."""
+    """A copy of the installed unit whose ExecStart and ExecReload name the
+    DESTDIR binary: verify checks that the executable exists, and the
+    configured path (e.g. /usr/local/bin/taskerd) is not installed on this
+    machine."""
     destdir, d = installed
     text = installed_unit(installed).read_text()
     real = d["bindir"] + "/taskerd"
-    assert text.count("ExecStart=%s " % real) == 1
-    text = text.replace("ExecStart=%s " % real,
-                        "ExecStart=%s " % under(destdir, real))
+    for key in ("ExecStart", "ExecReload"):
+        assert text.count("%s=%s " % (key, real)) == 1
+        text = text.replace("%s=%s " % (key, real),
+                            "%s=%s " % (key, under(destdir, real)))
     path = tmp_path / UNIT
     path.write_text(text)
     return path

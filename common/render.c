@@ -64,15 +64,16 @@ render_lookup(const json_t *scope, const char *path)
 			dot = p + strlen(p);
 		n = (size_t)(dot - p);
 		/* An empty component ("a..b", "a.") names nothing. */
-		if (n == 0 || n >= sizeof(key))
+		if (n == 0)
 			return NULL;
-		memcpy(key, p, n);
-		key[n] = '\0';
+		/* (A key of any length: a context's may be long.) */
 		if (json_is_object(cur))
-			cur = json_object_get(cur, key);
+			cur = json_object_getn(cur, p, n);
 		else if (json_is_array(cur)) {
-			if (!isdigit((unsigned char)key[0]))
+			if (n >= sizeof(key) || !isdigit((unsigned char)*p))
 				return NULL;
+			memcpy(key, p, n);
+			key[n] = '\0';
 			idx = strtoul(key, &end, 10);
 			if (*end != '\0')
 				return NULL;

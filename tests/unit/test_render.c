@@ -275,6 +275,29 @@ test_lookup(void **state)
 	json_decref(scope);
 }
 
+/* A key of 256 bytes or more is found as a shorter one is: it never was,
+ * and its step failed at each run with "missing path". */
+static void
+test_lookup_long_key(void **state)
+{
+	json_t		*scope;
+	const json_t	*v;
+	char		 key[1001], path[1100];
+
+	(void)state;
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	scope = json_pack("{s:{s:{s:i}}}", "context", key, "n", 7);
+	snprintf(path, sizeof(path), "context.%s.n", key);
+	v = render_lookup(scope, path);
+	assert_non_null(v);
+	assert_int_equal(json_integer_value(v), 7);
+	/* The same key one byte shorter is another key. */
+	snprintf(path, sizeof(path), "context.%.*s.n", 999, key);
+	assert_null(render_lookup(scope, path));
+	json_decref(scope);
+}
+
 static void
 test_missing_path(void **state)
 {
@@ -427,6 +450,7 @@ main(void)
 		cmocka_unit_test(test_url_mode_env),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_array_index),
+		cmocka_unit_test(test_lookup_long_key),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_missing_path),
 		cmocka_unit_test(test_malformed),

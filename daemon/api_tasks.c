@@ -530,7 +530,8 @@ static const char sql_cancel[] =
  * a node handing a claim back share-locks the task's row and makes its
  * step 'pending' again, which a cancel that waited for that lock would
  * not see: the step would stay claimable in a cancelled task.  Waiting
- * for the row in a statement of its own lets the cancel's begin after. */
+ * for the row in a statement of its own starts the cancel's statement
+ * after the hand-back has committed. */
 static const char sql_task_row_lock[] =
 "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE";
 

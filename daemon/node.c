@@ -364,7 +364,7 @@ beat_done(struct db_job *job, void *arg)
 		nd.epoch++;
 		sched_lease_regained();
 	} else if (first)
-		sched_kick();
+		sched_lease_taken();
 	/* (Each time: a lease that lapsed during the start held it back.) */
 	supervisor_check_ready();
 	create_floor_read();

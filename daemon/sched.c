@@ -2066,6 +2066,8 @@ sched_sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 	ms_to_tv(sv.conf->node_lease_ms / 2, &tv);
 	evtimer_add(sc.sweep, &tv);
+	if (!sc.recovered && !node_lease_ok())
+		return;		/* (sched_lease_taken sweeps) */
 	sched_sweep(!sc.recovered);
 }
 
@@ -2094,9 +2096,23 @@ sched_init(void)
 	evtimer_add(sc.backstop, &tv);
 	ms_to_tv(sv.conf->node_lease_ms / 2, &tv);
 	evtimer_add(sc.sweep, &tv);
-	/* Attempts this node held before it restarted are over: fail them
-	 * now instead of waiting for a lease to run out. */
-	sched_sweep(true);
+}
+
+/*
+ * The first renewal of this node's lease committed.  Attempts this node
+ * held before it restarted are over: fail them now instead of waiting for
+ * a lease to run out.  Not before: a second process started with this id
+ * at the same moment found the id free too, and would take the claims the
+ * first made meanwhile for its earlier run's, failing attempts that the
+ * first's workers run, before its own renewal lost and it exited.  No
+ * claim of this process's own comes before this sweep: claims wait for it
+ * (sc.recovered).
+ */
+void
+sched_lease_taken(void)
+{
+	if (!sc.recovered)
+		sched_sweep(true);
 }
 
 /* Remember task id (text) as cancelled, for SCHED_CANCELLED_MS. */

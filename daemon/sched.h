@@ -71,6 +71,9 @@ void	claim_free(struct claim *);
  * reservation; returns how many were claimed. */
 int	sched_claims_reserve(int most);
 int	sched_claims_taken(PGresult *, int reserved, unsigned epoch);
+/* This node's first renewal of its lease committed: recover what its
+ * earlier run left, then claim. */
+void	sched_lease_taken(void);
 /* This node's lease was renewed after it lapsed: hand back queued claims
  * (another node may have taken them over) and claim afresh. */
 void	sched_lease_regained(void);

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -425,3 +426,74 @@ def test_unix_socket_in_use_is_not_taken(taskerd, pg, tmp_path):
         assert os.path.exists(path)
     finally:
         holder.close()
+
+
+def test_a_second_start_sweeps_nothing_before_it_holds_the_lease(taskerd,
+                                                                   pg):
+    """Two processes started with one id at once both find it free.  The
+    one whose first renewal loses exits; but the start-up sweep went out
+    before that renewal, and took the claims the winner had made meanwhile
+    for its own earlier run's: it failed an attempt the winner's worker
+    was running, and the step ran a second time.  The sweep now waits for
+    the node's first renewal.  Here the race is held open: the id's lease
+    looks run out when the second looks, and an operator's transaction
+    holds the row, so that its renewal waits, until the lease is back."""
+    long_step = SLOW.replace("slow", "long").replace("3000", "10000")
+    first = taskerd(templates={"long.yaml": long_step},
+                    config={"scheduler": {"lease": "30s"}})
+    node_id = first.config["node_id"]
+    tid = first.create_task("long", {})["task_id"]
+    harness.wait_until(lambda: any(w["state"] == "busy"
+                                   for w in first.workers()),
+                       10, message="the step running")
+    gate = pg.psql_background(first.db, "SET application_name = 'gate'; "
+                              "SELECT pg_advisory_lock(7101); "
+                              "SELECT pg_sleep(120);")
+    holder = None
+    second = None
+    try:
+        harness.wait_until(lambda: pg.scalar(first.db, (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid = 7101 AND granted")) == "1", 10,
+            message="the gate closed")
+        # (COMMIT ends the implicit transaction of the first statement.)
+        holder = pg.psql_background(first.db, (
+            "SET application_name = 'row-holder'; UPDATE nodes SET "
+            "lease_expires_at = now() WHERE id = '%s'; COMMIT; BEGIN; "
+            "SELECT 1 FROM nodes WHERE id = '%s' FOR UPDATE; "
+            "SELECT pg_advisory_xact_lock(7101); UPDATE nodes SET "
+            "lease_expires_at = now() + interval '30 seconds' "
+            "WHERE id = '%s'; COMMIT;") % (node_id, node_id, node_id))
+        harness.wait_until(lambda: pg.scalar(first.db, (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+            " = 'row-holder' AND wait_event = 'advisory'")) == "1", 10,
+            message="the row held")
+        other = taskerd(templates={"long.yaml": long_step}, db=first.db,
+                        start=False, config={"scheduler": {"lease": "30s"},
+                                             "node_id": node_id})
+        second = start_raw(other)
+        harness.wait_until(lambda: other.log_lines("taskerd started"), 20,
+                           message="the second started")
+        # Time for a sweep to go out, were it sent before the renewal.
+        time.sleep(3)
+        assert not other.log_lines("node id still leased"), \
+            other.log_tail(20)
+    finally:
+        pg.execute(first.db, "SELECT pg_terminate_backend(pid) FROM "
+                   "pg_stat_activity WHERE application_name = 'gate'")
+        gate.wait(20)
+        if holder is not None:
+            holder.wait(20)
+    try:
+        rc = second.wait(20)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    assert rc == 1, other.log_tail(20)
+    assert other.log_lines("is in use by another process"), \
+        other.log_tail(20)
+    assert not other.log_lines("before it restarted"), other.log_tail(20)
+    task = first.wait_task(tid, timeout=30)
+    assert task["status"] == "complete" and \
+        task["steps"][0]["attempts"] == 1, task

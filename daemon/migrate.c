@@ -245,10 +245,15 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 	}
 	if (r == -1)
 		return -1;
+	/* (No statement_timeout meanwhile: one set on the role or the
+	 * database, as managed services do, would cut a migration that
+	 * rewrites a big table short at every start, and end its wait for a
+	 * lock as a failure rather than giving way.) */
 	if (exec_ok(pg, "SET client_min_messages = warning", err,
 	    errlen) == -1 ||
 	    exec_ok(pg, "SET lock_timeout = " MIGRATE_LOCK_WAIT_MS, err,
 	    errlen) == -1 ||
+	    exec_ok(pg, "SET statement_timeout = 0", err, errlen) == -1 ||
 	    exec_ok(pg, "CREATE TABLE IF NOT EXISTS taskerd_migrations ("
 	    "version int PRIMARY KEY, name text NOT NULL, "
 	    "applied_at timestamptz NOT NULL DEFAULT now())", err,
@@ -286,6 +291,7 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 	newer_schema(pg);
 out:
 	PQclear(PQexec(pg, "RESET lock_timeout"));
+	PQclear(PQexec(pg, "RESET statement_timeout"));
 	PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
 	return n;
 }

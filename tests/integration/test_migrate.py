@@ -233,3 +233,28 @@ def test_a_migration_waiting_for_a_lock_gives_way(taskerd, pg):
     assert pg.scalar(t.db, "SELECT max(version) FROM taskerd_migrations") \
         == str(max(int(f.name.split("_")[0]) for f in
                    (harness.REPO / "sql").glob("0*.sql")))
+
+
+def test_a_statement_timeout_of_the_database_spares_migrations(taskerd, pg):
+    """A statement_timeout set on the database or the role (as managed
+    services do) cut a migration short: one that rewrites a big table at
+    every start, and here one waiting for a lock, which failed the start
+    ("canceling statement due to statement timeout") instead of giving
+    way and trying again."""
+    t = taskerd(start=False)
+    migrated_before(pg, t.db, 13)
+    pg.execute(t.db, 'ALTER DATABASE "%s" SET statement_timeout = 300'
+               % t.db)
+    holder = pg.psql_background(
+        t.db, "BEGIN; SET LOCAL statement_timeout = 0; SELECT count(*) FROM"
+        " nodes; SELECT pg_sleep(3); COMMIT;")
+    try:
+        harness.wait_until(lambda: pg.scalar(
+            t.db, "SELECT count(*) FROM pg_locks l JOIN pg_class c"
+            " ON c.oid = l.relation WHERE c.relname = 'nodes'"
+            " AND l.granted") != "0", 5, message="the read lock taken")
+        r = migrate(t)
+    finally:
+        holder.wait(20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 migration(s) applied" in r.stdout + r.stderr, r.stdout

@@ -11,7 +11,11 @@
  * One connection beyond the pool is kept for urgent jobs (the heartbeat,
  * db_submit_first): with every pool connection held by slow statements -
  * heavy listings a dashboard polls, waits on a lock - the node's lease
- * would otherwise lapse and its running steps be stopped.
+ * would otherwise lapse and its running steps be stopped.  That spare is
+ * also the one that LISTENs: the server delivers a notification only
+ * between a session's statements, so a pool connection waiting on a lock
+ * would hold back a cancel until its wait ended, and steps of the
+ * cancelled task would start meanwhile.
  *
  * Statements are prepared: the first time a connection sends a statement
  * text, a Prepare goes ahead of it in the same pipeline, and from then on
@@ -119,7 +123,7 @@ static struct {
 	bool		 stopping;
 	json_t		*registry;	/* statement text -> index */
 	int64_t		 statement_timeout_ms;
-	struct {			/* LISTENed to on connection 0 */
+	struct {			/* LISTENed to on the spare */
 		char		*channel;
 		db_notify_cb	 cb;
 	}		 listen[DB_MAX_CHANNELS];
@@ -461,6 +465,13 @@ conn_fail(struct db_conn *c, const char *reason)
 	evtimer_add(c->retry, &tv);
 }
 
+/* The spare, which runs only the short urgent jobs, listens. */
+static bool
+conn_listens(const struct db_conn *c)
+{
+	return c->id == db.npool;
+}
+
 static const char sql_backend_start[] =
 "SELECT (extract(epoch FROM backend_start) * 1000000)::bigint"
 " FROM pg_stat_activity WHERE pid = pg_backend_pid()";
@@ -487,7 +498,7 @@ conn_started(struct db_job *job, void *arg)
 	c->backoff_ms = 0;
 	if ((res = db_job_result(job, 0)) != NULL && PQntuples(res) == 1)
 		c->backend_start = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	for (i = 0; c->id == 0 && i < db.nlisten; i++)
+	for (i = 0; conn_listens(c) && i < db.nlisten; i++)
 		db.listen[i].cb(NULL);
 	if (db.on_connect != NULL)
 		db.on_connect();
@@ -510,10 +521,10 @@ conn_ready(struct db_conn *c)
 	c->backend_start = 0;
 	conn_arm(c, EV_READ | EV_PERSIST);
 	/* The connection's own first job: which server process it has; and
-	 * on one connection, LISTEN (one listening session is enough). */
+	 * on the spare, LISTEN (one listening session is enough). */
 	job = db_job_new(conn_started, c);
 	db_job_add(job, sql_backend_start, 0, NULL);
-	for (i = 0; c->id == 0 && i < db.nlisten; i++) {
+	for (i = 0; conn_listens(c) && i < db.nlisten; i++) {
 		xasprintf(&sql, "LISTEN %s", db.listen[i].channel);
 		db_job_add(job, sql, 0, NULL);
 		free(sql);

@@ -121,7 +121,13 @@ def test_a_connection_ended_as_it_is_made(taskerd, pg):
                    "AND pid <> pg_backend_pid()")
         harness.wait_until(lambda: proxy.ended == 3, 20,
                            message="two pool connections ended as made")
-        tid = t.create_task("quick", {}, namespace=NS)["task_id"]
+        # (Until the pool is back, after a short backoff, a task is
+        # refused with a 503 that says nothing was created.)
+        tid = harness.wait_until(lambda: (lambda r: r.body["task_id"] if
+                                          r.status == 201 else None)(
+            t.post("/v1/tasks", json={"name": "quick", "namespace": NS,
+                                      "context": {}})), 10,
+            message="a task made once the pool is back")
         assert t.wait_task(tid)["status"] == "complete"
 
         harness.assert_logfmt(t.log())
@@ -355,3 +361,48 @@ step_templates:
         assert task["status"] == "complete", task
         assert task["steps"][0]["attempts"] == 1, task
         assert "outcome refused" not in t.log(), t.log()[-3000:]
+
+
+def test_a_cancel_is_heard_while_a_connection_waits_on_a_lock(taskerd, pg):
+    """A request waits on a task's row that an operator's transaction
+    holds.  Meanwhile another task is cancelled while its step waits in a
+    busy worker's queue: the cancel is heard at once, and the step never
+    starts.  The server delivers a notification only between a session's
+    statements, and the listening connection was the one the waiting
+    request took: the cancel was heard when the wait ended, after the
+    queued step had run in the cancelled task."""
+    t = taskerd(workers=1, templates=TEMPLATES,
+                config={"database": {"pool": 2, "lock_timeout": "8s"}})
+    held = t.create_task("quick", {"held": 1}, namespace=NS)["task_id"]
+    t.wait_task(held)
+    busy = t.create_task("slow", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: step(t, busy)["status"] == "in_progress",
+                       10, message="the worker busy")
+    queued = t.create_task("quick", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: step(t, queued)["status"] == "enqueued",
+                       10, message="the step claimed, queued")
+
+    holder = pg.psql_background(
+        t.db, "BEGIN; SELECT id FROM tasks WHERE id = %d FOR UPDATE; "
+              "SELECT pg_sleep(6); COMMIT;" % held)
+    harness.wait_until(lambda: pg.scalar(t.db, (
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+        "'%%pg_sleep(6)%%' AND state = 'active' AND pid <> "
+        "pg_backend_pid()")) == "1", 5, message="the row held")
+    waiting = []
+    waiter = threading.Thread(target=lambda: waiting.append(t.request(
+        "DELETE", "/v1/tasks/%s" % held, json={}, timeout=20).status))
+    waiter.start()
+    harness.wait_until(lambda: pg.scalar(t.db, (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+        "'Lock' AND datname = current_database()")) == "1", 5,
+        message="the request waiting on the row")
+
+    r = t.request("DELETE", "/v1/tasks/%s" % queued, json={})
+    assert r.status == 200, r.body
+    assert t.wait_task(busy, timeout=20)["status"] == "complete"
+    waiter.join()
+    assert holder.wait(timeout=10) == 0
+    s = step(t, queued)
+    assert s["attempts"] == 0, s
+    assert t.task(queued)["status"] == "cancelled"

@@ -676,6 +676,21 @@ res_sqlstate(const PGresult *res)
 	return PQresultErrorField(res, PG_DIAG_SQLSTATE);
 }
 
+/* An error that settles nothing: the server's PANIC (it crashed, perhaps
+ * while committing), or one libpq made itself (out of memory for a
+ * result, a message it could not parse), which has no SQLSTATE.  Whether
+ * the job's transaction committed is unknown, as when the connection
+ * breaks, and the connection is given up as broken. */
+static bool
+res_unsettled(const PGresult *res)
+{
+	const char	*sev = PQresultErrorField(res,
+			    PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	return PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL ||
+	    (sev != NULL && strcmp(sev, "PANIC") == 0);
+}
+
 /* Collect whatever results are complete; finish the job at its Sync. */
 static void
 conn_read(struct db_conn *c)
@@ -704,6 +719,13 @@ conn_read(struct db_conn *c)
 			job->inprep = job->cur < job->nstmts &&
 			    job->stmts[job->cur].prep;
 			continue;
+		}
+		if ((PQresultStatus(res) == PGRES_FATAL_ERROR ||
+		    PQresultStatus(res) == PGRES_BAD_RESPONSE) &&
+		    res_unsettled(res)) {
+			conn_fail(c, PQresultErrorMessage(res));
+			PQclear(res);
+			return;
 		}
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
 			PQclear(res);

@@ -13,7 +13,9 @@ follows the commit, and closes the connection instead of passing that on.
 Or, armed to lose the statement itself, it closes the connection without
 passing the statement on: the client cannot tell the two apart.  Or it
 cuts the client off as soon as the statement has passed, and lets the
-server finish it unheard.  Or it ends connections as they are made: the
+server finish it unheard.  Or it tells the client an error of its own
+making instead of the answer (a PANIC, an error without a code) before it
+closes the connection.  Or it ends connections as they are made: the
 server's answer to the startup, then a FATAL in the same bytes, as a
 server stopping at that moment sends.
 """
@@ -46,6 +48,7 @@ class PgProxy:
         self.lose_statement = False
         self.cut = False
         self.hold = 0
+        self.instead = None
         self.lost = threading.Event()   # the armed answer was lost
         self.refused = 0                # connections refused while down
         self.down = False               # refuse new connections
@@ -76,11 +79,12 @@ class PgProxy:
             self.dir, self.pg.port, dbname, self.pg.user)
 
     def lose_answer_to(self, marker, then_down=False, statement=False,
-                       cut=False, hold=0):
+                       cut=False, hold=0, instead=None):
         """Lose the answer to the next statement that carries marker
         (bytes); with statement, lose the statement instead; with cut,
         close the client's side as soon as the statement has passed; with
-        hold, keep the answer that many seconds before losing it.
+        hold, keep the answer that many seconds before losing it; with
+        instead (an ErrorResponse's fields), send that error in its place.
         then_down: also break every other connection and refuse new ones
         until up() is called."""
         with self.lock:
@@ -89,6 +93,7 @@ class PgProxy:
             self.lose_statement = statement
             self.cut = cut
             self.hold = hold
+            self.instead = instead
             self.lost.clear()
 
     def down_now(self):
@@ -178,6 +183,7 @@ class PgProxy:
                     if self.lose_statement:
                         state["drop"] = True
                     state["cut"] = self.cut
+                    state["instead"] = self.instead
             if state.get("drop"):
                 self._lose(pair)
                 return
@@ -235,6 +241,13 @@ class PgProxy:
                     # Committed; the client never hears it.
                     if self.hold:
                         time.sleep(self.hold)
+                    if state.get("instead") is not None:
+                        fields = state["instead"]
+                        try:
+                            client.sendall(b"E" + struct.pack(
+                                "!I", 4 + len(fields)) + fields)
+                        except OSError:
+                            pass
                     self._lose(pair)
                     return
             if out:

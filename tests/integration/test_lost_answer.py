@@ -339,3 +339,25 @@ step_templates:
     # Sent again, it says what happened.
     r = t.request("DELETE", "/v1/tasks/%d" % tid, json={"reason": "again"})
     harness.assert_json_error(r, 409, "invalid_state")
+
+
+@pytest.mark.parametrize("fields", [
+    b"SPANIC\0VPANIC\0CXX000\0Mcould not write to file \"pg_wal\"\0\0",
+    b"SERROR\0VERROR\0Man error with no code\0\0",
+], ids=["panic", "no_sqlstate"])
+def test_an_error_that_settles_nothing_is_a_lost_answer(node, proxy, fields):
+    """The batch's transaction commits, and in place of its answer the
+    connection says an error that does not tell whether it did: a
+    server's PANIC (it crashed, perhaps while committing), or an error
+    with no SQLSTATE (libpq's own, such as running out of memory for a
+    result).  taskerd looks the task up, as for a lost answer, and answers
+    201.  Both were taken for a rollback: "nothing was created, try
+    again", and the client's retry made a second task."""
+    t = node
+    proxy.lose_answer_to(b"order-unsettled", instead=fields)
+    r = create(t, "order-unsettled")
+    assert proxy.lost.is_set(), "the proxy never saw the statement"
+    assert r.status == 201, (r.status, r.body)
+    assert stored(t, "order-unsettled") == 1
+    assert t.log_lines("task batch answer lost"), t.log_tail(40)
+    assert t.wait_task(r.body["task_id"], timeout=10)["status"] == "complete"

@@ -1285,6 +1285,7 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	json_t		*rec, *meta, *err = json_null();
 	int64_t		 delay = 0;
 	bool		 probe = false, free_attempt;
+	int64_t		 probe_wait = 0;
 
 	if (c->dispatched) {
 		sc.ndispatched--;
@@ -1292,8 +1293,8 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 			TAILQ_REMOVE(&sc.unmarked, c, entry);
 		/* (A step that must not run twice is not run again for
 		 * the breaker's sake.) */
-		probe = services_finished(claim_service(c), o) &&
-		    c->retryable;
+		probe = services_finished(claim_service(c), o,
+		    &probe_wait) && c->retryable;
 		metrics_observe(M_STEP_DURATION, (double)o->duration_us / 1e6,
 		    claim_namespace(c), claim_template(c), c->step_name);
 	}
@@ -1308,6 +1309,8 @@ sched_outcome(struct claim *c, const struct proto_step_outcome *o)
 	if (strcmp(status, "waiting_for_retry") == 0) {
 		delay = backoff_delay_ms(b, c->attempt, o->retry_after_ms,
 		    rnd01());
+		if (probe && delay < probe_wait)
+			delay = probe_wait;
 		sched_wake_in(delay);
 	}
 	meta = json_pack("{s:I, s:s, s:f}", "attempt", (json_int_t)c->attempt,

@@ -241,7 +241,8 @@ service_verdict(const struct proto_step_outcome *o)
 }
 
 bool
-services_finished(const char *name, const struct proto_step_outcome *o)
+services_finished(const char *name, const struct proto_step_outcome *o,
+    int64_t *wait_ms)
 {
 	struct service	*s = service_find(name);
 	enum verdict	 v;
@@ -279,7 +280,12 @@ services_finished(const char *name, const struct proto_step_outcome *o)
 	if (blocked && !service_blocked(s))
 		sched_want();
 	/* A failed probe asked on the step's behalf whether the service is
-	 * back; its "no" is the breaker's, not the step's. */
+	 * back; its "no" is the breaker's, not the step's.  Its step sits
+	 * out the next half-open: a step the service always fails (a bad
+	 * record, answered 500) would otherwise be the probe at each one, as
+	 * the oldest retry, for ever, and no other step would show that the
+	 * service is back. */
+	*wait_ms = probe && failed ? 2 * s->conf->breaker_cooldown_ms : 0;
 	return probe && failed;
 }
 

@@ -25,8 +25,11 @@ bool	 services_open(const char *name);
 int	 services_room(const char *name);
 void	 services_started(const char *name);
 /* Returns true when the attempt was the half-open breaker's probe and it
- * failed: that attempt must not spend the step's budget. */
-bool	 services_finished(const char *name, const struct proto_step_outcome *);
+ * failed: that attempt must not spend the step's budget, and its step
+ * waits at least *wait_ms before its next (the next half-open probes with
+ * another of the service's steps, if one waits). */
+bool	 services_finished(const char *name, const struct proto_step_outcome *,
+	    int64_t *wait_ms);
 /* Services whose steps must not be claimed now, as a PostgreSQL text[]
  * literal (malloc'd; "{}" when none). */
 char	*services_blocked(void);

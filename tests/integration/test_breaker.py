@@ -136,3 +136,32 @@ def test_an_answer_cut_short_counts_against_the_service(taskerd):
         assert t.log_lines("circuit opened"), t.log_tail(20)
     finally:
         srv.close()
+
+
+def test_a_step_the_service_always_fails_does_not_keep_it_open(taskerd,
+                                                               service):
+    """One record the service answers 500 for whatever the service's
+    health, and good steps queued behind the open breaker.  A failed probe
+    sits out the next half-open, so a good step probes, closes the
+    breaker, and all of them run; the bad step spends its attempts and
+    ends in error.  It was the probe at every half-open, as the oldest
+    retry, and failed each time without spending an attempt: the breaker
+    stayed open for ever, and no good step ran."""
+    service.route("POST", "/bad", status=500, body={"e": "bad record"})
+    service.route("POST", "/good", status=200, body={"ok": True})
+    t = taskerd(templates={"bad.yaml": template("bad", "/bad", limit=3),
+                           "good.yaml": template("good", "/good", limit=3)},
+                config={"services": {"svc": {
+                    "base_url": service.url, "timeout": "10s",
+                    "breaker": {"failures": 2, "cooldown": "500ms"}}}})
+    bad = t.create_task("bad", {}, namespace=NS)["task_id"]
+    harness.wait_until(lambda: breaker(t)["breaker"] == "open", 10,
+                       message="the breaker opened by the bad step")
+    goods = [t.create_task("good", {}, namespace=NS)["task_id"]
+             for _ in range(3)]
+    for tid in goods:
+        assert t.wait_task(tid, timeout=15)["status"] == "complete"
+    done = t.wait_task(bad, timeout=15)
+    assert done["status"] == "error", done
+    # Three attempts of its own, and at most one the breaker gave back.
+    assert done["steps"][0]["attempts"] in (3, 4), done["steps"]

@@ -222,8 +222,8 @@ static enum verdict
 service_verdict(const struct proto_step_outcome *o)
 {
 	static const char *const ours[] = { "worker_died",
-	    "worker_unresponsive", "node_lease_lapsed", "node_lost",
-	    "node_restarted", "claim_lost", NULL };
+	    "worker_unresponsive", "worker_thread", "node_lease_lapsed",
+	    "node_lost", "node_restarted", "claim_lost", NULL };
 	int	i;
 
 	if (o->outcome == OUTCOME_SUCCESS || (o->http_status > 0 &&
@@ -232,7 +232,14 @@ service_verdict(const struct proto_step_outcome *o)
 	if (o->http_status >= 500)
 		return o->outcome == OUTCOME_RETRYABLE ? SERVICE_DOWN :
 		    SERVICE_UP;		/* (a 5xx its template calls final) */
-	if (o->outcome != OUTCOME_RETRYABLE || o->error_code == NULL)
+	if (o->error_code == NULL)
+		return SERVICE_UNKNOWN;
+	/* A deadline is the service's slowness whatever the step's kind: the
+	 * one a worker is stopped at is recorded as permanent for a step that
+	 * must not run twice. */
+	if (strcmp(o->error_code, "timeout") == 0)
+		return SERVICE_DOWN;
+	if (o->outcome != OUTCOME_RETRYABLE)
 		return SERVICE_UNKNOWN;
 	for (i = 0; ours[i] != NULL; i++)
 		if (strcmp(o->error_code, ours[i]) == 0)

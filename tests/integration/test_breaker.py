@@ -165,3 +165,22 @@ def test_a_step_the_service_always_fails_does_not_keep_it_open(taskerd,
     assert done["status"] == "error", done
     # Three attempts of its own, and at most one the breaker gave back.
     assert done["steps"][0]["attempts"] in (3, 4), done["steps"]
+
+
+def test_deadlines_of_steps_that_must_not_run_twice_count(taskerd, service):
+    """A service that stops answering, called by steps that must not run
+    twice: each is stopped at its deadline, and two of them open the
+    breaker.  Such a deadline was recorded as a permanent failure, which
+    said nothing of the service, and the breaker never opened."""
+    service.route("POST", "/hang", status=200, body={"ok": True}, delay=5)
+    t = taskerd(templates={"hang.yaml": template(
+        "hang", "/hang", retryable=False).replace(
+        "    backoff:", "    timeout: 1s\n    backoff:")},
+        config=services(service, 2))
+    ids = [t.create_task("hang", {}, namespace=NS)["task_id"]
+           for _ in range(2)]
+    for tid in ids:
+        done = t.wait_task(tid, timeout=15)
+        assert done["steps"][0]["last_error"]["code"] == "timeout", done
+    svc = breaker(t)
+    assert svc["breaker"] == "open" and svc["failures"] == 2, svc

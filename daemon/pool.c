@@ -98,7 +98,7 @@ static struct {
 	struct event		*sigchld;
 	struct event		*ping;
 	struct event		*sweep;		/* for strays, after a death */
-	pid_t			 elders[64];	/* children taskerd was execed */
+	pid_t			*elders;	/* children taskerd was execed */
 	int			 nelders;	/* with: not strays */
 	pid_t			 killed[POOL_KILLED];	/* strays lately killed, */
 	unsigned		 nkilled;	/* logged and counted once */
@@ -761,24 +761,39 @@ proc_read(const char *path, char *buf, size_t size)
 	return buf;
 }
 
-/* The pids the kernel lists as our children, up to max. */
-static int
-pool_children(pid_t *pids, int max)
+/* The pids the kernel lists as our children (malloc'd, *n of them): all
+ * of them, however many workers there are - a stray listed past a fixed
+ * buffer, behind the workers that come first each time, was never met. */
+static pid_t *
+pool_children(int *n)
 {
-	char	 path[64], buf[4096], *p, *end;
+	char	 path[64], *buf, *p, *end;
+	size_t	 size = 4096, len = 0;
+	ssize_t	 r;
+	pid_t	*pids;
 	long	 v;
-	int	 n = 0;
+	int	 fd;
 
+	*n = 0;
 	snprintf(path, sizeof(path), "/proc/self/task/%d/children",
 	    (int)getpid());
-	proc_read(path, buf, sizeof(buf));
-	/* Whole numbers only: a list longer than buf is cut anywhere, and
-	 * "1" of "1234" must not become kill(-1).  The rest waits for the
-	 * next sweep. */
-	for (p = buf; n < max && (v = strtol(p, &end, 10)) > 1 &&
-	    *end == ' '; p = end)
-		pids[n++] = (pid_t)v;
-	return n;
+	buf = xmalloc(size);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) != -1) {
+		while ((r = read(fd, buf + len, size - 1 - len)) > 0) {
+			len += (size_t)r;
+			if (len == size - 1)
+				buf = xreallocarray(buf, 2, size *= 2);
+		}
+		close(fd);
+	}
+	buf[len] = '\0';
+	/* Whole numbers only ("1" of a cut "1234" must not become kill(-1));
+	 * each is followed by a space. */
+	pids = xreallocarray(NULL, len / 2 + 1, sizeof(*pids));
+	for (p = buf; (v = strtol(p, &end, 10)) > 1 && *end == ' '; p = end)
+		pids[(*n)++] = (pid_t)v;
+	free(buf);
+	return pids;
 }
 
 /*
@@ -797,10 +812,10 @@ static int
 pool_kill_strays(int *fresh)
 {
 	char	 path[64], comm[32], line[512], *state;
-	pid_t	 pids[512];
+	pid_t	*pids;
 	int	 i, j, n, found = 0, met = 0;
 
-	n = pool_children(pids, 512);
+	pids = pool_children(&n);
 	for (i = 0; i < n; i++) {
 		if (worker_by_pid(pids[i]) != NULL ||
 		    embedpg_is_server(pids[i]))
@@ -837,6 +852,7 @@ pool_kill_strays(int *fresh)
 			kill(-pids[i], SIGKILL);
 		kill(pids[i], SIGKILL);
 	}
+	free(pids);
 	if (fresh != NULL)
 		*fresh = met;
 	return found;
@@ -915,7 +931,7 @@ pool_init(struct event_base *base, int count, const char *path,
 	pool.ping_timeout_ms = ping_timeout_ms;
 	/* What a dead worker's programs leave comes to us (pool_kill_strays);
 	 * the embedded database's orphans too. */
-	pool.nelders = pool_children(pool.elders, 64);
+	pool.elders = pool_children(&pool.nelders);
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
 		log_warn("cannot become a child subreaper: the processes a "
 		    "killed worker's programs started may outlive them");
@@ -996,6 +1012,7 @@ pool_shutdown(void)
 	event_free(pool.sweep);
 	free(pool.w);
 	free(pool.path);
+	free(pool.elders);
 	memset(&pool, 0, sizeof(pool));
 }
 

@@ -496,6 +496,34 @@ def test_children_taskerd_started_with_are_left_alone(taskerd, started):
     assert not t.log_lines("killing a process orphaned"), t.log_tail(20)
 
 
+def test_many_children_taskerd_started_with(taskerd, tmp_path, started):
+    """A wrapper started taskerd with 600 helpers: none of them is taken
+    for a stray, and the orphan a killed worker's program leaves, listed
+    after all of them, is killed all the same.  Only the first 64 were
+    known as taskerd's own (the others were killed as strays), and only
+    the first 512 children were looked at (an orphan listed after them
+    was never killed)."""
+    d = str(tmp_path)
+    prog = write_program(d, "spawner.sh", SPAWNER)
+    t = taskerd(templates={"hang.yaml": spawner_template(
+        "hang", prog, d + "/m", "wait", "60s")}, start=False)
+    t.launcher = ["/bin/sh", "-c", 'i=0; while [ $i -lt 600 ]; do '
+                  'sleep 300 & i=$((i + 1)); done; exec "$0" "$@"']
+    t.start()
+    helpers = [k for k in harness.proc_children(t.pid)
+               if harness.proc_cmdline(k)[:1] == ["sleep"]]
+    started.extend(helpers)
+    assert len(helpers) == 600, len(helpers)
+    t.create_task("hang", {}, namespace=NS)
+    program, orphan = read_pids(d + "/m", started)
+    started.append(orphan)
+    os.kill(harness.proc_ppid(program), signal.SIGKILL)    # the worker
+    harness.wait_until(lambda: not harness.proc_alive(orphan), 10,
+                       message="the killed worker's orphan gone")
+    assert all(harness.proc_alive(h) for h in helpers), \
+        t.log_lines("killing a process orphaned")[:3]
+
+
 def test_program_being_replaced_is_retried(taskerd, tmp_path):
     """A program that cannot be run for now (open for writing: a deploy
     replacing it, ETXTBSY) fails the attempt, not the step."""

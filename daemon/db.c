@@ -255,10 +255,17 @@ connect_thread(void *arg)
 	struct connect_req	*r = arg;
 	/* A server that accepts and never answers must not keep the
 	 * connection CONNECTING for ever; the DSN's own timeout wins, and
-	 * so does PGCONNECT_TIMEOUT. */
-	const char		*keys[] = { "connect_timeout", "dbname",
-				    "options", NULL };
-	const char		*vals[] = { "10", r->dsn, r->options, NULL };
+	 * so does PGCONNECT_TIMEOUT.  An idle connection whose server or
+	 * network went silently away (a dropped NAT entry, a host that
+	 * vanished) is noticed by TCP keepalives in about a minute, not the
+	 * system's two hours: the listening one hears nothing meanwhile, and
+	 * cancels are missed.  (The DSN's own keepalive settings win.) */
+	const char		*keys[] = { "connect_timeout",
+				    "keepalives_idle", "keepalives_interval",
+				    "keepalives_count", "dbname", "options",
+				    NULL };
+	const char		*vals[] = { "10", "30", "10", "3", r->dsn,
+				    r->options, NULL };
 	const char		*env = getenv("PGCONNECT_TIMEOUT");
 	int			 ours = env == NULL || *env == '\0';
 	bool			 sent = false;

@@ -6,6 +6,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 import harness
 import pgproxy
 from pgproxy import PgProxy
@@ -406,3 +408,46 @@ def test_a_cancel_is_heard_while_a_connection_waits_on_a_lock(taskerd, pg):
     s = step(t, queued)
     assert s["attempts"] == 0, s
     assert t.task(queued)["status"] == "cancelled"
+
+
+def keepalive_timers(proxy, pid):
+    """The keepalive timers, in seconds, of pid's TCP connections to the
+    proxy, as ss shows them (None: no keepalive on one)."""
+    out = subprocess.run(
+        ["ss", "-Htnop", "state", "established", "dst",
+         "127.0.0.1:%d" % proxy.port], capture_output=True, text=True,
+        check=True).stdout
+    timers = []
+    for line in out.splitlines():
+        if "pid=%d," % pid not in line:
+            continue
+        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)(ms|sec))?,",
+                      line)
+        timers.append(None if m is None else int(m.group(1) or 0) * 60 +
+                      float(m.group(2) or 0) / (1000 if m.group(3) == "ms"
+                                                else 1))
+    return timers
+
+
+@pytest.mark.parametrize("dsn_idle", [None, 7])
+def test_idle_connections_are_probed_by_keepalives(taskerd, pg, dsn_idle):
+    """An idle connection whose server or network went silently away is
+    noticed in about a minute: each connection's TCP keepalive starts
+    after 30 s of silence, not the system's two hours, which left the
+    listening connection deaf to cancels meanwhile.  A keepalive setting
+    of the DSN's own wins."""
+    proxy = PgProxy(pg, tcp=True)
+    try:
+        db = pg.createdb()
+        dsn = proxy.dsn(db)
+        if dsn_idle is not None:
+            dsn += " keepalives_idle=%d" % dsn_idle
+        t = taskerd(templates=TEMPLATES, db=db, config={"database.dsn": dsn})
+        timers = harness.wait_until(lambda: (lambda ts: ts if len(ts) >= 2
+                                             else None)(
+            keepalive_timers(proxy, t.pid)), 10,
+            message="the node's connections listed")
+        assert None not in timers, timers
+        assert all(0 < s <= (dsn_idle or 30) for s in timers), timers
+    finally:
+        proxy.close()

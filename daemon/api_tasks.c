@@ -416,6 +416,14 @@ api_list_tasks(struct evhttp_request *req)
 			free(key);
 			goto out;
 		}
+		/* ("?namespace=$NS" with NS unset matched no namespace, and
+		 * read as an empty list.) */
+		if (*kv->value == '\0') {
+			reply_error(req, 400, "invalid_request", "query "
+			    "parameter \"%s\" is empty", key);
+			free(key);
+			goto out;
+		}
 		*slot[i] = kv->value;
 		free(key);
 	}

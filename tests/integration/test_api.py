@@ -543,3 +543,18 @@ def test_query_keys_are_decoded_as_values_are(taskerd):
     r = t.get("/v1/tasks?status=error&st%61tus=complete")
     err = harness.assert_json_error(r, 400, "invalid_request")
     assert "twice" in err["message"], err
+
+
+def test_an_empty_listing_filter_is_refused(taskerd):
+    """"?namespace=$NS" with NS unset: refused as an empty filter, not
+    answered as an empty list (it matched a namespace named "", while a
+    task created with an empty namespace is in "default")."""
+    t = taskerd(templates={"chain.yaml": CHAIN})
+    r = t.post("/v1/tasks", json={"name": "api_chain", "namespace": "it",
+                                  "context": {}})
+    assert r.status == 201, r.body
+    for key in ("namespace", "name", "status", "cursor", "limit"):
+        err = harness.assert_json_error(t.get("/v1/tasks?%s=" % key), 400,
+                                        "invalid_request")
+        assert err["message"] == 'query parameter "%s" is empty' % key, err
+    assert len(t.get("/v1/tasks?namespace=it").body["tasks"]) == 1

@@ -698,12 +698,34 @@ res_unsettled(const PGresult *res)
 	    (sev != NULL && strcmp(sev, "PANIC") == 0);
 }
 
+static const char *
+res_message(const PGresult *res)
+{
+	const char	*m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return m != NULL ? m : "error";
+}
+
+/* The session is not the one the statements were prepared on: a pooler
+ * in transaction mode handed the connection another server process (or
+ * a statement prepared there was deallocated).  Nothing ran; a fresh
+ * session prepares them again. */
+static bool
+res_session_changed(const PGresult *res)
+{
+	const char	*state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+	return state != NULL && (strcmp(state, "26000") == 0 ||
+	    strcmp(state, "42P05") == 0);
+}
+
 /* Collect whatever results are complete; finish the job at its Sync. */
 static void
 conn_read(struct db_conn *c)
 {
 	struct db_job	*job;
 	PGresult	*res;
+	char		 why[512];
 
 	if (!PQconsumeInput(c->pg)) {
 		conn_fail(c, PQerrorMessage(c->pg));
@@ -732,6 +754,16 @@ conn_read(struct db_conn *c)
 		    res_unsettled(res)) {
 			conn_fail(c, PQresultErrorMessage(res));
 			PQclear(res);
+			return;
+		}
+		if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+		    res_session_changed(res)) {
+			snprintf(why, sizeof(why), "%s (a pooler in transaction "
+			    "mode? taskerd's prepared statements need a "
+			    "session of their own)", res_message(res));
+			PQclear(res);
+			job_set_error(job, why, "08006");
+			conn_fail(c, why);
 			return;
 		}
 		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {

@@ -15,7 +15,9 @@ passing the statement on: the client cannot tell the two apart.  Or it
 cuts the client off as soon as the statement has passed, and lets the
 server finish it unheard.  Or it tells the client an error of its own
 making instead of the answer (a PANIC, an error without a code) before it
-closes the connection.  Or it ends connections as they are made: the
+closes the connection.  Or it renames the prepared statement the next
+statement carrying a marker runs (as if a pooler in transaction mode had
+handed the session to another server process).  Or it ends connections as they are made: the
 server's answer to the startup, then a FATAL in the same bytes, as a
 server stopping at that moment sends.
 """
@@ -54,6 +56,7 @@ class PgProxy:
         self.down = False               # refuse new connections
         self.delay = 0                  # seconds before passing bytes on
         self.rewrite = None             # (old, new): once, client's bytes
+        self.unprepare = None           # marker: its Bind's statement renamed
         self.end_startups = 0           # connections to end as made
         self.ended = 0                  # connections so ended
         self.conns = []
@@ -199,6 +202,9 @@ class PgProxy:
             if marker is not None:
                 tail = (tail + data)[-len(marker):]
             with self.lock:
+                if self.unprepare is not None and self.unprepare in data:
+                    data = self._unprepared(data, self.unprepare)
+                    self.unprepare = None
                 if self.rewrite is not None and self.rewrite[0] in data:
                     data = data.replace(*self.rewrite, 1)
                     self.rewrite = None
@@ -256,6 +262,19 @@ class PgProxy:
                 except OSError:
                     self._shut(pair)
                     return
+
+    @staticmethod
+    def _unprepared(data, marker):
+        """data with the Bind that carries marker naming "T..." for the
+        client's "t..." statement: one the server never prepared."""
+        at = data.find(marker)
+        b = data.rfind(b"B", 0, at)
+        while b >= 0:
+            (length,) = struct.unpack("!I", data[b + 1:b + 5].ljust(4, b"\0"))
+            if data[b + 5:b + 7] == b"\0t" and b + 1 + length > at:
+                return data[:b + 6] + b"T" + data[b + 7:]
+            b = data.rfind(b"B", 0, b)
+        raise AssertionError("no Bind carries the marker")
 
     def _end_startup(self, pair, answer):
         """If armed, the startup's answer with a FATAL after it, and the

@@ -361,3 +361,24 @@ def test_an_error_that_settles_nothing_is_a_lost_answer(node, proxy, fields):
     assert stored(t, "order-unsettled") == 1
     assert t.log_lines("task batch answer lost"), t.log_tail(40)
     assert t.wait_task(r.body["task_id"], timeout=10)["status"] == "complete"
+
+
+def test_a_session_without_its_prepared_statements_is_made_again(node,
+                                                                  proxy):
+    """A statement runs on a server process that never prepared it (a
+    pooler in transaction mode, say): nothing ran, the connection is made
+    again, and the answer says to try again, which works.  It was
+    answered 500, "database error (26000)", and the log did not say
+    why."""
+    t = node
+    proxy.unprepare = b"order-unprepared"
+    r = create(t, "order-unprepared")
+    assert proxy.unprepare is None, "the proxy never saw the statement"
+    assert r.status == 503, (r.status, r.body)
+    assert r.body["error"]["code"] == "database_unavailable", r.body
+    assert stored(t, "order-unprepared") == 0
+    assert t.log_lines(r'msg="database connection lost" .*a pooler in '
+                       r'transaction mode\?'), t.log_tail(20)
+    tid = t.create_task("order", {"order": "order-unprepared"},
+                        namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"

@@ -369,8 +369,10 @@ http_req_build(const struct proto_run_step *run,
 		/* Keys sorted: a retry sends the same bytes under the same
 		 * Idempotency-Key, though a parent's results come from the
 		 * worker the first time and from the database (jsonb's key
-		 * order) after. */
-		req->body = jsontext(body, JSONTEXT_SORTED);
+		 * order) after.  A body that is a missing optional value
+		 * ("{{context.payload?}}") is none, as a null one is. */
+		if (!json_is_null(body))
+			req->body = jsontext(body, JSONTEXT_SORTED);
 		json_decref(body);
 	}
 

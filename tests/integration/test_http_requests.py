@@ -122,6 +122,33 @@ def test_methods_without_a_body(taskerd, service):
         assert "Content-Length" not in seen[m].headers, m
 
 
+def test_a_body_that_is_a_missing_optional_value_is_none(taskerd, service):
+    """body: "{{context.payload?}}" without a payload sends no body, as a
+    null one does: POST says Content-Length: 0, GET nothing, and neither a
+    Content-Type.  It sent the four bytes "null" as JSON, which strict
+    services refused (a 400 that failed the step for good)."""
+    steps = ""
+    for m in ("POST", "GET"):
+        service.route(m, "/o", status=200, body={"ok": 1})
+        steps += call(m.lower(), m, service.url + "/o",
+                      extra='      body: "{{context.payload?}}"\n')
+    t = taskerd(templates=template("optional_body", steps))
+    assert all(s["status"] == "complete"
+               for s in run(t, "optional_body").values())
+    seen = {r.method: r for r in service.requests_for("/o")}
+    assert sorted(seen) == ["GET", "POST"], seen
+    for m, r in seen.items():
+        assert r.body == b"" and "Content-Type" not in r.headers, \
+            (m, r.body, dict(r.headers))
+    assert seen["POST"].headers["Content-Length"] == "0"
+    assert "Content-Length" not in seen["GET"].headers
+    # A payload given is sent.
+    tid = t.create_task("optional_body", {"payload": {"a": 1}},
+                        namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert service.requests_for("/o")[-1].body == b'{"a":1}'
+
+
 def test_a_redirect_says_where_to(taskerd, service):
     """Redirects are not followed: the error says where the service sent
     the request, without what may carry a secret: the user and password

@@ -205,7 +205,9 @@ render_resolve(const char *path, size_t pathlen, const json_t *scope,
 
 /* Keep RFC 3986 unreserved characters, percent-encode every other byte.
  * A value of only dots is encoded too: "." or ".." alone would be a dot
- * segment, and /users/{{context.id}}/x with id ".." would name /x. */
+ * segment, and /users/{{context.id}}/x with id ".." would name /x.  (In
+ * the path, render_put_value refuses those two: a server or proxy that
+ * normalizes decodes "%2E%2E" back to "..", as RFC 3986 lets it.) */
 static void
 render_put_url(struct render_buf *b, const char *s, size_t n)
 {
@@ -229,9 +231,11 @@ render_put_url(struct render_buf *b, const char *s, size_t n)
 	}
 }
 
-/* Append the text form of v: strings verbatim, anything else as JSON. */
-static void
-render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
+/* Append the text form of v: strings verbatim, anything else as JSON.
+ * -1 for a value that may not go where it would. */
+static int
+render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode,
+    char *err, size_t errlen)
 {
 	const char	*s;
 	char		*dump = NULL, real[32];
@@ -249,11 +253,19 @@ render_put_value(struct render_buf *b, const json_t *v, enum render_mode mode)
 		s = dump != NULL ? dump : "";
 		n = strlen(s);
 	}
+	if (mode == RENDER_URL && n > 0 && n <= 2 && strspn(s, ".") >= n &&
+	    strpbrk(b->data, "?#") == NULL) {
+		errbuf_set(err, errlen, "a value of the URL's path is '%s', "
+		    "which would name another path", s);
+		free(dump);
+		return -1;
+	}
 	if (mode == RENDER_URL)
 		render_put_url(b, s, n);
 	else
 		render_buf_put(b, s, n);
 	free(dump);
+	return 0;
 }
 
 /* Is the placeholder path optional ("path?", or any when lenient) and its
@@ -302,10 +314,12 @@ render_text(const char *tmpl, const json_t *scope, enum render_mode mode,
 		if ((v = render_resolve(path, pathlen, scope, lenient, err,
 		    errlen)) == NULL)
 			goto fail;
-		render_put_value(&b, v, b.len == 0 && strncmp(path,
+		r = render_put_value(&b, v, b.len == 0 && strncmp(path,
 		    RENDER_ENV_PREFIX, strlen(RENDER_ENV_PREFIX)) == 0 ?
-		    RENDER_TEXT : mode);
+		    RENDER_TEXT : mode, err, errlen);
 		json_decref(v);
+		if (r == -1)
+			goto fail;
 	}
 	render_buf_put(&b, s, strlen(s));
 	return b.data;

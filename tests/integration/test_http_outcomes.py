@@ -87,11 +87,14 @@ def test_retryable_permanent_and_exhausted(taskerd, service):
 
 
 def test_context_value_cannot_climb_the_url_path(taskerd, service):
-    """A context value of dots alone is not a dot segment: the call goes
-    to the path the template names, with the value encoded in it."""
-    service.route("PUT", "/users/%2E%2E/preferences", status=200,
-                  body={"ok": True})
+    """A context value of "." or ".." in the URL's path fails the step
+    (render_error) without a call: encoded as "%2E%2E" it went out, and a
+    server or proxy that normalizes (as RFC 3986 lets it) decodes that to
+    a dot segment and serves another path.  In the query it is sent,
+    encoded."""
     service.route("PUT", "/preferences", status=200, body={"wrong": True})
+    service.route("PUT", "/users/7/preferences", status=200,
+                  body={"ok": True})
     t = taskerd(templates={"prefs.yaml": """\
 name: prefs
 namespace_name: it
@@ -101,16 +104,22 @@ step_templates:
     handler: http
     handler_config:
       method: PUT
-      url: "%s/users/{{context.id}}/preferences"
+      url: "%s/users/{{context.id}}/preferences?from={{context.from}}"
       body: { x: 1 }
 """ % service.url})
-    tid = t.create_task("prefs", {"id": ".."}, namespace="it")["task_id"]
+    tid = t.create_task("prefs", {"id": "..", "from": "."},
+                        namespace="it")["task_id"]
     task = t.wait_task(tid, timeout=20)
-    assert task["status"] == "complete", task
-    assert service.requests_for("/preferences") == []
-    reqs = service.requests_for("/users/%2E%2E/preferences")
-    assert len(reqs) == 1 and reqs[0].raw_path == \
-        "/users/%2E%2E/preferences", reqs
+    step = task["steps"][0]
+    assert task["status"] == "error", task
+    assert step["last_error"]["code"] == "render_error", step
+    assert "'..'" in step["last_error"]["message"], step
+    assert service.requests == []
+    tid = t.create_task("prefs", {"id": 7, "from": ".."},
+                        namespace="it")["task_id"]
+    assert t.wait_task(tid, timeout=20)["status"] == "complete"
+    (req,) = service.requests_for("/users/7/preferences")
+    assert req.raw_path == "/users/7/preferences?from=%2E%2E", req.raw_path
 
 
 def test_request_log_leaves_the_query_out(taskerd, service):

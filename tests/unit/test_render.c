@@ -25,6 +25,7 @@ scope_new(void)
 	    "  \"items\": [\"zero\", {\"sku\": \"S-1\"}, [10, 20]],"
 	    "  \"plan\": {\"id\": \"pro\", \"seats\": 3},"
 	    "  \"up\": \"..\", \"here\": \".\", \"ver\": \"1.2\","
+	    "  \"dots\": \"...\","
 	    "  \"price\": 19.99, \"whole\": 3.0, \"tiny\": 1e-300"
 	    "},"
 	    "\"steps\": {\"create_user\": {\"results\": {\"id\": 7,"
@@ -83,6 +84,22 @@ check_string(const char *tmpl, enum render_mode mode, const char *want)
 		fail_msg("render %s: %s", tmpl, err);
 	assert_string_equal(got, want);
 	free(got);
+	json_decref(scope);
+}
+
+/* Rendering as a URL must fail, the reason containing needle. */
+static void
+check_url_error(const char *tmpl, const char *needle)
+{
+	json_t	*scope;
+	char	 err[256] = "", *got;
+
+	scope = scope_new();
+	got = render_string(tmpl, scope, RENDER_URL, err, sizeof(err));
+	assert_null(got);
+	if (strstr(err, needle) == NULL)
+		fail_msg("render %s: error \"%s\" lacks \"%s\"", tmpl, err,
+		    needle);
 	json_decref(scope);
 }
 
@@ -193,11 +210,18 @@ test_url_mode(void **state)
 	    "http://h/S-1");
 	check_string("http://h/{{context.user.age}}", RENDER_URL,
 	    "http://h/42");
-	/* A value of dots alone would be a dot segment: encoded. */
-	check_string("http://h/u/{{context.up}}/prefs", RENDER_URL,
-	    "http://h/u/%2E%2E/prefs");
-	check_string("http://h/u/{{context.here}}/prefs", RENDER_URL,
-	    "http://h/u/%2E/prefs");
+	/* A value of one or two dots in the path would be a dot segment
+	 * (a server that normalizes decodes "%2E%2E" to ".."): refused.  In
+	 * the query it is a value like any: encoded. */
+	check_url_error("http://h/u/{{context.up}}/prefs", "'..'");
+	check_url_error("http://h/u/{{context.here}}/prefs", "'.'");
+	check_url_error("http://h/u/x{{context.up}}", "'..'");
+	check_string("http://h/u?q={{context.up}}", RENDER_URL,
+	    "http://h/u?q=%2E%2E");
+	check_string("http://h/u#{{context.here}}", RENDER_URL,
+	    "http://h/u#%2E");
+	check_string("http://h/u/{{context.dots}}/prefs", RENDER_URL,
+	    "http://h/u/%2E%2E%2E/prefs");
 	check_string("http://h/v/{{context.ver}}", RENDER_URL,
 	    "http://h/v/1.2");
 	/* Text mode leaves the same value alone. */

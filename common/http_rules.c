@@ -722,6 +722,19 @@ http_rules_match(const json_t *match, const json_t *doc, const json_t *scope,
 		return -1;
 	}
 	/* jansson keeps insertion order: "first" is the template's first. */
+	/* No path there at all is no record (a search answered with an
+	 * empty list), which a later lookup may find; a path there with
+	 * another value is a different record. */
+	json_object_foreach(want, path, v) {
+		if ((*path == '\0' ? doc : render_lookup(doc, path)) != NULL)
+			break;
+	}
+	if (path == NULL && json_object_size(want) > 0) {
+		errbuf_set(err, errlen, "match '%s': no such path",
+		    json_object_iter_key(json_object_iter(want)));
+		json_decref(want);
+		return 2;
+	}
 	json_object_foreach(want, path, v) {
 		got = *path == '\0' ? doc : render_lookup(doc, path);
 		if (got != NULL && http_rules_json_equal(got, v))

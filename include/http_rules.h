@@ -100,7 +100,9 @@ json_t	*http_rules_extract(const json_t *map, const json_t *doc, char *err,
 	    size_t errlen);
 
 /* Does doc hold every path of match (rendered against scope) with an equal
- * value?  1 yes; 0 no, with the first mismatch in err; -1 render error. */
+ * value?  1 yes; 0 no, with the first mismatch in err; 2 none of its
+ * paths is there (no record: an empty list), with the first in err; -1
+ * render error. */
 int	http_rules_match(const json_t *match, const json_t *doc,
 	    const json_t *scope, char *err, size_t errlen);
 

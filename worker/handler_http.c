@@ -767,6 +767,14 @@ http_lookup(const struct proto_run_step *run, const struct http_service *svc,
 		    "HTTP %ld from %s, and the lookup %s found a different "
 		    "record: %s", status, req->method, lreq.method, err);
 		break;
+	case 2:
+		/* The service says it has the record and cannot show it yet
+		 * (a search index, a replica behind): asked again later. */
+		json_decref(doc);
+		outcome_fail(o, OUTCOME_RETRYABLE, "conflict_not_found",
+		    "HTTP %ld from %s, and the lookup %s found no record: %s",
+		    status, req->method, lreq.method, err);
+		break;
 	default:
 		json_decref(doc);
 		outcome_fail(o, OUTCOME_PERMANENT, "render_error",

@@ -345,3 +345,44 @@ def test_a_results_map_on_an_answer_that_is_not_json_says_so(taskerd,
         assert "'id'" in errors[n]["message"], errors[n]
     assert "the answer is not JSON" in errors["text"]["message"], errors
     assert "not JSON" not in errors["json"]["message"], errors
+
+
+def test_a_lookup_that_finds_no_record_yet_is_tried_again(taskerd, service):
+    """A 409 says the user exists, and the lookup's search does not show
+    it yet (an index behind): the step is tried again, and completes when
+    the search finds it.  It failed for good, saying the lookup "found a
+    different record"."""
+    service.route("POST", "/users", status=409, body={"error": "exists"})
+    searches = []
+
+    def search(req):
+        searches.append(req)
+        users = [] if len(searches) == 1 else [{"id": 7, "email": "a@b"}]
+        return 200, {"users": users}
+    service.route("GET", "/users", search)
+    t = taskerd(templates={"signup.yaml": """\
+name: signup
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: create
+    handler: http
+    default_retry_limit: 2
+    backoff: { base: 100ms, max: 100ms, jitter: none }
+    handler_config:
+      method: POST
+      url: "%s/users"
+      body: { email: "{{context.email}}" }
+      on_status:
+        "409":
+          lookup:
+            url: "%s/users?email={{context.email}}"
+            match: { users.0.email: "{{context.email}}" }
+            results: { user_id: users.0.id }
+""" % (service.url, service.url)})
+    tid = t.create_task("signup", {"email": "a@b"}, namespace="it")["task_id"]
+    task = t.wait_task(tid, timeout=20)
+    step = task["steps"][0]
+    assert task["status"] == "complete", task
+    assert step["attempts"] == 2 and step["results"] == {"user_id": 7}, step
+    assert t.log_lines("code=conflict_not_found"), t.log_tail(20)

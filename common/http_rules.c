@@ -36,7 +36,7 @@ static const char *const http_rules_top_keys[] = {
 	"on_status", "conflict", NULL
 };
 static const char *const http_rules_rule_keys[] = {
-	"outcome", "set", "lookup", NULL
+	"outcome", "set", "results", "lookup", NULL
 };
 static const char *const http_rules_lookup_keys[] = {
 	"method", "url", "headers", "body", "results", "match", "set", NULL
@@ -121,6 +121,34 @@ http_rules_unknown_key(const json_t *obj, const char *const *allowed)
 	return NULL;
 }
 
+/* obj's results map, if any: names to paths; where is "" or a rule's
+ * "on_status.409." or "on_status.409.lookup.". */
+static int
+http_rules_check_results(const json_t *obj, const char *where, char *err,
+    size_t errlen)
+{
+	const json_t	*v;
+	const char	*key;
+	json_t		*item;
+
+	if ((v = json_object_get(obj, "results")) == NULL)
+		return 0;
+	if (!json_is_object(v)) {
+		errbuf_set(err, errlen, "http %sresults must map names to "
+		    "paths", where);
+		return -1;
+	}
+	json_object_foreach((json_t *)v, key, item) {
+		if (!json_is_string(item) ||
+		    !http_rules_path_ok(json_string_value(item))) {
+			errbuf_set(err, errlen, "http %sresults.%s must be a "
+			    "path string", where, key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* The request keys the top level and a lookup share; where is "" or
  * "on_status.409.lookup.". */
 static int
@@ -188,21 +216,8 @@ http_rules_check_request(const json_t *obj, const char *where, char *err,
 			}
 		}
 	}
-	if ((v = json_object_get(obj, "results")) != NULL) {
-		if (!json_is_object(v)) {
-			errbuf_set(err, errlen, "http %sresults must map "
-			    "names to paths", where);
-			return -1;
-		}
-		json_object_foreach((json_t *)v, key, item) {
-			if (!json_is_string(item) ||
-			    !http_rules_path_ok(json_string_value(item))) {
-				errbuf_set(err, errlen, "http %sresults.%s "
-				    "must be a path string", where, key);
-				return -1;
-			}
-		}
-	}
+	if (http_rules_check_results(obj, where, err, errlen) == -1)
+		return -1;
 	if ((v = json_object_get(obj, "set")) != NULL && !json_is_object(v)) {
 		errbuf_set(err, errlen, "http %sset must be an object",
 		    where);
@@ -273,7 +288,7 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 	if ((bad = http_rules_unknown_key(rule, http_rules_rule_keys)) !=
 	    NULL) {
 		errbuf_set(err, errlen, "http %s: unknown key '%s' "
-		    "(outcome, set, lookup)", where, bad);
+		    "(outcome, set, results, lookup)", where, bad);
 		return -1;
 	}
 	outcome = json_object_get(rule, "outcome");
@@ -284,9 +299,9 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 			    "the outcome; remove outcome", where);
 			return -1;
 		}
-		if (set != NULL) {
+		if (set != NULL || json_object_get(rule, "results") != NULL) {
 			errbuf_set(err, errlen, "http %s: with a lookup, "
-			    "set goes inside the lookup", where);
+			    "set and results go inside the lookup", where);
 			return -1;
 		}
 		return http_rules_check_lookup(where, lk, err, errlen);
@@ -301,9 +316,10 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 		    "\"success\", \"retryable\" or \"permanent\"", where);
 		return -1;
 	}
-	if (set != NULL && act != HTTP_ACT_SUCCESS) {
-		errbuf_set(err, errlen, "http %s.set only applies to "
-		    "outcome success", where);
+	if ((set != NULL || json_object_get(rule, "results") != NULL) &&
+	    act != HTTP_ACT_SUCCESS) {
+		errbuf_set(err, errlen, "http %s.%s only applies to outcome "
+		    "success", where, set != NULL ? "set" : "results");
 		return -1;
 	}
 	if (set != NULL && !json_is_object(set)) {
@@ -311,7 +327,8 @@ http_rules_check_rule(const char *key, const json_t *rule, char *err,
 		    where);
 		return -1;
 	}
-	return 0;
+	snprintf(where, sizeof(where), "on_status.%s.", key);
+	return http_rules_check_results(rule, where, err, errlen);
 }
 
 int
@@ -477,8 +494,12 @@ http_rules_decide(const json_t *cfg, long status, struct http_rule *r)
 		(void)http_rules_outcome(json_string_value(
 		    json_object_get(rule, "outcome")), &r->action);
 		r->set = json_object_get(rule, "set");
+		r->results = json_object_get(rule, "results");
 	}
-	if (r->action == HTTP_ACT_SUCCESS)
+	/* The top-level map, unless the rule has its own (a 409's or a
+	 * 404's body is seldom the 2xx's shape: "results: {}" takes
+	 * nothing from it). */
+	if (r->action == HTTP_ACT_SUCCESS && r->results == NULL)
 		r->results = json_object_get(cfg, "results");
 }
 

@@ -386,3 +386,35 @@ step_templates:
     assert task["status"] == "complete", task
     assert step["attempts"] == 2 and step["results"] == {"user_id": 7}, step
     assert t.log_lines("code=conflict_not_found"), t.log_tail(20)
+
+
+def test_a_success_rule_may_map_its_own_results(taskerd, service):
+    """A 404 on a DELETE is a success ("already gone"), and its body is
+    not the 2xx's shape: the rule's own results map (empty here) stands
+    for the step's, which would find no "id" in it.  Without one the
+    step's map applied, and the step the rule calls a success failed for
+    good (extract_error)."""
+    service.route("DELETE", "/users/7", status=404, body={"error": "gone"})
+    service.route("DELETE", "/users/8", status=200,
+                  body={"id": 8, "deleted": True})
+    t = taskerd(templates={"drop.yaml": """\
+name: drop
+namespace_name: it
+version: 1.0.0
+step_templates:
+  - name: delete
+    handler: http
+    handler_config:
+      method: DELETE
+      url: "%s/users/{{context.id}}"
+      results: { user_id: id }
+      set: { outcome: deleted }
+      on_status:
+        "404": { outcome: success, results: {}, set: { outcome: gone } }
+""" % service.url})
+    for uid, want in ((7, {"outcome": "gone"}),
+                      (8, {"user_id": 8, "outcome": "deleted"})):
+        tid = t.create_task("drop", {"id": uid}, namespace="it")["task_id"]
+        task = t.wait_task(tid, timeout=20)
+        assert task["status"] == "complete", task
+        assert task["steps"][0]["results"] == want, task["steps"]

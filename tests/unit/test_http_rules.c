@@ -159,7 +159,19 @@ test_check_refuses(void **state)
 	    "a lookup decides the outcome");
 	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\":"
 	    " {\"set\": {}, \"lookup\": {\"url\": \"/b\"}}}}",
-	    "set goes inside the lookup");
+	    "set and results go inside the lookup");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\":"
+	    " {\"results\": {}, \"lookup\": {\"url\": \"/b\"}}}}",
+	    "set and results go inside the lookup");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"404\":"
+	    " {\"outcome\": \"permanent\", \"results\": {}}}}",
+	    "on_status.404.results only applies to outcome success");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"404\":"
+	    " {\"outcome\": \"success\", \"results\": {\"a\": 1}}}}",
+	    "on_status.404.results.a must be a path string");
+	check_bad("{\"url\": \"/a\", \"on_status\": {\"404\":"
+	    " {\"outcome\": \"success\", \"results\": []}}}",
+	    "on_status.404.results must map names to paths");
 	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\":"
 	    " {\"lookup\": \"/b\"}}}", "on_status.409.lookup must be an object");
 	check_bad("{\"url\": \"/a\", \"on_status\": {\"409\":"
@@ -288,7 +300,8 @@ test_decide_string_vs_object(void **state)
 	    " \"on_status\": {\"409\": \"success\","
 	    " \"410\": {\"outcome\": \"success\", \"set\": {\"gone\": true}},"
 	    " \"411\": {\"outcome\": \"retryable\"},"
-	    " \"412\": \"retryable\"}}");
+	    " \"412\": \"retryable\","
+	    " \"404\": {\"outcome\": \"success\", \"results\": {}}}}");
 	decide(cfg, 409, HTTP_ACT_SUCCESS, "409", &r);
 	assert_null(r.set);
 	assert_ptr_equal(r.results, json_object_get(cfg, "results"));
@@ -298,6 +311,11 @@ test_decide_string_vs_object(void **state)
 	decide(cfg, 411, HTTP_ACT_RETRYABLE, "411", &r);
 	assert_null(r.results);
 	decide(cfg, 412, HTTP_ACT_RETRYABLE, "412", &r);
+	/* A rule's own map, here an empty one, stands for the top-level's
+	 * (a 404's body is not the 2xx's shape). */
+	decide(cfg, 404, HTTP_ACT_SUCCESS, "404", &r);
+	assert_non_null(r.results);
+	assert_int_equal(json_object_size(r.results), 0);
 	json_decref(cfg);
 }
 

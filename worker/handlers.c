@@ -69,7 +69,14 @@ outcome_success(struct proto_step_outcome *o, json_t *results)
 {
 	outcome_reset(o);
 	o->outcome = OUTCOME_SUCCESS;
-	/* Results are always a value on success; {} when there is nothing. */
+	/* Results are always a value on success; {} when there is nothing,
+	 * and when a program, a plugin or a service answered null (sent as
+	 * nil, the supervisor would store no results: dependents would read
+	 * null). */
+	if (json_is_null(results)) {
+		json_decref(results);
+		results = NULL;
+	}
 	o->results = results != NULL ? results : json_object();
 }
 

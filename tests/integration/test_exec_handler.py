@@ -237,6 +237,28 @@ def test_output_after_a_byte_order_mark_is_json(taskerd, tmp_path):
     assert step(t, tid, "only")["results"] == {"ok": True}
 
 
+def test_a_program_that_answers_null_has_empty_results(taskerd):
+    """A program that prints null and exits 0 succeeds with results {}, as
+    one that prints nothing does, and its dependent reads {} for it.  The
+    null went to the supervisor as no results at all: the step showed
+    results null."""
+    t = taskerd(templates={"nil.yaml": template("nil", """\
+  - name: only
+    handler: exec
+    handler_config: { command: [/bin/sh, -c, "echo null"] }
+  - name: after
+    handler: exec
+    depends_on_step: only
+    handler_config:
+      command: [/usr/bin/python3, -c, "import json, sys; print(json.dumps(
+        {'seen': json.load(sys.stdin)['steps']['only']['results']}))"]
+""")})
+    tid = t.create_task("nil", {}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete", t.log_tail(20)
+    assert step(t, tid, "only")["results"] == {}
+    assert step(t, tid, "after")["results"] == {"seen": {}}
+
+
 def test_program_is_looked_for_in_the_steps_own_path(taskerd, tmp_path):
     """A step whose env sets PATH runs its program from that PATH (it was
     looked for in the worker's, and not found)."""

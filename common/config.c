@@ -103,8 +103,11 @@ static const struct yt_key config_keys[] = {
 	    "debug, info, warn or error" },
 	{ "services", YT_FUNC, 0, NULL, 0, 0, 0, config_key_services,
 	    "name: {base_url, timeout, concurrency, breaker}" },
-	{ "auth.tokens", YT_FUNC, 0, NULL, 0, 0, 0, config_key_tokens,
-	    "list of {name, sha256, scopes}; none: the API is open" },
+	/* ("tokens:" with no value - a rendered config whose list came out
+	 * empty - would open the API without a word: "[]" says it.) */
+	{ "auth.tokens", YT_FUNC, 0, NULL, 0, 0, YT_NOT_NULL,
+	    config_key_tokens, "list of {name, sha256, scopes}; [] or none: "
+	    "the API is open" },
 };
 
 static const struct yt_key service_keys[] = {

@@ -310,6 +310,11 @@ test_bad_values(void **state)
 	expect_error("database:\n  dsn:\n  pool: 4\n",
 	    NAME ":2: database.dsn has no value: leave the key out for its "
 	    "default (libpq connection string; unset: embedded PostgreSQL)");
+	/* Nor an open API, quietly: "[]" says that. */
+	expect_error("auth:\n  tokens:\n",
+	    NAME ":2: auth.tokens has no value: leave the key out for its "
+	    "default (list of {name, sha256, scopes}; [] or none: the API is "
+	    "open)");
 	expect_error("http:\n  max_body: 1 MiB\n",
 	    NAME ":2: http.max_body: invalid size '1 MiB' (use 512, 64KiB, "
 	    "16MiB or 1GiB)");

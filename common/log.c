@@ -193,6 +193,24 @@ log_journal_send(enum log_level level, const char *msg, const char *fields)
 			p = v;
 		}
 		buf[n][j] = '\0';
+		/* A field named as one taskerd sets would be a second of it,
+		 * and journalctl shows one: a "message" goes into MESSAGE
+		 * ("libevent: accept: Too many open files"), the others get
+		 * a prefix. */
+		if (strncmp(buf[n], "MESSAGE=", 8) == 0) {
+			i = strlen(message);
+			snprintf(message + i, sizeof(message) - i, ": %s",
+			    buf[n] + 8);
+			continue;
+		}
+		if (strncmp(buf[n], "PRIORITY=", 9) == 0 ||
+		    strncmp(buf[n], "SYSLOG_IDENTIFIER=", 18) == 0) {
+			memmove(buf[n] + 8, buf[n], strlen(buf[n]) + 1 >
+			    sizeof(buf[n]) - 8 ? sizeof(buf[n]) - 8 :
+			    strlen(buf[n]) + 1);
+			memcpy(buf[n], "TASKERD_", 8);
+			buf[n][sizeof(buf[n]) - 1] = '\0';
+		}
 		n++;
 	}
 	for (j = 0; j < n; j++) {

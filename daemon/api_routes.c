@@ -155,7 +155,7 @@ route_results_done(struct db_job *job, void *arg)
 	PGresult		*res;
 	json_t			*scope, *out;
 	const char		*status;
-	char			 err[256];
+	char			 err[256], *label;
 
 	if (db_job_error(job) != NULL) {
 		route_db_error(rr->req, job);
@@ -203,9 +203,11 @@ route_results_done(struct db_job *job, void *arg)
 		out = render_json_lenient(rr->t->route_results_body, scope,
 		    err, sizeof(err));
 	if (out == NULL) {
-		log_warnx("results route cannot render template=%s/%s "
-		    "task_id=%s reason=%s", rr->t->namespace, rr->t->name,
-		    rr->id, log_quote(scope ? err : "bad row"));
+		xasprintf(&label, "%s/%s", rr->t->namespace, rr->t->name);
+		log_warnx("results route cannot render template=%s "
+		    "task_id=%s reason=%s", log_quote(label), rr->id,
+		    log_quote(scope ? err : "bad row"));
+		free(label);
 		reply_route_error(rr->req, 500, "internal",
 		    "results cannot be rendered",
 		    json_pack("{s:s}", "reason", scope ? err : "bad row"));

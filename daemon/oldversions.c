@@ -112,19 +112,23 @@ lookup_done(struct db_job *job, void *arg)
 		tmpl_free(t);
 		t = NULL;
 	}
+	/* (A name may hold spaces and quotes: one quoted field.) */
+	xasprintf(&path, "%s/%s@%s", ns, name, version);
 	if (t == NULL) {
 		log_warnx("a template version no longer in the files cannot "
-		    "be loaded as stored, its tasks wait template=%s/%s@%s "
-		    "template_id=%lld error=%s", ns, name, version,
+		    "be loaded as stored, its tasks wait template=%s "
+		    "template_id=%lld error=%s", log_quote(path),
 		    (long long)id, log_quote(err));
+		free(path);
 		return;
 	}
 	t->db_id = id;
 	ov.items = xreallocarray(ov.items, ov.n + 1, sizeof(*ov.items));
 	ov.items[ov.n++] = t;
 	log_info("template version no longer in the files loaded as stored, "
-	    "for its tasks template=%s/%s@%s template_id=%lld", ns, name,
-	    version, (long long)id);
+	    "for its tasks template=%s template_id=%lld", log_quote(path),
+	    (long long)id);
+	free(path);
 	sched_kick();
 }
 

@@ -426,3 +426,37 @@ step_templates:
                        message="the reload")
     assert not t.log_lines('msg="templates unchanged"')
     assert release_run() == "r2"
+
+
+QUOTED = """\
+name: 'my "v" flow'
+namespace_name: reload
+version: @V@
+step_templates:
+  - name: first
+    handler: noop
+    handler_config: { sleep_ms: 1500 }
+  - name: second
+    handler: noop
+    depends_on_step: first
+"""
+
+
+def test_a_stored_version_of_a_quoted_name_is_logged_as_one_field(taskerd):
+    """A template name may hold spaces and quotes.  Its version loaded as
+    stored for a task a reload left behind is logged as one quoted field,
+    not as text that breaks the line's logfmt."""
+    t = taskerd(templates={"q.yaml": QUOTED.replace("@V@", "1.0.0")},
+                workers=1)
+    tid = t.create_task('my "v" flow', {}, namespace="reload")["task_id"]
+    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["first"]
+                       ["status"] == "in_progress", 10,
+                       message="the first step running")
+    with open(os.path.join(t.config["templates"]["dir"], "q.yaml"), "w") as f:
+        f.write(QUOTED.replace("@V@", "2.0.0"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates reloaded"), 10,
+                       message="the reload")
+    assert t.wait_task(tid, timeout=20)["status"] == "complete"
+    (line,) = t.log_lines("loaded as stored")
+    assert harness.logfmt(line)["template"] == 'reload/my "v" flow@1.0.0'

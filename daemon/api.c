@@ -166,12 +166,18 @@ metrics_done(struct db_job *job, void *arg)
 	int			 i;
 
 	/* The task gauge is read now, whole; without the database it is
-	 * left out rather than stale. */
+	 * left out rather than stale.  A state no task is in reads 0 (a
+	 * series that vanished would blank a dashboard, and an alert on
+	 * "== 0" would never fire). */
 	metrics_clear(M_TASKS);
-	if ((res = db_job_result(job, 0)) != NULL)
+	if ((res = db_job_result(job, 0)) != NULL) {
+		for (i = 0; api_task_states[i] != NULL; i++)
+			metrics_set(M_TASKS, 0, api_task_states[i], NULL,
+			    NULL);
 		for (i = 0; i < PQntuples(res); i++)
 			metrics_set(M_TASKS, strtod(PQgetvalue(res, i, 1),
 			    NULL), PQgetvalue(res, i, 0), NULL, NULL);
+	}
 	metrics_set(M_SCHED_QUEUED, sched_queued(), NULL, NULL, NULL);
 	/* (sched_inflight counts the queued ones too.) */
 	metrics_set(M_SCHED_INFLIGHT, sched_inflight() - sched_queued(), NULL,

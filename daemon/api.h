@@ -23,6 +23,9 @@ void	api_answered(struct evhttp_request *, int status);
  * when the API is open (no tokens configured). */
 const char *api_current_actor(void);
 
+/* Every status a task may have, NULL-terminated (api_tasks.c). */
+extern const char *const api_task_states[];
+
 /* Task endpoints (api_tasks.c), called by the router. */
 struct evhttp_request;
 

@@ -36,7 +36,7 @@
 #define API_LIST_MAX		500
 #define API_IKEY_MAX		255	/* bytes of an idempotency key */
 
-static const char *const task_states[] = { "pending", "in_progress",
+const char *const api_task_states[] = { "pending", "in_progress",
 	"complete", "error", "cancelled", "resolved_manually", NULL };
 
 static bool
@@ -44,8 +44,8 @@ valid_state(const char *s)
 {
 	int	i;
 
-	for (i = 0; task_states[i] != NULL; i++)
-		if (strcmp(s, task_states[i]) == 0)
+	for (i = 0; api_task_states[i] != NULL; i++)
+		if (strcmp(s, api_task_states[i]) == 0)
 			return true;
 	return false;
 }

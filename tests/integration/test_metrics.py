@@ -119,6 +119,12 @@ def test_metrics_parse_and_move(taskerd):
     assert value(after, "taskerd_worker_deaths_total", reason="SIGKILL") == 1
     assert value(after, "taskerd_worker_restarts_total") >= 1
     assert value(after, "taskerd_tasks", state="complete") == 1
+    # A state no task is in reads 0; its series does not vanish.
+    for state in ("pending", "in_progress", "error", "cancelled",
+                  "resolved_manually"):
+        key = ("taskerd_tasks", frozenset({("state", state)}))
+        assert after.get(key) == 0.0, (state, sorted(
+            k for k in after if k[0] == "taskerd_tasks"))
     assert value(after, "taskerd_workers_up") == 2
     # The API counts itself: the task was created once with 201.
     assert value(after, "taskerd_api_requests_total",

@@ -123,6 +123,20 @@ reply_db_failure(struct evhttp_request *req, struct db_job *job,
 {
 	const char	*state = db_job_sqlstate(job);
 
+	/* An operator's open transaction on a task's row, not the database
+	 * away: said as such, where an operator will look for it. */
+	if (state != NULL && strcmp(state, "55P03") == 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Retry-After", "1");
+		log_warnx("api request waited in vain for a lock another "
+		    "session holds (database.lock_timeout) uri=%s",
+		    log_quote(evhttp_request_get_uri(req)));
+		*code = "locked";
+		snprintf(msg, msglen, "a row this request needs is locked by "
+		    "another session's open transaction; try again once it "
+		    "ends");
+		return 503;
+	}
 	if (db_unavailable(state)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Retry-After", "1");

@@ -452,7 +452,12 @@ def test_heartbeat_goes_through_while_a_task_is_locked_elsewhere(
     holder = hold_task_row(pg, t, a, 15)
     try:
         r = t.delete("/v1/tasks/%d" % a, timeout=30)
-        harness.assert_json_error(r, 503, "database_unavailable")
+        # (Said as a lock held elsewhere, not as the database away.)
+        err = harness.assert_json_error(r, 503, "locked")
+        assert "locked by another session" in err["message"], err
+        assert r.headers.get("Retry-After") == "1"
+        assert t.log_lines(r'waited in vain for a lock .* '
+                           r'uri=/v1/tasks/%d' % a), t.log_tail(20)
     finally:
         holder.wait(20)
     done = t.wait_task(long_, timeout=30)

@@ -399,6 +399,14 @@ ctl_json_arg(const struct ctl_args *a, const char *what, const char *value)
 		}
 	} else
 		j = json_loads(value, 0, &e);
+	/* (Valid JSON, but taskerd holds integers in 64 bits, as jansson
+	 * does: said as the server would.) */
+	if (j == NULL && json_error_code(&e) == json_error_numeric_overflow) {
+		ctl_usage_error(a, "%s has an integer that does not fit in 64 "
+		    "bits (line %d, column %d): send it as a string, or as a "
+		    "real (1e19)", what, e.line, e.column);
+		return NULL;
+	}
 	if (j == NULL) {
 		ctl_usage_error(a, "%s is not valid JSON (line %d, column %d): "
 		    "%s", what, e.line, e.column, e.text);

@@ -263,6 +263,19 @@ def test_usage_errors_exit_2():
         assert r.stdout == "", (args, r.stdout)
 
 
+def test_a_context_integer_past_64_bits_is_named():
+    """A --context integer past 64 bits is valid JSON, which taskerd too
+    holds in 64 bits: said as the server says it, with what to do, not as
+    "not valid JSON: too big integer"."""
+    r = ctl("task", "create", "ns/x", "--context",
+            '{"x": 123456789012345678901234567890}', url="http://127.0.0.1:1")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.startswith(
+        "tasker-ctl: --context has an integer that does not fit in 64 bits "
+        "(line 1, column 36): send it as a string, or as a real (1e19)"), \
+        r.stderr
+
+
 def test_unreachable_server_exits_3():
     port = harness.free_port()
     url = "http://127.0.0.1:%d" % port

@@ -182,6 +182,7 @@ metrics_done(struct db_job *job, void *arg)
 	/* (sched_inflight counts the queued ones too.) */
 	metrics_set(M_SCHED_INFLIGHT, sched_inflight() - sched_queued(), NULL,
 	    NULL, NULL);
+	metrics_set(M_SCHED_UNWRITTEN, sched_unwritten(), NULL, NULL, NULL);
 	metrics_set(M_WORKERS_UP, pool_up(), NULL, NULL, NULL);
 	services_metrics();
 	metrics_render(buf);

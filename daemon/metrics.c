@@ -79,6 +79,10 @@ static struct family families[M_NMETRICS] = {
 	    "Claimed steps waiting for a worker.", GAUGE, { NULL } },
 	[M_SCHED_INFLIGHT] = { "taskerd_scheduler_inflight",
 	    "Steps running on workers.", GAUGE, { NULL } },
+	[M_SCHED_UNWRITTEN] = { "taskerd_scheduler_outcomes_unwritten",
+	    "Step outcomes this node holds, not yet written to the "
+	    "database (its trouble, or a task locked elsewhere).", GAUGE,
+	    { NULL } },
 	[M_WORKERS_UP] = { "taskerd_workers_up",
 	    "Workers that completed their handshake.", GAUGE, { NULL } },
 	[M_TASKS] = { "taskerd_tasks", "Tasks in the database by state.",

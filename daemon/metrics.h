@@ -24,6 +24,7 @@ enum metric_id {
 	M_DB_ROUNDTRIP,		/* histogram {}, seconds per job */
 	M_SCHED_QUEUED,		/* gauge {}: claimed, waiting for a worker */
 	M_SCHED_INFLIGHT,	/* gauge {}: claims on workers */
+	M_SCHED_UNWRITTEN,	/* gauge {}: outcomes not yet written */
 	M_WORKERS_UP,		/* gauge {} */
 	M_TASKS,		/* gauge {state}: rows, read at scrape time */
 	M_NMETRICS

@@ -564,6 +564,13 @@ sched_queued(void)
 }
 
 int
+sched_unwritten(void)
+{
+	return (int)(json_object_size(sc.batch) + (sc.applying_recs != NULL ?
+	    json_object_size(sc.applying_recs) : 0));
+}
+
+int
 sched_inflight(void)
 {
 	return sc.nqueued + sc.nmarking + sc.ndispatched;

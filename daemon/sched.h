@@ -81,5 +81,8 @@ void	sched_lease_regained(void);
 int	sched_inflight(void);
 /* Claimed steps waiting for a worker. */
 int	sched_queued(void);
+/* Outcomes this node holds that are not written yet: in the batch being
+ * gathered (a task locked elsewhere keeps its own there) or in flight. */
+int	sched_unwritten(void);
 
 #endif

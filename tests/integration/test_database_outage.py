@@ -15,6 +15,7 @@ import time
 import pytest
 
 import harness
+from test_metrics import scrape, value
 from conftest import running_cluster, taskerd_factory
 
 TEMPLATE = """\
@@ -420,11 +421,16 @@ def test_a_task_locked_elsewhere_holds_back_only_its_own_outcome(
                 assert done["status"] == "complete", done
                 assert took < 2.5, "task b took %.1f s" % took
             assert t.task(a)["status"] in ("pending", "in_progress")
+            # What the API cannot show yet, the metrics count: a's
+            # outcome, known and unwritten.
+            assert value(scrape(t), "taskerd_scheduler_outcomes_unwritten"
+                         ) == 1
             assert holder.poll() is None, "the lock was let go too soon"
         finally:
             holder.wait(20)
         done = t.wait_task(a, timeout=10)
         assert done["status"] == "complete", done
+        assert value(scrape(t), "taskerd_scheduler_outcomes_unwritten") == 0
         assert done["steps"][0]["attempts"] == 1, done["steps"]
         assert t.log_lines("outcomes of a task that was locked elsewhere "
                            "applied.*task_id=%d" % a)

@@ -151,7 +151,7 @@ log_journal_send(enum log_level level, const char *msg, const char *fields)
 {
 	static const int	 prio[] = { 7, 6, 4, 3 };
 	struct iovec		 iov[34];
-	char			 message[4200], buf[34][512];
+	char			 message[4200], buf[34][512], field[512];
 	const char		*p = fields, *k, *v;
 	size_t			 n = 0, kl, i, j;
 
@@ -205,11 +205,8 @@ log_journal_send(enum log_level level, const char *msg, const char *fields)
 		}
 		if (strncmp(buf[n], "PRIORITY=", 9) == 0 ||
 		    strncmp(buf[n], "SYSLOG_IDENTIFIER=", 18) == 0) {
-			memmove(buf[n] + 8, buf[n], strlen(buf[n]) + 1 >
-			    sizeof(buf[n]) - 8 ? sizeof(buf[n]) - 8 :
-			    strlen(buf[n]) + 1);
-			memcpy(buf[n], "TASKERD_", 8);
-			buf[n][sizeof(buf[n]) - 1] = '\0';
+			snprintf(field, sizeof(field), "TASKERD_%s", buf[n]);
+			memcpy(buf[n], field, sizeof(buf[n]));
 		}
 		n++;
 	}

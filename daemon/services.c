@@ -256,6 +256,7 @@ services_finished(const char *name, const struct proto_step_outcome *o,
 	bool		 failed, probe, blocked;
 	int		 threshold;
 
+	*wait_ms = 0;
 	if (s == NULL)
 		return false;
 	/* Claims skip a blocked service's steps: once it has room again,
@@ -292,7 +293,8 @@ services_finished(const char *name, const struct proto_step_outcome *o,
 	 * record, answered 500) would otherwise be the probe at each one, as
 	 * the oldest retry, for ever, and no other step would show that the
 	 * service is back. */
-	*wait_ms = probe && failed ? 2 * s->conf->breaker_cooldown_ms : 0;
+	if (probe && failed)
+		*wait_ms = 2 * s->conf->breaker_cooldown_ms;
 	return probe && failed;
 }
 

@@ -141,12 +141,18 @@ static void	conn_send(struct db_conn *, struct db_job *);
 static void	db_fail_queue(const char *why, const char *sqlstate,
 		    bool all);
 static bool	db_down_for(bool urgent);
+static bool	conn_listens(const struct db_conn *);
 
 static void
 conn_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	conn_start(arg);
 }
+
+/* What pg_stat_activity calls taskerd's sessions (application_name),
+ * unless the DSN names them: the listener is the spare, which LISTENs. */
+#define DB_NAME			"taskerd"
+#define DB_NAME_LISTENER	"taskerd listener"
 
 /*
  * Session settings for taskerd's own connections (appended to any options
@@ -222,6 +228,7 @@ struct connect_req {
 	LIST_ENTRY(connect_req) entry;
 	int		 conn;		/* which connection */
 	unsigned	 attempt;	/* which attempt of it */
+	const char	*name;		/* its fallback_application_name */
 	char		*dsn;
 	char		*options;
 	PGconn		*pg;		/* the result */
@@ -259,13 +266,15 @@ connect_thread(void *arg)
 	 * network went silently away (a dropped NAT entry, a host that
 	 * vanished) is noticed by TCP keepalives in about a minute, not the
 	 * system's two hours: the listening one hears nothing meanwhile, and
-	 * cancels are missed.  (The DSN's own keepalive settings win.) */
+	 * cancels are missed.  (The DSN's own keepalive settings win.)  The
+	 * name tells taskerd's sessions apart in pg_stat_activity, unless
+	 * the DSN names them. */
 	const char		*keys[] = { "connect_timeout",
 				    "keepalives_idle", "keepalives_interval",
-				    "keepalives_count", "dbname", "options",
-				    NULL };
-	const char		*vals[] = { "10", "30", "10", "3", r->dsn,
-				    r->options, NULL };
+				    "keepalives_count", "fallback_application_name",
+				    "dbname", "options", NULL };
+	const char		*vals[] = { "10", "30", "10", "3", r->name,
+				    r->dsn, r->options, NULL };
 	const char		*env = getenv("PGCONNECT_TIMEOUT");
 	int			 ours = env == NULL || *env == '\0';
 	bool			 sent = false;
@@ -327,6 +336,7 @@ conn_start(struct db_conn *c)
 	r = xcalloc(1, sizeof(*r));
 	r->conn = c->id;
 	r->attempt = ++c->attempt;
+	r->name = conn_listens(c) ? DB_NAME_LISTENER : DB_NAME;
 	r->dsn = xstrdup(db.dsn);
 	r->options = xstrdup(db.options);
 	pthread_mutex_lock(&connector.lock);
@@ -1240,8 +1250,9 @@ db_connect_blocking(const char *dsn, char *err, size_t errlen)
 	/* A server that accepts and never answers must not hang the start;
 	 * a connect_timeout in the DSN (read after this one) wins, and so
 	 * does PGCONNECT_TIMEOUT, as for the pool's connections. */
-	const char	*keys[] = { "connect_timeout", "dbname", NULL };
-	const char	*vals[] = { "10", dsn, NULL };
+	const char	*keys[] = { "connect_timeout",
+			    "fallback_application_name", "dbname", NULL };
+	const char	*vals[] = { "10", DB_NAME, dsn, NULL };
 	const char	*env = getenv("PGCONNECT_TIMEOUT");
 	int		 ours = env == NULL || *env == '\0';
 	PGconn		*pg = db_connect_params(keys + !ours, vals + !ours);

@@ -17,9 +17,11 @@ server finish it unheard.  Or it tells the client an error of its own
 making instead of the answer (a PANIC, an error without a code) before it
 closes the connection.  Or it renames the prepared statement the next
 statement carrying a marker runs (as if a pooler in transaction mode had
-handed the session to another server process).  Or it ends connections as they are made: the
-server's answer to the startup, then a FATAL in the same bytes, as a
-server stopping at that moment sends.
+handed the session to another server process).  Or it ends connections
+as they are made: the server's answer to the startup, then a FATAL in
+the same bytes, as a server stopping at that moment sends.  Or, down, it
+lets in only the connections of one application_name (one of a client's
+sessions back before the others).
 """
 
 import os
@@ -54,6 +56,8 @@ class PgProxy:
         self.lost = threading.Event()   # the armed answer was lost
         self.refused = 0                # connections refused while down
         self.down = False               # refuse new connections
+        self.admit = None               # down: but let in this app name
+        self.admitted = 0               # connections so let in
         self.delay = 0                  # seconds before passing bytes on
         self.rewrite = None             # (old, new): once, client's bytes
         self.unprepare = None           # marker: its Bind's statement renamed
@@ -107,9 +111,13 @@ class PgProxy:
         for c in conns:
             self._shut(c)
 
-    def up(self):
+    def up(self, only=None):
+        """Take new connections again; with only (an application_name),
+        only those that name it in their startup, the others refused
+        until up() is called again."""
         with self.lock:
-            self.down = False
+            self.down = only is not None
+            self.admit = only
 
     def close(self):
         self.closed = True
@@ -154,17 +162,59 @@ class PgProxy:
             # Under the lock _lose takes: a connection is either among
             # those it cuts, or sees that the proxy is down.
             with self.lock:
-                down = self.down
+                down, admit = self.down, self.admit
                 if not down:
                     self.conns.append(pair)
+            if down and admit is not None:
+                threading.Thread(target=self._admit, args=(pair, state),
+                                 daemon=True).start()
+                continue
             if down:
                 self.refused += 1
                 self._shut(pair)
                 continue
-            threading.Thread(target=self._up, args=(pair, state),
-                             daemon=True).start()
-            threading.Thread(target=self._back, args=(pair, state),
-                             daemon=True).start()
+            self._pass(pair, state)
+
+    def _pass(self, pair, state):
+        threading.Thread(target=self._up, args=(pair, state),
+                         daemon=True).start()
+        threading.Thread(target=self._back, args=(pair, state),
+                         daemon=True).start()
+
+    def _admit(self, pair, state):
+        """Down, but for one application_name: read the client's startup
+        message, and pass it and the rest on if it names that one."""
+        client, server = pair
+        startup = b""
+        try:
+            while len(startup) < 4 or \
+                    len(startup) < struct.unpack("!I", startup[:4])[0]:
+                data = client.recv(65536)
+                if not data:
+                    break
+                startup += data
+        except OSError:
+            pass
+        fields = startup[8:].split(b"\0")
+        params = dict(zip(fields[0::2], fields[1::2]))
+        with self.lock:
+            ok = not self.down or (self.admit is not None and
+                                   params.get(b"application_name") ==
+                                   self.admit.encode())
+            if ok:
+                self.conns.append(pair)
+                self.admitted += 1
+            else:
+                self.refused += 1
+        try:
+            if ok:
+                server.sendall(startup)
+        except OSError:
+            ok = False
+        if not ok:
+            self._shut(pair)
+            return
+        self._pass(pair, state)
 
     def _up(self, pair, state):
         """Client to server, watching for the marker."""

@@ -456,6 +456,10 @@ static struct {
 	json_t		*unknown_tmpls;	/* {"template_id": until (ms)} */
 	json_t		*cancelled;	/* {"task_id": until (ms)}: tasks
 					 * cancelled lately (sched_cancel_heard) */
+	bool		 cancels_unheard; /* cancels since the LISTEN broke
+					 * are not yet looked up */
+	json_t		*unreleased;	/* [{step_id, token}]: hand-backs
+					 * the database did not take */
 	struct event	*wake;		/* next_attempt_at of the soonest step */
 	struct timespec	 wake_at;
 	struct event	*backstop;
@@ -471,6 +475,7 @@ static struct {
 static void	sched_run(void);
 static void	sched_flush(void);
 static void	sched_cancel_heard(const char *);
+static void	sched_release_send(json_t *);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static void	sched_unstarted(struct claim *, const char *);
@@ -706,10 +711,20 @@ static void
 sched_backstop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval	tv;
+	json_t		*arr;
 
 	ms_to_tv(SCHED_BACKSTOP_MS, &tv);
 	evtimer_add(sc.backstop, &tv);
 	sc.need_due = true;
+	/* What the database missed: cancels while the LISTEN was down,
+	 * hand-backs. */
+	if (sc.cancels_unheard)
+		sched_cancel_heard(NULL);
+	if (json_array_size(sc.unreleased) > 0) {
+		arr = sc.unreleased;
+		sc.unreleased = json_array();
+		sched_release_send(arr);
+	}
 	sched_kick();
 }
 
@@ -789,12 +804,38 @@ sched_room(bool children)
  * this node itself), at once rather than at the backstop - a lost node's
  * queued claims, with no other node to take them.  (sched_run claims
  * nothing while this node stops or has no lease, nor the steps of a
- * service whose breaker is open.) */
+ * service whose breaker is open.)  A hand-back the database did not take
+ * (it was away, or only the spare was back) goes again at the backstop,
+ * not after the orphan sweep's grace: a cancelled task's steps, until
+ * then 'enqueued', read as cancelled only once it is written.  (Sent
+ * twice, it changes nothing: it names the claims' tokens.) */
 static void
 sched_released(struct db_job *job, void *arg)
 {
+	json_t	*arr = arg;
+
 	if (db_job_error(job) == NULL)
 		sched_kick();
+	else if (db_job_lost(job) || db_unavailable(db_job_sqlstate(job)))
+		json_array_extend(sc.unreleased, arr);
+	json_decref(arr);
+}
+
+/* Send the hand-back of arr's claims ([{step_id, token}]); it takes arr. */
+static void
+sched_release_send(json_t *arr)
+{
+	struct db_job	*job;
+	const char	*params[1];
+	char		*s;
+
+	s = jsontext(arr, 0);
+	params[0] = s;
+	job = db_job_new(sched_released, arr);
+	db_job_add(job, sql_release, 1, params);
+	db_submit(job);
+	node_hint();
+	free(s);
 }
 
 /* Hand back claims without counting an attempt (their service's breaker
@@ -803,10 +844,7 @@ sched_released(struct db_job *job, void *arg)
 static void
 sched_release(struct claim **claims, size_t n)
 {
-	struct db_job	*job;
 	json_t		*arr;
-	const char	*params[1];
-	char		*s;
 	size_t		 i;
 
 	if (n == 0)
@@ -818,14 +856,7 @@ sched_release(struct claim **claims, size_t n)
 		    "token", (json_int_t)claims[i]->lease_token));
 		claim_free(claims[i]);
 	}
-	s = jsontext(arr, 0);
-	params[0] = s;
-	job = db_job_new(sched_released, NULL);
-	db_job_add(job, sql_release, 1, params);
-	db_submit(job);
-	node_hint();
-	free(s);
-	json_decref(arr);
+	sched_release_send(arr);
 }
 
 static void
@@ -2093,6 +2124,7 @@ sched_init(void)
 	sc.held = json_object();
 	sc.unknown_tmpls = json_object();
 	sc.cancelled = json_object();
+	sc.unreleased = json_array();
 	db_listen(SCHED_CANCEL_CHANNEL, sched_cancel_heard);
 	sc.want = true;
 	sc.need_due = true;
@@ -2154,8 +2186,10 @@ sched_cancelled_found(struct db_job *job, void *arg)
 	int		 i;
 
 	(void)arg;
-	if (db_job_error(job) != NULL)
-		return;		/* the next connection asks again */
+	if (db_job_error(job) != NULL) {
+		sc.cancels_unheard = true;	/* asked again at the backstop */
+		return;
+	}
 	res = db_job_result(job, 0);
 	for (i = 0; i < PQntuples(res); i++)
 		sched_cancelled_add(PQgetvalue(res, i, 0));
@@ -2188,6 +2222,7 @@ sched_cancel_heard(const char *payload)
 		sched_dispatch_queued();
 		return;
 	}
+	sc.cancels_unheard = false;
 	if (sc.nqueued == 0 && sc.nmarking == 0)
 		return;
 	ids = json_array();
@@ -2198,10 +2233,13 @@ sched_cancel_heard(const char *payload)
 	arr = jsontext(ids, 0);
 	json_decref(ids);
 	params[0] = arr;
+	/* First, and so on the spare if need be: the listening connection
+	 * may be back before any of the pool's, and a worker that comes free
+	 * meanwhile would start a cancelled task's step. */
 	job = db_job_new(sched_cancelled_found, NULL);
 	db_job_add(job, sql_cancelled, 1, params);
 	free(arr);
-	db_submit(job);
+	db_submit_first(job);
 }
 
 /* Hand back every claim still waiting for a worker; a marked one (its

@@ -228,11 +228,11 @@ def queue_behind_a_busy_worker(t, service, n):
     return busy, queued
 
 
-def cancelled_unstarted(t, tid):
+def cancelled_unstarted(t, tid, timeout=10):
     """Wait for tid's step to be cancelled; it never ran."""
     s = harness.wait_until(lambda: (lambda x: x if x["status"] ==
                            "cancelled" else None)(step(t, tid, "only")),
-                           10, message="the queued step cancelled")
+                           timeout, message="the queued step cancelled")
     assert s["attempts"] == 0, s
     return s
 
@@ -343,6 +343,47 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
             proxy.up()
             for tid in queued:
                 cancelled_unstarted(other, tid)
+        finally:
+            release.set()   # the worker is free only now
+        assert other.wait_task(busy, timeout=20)["status"] == "complete"
+        time.sleep(0.5)
+        assert service.requests_for("/queued") == [], service.requests
+    finally:
+        proxy.close()
+
+
+def test_cancel_heard_when_the_listener_is_back_first(taskerd, service, pg):
+    """The listening connection may come back before any of the pool's.
+    The node looks the queued steps' tasks up on it, and those of a task
+    cancelled meanwhile never start; their hand-back, which the pool could
+    not take yet, is written once it can.  (The look-up failed for want of
+    a pool connection, was not asked again, and the steps started once a
+    worker was free.)"""
+    proxy = PgProxy(pg)
+    try:
+        tmpl, release = slow_and_quick(service)
+        db = pg.createdb()
+        cut = taskerd(workers=1, templates=tmpl, db=db,
+                      config={"database.dsn": proxy.dsn(db)})
+        try:
+            busy, queued = queue_behind_a_busy_worker(cut, service, 2)
+            other = taskerd(workers=1, templates=tmpl, db=db)
+            connected = len(cut.log_lines("database connected"))
+            proxy.down_now()
+            for tid in queued:
+                r = other.request("DELETE", "/v1/tasks/%s" % tid,
+                                  json={"reason": "not needed"})
+                assert r.status == 200 and \
+                    r.body["status"] == "cancelled", r.body
+            proxy.up(only="taskerd listener")
+            harness.wait_until(lambda: proxy.admitted, 15,
+                               message="the listening connection back")
+            time.sleep(1)   # its first statements, and the look-up
+            assert len(cut.log_lines("database connected")) == \
+                connected + 1, cut.log_tail(20)
+            proxy.up()
+            for tid in queued:
+                cancelled_unstarted(other, tid, timeout=20)
         finally:
             release.set()   # the worker is free only now
         assert other.wait_task(busy, timeout=20)["status"] == "complete"

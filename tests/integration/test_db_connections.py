@@ -75,7 +75,9 @@ def test_a_connection_whose_first_statements_fail_is_not_used(taskerd, pg):
         proxy.rewrite = (b"LISTEN taskerd_cancel", b"LISTEM taskerd_cancel")
         t = taskerd(workers=1, templates=TEMPLATES, db=db,
                     config={"database.dsn": proxy.dsn(db)})
-        assert proxy.rewrite is None, "no LISTEN went through the proxy"
+        # (Ready needs a pool connection, not yet the listening one.)
+        harness.wait_until(lambda: proxy.rewrite is None, 10,
+                           message="a LISTEN through the proxy")
         harness.wait_until(lambda: t.log_lines("its first statements "
                                                "failed"), 10,
                            message="the failed LISTEN said")
@@ -223,6 +225,29 @@ def test_an_empty_pgconnect_timeout_is_no_timeout_setting(taskerd,
     monkeypatch.setattr(harness, "clean_env", base)
     tid = t.create_task("quick", {}, namespace=NS)["task_id"]
     assert t.wait_task(tid, timeout=20)["status"] == "complete"
+
+
+def test_sessions_are_named_in_pg_stat_activity(taskerd, pg):
+    """A DBA tells taskerd's sessions apart from others: "taskerd" for the
+    pool's, "taskerd listener" for the one that LISTENs (it sits idle on
+    purpose); a DSN's own application_name wins."""
+    db = pg.createdb()
+    t = taskerd(templates=TEMPLATES, db=db,
+                config={"database.dsn": pg.dsn(db), "database.pool": 3})
+
+    def names():
+        return sorted(r[0] for r in pg.query(
+            db, "SELECT application_name FROM pg_stat_activity WHERE "
+            "datname = current_database() AND pid <> pg_backend_pid()"))
+    harness.wait_until(lambda: len(names()) == 4, 10,
+                       message="the node's four sessions")
+    assert names() == ["taskerd"] * 3 + ["taskerd listener"], names()
+    named = taskerd(templates=TEMPLATES, db=pg.createdb(), config={
+        "database.pool": 3})      # the harness's DSN names its node
+    assert pg.scalar(named.db, "SELECT string_agg(DISTINCT "
+                     "application_name, ',') FROM pg_stat_activity WHERE "
+                     "datname = current_database() AND pid <> "
+                     "pg_backend_pid()") == named.config["node_id"]
 
 
 def test_the_lease_holds_while_every_pool_connection_waits(taskerd, pg):

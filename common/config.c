@@ -104,7 +104,10 @@ static const struct yt_key config_keys[] = {
 	{ "services", YT_FUNC, 0, NULL, 0, 0, 0, config_key_services,
 	    "name: {base_url, timeout, concurrency, breaker}" },
 	/* ("tokens:" with no value - a rendered config whose list came out
-	 * empty - would open the API without a word: "[]" says it.) */
+	 * empty - would open the API without a word: "[]" says it.  So
+	 * would "auth:" with nothing under it.) */
+	{ "auth", YT_SECTION, 0, NULL, 0, 0, YT_NOT_NULL, NULL,
+	    "{tokens}; left out: the API is open" },
 	{ "auth.tokens", YT_FUNC, 0, NULL, 0, 0, YT_NOT_NULL,
 	    config_key_tokens, "list of {name, sha256, scopes}; [] or none: "
 	    "the API is open" },

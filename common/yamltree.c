@@ -1095,7 +1095,7 @@ yt_walk_map(struct yt_walk *w, const yaml_node_t *map, const char *prefix)
 			    "key out for its default%s%s%s", path,
 			    w->keys[r].doc ? " (" : "", w->keys[r].doc ?
 			    w->keys[r].doc : "", w->keys[r].doc ? ")" : "");
-		else if (r < w->nkeys) {
+		else if (r < w->nkeys && w->keys[r].type != YT_SECTION) {
 			if (!yt_is_null(v)) {
 				w->seen[r] = true;
 				rc = yt_set(w, &w->keys[r], v);

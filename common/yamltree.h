@@ -107,6 +107,9 @@ enum yt_type {
 	YT_JSON,	/* json_t *: any mapping, as an object */
 	YT_IGNORE,	/* accepted, not read: foreign keys kept for porting */
 	YT_FUNC,	/* fn reads the value itself */
+	YT_SECTION,	/* "outer": a mapping of rows "outer.key"; its own
+			 * row only refuses it empty ("outer:"), with
+			 * YT_NOT_NULL, where empty would be read wrong */
 };
 
 #define YT_REQUIRED	0x01	/* yt_decode fails when the key is absent */

@@ -315,6 +315,12 @@ test_bad_values(void **state)
 	    NAME ":2: auth.tokens has no value: leave the key out for its "
 	    "default (list of {name, sha256, scopes}; [] or none: the API is "
 	    "open)");
+	expect_error("auth:\n",
+	    NAME ":1: auth has no value: leave the key out for its default "
+	    "({tokens}; left out: the API is open)");
+	expect_error("auth: # tokens: see the vault\nlog:\n  level: info\n",
+	    NAME ":1: auth has no value: leave the key out for its default "
+	    "({tokens}; left out: the API is open)");
 	expect_error("http:\n  max_body: 1 MiB\n",
 	    NAME ":2: http.max_body: invalid size '1 MiB' (use 512, 64KiB, "
 	    "16MiB or 1GiB)");

@@ -277,7 +277,7 @@ show_task(const json_t *task)
 	static const char *const hdr[] = { "STEP", "STATE", "ATTEMPTS",
 	    "DURATION", "NEXT ATTEMPT", "LAST ERROR" };
 	const char	*st = out_str(task, "status", "?");
-	const json_t	*steps = json_object_get(task, "steps");
+	const json_t	*steps = json_object_get(task, "steps"), *waiting;
 	int64_t		 now = out_now(), created, completed;
 	char		 buf[64], dur[32], line[128];
 	int		 done, total;
@@ -305,6 +305,8 @@ show_task(const json_t *task)
 		show_header_line("initiator", out_str(task, "initiator", ""));
 	if (out_str(task, "reason", NULL) != NULL)
 		show_header_line("reason", out_str(task, "reason", ""));
+	if ((waiting = json_object_get(task, "waiting")) != NULL)
+		show_header_line("waiting", out_str(waiting, "message", "?"));
 	count_done(steps, &done, &total);
 	snprintf(line, sizeof(line), "%d/%d done", done, total);
 	show_header_line("steps", line);
@@ -409,7 +411,8 @@ watch_key(const json_t *task)
 	char		*k, *next;
 	size_t		 i;
 
-	k = xstrdup(out_str(task, "status", "?"));
+	xasprintf(&k, "%s%s", out_str(task, "status", "?"),
+	    json_object_get(task, "waiting") != NULL ? " waiting" : "");
 	json_array_foreach(json_object_get(task, "steps"), i, s) {
 		xasprintf(&next, "%s %s=%s/%lld", k, out_str(s, "name", "?"),
 		    out_str(s, "status", "?"), (long long)json_integer_value(
@@ -462,8 +465,9 @@ watch_draw(const json_t *task, bool tty)
 	run = watch_steps_in(task, "in_progress", ", running: ");
 	wait = watch_steps_in(task, "waiting_for_retry", ", waiting: ");
 	err = watch_steps_in(task, "error", ", failed: ");
-	xasprintf(&line, "%d/%d steps done%s%s%s", done, total, run, wait,
-	    err);
+	xasprintf(&line, "%d/%d steps done%s%s%s%s%s", done, total, run, wait,
+	    err, json_object_get(task, "waiting") != NULL ? "; " : "",
+	    out_str(json_object_get(task, "waiting"), "message", ""));
 	if (tty) {
 		/* Redrawn in place: \r, the bar, clear to the end of line.
 		 * All of it fits the terminal, or \r would come back to

@@ -926,12 +926,38 @@ api_task_transitions(struct evhttp_request *req, const char *idstr)
 	    "task");
 }
 
+/*
+ * A task shown: and, while it runs, whether it waits for a node that has
+ * its template.  One whose template (any version of it: a node loads its
+ * task's as stored) left every running node's files never goes on, and
+ * nothing else would say why: its steps read 'pending', with no error.
+ * $2: this node's own versions, which its next heartbeat may not have
+ * told yet (a reload).  A node too old to tell (templates NULL) may have
+ * any.
+ */
+static const char sql_task_show[] =
+"SELECT (taskerd_task_json(t, true) ||"
+"  CASE WHEN t.status IN ('pending', 'in_progress') AND NOT EXISTS ("
+"    SELECT 1 FROM templates tp JOIN templates x"
+"      ON x.namespace_id = tp.namespace_id AND x.name = tp.name"
+"    WHERE tp.id = t.template_id AND (x.id = ANY($2::bigint[])"
+"      OR EXISTS (SELECT 1 FROM nodes o WHERE o.lease_expires_at > now()"
+"        AND (o.templates IS NULL OR x.id = ANY(o.templates)))))"
+"  THEN jsonb_build_object('waiting', jsonb_build_object("
+"    'code', 'template_unavailable', 'message', 'no running node has"
+" this template in its files: the task waits until one has (or is"
+" cancelled)'))"
+"  ELSE '{}' END)::text"
+" FROM tasks t WHERE t.id = $1";
+
 void
 api_get_task(struct evhttp_request *req, const char *idstr)
 {
-	const char	*params[1] = { idstr };
+	char		*ids = node_template_ids();
+	const char	*params[2] = { idstr, ids };
 
-	read_submit(req, sql_task_json, 1, params, NULL, "task");
+	read_submit(req, sql_task_show, 2, params, NULL, "task");
+	free(ids);
 }
 
 /* ---- the DAG as Mermaid ------------------------------------------------ */

@@ -393,9 +393,8 @@ beat_deadline_ms(void)
 	return left / 2 > least ? left / 2 : least;
 }
 
-/* "{3,7,9}": the template versions of this node's files. */
-static char *
-template_ids(void)
+char *
+node_template_ids(void)
 {
 	struct evbuffer	*b = evbuffer_new();
 	char		*s;
@@ -439,7 +438,7 @@ beat(evutil_socket_t fd, short what, void *arg)
 	params[4] = lease;
 	params[5] = nd.started ? "false" : "true";
 	params[6] = nd.instance[0] != '\0' ? nd.instance : NULL;
-	params[7] = ids = template_ids();
+	params[7] = ids = node_template_ids();
 	params[8] = !nd.started && nd.gone[0] != '\0' ? nd.gone : NULL;
 	sent = malloc(sizeof(*sent));
 	if (sent == NULL) {

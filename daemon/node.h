@@ -20,6 +20,9 @@ unsigned node_epoch(void);
 void	node_db_up(void);
 /* Ready work was left unclaimed here: wake the other nodes (debounced). */
 void	node_hint(void);
+/* "{3,7,9}": the template versions of this node's files, as its heartbeat
+ * tells the others (nodes.templates); the caller frees it. */
+char	*node_template_ids(void);
 /* A clean stop wrote everything: end the lease, if no claims are left.
  * False while a renewal is in flight: call again later. */
 bool	node_hand_back(void);

@@ -4,6 +4,7 @@ templates stay in force; a good one is served at once."""
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -383,6 +384,62 @@ def test_a_task_ends_on_its_version_after_a_rollback(taskerd):
     assert second["results"] == {"version": "2.0.0",
                                  "parent": parent("2.0.0")}, second
 
+
+
+def test_a_task_whose_template_left_every_node_says_it_waits(taskerd):
+    """The template's file is removed (no version of it left) and a
+    reload follows while a task of it runs: its next step cannot run on
+    any node.  The task says so, through the API and tasker-ctl, rather
+    than read as 'pending' with no error and no end; once the file is
+    back, the task ends and says nothing more."""
+    from test_ctl import ctl, ok
+    t = taskerd(templates={"versioned.yaml": VERSIONED.replace(
+        "@V@", "1.0.0"), "first.yaml": FIRST}, workers=1)
+    say = os.path.join(t.config["templates"]["dir"], "say.py")
+    with open(say, "w") as f:
+        f.write(SAY)
+    os.chmod(say, 0o755)
+    tid = t.create_task("versioned", {}, namespace="reload")["task_id"]
+    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["first"]
+                       ["status"] == "in_progress", 10,
+                       message="the first step running")
+    assert "waiting" not in t.task(tid), t.task(tid)
+    # A node without the template knows that t has it.
+    other_node = taskerd(templates={"first.yaml": FIRST}, db=t.db)
+    assert "waiting" not in other_node.task(tid), other_node.task(tid)
+    tdir = t.config["templates"]["dir"]
+    os.rename(os.path.join(tdir, "versioned.yaml"),
+              os.path.join(str(tdir) + ".versioned.yaml"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: t.log_lines("templates reloaded"), 10,
+                       message="the reload")
+    task = harness.wait_until(lambda: (lambda x: x if "waiting" in x
+                              else None)(t.task(tid)), 15,
+                              message="the task saying it waits")
+    assert task["status"] == "in_progress", task
+    assert task["waiting"]["code"] == "template_unavailable", task
+    assert harness.steps_by_name(task)["second"]["status"] == "pending"
+    harness.wait_until(lambda: "waiting" in other_node.task(tid), 15,
+                       message="the other node saying it too")
+    out = ok(ctl("task", "show", tid, url=t.url))
+    assert re.search(r"waiting\s+no running node has this template in its "
+                     r"files", out), out
+    try:
+        watch = ctl("task", "watch", tid, url=t.url, timeout=3).stdout
+    except subprocess.TimeoutExpired as e:     # it watches on: the task runs
+        watch = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout
+    assert "in_progress, 1/2 steps done; no running node has this " \
+        "template" in watch, watch
+    # Another task's template is there: it says nothing.
+    other = t.create_task("first", {}, namespace="default")["task_id"]
+    assert "waiting" not in t.wait_task(other), t.task(other)
+    os.rename(os.path.join(str(tdir) + ".versioned.yaml"),
+              os.path.join(tdir, "versioned.yaml"))
+    os.kill(t.pid, signal.SIGHUP)
+    harness.wait_until(lambda: len(t.log_lines("templates reloaded")) == 2,
+                       10, message="the second reload")
+    done = t.wait_task(tid, timeout=90)
+    assert done["status"] == "complete" and "waiting" not in done, done
 
 
 def test_a_reload_follows_a_release_switch(taskerd, tmp_path):

@@ -298,21 +298,28 @@ services_finished(const char *name, const struct proto_step_outcome *o,
 	return probe && failed;
 }
 
-char *
-services_blocked(void)
+static bool
+service_breaking(const struct service *s)
+{
+	return s->state != BREAKER_CLOSED;
+}
+
+/* The services pred holds for, as a PostgreSQL text[] literal. */
+static char *
+services_array(bool (*pred)(const struct service *))
 {
 	char	*out, *p;
 	size_t	 i, len = 3;
 
 	for (i = 0; i < svc.n; i++)
-		if (service_blocked(&svc.s[i]))
+		if (pred(&svc.s[i]))
 			len += strlen(svc.s[i].name) * 2 + 4;
 	out = p = xmalloc(len);
 	*p++ = '{';
 	for (i = 0; i < svc.n; i++) {
 		const char *c;
 
-		if (!service_blocked(&svc.s[i]))
+		if (!pred(&svc.s[i]))
 			continue;
 		if (p != out + 1)
 			*p++ = ',';
@@ -329,6 +336,18 @@ services_blocked(void)
 	*p++ = '}';
 	*p = '\0';
 	return out;
+}
+
+char *
+services_blocked(void)
+{
+	return services_array(service_blocked);
+}
+
+char *
+services_breaking(void)
+{
+	return services_array(service_breaking);
 }
 
 json_t *

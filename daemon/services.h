@@ -33,6 +33,8 @@ bool	 services_finished(const char *name, const struct proto_step_outcome *,
 /* Services whose steps must not be claimed now, as a PostgreSQL text[]
  * literal (malloc'd; "{}" when none). */
 char	*services_blocked(void);
+/* Services whose breaker is open or half-open here, as services_blocked. */
+char	*services_breaking(void);
 /* The service's settings for the worker: {"name", "base_url"?,
  * "timeout_ms"?}, or NULL when name is NULL. */
 json_t	*services_input(const char *name);

@@ -184,3 +184,34 @@ def test_deadlines_of_steps_that_must_not_run_twice_count(taskerd, service):
         assert done["steps"][0]["last_error"]["code"] == "timeout", done
     svc = breaker(t)
     assert svc["breaker"] == "open" and svc["failures"] == 2, svc
+
+
+def test_a_task_held_by_an_open_breaker_says_so(taskerd, service):
+    """A step whose service's breaker is open waits, spending no attempts,
+    and read as 'pending' with no error: the task now says what it waits
+    for, through the API and tasker-ctl."""
+    from test_ctl import ctl, ok
+    service.route("POST", "/down", status=500, body={"e": 1})
+    service.route("POST", "/up/a", status=200, body={"ok": True})
+    cfg = services(service, 1)
+    cfg["services"]["svc"]["breaker"]["cooldown"] = "1m"
+    t = taskerd(templates={"down.yaml": template("down", "/down"),
+                           "up.yaml": template("up", "/up/{{context.p}}")},
+                config=cfg)
+    tid = t.create_task("up", {"p": "a"}, namespace=NS)["task_id"]
+    assert t.wait_task(tid)["status"] == "complete"
+    assert "waiting" not in t.task(tid)
+    open_it(t, service, 1)
+    tid = t.create_task("up", {"p": "a"}, namespace=NS)["task_id"]
+    task = t.task(tid)
+    assert task["status"] == "pending" and task["waiting"] == {
+        "code": "breaker_open", "service": "svc",
+        "message": "the breaker of service svc is open on this node: step "
+        "call waits, spending no attempts, until a call to the service "
+        "succeeds"}, task
+    assert task["steps"][0]["status"] == "pending" and \
+        task["steps"][0]["attempts"] == 0, task
+    out = ok(ctl("task", "show", tid, url=t.url))
+    assert "the breaker of service svc is open" in out, out
+    # The first task's call only: the second waits, uncalled.
+    assert len(service.requests_for("/up/a")) == 1, service.requests

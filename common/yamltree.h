@@ -109,7 +109,8 @@ enum yt_type {
 	YT_FUNC,	/* fn reads the value itself */
 	YT_SECTION,	/* "outer": a mapping of rows "outer.key"; its own
 			 * row only refuses it empty ("outer:"), with
-			 * YT_NOT_NULL, where empty would be read wrong */
+			 * YT_NOT_NULL, where empty would be read wrong
+			 * (not YT_REQUIRED: it is never marked seen) */
 };
 
 #define YT_REQUIRED	0x01	/* yt_decode fails when the key is absent */

@@ -403,14 +403,17 @@ static const char sql_orphans[] =
  * should show: the claim wrote no transition.  A step whose task was
  * cancelled meanwhile is not handed back but cancelled, as the cancel
  * would have done had the step not been claimed; the task's row is
- * share-locked first, so a cancel committing meanwhile is seen. */
+ * share-locked first, so a cancel committing meanwhile is seen.  (Only
+ * the tasks of claims still this node's: a hand-back sent again after
+ * another node took them over waits on no lock of theirs.) */
 static const char sql_release[] =
 "WITH o AS ("
 "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint,"
 "    token bigint)),"
 " t AS ("
 "  SELECT t.id, t.status FROM tasks t WHERE t.id IN (SELECT s.task_id"
-"    FROM steps s JOIN o ON o.step_id = s.id) FOR SHARE),"
+"    FROM steps s JOIN o ON o.step_id = s.id AND s.lease_token = o.token"
+"    WHERE s.status = 'enqueued') FOR SHARE),"
 " u AS ("
 "  UPDATE steps s SET status = CASE WHEN t.status = 'cancelled'"
 "      THEN 'cancelled' WHEN s.attempts = 0 THEN 'pending'"
@@ -804,19 +807,24 @@ sched_room(bool children)
  * this node itself), at once rather than at the backstop - a lost node's
  * queued claims, with no other node to take them.  (sched_run claims
  * nothing while this node stops or has no lease, nor the steps of a
- * service whose breaker is open.)  A hand-back the database did not take
- * (it was away, or only the spare was back) goes again at the backstop,
- * not after the orphan sweep's grace: a cancelled task's steps, until
- * then 'enqueued', read as cancelled only once it is written.  (Sent
- * twice, it changes nothing: it names the claims' tokens.) */
+ * service whose breaker is open.)  A hand-back that never reached the
+ * database, or whose connection broke (it was away, or only the spare
+ * was back), goes again at the backstop, not after the orphan sweep's
+ * grace: a cancelled task's steps, until then 'enqueued', read as
+ * cancelled only once it is written.  (Sent twice, it changes nothing:
+ * it names the claims' tokens.)  One the database refused (a lock held
+ * elsewhere, a standby) is left to the sweep, rather than tried every
+ * few seconds for as long as that lasts. */
 static void
 sched_released(struct db_job *job, void *arg)
 {
-	json_t	*arr = arg;
+	json_t		*arr = arg;
+	const char	*state = db_job_sqlstate(job);
 
 	if (db_job_error(job) == NULL)
 		sched_kick();
-	else if (db_job_lost(job) || db_unavailable(db_job_sqlstate(job)))
+	else if (db_job_lost(job) || (state != NULL &&
+	    strncmp(state, "08", 2) == 0))
 		json_array_extend(sc.unreleased, arr);
 	json_decref(arr);
 }

@@ -320,45 +320,16 @@ def test_cancel_while_a_node_hands_the_step_back(taskerd, service, pg):
     assert service.requests_for("/queued") == [], service.requests
 
 
-def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg):
+@pytest.mark.parametrize("back", ["all_at_once", "listener_first"])
+def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg, back):
     """A cancel's notification sent while a node's listening connection
     was down never reaches it: once it is connected again, the node looks
     up the tasks of the steps it has queued, and those of a cancelled
-    task never start (they used to start once a worker was free)."""
-    proxy = PgProxy(pg)
-    try:
-        tmpl, release = slow_and_quick(service)
-        db = pg.createdb()
-        cut = taskerd(workers=1, templates=tmpl, db=db,
-                      config={"database.dsn": proxy.dsn(db)})
-        try:
-            busy, queued = queue_behind_a_busy_worker(cut, service, 2)
-            other = taskerd(workers=1, templates=tmpl, db=db)
-            proxy.down_now()
-            for tid in queued:
-                r = other.request("DELETE", "/v1/tasks/%s" % tid,
-                                  json={"reason": "not needed"})
-                assert r.status == 200 and \
-                    r.body["status"] == "cancelled", r.body
-            proxy.up()
-            for tid in queued:
-                cancelled_unstarted(other, tid)
-        finally:
-            release.set()   # the worker is free only now
-        assert other.wait_task(busy, timeout=20)["status"] == "complete"
-        time.sleep(0.5)
-        assert service.requests_for("/queued") == [], service.requests
-    finally:
-        proxy.close()
-
-
-def test_cancel_heard_when_the_listener_is_back_first(taskerd, service, pg):
-    """The listening connection may come back before any of the pool's.
-    The node looks the queued steps' tasks up on it, and those of a task
-    cancelled meanwhile never start; their hand-back, which the pool could
-    not take yet, is written once it can.  (The look-up failed for want of
-    a pool connection, was not asked again, and the steps started once a
-    worker was free.)"""
+    task never start (they used to start once a worker was free).  The
+    listening connection may come back before any of the pool's: the
+    look-up goes on it, and the hand-back, which the pool could not take
+    yet, is written once it can (the look-up failed for want of a pool
+    connection, and was not asked again)."""
     proxy = PgProxy(pg)
     try:
         tmpl, release = slow_and_quick(service)
@@ -375,12 +346,13 @@ def test_cancel_heard_when_the_listener_is_back_first(taskerd, service, pg):
                                   json={"reason": "not needed"})
                 assert r.status == 200 and \
                     r.body["status"] == "cancelled", r.body
-            proxy.up(only="taskerd listener")
-            harness.wait_until(lambda: proxy.admitted, 15,
-                               message="the listening connection back")
-            time.sleep(1)   # its first statements, and the look-up
-            assert len(cut.log_lines("database connected")) == \
-                connected + 1, cut.log_tail(20)
+            if back == "listener_first":
+                proxy.up(only="taskerd listener")
+                harness.wait_until(lambda: proxy.admitted, 15,
+                                   message="the listening connection back")
+                time.sleep(1)   # its first statements, and the look-up
+                assert len(cut.log_lines("database connected")) == \
+                    connected + 1, cut.log_tail(20)
             proxy.up()
             for tid in queued:
                 cancelled_unstarted(other, tid, timeout=20)

@@ -303,9 +303,11 @@ def versioned(t, version):
         f.write(VERSIONED.replace("@V@", version))
 
 
-def start_versioned(taskerd):
-    t = taskerd(templates={"versioned.yaml": VERSIONED.replace("@V@", "1.0.0")},
-                workers=1)
+def start_versioned(taskerd, more=None):
+    """A node with version 1.0.0 (and the templates more), running a
+    task's first step: (node, task id)."""
+    t = taskerd(templates=dict(more or {}, **{
+        "versioned.yaml": VERSIONED.replace("@V@", "1.0.0")}), workers=1)
     say = os.path.join(t.config["templates"]["dir"], "say.py")
     with open(say, "w") as f:
         f.write(SAY)
@@ -385,7 +387,6 @@ def test_a_task_ends_on_its_version_after_a_rollback(taskerd):
                                  "parent": parent("2.0.0")}, second
 
 
-
 def test_a_task_whose_template_left_every_node_says_it_waits(taskerd):
     """The template's file is removed (no version of it left) and a
     reload follows while a task of it runs: its next step cannot run on
@@ -393,16 +394,7 @@ def test_a_task_whose_template_left_every_node_says_it_waits(taskerd):
     than read as 'pending' with no error and no end; once the file is
     back, the task ends and says nothing more."""
     from test_ctl import ctl, ok
-    t = taskerd(templates={"versioned.yaml": VERSIONED.replace(
-        "@V@", "1.0.0"), "first.yaml": FIRST}, workers=1)
-    say = os.path.join(t.config["templates"]["dir"], "say.py")
-    with open(say, "w") as f:
-        f.write(SAY)
-    os.chmod(say, 0o755)
-    tid = t.create_task("versioned", {}, namespace="reload")["task_id"]
-    harness.wait_until(lambda: harness.steps_by_name(t.task(tid))["first"]
-                       ["status"] == "in_progress", 10,
-                       message="the first step running")
+    t, tid = start_versioned(taskerd, {"first.yaml": FIRST})
     assert "waiting" not in t.task(tid), t.task(tid)
     # A node without the template knows that t has it.
     other_node = taskerd(templates={"first.yaml": FIRST}, db=t.db)

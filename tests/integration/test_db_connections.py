@@ -238,7 +238,8 @@ def test_sessions_are_named_in_pg_stat_activity(taskerd, pg):
     def names():
         return sorted(r[0] for r in pg.query(
             db, "SELECT application_name FROM pg_stat_activity WHERE "
-            "datname = current_database() AND pid <> pg_backend_pid()"))
+            "datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"))     # (not autovacuum)
     harness.wait_until(lambda: len(names()) == 4, 10,
                        message="the node's four sessions")
     assert names() == ["taskerd"] * 3 + ["taskerd listener"], names()
@@ -247,7 +248,8 @@ def test_sessions_are_named_in_pg_stat_activity(taskerd, pg):
     assert pg.scalar(named.db, "SELECT string_agg(DISTINCT "
                      "application_name, ',') FROM pg_stat_activity WHERE "
                      "datname = current_database() AND pid <> "
-                     "pg_backend_pid()") == named.config["node_id"]
+                     "pg_backend_pid() AND backend_type = 'client backend'"
+                     ) == named.config["node_id"]
 
 
 def test_the_lease_holds_while_every_pool_connection_waits(taskerd, pg):

@@ -456,6 +456,7 @@ static void
 watch_draw(const json_t *task, bool tty)
 {
 	const char	*st = out_str(task, "status", "?");
+	const json_t	*waiting = json_object_get(task, "waiting");
 	char		*run, *wait, *err, *line;
 	char		 when[48];
 	int		 done, total, width = 24, fill, i, room;
@@ -466,8 +467,7 @@ watch_draw(const json_t *task, bool tty)
 	wait = watch_steps_in(task, "waiting_for_retry", ", waiting: ");
 	err = watch_steps_in(task, "error", ", failed: ");
 	xasprintf(&line, "%d/%d steps done%s%s%s%s%s", done, total, run, wait,
-	    err, json_object_get(task, "waiting") != NULL ? "; " : "",
-	    out_str(json_object_get(task, "waiting"), "message", ""));
+	    err, waiting != NULL ? "; " : "", out_str(waiting, "message", ""));
 	if (tty) {
 		/* Redrawn in place: \r, the bar, clear to the end of line.
 		 * All of it fits the terminal, or \r would come back to

@@ -9,16 +9,19 @@
  *
  * Two threads, so that the heartbeat means something while a step runs:
  *
- *  - the main thread owns the socket.  It polls it and an eventfd, reads and
- *    decodes every frame, answers PING at once (idle or busy), hands a
- *    RUN_STEP to the handler thread, and, when that thread says it is done,
- *    writes the STEP_OUTCOME.  It is the only thread that ever reads or
- *    writes the socket.
- *  - the handler thread waits for a step, runs one handler call, fills the
- *    outcome and bumps the eventfd; it never touches the socket.  There is
- *    one, started with the first step and kept (a thread per step cost more
- *    than a short step itself), so a handler (and the http handler's one
- *    curl handle) is never entered by two threads at once.
+ *  - the main thread reads the socket.  It blocks in read(), decodes
+ *    every frame, answers PING at once (idle or busy) and hands a RUN_STEP
+ *    to the handler thread.  It is the only thread that reads the socket.
+ *  - the handler thread waits for a step, runs one handler call and writes
+ *    the STEP_OUTCOME itself.  Handing the outcome back to the main thread
+ *    first cost a third wake-up per step, which on a virtual machine took
+ *    more CPU than a short step.  There is one handler thread, started with
+ *    the first step and kept (a thread per step cost more still), so a
+ *    handler (and the http handler's one curl handle) is never entered by
+ *    two threads at once.
+ *
+ * Both threads write the socket, a whole frame at a time under worker_wmu,
+ * so a PONG never lands inside an outcome.
  *
  * A PONG therefore proves the process is scheduled and its loop alive, not
  * that the handler makes progress: a stopped or wholly deadlocked worker
@@ -36,13 +39,11 @@
  * Nothing is written to stdout: it is not ours.
  */
 #include <sys/types.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,12 +71,13 @@ struct worker_inbuf {
 };
 
 /*
- * The step in flight.  From worker_step_start() until worker_step_finish()
- * has seen done under the mutex, the handler thread writes o and h->run()
- * reads msg; meanwhile the main thread may read msg's ids for a log line
- * but touches o, and frees anything, only after that, which orders the
- * thread's writes before those reads.  go and done are shared under mu;
- * busy and started are the main thread's alone.
+ * The step in flight.  busy, go, and msg's being there are shared under mu.
+ * From worker_step_start() until the handler thread clears busy (under mu,
+ * just before it writes the outcome), that thread owns o and reads msg;
+ * the main thread may read msg's ids under mu for a log line, and writes
+ * nothing.  The supervisor sends the next RUN_STEP only once it has the
+ * outcome, so it always finds busy cleared.  started and thread are the
+ * main thread's alone.
  */
 struct worker_step {
 	int				 busy;
@@ -84,7 +86,6 @@ struct worker_step {
 	pthread_mutex_t			 mu;
 	pthread_cond_t			 cv;
 	int				 go;	/* a step waits to run */
-	int				 done;	/* and has run */
 	const struct handler		*h;
 	struct proto_msg		 msg;	/* the RUN_STEP; owned */
 	struct proto_step_outcome	 o;
@@ -95,20 +96,31 @@ static struct worker_step	worker_step = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.cv = PTHREAD_COND_INITIALIZER,
 };
-/* Bumped by the handler thread when its step is done. */
-static int			worker_done_fd = -1;
+/* Held while a whole frame is written to the supervisor. */
+static pthread_mutex_t		worker_wmu = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+worker_busy(void)
+{
+	int	busy;
+
+	pthread_mutex_lock(&worker_step.mu);
+	busy = worker_step.busy;
+	pthread_mutex_unlock(&worker_step.mu);
+	return busy;
+}
 
 /*
- * Leave now, from the main thread.  While a step runs the handler thread may
- * be deep in libcurl or OpenSSL; exit() would run their atexit cleanups
- * under its feet (and a crash there would turn our status into a signal), so
- * a busy worker leaves with _exit().  Nothing is lost: stdout is unused and
- * every log line is flushed as it is written.
+ * Leave now.  While a step runs the handler thread may be deep in libcurl
+ * or OpenSSL; exit() would run their atexit cleanups under its feet (and a
+ * crash there would turn our status into a signal), so a busy worker leaves
+ * with _exit().  Nothing is lost: stdout is unused and every log line is
+ * flushed as it is written.  Never called with worker_step.mu held.
  */
 static void __attribute__((noreturn))
 worker_exit(int status)
 {
-	if (worker_step.busy) {
+	if (worker_busy()) {
 		/* Nothing a step started outlives its worker. */
 		handler_exec_abort();
 		_exit(status);
@@ -174,8 +186,13 @@ worker_write_all(const unsigned char *buf, size_t len)
 			if (errno == EINTR)
 				continue;
 			if (errno == EPIPE || errno == ECONNRESET) {
+				/* Either thread may be here, and the main
+				 * thread may be leaving by itself: _exit()
+				 * is the one way out that two threads may
+				 * take at once. */
 				log_info("supervisor went away");
-				worker_exit(WORKER_EXIT_EOF);
+				handler_exec_abort();
+				_exit(WORKER_EXIT_EOF);
 			}
 			fatal("write to supervisor");
 		}
@@ -184,10 +201,13 @@ worker_write_all(const unsigned char *buf, size_t len)
 	}
 }
 
+/* Either thread: pb holds whole frames. */
 static void
 worker_send(struct proto_buf *pb)
 {
+	pthread_mutex_lock(&worker_wmu);
 	worker_write_all(pb->data, pb->len);
+	pthread_mutex_unlock(&worker_wmu);
 	pb->len = 0;
 }
 
@@ -207,48 +227,17 @@ worker_outcome_clear(struct proto_step_outcome *o)
 	memset(o, 0, sizeof(*o));
 }
 
-/* The handler thread: for each step, run one handler call, then wake the
- * main thread. */
-static void *
-worker_step_thread(void *arg)
-{
-	struct worker_step	*st = arg;
-	struct timespec		 t0, t1;
-	uint64_t		 one = 1;
-
-	for (;;) {
-		pthread_mutex_lock(&st->mu);
-		while (!st->go)
-			pthread_cond_wait(&st->cv, &st->mu);
-		st->go = 0;
-		pthread_mutex_unlock(&st->mu);
-
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		st->h->run(&st->msg.u.run, &st->o);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		st->o.duration_us = worker_elapsed_us(&t0, &t1);
-
-		pthread_mutex_lock(&st->mu);
-		st->done = 1;
-		pthread_mutex_unlock(&st->mu);
-		while (write(worker_done_fd, &one, sizeof(one)) == -1) {
-			if (errno != EINTR)
-				fatal("write to eventfd");
-		}
-	}
-	return NULL;
-}
-
-/* Answer the step and become idle.  The handler thread, if it ran the
- * step, is done with it. */
+/*
+ * Encode the answer to run, the outcome o, into pb as one frame, and free
+ * o.  Either thread, on a step it owns.
+ */
 static void
-worker_step_send(struct worker_step *st, struct proto_buf *pb)
+worker_outcome_frame(const struct proto_run_step *run,
+    struct proto_step_outcome *o, struct proto_buf *pb)
 {
-	const struct proto_run_step	*run = &st->msg.u.run;
-	struct proto_step_outcome	*o = &st->o;
-	size_t				 start, frame;
-	const char			*fault = NULL;
-	int64_t				 duration;
+	size_t		 start, frame;
+	const char	*fault = NULL;
+	int64_t		 duration;
 
 	/* The handler fills the verdict; identity and timing are ours so a
 	 * handler cannot get the fencing token wrong. */
@@ -302,44 +291,85 @@ worker_step_send(struct worker_step *st, struct proto_buf *pb)
 		proto_encode_outcome(pb, o);
 	}
 	worker_outcome_clear(o);
-	proto_msg_clear(&st->msg);
-	st->h = NULL;
-	st->busy = 0;
+}
+
+/* The handler thread: for each step, run one handler call and answer it. */
+static void *
+worker_step_thread(void *arg)
+{
+	struct worker_step	*st = arg;
+	struct proto_buf	 pb;
+	struct timespec		 t0, t1;
+
+	proto_buf_init(&pb);
+	for (;;) {
+		pthread_mutex_lock(&st->mu);
+		while (!st->go)
+			pthread_cond_wait(&st->cv, &st->mu);
+		st->go = 0;
+		pthread_mutex_unlock(&st->mu);
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		st->h->run(&st->msg.u.run, &st->o);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		st->o.duration_us = worker_elapsed_us(&t0, &t1);
+		worker_outcome_frame(&st->msg.u.run, &st->o, &pb);
+
+		/* Idle before the supervisor can have the outcome, and so
+		 * send the next step. */
+		pthread_mutex_lock(&st->mu);
+		proto_msg_clear(&st->msg);
+		st->h = NULL;
+		st->busy = 0;
+		pthread_mutex_unlock(&st->mu);
+		worker_send(&pb);
+	}
+	return NULL;
+}
+
+/* Answer msg's step from the main thread, without running it; clears
+ * msg. */
+static void
+worker_step_refuse(struct proto_msg *msg, struct proto_step_outcome *o,
+    struct proto_buf *pb)
+{
+	worker_outcome_frame(&msg->u.run, o, pb);
+	proto_msg_clear(msg);
 	worker_send(pb);
 }
 
-/* Start the RUN_STEP in msg on a handler thread; takes msg. */
+/* Start the RUN_STEP in msg on the handler thread; takes msg. */
 static void
 worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 {
 	struct worker_step		*st = &worker_step;
-	const struct proto_run_step	*run;
+	const struct proto_run_step	*run = &msg->u.run;
+	const struct handler		*h;
+	struct proto_step_outcome	 o;
 	int				 rc;
 
+	pthread_mutex_lock(&st->mu);
 	if (st->busy) {
 		log_warnx("protocol error: RUN_STEP while a step runs "
 		    "step_id=%" PRId64 " running_step_id=%" PRId64
-		    " correlation_id=%s", msg->u.run.step_id,
+		    " correlation_id=%s", run->step_id,
 		    st->msg.u.run.step_id, st->msg.u.run.correlation_id);
+		pthread_mutex_unlock(&st->mu);
 		worker_exit(WORKER_EXIT_PROTOCOL);
 	}
-
-	/* Ownership of the message's strings and JSON moves to the step. */
-	st->msg = *msg;
-	memset(msg, 0, sizeof(*msg));
-	run = &st->msg.u.run;
-	memset(&st->o, 0, sizeof(st->o));
-	st->o.retry_after_ms = -1;
+	pthread_mutex_unlock(&st->mu);
 
 	log_debug("step start step_id=%" PRId64 " task_id=%" PRId64
 	    " step=%s handler=%s attempt=%u correlation_id=%s",
 	    run->step_id, run->task_id, run->step_name, run->handler,
 	    run->attempt, run->correlation_id);
 
-	if ((st->h = handler_find(run->handler)) == NULL) {
-		outcome_fail(&st->o, OUTCOME_PERMANENT, "unknown_handler",
+	memset(&o, 0, sizeof(o));
+	o.retry_after_ms = -1;
+	if ((h = handler_find(run->handler)) == NULL) {
+		outcome_fail(&o, OUTCOME_PERMANENT, "unknown_handler",
 		    "no handler named '%s' in this worker", run->handler);
-		worker_step_send(st, pb);
+		worker_step_refuse(msg, &o, pb);
 		return;
 	}
 	/* Not a crash of the step: a later attempt, maybe on a fresh worker,
@@ -350,39 +380,23 @@ worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 		log_warn("cannot start handler thread step_id=%" PRId64
 		    " task_id=%" PRId64 " correlation_id=%s", run->step_id,
 		    run->task_id, run->correlation_id);
-		outcome_fail(&st->o, OUTCOME_RETRYABLE, "worker_thread",
+		outcome_fail(&o, OUTCOME_RETRYABLE, "worker_thread",
 		    "worker cannot start a handler thread: %s", strerror(rc));
-		worker_step_send(st, pb);
+		worker_step_refuse(msg, &o, pb);
 		return;
 	}
 	st->started = 1;
-	st->busy = 1;
+
+	/* Ownership of the message's strings and JSON moves to the step. */
 	pthread_mutex_lock(&st->mu);
-	st->done = 0;
+	st->msg = *msg;
+	memset(msg, 0, sizeof(*msg));
+	st->o = o;
+	st->h = h;
+	st->busy = 1;
 	st->go = 1;
 	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
-}
-
-/* The handler thread bumped the eventfd: collect it and answer. */
-static void
-worker_step_finish(struct proto_buf *pb)
-{
-	struct worker_step	*st = &worker_step;
-	uint64_t		 n;
-	int			 done;
-
-	if (read(worker_done_fd, &n, sizeof(n)) == -1) {
-		if (errno == EINTR || errno == EAGAIN)
-			return;
-		fatal("read from eventfd");
-	}
-	pthread_mutex_lock(&st->mu);
-	done = st->done;
-	pthread_mutex_unlock(&st->mu);
-	if (!st->busy || !done)
-		fatalx("handler thread done but no step runs");
-	worker_step_send(st, pb);
 }
 
 /* Handle one decoded message from the supervisor; takes msg (clears it or
@@ -481,30 +495,8 @@ worker_read(struct worker_inbuf *in)
 static void
 worker_loop(struct worker_inbuf *in, struct proto_buf *pb)
 {
-	struct pollfd	pfd[2];
-
-	pfd[0].fd = PROTO_WORKER_FD;
-	pfd[0].events = POLLIN;
-	pfd[1].fd = worker_done_fd;
-	pfd[1].events = POLLIN;
-	for (;;) {
-		if (poll(pfd, 2, -1) == -1) {
-			if (errno == EINTR)
-				continue;
-			fatal("poll");
-		}
-		if ((pfd[0].revents | pfd[1].revents) & POLLNVAL)
-			fatalx("poll: descriptor not open");
-		/* The outcome first: the supervisor sends the next RUN_STEP
-		 * only once it has it, so nothing read below can be that. */
-		if (pfd[1].revents & POLLIN)
-			worker_step_finish(pb);
-		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-			if (worker_read(in) == 0)
-				return;
-			worker_process(in, pb);
-		}
-	}
+	while (worker_read(in) > 0)
+		worker_process(in, pb);
 }
 
 int
@@ -540,8 +532,11 @@ main(int argc, char *argv[])
 	 * socket open past this worker's death. */
 	if ((flags = fcntl(PROTO_WORKER_FD, F_GETFD)) != -1)
 		(void)fcntl(PROTO_WORKER_FD, F_SETFD, flags | FD_CLOEXEC);
-	if ((worker_done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
-		fatal("eventfd");
+	/* The main thread blocks in read(); it has nothing else to wait
+	 * for. */
+	if ((flags = fcntl(PROTO_WORKER_FD, F_GETFL)) != -1 &&
+	    (flags & O_NONBLOCK))
+		(void)fcntl(PROTO_WORKER_FD, F_SETFL, flags & ~O_NONBLOCK);
 
 	proto_buf_init(&pb);
 	hello.version = PROTO_VERSION;
@@ -553,6 +548,7 @@ main(int argc, char *argv[])
 
 	worker_loop(&in, &pb);
 
+	pthread_mutex_lock(&worker_step.mu);
 	if (worker_step.busy) {
 		run = &worker_step.msg.u.run;
 		/* Waiting would only delay the supervisor, which fails the
@@ -560,8 +556,10 @@ main(int argc, char *argv[])
 		log_info("supervisor closed the socket mid-step, exiting "
 		    "step_id=%" PRId64 " task_id=%" PRId64 " correlation_id=%s",
 		    run->step_id, run->task_id, run->correlation_id);
+		pthread_mutex_unlock(&worker_step.mu);
 		worker_exit(WORKER_EXIT_EOF);
 	}
+	pthread_mutex_unlock(&worker_step.mu);
 	if (in.len > 0)
 		log_warnx("supervisor closed mid-frame pending_bytes=%zu",
 		    in.len);
@@ -569,6 +567,5 @@ main(int argc, char *argv[])
 		log_debug("supervisor closed the socket, exiting");
 	free(in.data);
 	proto_buf_free(&pb);
-	close(worker_done_fd);
 	return WORKER_EXIT_EOF;
 }

@@ -479,6 +479,7 @@ static void	sched_run(void);
 static void	sched_flush(void);
 static void	sched_cancel_heard(const char *);
 static void	sched_release_send(json_t *);
+static void	sched_unreleased_send(void);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static void	sched_unstarted(struct claim *, const char *);
@@ -714,7 +715,6 @@ static void
 sched_backstop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct timeval	tv;
-	json_t		*arr;
 
 	ms_to_tv(SCHED_BACKSTOP_MS, &tv);
 	evtimer_add(sc.backstop, &tv);
@@ -723,11 +723,7 @@ sched_backstop_cb(evutil_socket_t fd, short what, void *arg)
 	 * hand-backs. */
 	if (sc.cancels_unheard)
 		sched_cancel_heard(NULL);
-	if (json_array_size(sc.unreleased) > 0) {
-		arr = sc.unreleased;
-		sc.unreleased = json_array();
-		sched_release_send(arr);
-	}
+	sched_unreleased_send();
 	sched_kick();
 }
 
@@ -824,9 +820,34 @@ sched_released(struct db_job *job, void *arg)
 	if (db_job_error(job) == NULL)
 		sched_kick();
 	else if (db_job_lost(job) || (state != NULL &&
-	    strncmp(state, "08", 2) == 0))
+	    strncmp(state, "08", 2) == 0)) {
+		log_warnx("hand-back of claimed steps not written, sent again "
+		    "when the database answers count=%zu reason=%s",
+		    json_array_size(arr), log_quote(db_job_error(job)));
 		json_array_extend(sc.unreleased, arr);
+	}
 	json_decref(arr);
+}
+
+/* Send again the hand-backs that never reached the database. */
+static void
+sched_unreleased_send(void)
+{
+	json_t	*arr;
+
+	if (json_array_size(sc.unreleased) == 0)
+		return;
+	arr = sc.unreleased;
+	sc.unreleased = json_array();
+	sched_release_send(arr);
+}
+
+/* A connection to the database is up: the hand-backs it missed go now,
+ * not at the next backstop (a node that stops waits for them). */
+void
+sched_db_up(void)
+{
+	sched_unreleased_send();
 }
 
 /* Send the hand-back of arr's claims ([{step_id, token}]); it takes arr. */
@@ -2312,10 +2333,14 @@ sched_lease_regained(void)
 	sched_kick();
 }
 
-/* True while outcomes wait to be written (shutdown waits for this). */
+/* True while outcomes or hand-backs wait to be written (shutdown waits
+ * for this, up to its deadline: a node that stops while its database is
+ * away leaves no step 'enqueued' under its name if the database is back
+ * in time). */
 bool
 sched_busy(void)
 {
 	return sc.applying || json_object_size(sc.batch) > 0 ||
-	    sc.ndispatched > 0 || sc.nmarking > 0;
+	    sc.ndispatched > 0 || sc.nmarking > 0 ||
+	    json_array_size(sc.unreleased) > 0;
 }

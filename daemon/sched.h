@@ -58,8 +58,11 @@ void	sched_kick(void);
 void	sched_want(void);
 /* A worker became idle: hand it a queued claim or claim more. */
 void	sched_worker_idle(void);
-/* True while claims are out or outcomes wait to be written. */
+/* True while claims are out, or outcomes or hand-backs wait to be
+ * written. */
 bool	sched_busy(void);
+/* A database connection came up: send what waited for one. */
+void	sched_db_up(void);
 /* The outcome of a claim's attempt; takes ownership of the claim.  Strings
  * and results in the outcome are copied. */
 void	sched_outcome(struct claim *, const struct proto_step_outcome *);

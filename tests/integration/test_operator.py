@@ -365,6 +365,46 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg, back):
         proxy.close()
 
 
+def test_a_node_stopping_while_cut_off_hands_back_its_queue(taskerd, service,
+                                                           pg):
+    """SIGTERM while the database is away: the hand-back of the steps
+    queued for a worker cannot be written.  The node says so, writes it as
+    soon as the database answers again and only then exits, the steps
+    'pending' for any node (it used to exit once its running step was
+    written, leaving them 'enqueued' under its name until another node's
+    orphan sweep, 30 s or more later)."""
+    proxy = PgProxy(pg)
+    try:
+        tmpl, release = slow_and_quick(service)
+        db = pg.createdb()
+        t = taskerd(workers=1, templates=tmpl, db=db,
+                    config={"database.dsn": proxy.dsn(db)})
+        try:
+            busy, queued = queue_behind_a_busy_worker(t, service, 2)
+            proxy.down_now()
+            t.proc.send_signal(signal.SIGTERM)
+            harness.wait_until(
+                lambda: t.log_lines("hand-back of claimed steps not written"),
+                15, message="the hand-back failed")
+            proxy.up()
+        finally:
+            release.set()   # the running step ends only now
+        t.proc.wait(timeout=15)     # by itself: a second SIGTERM hurries
+        assert t.stop() == 0, t.log_tail(30)
+        rows = pg.query(db, "SELECT t.status, s.status, coalesce(s.lease_owner,"
+                        " '-') FROM steps s JOIN tasks t ON t.id = s.task_id"
+                        " WHERE s.task_id IN (%s) ORDER BY s.id"
+                        % ",".join(str(x) for x in [busy] + queued))
+        assert rows == [["complete", "complete", "-"]] + \
+            [["pending", "pending", "-"]] * len(queued), \
+            (rows, t.log_tail(30))
+        line = t.log_lines("hand-back of claimed steps not written")[0]
+        assert "count=%d" % len(queued) in line, line
+        assert service.requests_for("/queued") == [], service.requests
+    finally:
+        proxy.close()
+
+
 def test_retry_an_error_step(taskerd, service):
     service.route("POST", "/flaky", counted([
         (500, {"error": "down 1"}), (500, {"error": "down 2"}),

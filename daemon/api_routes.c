@@ -16,8 +16,10 @@
 
 #include "api.h"
 #include "db.h"
+#include "node.h"
 #include "render.h"
 #include "reply.h"
+#include "services.h"
 #include "supervisor.h"
 #include "log.h"
 #include "utf8.h"
@@ -102,8 +104,9 @@ api_route_create(struct evhttp_request *req, const struct tmpl *t)
 	" JOIN namespaces n ON n.id = tp.namespace_id" \
 	" WHERE t.id = $1 AND n.name = $2 AND tp.name = $3"
 
+/* $4, $5: as SQL_TASK_WAITING's. */
 static const char sql_route_status[] =
-"SELECT jsonb_build_object('task_id', t.id, 'status', t.status,"
+"SELECT (jsonb_build_object('task_id', t.id, 'status', t.status,"
 "  'started_at', t.created_at, 'completed_at', t.completed_at,"
 "  'total_duration_ms', round(extract(epoch FROM"
 "    t.completed_at - t.created_at) * 1000),"
@@ -112,7 +115,8 @@ static const char sql_route_status[] =
 "    'started_at', s.started_at, 'completed_at', s.completed_at,"
 "    'duration_ms', round(extract(epoch FROM"
 "      s.completed_at - s.started_at) * 1000)) ORDER BY s.position)"
-"    FROM steps s WHERE s.task_id = t.id))::text"
+"    FROM steps s WHERE s.task_id = t.id)) || "
+SQL_TASK_WAITING("$4", "$5") ")::text"
 ROUTE_TASK_WHERE;
 
 static const char sql_route_results[] =
@@ -218,13 +222,16 @@ done:
 	free(rr);
 }
 
+/* Read task id of template t with sql ($1 id, $2 namespace, $3 name and,
+ * with waiting, $4 and $5 as SQL_TASK_WAITING's). */
 static void
 route_read(struct evhttp_request *req, const struct tmpl *t,
-    const char *id, const char *sql, db_cb cb)
+    const char *id, const char *sql, db_cb cb, bool waiting)
 {
 	struct route_req	*rr;
 	struct db_job		*job;
-	const char		*params[3];
+	const char		*params[5];
+	char			*ids = NULL, *breaking = NULL;
 	int64_t			 n;
 
 	if (parse_id(id, &n) == -1) {
@@ -239,21 +246,27 @@ route_read(struct evhttp_request *req, const struct tmpl *t,
 	params[0] = rr->id;
 	params[1] = t->namespace;
 	params[2] = t->name;
+	if (waiting) {
+		params[3] = ids = node_template_ids();
+		params[4] = breaking = services_breaking();
+	}
 	job = db_job_new(cb, rr);
-	db_job_add(job, sql, 3, params);
+	db_job_add(job, sql, waiting ? 5 : 3, params);
 	db_submit(job);
+	free(ids);
+	free(breaking);
 }
 
 void
 api_route_status(struct evhttp_request *req, const struct tmpl *t,
     const char *id)
 {
-	route_read(req, t, id, sql_route_status, route_status_done);
+	route_read(req, t, id, sql_route_status, route_status_done, true);
 }
 
 void
 api_route_results(struct evhttp_request *req, const struct tmpl *t,
     const char *id)
 {
-	route_read(req, t, id, sql_route_results, route_results_done);
+	route_read(req, t, id, sql_route_results, route_results_done, false);
 }

@@ -927,44 +927,10 @@ api_task_transitions(struct evhttp_request *req, const char *idstr)
 	    "task");
 }
 
-/*
- * A task shown: and, while it runs, what it waits for when it cannot go
- * on, which its steps' states do not say ('pending', no error).
- * - template_unavailable: its template (any version of it: a node loads
- *   its task's as stored) left every running node's files, and it never
- *   goes on.  $2: this node's own versions, which its next heartbeat may
- *   not have told yet (a reload).  A node too old to tell (templates
- *   NULL) may have any.
- * - breaker_open: a step whose parents are done is of a service whose
- *   breaker is open (or probing) on this node ($3): it waits, spending no
- *   attempts.  (Breakers are each node's own: another's may be closed.)
- */
+/* A task shown, with what it waits for (api.h). */
 static const char sql_task_show[] =
-"SELECT (taskerd_task_json(t, true) || CASE"
-"  WHEN t.status NOT IN ('pending', 'in_progress') THEN '{}'"
-"  WHEN NOT EXISTS ("
-"    SELECT 1 FROM templates tp JOIN templates x"
-"      ON x.namespace_id = tp.namespace_id AND x.name = tp.name"
-"    WHERE tp.id = t.template_id AND (x.id = ANY($2::bigint[])"
-"      OR EXISTS (SELECT 1 FROM nodes o WHERE o.lease_expires_at > now()"
-"        AND (o.templates IS NULL OR x.id = ANY(o.templates)))))"
-"  THEN jsonb_build_object('waiting', jsonb_build_object("
-"    'code', 'template_unavailable', 'message', 'no running node has"
-" this template in its files: the task waits until one has (or is"
-" cancelled)'))"
-"  WHEN b.service IS NOT NULL"
-"  THEN jsonb_build_object('waiting', jsonb_build_object("
-"    'code', 'breaker_open', 'service', b.service, 'message',"
-"    format('the breaker of service %s is open on this node: step %s"
-" waits, spending no attempts, until a call to the service succeeds',"
-"    b.service, b.name)))"
-"  ELSE '{}' END)::text"
-" FROM tasks t LEFT JOIN LATERAL ("
-"  SELECT s.service, s.name FROM steps s"
-"  WHERE s.task_id = t.id AND s.status IN ('pending', 'waiting_for_retry')"
-"    AND s.service = ANY($3::text[]) AND s.remaining_parents = 0"
-"  ORDER BY s.position LIMIT 1) b ON true"
-" WHERE t.id = $1";
+"SELECT (taskerd_task_json(t, true) || " SQL_TASK_WAITING("$2", "$3") ")::text"
+" FROM tasks t WHERE t.id = $1";
 
 void
 api_get_task(struct evhttp_request *req, const char *idstr)

@@ -189,14 +189,18 @@ def test_deadlines_of_steps_that_must_not_run_twice_count(taskerd, service):
 def test_a_task_held_by_an_open_breaker_says_so(taskerd, service):
     """A step whose service's breaker is open waits, spending no attempts,
     and read as 'pending' with no error: the task now says what it waits
-    for, through the API and tasker-ctl."""
+    for, through the API (/v1 and the template's status route) and
+    tasker-ctl."""
     from test_ctl import ctl, ok
     service.route("POST", "/down", status=500, body={"e": 1})
     service.route("POST", "/up/a", status=200, body={"ok": True})
     cfg = services(service, 1)
     cfg["services"]["svc"]["breaker"]["cooldown"] = "1m"
+    up = template("up", "/up/{{context.p}}").replace(
+        "step_templates:", 'routes:\n  status: { path: "/up/status/{task_id}" }'
+        '\nstep_templates:')
     t = taskerd(templates={"down.yaml": template("down", "/down"),
-                           "up.yaml": template("up", "/up/{{context.p}}")},
+                           "up.yaml": up},
                 config=cfg)
     tid = t.create_task("up", {"p": "a"}, namespace=NS)["task_id"]
     assert t.wait_task(tid)["status"] == "complete"
@@ -210,6 +214,9 @@ def test_a_task_held_by_an_open_breaker_says_so(taskerd, service):
         "succeeds"}, task
     assert task["steps"][0]["status"] == "pending" and \
         task["steps"][0]["attempts"] == 0, task
+    r = t.get("/up/status/%s" % tid)
+    assert r.status == 200 and r.body["status"] == "pending" and \
+        r.body["waiting"] == task["waiting"], (r.status, r.body)
     out = ok(ctl("task", "show", tid, url=t.url))
     assert "the breaker of service svc is open" in out, out
     # The first task's call only: the second waits, uncalled.

@@ -586,6 +586,12 @@ sched_inflight(void)
 	return sc.nqueued + sc.nmarking + sc.ndispatched;
 }
 
+int
+sched_unreleased(void)
+{
+	return (int)json_array_size(sc.unreleased);
+}
+
 /* Whether claim c is of service (NULL: any). */
 static bool
 claim_of(const struct claim *c, const char *service)

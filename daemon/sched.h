@@ -82,6 +82,8 @@ void	sched_lease_taken(void);
 void	sched_lease_regained(void);
 /* Steps claimed and not yet applied, for /health and STATUS=. */
 int	sched_inflight(void);
+/* Claims whose hand-back the database has not taken yet. */
+int	sched_unreleased(void);
 /* Claimed steps waiting for a worker. */
 int	sched_queued(void);
 /* Outcomes this node holds that are not written yet: in the batch being

@@ -182,7 +182,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	log_warnx("drain deadline passed; running steps will be retried "
-	    "after restart inflight=%d", sched_inflight());
+	    "after restart, claims not handed back are swept inflight=%d "
+	    "unreleased=%d", sched_inflight(), sched_unreleased());
 	/* What still waits on the database (a creation, a read) is answered
 	 * now, and the loop runs a moment more to send the answers rather
 	 * than close their connections unanswered. */

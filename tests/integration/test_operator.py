@@ -215,6 +215,15 @@ def slow_and_quick(service):
                                               timeout="30s"))}, release
 
 
+def slow_and_quick_behind(taskerd, service, pg, proxy):
+    """A one-worker node with slow_and_quick's templates, its database
+    reached through proxy: (node, templates, event)."""
+    tmpl, release = slow_and_quick(service)
+    db = pg.createdb()
+    return taskerd(workers=1, templates=tmpl, db=db,
+                   config={"database.dsn": proxy.dsn(db)}), tmpl, release
+
+
 def queue_behind_a_busy_worker(t, service, n):
     """A task of "s" busy on t's only worker, then n of "q" whose steps t
     claimed ahead of a free worker ('enqueued'): (busy, [queued])."""
@@ -332,13 +341,11 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg, back):
     connection, and was not asked again)."""
     proxy = PgProxy(pg)
     try:
-        tmpl, release = slow_and_quick(service)
-        db = pg.createdb()
-        cut = taskerd(workers=1, templates=tmpl, db=db,
-                      config={"database.dsn": proxy.dsn(db)})
+        cut, tmpl, release = slow_and_quick_behind(taskerd, service, pg,
+                                                   proxy)
         try:
             busy, queued = queue_behind_a_busy_worker(cut, service, 2)
-            other = taskerd(workers=1, templates=tmpl, db=db)
+            other = taskerd(workers=1, templates=tmpl, db=cut.db)
             connected = len(cut.log_lines("database connected"))
             proxy.down_now()
             for tid in queued:
@@ -365,20 +372,20 @@ def test_cancel_heard_while_a_node_was_cut_off(taskerd, service, pg, back):
         proxy.close()
 
 
+@pytest.mark.parametrize("db_back", [True, False])
 def test_a_node_stopping_while_cut_off_hands_back_its_queue(taskerd, service,
-                                                           pg):
+                                                           pg, db_back):
     """SIGTERM while the database is away: the hand-back of the steps
     queued for a worker cannot be written.  The node says so, writes it as
     soon as the database answers again and only then exits, the steps
     'pending' for any node (it used to exit once its running step was
     written, leaving them 'enqueued' under its name until another node's
-    orphan sweep, 30 s or more later)."""
+    orphan sweep, 30 s or more later).  If the database stays away past
+    the drain deadline, the node exits then, and says how many claims it
+    could not hand back."""
     proxy = PgProxy(pg)
     try:
-        tmpl, release = slow_and_quick(service)
-        db = pg.createdb()
-        t = taskerd(workers=1, templates=tmpl, db=db,
-                    config={"database.dsn": proxy.dsn(db)})
+        t, _, release = slow_and_quick_behind(taskerd, service, pg, proxy)
         try:
             busy, queued = queue_behind_a_busy_worker(t, service, 2)
             proxy.down_now()
@@ -386,20 +393,34 @@ def test_a_node_stopping_while_cut_off_hands_back_its_queue(taskerd, service,
             harness.wait_until(
                 lambda: t.log_lines("hand-back of claimed steps not written"),
                 15, message="the hand-back failed")
-            proxy.up()
+            if db_back:
+                proxy.up()
         finally:
             release.set()   # the running step ends only now
-        t.proc.wait(timeout=15)     # by itself: a second SIGTERM hurries
+        t.proc.wait(timeout=20)     # by itself: a second SIGTERM hurries
         assert t.stop() == 0, t.log_tail(30)
-        rows = pg.query(db, "SELECT t.status, s.status, coalesce(s.lease_owner,"
-                        " '-') FROM steps s JOIN tasks t ON t.id = s.task_id"
+        proxy.up()
+        rows = pg.query(t.db, "SELECT t.status, s.status,"
+                        " coalesce(s.lease_owner, '-') FROM steps s"
+                        " JOIN tasks t ON t.id = s.task_id"
                         " WHERE s.task_id IN (%s) ORDER BY s.id"
                         % ",".join(str(x) for x in [busy] + queued))
-        assert rows == [["complete", "complete", "-"]] + \
-            [["pending", "pending", "-"]] * len(queued), \
-            (rows, t.log_tail(30))
         line = t.log_lines("hand-back of claimed steps not written")[0]
         assert "count=%d" % len(queued) in line, line
+        if db_back:
+            assert rows == [["complete", "complete", "-"]] + \
+                [["pending", "pending", "-"]] * len(queued), \
+                (rows, t.log_tail(30))
+        else:
+            # Left under its name, for its next start or another node's
+            # sweep (the running step's outcome could not be written
+            # either).
+            node = t.config["node_id"]
+            assert rows[0][2] == node and rows[1:] == \
+                [["pending", "enqueued", node]] * len(queued), \
+                (rows, t.log_tail(30))
+            line = t.log_lines("drain deadline passed")[0]
+            assert "unreleased=%d" % len(queued) in line, line
         assert service.requests_for("/queued") == [], service.requests
     finally:
         proxy.close()

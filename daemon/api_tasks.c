@@ -929,8 +929,8 @@ api_task_transitions(struct evhttp_request *req, const char *idstr)
 
 /* A task shown, with what it waits for (api.h). */
 static const char sql_task_show[] =
-"SELECT (taskerd_task_json(t, true) || " SQL_TASK_WAITING("$2", "$3") ")::text"
-" FROM tasks t WHERE t.id = $1";
+"SELECT (taskerd_task_json(t, true) || "
+SQL_TASK_WAITING("$2", "$3") ")::text FROM tasks t WHERE t.id = $1";
 
 void
 api_get_task(struct evhttp_request *req, const char *idstr)

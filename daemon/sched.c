@@ -480,7 +480,6 @@ static void	sched_run(void);
 static void	sched_flush(void);
 static void	sched_cancel_heard(const char *);
 static void	sched_release_send(json_t *);
-static void	sched_unreleased_send(void);
 static void	sched_unknown_template(long long, const struct claim *);
 static void	sched_marks_done(json_t *, json_t *, unsigned);
 static void	sched_unstarted(struct claim *, const char *);
@@ -730,7 +729,7 @@ sched_backstop_cb(evutil_socket_t fd, short what, void *arg)
 	 * hand-backs. */
 	if (sc.cancels_unheard)
 		sched_cancel_heard(NULL);
-	sched_unreleased_send();
+	sched_resend_handbacks();
 	sched_kick();
 }
 
@@ -841,9 +840,11 @@ sched_released(struct db_job *job, void *arg)
 	json_decref(arr);
 }
 
-/* Send again the hand-backs that never reached the database. */
-static void
-sched_unreleased_send(void)
+/* Send again the hand-backs that never reached the database: at the
+ * backstop, and as soon as a connection is up (a node that stops waits for
+ * them). */
+void
+sched_resend_handbacks(void)
 {
 	json_t	*arr;
 
@@ -852,14 +853,6 @@ sched_unreleased_send(void)
 	arr = sc.unreleased;
 	sc.unreleased = json_array();
 	sched_release_send(arr);
-}
-
-/* A connection to the database is up: the hand-backs it missed go now,
- * not at the next backstop (a node that stops waits for them). */
-void
-sched_db_up(void)
-{
-	sched_unreleased_send();
 }
 
 /* Send the hand-back of arr's claims ([{step_id, token}]); it takes arr. */
@@ -1498,7 +1491,6 @@ struct sent {
 				 * locks briefly, meets one without a word */
 	int	 limit;
 	unsigned epoch;		/* node_epoch() when sent */
-	int	 apply_stmt;	/* sql_apply's place in the job */
 };
 
 /*
@@ -1664,7 +1656,9 @@ sched_apply_done(struct db_job *job, void *arg)
 		}
 	/* Which records applied; the results of the steps they completed
 	 * go into the input of the children claimed with them. */
-	res = db_job_result(job, sent->apply_stmt);
+	/* sql_apply's: after the plans' setting, the probe's lock timeout
+	 * and the tasks' locks (sched_flush). */
+	res = db_job_result(job, sent->probe ? 3 : 2);
 	applied = json_object();
 	completed = json_object();
 	for (r = 0; r < PQntuples(res); r++) {
@@ -1979,11 +1973,9 @@ sched_flush(void)
 	blocked = services_blocked();
 	job = db_job_new(sched_apply_done, sent);
 	db_job_add(job, sql_generic_plans, 0, NULL);
-	sent->apply_stmt = 2;
 	if (sent->probe) {
 		params[0] = SCHED_PROBE_LOCK_MS_TEXT;
 		db_job_add(job, sql_probe_lock, 1, params);
-		sent->apply_stmt++;
 	}
 	params[0] = tasks;
 	db_job_add(job, sched_sql_lock_tasks, 1, params);

@@ -61,8 +61,9 @@ void	sched_worker_idle(void);
 /* True while claims are out, or outcomes or hand-backs wait to be
  * written. */
 bool	sched_busy(void);
-/* A database connection came up: send what waited for one. */
-void	sched_db_up(void);
+/* Send again the hand-backs the database did not take (a connection came
+ * up). */
+void	sched_resend_handbacks(void);
 /* The outcome of a claim's attempt; takes ownership of the claim.  Strings
  * and results in the outcome are copied. */
 void	sched_outcome(struct claim *, const struct proto_step_outcome *);

@@ -110,7 +110,7 @@ db_up(void)
 {
 	supervisor_check_ready();
 	node_db_up();
-	sched_db_up();
+	sched_resend_handbacks();
 }
 
 /*

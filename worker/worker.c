@@ -30,7 +30,7 @@
  *
  * Exit status tells the supervisor what happened:
  *   0  the supervisor closed the socket (normal shutdown), even mid-step
- *   1  an unexpected system error (fatal())
+ *   1  an unexpected system error (a read or write that failed)
  *   2  cannot start (bad environment, handler init failed): do not respawn
  *      in a loop
  *   3  the supervisor sent something that is not the protocol (including
@@ -58,6 +58,7 @@
 #include "xmalloc.h"
 
 #define WORKER_EXIT_EOF		0
+#define WORKER_EXIT_FATAL	1
 #define WORKER_EXIT_CANNOT_START 2
 #define WORKER_EXIT_PROTOCOL	3
 
@@ -125,6 +126,11 @@ worker_exit(int status)
 		handler_exec_abort();
 		_exit(status);
 	}
+	/* The handler thread may have just finished a step and be about to
+	 * write its outcome: it must not run (and perhaps meet EPIPE and
+	 * _exit) while exit() runs.  Taken for good: it waits here, and
+	 * exit() ends it. */
+	pthread_mutex_lock(&worker_wmu);
 	exit(status);
 }
 
@@ -194,7 +200,10 @@ worker_write_all(const unsigned char *buf, size_t len)
 				handler_exec_abort();
 				_exit(WORKER_EXIT_EOF);
 			}
-			fatal("write to supervisor");
+			/* Not fatal(): its exit() is not for two threads. */
+			log_warn("write to supervisor");
+			handler_exec_abort();
+			_exit(WORKER_EXIT_FATAL);
 		}
 		buf += n;
 		len -= (size_t)n;
@@ -482,7 +491,8 @@ worker_read(struct worker_inbuf *in)
 			continue;
 		if (errno == ECONNRESET)
 			return 0;
-		fatal("read from supervisor");
+		log_warn("read from supervisor");
+		worker_exit(WORKER_EXIT_FATAL);
 	}
 	in->len += (size_t)n;
 	return (size_t)n;
@@ -567,5 +577,5 @@ main(int argc, char *argv[])
 		log_debug("supervisor closed the socket, exiting");
 	free(in.data);
 	proto_buf_free(&pb);
-	return WORKER_EXIT_EOF;
+	worker_exit(WORKER_EXIT_EOF);
 }

@@ -94,7 +94,9 @@
  *    it releases (sql_apply), so a child is claimed the moment its
  *    parent's outcome commits.
  * A claim writes no transition: the audit trail records when an attempt
- * started (below), not when a node reserved it.
+ * started (below), not when a node reserved it.  The claimed rows and
+ * their tasks are reached by key, whatever the limit, so that a generic
+ * plan runs it as well as a custom one (see sql_generic_plans).
  */
 static const char sql_claim[] =
 "WITH c AS ("
@@ -108,13 +110,31 @@ static const char sql_claim[] =
 " u AS ("
 "  UPDATE steps s SET status = 'enqueued', lease_owner = $2,"
 "    lease_token = nextval('step_lease_tokens'), updated_at = now()"
-"  FROM c WHERE s.id = c.id"
+"  FROM c WHERE s.id = ANY(ARRAY(SELECT id FROM c)) AND s.id = c.id"
 "  RETURNING s.id, s.task_id, s.name, s.attempts, s.retry_limit,"
 "    s.retryable, s.timeout_ms, s.lease_token)"
 "SELECT u.id, u.task_id, u.name, u.attempts, u.retry_limit, u.retryable,"
 "  u.timeout_ms, u.lease_token, t.template_id, t.correlation_id,"
 "  t.context::text, " SQL_RESULTS_FOR("u", "$4") " "
-"FROM u JOIN tasks t ON t.id = u.task_id";
+"FROM u CROSS JOIN LATERAL (SELECT t.template_id, t.correlation_id,"
+"  t.context FROM tasks t WHERE t.id = u.task_id LIMIT 1) t";
+
+/*
+ * Generic plans for the rest of the transaction: the first statement of a
+ * batch's job and of a claim's.  sql_apply, sched_sql_finalize and
+ * sql_claim reach every row by key whatever their parameters, and
+ * sql_next_due runs down the index either way, so a generic plan runs
+ * them as fast as any.  Left to itself, PostgreSQL found custom plans
+ * cheaper by its estimates and planned them anew for every call, and that
+ * planning grows with the tables: with 60,000 tasks in the database it
+ * took 18 s against 25 s of running sql_apply and the finalize (0.8 and
+ * 0.3 ms a batch; 0.3 and 0.1 ms on a new database), and 0.3 ms against
+ * 0.4 ms per claim.  (sql_claim once joined its claimed rows and their
+ * tasks by hash: as a generic plan, which does not know the limit, that
+ * read every row of both tables.)
+ */
+static const char sql_generic_plans[] =
+"SELECT set_config('plan_cache_mode', 'force_generic_plan', true)";
 
 /* Milliseconds until the next claimable step is due (<= 0: due now; NULL:
  * none); steps of blocked services ($1) wait for their breaker instead,
@@ -1174,12 +1194,13 @@ sched_claim_done(struct db_job *job, void *arg)
 		sched_wake_in(SCHED_RETRY_APPLY_MS);
 		return;
 	}
-	n = sched_enqueue(db_job_result(job, 0), false, NULL, sc.claim_epoch);
+	/* (After the plans' setting: sched_run.) */
+	n = sched_enqueue(db_job_result(job, 1), false, NULL, sc.claim_epoch);
 	if (n == asked) {
 		sc.want = true;		/* there may be more */
 		node_hint();		/* for nodes with room */
 	}
-	due = db_job_result(job, 1);
+	due = db_job_result(job, 2);
 	if (due != NULL && PQntuples(due) == 1 && !PQgetisnull(due, 0, 0)) {
 		next_ms = strtoll(PQgetvalue(due, 0, 0), NULL, 10);
 		sched_wake_in(next_ms > 0 ? next_ms : SCHED_CONTENDED_MS);
@@ -1257,6 +1278,7 @@ sched_run(void)
 	params[3] = results_readers();
 	params[4] = unknown;
 	job = db_job_new(sched_claim_done, (void *)(intptr_t)want);
+	db_job_add(job, sql_generic_plans, 0, NULL);
 	db_job_add(job, sql_claim, 5, params);
 	if (sc.need_due) {
 		params[3] = unknown;
@@ -1837,20 +1859,6 @@ id_array(json_t *obj)
 /* For a try of one task or one record (sent.probe), in its transaction. */
 static const char sql_probe_lock[] =
 "SELECT set_config('lock_timeout', $1, true)";
-
-/*
- * Generic plans for the rest of a batch's transaction.  sql_apply and
- * sched_sql_finalize reach every row by key whatever their parameters
- * (see above), so a generic plan runs them as fast as any.  Left to
- * itself, PostgreSQL found a custom plan cheaper by its estimates and
- * planned them anew for every batch, and that planning grows with the
- * tables: with 60,000 tasks in the database it took 18 s against 25 s of
- * running them (0.8 and 0.3 ms a batch; 0.3 and 0.1 ms on a new
- * database).  The general claim (sql_claim, in a job of its own) keeps
- * custom plans: its generic plan read 28 times as many buffers.
- */
-static const char sql_generic_plans[] =
-"SELECT set_config('plan_cache_mode', 'force_generic_plan', true)";
 
 /*
  * Which records go next, moved from sc.batch into sent: those of a held

@@ -127,9 +127,9 @@ worker_exit(int status)
 		_exit(status);
 	}
 	/* The handler thread may have just finished a step and be about to
-	 * write its outcome: it must not run (and perhaps meet EPIPE and
-	 * _exit) while exit() runs.  Taken for good: it waits here, and
-	 * exit() ends it. */
+	 * write its outcome: it must not write (and perhaps meet EPIPE and
+	 * _exit) while exit() runs.  Taken for good: a frame it has to write
+	 * waits for the lock, and exit() ends the thread. */
 	pthread_mutex_lock(&worker_wmu);
 	exit(status);
 }

@@ -116,6 +116,8 @@ main(int argc, char **argv)
 			    path);
 			return 1;
 		}
+		signal(SIGTERM, stop_during_start);
+		signal(SIGINT, stop_during_start);
 		if ((pg = db_connect_blocking(conf->database_dsn, err,
 		    sizeof(err))) == NULL) {
 			fprintf(stderr, "database: %s\n", err);

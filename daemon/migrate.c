@@ -7,6 +7,7 @@
  * nothing left to do.
  */
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,43 @@
 #include "xmalloc.h"
 
 #define MIGRATE_LOCK_KEY	"7317280215"	/* "taskerd" in spirit */
+
+/*
+ * The cancel request of the connection migrations run on, while they do.
+ * A stop signal ends the process at once (stop_during_start), and the
+ * server would not notice until the statement ended: a table rewrite ran
+ * on to its end, then rolled back, keeping the migration lock all along,
+ * and the next start waited for it.  PQcancel may be called from a signal
+ * handler.
+ */
+static PGcancel *volatile migrate_running;
+
+void
+migrate_cancel(void)
+{
+	PGcancel	*c = migrate_running;
+	char		 errbuf[256];
+
+	if (c != NULL)
+		(void)PQcancel(c, errbuf, sizeof(errbuf));
+}
+
+/* Forget the cancel request, out of the way of a signal's handler. */
+static void
+migrate_cancel_clear(void)
+{
+	sigset_t	 set, old;
+	PGcancel	*c;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, &old);
+	c = migrate_running;
+	migrate_running = NULL;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	PQfreeCancel(c);
+}
 
 static int
 exec_ok(PGconn *pg, const char *sql, char *err, size_t errlen)
@@ -245,6 +283,7 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 	}
 	if (r == -1)
 		return -1;
+	migrate_running = PQgetCancel(pg);
 	/* (No statement_timeout meanwhile: one set on the role or the
 	 * database, as managed services do, would cut a migration that
 	 * rewrites a big table short at every start, and end its wait for a
@@ -290,6 +329,7 @@ migrate_run(PGconn *pg, char *err, size_t errlen)
 	}
 	newer_schema(pg);
 out:
+	migrate_cancel_clear();
 	PQclear(PQexec(pg, "RESET lock_timeout"));
 	PQclear(PQexec(pg, "RESET statement_timeout"));
 	PQclear(PQexec(pg, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));

@@ -22,6 +22,9 @@ extern const int nmigrations;
  * Returns the number applied, or -1 with a reason in err.
  */
 int	migrate_run(PGconn *, char *err, size_t errlen);
+/* From a stop signal's handler (async-signal-safe): ask the server to
+ * cancel the migration statement running, if one is. */
+void	migrate_cancel(void);
 
 /*
  * Upsert every template of the registry (namespace, name, version,

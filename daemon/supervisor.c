@@ -496,16 +496,18 @@ prepare_database(void)
 }
 
 /*
- * Until the loop handles them, SIGTERM and SIGINT end the start at once,
- * as their default action does.  A container's pid 1 has no default
- * action: it would wait out a node id's lease or a database's recovery
- * deaf to `docker stop`.  The embedded server follows (PR_SET_PDEATHSIG).
+ * Until the loop handles them, SIGTERM and SIGINT end the start (and
+ * --migrate) at once, as their default action does.  A container's pid 1
+ * has no default action: it would wait out a node id's lease or a
+ * database's recovery deaf to `docker stop`.  The embedded server follows
+ * (PR_SET_PDEATHSIG); a migration's statement is cancelled.
  */
-static void
+void
 stop_during_start(int sig)
 {
 	sigset_t	set;
 
+	migrate_cancel();
 	signal(sig, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, sig);

@@ -31,6 +31,10 @@ int	supervisor_run(struct config *, struct tmpl_registry *,
  * version loaded as stored: oldversions.c), or NULL. */
 const struct tmpl *supervisor_template(int64_t db_id);
 
+/* SIGTERM's and SIGINT's handler until the loop runs: the process ends
+ * by the signal. */
+void	stop_during_start(int);
+
 /* Readiness changed (db, workers, listener): maybe tell systemd. */
 void	supervisor_check_ready(void);
 

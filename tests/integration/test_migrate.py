@@ -1,7 +1,10 @@
 """`taskerd -c FILE --migrate`: apply sql/ migrations and exit."""
 
+import signal
 import subprocess
 import time
+
+import pytest
 
 import harness
 
@@ -233,6 +236,52 @@ def test_a_migration_waiting_for_a_lock_gives_way(taskerd, pg):
     assert pg.scalar(t.db, "SELECT max(version) FROM taskerd_migrations") \
         == str(max(int(f.name.split("_")[0]) for f in
                    (harness.REPO / "sql").glob("0*.sql")))
+
+
+@pytest.mark.parametrize("args", [["--migrate"], []],
+                         ids=["migrate", "start"])
+def test_a_migration_stopped_by_a_signal_ends_on_the_server_too(taskerd, pg,
+                                                                args):
+    """SIGTERM (systemd's stop, Ctrl-C) ends a migrating taskerd at once;
+    the server used to run the statement on to its end (a table rewrite may
+    take long), keeping the migration lock, so that the next start waited
+    for it.  The statement is cancelled: the lock is free, the migration
+    rolled back, and the next run applies it."""
+    t = taskerd(start=False)
+    migrated_before(pg, t.db, 13)
+    # Slow on the server: an event trigger sleeps before every DDL command
+    # (the first is the migrations table's CREATE TABLE IF NOT EXISTS).
+    pg.execute(t.db, """
+        CREATE FUNCTION slow_ddl() RETURNS event_trigger LANGUAGE plpgsql
+            AS $$ BEGIN PERFORM pg_sleep(60); END $$;
+        CREATE EVENT TRIGGER slow_ddl ON ddl_command_start
+            EXECUTE FUNCTION slow_ddl();""")
+    running = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+               " AND wait_event = 'PgSleep' AND datname = '%s'" % t.db)
+    migrating = subprocess.Popen(
+        [harness.taskerd_bin(), "-c", t.config_path] + args,
+        env=harness.clean_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        harness.wait_until(lambda: pg.scalar(t.db, running) == "1", 10,
+                           message="the migration running")
+        migrating.send_signal(signal.SIGTERM)
+        migrating.communicate(timeout=10)
+    finally:
+        if migrating.poll() is None:
+            migrating.kill()
+            migrating.wait()
+    assert migrating.returncode == -signal.SIGTERM
+    harness.wait_until(lambda: pg.scalar(t.db, running) == "0", 5,
+                       message="the statement cancelled on the server")
+    assert pg.scalar(t.db, "SELECT pg_try_advisory_lock(7317280215)") == "t"
+    assert pg.scalar(t.db, "SELECT count(*) FROM information_schema.columns"
+                     " WHERE table_name = 'templates'"
+                     " AND column_name = 'source'") == "0"
+    pg.execute(t.db, "DROP EVENT TRIGGER slow_ddl")
+    r = migrate(t)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 migration(s) applied" in r.stdout, r.stdout
 
 
 def test_a_statement_timeout_of_the_database_spares_migrations(taskerd, pg):

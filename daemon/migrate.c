@@ -32,6 +32,7 @@
  * handler.
  */
 static PGcancel *volatile migrate_running;
+#define MIGRATE_CANCEL_S	2
 
 void
 migrate_cancel(void)
@@ -39,8 +40,14 @@ migrate_cancel(void)
 	PGcancel	*c = migrate_running;
 	char		 errbuf[256];
 
-	if (c != NULL)
-		(void)PQcancel(c, errbuf, sizeof(errbuf));
+	if (c == NULL)
+		return;
+	/* PQcancel connects anew, with no timeout: to a server gone from
+	 * the network it would hold the stop for minutes.  SIGALRM's
+	 * default action ends it then. */
+	alarm(MIGRATE_CANCEL_S);
+	(void)PQcancel(c, errbuf, sizeof(errbuf));
+	alarm(0);
 }
 
 /* Forget the cancel request, out of the way of a signal's handler. */

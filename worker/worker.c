@@ -30,7 +30,7 @@
  *
  * Exit status tells the supervisor what happened:
  *   0  the supervisor closed the socket (normal shutdown), even mid-step
- *   1  an unexpected system error (a read or write that failed)
+ *   1  an unexpected system error
  *   2  cannot start (bad environment, handler init failed): do not respawn
  *      in a loop
  *   3  the supervisor sent something that is not the protocol (including

@@ -7,7 +7,6 @@
  * nothing left to do.
  */
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,20 +49,14 @@ migrate_cancel(void)
 	alarm(0);
 }
 
-/* Forget the cancel request, out of the way of a signal's handler. */
+/* Forget the cancel request: out of the handler's sight before it is
+ * freed (the handler never returns, and nothing else runs meanwhile). */
 static void
 migrate_cancel_clear(void)
 {
-	sigset_t	 set, old;
-	PGcancel	*c;
+	PGcancel	*c = migrate_running;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	c = migrate_running;
 	migrate_running = NULL;
-	sigprocmask(SIG_SETMASK, &old, NULL);
 	PQfreeCancel(c);
 }
 

@@ -46,6 +46,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,25 +186,22 @@ static void
 worker_write_all(const unsigned char *buf, size_t len)
 {
 	ssize_t	n;
+	bool	gone;
 
 	while (len > 0) {
 		n = write(PROTO_WORKER_FD, buf, len);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EPIPE || errno == ECONNRESET) {
-				/* Either thread may be here, and the main
-				 * thread may be leaving by itself: _exit()
-				 * is the one way out that two threads may
-				 * take at once. */
+			/* Either thread may be here, and the main thread may
+			 * be leaving by itself: _exit() is the one way out
+			 * that two threads may take at once (not fatal()). */
+			if ((gone = errno == EPIPE || errno == ECONNRESET))
 				log_info("supervisor went away");
-				handler_exec_abort();
-				_exit(WORKER_EXIT_EOF);
-			}
-			/* Not fatal(): its exit() is not for two threads. */
-			log_warn("write to supervisor");
+			else
+				log_warn("write to supervisor");
 			handler_exec_abort();
-			_exit(WORKER_EXIT_FATAL);
+			_exit(gone ? WORKER_EXIT_EOF : WORKER_EXIT_FATAL);
 		}
 		buf += n;
 		len -= (size_t)n;

@@ -105,6 +105,13 @@ def test_a_cancel_heard_while_the_mark_waits_keeps_the_step_from_starting(
     commits, the step does not start, and ends cancelled.  It ran, inside
     a cancelled task."""
     t, charge, locker = held_mark(taskerd, service, pg)
+    # Once the batch the mark waited in has failed: until then the cancel
+    # waits for the same lock with the same timeout, and which of the two
+    # gives up first is a coin toss (the cancel's 503 'locked' is right
+    # then, but not what this test is about).
+    harness.wait_until(lambda: t.log_lines(
+        "a task is locked elsewhere; its outcomes wait.*task_id=%d" % charge),
+        10, message="the held mark set aside")
     r = t.delete("/v1/tasks/%d" % charge)
     assert r.status == 200 and r.body["status"] == "cancelled", r.body
     assert locker.wait(timeout=15) == 0

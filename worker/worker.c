@@ -402,8 +402,10 @@ worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 	st->h = h;
 	st->busy = 1;
 	st->go = 1;
-	pthread_cond_signal(&st->cv);
 	pthread_mutex_unlock(&st->mu);
+	/* After the unlock: a thread woken while the lock is still held
+	 * wakes only to wait for it, and must be woken a second time. */
+	pthread_cond_signal(&st->cv);
 }
 
 /* Handle one decoded message from the supervisor; takes msg (clears it or

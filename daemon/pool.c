@@ -126,11 +126,28 @@ worker_by_pid(pid_t pid)
 	return NULL;
 }
 
+/*
+ * A frame goes out at once when nothing waits before it.  Through the
+ * bufferevent alone it waited for the loop's next turn, and the socket's
+ * write event was switched on and off for it: two epoll_ctl calls per
+ * step, and a worker idle meanwhile.  What the socket does not take, or an
+ * error (which the bufferevent then meets and reports as ever), goes the
+ * bufferevent's way, behind which later frames queue.
+ */
 static void
 worker_send(struct worker *w, struct proto_buf *buf)
 {
-	if (w->bev != NULL)
-		bufferevent_write(w->bev, buf->data, buf->len);
+	ssize_t	n = 0;
+
+	if (w->bev == NULL)
+		goto out;
+	if (evbuffer_get_length(bufferevent_get_output(w->bev)) == 0 &&
+	    (n = send(bufferevent_getfd(w->bev), buf->data, buf->len,
+	    MSG_DONTWAIT | MSG_NOSIGNAL)) == -1)
+		n = 0;
+	if ((size_t)n < buf->len)
+		bufferevent_write(w->bev, buf->data + n, buf->len - (size_t)n);
+out:
 	proto_buf_free(buf);
 }
 

@@ -110,10 +110,11 @@ def test_a_cancel_heard_while_the_mark_waits_keeps_the_step_from_starting(
     # gives up first is a coin toss (the cancel's 503 'locked' is right
     # then, but not what this test is about).
     harness.wait_until(lambda: t.log_lines(
-        "a task is locked elsewhere; its outcomes wait.*task_id=%d" % charge),
-        10, message="the held mark set aside")
+        "a task is locked elsewhere; its outcomes wait.*task_id=%d\\b"
+        % charge), 10, message="the held mark set aside")
     r = t.delete("/v1/tasks/%d" % charge)
     assert r.status == 200 and r.body["status"] == "cancelled", r.body
+    assert locker.poll() is None, "the lock ended before the cancel"
     assert locker.wait(timeout=15) == 0
     harness.wait_until(lambda: t.task(charge)["steps"][0]["status"] ==
                        "cancelled", 15, message="the step cancelled")

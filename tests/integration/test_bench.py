@@ -49,6 +49,10 @@ def test_bench_prints_every_scenario():
         d = out[("dispatch_latency", name)]
         assert d["out_of_order"] == 0 and d["children"] > 0, d
         assert 0 < d["p50_ms"] <= d["p99_ms"] <= d["max_ms"], d
+        # Every parent's commit time is known, and its outcome was
+        # written before its commit: from there the wait is longer.
+        assert d["untimed"] == 0, d
+        assert d["from_write_p50_ms"] >= d["p50_ms"], d
     c = out[("create", None)]
     assert c["created"] > 0 and c["errors"] == 0 and c["tasks_per_s"] > 0, c
     r = out[("resources", None)]

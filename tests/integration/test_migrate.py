@@ -8,6 +8,9 @@ import pytest
 
 import harness
 
+# The advisory lock migrations hold (MIGRATE_LOCK_KEY in daemon/migrate.c).
+MIGRATE_LOCK_KEY = 7317280215
+
 # The tables (and the columns of them) that the API and these tests rely on.
 SCHEMA = {
     "tasks": {"id", "status", "context"},
@@ -189,7 +192,8 @@ def test_start_waits_for_the_migration_lock_and_says_so(taskerd, pg,
     harness.notify_env(monkeypatch, path)
     t = taskerd(start=False)
     holder = pg.psql_background(
-        t.db, "SELECT pg_advisory_lock(7317280215); SELECT pg_sleep(3);")
+        t.db, "SELECT pg_advisory_lock(%d); SELECT pg_sleep(3);"
+        % MIGRATE_LOCK_KEY)
     try:
         harness.wait_until(lambda: pg.scalar(
             t.db, "select count(*) from pg_locks where locktype = "
@@ -276,7 +280,7 @@ def test_a_migration_stopped_by_a_signal_ends_on_the_server_too(taskerd, pg,
                        message="the statement cancelled on the server")
     # (Its session ends a moment later, and its lock with it.)
     harness.wait_until(lambda: pg.scalar(
-        t.db, "SELECT pg_try_advisory_lock(7317280215)") == "t", 5,
+        t.db, "SELECT pg_try_advisory_lock(%d)" % MIGRATE_LOCK_KEY) == "t", 5,
         message="the migration lock free")
     assert pg.scalar(t.db, "SELECT count(*) FROM information_schema.columns"
                      " WHERE table_name = 'templates'"

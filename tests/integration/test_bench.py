@@ -59,6 +59,8 @@ def test_bench_prints_every_scenario():
     assert r["supervisor_rss_kb"] > 0 and r["worker_rss_kb_max"] > 0, r
     assert out[("pg_limit", None)]["step_lifecycles_per_s"] > 0
     assert err.rstrip().endswith("bench: ok"), err[-2000:]
+    assert "bench: taskerd %s, worker %s\n" % (harness.taskerd_bin(),
+                                               harness.worker_bin()) in err
 
 
 def test_bench_repeat_prints_medians(tmp_path):
@@ -76,3 +78,35 @@ def test_bench_repeat_prints_medians(tmp_path):
         assert 'parameter "auto_explain.log_analyze" changed' in log, log[-2000:]
     assert logs[0] != logs[1]
     assert not explain.exists()
+
+
+def test_make_bench_measures_the_programs_the_environment_names(tmp_path):
+    """`make bench` runs TASKERD_BIN and TASKERD_WORKER when they are set,
+    not always the tree's, so that two builds kept elsewhere can be
+    compared run for run; it names them first, and one that is not there
+    stops the run before a database is started."""
+    def make_bench(**env):
+        full = dict(os.environ, BENCH_W="30", BENCH_SCENARIOS="chain", **env)
+        return subprocess.run(["make", "-s", "bench"], cwd=str(harness.REPO),
+                              env=full, capture_output=True, text=True,
+                              timeout=600)
+
+    missing = tmp_path / "missing" / "taskerd"
+    p = make_bench(TASKERD_BIN=str(missing))
+    assert p.returncode != 0
+    assert "bench: setup failed: %s is not built" % missing in p.stderr, \
+        p.stderr[-3000:]
+    assert "starting PostgreSQL" not in p.stderr, p.stderr[-3000:]
+
+    # The same programs under other names: those names are the ones run.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "taskerd").symlink_to(harness.taskerd_bin())
+    (other / "taskerd-worker").symlink_to(harness.worker_bin())
+    p = make_bench(TASKERD_BIN=str(other / "taskerd"),
+                   TASKERD_WORKER=str(other / "taskerd-worker"))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "bench: taskerd %s, worker %s\n" % (
+        other / "taskerd", other / "taskerd-worker") in p.stderr, p.stderr
+    chain = json.loads(p.stdout.splitlines()[0])
+    assert chain["scenario"] == "chain" and chain["completed"] == 30, chain

@@ -7,21 +7,25 @@
  * which is why a handler that hangs or crashes here costs one worker and
  * never the daemon.
  *
- * Two threads, so that the heartbeat means something while a step runs:
+ * The main thread reads the socket, blocked in read(), and runs each step
+ * itself: a RUN_STEP is read, its handler called and its STEP_OUTCOME
+ * written with one wake-up of one thread.  (Handing each step to a second
+ * thread cost two more wake-ups and three futex calls per step, which on
+ * a virtual machine took more CPU than a short step.)  Only the main
+ * thread enters a handler (and the http handler's one curl handle).
  *
- *  - the main thread reads the socket.  It blocks in read(), decodes
- *    every frame, answers PING at once (idle or busy) and hands a RUN_STEP
- *    to the handler thread.  It is the only thread that reads the socket.
- *  - the handler thread waits for a step, runs one handler call and writes
- *    the STEP_OUTCOME itself.  Handing the outcome back to the main thread
- *    first cost a third wake-up per step, which on a virtual machine took
- *    more CPU than a short step.  There is one handler thread, started with
- *    the first step and kept (a thread per step cost more still), so a
- *    handler (and the http handler's one curl handle) is never entered by
- *    two threads at once.
+ * So that the heartbeat means something while a step runs, a second
+ * thread, the watcher, looks in every WATCH_MS: once one step has been
+ * running that long, it takes the socket over, answers PINGs and notices
+ * a closed socket or a frame that breaks the protocol, until the main
+ * thread wants the socket back (an eventfd wakes it).  Between steps, and
+ * during short ones, it sleeps; a worker idle for a second parks it until
+ * the next step starts.  So a PING that comes during a step is answered
+ * within two looks (40 ms), or when the step ends if that is sooner.
  *
- * Both threads write the socket, a whole frame at a time under worker_wmu,
- * so a PONG never lands inside an outcome.
+ * Whichever thread holds the socket owns worker_in; both write the socket,
+ * a whole frame at a time under worker_wmu, so a PONG never lands inside
+ * an outcome.
  *
  * A PONG therefore proves the process is scheduled and its loop alive, not
  * that the handler makes progress: a stopped or wholly deadlocked worker
@@ -34,16 +38,19 @@
  *   2  cannot start (bad environment, handler init failed): do not respawn
  *      in a loop
  *   3  the supervisor sent something that is not the protocol (including
- *      a RUN_STEP while a step is still running)
+ *      a RUN_STEP while the watcher holds the socket: one that comes
+ *      during a short step is read, and run, after it)
  *
  * Nothing is written to stdout: it is not ours.
  */
 #include <sys/types.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -64,40 +71,48 @@
 #define WORKER_EXIT_PROTOCOL	3
 
 #define WORKER_READ_CHUNK	65536
+#define WATCH_MS		20	/* a step this long gets the watcher */
+#define WATCH_PARK		50	/* idle looks before it parks */
 
-/* Bytes read from the supervisor that do not yet form a whole frame. */
+/* Bytes read from the supervisor: whole frames from off on, then perhaps
+ * part of one.  The socket's holder owns it. */
 struct worker_inbuf {
 	unsigned char	*data;
+	size_t		 off;
 	size_t		 len;
 	size_t		 cap;
 };
 
 /*
- * The step in flight.  busy, go, and msg's being there are shared under mu.
- * From worker_step_start() until the handler thread clears busy (under mu,
- * just before it writes the outcome), that thread owns o and reads msg;
- * the main thread may read msg's ids under mu for a log line, and writes
- * nothing.  The supervisor sends the next RUN_STEP only once it has the
- * outcome, so it always finds busy cleared.  started and thread are the
- * main thread's alone.
+ * The step in flight, and who holds the socket.  All shared under mu.  The
+ * main thread runs the step; it sets busy and msg when the step starts and
+ * clears them once it holds the socket again, just before it writes the
+ * outcome (the supervisor sends the next RUN_STEP only once it has the
+ * outcome, so the main thread is the one to read it).  The watcher reads
+ * msg's ids for a log line.  started, thread and wake are the main
+ * thread's, set before the watcher starts.
  */
 struct worker_step {
-	int				 busy;
-	int				 started;	/* the thread runs */
-	pthread_t			 thread;
-	pthread_mutex_t			 mu;
-	pthread_cond_t			 cv;
-	int				 go;	/* a step waits to run */
-	const struct handler		*h;
-	struct proto_msg		 msg;	/* the RUN_STEP; owned */
-	struct proto_step_outcome	 o;
+	int			 busy;
+	uint64_t		 seq;		/* steps started */
+	bool			 watching;	/* the watcher holds the socket */
+	bool			 parked;	/* the watcher waits for a step */
+	struct proto_msg	 msg;		/* the RUN_STEP; owned */
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;		/* the watcher waits on it */
+	pthread_cond_t		 back;		/* the socket was handed back */
+	bool			 started;	/* the watcher runs */
+	pthread_t		 thread;
+	int			 wake;		/* eventfd: give the socket back */
 };
 
 static size_t			worker_max_frame = PROTO_DEFAULT_MAX_FRAME;
 static struct worker_step	worker_step = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
-	.cv = PTHREAD_COND_INITIALIZER,
+	.back = PTHREAD_COND_INITIALIZER,
+	.wake = -1,
 };
+static struct worker_inbuf	worker_in;
 /* Held while a whole frame is written to the supervisor. */
 static pthread_mutex_t		worker_wmu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -113,11 +128,12 @@ worker_busy(void)
 }
 
 /*
- * Leave now.  While a step runs the handler thread may be deep in libcurl
- * or OpenSSL; exit() would run their atexit cleanups under its feet (and a
- * crash there would turn our status into a signal), so a busy worker leaves
- * with _exit().  Nothing is lost: stdout is unused and every log line is
- * flushed as it is written.  Never called with worker_step.mu held.
+ * Leave now.  While a step runs, the one leaving is the watcher, and the
+ * main thread may be deep in libcurl or OpenSSL; exit() would run their
+ * atexit cleanups under its feet (and a crash there would turn our status
+ * into a signal), so a busy worker leaves with _exit().  Nothing is lost:
+ * stdout is unused and every log line is flushed as it is written.  Never
+ * called with worker_step.mu held.
  */
 static void __attribute__((noreturn))
 worker_exit(int status)
@@ -127,10 +143,9 @@ worker_exit(int status)
 		handler_exec_abort();
 		_exit(status);
 	}
-	/* The handler thread may have just finished a step and be about to
-	 * write its outcome: it must not write (and perhaps meet EPIPE and
-	 * _exit) while exit() runs.  Taken for good: a frame it has to write
-	 * waits for the lock, and exit() ends the thread. */
+	/* No frame may be half written, or meet EPIPE and _exit, while
+	 * exit() runs.  Taken for good: a frame the other thread has to
+	 * write waits for the lock, and exit() ends the thread. */
 	pthread_mutex_lock(&worker_wmu);
 	exit(status);
 }
@@ -300,42 +315,130 @@ worker_outcome_frame(const struct proto_run_step *run,
 	worker_outcome_clear(o);
 }
 
-/* The handler thread: for each step, run one handler call and answer it. */
+static void	worker_process(struct proto_buf *);
+static size_t	worker_read(void);
+
+/* The supervisor closed the socket: leave, saying how.  Either thread. */
+static void __attribute__((noreturn))
+worker_eof(void)
+{
+	const struct proto_run_step	*run;
+
+	pthread_mutex_lock(&worker_step.mu);
+	if (worker_step.busy) {
+		run = &worker_step.msg.u.run;
+		/* Waiting would only delay the supervisor, which fails the
+		 * step's lease itself. */
+		log_info("supervisor closed the socket mid-step, exiting "
+		    "step_id=%" PRId64 " task_id=%" PRId64 " correlation_id=%s",
+		    run->step_id, run->task_id, run->correlation_id);
+		pthread_mutex_unlock(&worker_step.mu);
+		worker_exit(WORKER_EXIT_EOF);
+	}
+	pthread_mutex_unlock(&worker_step.mu);
+	if (worker_in.len > worker_in.off)
+		log_warnx("supervisor closed mid-frame pending_bytes=%zu",
+		    worker_in.len - worker_in.off);
+	else
+		log_debug("supervisor closed the socket, exiting");
+	worker_exit(WORKER_EXIT_EOF);
+}
+
+/* The watcher, holding the socket while a step runs: serve it until the
+ * main thread asks for it back. */
+static void
+worker_watch(struct proto_buf *pb)
+{
+	struct pollfd	pfd[2];
+	uint64_t	n;
+
+	pfd[0].fd = PROTO_WORKER_FD;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = worker_step.wake;
+	pfd[1].events = POLLIN;
+	for (;;) {
+		/* First what came with the RUN_STEP, or after it. */
+		worker_process(pb);
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			worker_exit(WORKER_EXIT_FATAL);
+		}
+		if (pfd[1].revents != 0) {
+			(void)read(worker_step.wake, &n, sizeof(n));
+			return;
+		}
+		if (pfd[0].revents != 0 && worker_read() == 0)
+			worker_eof();
+	}
+}
+
+/*
+ * The watcher thread.  It looks every WATCH_MS; when the same step was
+ * running at two looks in a row, it takes the socket.  After WATCH_PARK
+ * looks at an idle worker it waits untimed, and the next step wakes it.
+ */
 static void *
-worker_step_thread(void *arg)
+worker_watch_thread(void *arg)
 {
 	struct worker_step	*st = arg;
 	struct proto_buf	 pb;
-	struct timespec		 t0, t1;
+	struct timespec		 at;
+	uint64_t		 seen = 0;
+	int			 idle = 0;
 
 	proto_buf_init(&pb);
+	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		pthread_mutex_lock(&st->mu);
-		while (!st->go)
-			pthread_cond_wait(&st->cv, &st->mu);
-		st->go = 0;
-		pthread_mutex_unlock(&st->mu);
-
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		st->h->run(&st->msg.u.run, &st->o);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		st->o.duration_us = worker_elapsed_us(&t0, &t1);
-		worker_outcome_frame(&st->msg.u.run, &st->o, &pb);
-
-		/* Idle before the supervisor can have the outcome, and so
-		 * send the next step. */
-		pthread_mutex_lock(&st->mu);
-		proto_msg_clear(&st->msg);
-		st->h = NULL;
-		st->busy = 0;
-		pthread_mutex_unlock(&st->mu);
-		worker_send(&pb);
+		if (st->busy && st->seq == seen) {
+			st->watching = true;
+			pthread_mutex_unlock(&st->mu);
+			worker_watch(&pb);
+			pthread_mutex_lock(&st->mu);
+			st->watching = false;
+			pthread_cond_signal(&st->back);
+		} else if (st->busy) {
+			seen = st->seq;
+			idle = 0;
+		} else if (++idle >= WATCH_PARK) {
+			st->parked = true;
+			while (!st->busy)
+				pthread_cond_wait(&st->cv, &st->mu);
+			st->parked = false;
+			seen = st->seq;
+			idle = 0;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		at.tv_nsec += WATCH_MS * 1000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->cv, &st->mu, &at);
 	}
 	return NULL;
 }
 
-/* Answer msg's step from the main thread, without running it; clears
- * msg. */
+/* Start the watcher, with the eventfd that asks it for the socket back. */
+static int
+worker_watch_start(struct worker_step *st)
+{
+	int	rc;
+
+	if ((st->wake = eventfd(0, EFD_CLOEXEC)) == -1)
+		return errno;
+	if ((rc = pthread_create(&st->thread, NULL, worker_watch_thread,
+	    st)) != 0) {
+		close(st->wake);
+		st->wake = -1;
+		return rc;
+	}
+	st->started = true;
+	return 0;
+}
+
+/* Answer msg's step without running it; clears msg. */
 static void
 worker_step_refuse(struct proto_msg *msg, struct proto_step_outcome *o,
     struct proto_buf *pb)
@@ -345,14 +448,18 @@ worker_step_refuse(struct proto_msg *msg, struct proto_step_outcome *o,
 	worker_send(pb);
 }
 
-/* Start the RUN_STEP in msg on the handler thread; takes msg. */
+/* Run the RUN_STEP in msg and answer it; takes msg.  Main thread only: the
+ * watcher, which meets a RUN_STEP only while a step runs, leaves. */
 static void
-worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
+worker_step_run(struct proto_msg *msg, struct proto_buf *pb)
 {
 	struct worker_step		*st = &worker_step;
 	const struct proto_run_step	*run = &msg->u.run;
 	const struct handler		*h;
 	struct proto_step_outcome	 o;
+	struct timespec			 t0, t1;
+	uint64_t			 one = 1;
+	bool				 parked;
 	int				 rc;
 
 	pthread_mutex_lock(&st->mu);
@@ -381,31 +488,52 @@ worker_step_start(struct proto_msg *msg, struct proto_buf *pb)
 	}
 	/* Not a crash of the step: a later attempt, maybe on a fresh worker,
 	 * may well get its thread. */
-	if (!st->started && (rc = pthread_create(&st->thread, NULL,
-	    worker_step_thread, st)) != 0) {
-		errno = rc;
-		log_warn("cannot start handler thread step_id=%" PRId64
-		    " task_id=%" PRId64 " correlation_id=%s", run->step_id,
-		    run->task_id, run->correlation_id);
+	if (!st->started && (rc = worker_watch_start(st)) != 0) {
+		log_warnx("cannot start watcher thread step_id=%" PRId64
+		    " task_id=%" PRId64 " correlation_id=%s: %s", run->step_id,
+		    run->task_id, run->correlation_id, strerror(rc));
 		outcome_fail(&o, OUTCOME_RETRYABLE, "worker_thread",
-		    "worker cannot start a handler thread: %s", strerror(rc));
+		    "worker cannot start a watcher thread: %s", strerror(rc));
 		worker_step_refuse(msg, &o, pb);
 		return;
 	}
-	st->started = 1;
 
 	/* Ownership of the message's strings and JSON moves to the step. */
 	pthread_mutex_lock(&st->mu);
 	st->msg = *msg;
 	memset(msg, 0, sizeof(*msg));
-	st->o = o;
-	st->h = h;
 	st->busy = 1;
-	st->go = 1;
+	st->seq++;
+	parked = st->parked;
 	pthread_mutex_unlock(&st->mu);
 	/* After the unlock: a thread woken while the lock is still held
 	 * wakes only to wait for it, and must be woken a second time. */
-	pthread_cond_signal(&st->cv);
+	if (parked)
+		pthread_cond_signal(&st->cv);
+
+	run = &st->msg.u.run;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	h->run(run, &o);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	o.duration_us = worker_elapsed_us(&t0, &t1);
+	worker_outcome_frame(run, &o, pb);
+
+	/* The socket back before the outcome goes: the next RUN_STEP, sent
+	 * once the supervisor has it, is the main thread's to read. */
+	pthread_mutex_lock(&st->mu);
+	if (st->watching) {
+		if (write(st->wake, &one, sizeof(one)) == -1) {
+			log_warn("wake the watcher");
+			pthread_mutex_unlock(&st->mu);
+			worker_exit(WORKER_EXIT_FATAL);
+		}
+		while (st->watching)
+			pthread_cond_wait(&st->back, &st->mu);
+	}
+	st->busy = 0;
+	proto_msg_clear(&st->msg);
+	pthread_mutex_unlock(&st->mu);
+	worker_send(pb);
 }
 
 /* Handle one decoded message from the supervisor; takes msg (clears it or
@@ -415,14 +543,14 @@ worker_dispatch(struct proto_msg *msg, struct proto_buf *pb)
 {
 	switch (msg->type) {
 	case PROTO_PING:
-		/* Answered even mid-step: that is what tells the supervisor
-		 * a busy worker is alive. */
+		/* Answered even mid-step (by the watcher): that is what
+		 * tells the supervisor a busy worker is alive. */
 		proto_encode_ping(pb, PROTO_PONG, msg->u.ping.seq);
 		proto_msg_clear(msg);
 		worker_send(pb);
 		break;
 	case PROTO_RUN_STEP:
-		worker_step_start(msg, pb);
+		worker_step_run(msg, pb);
 		break;
 	default:
 		/* HELLO, PONG, STEP_OUTCOME only flow the other way. */
@@ -432,17 +560,19 @@ worker_dispatch(struct proto_msg *msg, struct proto_buf *pb)
 	}
 }
 
-/* Consume every whole frame at the front of in. */
+/* Consume every whole frame of worker_in, one at a time: a step run from
+ * here lets the watcher consume those after it meanwhile. */
 static void
-worker_process(struct worker_inbuf *in, struct proto_buf *pb)
+worker_process(struct proto_buf *pb)
 {
+	struct worker_inbuf	*in = &worker_in;
 	struct proto_msg	 msg;
 	char			 err[256];
-	size_t			 off = 0, plen;
+	size_t			 plen;
 	int			 r;
 
 	for (;;) {
-		r = proto_frame_peek(in->data + off, in->len - off,
+		r = proto_frame_peek(in->data + in->off, in->len - in->off,
 		    worker_max_frame, &plen);
 		if (r == 1)
 			break;
@@ -451,27 +581,29 @@ worker_process(struct worker_inbuf *in, struct proto_buf *pb)
 			    "max_frame=%zu", worker_max_frame);
 			worker_exit(WORKER_EXIT_PROTOCOL);
 		}
-		if (proto_decode(in->data + off + PROTO_HEADER_LEN, plen, &msg,
-		    err, sizeof(err)) == -1) {
+		if (proto_decode(in->data + in->off + PROTO_HEADER_LEN, plen,
+		    &msg, err, sizeof(err)) == -1) {
 			log_warnx("protocol error: cannot decode frame "
 			    "reason=%s", log_quote(err));
 			worker_exit(WORKER_EXIT_PROTOCOL);
 		}
+		in->off += PROTO_HEADER_LEN + plen;
 		worker_dispatch(&msg, pb);
-		off += PROTO_HEADER_LEN + plen;
-	}
-	if (off > 0) {
-		memmove(in->data, in->data + off, in->len - off);
-		in->len -= off;
 	}
 }
 
-/* Read what is available; returns 0 at EOF. */
+/* Read what is available into worker_in; returns 0 at EOF. */
 static size_t
-worker_read(struct worker_inbuf *in)
+worker_read(void)
 {
-	ssize_t	n;
+	struct worker_inbuf	*in = &worker_in;
+	ssize_t			 n;
 
+	if (in->off > 0) {
+		memmove(in->data, in->data + in->off, in->len - in->off);
+		in->len -= in->off;
+		in->off = 0;
+	}
 	/* Grow by doubling so a large frame costs few copies; the buffer
 	 * stays bounded because worker_process fails a frame announced
 	 * larger than worker_max_frame as soon as its header is in. */
@@ -498,25 +630,13 @@ worker_read(struct worker_inbuf *in)
 	return (size_t)n;
 }
 
-/*
- * Serve the socket until the supervisor closes it.  Returns at EOF, with a
- * step possibly still running.
- */
-static void
-worker_loop(struct worker_inbuf *in, struct proto_buf *pb)
-{
-	while (worker_read(in) > 0)
-		worker_process(in, pb);
-}
-
 int
 main(int argc, char *argv[])
 {
-	struct worker_inbuf	 in = { NULL, 0, 0 };
 	struct proto_buf	 pb;
-	const struct proto_run_step *run;
 	struct proto_hello	 hello;
 	struct stat		 st;
+	pthread_condattr_t	 ca;
 	int			 flags;
 
 	(void)argc;
@@ -526,6 +646,14 @@ main(int argc, char *argv[])
 	/* A write to a dead supervisor must be an EPIPE we handle, not a
 	 * silent death. */
 	signal(SIGPIPE, SIG_IGN);
+	/* The watcher's looks are timed by the monotonic clock. */
+	if (pthread_condattr_init(&ca) != 0 ||
+	    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&worker_step.cv, &ca) != 0) {
+		log_warnx("cannot start: pthread_cond_init");
+		exit(WORKER_EXIT_CANNOT_START);
+	}
+	pthread_condattr_destroy(&ca);
 
 	if (worker_frame_setup() == -1)
 		exit(WORKER_EXIT_CANNOT_START);
@@ -543,7 +671,7 @@ main(int argc, char *argv[])
 	if ((flags = fcntl(PROTO_WORKER_FD, F_GETFD)) != -1)
 		(void)fcntl(PROTO_WORKER_FD, F_SETFD, flags | FD_CLOEXEC);
 	/* The main thread blocks in read(); it has nothing else to wait
-	 * for. */
+	 * for (the watcher polls before it reads). */
 	if ((flags = fcntl(PROTO_WORKER_FD, F_GETFL)) != -1 &&
 	    (flags & O_NONBLOCK))
 		(void)fcntl(PROTO_WORKER_FD, F_SETFL, flags & ~O_NONBLOCK);
@@ -556,26 +684,7 @@ main(int argc, char *argv[])
 	log_debug("worker ready version=%d max_frame=%zu", PROTO_VERSION,
 	    worker_max_frame);
 
-	worker_loop(&in, &pb);
-
-	pthread_mutex_lock(&worker_step.mu);
-	if (worker_step.busy) {
-		run = &worker_step.msg.u.run;
-		/* Waiting would only delay the supervisor, which fails the
-		 * step's lease itself. */
-		log_info("supervisor closed the socket mid-step, exiting "
-		    "step_id=%" PRId64 " task_id=%" PRId64 " correlation_id=%s",
-		    run->step_id, run->task_id, run->correlation_id);
-		pthread_mutex_unlock(&worker_step.mu);
-		worker_exit(WORKER_EXIT_EOF);
-	}
-	pthread_mutex_unlock(&worker_step.mu);
-	if (in.len > 0)
-		log_warnx("supervisor closed mid-frame pending_bytes=%zu",
-		    in.len);
-	else
-		log_debug("supervisor closed the socket, exiting");
-	free(in.data);
-	proto_buf_free(&pb);
-	worker_exit(WORKER_EXIT_EOF);
+	while (worker_read() > 0)
+		worker_process(&pb);
+	worker_eof();
 }

@@ -177,6 +177,39 @@ def test_busy_and_idle_workers_that_answer_are_left_alone(taskerd, service):
     assert not t.log_lines(r'msg="worker died"'), t.log_tail(40)
 
 
+def test_one_worker_answers_through_slow_steps_one_after_another(
+        taskerd, service):
+    """A worker's main thread runs the step; while a slow one runs, its
+    watcher thread answers the pings, and gives the socket back when the
+    step ends.  Four steps in a row on one worker, each longer than the
+    watcher's look, and a fifth longer than ping_timeout: each is answered
+    once, by the same worker, and no step waits on a missed ping."""
+    service.route("POST", "/slow", delay=0.3)
+    service.route("POST", "/slower", delay=1.5)
+    steps = ["  - name: s%d\n    handler: http\n    timeout: 20s\n"
+             "    handler_config: { method: POST, url: \"%s/%s\" }\n"
+             % (i, service.url, "slower" if i == 5 else "slow")
+             + ("    depends_on_step: s%d\n" % (i - 1) if i > 1 else "")
+             for i in range(1, 6)]
+    t = taskerd(templates={"row.yaml": "name: row\nnamespace_name: live\n"
+                           "version: 1.0.0\nstep_templates:\n"
+                           + "".join(steps)},
+                workers=1, config=PING)
+    pid = harness.wait_until(lambda: [w["pid"] for w in t.workers()
+                                      if isinstance(w.get("pid"), int)],
+                             10, message="the worker up")[0]
+    tid = t.create_task("row", {}, namespace=NS)["task_id"]
+    task = t.wait_task(tid, timeout=30)
+    assert task["status"] == "complete", task
+    for name, step in harness.steps_by_name(task).items():
+        assert (step["status"], step["attempts"]) == ("complete", 1), step
+    assert len(service.requests_for("/slow")) == 4
+    assert len(service.requests_for("/slower")) == 1
+    ws = t.workers()
+    assert [(w["pid"], w["restarts"]) for w in ws] == [(pid, 0)], ws
+    assert not t.log_lines(r'worker not answering'), t.log_tail(40)
+
+
 def test_stopped_idle_worker_is_replaced(taskerd):
     t = taskerd(templates={"quick.yaml": """\
 name: quick

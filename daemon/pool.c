@@ -712,7 +712,7 @@ replaced(struct worker *w, bool started)
 
 /*
  * Liveness: every worker, idle or busy, answers pings (a busy one from its
- * main thread while the handler runs).  One that stays silent - stopped,
+ * watcher thread while the handler runs).  One that stays silent - stopped,
  * wedged, or never finishing its start - is killed and replaced; the step
  * it held fails as retryable.
  */

@@ -70,8 +70,9 @@ const struct handler handler_exec = {
 /* The running program's process group, for the SIGTERM handler. */
 static volatile sig_atomic_t	exec_pgid;
 /* Where the kernel lists the worker's children, by thread: programs are
- * children of the handler thread that forks them, and strays, reparented,
- * of the main thread.  Made before they are needed, so the signal handler
+ * children of the thread that runs the step and forks them, and strays,
+ * reparented, of the main thread (today the two are one thread, and so
+ * are the lists).  Made before they are needed, so the signal handler
  * only reads them. */
 static char			exec_children[2][48];
 

@@ -15,8 +15,8 @@
  * thread enters a handler (and the http handler's one curl handle).
  *
  * So that the heartbeat means something while a step runs, a second
- * thread, the watcher, looks in every WATCH_MS: once one step has been
- * running that long, it takes the socket over, answers PINGs and notices
+ * thread, the watcher, looks in every WATCH_MS: when one step was running
+ * at two looks in a row, it takes the socket over, answers PINGs and notices
  * a closed socket or a frame that breaks the protocol, until the main
  * thread wants the socket back (an eventfd wakes it).  Between steps, and
  * during short ones, it sleeps; a worker idle for a second parks it until
@@ -71,7 +71,7 @@
 #define WORKER_EXIT_PROTOCOL	3
 
 #define WORKER_READ_CHUNK	65536
-#define WATCH_MS		20	/* a step this long gets the watcher */
+#define WATCH_MS		20	/* between the watcher's looks */
 #define WATCH_PARK		50	/* idle looks before it parks */
 
 /* Bytes read from the supervisor: whole frames from off on, then perhaps
@@ -85,15 +85,17 @@ struct worker_inbuf {
 
 /*
  * The step in flight, and who holds the socket.  All shared under mu.  The
- * main thread runs the step; it sets busy and msg when the step starts and
- * clears them once it holds the socket again, just before it writes the
- * outcome (the supervisor sends the next RUN_STEP only once it has the
- * outcome, so the main thread is the one to read it).  The watcher reads
- * msg's ids for a log line.  started, thread and wake are the main
- * thread's, set before the watcher starts.
+ * main thread runs the step; it sets busy and msg when the step starts,
+ * ending when its handler returned, and clears them once it holds the
+ * socket again, just before it writes the outcome (the supervisor sends
+ * the next RUN_STEP only once it has the outcome, so the main thread is
+ * the one to read it).  The watcher reads msg's ids for a log line.
+ * started, thread and wake are the main thread's; the watcher reads only
+ * wake, made before it starts.
  */
 struct worker_step {
 	int			 busy;
+	bool			 ending;	/* its handler returned */
 	uint64_t		 seq;		/* steps started */
 	bool			 watching;	/* the watcher holds the socket */
 	bool			 parked;	/* the watcher waits for a step */
@@ -378,6 +380,8 @@ worker_watch(struct proto_buf *pb)
  * The watcher thread.  It looks every WATCH_MS; when the same step was
  * running at two looks in a row, it takes the socket.  After WATCH_PARK
  * looks at an idle worker it waits untimed, and the next step wakes it.
+ * A step whose handler returned is not taken again: the main thread,
+ * slow to run after the socket came back, would wait for it for good.
  */
 static void *
 worker_watch_thread(void *arg)
@@ -391,7 +395,7 @@ worker_watch_thread(void *arg)
 	proto_buf_init(&pb);
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
-		if (st->busy && st->seq == seen) {
+		if (st->busy && !st->ending && st->seq == seen) {
 			st->watching = true;
 			pthread_mutex_unlock(&st->mu);
 			worker_watch(&pb);
@@ -521,6 +525,7 @@ worker_step_run(struct proto_msg *msg, struct proto_buf *pb)
 	/* The socket back before the outcome goes: the next RUN_STEP, sent
 	 * once the supervisor has it, is the main thread's to read. */
 	pthread_mutex_lock(&st->mu);
+	st->ending = true;
 	if (st->watching) {
 		if (write(st->wake, &one, sizeof(one)) == -1) {
 			log_warn("wake the watcher");
@@ -531,6 +536,7 @@ worker_step_run(struct proto_msg *msg, struct proto_buf *pb)
 			pthread_cond_wait(&st->back, &st->mu);
 	}
 	st->busy = 0;
+	st->ending = false;
 	proto_msg_clear(&st->msg);
 	pthread_mutex_unlock(&st->mu);
 	worker_send(pb);

@@ -451,9 +451,9 @@ exec_talk(pid_t pid, int in, int out, int err, const char *input,
 	kill(-pid, SIGKILL);
 	exec_pgid = 0;
 	while (waitpid(pid, &status, 0) == -1) {
-		/* The SIGTERM handler's sweep, run on another thread (the
-		 * watcher), took it: killed, and the worker is on its way
-		 * out. */
+		/* A sweep on the worker's other thread, the watcher (its
+		 * SIGTERM handler, or its way out), took it: killed, and the
+		 * worker is on its way out. */
 		if (errno == ECHILD) {
 			status = SIGKILL;
 			break;

@@ -19,13 +19,14 @@
  * at two looks in a row, it takes the socket over, answers PINGs and notices
  * a closed socket or a frame that breaks the protocol, until the main
  * thread wants the socket back (an eventfd wakes it).  Between steps, and
- * during short ones, it sleeps; a worker idle for a second parks it until
- * the next step starts.  So a PING that comes during a step is answered
+ * during short ones, it sleeps; after a second of looks that found no
+ * step running it parks until the next step starts.  So a PING that comes during a step is answered
  * within two looks (40 ms), or when the step ends if that is sooner.
  *
- * Whichever thread holds the socket owns worker_in; both write the socket,
- * a whole frame at a time under worker_wmu, so a PONG never lands inside
- * an outcome.
+ * Whichever thread holds the socket owns worker_in and writes it, so a
+ * PONG never lands inside an outcome; worker_wmu, held while a whole frame
+ * is written, makes sure of it, and lets a leaving thread stop the other's
+ * writes (worker_exit).
  *
  * A PONG therefore proves the process is scheduled and its loop alive, not
  * that the handler makes progress: a stopped or wholly deadlocked worker
@@ -38,8 +39,8 @@
  *   2  cannot start (bad environment, handler init failed): do not respawn
  *      in a loop
  *   3  the supervisor sent something that is not the protocol (including
- *      a RUN_STEP while the watcher holds the socket: one that comes
- *      during a short step is read, and run, after it)
+ *      a RUN_STEP before the outcome of a step that runs long, which the
+ *      watcher reads; one queued behind a short step is run after it)
  *
  * Nothing is written to stdout: it is not ours.
  */
@@ -72,7 +73,7 @@
 
 #define WORKER_READ_CHUNK	65536
 #define WATCH_MS		20	/* between the watcher's looks */
-#define WATCH_PARK		50	/* idle looks before it parks */
+#define WATCH_PARK		50	/* looks at no step, then it parks */
 
 /* Bytes read from the supervisor: whole frames from off on, then perhaps
  * part of one.  The socket's holder owns it. */
@@ -510,8 +511,8 @@ worker_step_run(struct proto_msg *msg, struct proto_buf *pb)
 	st->seq++;
 	parked = st->parked;
 	pthread_mutex_unlock(&st->mu);
-	/* After the unlock: a thread woken while the lock is still held
-	 * wakes only to wait for it, and must be woken a second time. */
+	/* After the unlock: woken while the lock is still held, the watcher
+	 * would only wake to block on it. */
 	if (parked)
 		pthread_cond_signal(&st->cv);
 

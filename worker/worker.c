@@ -16,12 +16,13 @@
  *
  * So that the heartbeat means something while a step runs, a second
  * thread, the watcher, looks in every WATCH_MS: when one step was running
- * at two looks in a row, it takes the socket over, answers PINGs and notices
- * a closed socket or a frame that breaks the protocol, until the main
- * thread wants the socket back (an eventfd wakes it).  Between steps, and
- * during short ones, it sleeps; after a second of looks that found no
- * step running it parks until the next step starts.  So a PING that comes during a step is answered
- * within two looks (40 ms), or when the step ends if that is sooner.
+ * at two looks in a row, it takes the socket over, answers PINGs and
+ * notices a closed socket or a frame that breaks the protocol, until the
+ * main thread wants the socket back (an eventfd wakes it).  Between steps,
+ * and during short ones, it sleeps; after a second of looks that found no
+ * step running it parks until the next step starts.  So a PING that comes
+ * during a step is answered within two looks (40 ms), or when the step
+ * ends if that is sooner.
  *
  * Whichever thread holds the socket owns worker_in and writes it, so a
  * PONG never lands inside an outcome; worker_wmu, held while a whole frame
